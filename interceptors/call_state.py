@@ -1,0 +1,35 @@
+"""Per-call state shared by the interceptors of one call (request id, outcome).
+
+The request-context interceptor creates it at the outermost layer; inner layers
+(error mapping) record the final status code on it, so logging and metrics see
+exactly what the client saw.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from dataclasses import dataclass, field
+
+import grpc
+
+
+@dataclass
+class CallState:
+    method: str
+    request_id: str
+    peer: str
+    started_ns: int = field(default_factory=time.monotonic_ns)
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    error_reason: str = ""
+
+    def elapsed_ms(self) -> float:
+        return (time.monotonic_ns() - self.started_ns) / 1e6
+
+
+current_call: contextvars.ContextVar[CallState | None] = contextvars.ContextVar("emoney_current_call", default=None)
+
+
+def current_request_id() -> str:
+    state = current_call.get()
+    return "" if state is None else state.request_id

@@ -1,0 +1,144 @@
+"""Innermost interceptor: every exception becomes a deliberate gRPC status.
+
+One table maps domain errors and PostgreSQL SQLSTATEs to status codes. Domain
+errors carry a `google.rpc.ErrorInfo` (and a `google.rpc.BadRequest` for bad
+fields) in `grpc-status-details-bin`, which Envoy renders into the JSON body.
+Anything unexpected is logged with its traceback and answered as INTERNAL with
+only the request id: no stack trace, SQL text or secret reaches a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator
+
+import grpc
+import psycopg
+import redis.exceptions
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from psycopg_pool import PoolTimeout
+
+from interceptors.call_state import current_call, current_request_id
+from interceptors.wrapping import AroundInterceptor
+from server.errors import ERROR_DOMAIN, DomainError, InvalidArgument
+
+logger = logging.getLogger("emoney.errors")
+
+# SQLSTATE (exact, then two-character class) → (code, reason, message shown to the client).
+SQLSTATE_TABLE: dict[str, tuple[grpc.StatusCode, str, str]] = {
+    "23505": (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_EXISTS", "the resource already exists"),
+    "23503": (grpc.StatusCode.FAILED_PRECONDITION, "REFERENCE_MISSING", "a referenced resource does not exist"),
+    "23514": (grpc.StatusCode.INVALID_ARGUMENT, "CONSTRAINT_VIOLATED", "a value breaks a rule of the ledger"),
+    "23502": (grpc.StatusCode.INVALID_ARGUMENT, "REQUIRED_VALUE_MISSING", "a required value is missing"),
+    "40001": (grpc.StatusCode.ABORTED, "CONCURRENT_UPDATE", "a concurrent change conflicted; retry the call"),
+    "40P01": (grpc.StatusCode.ABORTED, "CONCURRENT_UPDATE", "a concurrent change conflicted; retry the call"),
+    "55P03": (grpc.StatusCode.ABORTED, "CONCURRENT_UPDATE", "a concurrent change conflicted; retry the call"),
+    "57014": (grpc.StatusCode.DEADLINE_EXCEEDED, "DATABASE_TIMEOUT", "the database took too long to answer"),
+    "42501": (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED", "the caller may not do this"),
+    "22": (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_VALUE", "a value is out of range or malformed"),
+    "08": (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE", "the database is not reachable right now"),
+    "53": (grpc.StatusCode.UNAVAILABLE, "DATABASE_BUSY", "the database is overloaded; retry later"),
+    "57": (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE", "the database is not reachable right now"),
+}
+_UNAVAILABLE_DATABASE = (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE", "the database is not reachable right now")
+
+
+def classify_database_error(error: psycopg.Error) -> tuple[grpc.StatusCode, str, str] | None:
+    sqlstate = error.sqlstate or ""
+    if sqlstate in SQLSTATE_TABLE:
+        return SQLSTATE_TABLE[sqlstate]
+    if sqlstate[:2] in SQLSTATE_TABLE:
+        return SQLSTATE_TABLE[sqlstate[:2]]
+    if isinstance(error, psycopg.OperationalError):
+        return _UNAVAILABLE_DATABASE
+    return None
+
+
+def status_for_domain_error(error: DomainError) -> status_pb2.Status:
+    details = [error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)]
+    if isinstance(error, InvalidArgument) and error.violations:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=violation.field, description=violation.description)
+                    for violation in error.violations
+                ]
+            )
+        )
+    return _status(error.code, error.message, details)
+
+
+def _status(code: grpc.StatusCode, message: str, details: list) -> status_pb2.Status:
+    packed = []
+    for detail in details:
+        container = any_pb2.Any()
+        container.Pack(detail)
+        packed.append(container)
+    return status_pb2.Status(code=code.value[0], message=message, details=packed)
+
+
+def _status_for_unexpected(error: BaseException) -> status_pb2.Status:
+    if isinstance(error, psycopg.Error):
+        classified = classify_database_error(error)
+        if classified is not None:
+            code, reason, message = classified
+            return _status(code, message, [error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)])
+    if isinstance(error, PoolTimeout):
+        code, reason, message = _UNAVAILABLE_DATABASE
+        return _status(code, message, [error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)])
+    if isinstance(error, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return _status(
+            grpc.StatusCode.UNAVAILABLE,
+            "a backing service is not reachable right now",
+            [error_details_pb2.ErrorInfo(reason="CACHE_UNAVAILABLE", domain=ERROR_DOMAIN)],
+        )
+    request_id = current_request_id()
+    return _status(
+        grpc.StatusCode.INTERNAL,
+        f"internal error; quote request id {request_id} to support",
+        [error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN, metadata={"requestId": request_id})],
+    )
+
+
+async def abort_with(context: grpc.aio.ServicerContext, status: status_pb2.Status) -> None:
+    state = current_call.get()
+    code = grpc.StatusCode(next(code for code in grpc.StatusCode if code.value[0] == status.code))
+    if state is not None:
+        state.code = code
+        info = _first_error_info(status)
+        state.error_reason = info.reason if info is not None else ""
+    grpc_status = rpc_status.to_status(status)
+    await context.abort(grpc_status.code, grpc_status.details, grpc_status.trailing_metadata)
+
+
+def _first_error_info(status: status_pb2.Status) -> error_details_pb2.ErrorInfo | None:
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    return None
+
+
+class ErrorMappingInterceptor(AroundInterceptor):
+    @contextlib.asynccontextmanager
+    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        try:
+            yield
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except DomainError as error:
+            await abort_with(context, status_for_domain_error(error))
+        except Exception as error:  # the edge: nothing unexpected may escape as a raw exception
+            if not isinstance(error, (psycopg.Error, PoolTimeout, redis.exceptions.RedisError)):
+                logger.exception("unexpected error in %s", method)
+            else:
+                logger.warning("backing service error in %s: %s", method, type(error).__name__)
+            await abort_with(context, _status_for_unexpected(error))
+
+
+assert code_pb2.NOT_FOUND == grpc.StatusCode.NOT_FOUND.value[0]

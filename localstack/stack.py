@@ -1,0 +1,252 @@
+"""The whole local platform, for real: PostgreSQL, Redis, OpenBao, SeaweedFS,
+N gRPC server processes and Envoy, all on loopback, data under one folder.
+
+`make run` uses it with fixed default ports and `.local/` as the folder (so a
+restart keeps the data); the tests use it with free ports and a temporary
+folder. Any backing service can be an external one instead, given by the same
+environment variables production uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from localstack import provisioning
+from localstack.envoy import EnvoyService, start_envoy
+from localstack.openbao import OpenBaoService, start_openbao
+from localstack.postgres import PostgresService, start_postgres
+from localstack.processes import ManagedProcess, ServiceStartError, wait_for_tcp
+from localstack.redis_server import RedisService, start_redis
+from localstack.seaweedfs import SeaweedFSService, start_seaweedfs
+
+ROOT = Path(__file__).resolve().parent.parent
+DESCRIPTOR_PATH = ROOT / "generated" / "emoney.binpb"
+SERVER_START_TIMEOUT_S = 30.0
+
+logger = logging.getLogger("emoney.localstack")
+
+
+@dataclass
+class StackPorts:
+    envoy: int = 8080
+    envoy_admin: int = 9901
+    first_grpc: int = 50051
+    postgres: int = 5432
+    redis: int = 6379
+    openbao: int = 8200
+    s3: int = 8333
+
+
+@dataclass
+class StackOptions:
+    state_dir: Path
+    ports: StackPorts = field(default_factory=StackPorts)
+    server_processes: int = 2
+    host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    # External services (production-style); when set, the local one is not started.
+    external: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Endpoints:
+    envoy: str
+    envoy_admin: str
+    grpc_servers: list[str]
+    database_url: str
+    owner_database_url: str
+    redis_url: str
+    vault_address: str
+    vault_token: str
+    s3_endpoint: str
+    s3_access_key: str
+    s3_secret_key: str
+    s3_bucket: str
+
+
+class LocalStack:
+    def __init__(self, options: StackOptions) -> None:
+        self.options = options
+        self.state_dir = options.state_dir
+        self.log_dir = options.state_dir / "logs"
+        self.postgres: PostgresService | None = None
+        self.redis: RedisService | None = None
+        self.openbao: OpenBaoService | None = None
+        self.seaweedfs: SeaweedFSService | None = None
+        self.servers: list[ManagedProcess] = []
+        self.envoy: EnvoyService | None = None
+        self.endpoints: Endpoints | None = None
+        self.demo_users: list[provisioning.DemoUser] = []
+        self.demo_tenant_id = None
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def start(self) -> Endpoints:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_backing_services()
+            self._prepare_database()
+            self._start_servers()
+            self._start_envoy()
+        except BaseException:
+            self.stop()
+            raise
+        assert self.endpoints is not None
+        return self.endpoints
+
+    def _start_backing_services(self) -> None:
+        """The four backing services start in parallel: they do not depend on each other."""
+        ports, data = self.options.ports, self.state_dir / "data"
+        external = self.options.external
+        jobs: dict[str, Callable[[], object]] = {}
+        if "DATABASE_URL" not in external:
+            jobs["postgres"] = lambda: start_postgres(data / "postgres", ports.postgres, self.log_dir)
+        if "REDIS_URL" not in external:
+            jobs["redis"] = lambda: start_redis(data / "redis", ports.redis, self.log_dir)
+        if "VAULT_ADDR" not in external:
+            jobs["openbao"] = lambda: start_openbao(data / "openbao", ports.openbao, self.log_dir)
+        if "S3_ENDPOINT" not in external:
+            jobs["seaweedfs"] = lambda: start_seaweedfs(data / "seaweedfs", ports.s3, self.log_dir)
+        (data).mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as executor:
+            futures = {name: executor.submit(job) for name, job in jobs.items()}
+            errors = []
+            for name, future in futures.items():
+                try:
+                    setattr(self, name, future.result())
+                except Exception as error:  # collect all, so every started one is stopped
+                    errors.append(f"{name}: {error}")
+        if errors:
+            raise ServiceStartError("; ".join(errors))
+
+    def _prepare_database(self) -> None:
+        external = self.options.external
+        credentials = provisioning.load_or_create_credentials(self.state_dir / "database-credentials.json")
+        if self.postgres is not None:
+            provisioning.provision_database(self.postgres.dsn(), credentials)
+            owner_url = self.postgres.dsn(provisioning.DATABASE_NAME, provisioning.OWNER_ROLE, credentials.owner_password)
+            app_url = self.postgres.dsn(provisioning.DATABASE_NAME, provisioning.APP_ROLE)
+        else:
+            app_url = external["DATABASE_URL"]
+            owner_url = external.get("MIGRATION_DATABASE_URL", "")
+        if owner_url:
+            provisioning.migrate(owner_url)
+            if self.postgres is not None:
+                provisioning.enable_app_login(owner_url, credentials)
+            self.demo_tenant_id, self.demo_users = provisioning.seed_demo_tenant(
+                owner_url, self.state_dir / "demo-credentials.json"
+            )
+        vault_address, vault_token = self._vault()
+        if self.postgres is not None:
+            # The application's database password lives in the secrets store; the server reads it there.
+            from storage.secrets import SECRET_PREFIX, KV_MOUNT
+            import hvac
+
+            client = hvac.Client(url=vault_address, token=self.openbao.root_token if self.openbao else vault_token)
+            client.secrets.kv.v2.create_or_update_secret(
+                path=SECRET_PREFIX + "database", secret={"password": credentials.app_password}, mount_point=KV_MOUNT
+            )
+        self.endpoints = Endpoints(
+            envoy=f"{self.options.host}:{self.options.ports.envoy}",
+            envoy_admin=f"{self.options.host}:{self.options.ports.envoy_admin}",
+            grpc_servers=[
+                f"{self.options.host}:{self.options.ports.first_grpc + index}"
+                for index in range(self.options.server_processes)
+            ],
+            database_url=app_url,
+            owner_database_url=owner_url,
+            redis_url=self.redis.url() if self.redis else external["REDIS_URL"],
+            vault_address=vault_address,
+            vault_token=vault_token,
+            s3_endpoint=self.seaweedfs.endpoint if self.seaweedfs else external["S3_ENDPOINT"],
+            s3_access_key=self.seaweedfs.access_key if self.seaweedfs else external.get("S3_ACCESS_KEY", ""),
+            s3_secret_key=self.seaweedfs.secret_key if self.seaweedfs else external.get("S3_SECRET_KEY", ""),
+            s3_bucket=self.seaweedfs.bucket if self.seaweedfs else external.get("S3_BUCKET", "emoney"),
+        )
+
+    def _vault(self) -> tuple[str, str]:
+        if self.openbao is not None:
+            return self.openbao.address, self.openbao.app_token
+        return self.options.external["VAULT_ADDR"], self.options.external.get("VAULT_TOKEN", "")
+
+    def server_environment(self, grpc_address: str) -> dict[str, str]:
+        endpoints = self.endpoints
+        assert endpoints is not None
+        environment = {
+            key: value for key, value in os.environ.items() if not key.startswith(("EMONEY_", "DATABASE_", "S3_"))
+        }
+        environment.update(
+            {
+                "EMONEY_GRPC_ADDRESS": grpc_address,
+                "DATABASE_URL": endpoints.database_url,
+                "REDIS_URL": endpoints.redis_url,
+                "VAULT_ADDR": endpoints.vault_address,
+                "VAULT_TOKEN": endpoints.vault_token,
+                "S3_ENDPOINT": endpoints.s3_endpoint,
+                "S3_ACCESS_KEY": endpoints.s3_access_key,
+                "S3_SECRET_KEY": endpoints.s3_secret_key,
+                "S3_BUCKET": endpoints.s3_bucket,
+                "EMONEY_LOG_LEVEL": self.options.log_level,
+                "EMONEY_DB_POOL_MAX_SIZE": os.environ.get("EMONEY_DB_POOL_MAX_SIZE", "8"),
+            }
+        )
+        return environment
+
+    def start_server(self, index: int) -> ManagedProcess:
+        assert self.endpoints is not None
+        address = self.endpoints.grpc_servers[index]
+        process = ManagedProcess(
+            f"server-{index}",
+            [sys.executable, "-m", "server"],
+            self.log_dir / f"server-{index}.log",
+            env=self.server_environment(address),
+            cwd=ROOT,
+        ).start()
+        host, port = address.rsplit(":", 1)
+        wait_for_tcp(host, int(port), SERVER_START_TIMEOUT_S, process)
+        return process
+
+    def _start_servers(self) -> None:
+        self.servers = [self.start_server(index) for index in range(self.options.server_processes)]
+
+    def _start_envoy(self) -> None:
+        assert self.endpoints is not None
+        upstreams = [(address.rsplit(":", 1)[0], int(address.rsplit(":", 1)[1])) for address in self.endpoints.grpc_servers]
+        origin_hosts = {self.options.host, "localhost"}
+        self.envoy = start_envoy(
+            config_dir=self.state_dir / "envoy",
+            log_dir=self.log_dir,
+            listen_port=self.options.ports.envoy,
+            admin_port=self.options.ports.envoy_admin,
+            upstreams=upstreams,
+            descriptor_path=DESCRIPTOR_PATH,
+            allowed_origins=sorted(f"http://{host}:{self.options.ports.envoy}" for host in origin_hosts),
+        )
+
+    # -- stop ----------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop everything in reverse order; safe to call twice or after a failed start."""
+        if self.envoy is not None:
+            self.envoy.stop()
+        for process in self.servers:
+            process.stop(timeout_s=15.0)
+        for service in (self.seaweedfs, self.openbao, self.redis, self.postgres):
+            if service is not None:
+                service.stop()
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return predicate()

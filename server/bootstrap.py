@@ -1,0 +1,166 @@
+"""The composition root: builds pools, clients, services and the gRPC server.
+
+Nothing is built at import time. `Application.start()` opens the pools without
+waiting for the dependencies (so health can report NOT_SERVING while they are
+away), and `Application.stop()` drains in-flight calls before closing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from psycopg_pool import AsyncConnectionPool
+import redis.asyncio as redis_asyncio
+
+from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
+from emoney.platform.v1 import platform_pb2, platform_pb2_grpc
+from interceptors import build_interceptors
+from interceptors.metrics import MetricsRegistry
+from server.config import Settings
+from server.health import HealthReporter, postgres_probe, redis_probe
+from server.instance import ServerInstance
+from server.logs import redact_url
+from server.servicers.auth import AuthServicer
+from server.servicers.platform import PlatformServicer
+from server.services.tenants import TenantDirectory
+from storage.database import build_pool
+from storage.object_store import ObjectStore, build_minio
+from storage.redis_store import build_redis
+from storage.secrets import SecretsStore, build_secrets
+from storage.unit_of_work import UnitOfWorkFactory
+
+logger = logging.getLogger("emoney.server")
+
+PLATFORM_SERVICE = platform_pb2.DESCRIPTOR.services_by_name["PlatformService"].full_name
+AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+
+# Which dependencies each service needs to be SERVING. PlatformService needs none.
+SERVICE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
+    PLATFORM_SERVICE: (),
+    AUTH_SERVICE: ("postgres", "redis"),
+}
+
+
+@dataclass
+class Application:
+    settings: Settings
+    server: grpc.aio.Server
+    pool: AsyncConnectionPool
+    redis: redis_asyncio.Redis
+    objects: ObjectStore
+    secrets: SecretsStore
+    health_reporter: HealthReporter
+    metrics: MetricsRegistry
+    bound_port: int = 0
+    _background: list[asyncio.Task] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.health_reporter.set_all_not_serving()
+        await self.server.start()
+        self._background.append(asyncio.create_task(self._open_database(), name="open-database"))
+        self._background.append(asyncio.create_task(self.health_reporter.run(), name="health-probes"))
+        logger.info(
+            "server started",
+            extra={
+                "address": self.settings.grpc_address,
+                "database": redact_url(self.settings.database_url),
+                "redis": redact_url(self.settings.redis_url),
+            },
+        )
+
+    async def _open_database(self) -> None:
+        """Open the pool once the application role's password is known.
+
+        When `DATABASE_URL` carries no password, it is read from the secrets store
+        (`secret/emoney/database`, key `password`), retrying while the store is
+        unreachable; until then health stays NOT_SERVING.
+        """
+        if "password" not in self.pool.kwargs and not urlsplit(self.settings.database_url).password:
+            delay_s = 0.2
+            while True:
+                try:
+                    secret = await self.secrets.read("database")
+                    if secret and secret.get("password"):
+                        self.pool.kwargs["password"] = secret["password"]
+                        break
+                    logger.warning("secret emoney/database has no password yet")
+                except Exception as error:  # the store may be down or sealed: keep trying
+                    logger.warning("secrets store not reachable: %s", type(error).__name__)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+        await self.pool.open(wait=False)
+
+    async def stop(self) -> None:
+        """Graceful stop: report NOT_SERVING, refuse new calls, let in-flight ones
+        finish within the grace period, then close the pools."""
+        logger.info("shutting down", extra={"grace_s": self.settings.shutdown_grace_s})
+        await self.health_reporter.enter_shutdown()
+        await self.server.stop(self.settings.shutdown_grace_s)
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if not self.pool.closed:
+            await self.pool.close()
+        await self.redis.aclose()
+        logger.info("server stopped")
+
+
+def build_application(settings: Settings) -> Application:
+    pool = build_pool(settings)
+    redis_client = build_redis(settings)
+    objects = ObjectStore(build_minio(settings), settings.s3_bucket)
+    secrets = build_secrets(settings)
+    metrics = MetricsRegistry()
+
+    server = grpc.aio.server(
+        interceptors=build_interceptors(metrics),
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+        options=[
+            ("grpc.so_reuseport", 1),
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.max_metadata_size", settings.max_metadata_bytes),
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.http2.max_pings_without_data", 0),
+        ],
+    )
+    units_of_work = UnitOfWorkFactory(pool)
+    service_names = (PLATFORM_SERVICE, AUTH_SERVICE)
+    platform_pb2_grpc.add_PlatformServiceServicer_to_server(PlatformServicer(ServerInstance(service_names)), server)
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(TenantDirectory(units_of_work)), server)
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    probe_timeout_s = max(0.5, settings.health_probe_interval_s)
+    reporter = HealthReporter(
+        health_servicer,
+        probes={"postgres": postgres_probe(pool, probe_timeout_s), "redis": redis_probe(redis_client, probe_timeout_s)},
+        service_dependencies=SERVICE_DEPENDENCIES,
+        interval_s=settings.health_probe_interval_s,
+    )
+    if settings.reflection_enabled:
+        reflection.enable_server_reflection((*service_names, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+
+    bound_port = server.add_insecure_port(settings.grpc_address)
+    if bound_port == 0:
+        raise OSError(f"cannot listen on {settings.grpc_address}")
+    return Application(
+        settings=settings,
+        server=server,
+        pool=pool,
+        redis=redis_client,
+        objects=objects,
+        secrets=secrets,
+        health_reporter=reporter,
+        metrics=metrics,
+        bound_port=bound_port,
+    )

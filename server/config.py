@@ -1,0 +1,122 @@
+"""Server configuration, read only from environment variables.
+
+Every setting has a documented default (see the README's configuration table,
+which lists exactly these variables). Values are validated here, at start-up,
+so a typo fails fast with a clear message instead of misbehaving later.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+class ConfigurationError(ValueError):
+    """An environment variable holds a value the server cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the gRPC server listens (host:port). Several processes may share a
+    # port: SO_REUSEPORT is on, so the kernel spreads connections.
+    grpc_address: str = "127.0.0.1:50051"
+    # Application role's connection string (never the owner's).
+    database_url: str = "postgresql://emoney_app@127.0.0.1:5432/emoney"
+    database_pool_min_size: int = 1
+    database_pool_max_size: int = 8
+    database_connect_timeout_s: float = 5.0
+    database_statement_timeout_ms: int = 5_000
+    database_acquire_timeout_s: float = 3.0
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    vault_address: str = "http://127.0.0.1:8200"
+    vault_token: str = field(default="", repr=False)
+    s3_endpoint: str = "127.0.0.1:8333"
+    s3_access_key: str = field(default="", repr=False)
+    s3_secret_key: str = field(default="", repr=False)
+    s3_bucket: str = "emoney"
+    s3_secure: bool = False
+    log_level: str = "INFO"
+    # How long in-flight calls may finish after SIGTERM/SIGINT before they are cancelled.
+    shutdown_grace_s: float = 10.0
+    # How often dependencies (PostgreSQL, Redis) are probed for the health service.
+    health_probe_interval_s: float = 1.0
+    # Server reflection lets grpcurl discover the API; on for the local stack.
+    reflection_enabled: bool = True
+    max_message_bytes: int = 1 << 20
+    max_concurrent_rpcs: int = 1_000
+    # Metadata (all headers of one call) above this size is refused by gRPC.
+    max_metadata_bytes: int = 16 << 10
+
+
+_ENVIRONMENT_NAMES: dict[str, str] = {
+    "grpc_address": "EMONEY_GRPC_ADDRESS",
+    "database_url": "DATABASE_URL",
+    "database_pool_min_size": "EMONEY_DB_POOL_MIN_SIZE",
+    "database_pool_max_size": "EMONEY_DB_POOL_MAX_SIZE",
+    "database_connect_timeout_s": "EMONEY_DB_CONNECT_TIMEOUT_S",
+    "database_statement_timeout_ms": "EMONEY_DB_STATEMENT_TIMEOUT_MS",
+    "database_acquire_timeout_s": "EMONEY_DB_ACQUIRE_TIMEOUT_S",
+    "redis_url": "REDIS_URL",
+    "vault_address": "VAULT_ADDR",
+    "vault_token": "VAULT_TOKEN",
+    "s3_endpoint": "S3_ENDPOINT",
+    "s3_access_key": "S3_ACCESS_KEY",
+    "s3_secret_key": "S3_SECRET_KEY",
+    "s3_bucket": "S3_BUCKET",
+    "s3_secure": "S3_SECURE",
+    "log_level": "EMONEY_LOG_LEVEL",
+    "shutdown_grace_s": "EMONEY_SHUTDOWN_GRACE_S",
+    "health_probe_interval_s": "EMONEY_HEALTH_PROBE_INTERVAL_S",
+    "reflection_enabled": "EMONEY_REFLECTION",
+    "max_message_bytes": "EMONEY_MAX_MESSAGE_BYTES",
+    "max_concurrent_rpcs": "EMONEY_MAX_CONCURRENT_RPCS",
+    "max_metadata_bytes": "EMONEY_MAX_METADATA_BYTES",
+}
+
+
+def environment_names() -> dict[str, str]:
+    """Setting name → environment variable, for documentation and tests."""
+    return dict(_ENVIRONMENT_NAMES)
+
+
+def _convert(name: str, raw: str, default: object) -> object:
+    variable = _ENVIRONMENT_NAMES[name]
+    if isinstance(default, bool):
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigurationError(f"{variable} must be true or false, got {raw!r}")
+    if isinstance(default, (int, float)):
+        try:
+            value = type(default)(raw)
+        except ValueError:
+            raise ConfigurationError(f"{variable} must be a number, got {raw!r}") from None
+        if value <= 0:
+            raise ConfigurationError(f"{variable} must be positive, got {raw!r}")
+        return value
+    return raw
+
+
+def load_settings(environment: Mapping[str, str] | None = None) -> Settings:
+    source = os.environ if environment is None else environment
+    defaults = Settings()
+    values = {}
+    for name, variable in _ENVIRONMENT_NAMES.items():
+        if variable in source and source[variable] != "":
+            values[name] = _convert(name, source[variable], getattr(defaults, name))
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    host, separator, port = settings.grpc_address.rpartition(":")
+    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(f"EMONEY_GRPC_ADDRESS must be host:port, got {settings.grpc_address!r}")
+    if settings.database_pool_min_size > settings.database_pool_max_size:
+        raise ConfigurationError("EMONEY_DB_POOL_MIN_SIZE must not exceed EMONEY_DB_POOL_MAX_SIZE")
+    if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigurationError(f"EMONEY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")

@@ -1,0 +1,97 @@
+"""grpc.health.v1 with real per-service status.
+
+Each service declares the dependencies it needs. A background task probes
+PostgreSQL and Redis every `health_probe_interval_s`; a service is SERVING only
+while all its dependencies answer, and the overall status ("") only while every
+dependency answers. Envoy's active health check reads the overall status, so a
+server that lost its database stops receiving traffic and gets it back when the
+pools reconnect — without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable, Mapping
+
+import redis.asyncio as redis_asyncio
+from grpc_health.v1 import health, health_pb2
+from psycopg_pool import AsyncConnectionPool
+
+logger = logging.getLogger("emoney.health")
+
+Probe = Callable[[], Awaitable[bool]]
+OVERALL = ""
+
+
+def postgres_probe(pool: AsyncConnectionPool, timeout_s: float) -> Probe:
+    async def probe() -> bool:
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with pool.connection() as connection:
+                    await connection.execute("select 1")
+            return True
+        except Exception:  # any failure, including a timeout, means "not reachable"
+            return False
+
+    return probe
+
+
+def redis_probe(client: redis_asyncio.Redis, timeout_s: float) -> Probe:
+    async def probe() -> bool:
+        try:
+            async with asyncio.timeout(timeout_s):
+                return bool(await client.ping())
+        except Exception:  # any failure, including a timeout, means "not reachable"
+            return False
+
+    return probe
+
+
+class HealthReporter:
+    def __init__(
+        self,
+        servicer: health.aio.HealthServicer,
+        probes: Mapping[str, Probe],
+        service_dependencies: Mapping[str, tuple[str, ...]],
+        interval_s: float,
+    ) -> None:
+        self._servicer = servicer
+        self._probes = dict(probes)
+        self._service_dependencies = dict(service_dependencies)
+        self._interval_s = interval_s
+        self._last_up: dict[str, bool] = {}
+        self._stopping = False
+
+    async def set_all_not_serving(self) -> None:
+        for service in [OVERALL, *self._service_dependencies]:
+            await self._servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def enter_shutdown(self) -> None:
+        """From now on everything reports NOT_SERVING, so Envoy drains this server."""
+        self._stopping = True
+        await self._servicer.enter_graceful_shutdown()
+
+    async def probe_once(self) -> dict[str, bool]:
+        names = list(self._probes)
+        results = await asyncio.gather(*(self._probes[name]() for name in names))
+        up = dict(zip(names, results))
+        for name, is_up in up.items():
+            if self._last_up.get(name) != is_up:
+                logger.log(logging.INFO if is_up else logging.WARNING, "dependency %s is %s", name, "up" if is_up else "down")
+        self._last_up = up
+        if not self._stopping:
+            await self._publish(up)
+        return up
+
+    async def _publish(self, up: Mapping[str, bool]) -> None:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+        for service, dependencies in self._service_dependencies.items():
+            await self._servicer.set(service, serving if all(up[d] for d in dependencies) else not_serving)
+        await self._servicer.set(OVERALL, serving if all(up.values()) else not_serving)
+
+    async def run(self) -> None:
+        while True:
+            await self.probe_once()
+            await asyncio.sleep(self._interval_s)

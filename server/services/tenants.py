@@ -1,0 +1,24 @@
+"""Service layer for tenants: the business rules, free of gRPC and SQL."""
+
+from __future__ import annotations
+
+from server.errors import NotFound
+from server.resource_names import parse_tenant_name
+from storage import tenants as tenant_repository
+from storage.tenants import PublicTenant
+from storage.unit_of_work import UnitOfWorkFactory
+
+
+class TenantDirectory:
+    def __init__(self, units_of_work: UnitOfWorkFactory) -> None:
+        self._units_of_work = units_of_work
+
+    async def get_public_tenant(self, name: str) -> PublicTenant:
+        slug = parse_tenant_name(name)
+        # No tenant is set: only the SECURITY DEFINER directory lookup can read anything.
+        async with self._units_of_work(tenant_id=None) as unit_of_work:
+            tenant = await tenant_repository.find_public_tenant(unit_of_work, slug)
+        if tenant is None:
+            # Suspended and unknown tenants look the same from outside: no existence oracle.
+            raise NotFound(message=f"tenant `{slug}` not found", reason="TENANT_NOT_FOUND", metadata={"slug": slug})
+        return tenant

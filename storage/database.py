@@ -1,0 +1,30 @@
+"""The PostgreSQL connection pool the server uses (as the application role)."""
+
+from __future__ import annotations
+
+from psycopg_pool import AsyncConnectionPool
+
+from server.config import Settings
+
+
+def build_pool(settings: Settings) -> AsyncConnectionPool:
+    """Build (but do not open) the pool; `open(wait=False)` lets the server start
+    while PostgreSQL is still unreachable, reporting NOT_SERVING until it is."""
+    return AsyncConnectionPool(
+        conninfo=settings.database_url,
+        min_size=settings.database_pool_min_size,
+        max_size=settings.database_pool_max_size,
+        open=False,
+        timeout=settings.database_acquire_timeout_s,
+        # A broken connection is discarded on return; reconnecting backs off up to this long.
+        reconnect_timeout=3600,
+        kwargs={
+            "autocommit": False,
+            "connect_timeout": max(1, int(settings.database_connect_timeout_s)),
+            "application_name": "emoney-server",
+            # A limit on every statement: nothing holds a connection forever.
+            "options": f"-c statement_timeout={settings.database_statement_timeout_ms}"
+            " -c idle_in_transaction_session_timeout=30000",
+        },
+        name="emoney",
+    )

@@ -1,0 +1,19 @@
+"""The Redis client (sessions, token deny-list and rate limits come with the identity work)."""
+
+from __future__ import annotations
+
+import redis.asyncio as redis_asyncio
+
+from server.config import Settings
+
+
+def build_redis(settings: Settings) -> redis_asyncio.Redis:
+    # Short timeouts: a Redis outage must make calls fail fast, never hang them.
+    return redis_asyncio.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=1.0,
+        socket_timeout=1.0,
+        health_check_interval=10,
+        max_connections=64,
+        decode_responses=False,
+    )

@@ -1,0 +1,59 @@
+"""The secrets store (OpenBao / Vault KV v2) via hvac.
+
+Signing keys and other secrets are read from here, never from the repository
+or the environment of a production process (the token excepted). hvac is
+synchronous; calls run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import hvac
+import requests
+
+from server.config import Settings
+
+KV_MOUNT = "secret"
+SECRET_PREFIX = "emoney/"
+
+
+class SecretsStore:
+    def __init__(self, client: hvac.Client) -> None:
+        self._client = client
+
+    async def read(self, path: str) -> dict[str, Any] | None:
+        def read() -> dict[str, Any] | None:
+            try:
+                response = self._client.secrets.kv.v2.read_secret_version(
+                    path=SECRET_PREFIX + path, mount_point=KV_MOUNT, raise_on_deleted_version=True
+                )
+            except hvac.exceptions.InvalidPath:
+                return None
+            return response["data"]["data"]
+
+        return await asyncio.to_thread(read)
+
+    async def write(self, path: str, values: dict[str, Any]) -> None:
+        await asyncio.to_thread(
+            self._client.secrets.kv.v2.create_or_update_secret,
+            path=SECRET_PREFIX + path,
+            secret=values,
+            mount_point=KV_MOUNT,
+        )
+
+    async def reachable(self) -> bool:
+        def probe() -> bool:
+            try:
+                return bool(self._client.sys.read_health_status(method="GET").ok)
+            except (requests.RequestException, hvac.exceptions.VaultError):
+                return False
+
+        return await asyncio.to_thread(probe)
+
+
+def build_secrets(settings: Settings) -> SecretsStore:
+    session = requests.Session()
+    client = hvac.Client(url=settings.vault_address, token=settings.vault_token or None, timeout=5, session=session)
+    return SecretsStore(client)
