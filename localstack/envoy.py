@@ -18,8 +18,10 @@ A test fails when it is stale (for example after a new service was added).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,14 +39,15 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "envoy" / "envoy.yaml.template"
 EXAMPLE_PATH = ROOT / "envoy" / "envoy.local.yaml"
 
-# Settings the committed example is rendered with (the `make run` defaults).
+# Settings the committed example is rendered with: the local stack's default
+# ports (localstack/stack.py: Envoy 8080, admin 9901, two servers from 50051).
 EXAMPLE_SETTINGS: dict[str, Any] = {
     "listen_host": "127.0.0.1",
     "listen_port": 8080,
     "admin_port": 9901,
-    "upstreams": [("127.0.0.1", 50051)],
+    "upstreams": [("127.0.0.1", 50051), ("127.0.0.1", 50052)],
     "descriptor_path": Path("generated/emoney.binpb"),
-    "allowed_origins": ["http://localhost:3000", "http://127.0.0.1:3000"],
+    "allowed_origins": ["http://127.0.0.1:8080", "http://localhost:8080"],
     "access_log_path": None,
 }
 
@@ -81,9 +84,11 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "time": "%START_TIME%",
     "method": "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%",
     "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
-    "grpc_method": "%REQ(:PATH)%",
+    "upstream_path": "%REQ(:PATH)%",
     "protocol": "%PROTOCOL%",
     "status": "%RESPONSE_CODE%",
+    # For JSON calls whose error the transcoder turned into an HTTP status,
+    # this is derived back from that status (e.g. 404 -> 12), not the server's code.
     "grpc_status": "%GRPC_STATUS_NUMBER%",
     "response_flags": "%RESPONSE_FLAGS%",
     "details": "%RESPONSE_CODE_DETAILS%",
@@ -114,10 +119,63 @@ def service_names(descriptor_path: Path) -> list[str]:
     return sorted(names)
 
 
-def _not_grpc_request_filter() -> dict[str, Any]:
-    """Access-log filter: the request is JSON / plain HTTP, not gRPC or grpc-web.
+# Streaming methods outside our descriptor set that the servers also expose.
+EXTRA_STREAMING_PATHS = (
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+)
 
-    A request counts as JSON when its content-type does not start with
+
+def streaming_method_paths(descriptor_path: Path) -> list[str]:
+    """gRPC paths (``/pkg.Service/Method``) of every streaming method in ``emoney.*`` packages."""
+    descriptor_set = descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor_path).read_bytes())
+    paths = {
+        f"/{file.package}.{service.name}/{method.name}"
+        for file in descriptor_set.file
+        if file.package.startswith(SERVICE_PACKAGE_PREFIX)
+        for service in file.service
+        for method in service.method
+        if method.server_streaming or method.client_streaming
+    }
+    return sorted(paths)
+
+
+def _streaming_routes(descriptor_path: Path) -> list[dict[str, Any]]:
+    paths = [*streaming_method_paths(descriptor_path), *EXTRA_STREAMING_PATHS]
+    return [
+        {
+            "name": f"grpc_streaming:{path}",
+            "match": {"path": path},
+            "route": {
+                "cluster": "emoney_grpc",
+                "timeout": "0s",
+                "idle_timeout": "3600s",
+                "max_stream_duration": {"grpc_timeout_header_max": "0s"},
+            },
+        }
+        for path in paths
+    ]
+
+
+def _block_list_items(items: list[Any], indent: str) -> str:
+    """YAML block-sequence items, one JSON flow value per line, for a line placeholder."""
+    return ("\n" + indent).join("- " + json.dumps(item) for item in items)
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _not_grpc_request_filter() -> dict[str, Any]:
+    """Filter (access-log filter syntax) for local replies: the request is JSON / plain HTTP.
+
+    gRPC and grpc-web requests keep Envoy's own replies (grpc-status and
+    grpc-message). A request counts as JSON when its content-type does not start with
     ``application/grpc`` (which also covers grpc-web), or when the transcoder
     turned it into gRPC (it keeps the client's method in x-envoy-original-method).
     """
@@ -157,7 +215,10 @@ def _local_reply_mappers() -> list[dict[str, Any]]:
             "status_code_filter": {
                 "comparison": {
                     "op": op,
-                    "value": {"default_value": value, "runtime_key": f"emoney.local_reply.{value}"},
+                    "value": {
+                        "default_value": value,
+                        "runtime_key": f"emoney.local_reply.status_{op.lower()}_{value}",
+                    },
                 }
             }
         }
@@ -227,7 +288,7 @@ def render_envoy_config(
     ``descriptor_path`` is written as given (Envoy resolves a relative path
     against its working directory) and read here to list the services.
     ``access_log_path`` None means JSON access-log lines on Envoy's stdout.
-    Upstream hosts must be IP addresses (the cluster is STATIC).
+    Upstream hosts may be IP addresses (STATIC cluster) or names (STRICT_DNS).
     """
     for origin in allowed_origins:
         if "*" in origin:
@@ -242,14 +303,20 @@ def render_envoy_config(
         "descriptor_path": str(descriptor_path),
         "services": services,
         "lb_endpoints": _lb_endpoints(upstreams),
+        "cluster_type": "STATIC" if all(_is_ip_address(host) for host, _ in upstreams) else "STRICT_DNS",
         "cors_origins": [{"exact": origin} for origin in allowed_origins],
         "local_reply_mappers": _local_reply_mappers(),
         "access_log": _access_log(access_log_path),
     }
-    template = Template(TEMPLATE_PATH.read_text(encoding="utf-8"))
-    rendered = template.substitute({key: json.dumps(value) for key, value in values.items()})
+    template_text = TEMPLATE_PATH.read_text(encoding="utf-8")
+    substitutions = {key: json.dumps(value) for key, value in values.items()}
+    # Whole list items on their own line, at the placeholder's indentation.
+    indent = re.search(r"^( *)\$streaming_routes$", template_text, re.MULTILINE).group(1)
+    substitutions["streaming_routes"] = _block_list_items(_streaming_routes(descriptor_path), indent)
+    rendered = Template(template_text).substitute(substitutions)
     header = (
-        "# GENERATED by localstack/envoy.py from envoy/envoy.yaml.template. Do not edit.\n"
+        "# GENERATED from envoy/envoy.yaml.template by localstack/envoy.py"
+        " (render_envoy_config). Do not edit.\n"
     )
     return header + rendered
 
@@ -312,7 +379,8 @@ def envoy_command(config_path: Path, *, concurrency: int = 2, log_level: str = "
         "--log-level", log_level,
         "--disable-hot-restart",
         "--drain-time-s", "2",
-        "--parent-shutdown-time-s", "3",
+        # Access-log lines reach the file within a second (default: 10 s).
+        "--file-flush-interval-msec", "1000",
     ]
 
 

@@ -50,6 +50,8 @@ class StackOptions:
     ports: StackPorts = field(default_factory=StackPorts)
     server_processes: int = 2
     host: str = "127.0.0.1"
+    # Explicit server ports (tests use free ones); default: first_grpc, first_grpc + 1, ...
+    grpc_ports: list[int] | None = None
     log_level: str = "INFO"
     # External services (production-style); when set, the local one is not started.
     external: dict[str, str] = field(default_factory=dict)
@@ -156,10 +158,7 @@ class LocalStack:
         self.endpoints = Endpoints(
             envoy=f"{self.options.host}:{self.options.ports.envoy}",
             envoy_admin=f"{self.options.host}:{self.options.ports.envoy_admin}",
-            grpc_servers=[
-                f"{self.options.host}:{self.options.ports.first_grpc + index}"
-                for index in range(self.options.server_processes)
-            ],
+            grpc_servers=[f"{self.options.host}:{port}" for port in self._grpc_ports()],
             database_url=app_url,
             owner_database_url=owner_url,
             redis_url=self.redis.url() if self.redis else external["REDIS_URL"],
@@ -170,6 +169,11 @@ class LocalStack:
             s3_secret_key=self.seaweedfs.secret_key if self.seaweedfs else external.get("S3_SECRET_KEY", ""),
             s3_bucket=self.seaweedfs.bucket if self.seaweedfs else external.get("S3_BUCKET", "emoney"),
         )
+
+    def _grpc_ports(self) -> list[int]:
+        if self.options.grpc_ports is not None:
+            return list(self.options.grpc_ports)
+        return [self.options.ports.first_grpc + index for index in range(self.options.server_processes)]
 
     def _vault(self) -> tuple[str, str]:
         if self.openbao is not None:

@@ -1,0 +1,77 @@
+"""Shared fixtures: one real local stack per test session, on free ports.
+
+Every test that needs a server talks to the real thing (PostgreSQL, Redis,
+OpenBao, SeaweedFS, the gRPC servers, Envoy) started here in a temporary folder;
+the stack is stopped at the end of the session, also when tests fail. The
+stack's logs are copied to `test-artifacts/` for CI.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import grpc
+import pytest
+
+from localstack.processes import free_port
+from localstack.stack import LocalStack, StackOptions, StackPorts
+from tests.fixtures.waiting import wait_for_serving
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def free_stack_ports() -> StackPorts:
+    return StackPorts(
+        envoy=free_port(),
+        envoy_admin=free_port(),
+        first_grpc=free_port(),
+        postgres=free_port(),
+        redis=free_port(),
+        openbao=free_port(),
+        s3=free_port(),
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    options = StackOptions(
+        state_dir=tmp_path_factory.mktemp("stack"),
+        ports=free_stack_ports(),
+        server_processes=2,
+        grpc_ports=[free_port(), free_port()],
+    )
+    local_stack = LocalStack(options)
+    try:
+        local_stack.start()
+        for address in [local_stack.endpoints.envoy, *local_stack.endpoints.grpc_servers]:
+            wait_for_serving(address, timeout_s=30.0)
+        yield local_stack
+    finally:
+        local_stack.stop()
+        if local_stack.log_dir.exists():
+            shutil.copytree(local_stack.log_dir, ARTIFACTS / "stack-logs", dirs_exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def envoy_address(stack: LocalStack) -> str:
+    return stack.endpoints.envoy
+
+
+@pytest.fixture(scope="session")
+def envoy_url(envoy_address: str) -> str:
+    return f"http://{envoy_address}"
+
+
+@pytest.fixture
+async def envoy_channel(envoy_address: str):
+    async with grpc.aio.insecure_channel(envoy_address) as channel:
+        yield channel
+
+
+@pytest.fixture
+async def direct_channel(stack: LocalStack):
+    async with grpc.aio.insecure_channel(stack.endpoints.grpc_servers[0]) as channel:
+        yield channel

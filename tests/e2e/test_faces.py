@@ -1,0 +1,203 @@
+"""The same contract through every face: native gRPC (direct and via Envoy), JSON over HTTP, grpc-web."""
+
+from __future__ import annotations
+
+import subprocess
+
+import grpc
+import pytest
+import requests
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
+from emoney.platform.v1 import platform_pb2, platform_pb2_grpc
+from tests.fixtures import grpc_web
+from tests.fixtures.tools import grpcurl_binary
+
+
+async def test_health_is_serving_per_service_directly(direct_channel):
+    """Once PostgreSQL and Redis answer, overall and per-service health report SERVING."""
+    stub = health_pb2_grpc.HealthStub(direct_channel)
+    for service in ["", "emoney.auth.v1.AuthService", "emoney.platform.v1.PlatformService"]:
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        assert response.status == health_pb2.HealthCheckResponse.SERVING, service
+
+
+async def test_health_of_unknown_service_is_not_found(direct_channel):
+    """Health for a service the server does not have answers NOT_FOUND, per the health protocol."""
+    stub = health_pb2_grpc.HealthStub(direct_channel)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Check(health_pb2.HealthCheckRequest(service="emoney.nope.v1.Nope"), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("through", ["direct", "envoy"])
+def test_reflection_lists_the_services(stack, through):
+    """`grpcurl -plaintext ADDRESS list` names our services, directly and through Envoy."""
+    address = stack.endpoints.grpc_servers[0] if through == "direct" else stack.endpoints.envoy
+    listing = subprocess.run(
+        [grpcurl_binary(), "-plaintext", address, "list"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout.split()
+    assert {"emoney.auth.v1.AuthService", "emoney.platform.v1.PlatformService", "grpc.health.v1.Health"} <= set(listing)
+
+
+def test_grpcurl_calls_the_sample_rpc_through_envoy(stack):
+    """The README's grpcurl call works: GetServerInfo through Envoy, answered as JSON by grpcurl."""
+    completed = subprocess.run(
+        [grpcurl_binary(), "-plaintext", stack.endpoints.envoy, "emoney.platform.v1.PlatformService/GetServerInfo"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert '"version": "0.1.0"' in completed.stdout
+
+
+@pytest.mark.parametrize("channel_fixture", ["direct_channel", "envoy_channel"])
+async def test_get_server_info_natively(request, channel_fixture):
+    """GetServerInfo answers over native gRPC, with the request id echoed in the initial metadata."""
+    channel = request.getfixturevalue(channel_fixture)
+    call = platform_pb2_grpc.PlatformServiceStub(channel).GetServerInfo(
+        platform_pb2.GetServerInfoRequest(), timeout=5, metadata=(("x-request-id", "test-request-000001"),)
+    )
+    response = await call
+    assert response.version == "0.1.0"
+    assert "emoney.auth.v1.AuthService" in response.services
+    assert response.server_time.seconds >= response.start_time.seconds > 0
+    initial = dict(await call.initial_metadata())
+    if channel_fixture == "direct_channel":
+        assert initial["x-request-id"] == "test-request-000001"
+    else:
+        # Envoy replaces client request ids with its own (it does not trust callers); one is always there.
+        assert len(initial["x-request-id"]) >= 8
+
+
+async def test_envoy_spreads_calls_over_both_servers(envoy_channel):
+    """Envoy balances over every healthy server process."""
+    stub = platform_pb2_grpc.PlatformServiceStub(envoy_channel)
+    instances = set()
+    for _ in range(40):
+        instances.add((await stub.GetServerInfo(platform_pb2.GetServerInfoRequest(), timeout=5)).instance_id)
+    assert len(instances) == 2
+
+
+async def test_get_tenant_natively(envoy_channel):
+    """GetTenant finds the seeded demo tenant through Envoy over native gRPC."""
+    response = await auth_pb2_grpc.AuthServiceStub(envoy_channel).GetTenant(
+        auth_pb2.GetTenantRequest(name="tenants/demo-city"), timeout=5
+    )
+    assert response.tenant.display_name == "Demo City"
+    assert response.tenant.default_currency == "EUR"
+    assert response.tenant.name == "tenants/demo-city"
+
+
+async def test_not_found_carries_error_info_natively(envoy_channel):
+    """An unknown tenant is NOT_FOUND with a google.rpc.ErrorInfo reason in the status details."""
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await auth_pb2_grpc.AuthServiceStub(envoy_channel).GetTenant(
+            auth_pb2.GetTenantRequest(name="tenants/no-such-city"), timeout=5
+        )
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    status = rpc_status.from_call(raised.value)
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info)
+    assert info.reason == "TENANT_NOT_FOUND" and info.domain == "emoney.dev"
+
+
+async def test_invalid_argument_carries_field_violation_natively(direct_channel):
+    """A malformed tenant name is INVALID_ARGUMENT with a BadRequest naming the field."""
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await auth_pb2_grpc.AuthServiceStub(direct_channel).GetTenant(auth_pb2.GetTenantRequest(name="Bad Name"), timeout=5)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(raised.value)
+    bad_request = error_details_pb2.BadRequest()
+    assert any(detail.Unpack(bad_request) for detail in status.details)
+    assert bad_request.field_violations[0].field == "name"
+
+
+def test_json_server_info(envoy_url):
+    """GET /v1/serverInfo answers JSON with lowerCamelCase field names."""
+    response = requests.get(f"{envoy_url}/v1/serverInfo", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["version"] == "0.1.0" and "instanceId" in body and "startTime" in body
+
+
+def test_json_ignores_unknown_query_parameters(envoy_url):
+    """Unknown query parameters are ignored, not rejected (mobile apps add their own)."""
+    response = requests.get(f"{envoy_url}/v1/serverInfo", params={"utm_source": "app", "cacheBust": "1"}, timeout=10)
+    assert response.status_code == 200
+
+
+def test_json_get_tenant(envoy_url):
+    """GET /v1/tenants/demo-city returns the public tenant profile."""
+    response = requests.get(f"{envoy_url}/v1/tenants/demo-city", timeout=10)
+    assert response.status_code == 200
+    assert response.json()["tenant"]["displayName"] == "Demo City"
+
+
+def test_json_not_found_is_404_with_status_body(envoy_url):
+    """NOT_FOUND reaches JSON clients as HTTP 404 and a google.rpc.Status body with ErrorInfo."""
+    response = requests.get(f"{envoy_url}/v1/tenants/no-such-city", timeout=10)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert "no-such-city" in body["message"]
+    info = next(detail for detail in body["details"] if detail["@type"].endswith("google.rpc.ErrorInfo"))
+    assert info["reason"] == "TENANT_NOT_FOUND"
+
+
+def test_json_invalid_argument_is_400_with_field_violations(envoy_url):
+    """INVALID_ARGUMENT reaches JSON clients as HTTP 400 with the BadRequest field violations."""
+    response = requests.get(f"{envoy_url}/v1/tenants/Not_A_Slug", timeout=10)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    bad_request = next(detail for detail in body["details"] if detail["@type"].endswith("google.rpc.BadRequest"))
+    assert bad_request["fieldViolations"][0]["field"] == "name"
+
+
+def test_json_unknown_route_is_404_json(envoy_url):
+    """A path no RPC maps to gets a JSON 404, never an HTML or text page."""
+    response = requests.get(f"{envoy_url}/v1/nothing/here", timeout=10)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["code"] == grpc.StatusCode.NOT_FOUND.value[0]
+
+
+def test_grpc_web_server_info(envoy_url):
+    """GetServerInfo over grpc-web (what the back office's browser client sends) through Envoy."""
+    result = grpc_web.call(envoy_url, "/emoney.platform.v1.PlatformService/GetServerInfo", platform_pb2.GetServerInfoRequest())
+    assert result.http_status == 200
+    assert result.trailers.get("grpc-status") == "0"
+    response = platform_pb2.GetServerInfoResponse.FromString(result.messages[0])
+    assert response.version == "0.1.0"
+
+
+def test_grpc_web_error_status(envoy_url):
+    """A grpc-web call that fails carries grpc-status NOT_FOUND to the browser."""
+    result = grpc_web.call(envoy_url, "/emoney.auth.v1.AuthService/GetTenant", auth_pb2.GetTenantRequest(name="tenants/nowhere"))
+    assert result.trailers.get("grpc-status") == str(grpc.StatusCode.NOT_FOUND.value[0])
+
+
+def test_cors_preflight_allows_only_the_back_office_origin(stack, envoy_url):
+    """CORS preflight succeeds for the configured back-office origin and not for another site."""
+    allowed = f"http://127.0.0.1:{stack.options.ports.envoy}"
+    headers = {
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type,x-grpc-web,authorization",
+    }
+    good = requests.options(
+        f"{envoy_url}/emoney.platform.v1.PlatformService/GetServerInfo", headers={**headers, "origin": allowed}, timeout=10
+    )
+    assert good.headers.get("access-control-allow-origin") == allowed
+    evil = requests.options(
+        f"{envoy_url}/emoney.platform.v1.PlatformService/GetServerInfo",
+        headers={**headers, "origin": "http://evil.example"},
+        timeout=10,
+    )
+    assert "access-control-allow-origin" not in evil.headers
