@@ -34,7 +34,7 @@ class UnitOfWork:
         try:
             self._connection = await self._pool.getconn()
         except PoolTimeout as error:
-            raise ServiceUnavailable("the database is not reachable right now") from error
+            raise ServiceUnavailable(message="the database is not reachable right now", reason="DATABASE_UNAVAILABLE") from error
         try:
             tenant_setting = "" if self._tenant_id is None else str(self._tenant_id)
             await self._connection.execute("select set_config('app.tenant_id', %s, true)", (tenant_setting,))

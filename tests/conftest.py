@@ -15,7 +15,7 @@ from typing import Iterator
 import grpc
 import pytest
 
-from localstack.processes import free_port
+from localstack.processes import free_ports
 from localstack.stack import LocalStack, StackOptions, StackPorts
 from tests.fixtures.waiting import wait_for_serving
 
@@ -23,25 +23,20 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def free_stack_ports() -> StackPorts:
-    return StackPorts(
-        envoy=free_port(),
-        envoy_admin=free_port(),
-        first_grpc=free_port(),
-        postgres=free_port(),
-        redis=free_port(),
-        openbao=free_port(),
-        s3=free_port(),
+def free_stack_ports() -> tuple[StackPorts, list[int]]:
+    """Distinct free ports for every service, and two for the gRPC servers."""
+    envoy, admin, postgres, redis, openbao, s3, first_server, second_server = free_ports(8)
+    ports = StackPorts(
+        envoy=envoy, envoy_admin=admin, first_grpc=first_server, postgres=postgres, redis=redis, openbao=openbao, s3=s3
     )
+    return ports, [first_server, second_server]
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    ports, server_ports = free_stack_ports()
     options = StackOptions(
-        state_dir=tmp_path_factory.mktemp("stack"),
-        ports=free_stack_ports(),
-        server_processes=2,
-        grpc_ports=[free_port(), free_port()],
+        state_dir=tmp_path_factory.mktemp("stack"), ports=ports, server_processes=2, grpc_ports=server_ports
     )
     local_stack = LocalStack(options)
     try:

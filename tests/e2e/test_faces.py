@@ -55,19 +55,20 @@ def test_grpcurl_calls_the_sample_rpc_through_envoy(stack):
     assert '"version": "0.1.0"' in completed.stdout
 
 
-@pytest.mark.parametrize("channel_fixture", ["direct_channel", "envoy_channel"])
-async def test_get_server_info_natively(request, channel_fixture):
+@pytest.mark.parametrize("through", ["direct", "envoy"])
+async def test_get_server_info_natively(stack, through):
     """GetServerInfo answers over native gRPC, with the request id echoed in the initial metadata."""
-    channel = request.getfixturevalue(channel_fixture)
-    call = platform_pb2_grpc.PlatformServiceStub(channel).GetServerInfo(
-        platform_pb2.GetServerInfoRequest(), timeout=5, metadata=(("x-request-id", "test-request-000001"),)
-    )
-    response = await call
+    address = stack.endpoints.grpc_servers[0] if through == "direct" else stack.endpoints.envoy
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = platform_pb2_grpc.PlatformServiceStub(channel).GetServerInfo(
+            platform_pb2.GetServerInfoRequest(), timeout=5, metadata=(("x-request-id", "test-request-000001"),)
+        )
+        response = await call
+        initial = dict(await call.initial_metadata())
     assert response.version == "0.1.0"
     assert "emoney.auth.v1.AuthService" in response.services
     assert response.server_time.seconds >= response.start_time.seconds > 0
-    initial = dict(await call.initial_metadata())
-    if channel_fixture == "direct_channel":
+    if through == "direct":
         assert initial["x-request-id"] == "test-request-000001"
     else:
         # Envoy replaces client request ids with its own (it does not trust callers); one is always there.

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from localstack.processes import free_port
+from localstack.processes import free_ports
 from tests.fixtures.tools import grpcurl_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,18 +57,18 @@ def _processes_using(state_dir: Path) -> list[str]:
 def test_run_serves_every_face_survives_restart_and_stops_cleanly(tmp_path):
     """Start, call via grpcurl and curl, Ctrl-C; start again and see the same data; Ctrl-C leaves nothing."""
     state_dir = tmp_path / "state"
-    envoy_port = free_port()
+    envoy_port, admin_port, grpc_port, postgres_port, redis_port, openbao_port, s3_port = free_ports(7)
     environment = {
         **os.environ,
         "EMONEY_STATE_DIR": str(state_dir),
         "EMONEY_ENVOY_PORT": str(envoy_port),
-        "EMONEY_ENVOY_ADMIN_PORT": str(free_port()),
-        "EMONEY_GRPC_PORT": str(free_port()),
+        "EMONEY_ENVOY_ADMIN_PORT": str(admin_port),
+        "EMONEY_GRPC_PORT": str(grpc_port),
         "EMONEY_SERVER_PROCESSES": "1",
-        "EMONEY_POSTGRES_PORT": str(free_port()),
-        "EMONEY_REDIS_PORT": str(free_port()),
-        "EMONEY_OPENBAO_PORT": str(free_port()),
-        "EMONEY_S3_PORT": str(free_port()),
+        "EMONEY_POSTGRES_PORT": str(postgres_port),
+        "EMONEY_REDIS_PORT": str(redis_port),
+        "EMONEY_OPENBAO_PORT": str(openbao_port),
+        "EMONEY_S3_PORT": str(s3_port),
     }
     process, banner = _start(environment, tmp_path / "first.log")
     try:

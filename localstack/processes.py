@@ -1,0 +1,379 @@
+"""Child processes for the local stack: start, wait until ready, stop, and never leak.
+
+Every backing service (PostgreSQL, Redis, OpenBao, SeaweedFS) runs as a direct child of the
+Python process that started it, in its own process group, and is killed by the kernel if that
+Python process dies (PR_SET_PDEATHSIG), so a crashed test run leaves no orphans holding ports.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import pwd
+import queue
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+LOOPBACK = "127.0.0.1"
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+# Loaded once in the parent: dlopen in a freshly forked child of a threaded process can deadlock.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_POLL_INTERVAL_S = 0.1
+
+
+class ServiceStartError(RuntimeError):
+    """A service did not come up; the message carries the tail of its log."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """An OS-chosen free TCP port (free now; a race with other binders is still possible)."""
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """`count` distinct free TCP ports.
+
+    All sockets stay bound until every port is chosen: asking one at a time could hand back
+    the same just-released port twice.
+    """
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """True when nothing listens on host:port (SO_REUSEADDR so TIME_WAIT leftovers don't count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """preexec_fn: ask the kernel to SIGKILL the child when its parent goes away.
+
+    Runs in the forked child after the uid switch (CPython applies `user=` before preexec_fn),
+    which matters because a credential change clears PDEATHSIG.
+    """
+
+    def preexec() -> None:
+        if _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            os._exit(126)
+        # The parent may have died between fork and prctl; then nobody would kill us.
+        if os.getppid() != parent_pid:
+            os._exit(126)
+
+    return preexec
+
+
+class _Spawner:
+    """One daemon thread that forks every child.
+
+    The kernel sends PDEATHSIG when the parent *thread* exits, not the process: a child forked
+    from a thread-pool worker would be killed as soon as that pool shut down. A daemon thread
+    lives exactly as long as the process (it is never joined, not even at interpreter exit).
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], object], Future]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, job: Callable[[], T]) -> T:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="localstack-spawner", daemon=True)
+                self._thread.start()
+        result: Future = Future()
+        self._jobs.put((job, result))
+        return result.result()
+
+    def _serve(self) -> None:
+        while True:
+            job, result = self._jobs.get()
+            try:
+                result.set_result(job())
+            except BaseException as error:  # handed to the caller's thread
+                result.set_exception(error)
+
+
+_SPAWNER = _Spawner()
+
+
+class ManagedProcess:
+    """A child process we own: own process group, dies with us (prctl PR_SET_PDEATHSIG=SIGKILL in
+    preexec, via ctypes), output to a log file."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path,
+        env: dict | None = None,
+        cwd: Path | None = None,
+        user: str | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = Path(log_path)
+        self.env = env
+        self.cwd = cwd
+        self.user = user
+        # PostgreSQL wants SIGINT (fast shutdown); SIGTERM there would wait for every client.
+        self.stop_signal = stop_signal
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._popen is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self._popen.pid
+
+    def start(self) -> ManagedProcess:
+        if self._popen is not None:
+            raise RuntimeError(f"{self.name} already started")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            log.write(f"\n=== {stamp} starting {self.name}: {Path(self.argv[0]).name} ===\n".encode())
+            log.flush()
+            self._popen = _SPAWNER.run(
+                lambda: subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                    cwd=self.cwd,
+                    start_new_session=True,  # own group: stop() can signal the whole tree at once
+                    preexec_fn=_die_with_parent(os.getpid()),
+                    **run_as(self.user),
+                )
+            )
+        return self
+
+    def alive(self) -> bool:
+        return self._popen is not None and self._popen.returncode is None and not self._exited()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Graceful stop, then SIGKILL for the group after timeout_s; idempotent.
+
+        The stop signal goes to the leader only: the service shuts its own children down in the
+        right order (a signal to every PostgreSQL backend at once would not be a clean shutdown).
+        """
+        if self._popen is None or self._popen.returncode is not None:
+            return
+        if not self._exited():
+            os.kill(self._popen.pid, self.stop_signal)
+            self._wait_exited(timeout_s)
+        self._kill_group_and_reap()  # the leader if it ignored the signal, and any stragglers
+
+    def kill(self) -> None:
+        """SIGKILL the whole group now, as a crash would."""
+        if self._popen is None or self._popen.returncode is not None:
+            return
+        self._kill_group_and_reap()
+
+    # The leader is reaped only after its group was killed: until then its zombie keeps the pid,
+    # so the group id cannot have been recycled for someone else's processes.
+
+    def _exited(self) -> bool:
+        """Whether the leader has exited, without reaping it."""
+        assert self._popen is not None
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        return os.waitid(os.P_PID, self._popen.pid, flags) is not None
+
+    def _wait_exited(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self._exited() and time.monotonic() < deadline:
+            time.sleep(_POLL_INTERVAL_S / 2)
+
+    def _kill_group_and_reap(self) -> None:
+        assert self._popen is not None
+        try:
+            os.killpg(self._popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # group already empty
+        self._popen.wait()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(0, os.SEEK_END)
+                log.seek(max(0, log.tell() - 64 * 1024))
+                text = log.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def run_as(user: str | None) -> dict:
+    """subprocess arguments that drop to `user`, including its primary group and no root groups."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def start_error(process: ManagedProcess, reason: str) -> ServiceStartError:
+    return ServiceStartError(f"{process.name}: {reason}\n--- log tail ({process.log_path}) ---\n{process.log_tail()}")
+
+
+def wait_for(
+    probe: Callable[[], T],
+    timeout_s: float,
+    process: ManagedProcess | None,
+    what: str,
+) -> T:
+    """Call probe until it returns without raising; its result is returned.
+
+    Fails fast with the log tail when the process died, and with the last probe error on timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    last_error: Exception | None = None
+    while True:
+        if process is not None and not process.alive():
+            raise start_error(process, f"exited while waiting for {what} (last error: {last_error!r})")
+        try:
+            return probe()
+        except Exception as error:  # noqa: BLE001 - any failure means "not ready yet"
+            last_error = error
+        if time.monotonic() >= deadline:
+            reason = f"timed out after {timeout_s:.0f}s waiting for {what} (last error: {last_error!r})"
+            if process is None:
+                raise ServiceStartError(reason)
+            raise start_error(process, reason)
+        time.sleep(_POLL_INTERVAL_S)
+
+
+def wait_for_tcp(host: str, port: int, timeout_s: float, process: ManagedProcess | None = None) -> None:
+    def connect() -> None:
+        with socket.create_connection((host, port), timeout=1.0):
+            pass
+
+    wait_for(connect, timeout_s, process, f"TCP {host}:{port}")
+
+
+def ensure_unprivileged_user(name: str = "emoney") -> str | None:
+    """When euid==0, create (useradd --system, idempotent) and return a user PostgreSQL can run as;
+    None when not root (then services simply run as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    if not _user_exists(name):
+        result = subprocess.run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        # A parallel run may have created it between our check and useradd: that is success too.
+        if not _user_exists(name):
+            raise RuntimeError(f"useradd {name} failed: {result.stderr.strip()}")
+    return name
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def grant_traversal(path: Path, user: str) -> None:
+    """Let `user` reach `path`: add o+x (search, not list) to each ancestor it cannot enter.
+
+    Needed when the state folder sits under a root-only directory such as pytest's
+    /tmp/pytest-of-root (0700) while the service runs as an unprivileged user.
+    """
+    entry = pwd.getpwnam(user)
+    groups = set(os.getgrouplist(user, entry.pw_gid))
+    for directory in reversed(Path(path).resolve().parents):
+        info = directory.stat()
+        if not _can_search(info, entry.pw_uid, groups):
+            directory.chmod(stat.S_IMODE(info.st_mode) | stat.S_IXOTH)
+
+
+def _can_search(info: os.stat_result, uid: int, groups: set[int]) -> bool:
+    if info.st_uid == uid:
+        return bool(info.st_mode & stat.S_IXUSR)
+    if info.st_gid in groups:
+        return bool(info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IXOTH)
+
+
+def chown_tree(path: Path, user: str) -> None:
+    entry = pwd.getpwnam(user)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    for root, dirs, files in os.walk(path):
+        for child in dirs + files:
+            os.lchown(os.path.join(root, child), entry.pw_uid, entry.pw_gid)
+
+
+def private_dir(path: Path) -> Path:
+    """Create a missing folder as 0700 (state folders hold secrets); an existing one is left as is."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def read_secret_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def write_secret_json(path: Path, data: dict, replace: bool = False) -> None:
+    """Write data as a 0600 JSON file, atomically.
+
+    With replace=False the file is created only if absent (FileExistsError otherwise), so two
+    starts racing on a fresh state folder cannot each keep a different secret.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_or_create_secret_json(path: Path, make: Callable[[], dict]) -> dict:
+    """The secret stored at path, generated by make() and persisted on first use."""
+    existing = read_secret_json(path)
+    if existing is not None:
+        return existing
+    try:
+        write_secret_json(path, make())
+    except FileExistsError:
+        pass  # a concurrent start won; use its secret
+    stored = read_secret_json(path)
+    assert stored is not None
+    return stored
