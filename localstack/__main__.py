@@ -80,7 +80,7 @@ def _banner(stack: LocalStack) -> str:
         f"  OpenBao                   {endpoints.vault_address}",
         f"  S3 (SeaweedFS)            http://{endpoints.s3_endpoint}  bucket {endpoints.s3_bucket}",
         f"  Logs                      {stack.log_dir}",
-        f"  Secrets for local use     {stack.state_dir}/*.json (mode 0600, git-ignored)",
+        f"  Local-only secrets        {stack.state_dir}/*.json, {stack.state_dir}/data/*.json (mode 0600, git-ignored)",
         "",
         "Demo tenant `demo-city` (logins arrive with the identity work; credentials are ready):",
     ]

@@ -27,6 +27,7 @@ from server.config import Settings
 from server.health import HealthReporter, postgres_probe, redis_probe
 from server.instance import ServerInstance
 from server.logs import redact_url
+from server.metrics_endpoint import serve_metrics
 from server.servicers.auth import AuthServicer
 from server.servicers.platform import PlatformServicer
 from server.services.tenants import TenantDirectory
@@ -61,12 +62,15 @@ class Application:
     metrics: MetricsRegistry
     bound_port: int = 0
     _background: list[asyncio.Task] = field(default_factory=list)
+    _metrics_server: asyncio.Server | None = None
 
     async def start(self) -> None:
         await self.health_reporter.set_all_not_serving()
         await self.server.start()
         self._background.append(asyncio.create_task(self._open_database(), name="open-database"))
         self._background.append(asyncio.create_task(self.health_reporter.run(), name="health-probes"))
+        if self.settings.metrics_address:
+            self._metrics_server = await serve_metrics(self.metrics, self.settings.metrics_address)
         logger.info(
             "server started",
             extra={
@@ -104,6 +108,8 @@ class Application:
         logger.info("shutting down", extra={"grace_s": self.settings.shutdown_grace_s})
         await self.health_reporter.enter_shutdown()
         await self.server.stop(self.settings.shutdown_grace_s)
+        if self._metrics_server is not None:
+            self._metrics_server.close()
         for task in self._background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

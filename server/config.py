@@ -47,6 +47,8 @@ class Settings:
     max_concurrent_rpcs: int = 1_000
     # Metadata (all headers of one call) above this size is refused by gRPC.
     max_metadata_bytes: int = 16 << 10
+    # host:port for a Prometheus `/metrics` endpoint; empty = off.
+    metrics_address: str = ""
 
 
 _ENVIRONMENT_NAMES: dict[str, str] = {
@@ -72,6 +74,7 @@ _ENVIRONMENT_NAMES: dict[str, str] = {
     "max_message_bytes": "EMONEY_MAX_MESSAGE_BYTES",
     "max_concurrent_rpcs": "EMONEY_MAX_CONCURRENT_RPCS",
     "max_metadata_bytes": "EMONEY_MAX_METADATA_BYTES",
+    "metrics_address": "EMONEY_METRICS_ADDRESS",
 }
 
 

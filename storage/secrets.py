@@ -46,9 +46,14 @@ class SecretsStore:
     async def reachable(self) -> bool:
         def probe() -> bool:
             try:
-                return bool(self._client.sys.read_health_status(method="GET").ok)
+                health = self._client.sys.read_health_status(method="GET")
             except (requests.RequestException, hvac.exceptions.VaultError):
                 return False
+            # hvac gives the JSON body for 200 (active, unsealed) and the raw response otherwise
+            # (sealed 503, standby 429, uninitialised 501).
+            if isinstance(health, dict):
+                return bool(health.get("initialized")) and not health.get("sealed", True)
+            return getattr(health, "status_code", 0) == 200
 
         return await asyncio.to_thread(probe)
 

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import grpc
 import pytest
+import requests
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2
 from grpc_status import rpc_status
 
 from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
 from localstack import provisioning
-from localstack.processes import free_port, wait_for_tcp
+from localstack.processes import free_port, free_ports, wait_for_tcp
 from tests.fixtures.tcp_proxy import TcpProxy
 from tests.fixtures.waiting import health_status, wait_for_status
 
@@ -111,6 +112,26 @@ def test_sigterm_drains_in_flight_calls_then_exits_cleanly(server_through_proxy,
     assert process.wait(timeout=20) == 0
     log = log_path.read_text()
     assert '"message": "shutting down"' in log and '"message": "server stopped"' in log
+
+
+def test_metrics_endpoint_counts_real_calls(stack, tmp_path):
+    """With EMONEY_METRICS_ADDRESS set, /metrics shows the calls this server answered, by code."""
+    grpc_port, metrics_port = free_ports(2)
+    environment = stack.server_environment(f"127.0.0.1:{grpc_port}")
+    environment["EMONEY_METRICS_ADDRESS"] = f"127.0.0.1:{metrics_port}"
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "server"], env=environment, cwd=ROOT, stdout=log, stderr=log)
+    try:
+        wait_for_tcp("127.0.0.1", metrics_port, 30.0)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            with pytest.raises(grpc.RpcError):
+                auth_pb2_grpc.AuthServiceStub(channel).GetTenant(auth_pb2.GetTenantRequest(name="bad"), timeout=10)
+        text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    finally:
+        process.terminate()
+        process.wait(20)
+        log.close()
+    assert 'emoney_grpc_calls_total{method="/emoney.auth.v1.AuthService/GetTenant",code="INVALID_ARGUMENT"} 1' in text
 
 
 def test_configuration_errors_stop_the_server_with_a_message(tmp_path):

@@ -1,0 +1,48 @@
+"""Metrics registry and its /metrics endpoint (in process, loopback only)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from interceptors.metrics import MetricsRegistry
+from server.metrics_endpoint import serve_metrics
+
+
+def test_registry_counts_calls_and_buckets_latency():
+    """Calls are counted per method and code; latency lands in cumulative buckets."""
+    registry = MetricsRegistry()
+    registry.record("/a.B/C", grpc.StatusCode.OK, 3.0)
+    registry.record("/a.B/C", grpc.StatusCode.NOT_FOUND, 30.0)
+    text = registry.render_prometheus()
+    assert 'emoney_grpc_calls_total{method="/a.B/C",code="OK"} 1' in text
+    assert 'emoney_grpc_calls_total{method="/a.B/C",code="NOT_FOUND"} 1' in text
+    assert 'emoney_grpc_latency_ms_bucket{method="/a.B/C",le="5"} 1' in text
+    assert 'emoney_grpc_latency_ms_bucket{method="/a.B/C",le="+Inf"} 2' in text
+    assert 'emoney_grpc_latency_ms_count{method="/a.B/C"} 2' in text
+
+
+async def _get(port: int, path: str) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    return response
+
+
+async def test_endpoint_serves_metrics_and_nothing_else():
+    """GET /metrics answers 200 with the registry; any other path is 404."""
+    registry = MetricsRegistry()
+    registry.record("/a.B/C", grpc.StatusCode.OK, 1.0)
+    server = await serve_metrics(registry, "127.0.0.1:0")
+    port = server.sockets[0].getsockname()[1]
+    try:
+        ok = await _get(port, "/metrics")
+        missing = await _get(port, "/admin")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert ok.startswith(b"HTTP/1.1 200") and b"emoney_grpc_calls_total" in ok
+    assert missing.startswith(b"HTTP/1.1 404")
