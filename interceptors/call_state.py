@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from server.principal import Principal
+
 
 @dataclass
 class CallState:
@@ -22,6 +24,10 @@ class CallState:
     started_ns: int = field(default_factory=time.monotonic_ns)
     code: grpc.StatusCode = grpc.StatusCode.OK
     error_reason: str = ""
+    # Set by the authentication interceptor; None for public methods.
+    principal: Principal | None = None
+    # The caller's network address: the peer, or the one Envoy saw when the call came through Envoy.
+    client_address: str = ""
 
     def elapsed_ms(self) -> float:
         return (time.monotonic_ns() - self.started_ns) / 1e6
@@ -33,3 +39,8 @@ current_call: contextvars.ContextVar[CallState | None] = contextvars.ContextVar(
 def current_request_id() -> str:
     state = current_call.get()
     return "" if state is None else state.request_id
+
+
+def current_principal() -> Principal | None:
+    state = current_call.get()
+    return None if state is None else state.principal

@@ -24,7 +24,9 @@ from psycopg_pool import PoolTimeout
 
 from interceptors.call_state import current_call, current_request_id
 from interceptors.wrapping import AroundInterceptor
-from server.errors import ERROR_DOMAIN, DomainError, InvalidArgument
+from google.protobuf import duration_pb2
+
+from server.errors import ERROR_DOMAIN, DomainError, InvalidArgument, ResourceExhausted
 
 logger = logging.getLogger("emoney.errors")
 
@@ -69,7 +71,16 @@ def status_for_domain_error(error: DomainError) -> status_pb2.Status:
                 ]
             )
         )
+    if isinstance(error, ResourceExhausted):
+        retry_delay = duration_pb2.Duration()
+        retry_delay.FromMilliseconds(max(1, error.retry_after_ms))
+        details.append(error_details_pb2.RetryInfo(retry_delay=retry_delay))
     return _status(error.code, error.message, details)
+
+
+async def abort_with_domain_error(context: grpc.aio.ServicerContext, error: DomainError) -> None:
+    """For interceptors outside the error-mapping layer (authentication, authorization, rate limits)."""
+    await abort_with(context, status_for_domain_error(error))
 
 
 def _status(code: grpc.StatusCode, message: str, details: list) -> status_pb2.Status:

@@ -67,3 +67,27 @@ class ServiceUnavailable(DomainError):
     reason: str = "SERVICE_UNAVAILABLE"
 
     code = grpc.StatusCode.UNAVAILABLE
+
+
+@dataclass
+class Unauthenticated(DomainError):
+    reason: str = "UNAUTHENTICATED"
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+@dataclass
+class PermissionDenied(DomainError):
+    reason: str = "PERMISSION_DENIED"
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+@dataclass
+class ResourceExhausted(DomainError):
+    """Over a limit; `retry_after_ms` becomes a google.rpc.RetryInfo (HTTP 429 on the JSON face)."""
+
+    reason: str = "RATE_LIMITED"
+    retry_after_ms: int = 1_000
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED

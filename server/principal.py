@@ -1,0 +1,29 @@
+"""Who is calling: the authenticated principal of one call."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+# Roles a user can hold, and the role every terminal token carries.
+USER_ROLES = ("customer", "merchant", "operator", "tenant_admin", "platform_admin")
+TERMINAL_ROLE = "terminal"
+
+
+@dataclass(frozen=True)
+class Principal:
+    # `users/{uuid}` or `terminals/{uuid}` (the JWT `sub`).
+    subject: str
+    tenant_id: uuid.UUID
+    roles: frozenset[str]
+    # The access token's `jti` and expiry (seconds since the epoch), for logout.
+    token_id: str
+    expires_at: int
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.subject.startswith("terminals/")
+
+    @property
+    def resource_id(self) -> uuid.UUID:
+        return uuid.UUID(self.subject.split("/", 1)[1])
