@@ -1,22 +1,42 @@
 """Server interceptors, one module per concern, applied in the order declared here.
 
-Outermost first: request id and logging → metrics → (authentication →
-authorization → rate limit, with the identity work) → error mapping. Error
-mapping is innermost so every layer above sees the final status code.
+Outermost first: request id and logging → metrics → authentication →
+authorization → rate limit → error mapping. Error mapping is innermost so every
+layer above sees the final status code; the layers above it answer their own
+refusals through the same mapping (`abort_with_domain_error`).
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import grpc
 
+from interceptors.authentication import AuthenticationInterceptor
+from interceptors.authorization import AuthorizationInterceptor
 from interceptors.error_mapping import ErrorMappingInterceptor
 from interceptors.metrics import MetricsInterceptor, MetricsRegistry
-from interceptors.request_context import RequestContextInterceptor
+from interceptors.rate_limit import RateLimitInterceptor, RateLimitPolicy
+from interceptors.request_context import RequestContextInterceptor, TrustedNetworks
+from server.tokens import KeyRingRefresher
+from storage.rate_limits import RateLimiter
+from storage.sessions import SessionStore
 
 
-def build_interceptors(metrics: MetricsRegistry) -> list[grpc.aio.ServerInterceptor]:
+def build_interceptors(
+    *,
+    metrics: MetricsRegistry,
+    trusted_proxies: TrustedNetworks,
+    sessions: SessionStore,
+    key_refresher: KeyRingRefresher,
+    rate_limiter: RateLimiter,
+    rate_limit_policy: RateLimitPolicy,
+) -> Sequence[grpc.aio.ServerInterceptor]:
     return [
-        RequestContextInterceptor(),
+        RequestContextInterceptor(trusted_proxies),
         MetricsInterceptor(metrics),
+        AuthenticationInterceptor(key_refresher, sessions),
+        AuthorizationInterceptor(),
+        RateLimitInterceptor(rate_limiter, rate_limit_policy),
         ErrorMappingInterceptor(),
     ]

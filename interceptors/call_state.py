@@ -44,3 +44,11 @@ def current_request_id() -> str:
 def current_principal() -> Principal | None:
     state = current_call.get()
     return None if state is None else state.principal
+
+
+def require_principal() -> Principal:
+    """The caller of an authenticated method; the authentication interceptor guarantees one."""
+    principal = current_principal()
+    if principal is None:
+        raise RuntimeError("authenticated method reached without a principal")
+    return principal

@@ -8,10 +8,11 @@ client in the initial metadata so a support ticket can quote it.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import re
 import uuid
-from typing import AsyncIterator
+from typing import AsyncIterator, Sequence
 
 import grpc
 
@@ -26,6 +27,49 @@ access_log = logging.getLogger("emoney.access")
 _QUIET_PREFIX = "/grpc.health.v1.Health/"
 
 
+TrustedNetworks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+
+
+def parse_trusted_proxies(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """`127.0.0.2,10.0.0.0/8` → networks; raises ValueError naming the bad entry."""
+    networks = []
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {entry!r}") from None
+    return networks
+
+
+def peer_address(peer: str) -> str:
+    """gRPC peer strings (`ipv4:1.2.3.4:5678`, `ipv6:[::1]:5678`) → the bare address."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rpartition("]")[0].lstrip("[")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    return peer
+
+
+def client_address(context: grpc.aio.ServicerContext, trusted_proxies: TrustedNetworks) -> str:
+    """The peer, or — only when the peer is a trusted proxy (Envoy) — the address the proxy
+    appended last to x-forwarded-for (the one it saw; earlier entries are the client's claims)."""
+    address = peer_address(context.peer() or "")
+    try:
+        trusted = any(ipaddress.ip_address(address) in network for network in trusted_proxies)
+    except ValueError:
+        return address
+    if trusted:
+        for key, value in context.invocation_metadata() or ():
+            if key == "x-forwarded-for" and isinstance(value, str) and value:
+                candidate = value.rsplit(",", 1)[-1].strip()
+                try:
+                    return str(ipaddress.ip_address(candidate))
+                except ValueError:
+                    return address
+    return address
+
+
 def _request_id_from(context: grpc.aio.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and isinstance(value, str) and _REQUEST_ID_PATTERN.match(value):
@@ -34,9 +78,13 @@ def _request_id_from(context: grpc.aio.ServicerContext) -> str:
 
 
 class RequestContextInterceptor(AroundInterceptor):
+    def __init__(self, trusted_proxies: TrustedNetworks = ()) -> None:
+        self._trusted_proxies = list(trusted_proxies)
+
     @contextlib.asynccontextmanager
     async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         state = CallState(method=method, request_id=_request_id_from(context), peer=context.peer() or "")
+        state.client_address = client_address(context, self._trusted_proxies)
         token = current_call.set(state)
         try:
             await context.send_initial_metadata(((REQUEST_ID_HEADER, state.request_id),))
@@ -61,6 +109,8 @@ class RequestContextInterceptor(AroundInterceptor):
                     "reason": state.error_reason,
                     "duration_ms": round(state.elapsed_ms(), 3),
                     "peer": state.peer,
+                    "client": state.client_address,
+                    "subject": state.principal.subject if state.principal else "",
                 },
             )
             current_call.reset(token)

@@ -82,9 +82,18 @@ def _banner(stack: LocalStack) -> str:
         f"  Logs                      {stack.log_dir}",
         f"  Local-only secrets        {stack.state_dir}/*.json, {stack.state_dir}/data/*.json (mode 0600, git-ignored)",
         "",
-        "Demo tenant `demo-city` (logins arrive with the identity work; credentials are ready):",
+        "Demo logins (tenant, role, e-mail, password):",
     ]
-    lines += [f"  {user.role:<13} {user.email:<34} {user.password}" for user in stack.demo_users]
+    demo = stack.demo
+    if demo is not None:
+        lines += [f"  {user.tenant:<10} {user.role:<15} {user.email:<34} {user.password}" for user in demo.users]
+        lines += [
+            f"  demo-city  terminal        client id {demo.terminal.client_id}  secret {demo.terminal.client_secret}",
+            "",
+            "Log in (JSON):",
+            f"  curl -s -X POST http://{endpoints.envoy}/v1/tenants/demo-city/sessions:login \\",
+            f"       -d '{{\"email\": \"{demo.users[1].email}\", \"password\": \"{demo.users[1].password}\"}}'",
+        ]
     lines += ["", "Press Ctrl-C to stop everything.", ""]
     return "\n".join(lines)
 

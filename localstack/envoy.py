@@ -51,6 +51,10 @@ EXAMPLE_SETTINGS: dict[str, Any] = {
     "access_log_path": None,
 }
 
+# Envoy talks to the servers from this loopback address (the whole 127/8 is
+# loopback on Linux); the servers' EMONEY_TRUSTED_PROXIES default matches it.
+DEFAULT_UPSTREAM_SOURCE_ADDRESS = "127.0.0.2"
+
 # Packages whose services the transcoder serves.
 SERVICE_PACKAGE_PREFIX = "emoney."
 
@@ -282,8 +286,13 @@ def render_envoy_config(
     descriptor_path: Path,
     allowed_origins: list[str],
     access_log_path: Path | None = None,
+    upstream_source_address: str = DEFAULT_UPSTREAM_SOURCE_ADDRESS,
 ) -> str:
     """Envoy bootstrap (YAML text) for one listener in front of ``upstreams``.
+
+    Envoy connects to the servers from ``upstream_source_address``: the servers
+    trust ``x-forwarded-for`` only from that address (EMONEY_TRUSTED_PROXIES),
+    so a client calling a server directly cannot forge its address.
 
     ``descriptor_path`` is written as given (Envoy resolves a relative path
     against its working directory) and read here to list the services.
@@ -307,6 +316,7 @@ def render_envoy_config(
         "cors_origins": [{"exact": origin} for origin in allowed_origins],
         "local_reply_mappers": _local_reply_mappers(),
         "access_log": _access_log(access_log_path),
+        "upstream_source_address": upstream_source_address,
     }
     template_text = TEMPLATE_PATH.read_text(encoding="utf-8")
     substitutions = {key: json.dumps(value) for key, value in values.items()}

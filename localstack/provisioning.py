@@ -7,6 +7,7 @@ give the application role a password kept in the secrets store.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import uuid
@@ -23,6 +24,8 @@ DATABASE_NAME = "emoney"
 OWNER_ROLE = "emoney_owner"
 APP_ROLE = "emoney_app"
 
+PLATFORM_TENANT_SLUG = "platform"
+PLATFORM_ADMIN_EMAIL = "platform-admin@emoney.example"
 DEMO_TENANT_SLUG = "demo-city"
 DEMO_TENANT_NAME = "Demo City"
 DEMO_CURRENCY = "EUR"
@@ -84,32 +87,83 @@ class DemoUser:
     role: str
     email: str
     password: str
+    tenant: str = DEMO_TENANT_SLUG
 
 
-def seed_demo_tenant(owner_dsn: str, credentials_path: Path) -> tuple[uuid.UUID, list[DemoUser]]:
-    """Create the demo tenant and its users once; later runs reuse them."""
+@dataclass(frozen=True)
+class DemoTerminal:
+    client_id: str
+    client_secret: str
+
+
+@dataclass(frozen=True)
+class DemoSeed:
+    tenant_id: uuid.UUID
+    users: list[DemoUser]
+    terminal: DemoTerminal
+
+
+def _hasher() -> argon2.PasswordHasher:
+    return argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+
+
+def _ensure_tenant(connection: psycopg.Connection, slug: str, display_name: str, kind: str) -> uuid.UUID:
+    row = connection.execute("select tenant_id from tenant_by_slug_any_status(%s)", (slug,)).fetchone()
+    if row is not None:
+        return row[0]
+    tenant_id = uuid.uuid4()
+    with connection.transaction():
+        connection.execute("select set_config('app.tenant_id', %s, true)", (str(tenant_id),))
+        connection.execute(
+            "insert into tenants (tenant_id, slug, display_name, default_currency, kind) values (%s, %s, %s, %s, %s)",
+            (tenant_id, slug, display_name, DEMO_CURRENCY, kind),
+        )
+    return tenant_id
+
+
+def _upsert_user(connection, tenant_id: uuid.UUID, email: str, display_name: str, roles: list[str], password: str) -> uuid.UUID:
+    with connection.transaction():
+        connection.execute("select set_config('app.tenant_id', %s, true)", (str(tenant_id),))
+        return connection.execute(
+            """insert into users (tenant_id, email, display_name, password_hash, roles)
+               values (%s, %s, %s, %s, %s)
+               on conflict (tenant_id, email) do update set password_hash = excluded.password_hash, status = 'active'
+               returning user_id""",
+            (tenant_id, email, display_name, _hasher().hash(password), roles),
+        ).fetchone()[0]
+
+
+def _ensure_terminal(connection, tenant_id: uuid.UUID, merchant_id: uuid.UUID) -> DemoTerminal:
+    client_id = "term_" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(24))
+    client_secret = secrets.token_urlsafe(32)
+    with connection.transaction():
+        connection.execute("select set_config('app.tenant_id', %s, true)", (str(tenant_id),))
+        connection.execute(
+            """insert into terminals (tenant_id, merchant_user_id, display_name, client_id, secret_hash)
+               values (%s, %s, 'Corner Bakery till 1', %s, %s)""",
+            (tenant_id, merchant_id, client_id, hashlib.sha256(client_secret.encode()).digest()),
+        )
+    return DemoTerminal(client_id, client_secret)
+
+
+def seed_demo(owner_dsn: str, credentials_path: Path) -> DemoSeed:
+    """The platform tenant with its administrator, and the demo tenant with one user per role and a
+    terminal; created once, reused afterwards (credentials kept 0600 in the state folder)."""
     with psycopg.connect(owner_dsn) as connection:
-        row = connection.execute("select tenant_id from public_tenant_by_slug(%s)", (DEMO_TENANT_SLUG,)).fetchone()
-        if row is not None and credentials_path.exists():
+        demo_tenant_id = _ensure_tenant(connection, DEMO_TENANT_SLUG, DEMO_TENANT_NAME, "organisation")
+        if credentials_path.exists():
             saved = json.loads(credentials_path.read_text())
-            return row[0], [DemoUser(**user) for user in saved]
-        tenant_id = row[0] if row is not None else uuid.uuid4()
-        hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
-        users = [DemoUser(role, email, secrets.token_urlsafe(12)) for role, email, _, _ in DEMO_USERS]
-        with connection.transaction():
-            connection.execute("select set_config('app.tenant_id', %s, true)", (str(tenant_id),))
-            connection.execute(
-                """insert into tenants (tenant_id, slug, display_name, default_currency)
-                   values (%s, %s, %s, %s) on conflict (tenant_id) do nothing""",
-                (tenant_id, DEMO_TENANT_SLUG, DEMO_TENANT_NAME, DEMO_CURRENCY),
-            )
-            for (_, email, display_name, roles), user in zip(DEMO_USERS, users):
-                connection.execute(
-                    """insert into users (tenant_id, email, display_name, password_hash, roles)
-                       values (%s, %s, %s, %s, %s)
-                       on conflict (tenant_id, email) do update set password_hash = excluded.password_hash""",
-                    (tenant_id, email, display_name, hasher.hash(user.password), roles),
-                )
+            return DemoSeed(demo_tenant_id, [DemoUser(**user) for user in saved["users"]], DemoTerminal(**saved["terminal"]))
+        platform_tenant_id = _ensure_tenant(connection, PLATFORM_TENANT_SLUG, "Platform administration", "platform")
+        users = [DemoUser("platform_admin", PLATFORM_ADMIN_EMAIL, secrets.token_urlsafe(12), PLATFORM_TENANT_SLUG)]
+        _upsert_user(connection, platform_tenant_id, PLATFORM_ADMIN_EMAIL, "Platform Admin", ["platform_admin"], users[0].password)
+        merchant_id = None
+        for role, email, display_name, roles in DEMO_USERS:
+            user = DemoUser(role, email, secrets.token_urlsafe(12))
+            user_id = _upsert_user(connection, demo_tenant_id, email, display_name, roles, user.password)
+            merchant_id = user_id if role == "merchant" else merchant_id
+            users.append(user)
+        terminal = _ensure_terminal(connection, demo_tenant_id, merchant_id)
     credentials_path.touch(mode=0o600)
-    credentials_path.write_text(json.dumps([user.__dict__ for user in users], indent=2))
-    return tenant_id, users
+    credentials_path.write_text(json.dumps({"users": [u.__dict__ for u in users], "terminal": terminal.__dict__}, indent=2))
+    return DemoSeed(demo_tenant_id, users, terminal)

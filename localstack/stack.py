@@ -53,6 +53,8 @@ class StackOptions:
     # Explicit server ports (tests use free ones); default: first_grpc, first_grpc + 1, ...
     grpc_ports: list[int] | None = None
     log_level: str = "INFO"
+    # Extra environment for every server process (tests loosen rate limits with EMONEY_RATE_LIMITS).
+    server_environment: dict[str, str] = field(default_factory=dict)
     # External services (production-style); when set, the local one is not started.
     external: dict[str, str] = field(default_factory=dict)
 
@@ -85,8 +87,7 @@ class LocalStack:
         self.servers: list[ManagedProcess] = []
         self.envoy: EnvoyService | None = None
         self.endpoints: Endpoints | None = None
-        self.demo_users: list[provisioning.DemoUser] = []
-        self.demo_tenant_id = None
+        self.demo: provisioning.DemoSeed | None = None
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -142,9 +143,7 @@ class LocalStack:
             provisioning.migrate(owner_url)
             if self.postgres is not None:
                 provisioning.enable_app_login(owner_url, credentials)
-            self.demo_tenant_id, self.demo_users = provisioning.seed_demo_tenant(
-                owner_url, self.state_dir / "demo-credentials.json"
-            )
+            self.demo = provisioning.seed_demo(owner_url, self.state_dir / "demo-credentials.json")
         vault_address, vault_token = self._vault()
         if self.postgres is not None:
             # The application's database password lives in the secrets store; the server reads it there.
@@ -201,6 +200,7 @@ class LocalStack:
                 "EMONEY_DB_POOL_MAX_SIZE": os.environ.get("EMONEY_DB_POOL_MAX_SIZE", "8"),
             }
         )
+        environment.update(self.options.server_environment)
         return environment
 
     def start_server(self, index: int) -> ManagedProcess:

@@ -19,7 +19,7 @@ logger = logging.getLogger("emoney.server")
 async def serve() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
-    application = build_application(settings)
+    application = await build_application(settings)
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGTERM, signal.SIGINT):

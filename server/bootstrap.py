@@ -19,34 +19,48 @@ from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 import redis.asyncio as redis_asyncio
 
+from emoney.admin.v1 import admin_pb2, admin_pb2_grpc
 from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
 from emoney.platform.v1 import platform_pb2, platform_pb2_grpc
 from interceptors import build_interceptors
 from interceptors.metrics import MetricsRegistry
+from interceptors.rate_limit import RateLimitPolicy
+from interceptors.request_context import parse_trusted_proxies
 from server.config import Settings
 from server.health import HealthReporter, postgres_probe, redis_probe
 from server.instance import ServerInstance
 from server.logs import redact_url
 from server.metrics_endpoint import serve_metrics
+from server.passwords import PasswordHasher
+from server.servicers.admin import AdminServicer
 from server.servicers.auth import AuthServicer
 from server.servicers.platform import PlatformServicer
+from server.services.administration import AdministrationService
+from server.services.identity import IdentityService
 from server.services.tenants import TenantDirectory
+from server.tokens import KeyRing, KeyRingRefresher, TokenService
+from storage import tenants as tenant_repository
 from storage.database import build_pool
 from storage.object_store import ObjectStore, build_minio
+from storage.rate_limits import RateLimiter
 from storage.redis_store import build_redis
 from storage.secrets import SecretsStore, build_secrets
+from storage.sessions import SessionStore
+from storage.signing_keys import SigningKeyStore
 from storage.unit_of_work import UnitOfWorkFactory
 
 logger = logging.getLogger("emoney.server")
 
 PLATFORM_SERVICE = platform_pb2.DESCRIPTOR.services_by_name["PlatformService"].full_name
 AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 # Which dependencies each service needs to be SERVING. PlatformService needs none.
 SERVICE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
     PLATFORM_SERVICE: (),
     AUTH_SERVICE: ("postgres", "redis"),
+    ADMIN_SERVICE: ("postgres", "redis"),
 }
 
 
@@ -60,6 +74,9 @@ class Application:
     secrets: SecretsStore
     health_reporter: HealthReporter
     metrics: MetricsRegistry
+    sessions: SessionStore
+    passwords: PasswordHasher
+    key_refresher: KeyRingRefresher
     bound_port: int = 0
     _background: list[asyncio.Task] = field(default_factory=list)
     _metrics_server: asyncio.Server | None = None
@@ -69,6 +86,7 @@ class Application:
         await self.server.start()
         self._background.append(asyncio.create_task(self._open_database(), name="open-database"))
         self._background.append(asyncio.create_task(self.health_reporter.run(), name="health-probes"))
+        self._background.append(asyncio.create_task(self.key_refresher.run(), name="signing-key-refresh"))
         if self.settings.metrics_address:
             self._metrics_server = await serve_metrics(self.metrics, self.settings.metrics_address)
         logger.info(
@@ -101,6 +119,24 @@ class Application:
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
         await self.pool.open(wait=False)
+        await self._copy_suspensions_to_redis()
+
+    async def _copy_suspensions_to_redis(self) -> None:
+        """PostgreSQL is the truth about suspended tenants; Redis is where calls check it.
+        Copy once at start (repairing a Redis that lost its data), retrying until both answer."""
+        units_of_work = UnitOfWorkFactory(self.pool)
+        delay_s = 0.2
+        while True:
+            try:
+                async with units_of_work(None) as unit_of_work:
+                    suspended = await tenant_repository.suspended_tenant_ids(unit_of_work)
+                for tenant_id in suspended:
+                    await self.sessions.set_tenant_suspended(tenant_id, True)
+                return
+            except Exception as error:  # a dependency is still away: try again later
+                logger.info("suspensions not copied yet: %s", type(error).__name__)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
 
     async def stop(self) -> None:
         """Graceful stop: report NOT_SERVING, refuse new calls, let in-flight ones
@@ -117,18 +153,53 @@ class Application:
         if not self.pool.closed:
             await self.pool.close()
         await self.redis.aclose()
+        self.passwords.close()
         logger.info("server stopped")
 
 
-def build_application(settings: Settings) -> Application:
+async def load_signing_keys(store: SigningKeyStore, timeout_s: float) -> KeyRing:
+    """The access-token signing keys, created on first start. Without them no token can be issued or
+    checked, so start-up waits for the secrets store (up to `timeout_s`) and then fails loudly."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    delay_s = 0.2
+    while True:
+        try:
+            return await store.ensure()
+        except Exception as error:  # the store may be starting, sealed or unreachable
+            if asyncio.get_running_loop().time() + delay_s > deadline:
+                raise RuntimeError(f"signing keys unavailable from the secrets store: {type(error).__name__}") from error
+            logger.warning("waiting for the secrets store: %s", type(error).__name__)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
+
+
+async def build_application(settings: Settings) -> Application:
     pool = build_pool(settings)
     redis_client = build_redis(settings)
     objects = ObjectStore(build_minio(settings), settings.s3_bucket)
     secrets = build_secrets(settings)
     metrics = MetricsRegistry()
+    sessions = SessionStore(redis_client)
+    passwords = PasswordHasher(workers=settings.password_hash_workers, max_waiting=settings.password_hash_max_waiting)
+    key_store = SigningKeyStore(secrets)
+    tokens = TokenService(
+        await load_signing_keys(key_store, settings.startup_timeout_s),
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        access_ttl_s=settings.access_token_ttl_s,
+    )
+    key_refresher = KeyRingRefresher(key_store, tokens)
+    rate_limit_policy = RateLimitPolicy.default().with_overrides(settings.rate_limits)
 
     server = grpc.aio.server(
-        interceptors=build_interceptors(metrics),
+        interceptors=build_interceptors(
+            metrics=metrics,
+            trusted_proxies=parse_trusted_proxies(settings.trusted_proxies),
+            sessions=sessions,
+            key_refresher=key_refresher,
+            rate_limiter=RateLimiter(redis_client),
+            rate_limit_policy=rate_limit_policy,
+        ),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         options=[
             ("grpc.so_reuseport", 1),
@@ -140,9 +211,13 @@ def build_application(settings: Settings) -> Application:
         ],
     )
     units_of_work = UnitOfWorkFactory(pool)
-    service_names = (PLATFORM_SERVICE, AUTH_SERVICE)
+    identity = IdentityService(units_of_work, passwords, tokens, sessions, refresh_ttl_s=settings.refresh_token_ttl_s)
+    service_names = (PLATFORM_SERVICE, AUTH_SERVICE, ADMIN_SERVICE)
     platform_pb2_grpc.add_PlatformServiceServicer_to_server(PlatformServicer(ServerInstance(service_names)), server)
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(TenantDirectory(units_of_work)), server)
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(TenantDirectory(units_of_work), identity), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(
+        AdminServicer(AdministrationService(units_of_work, passwords, sessions)), server
+    )
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -168,5 +243,8 @@ def build_application(settings: Settings) -> Application:
         secrets=secrets,
         health_reporter=reporter,
         metrics=metrics,
+        sessions=sessions,
+        passwords=passwords,
+        key_refresher=key_refresher,
         bound_port=bound_port,
     )

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from interceptors.request_context import parse_trusted_proxies
+
 
 class ConfigurationError(ValueError):
     """An environment variable holds a value the server cannot use."""
@@ -49,6 +51,21 @@ class Settings:
     max_metadata_bytes: int = 16 << 10
     # host:port for a Prometheus `/metrics` endpoint; empty = off.
     metrics_address: str = ""
+    # Proxies whose x-forwarded-for is believed (comma-separated IPs or CIDRs). Envoy
+    # connects from 127.0.0.2 in the local stack; nobody else may claim an address.
+    trusted_proxies: str = "127.0.0.2"
+    # JWT `iss` and `aud` (both required and checked on every call).
+    token_issuer: str = "emoney"
+    token_audience: str = "emoney-api"
+    access_token_ttl_s: int = 600
+    refresh_token_ttl_s: int = 14 * 24 * 3600
+    # Overrides of the rate-limit policy, e.g. `credentials.address=10/60s:10` (see README).
+    rate_limits: str = ""
+    # Argon2id runs in this many threads; this many more calls may wait before RESOURCE_EXHAUSTED.
+    password_hash_workers: int = 2
+    password_hash_max_waiting: int = 64
+    # How long start-up waits for the secrets store (signing keys) before giving up.
+    startup_timeout_s: float = 60.0
 
 
 _ENVIRONMENT_NAMES: dict[str, str] = {
@@ -75,6 +92,15 @@ _ENVIRONMENT_NAMES: dict[str, str] = {
     "max_concurrent_rpcs": "EMONEY_MAX_CONCURRENT_RPCS",
     "max_metadata_bytes": "EMONEY_MAX_METADATA_BYTES",
     "metrics_address": "EMONEY_METRICS_ADDRESS",
+    "trusted_proxies": "EMONEY_TRUSTED_PROXIES",
+    "token_issuer": "EMONEY_TOKEN_ISSUER",
+    "token_audience": "EMONEY_TOKEN_AUDIENCE",
+    "access_token_ttl_s": "EMONEY_ACCESS_TOKEN_TTL_S",
+    "refresh_token_ttl_s": "EMONEY_REFRESH_TOKEN_TTL_S",
+    "rate_limits": "EMONEY_RATE_LIMITS",
+    "password_hash_workers": "EMONEY_PASSWORD_HASH_WORKERS",
+    "password_hash_max_waiting": "EMONEY_PASSWORD_HASH_MAX_WAITING",
+    "startup_timeout_s": "EMONEY_STARTUP_TIMEOUT_S",
 }
 
 
@@ -121,5 +147,11 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError(f"EMONEY_GRPC_ADDRESS must be host:port, got {settings.grpc_address!r}")
     if settings.database_pool_min_size > settings.database_pool_max_size:
         raise ConfigurationError("EMONEY_DB_POOL_MIN_SIZE must not exceed EMONEY_DB_POOL_MAX_SIZE")
+    try:
+        parse_trusted_proxies(settings.trusted_proxies)
+    except ValueError as error:
+        raise ConfigurationError(f"EMONEY_TRUSTED_PROXIES: {error}") from None
+    if settings.access_token_ttl_s > 3600:
+        raise ConfigurationError("EMONEY_ACCESS_TOKEN_TTL_S must be at most 3600: access tokens are short-lived")
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigurationError(f"EMONEY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")

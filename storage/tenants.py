@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from storage.unit_of_work import UnitOfWork
 
@@ -31,3 +32,48 @@ async def insert_tenant(unit_of_work: UnitOfWork, tenant_id: uuid.UUID, slug: st
         "insert into tenants (tenant_id, slug, display_name, default_currency) values (%s, %s, %s, %s)",
         (tenant_id, slug, display_name, currency),
     )
+
+
+@dataclass(frozen=True)
+class TenantRecord:
+    tenant_id: uuid.UUID
+    slug: str
+    display_name: str
+    default_currency: str
+    status: str
+    created_at: datetime
+    kind: str = "organisation"
+
+
+_TENANT_COLUMNS = "tenant_id, slug, display_name, default_currency, status, created_at"
+
+
+async def find_tenant_any_status(unit_of_work: UnitOfWork, slug: str) -> TenantRecord | None:
+    """Any tenant by slug, suspended ones and the platform tenant included (SECURITY DEFINER)."""
+    cursor = await unit_of_work.connection.execute(
+        f"select {_TENANT_COLUMNS}, kind from tenant_by_slug_any_status(%s)", (slug,)
+    )
+    row = await cursor.fetchone()
+    return None if row is None else TenantRecord(*row)
+
+
+async def list_tenants_page(unit_of_work: UnitOfWork, after_slug: str | None, limit: int) -> list[TenantRecord]:
+    cursor = await unit_of_work.connection.execute(
+        f"select {_TENANT_COLUMNS} from tenants_page(%s, %s)", (after_slug, limit)
+    )
+    return [TenantRecord(*row) for row in await cursor.fetchall()]
+
+
+async def set_tenant_status(unit_of_work: UnitOfWork, tenant_id: uuid.UUID, status: str) -> TenantRecord | None:
+    """Change the status of the tenant the unit of work is scoped to."""
+    cursor = await unit_of_work.connection.execute(
+        f"update tenants set status = %s, updated_at = now() where tenant_id = %s returning {_TENANT_COLUMNS}",
+        (status, tenant_id),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else TenantRecord(*row)
+
+
+async def suspended_tenant_ids(unit_of_work: UnitOfWork) -> list[uuid.UUID]:
+    cursor = await unit_of_work.connection.execute("select * from suspended_tenant_ids()")
+    return [row[0] for row in await cursor.fetchall()]

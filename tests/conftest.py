@@ -36,7 +36,13 @@ def free_stack_ports() -> tuple[StackPorts, list[int]]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     ports, server_ports = free_stack_ports()
     options = StackOptions(
-        state_dir=tmp_path_factory.mktemp("stack"), ports=ports, server_processes=2, grpc_ports=server_ports
+        state_dir=tmp_path_factory.mktemp("stack"),
+        ports=ports,
+        server_processes=2,
+        grpc_ports=server_ports,
+        # Every test calls from 127.0.0.1: loosen the per-address login limit for the shared stack.
+        # The limits themselves are tested on a stack of their own (tests/e2e/test_rate_limits_e2e.py).
+        server_environment={"EMONEY_RATE_LIMITS": "credentials.address=100/s:1000"},
     )
     local_stack = LocalStack(options)
     try:

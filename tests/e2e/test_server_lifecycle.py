@@ -126,12 +126,18 @@ def test_metrics_endpoint_counts_real_calls(stack, tmp_path):
         with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
             with pytest.raises(grpc.RpcError):
                 auth_pb2_grpc.AuthServiceStub(channel).GetTenant(auth_pb2.GetTenantRequest(name="bad"), timeout=10)
-        text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        # The client sees the status a moment before the server has finished recording the call.
+        expected = 'emoney_grpc_calls_total{method="/emoney.auth.v1.AuthService/GetTenant",code="INVALID_ARGUMENT"} 1'
+        deadline = time.monotonic() + 5
+        text = ""
+        while expected not in text and time.monotonic() < deadline:
+            text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+            time.sleep(0.05)
     finally:
         process.terminate()
         process.wait(20)
         log.close()
-    assert 'emoney_grpc_calls_total{method="/emoney.auth.v1.AuthService/GetTenant",code="INVALID_ARGUMENT"} 1' in text
+    assert expected in text
 
 
 def test_configuration_errors_stop_the_server_with_a_message(tmp_path):

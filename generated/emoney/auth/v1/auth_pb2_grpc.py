@@ -26,12 +26,14 @@ if _version_not_supported:
 
 
 class AuthServiceStub:
-    """AuthService answers who a caller is and which tenant they belong to.
+    """AuthService answers who a caller is and which tenant they belong to: sign-up,
+    login for people and terminals, token refresh and logout.
 
     A tenant is an organisation that runs e-money for its people (a city, an
-    agency, a co-operative). Sign-up, login, tokens and the back-office identity
-    methods are added to this service by the identity work; today it resolves a
-    tenant's public profile, which every app needs before its first login.
+    agency, a co-operative). Access tokens are short-lived JWTs sent as
+    `authorization: Bearer <token>`; refresh tokens are opaque, single-use and
+    rotated on every refresh. Back-office identity management is in
+    `emoney.admin.v1.AdminService`.
     """
 
     def __init__(self, channel):
@@ -45,21 +47,115 @@ class AuthServiceStub:
                 request_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.GetTenantRequest.SerializeToString,
                 response_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.GetTenantResponse.FromString,
                 _registered_method=True)
+        self.SignUp = channel.unary_unary(
+                '/emoney.auth.v1.AuthService/SignUp',
+                request_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.SignUpRequest.SerializeToString,
+                response_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.SignUpResponse.FromString,
+                _registered_method=True)
+        self.Login = channel.unary_unary(
+                '/emoney.auth.v1.AuthService/Login',
+                request_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.LoginRequest.SerializeToString,
+                response_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+                _registered_method=True)
+        self.LoginTerminal = channel.unary_unary(
+                '/emoney.auth.v1.AuthService/LoginTerminal',
+                request_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.LoginTerminalRequest.SerializeToString,
+                response_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.LoginTerminalResponse.FromString,
+                _registered_method=True)
+        self.RefreshToken = channel.unary_unary(
+                '/emoney.auth.v1.AuthService/RefreshToken',
+                request_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.RefreshTokenRequest.SerializeToString,
+                response_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.RefreshTokenResponse.FromString,
+                _registered_method=True)
+        self.Logout = channel.unary_unary(
+                '/emoney.auth.v1.AuthService/Logout',
+                request_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.SerializeToString,
+                response_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.LogoutResponse.FromString,
+                _registered_method=True)
+        self.GetCurrentUser = channel.unary_unary(
+                '/emoney.auth.v1.AuthService/GetCurrentUser',
+                request_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.GetCurrentUserRequest.SerializeToString,
+                response_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.GetCurrentUserResponse.FromString,
+                _registered_method=True)
+        self.ChangePassword = channel.unary_unary(
+                '/emoney.auth.v1.AuthService/ChangePassword',
+                request_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+                response_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
-    """AuthService answers who a caller is and which tenant they belong to.
+    """AuthService answers who a caller is and which tenant they belong to: sign-up,
+    login for people and terminals, token refresh and logout.
 
     A tenant is an organisation that runs e-money for its people (a city, an
-    agency, a co-operative). Sign-up, login, tokens and the back-office identity
-    methods are added to this service by the identity work; today it resolves a
-    tenant's public profile, which every app needs before its first login.
+    agency, a co-operative). Access tokens are short-lived JWTs sent as
+    `authorization: Bearer <token>`; refresh tokens are opaque, single-use and
+    rotated on every refresh. Back-office identity management is in
+    `emoney.admin.v1.AdminService`.
     """
 
     def GetTenant(self, request, context):
         """GetTenant returns the public profile of an active tenant by its resource
         name `tenants/{slug}`. Unknown and suspended tenants answer NOT_FOUND; a
         malformed name answers INVALID_ARGUMENT. No login is needed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignUp(self, request, context):
+        """SignUp registers a citizen (role `customer`) in an active tenant and logs
+        them in. No login is needed; it is rate limited per client address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Login(self, request, context):
+        """Login exchanges a tenant user's e-mail and password for tokens. A wrong
+        password and an unknown e-mail answer the same UNAUTHENTICATED, in the
+        same time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoginTerminal(self, request, context):
+        """LoginTerminal exchanges a payment terminal's client id and secret for an
+        access token. Terminals log in again when it expires (no refresh token).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefreshToken(self, request, context):
+        """RefreshToken exchanges a refresh token for a new token pair. Each refresh
+        token works once: presenting a used one again revokes its whole family
+        (every token descended from the same login), since it was probably stolen.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logout(self, request, context):
+        """Logout revokes the session: the refresh token's family, and the calling
+        access token until it would have expired.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCurrentUser(self, request, context):
+        """GetCurrentUser describes the caller: a user, or a terminal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChangePassword(self, request, context):
+        """ChangePassword replaces the caller's password after checking the current
+        one, and signs out every other session (all refresh tokens are revoked).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -73,6 +169,41 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     request_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.GetTenantRequest.FromString,
                     response_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.GetTenantResponse.SerializeToString,
             ),
+            'SignUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignUp,
+                    request_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.SignUpRequest.FromString,
+                    response_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.SignUpResponse.SerializeToString,
+            ),
+            'Login': grpc.unary_unary_rpc_method_handler(
+                    servicer.Login,
+                    request_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.LoginRequest.FromString,
+                    response_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.SerializeToString,
+            ),
+            'LoginTerminal': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoginTerminal,
+                    request_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.LoginTerminalRequest.FromString,
+                    response_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.LoginTerminalResponse.SerializeToString,
+            ),
+            'RefreshToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshToken,
+                    request_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.RefreshTokenRequest.FromString,
+                    response_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.RefreshTokenResponse.SerializeToString,
+            ),
+            'Logout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Logout,
+                    request_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.FromString,
+                    response_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.LogoutResponse.SerializeToString,
+            ),
+            'GetCurrentUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCurrentUser,
+                    request_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.GetCurrentUserRequest.FromString,
+                    response_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.GetCurrentUserResponse.SerializeToString,
+            ),
+            'ChangePassword': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChangePassword,
+                    request_deserializer=emoney_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.FromString,
+                    response_serializer=emoney_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'emoney.auth.v1.AuthService', rpc_method_handlers)
@@ -82,12 +213,14 @@ def add_AuthServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AuthService:
-    """AuthService answers who a caller is and which tenant they belong to.
+    """AuthService answers who a caller is and which tenant they belong to: sign-up,
+    login for people and terminals, token refresh and logout.
 
     A tenant is an organisation that runs e-money for its people (a city, an
-    agency, a co-operative). Sign-up, login, tokens and the back-office identity
-    methods are added to this service by the identity work; today it resolves a
-    tenant's public profile, which every app needs before its first login.
+    agency, a co-operative). Access tokens are short-lived JWTs sent as
+    `authorization: Bearer <token>`; refresh tokens are opaque, single-use and
+    rotated on every refresh. Back-office identity management is in
+    `emoney.admin.v1.AdminService`.
     """
 
     @staticmethod
@@ -107,6 +240,195 @@ class AuthService:
             '/emoney.auth.v1.AuthService/GetTenant',
             emoney_dot_auth_dot_v1_dot_auth__pb2.GetTenantRequest.SerializeToString,
             emoney_dot_auth_dot_v1_dot_auth__pb2.GetTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.auth.v1.AuthService/SignUp',
+            emoney_dot_auth_dot_v1_dot_auth__pb2.SignUpRequest.SerializeToString,
+            emoney_dot_auth_dot_v1_dot_auth__pb2.SignUpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Login(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.auth.v1.AuthService/Login',
+            emoney_dot_auth_dot_v1_dot_auth__pb2.LoginRequest.SerializeToString,
+            emoney_dot_auth_dot_v1_dot_auth__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoginTerminal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.auth.v1.AuthService/LoginTerminal',
+            emoney_dot_auth_dot_v1_dot_auth__pb2.LoginTerminalRequest.SerializeToString,
+            emoney_dot_auth_dot_v1_dot_auth__pb2.LoginTerminalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.auth.v1.AuthService/RefreshToken',
+            emoney_dot_auth_dot_v1_dot_auth__pb2.RefreshTokenRequest.SerializeToString,
+            emoney_dot_auth_dot_v1_dot_auth__pb2.RefreshTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.auth.v1.AuthService/Logout',
+            emoney_dot_auth_dot_v1_dot_auth__pb2.LogoutRequest.SerializeToString,
+            emoney_dot_auth_dot_v1_dot_auth__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCurrentUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.auth.v1.AuthService/GetCurrentUser',
+            emoney_dot_auth_dot_v1_dot_auth__pb2.GetCurrentUserRequest.SerializeToString,
+            emoney_dot_auth_dot_v1_dot_auth__pb2.GetCurrentUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChangePassword(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.auth.v1.AuthService/ChangePassword',
+            emoney_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordRequest.SerializeToString,
+            emoney_dot_auth_dot_v1_dot_auth__pb2.ChangePasswordResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,12 +27,14 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AuthServiceStub:
-    """AuthService answers who a caller is and which tenant they belong to.
+    """AuthService answers who a caller is and which tenant they belong to: sign-up,
+    login for people and terminals, token refresh and logout.
 
     A tenant is an organisation that runs e-money for its people (a city, an
-    agency, a co-operative). Sign-up, login, tokens and the back-office identity
-    methods are added to this service by the identity work; today it resolves a
-    tenant's public profile, which every app needs before its first login.
+    agency, a co-operative). Access tokens are short-lived JWTs sent as
+    `authorization: Bearer <token>`; refresh tokens are opaque, single-use and
+    rotated on every refresh. Back-office identity management is in
+    `emoney.admin.v1.AdminService`.
     """
 
     @_typing.overload
@@ -44,15 +46,45 @@ class AuthServiceStub:
     name `tenants/{slug}`. Unknown and suspended tenants answer NOT_FOUND; a
     malformed name answers INVALID_ARGUMENT. No login is needed.
     """
+    SignUp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SignUpRequest, _auth_pb2.SignUpResponse]
+    """SignUp registers a citizen (role `customer`) in an active tenant and logs
+    them in. No login is needed; it is rate limited per client address.
+    """
+    Login: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]
+    """Login exchanges a tenant user's e-mail and password for tokens. A wrong
+    password and an unknown e-mail answer the same UNAUTHENTICATED, in the
+    same time.
+    """
+    LoginTerminal: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginTerminalRequest, _auth_pb2.LoginTerminalResponse]
+    """LoginTerminal exchanges a payment terminal's client id and secret for an
+    access token. Terminals log in again when it expires (no refresh token).
+    """
+    RefreshToken: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RefreshTokenRequest, _auth_pb2.RefreshTokenResponse]
+    """RefreshToken exchanges a refresh token for a new token pair. Each refresh
+    token works once: presenting a used one again revokes its whole family
+    (every token descended from the same login), since it was probably stolen.
+    """
+    Logout: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]
+    """Logout revokes the session: the refresh token's family, and the calling
+    access token until it would have expired.
+    """
+    GetCurrentUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetCurrentUserRequest, _auth_pb2.GetCurrentUserResponse]
+    """GetCurrentUser describes the caller: a user, or a terminal."""
+    ChangePassword: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ChangePasswordRequest, _auth_pb2.ChangePasswordResponse]
+    """ChangePassword replaces the caller's password after checking the current
+    one, and signs out every other session (all refresh tokens are revoked).
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
-    """AuthService answers who a caller is and which tenant they belong to.
+    """AuthService answers who a caller is and which tenant they belong to: sign-up,
+    login for people and terminals, token refresh and logout.
 
     A tenant is an organisation that runs e-money for its people (a city, an
-    agency, a co-operative). Sign-up, login, tokens and the back-office identity
-    methods are added to this service by the identity work; today it resolves a
-    tenant's public profile, which every app needs before its first login.
+    agency, a co-operative). Access tokens are short-lived JWTs sent as
+    `authorization: Bearer <token>`; refresh tokens are opaque, single-use and
+    rotated on every refresh. Back-office identity management is in
+    `emoney.admin.v1.AdminService`.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -61,14 +93,44 @@ class AuthServiceAsyncStub(AuthServiceStub):
     name `tenants/{slug}`. Unknown and suspended tenants answer NOT_FOUND; a
     malformed name answers INVALID_ARGUMENT. No login is needed.
     """
+    SignUp: _aio.UnaryUnaryMultiCallable[_auth_pb2.SignUpRequest, _auth_pb2.SignUpResponse]  # type: ignore[assignment]
+    """SignUp registers a citizen (role `customer`) in an active tenant and logs
+    them in. No login is needed; it is rate limited per client address.
+    """
+    Login: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]  # type: ignore[assignment]
+    """Login exchanges a tenant user's e-mail and password for tokens. A wrong
+    password and an unknown e-mail answer the same UNAUTHENTICATED, in the
+    same time.
+    """
+    LoginTerminal: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginTerminalRequest, _auth_pb2.LoginTerminalResponse]  # type: ignore[assignment]
+    """LoginTerminal exchanges a payment terminal's client id and secret for an
+    access token. Terminals log in again when it expires (no refresh token).
+    """
+    RefreshToken: _aio.UnaryUnaryMultiCallable[_auth_pb2.RefreshTokenRequest, _auth_pb2.RefreshTokenResponse]  # type: ignore[assignment]
+    """RefreshToken exchanges a refresh token for a new token pair. Each refresh
+    token works once: presenting a used one again revokes its whole family
+    (every token descended from the same login), since it was probably stolen.
+    """
+    Logout: _aio.UnaryUnaryMultiCallable[_auth_pb2.LogoutRequest, _auth_pb2.LogoutResponse]  # type: ignore[assignment]
+    """Logout revokes the session: the refresh token's family, and the calling
+    access token until it would have expired.
+    """
+    GetCurrentUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetCurrentUserRequest, _auth_pb2.GetCurrentUserResponse]  # type: ignore[assignment]
+    """GetCurrentUser describes the caller: a user, or a terminal."""
+    ChangePassword: _aio.UnaryUnaryMultiCallable[_auth_pb2.ChangePasswordRequest, _auth_pb2.ChangePasswordResponse]  # type: ignore[assignment]
+    """ChangePassword replaces the caller's password after checking the current
+    one, and signs out every other session (all refresh tokens are revoked).
+    """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
-    """AuthService answers who a caller is and which tenant they belong to.
+    """AuthService answers who a caller is and which tenant they belong to: sign-up,
+    login for people and terminals, token refresh and logout.
 
     A tenant is an organisation that runs e-money for its people (a city, an
-    agency, a co-operative). Sign-up, login, tokens and the back-office identity
-    methods are added to this service by the identity work; today it resolves a
-    tenant's public profile, which every app needs before its first login.
+    agency, a co-operative). Access tokens are short-lived JWTs sent as
+    `authorization: Bearer <token>`; refresh tokens are opaque, single-use and
+    rotated on every refresh. Back-office identity management is in
+    `emoney.admin.v1.AdminService`.
     """
 
     @_abc_1.abstractmethod
@@ -80,6 +142,76 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """GetTenant returns the public profile of an active tenant by its resource
         name `tenants/{slug}`. Unknown and suspended tenants answer NOT_FOUND; a
         malformed name answers INVALID_ARGUMENT. No login is needed.
+        """
+
+    @_abc_1.abstractmethod
+    def SignUp(
+        self,
+        request: _auth_pb2.SignUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.SignUpResponse, _abc.Awaitable[_auth_pb2.SignUpResponse]]:
+        """SignUp registers a citizen (role `customer`) in an active tenant and logs
+        them in. No login is needed; it is rate limited per client address.
+        """
+
+    @_abc_1.abstractmethod
+    def Login(
+        self,
+        request: _auth_pb2.LoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LoginResponse, _abc.Awaitable[_auth_pb2.LoginResponse]]:
+        """Login exchanges a tenant user's e-mail and password for tokens. A wrong
+        password and an unknown e-mail answer the same UNAUTHENTICATED, in the
+        same time.
+        """
+
+    @_abc_1.abstractmethod
+    def LoginTerminal(
+        self,
+        request: _auth_pb2.LoginTerminalRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LoginTerminalResponse, _abc.Awaitable[_auth_pb2.LoginTerminalResponse]]:
+        """LoginTerminal exchanges a payment terminal's client id and secret for an
+        access token. Terminals log in again when it expires (no refresh token).
+        """
+
+    @_abc_1.abstractmethod
+    def RefreshToken(
+        self,
+        request: _auth_pb2.RefreshTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RefreshTokenResponse, _abc.Awaitable[_auth_pb2.RefreshTokenResponse]]:
+        """RefreshToken exchanges a refresh token for a new token pair. Each refresh
+        token works once: presenting a used one again revokes its whole family
+        (every token descended from the same login), since it was probably stolen.
+        """
+
+    @_abc_1.abstractmethod
+    def Logout(
+        self,
+        request: _auth_pb2.LogoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.LogoutResponse, _abc.Awaitable[_auth_pb2.LogoutResponse]]:
+        """Logout revokes the session: the refresh token's family, and the calling
+        access token until it would have expired.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCurrentUser(
+        self,
+        request: _auth_pb2.GetCurrentUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.GetCurrentUserResponse, _abc.Awaitable[_auth_pb2.GetCurrentUserResponse]]:
+        """GetCurrentUser describes the caller: a user, or a terminal."""
+
+    @_abc_1.abstractmethod
+    def ChangePassword(
+        self,
+        request: _auth_pb2.ChangePasswordRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ChangePasswordResponse, _abc.Awaitable[_auth_pb2.ChangePasswordResponse]]:
+        """ChangePassword replaces the caller's password after checking the current
+        one, and signs out every other session (all refresh tokens are revoked).
         """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

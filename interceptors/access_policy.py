@@ -1,0 +1,57 @@
+"""Who may call what — the one declared table.
+
+Methods callable without login are listed here and nowhere else. Every other
+method needs a valid access token (UNAUTHENTICATED otherwise) and one of the
+roles listed for it (PERMISSION_DENIED otherwise). A method missing from both
+lists is denied to everyone: deny by default. A test checks every RPC in the
+contract appears here.
+"""
+
+from __future__ import annotations
+
+from server.principal import TERMINAL_ROLE, USER_ROLES
+
+PUBLIC_METHOD_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+PUBLIC_METHODS = frozenset(
+    {
+        "/emoney.platform.v1.PlatformService/GetServerInfo",
+        "/emoney.auth.v1.AuthService/GetTenant",
+        "/emoney.auth.v1.AuthService/SignUp",
+        "/emoney.auth.v1.AuthService/Login",
+        "/emoney.auth.v1.AuthService/LoginTerminal",
+        "/emoney.auth.v1.AuthService/RefreshToken",
+    }
+)
+
+ANY_USER = frozenset(USER_ROLES)
+ANY_PRINCIPAL = ANY_USER | {TERMINAL_ROLE}
+PLATFORM_ADMIN = frozenset({"platform_admin"})
+BACK_OFFICE = frozenset({"operator", "tenant_admin"})
+
+METHOD_ROLES: dict[str, frozenset[str]] = {
+    "/emoney.auth.v1.AuthService/Logout": ANY_USER,
+    "/emoney.auth.v1.AuthService/GetCurrentUser": ANY_PRINCIPAL,
+    "/emoney.auth.v1.AuthService/ChangePassword": ANY_USER,
+    "/emoney.admin.v1.AdminService/CreateTenant": PLATFORM_ADMIN,
+    "/emoney.admin.v1.AdminService/ListTenants": PLATFORM_ADMIN,
+    "/emoney.admin.v1.AdminService/SuspendTenant": PLATFORM_ADMIN,
+    "/emoney.admin.v1.AdminService/ReactivateTenant": PLATFORM_ADMIN,
+    "/emoney.admin.v1.AdminService/CreateUser": BACK_OFFICE,
+    "/emoney.admin.v1.AdminService/ListUsers": BACK_OFFICE,
+    "/emoney.admin.v1.AdminService/RegisterTerminal": BACK_OFFICE,
+    "/emoney.admin.v1.AdminService/DisableTerminal": BACK_OFFICE,
+    "/emoney.admin.v1.AdminService/ListTerminals": BACK_OFFICE,
+}
+
+
+def is_public(method: str) -> bool:
+    return method in PUBLIC_METHODS or method.startswith(PUBLIC_METHOD_PREFIXES)
+
+
+def allowed_roles(method: str) -> frozenset[str]:
+    """Roles that may call an authenticated method; empty (nobody) when the method is not listed."""
+    return METHOD_ROLES.get(method, frozenset())

@@ -1,0 +1,67 @@
+"""AdminService: translate requests, call the service layer, translate results."""
+
+from __future__ import annotations
+
+import grpc
+
+from emoney.admin.v1 import admin_pb2, admin_pb2_grpc
+from interceptors.call_state import require_principal
+from server.services.administration import AdministrationService
+from server.servicers.converters import tenant_summary, terminal_message, user_message
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, administration: AdministrationService) -> None:
+        self._administration = administration
+
+    async def CreateTenant(self, request: admin_pb2.CreateTenantRequest, context: grpc.aio.ServicerContext) -> admin_pb2.CreateTenantResponse:
+        created = await self._administration.create_tenant(
+            request.slug, request.display_name, request.default_currency, request.admin_email, request.admin_display_name
+        )
+        return admin_pb2.CreateTenantResponse(
+            tenant=tenant_summary(created.tenant),
+            admin=user_message(created.admin, created.tenant.slug),
+            admin_initial_password=created.admin_initial_password,
+        )
+
+    async def ListTenants(self, request: admin_pb2.ListTenantsRequest, context: grpc.aio.ServicerContext) -> admin_pb2.ListTenantsResponse:
+        rows, next_token = await self._administration.list_tenants(request.page_size, request.page_token)
+        return admin_pb2.ListTenantsResponse(tenants=[tenant_summary(row) for row in rows], next_page_token=next_token)
+
+    async def SuspendTenant(self, request: admin_pb2.SuspendTenantRequest, context: grpc.aio.ServicerContext) -> admin_pb2.SuspendTenantResponse:
+        tenant = await self._administration.set_tenant_status(request.name, suspended=True)
+        return admin_pb2.SuspendTenantResponse(tenant=tenant_summary(tenant))
+
+    async def ReactivateTenant(
+        self, request: admin_pb2.ReactivateTenantRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ReactivateTenantResponse:
+        tenant = await self._administration.set_tenant_status(request.name, suspended=False)
+        return admin_pb2.ReactivateTenantResponse(tenant=tenant_summary(tenant))
+
+    async def CreateUser(self, request: admin_pb2.CreateUserRequest, context: grpc.aio.ServicerContext) -> admin_pb2.CreateUserResponse:
+        user, password = await self._administration.create_user(
+            require_principal(), request.email, request.display_name, list(request.roles)
+        )
+        return admin_pb2.CreateUserResponse(user=user_message(user, ""), initial_password=password)
+
+    async def ListUsers(self, request: admin_pb2.ListUsersRequest, context: grpc.aio.ServicerContext) -> admin_pb2.ListUsersResponse:
+        rows, next_token = await self._administration.list_users(
+            require_principal(), request.page_size, request.page_token, request.role
+        )
+        return admin_pb2.ListUsersResponse(users=[user_message(row, "") for row in rows], next_page_token=next_token)
+
+    async def RegisterTerminal(
+        self, request: admin_pb2.RegisterTerminalRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.RegisterTerminalResponse:
+        terminal, secret = await self._administration.register_terminal(require_principal(), request.merchant, request.display_name)
+        return admin_pb2.RegisterTerminalResponse(terminal=terminal_message(terminal), client_secret=secret)
+
+    async def DisableTerminal(
+        self, request: admin_pb2.DisableTerminalRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.DisableTerminalResponse:
+        terminal = await self._administration.disable_terminal(require_principal(), request.name)
+        return admin_pb2.DisableTerminalResponse(terminal=terminal_message(terminal))
+
+    async def ListTerminals(self, request: admin_pb2.ListTerminalsRequest, context: grpc.aio.ServicerContext) -> admin_pb2.ListTerminalsResponse:
+        rows, next_token = await self._administration.list_terminals(require_principal(), request.page_size, request.page_token)
+        return admin_pb2.ListTerminalsResponse(terminals=[terminal_message(row) for row in rows], next_page_token=next_token)

@@ -1,0 +1,204 @@
+"""Back-office identity management: tenants (platform administrators), and a
+tenant's users and terminals (operators and tenant administrators).
+
+Which role may call which method is decided by the authorization interceptor;
+the finer rules (an operator may not create an operator) live here.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import uuid
+from dataclasses import dataclass
+
+import psycopg
+
+from server.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
+from server.passwords import PasswordHasher
+from server.principal import Principal
+from server.resource_names import SLUG_PATTERN, parse_tenant_name
+from server.services.identity import hash_secret
+from server.validation import (
+    display_name_violations,
+    email_violations,
+    encode_page_token,
+    decode_page_token,
+
+    keyset_after,
+    normalize_email,
+    page_size,
+    parse_resource_id,
+    raise_if_violations,
+)
+from server.errors import FieldViolation
+from storage import tenants, terminals, users
+from storage.sessions import SessionStore
+from storage.tenants import TenantRecord
+from storage.terminals import TerminalRecord
+from storage.unit_of_work import UnitOfWorkFactory
+from storage.users import UserRecord
+
+# Roles each back-office role may grant when creating a user.
+GRANTABLE_ROLES = {
+    "tenant_admin": frozenset({"customer", "merchant", "operator", "tenant_admin"}),
+    "operator": frozenset({"customer", "merchant"}),
+}
+_CLIENT_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def _initial_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+@dataclass(frozen=True)
+class CreatedTenant:
+    tenant: TenantRecord
+    admin: UserRecord
+    admin_initial_password: str
+
+
+class AdministrationService:
+    def __init__(self, units_of_work: UnitOfWorkFactory, passwords: PasswordHasher, sessions: SessionStore) -> None:
+        self._units_of_work = units_of_work
+        self._passwords = passwords
+        self._sessions = sessions
+
+    # -- tenants (platform administrators) ------------------------------------------------------
+
+    async def create_tenant(
+        self, slug: str, display_name: str, currency: str, admin_email: str, admin_display_name: str
+    ) -> CreatedTenant:
+        admin_email = normalize_email(admin_email)
+        violations = display_name_violations(display_name) + display_name_violations(admin_display_name, "admin_display_name")
+        violations += email_violations(admin_email, "admin_email")
+        if not SLUG_PATTERN.match(slug) or "--" in slug:
+            violations.append(FieldViolation("slug", "must be 3-63 lower-case letters, digits or single inner hyphens"))
+        if len(currency) != 3 or not currency.isascii() or not currency.isupper() or not currency.isalpha():
+            violations.append(FieldViolation("default_currency", "must be an ISO-4217 code such as EUR"))
+        raise_if_violations(violations)
+        password = _initial_password()
+        password_hash = await self._passwords.hash(password)
+        tenant_id = uuid.uuid4()
+        async with self._units_of_work(tenant_id) as unit_of_work:
+            try:
+                await tenants.insert_tenant(unit_of_work, tenant_id, slug, display_name.strip(), currency)
+            except psycopg.errors.UniqueViolation:
+                raise AlreadyExists(message=f"tenant `{slug}` already exists", reason="TENANT_EXISTS") from None
+            admin = await users.insert(
+                unit_of_work, tenant_id, admin_email, admin_display_name.strip(), password_hash, ["tenant_admin", "operator"]
+            )
+            tenant = await tenants.find_tenant_any_status(unit_of_work, slug)
+            await unit_of_work.commit()
+        return CreatedTenant(tenant, admin, password)
+
+    async def list_tenants(self, requested_page_size: int, page_token: str) -> tuple[list[TenantRecord], str]:
+        limit = page_size(requested_page_size)
+        position = decode_page_token(page_token, ("after",))
+        async with self._units_of_work(None) as unit_of_work:
+            rows = await tenants.list_tenants_page(unit_of_work, position["after"] if position else None, limit + 1)
+        next_token = encode_page_token({"after": rows[limit - 1].slug}) if len(rows) > limit else ""
+        return rows[:limit], next_token
+
+    async def set_tenant_status(self, name: str, suspended: bool) -> TenantRecord:
+        slug = parse_tenant_name(name)
+        async with self._units_of_work(None) as unit_of_work:
+            found = await tenants.find_tenant_any_status(unit_of_work, slug)
+        if found is None:
+            raise NotFound(message=f"tenant `{slug}` not found", reason="TENANT_NOT_FOUND", metadata={"slug": slug})
+        if found.kind == "platform":
+            raise FailedPrecondition(message="the platform tenant cannot be suspended", reason="PLATFORM_TENANT")
+        async with self._units_of_work(found.tenant_id) as unit_of_work:
+            updated = await tenants.set_tenant_status(unit_of_work, found.tenant_id, "suspended" if suspended else "active")
+            # Order errs on the safe side: a suspension reaches Redis before it is committed, a
+            # reactivation only after. (Servers re-copy suspensions from PostgreSQL when they start.)
+            if suspended:
+                await self._sessions.set_tenant_suspended(found.tenant_id, True)
+            await unit_of_work.commit()
+        if not suspended:
+            await self._sessions.set_tenant_suspended(found.tenant_id, False)
+        return updated
+
+    # -- users (tenant back office) -------------------------------------------------------------
+
+    async def create_user(self, caller: Principal, email: str, display_name: str, roles: list[str]) -> tuple[UserRecord, str]:
+        email = normalize_email(email)
+        raise_if_violations(email_violations(email) + display_name_violations(display_name) + _role_violations(roles))
+        allowed = frozenset().union(*(GRANTABLE_ROLES.get(role, frozenset()) for role in caller.roles))
+        if not set(roles) <= allowed:
+            raise PermissionDenied(
+                message=f"you may grant only: {', '.join(sorted(allowed)) or 'nothing'}", reason="ROLE_NOT_GRANTABLE"
+            )
+        password = _initial_password()
+        password_hash = await self._passwords.hash(password)
+        async with self._units_of_work(caller.tenant_id) as unit_of_work:
+            if await users.find_by_email(unit_of_work, email) is not None:
+                raise AlreadyExists(message="this e-mail address is already registered", reason="EMAIL_TAKEN")
+            user = await users.insert(unit_of_work, caller.tenant_id, email, display_name.strip(), password_hash, sorted(set(roles)))
+            await unit_of_work.commit()
+        return user, password
+
+    async def list_users(self, caller: Principal, requested_page_size: int, page_token: str, role: str) -> tuple[list[UserRecord], str]:
+        limit = page_size(requested_page_size)
+        if role:
+            raise_if_violations(_role_violations([role], "role"))
+        after = keyset_after(page_token, "id")
+        async with self._units_of_work(caller.tenant_id) as unit_of_work:
+            rows = await users.list_page(unit_of_work, after, limit + 1, role or None)
+        next_token = ""
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_token = encode_page_token({"created": last.created_at.isoformat(), "id": str(last.user_id)})
+        return rows[:limit], next_token
+
+    # -- terminals ------------------------------------------------------------------------------
+
+    async def register_terminal(self, caller: Principal, merchant_name: str, display_name: str) -> tuple[TerminalRecord, str]:
+        merchant_id = parse_resource_id(merchant_name, "users", "merchant")
+        raise_if_violations(display_name_violations(display_name))
+        client_id = "term_" + "".join(secrets.choice(_CLIENT_ID_ALPHABET) for _ in range(24))
+        client_secret = secrets.token_urlsafe(32)
+        async with self._units_of_work(caller.tenant_id) as unit_of_work:
+            merchant = await users.get(unit_of_work, merchant_id)
+            if merchant is None:
+                raise NotFound(message="merchant not found", reason="MERCHANT_NOT_FOUND")
+            if "merchant" not in merchant.roles or merchant.status != "active":
+                raise FailedPrecondition(message="the user is not an active merchant", reason="NOT_A_MERCHANT")
+            terminal = await terminals.insert(
+                unit_of_work, caller.tenant_id, merchant_id, display_name.strip(), client_id, hash_secret(client_secret)
+            )
+            await unit_of_work.commit()
+        return terminal, client_secret
+
+    async def disable_terminal(self, caller: Principal, name: str) -> TerminalRecord:
+        terminal_id = parse_resource_id(name, "terminals")
+        async with self._units_of_work(caller.tenant_id) as unit_of_work:
+            terminal = await terminals.disable(unit_of_work, terminal_id)
+            if terminal is None:
+                raise NotFound(message="terminal not found", reason="TERMINAL_NOT_FOUND")
+            await self._sessions.disable_subject(f"terminals/{terminal_id}", caller.tenant_id)
+            await unit_of_work.commit()
+        return terminal
+
+    async def list_terminals(self, caller: Principal, requested_page_size: int, page_token: str) -> tuple[list[TerminalRecord], str]:
+        limit = page_size(requested_page_size)
+        after = keyset_after(page_token, "id")
+        async with self._units_of_work(caller.tenant_id) as unit_of_work:
+            rows = await terminals.list_page(unit_of_work, after, limit + 1)
+        next_token = ""
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_token = encode_page_token({"created": last.created_at.isoformat(), "id": str(last.terminal_id)})
+        return rows[:limit], next_token
+
+
+def _role_violations(roles: list[str], field: str = "roles") -> list[FieldViolation]:
+    if not roles:
+        return [FieldViolation(field, "must name at least one role")]
+    unknown = sorted(set(roles) - {"customer", "merchant", "operator", "tenant_admin"})
+    if unknown or len(roles) > 4:
+        return [FieldViolation(field, f"may only contain customer, merchant, operator, tenant_admin (got {', '.join(unknown) or 'too many'})")]
+    return []
+
+
+

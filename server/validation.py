@@ -1,0 +1,100 @@
+"""Input rules shared by services: every string and page has a limit, every failure names its field."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import uuid
+from datetime import datetime
+
+from server.errors import FieldViolation, InvalidArgument
+
+MAX_EMAIL_LENGTH = 254
+MAX_DISPLAY_NAME_LENGTH = 200
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+MAX_PAGE_TOKEN_LENGTH = 512
+_EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+
+def invalid(field: str, description: str, reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
+    return InvalidArgument(message=f"{field} {description}", reason=reason, violations=[FieldViolation(field, description)])
+
+
+def raise_if_violations(violations: list[FieldViolation], reason: str = "INVALID_ARGUMENT") -> None:
+    if violations:
+        message = "; ".join(f"{violation.field} {violation.description}" for violation in violations)
+        raise InvalidArgument(message=message, reason=reason, violations=violations)
+
+
+def email_violations(email: str, field: str = "email") -> list[FieldViolation]:
+    if not email:
+        return [FieldViolation(field, "is required")]
+    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL_PATTERN.match(email):
+        return [FieldViolation(field, "must be an e-mail address of at most 254 characters")]
+    return []
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def display_name_violations(display_name: str, field: str = "display_name") -> list[FieldViolation]:
+    stripped = display_name.strip()
+    if not stripped:
+        return [FieldViolation(field, "is required")]
+    if len(stripped) > MAX_DISPLAY_NAME_LENGTH or any(ord(character) < 32 for character in stripped):
+        return [FieldViolation(field, f"must be 1 to {MAX_DISPLAY_NAME_LENGTH} printable characters")]
+    return []
+
+
+def page_size(requested: int, field: str = "page_size") -> int:
+    """AIP-158: 0 means the default; above the maximum is clamped; negative is an error."""
+    if requested < 0:
+        raise invalid(field, "must not be negative")
+    return DEFAULT_PAGE_SIZE if requested == 0 else min(requested, MAX_PAGE_SIZE)
+
+
+def parse_resource_id(name: str, collection: str, field: str = "name") -> uuid.UUID:
+    """`{collection}/{uuid}` → UUID."""
+    prefix = f"{collection}/"
+    if not name:
+        raise invalid(field, f"is required, for example `{collection}/<uuid>`", "INVALID_RESOURCE_NAME")
+    if len(name) > 100 or not name.startswith(prefix):
+        raise invalid(field, f"must have the form `{collection}/<uuid>`", "INVALID_RESOURCE_NAME")
+    try:
+        return uuid.UUID(name[len(prefix):])
+    except ValueError:
+        raise invalid(field, f"must have the form `{collection}/<uuid>`", "INVALID_RESOURCE_NAME") from None
+
+
+def encode_page_token(values: dict[str, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, keys: tuple[str, ...], field: str = "page_token") -> dict[str, str] | None:
+    """Empty → None (first page). Anything not produced by `encode_page_token` → INVALID_ARGUMENT."""
+    if not token:
+        return None
+    try:
+        if len(token) > MAX_PAGE_TOKEN_LENGTH:
+            raise ValueError
+        decoded = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if not isinstance(decoded, dict) or set(decoded) != set(keys) or not all(isinstance(v, str) for v in decoded.values()):
+            raise ValueError
+        return decoded
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise invalid(field, "is not a token returned by the previous page", "INVALID_PAGE_TOKEN") from None
+
+
+def keyset_after(token: str, id_key: str) -> tuple[datetime, uuid.UUID] | None:
+    """Decode a (created_at, id) keyset position from a page token."""
+    decoded = decode_page_token(token, ("created", id_key))
+    if decoded is None:
+        return None
+    try:
+        return datetime.fromisoformat(decoded["created"]), uuid.UUID(decoded[id_key])
+    except ValueError:
+        raise invalid("page_token", "is not a token returned by the previous page", "INVALID_PAGE_TOKEN") from None

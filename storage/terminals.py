@@ -1,0 +1,80 @@
+"""Terminal repository (tenant-scoped), plus the pre-login lookup by client id."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from storage.unit_of_work import UnitOfWork
+
+_COLUMNS = "terminal_id, merchant_user_id, display_name, client_id, status, created_at"
+
+
+@dataclass(frozen=True)
+class TerminalRecord:
+    terminal_id: uuid.UUID
+    merchant_user_id: uuid.UUID
+    display_name: str
+    client_id: str
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class TerminalCredentials:
+    tenant_id: uuid.UUID
+    terminal_id: uuid.UUID
+    secret_hash: bytes
+    status: str
+    tenant_status: str
+
+
+async def credentials_by_client_id(unit_of_work: UnitOfWork, client_id: str) -> TerminalCredentials | None:
+    cursor = await unit_of_work.connection.execute("select * from terminal_by_client_id(%s)", (client_id,))
+    row = await cursor.fetchone()
+    return None if row is None else TerminalCredentials(*row)
+
+
+async def insert(
+    unit_of_work: UnitOfWork,
+    tenant_id: uuid.UUID,
+    merchant_user_id: uuid.UUID,
+    display_name: str,
+    client_id: str,
+    secret_hash: bytes,
+) -> TerminalRecord:
+    cursor = await unit_of_work.connection.execute(
+        f"""insert into terminals (tenant_id, merchant_user_id, display_name, client_id, secret_hash)
+            values (%s, %s, %s, %s, %s) returning {_COLUMNS}""",
+        (tenant_id, merchant_user_id, display_name, client_id, secret_hash),
+    )
+    return TerminalRecord(*await cursor.fetchone())
+
+
+async def get(unit_of_work: UnitOfWork, terminal_id: uuid.UUID) -> TerminalRecord | None:
+    cursor = await unit_of_work.connection.execute(
+        f"select {_COLUMNS} from terminals where terminal_id = %s", (terminal_id,)
+    )
+    row = await cursor.fetchone()
+    return None if row is None else TerminalRecord(*row)
+
+
+async def disable(unit_of_work: UnitOfWork, terminal_id: uuid.UUID) -> TerminalRecord | None:
+    cursor = await unit_of_work.connection.execute(
+        f"""update terminals set status = 'disabled', updated_at = now()
+            where terminal_id = %s returning {_COLUMNS}""",
+        (terminal_id,),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else TerminalRecord(*row)
+
+
+async def list_page(unit_of_work: UnitOfWork, after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[TerminalRecord]:
+    where, parameters = "", []
+    if after is not None:
+        where, parameters = "where (created_at, terminal_id) > (%s, %s)", list(after)
+    cursor = await unit_of_work.connection.execute(
+        f"select {_COLUMNS} from terminals {where} order by created_at, terminal_id limit %s", (*parameters, limit)
+    )
+    return [TerminalRecord(*row) for row in await cursor.fetchall()]

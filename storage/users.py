@@ -1,0 +1,74 @@
+"""User repository (tenant-scoped: the unit of work's tenant is the only one visible)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from storage.unit_of_work import UnitOfWork
+
+_COLUMNS = "user_id, email, display_name, password_hash, roles, status, created_at"
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    user_id: uuid.UUID
+    email: str
+    display_name: str
+    password_hash: str | None
+    roles: list[str]
+    status: str
+    created_at: datetime
+
+
+async def find_by_email(unit_of_work: UnitOfWork, email: str) -> UserRecord | None:
+    cursor = await unit_of_work.connection.execute(f"select {_COLUMNS} from users where email = %s", (email,))
+    row = await cursor.fetchone()
+    return None if row is None else UserRecord(*row)
+
+
+async def get(unit_of_work: UnitOfWork, user_id: uuid.UUID) -> UserRecord | None:
+    cursor = await unit_of_work.connection.execute(f"select {_COLUMNS} from users where user_id = %s", (user_id,))
+    row = await cursor.fetchone()
+    return None if row is None else UserRecord(*row)
+
+
+async def insert(
+    unit_of_work: UnitOfWork,
+    tenant_id: uuid.UUID,
+    email: str,
+    display_name: str,
+    password_hash: str,
+    roles: list[str],
+) -> UserRecord:
+    cursor = await unit_of_work.connection.execute(
+        f"""insert into users (tenant_id, email, display_name, password_hash, roles)
+            values (%s, %s, %s, %s, %s) returning {_COLUMNS}""",
+        (tenant_id, email, display_name, password_hash, roles),
+    )
+    return UserRecord(*await cursor.fetchone())
+
+
+async def set_password_hash(unit_of_work: UnitOfWork, user_id: uuid.UUID, password_hash: str) -> None:
+    await unit_of_work.connection.execute(
+        "update users set password_hash = %s, updated_at = now() where user_id = %s", (password_hash, user_id)
+    )
+
+
+async def list_page(
+    unit_of_work: UnitOfWork, after: tuple[datetime, uuid.UUID] | None, limit: int, role: str | None
+) -> list[UserRecord]:
+    """Oldest first, keyset-paginated on (created_at, user_id)."""
+    conditions, parameters = [], []
+    if after is not None:
+        conditions.append("(created_at, user_id) > (%s, %s)")
+        parameters += list(after)
+    if role:
+        conditions.append("%s = any(roles)")
+        parameters.append(role)
+    where = f"where {' and '.join(conditions)}" if conditions else ""
+    cursor = await unit_of_work.connection.execute(
+        f"select {_COLUMNS} from users {where} order by created_at, user_id limit %s", (*parameters, limit)
+    )
+    return [UserRecord(*row) for row in await cursor.fetchall()]
