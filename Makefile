@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv proto proto-check lint migrate run test clean-state help
+.PHONY: venv proto proto-check lint migrate run test clean-state rotate-signing-key help
 
 help:
 	@echo "make run | make test | make proto | make proto-check | make lint | make migrate | make clean-state"
@@ -41,6 +41,14 @@ run: venv
 
 test: venv lint proto-check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Make a new access-token signing key current (VAULT_ADDR / VAULT_TOKEN of the secrets store; without
+# them, the local stack's OpenBao and token). Tokens signed with the previous key stay valid until they expire.
+rotate-signing-key: venv
+	@if [ -z "$${VAULT_TOKEN:-}" ] && [ -f .local/data/openbao-app-token.json ]; then \
+	  export VAULT_ADDR="http://127.0.0.1:$${EMONEY_OPENBAO_PORT:-58200}"; \
+	  export VAULT_TOKEN="$$($(BIN)/python -c 'import json; print(json.load(open(".local/data/openbao-app-token.json"))["token"])')"; \
+	fi; $(BIN)/python -m server.keys_cli rotate
 
 # Forget the local stack's data (database, secrets, objects). Stop `make run` first.
 clean-state:

@@ -91,7 +91,7 @@ def _banner(stack: LocalStack) -> str:
             f"  demo-city  terminal        client id {demo.terminal.client_id}  secret {demo.terminal.client_secret}",
             "",
             "Log in (JSON):",
-            f"  curl -s -X POST http://{endpoints.envoy}/v1/tenants/demo-city/sessions:login \\",
+            f"  curl -s http://{endpoints.envoy}/v1/tenants/demo-city/sessions:login -H 'content-type: application/json' \\",
             f"       -d '{{\"email\": \"{demo.users[1].email}\", \"password\": \"{demo.users[1].password}\"}}'",
         ]
     lines += ["", "Press Ctrl-C to stop everything.", ""]

@@ -51,8 +51,8 @@ def generate(output: Path) -> None:
         [
             f"--python_out={output}",
             f"--grpc_python_out={output}",
-            f"--mypy_out={output}",
-            f"--mypy_grpc_out={output}",
+            f"--mypy_out=quiet:{output}",
+            f"--mypy_grpc_out=quiet:{output}",
             *files,
         ]
     )
