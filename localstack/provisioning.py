@@ -146,14 +146,23 @@ def _ensure_terminal(connection, tenant_id: uuid.UUID, merchant_id: uuid.UUID) -
     return DemoTerminal(client_id, client_secret)
 
 
+def _saved_seed(path: Path) -> tuple[list[DemoUser], DemoTerminal] | None:
+    """The saved demo credentials, or None when absent or written by an older version (then re-seeded)."""
+    try:
+        saved = json.loads(path.read_text())
+        return [DemoUser(**user) for user in saved["users"]], DemoTerminal(**saved["terminal"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def seed_demo(owner_dsn: str, credentials_path: Path) -> DemoSeed:
     """The platform tenant with its administrator, and the demo tenant with one user per role and a
     terminal; created once, reused afterwards (credentials kept 0600 in the state folder)."""
     with psycopg.connect(owner_dsn) as connection:
         demo_tenant_id = _ensure_tenant(connection, DEMO_TENANT_SLUG, DEMO_TENANT_NAME, "organisation")
-        if credentials_path.exists():
-            saved = json.loads(credentials_path.read_text())
-            return DemoSeed(demo_tenant_id, [DemoUser(**user) for user in saved["users"]], DemoTerminal(**saved["terminal"]))
+        saved = _saved_seed(credentials_path)
+        if saved is not None:
+            return DemoSeed(demo_tenant_id, *saved)
         platform_tenant_id = _ensure_tenant(connection, PLATFORM_TENANT_SLUG, "Platform administration", "platform")
         users = [DemoUser("platform_admin", PLATFORM_ADMIN_EMAIL, secrets.token_urlsafe(12), PLATFORM_TENANT_SLUG)]
         _upsert_user(connection, platform_tenant_id, PLATFORM_ADMIN_EMAIL, "Platform Admin", ["platform_admin"], users[0].password)

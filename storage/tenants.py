@@ -77,3 +77,10 @@ async def set_tenant_status(unit_of_work: UnitOfWork, tenant_id: uuid.UUID, stat
 async def suspended_tenant_ids(unit_of_work: UnitOfWork) -> list[uuid.UUID]:
     cursor = await unit_of_work.connection.execute("select * from suspended_tenant_ids()")
     return [row[0] for row in await cursor.fetchall()]
+
+
+async def slug_of(unit_of_work: UnitOfWork, tenant_id: uuid.UUID) -> str:
+    """The slug of the unit of work's own tenant ('' if it is not visible)."""
+    cursor = await unit_of_work.connection.execute("select slug from tenants where tenant_id = %s", (tenant_id,))
+    row = await cursor.fetchone()
+    return "" if row is None else row[0]

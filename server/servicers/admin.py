@@ -39,16 +39,16 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.ReactivateTenantResponse(tenant=tenant_summary(tenant))
 
     async def CreateUser(self, request: admin_pb2.CreateUserRequest, context: grpc.aio.ServicerContext) -> admin_pb2.CreateUserResponse:
-        user, password = await self._administration.create_user(
+        user, password, slug = await self._administration.create_user(
             require_principal(), request.email, request.display_name, list(request.roles)
         )
-        return admin_pb2.CreateUserResponse(user=user_message(user, ""), initial_password=password)
+        return admin_pb2.CreateUserResponse(user=user_message(user, slug), initial_password=password)
 
     async def ListUsers(self, request: admin_pb2.ListUsersRequest, context: grpc.aio.ServicerContext) -> admin_pb2.ListUsersResponse:
-        rows, next_token = await self._administration.list_users(
+        rows, next_token, slug = await self._administration.list_users(
             require_principal(), request.page_size, request.page_token, request.role
         )
-        return admin_pb2.ListUsersResponse(users=[user_message(row, "") for row in rows], next_page_token=next_token)
+        return admin_pb2.ListUsersResponse(users=[user_message(row, slug) for row in rows], next_page_token=next_token)
 
     async def RegisterTerminal(
         self, request: admin_pb2.RegisterTerminalRequest, context: grpc.aio.ServicerContext

@@ -121,7 +121,7 @@ class AdministrationService:
 
     # -- users (tenant back office) -------------------------------------------------------------
 
-    async def create_user(self, caller: Principal, email: str, display_name: str, roles: list[str]) -> tuple[UserRecord, str]:
+    async def create_user(self, caller: Principal, email: str, display_name: str, roles: list[str]) -> tuple[UserRecord, str, str]:
         email = normalize_email(email)
         raise_if_violations(email_violations(email) + display_name_violations(display_name) + _role_violations(roles))
         allowed = frozenset().union(*(GRANTABLE_ROLES.get(role, frozenset()) for role in caller.roles))
@@ -135,21 +135,25 @@ class AdministrationService:
             if await users.find_by_email(unit_of_work, email) is not None:
                 raise AlreadyExists(message="this e-mail address is already registered", reason="EMAIL_TAKEN")
             user = await users.insert(unit_of_work, caller.tenant_id, email, display_name.strip(), password_hash, sorted(set(roles)))
+            slug = await tenants.slug_of(unit_of_work, caller.tenant_id)
             await unit_of_work.commit()
-        return user, password
+        return user, password, slug
 
-    async def list_users(self, caller: Principal, requested_page_size: int, page_token: str, role: str) -> tuple[list[UserRecord], str]:
+    async def list_users(
+        self, caller: Principal, requested_page_size: int, page_token: str, role: str
+    ) -> tuple[list[UserRecord], str, str]:
         limit = page_size(requested_page_size)
         if role:
             raise_if_violations(_role_violations([role], "role"))
         after = keyset_after(page_token, "id")
         async with self._units_of_work(caller.tenant_id) as unit_of_work:
             rows = await users.list_page(unit_of_work, after, limit + 1, role or None)
+            slug = await tenants.slug_of(unit_of_work, caller.tenant_id)
         next_token = ""
         if len(rows) > limit:
             last = rows[limit - 1]
             next_token = encode_page_token({"created": last.created_at.isoformat(), "id": str(last.user_id)})
-        return rows[:limit], next_token
+        return rows[:limit], next_token, slug
 
     # -- terminals ------------------------------------------------------------------------------
 

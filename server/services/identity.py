@@ -188,7 +188,7 @@ class IdentityService:
 
     async def current_user(self, principal: Principal) -> tuple[UserRecord | None, TerminalRecord | None, str]:
         async with self._units_of_work(principal.tenant_id) as unit_of_work:
-            slug = await self._tenant_slug(unit_of_work, principal.tenant_id)
+            slug = await tenants.slug_of(unit_of_work, principal.tenant_id)
             if principal.is_terminal:
                 terminal = await terminals.get(unit_of_work, principal.resource_id)
                 if terminal is None:
@@ -199,10 +199,6 @@ class IdentityService:
             raise Unauthenticated(message="the caller no longer exists", reason="PRINCIPAL_UNKNOWN")
         return user, None, slug
 
-    async def _tenant_slug(self, unit_of_work, tenant_id: uuid.UUID) -> str:
-        cursor = await unit_of_work.connection.execute("select slug from tenants where tenant_id = %s", (tenant_id,))
-        row = await cursor.fetchone()
-        return "" if row is None else row[0]
 
     async def change_password(self, principal: Principal, current_password: str, new_password: str) -> None:
         if principal.is_terminal:

@@ -206,6 +206,7 @@ def test_grpc_web_login_and_authenticated_call(envoy_url, stack):
     assert listed.trailers.get("grpc-status") == "0"
     page = admin_pb2.ListUsersResponse.FromString(listed.messages[0])
     assert len(page.users) == 2 and page.next_page_token
+    assert {user.tenant for user in page.users} == {DEMO_TENANT}
 
 
 def test_list_users_pages_through_everyone_once(stack):
