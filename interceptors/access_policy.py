@@ -31,6 +31,9 @@ ANY_USER = frozenset(USER_ROLES)
 ANY_PRINCIPAL = ANY_USER | {TERMINAL_ROLE}
 PLATFORM_ADMIN = frozenset({"platform_admin"})
 BACK_OFFICE = frozenset({"operator", "tenant_admin"})
+ACCOUNT_HOLDERS = frozenset({"customer", "merchant"}) | BACK_OFFICE
+PAYMENT_PARTIES = ACCOUNT_HOLDERS | {TERMINAL_ROLE}
+TERMINALS = frozenset({TERMINAL_ROLE})
 
 METHOD_ROLES: dict[str, frozenset[str]] = {
     "/emoney.auth.v1.AuthService/Logout": ANY_USER,
@@ -45,6 +48,29 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/emoney.admin.v1.AdminService/RegisterTerminal": BACK_OFFICE,
     "/emoney.admin.v1.AdminService/DisableTerminal": BACK_OFFICE,
     "/emoney.admin.v1.AdminService/ListTerminals": BACK_OFFICE,
+    "/emoney.admin.v1.AdminService/VerifyAuditChain": BACK_OFFICE,
+    "/emoney.admin.v1.AdminService/ReconcileLedger": BACK_OFFICE,
+    "/emoney.accounts.v1.AccountsService/CreateAccount": ACCOUNT_HOLDERS,
+    "/emoney.accounts.v1.AccountsService/GetAccount": ACCOUNT_HOLDERS,
+    "/emoney.accounts.v1.AccountsService/ListAccounts": ACCOUNT_HOLDERS,
+    "/emoney.accounts.v1.AccountsService/ListAccountEntries": ACCOUNT_HOLDERS,
+    "/emoney.accounts.v1.AccountsService/GetBalanceAt": ACCOUNT_HOLDERS,
+    "/emoney.accounts.v1.AccountsService/FreezeAccount": BACK_OFFICE,
+    "/emoney.accounts.v1.AccountsService/UnfreezeAccount": BACK_OFFICE,
+    "/emoney.accounts.v1.AccountsService/CloseAccount": BACK_OFFICE,
+    "/emoney.payments.v1.PaymentsService/CreateTransfer": frozenset({"customer", "merchant"}),
+    "/emoney.payments.v1.PaymentsService/CreatePaymentCode": frozenset({"customer"}),
+    "/emoney.payments.v1.PaymentsService/ChargePaymentCode": TERMINALS,
+    "/emoney.payments.v1.PaymentsService/AuthorizePayment": TERMINALS,
+    "/emoney.payments.v1.PaymentsService/CapturePayment": frozenset({"merchant", TERMINAL_ROLE}) | BACK_OFFICE,
+    "/emoney.payments.v1.PaymentsService/VoidPayment": frozenset({"merchant", TERMINAL_ROLE}) | BACK_OFFICE,
+    "/emoney.payments.v1.PaymentsService/RefundPayment": frozenset({"merchant", TERMINAL_ROLE}) | BACK_OFFICE,
+    "/emoney.payments.v1.PaymentsService/TopUp": BACK_OFFICE,
+    "/emoney.payments.v1.PaymentsService/Withdraw": BACK_OFFICE,
+    "/emoney.payments.v1.PaymentsService/GetPayment": PAYMENT_PARTIES,
+    "/emoney.payments.v1.PaymentsService/ListPayments": PAYMENT_PARTIES,
+    "/emoney.payments.v1.PaymentsService/WatchPayments": frozenset({"merchant", TERMINAL_ROLE}) | BACK_OFFICE,
+    "/emoney.payments.v1.PaymentsService/GetReceipt": PAYMENT_PARTIES,
 }
 
 

@@ -145,10 +145,14 @@ class ErrorMappingInterceptor(AroundInterceptor):
         except DomainError as error:
             await abort_with(context, status_for_domain_error(error))
         except Exception as error:  # the edge: nothing unexpected may escape as a raw exception
-            if not isinstance(error, (psycopg.Error, PoolTimeout, redis.exceptions.RedisError)):
-                logger.exception("unexpected error in %s", method)
-            else:
+            expected = isinstance(error, (PoolTimeout, redis.exceptions.RedisError)) or (
+                isinstance(error, psycopg.Error) and classify_database_error(error) is not None
+            )
+            if expected:
                 logger.warning("backing service error in %s: %s", method, type(error).__name__)
+            else:
+                # A bug (ours, or SQL that does not fit its data): the full story goes to the log only.
+                logger.exception("unexpected error in %s", method)
             await abort_with(context, _status_for_unexpected(error))
 
 

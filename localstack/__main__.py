@@ -15,6 +15,9 @@ import sys
 import threading
 from pathlib import Path
 
+import grpc
+
+from localstack.demo import play_demo_story
 from localstack.processes import ServiceStartError
 from localstack.stack import ROOT, LocalStack, StackOptions, StackPorts
 
@@ -94,7 +97,7 @@ def _banner(stack: LocalStack) -> str:
             f"  curl -s http://{endpoints.envoy}/v1/tenants/demo-city/sessions:login -H 'content-type: application/json' \\",
             f"       -d '{{\"email\": \"{demo.users[1].email}\", \"password\": \"{demo.users[1].password}\"}}'",
         ]
-    lines += ["", "Press Ctrl-C to stop everything.", ""]
+    lines += ["", *stack.demo_story, "", "Press Ctrl-C to stop everything.", ""]
     return "\n".join(lines)
 
 
@@ -117,6 +120,10 @@ def main() -> int:
     except ServiceStartError as error:
         print(f"emoney-stack: could not start: {error}", file=sys.stderr)
         return 1
+    try:
+        stack.demo_story = play_demo_story(stack.endpoints.envoy, stack.demo)
+    except grpc.RpcError as error:
+        stack.demo_story = [f"Demo story could not run: {error.code().name} {error.details()}"]
     print(_banner(stack), flush=True)
     try:
         while not stop_requested.wait(timeout=1.0):

@@ -88,6 +88,7 @@ class LocalStack:
         self.envoy: EnvoyService | None = None
         self.endpoints: Endpoints | None = None
         self.demo: provisioning.DemoSeed | None = None
+        self.demo_story: list[str] = []
 
     # -- start ---------------------------------------------------------------------------------
 

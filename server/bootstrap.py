@@ -19,23 +19,31 @@ from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 import redis.asyncio as redis_asyncio
 
+from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from emoney.admin.v1 import admin_pb2, admin_pb2_grpc
 from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
+from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
 from emoney.platform.v1 import platform_pb2, platform_pb2_grpc
 from interceptors import build_interceptors
 from interceptors.metrics import MetricsRegistry
 from interceptors.rate_limit import RateLimitPolicy
 from interceptors.request_context import parse_trusted_proxies
+from server.background import HoldExpirer
 from server.config import Settings
+from server.payment_events import PaymentEventHub
 from server.health import HealthReporter, postgres_probe, redis_probe
 from server.instance import ServerInstance
 from server.logs import redact_url
 from server.metrics_endpoint import serve_metrics
 from server.passwords import PasswordHasher
+from server.servicers.accounts import AccountsServicer
 from server.servicers.admin import AdminServicer
 from server.servicers.auth import AuthServicer
+from server.servicers.payments import PaymentsServicer
 from server.servicers.platform import PlatformServicer
+from server.services.accounts import AccountsService
 from server.services.administration import AdministrationService
+from server.services.payments import PaymentsService
 from server.services.identity import IdentityService
 from server.services.tenants import TenantDirectory
 from server.tokens import KeyRing, KeyRingRefresher, TokenService
@@ -43,6 +51,7 @@ from storage import tenants as tenant_repository
 from storage.database import build_pool
 from storage.object_store import ObjectStore, build_minio
 from storage.rate_limits import RateLimiter
+from storage.receipts import ReceiptWriter
 from storage.redis_store import build_redis
 from storage.secrets import SecretsStore, build_secrets
 from storage.sessions import SessionStore
@@ -54,6 +63,8 @@ logger = logging.getLogger("emoney.server")
 PLATFORM_SERVICE = platform_pb2.DESCRIPTOR.services_by_name["PlatformService"].full_name
 AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+ACCOUNTS_SERVICE = accounts_pb2.DESCRIPTOR.services_by_name["AccountsService"].full_name
+PAYMENTS_SERVICE = payments_pb2.DESCRIPTOR.services_by_name["PaymentsService"].full_name
 HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 # Which dependencies each service needs to be SERVING. PlatformService needs none.
@@ -61,6 +72,8 @@ SERVICE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
     PLATFORM_SERVICE: (),
     AUTH_SERVICE: ("postgres", "redis"),
     ADMIN_SERVICE: ("postgres", "redis"),
+    ACCOUNTS_SERVICE: ("postgres", "redis"),
+    PAYMENTS_SERVICE: ("postgres", "redis"),
 }
 
 
@@ -77,6 +90,9 @@ class Application:
     sessions: SessionStore
     passwords: PasswordHasher
     key_refresher: KeyRingRefresher
+    hold_expirer: HoldExpirer
+    payment_events: PaymentEventHub
+    receipt_writer: ReceiptWriter
     bound_port: int = 0
     _background: list[asyncio.Task] = field(default_factory=list)
     _metrics_server: asyncio.Server | None = None
@@ -87,6 +103,9 @@ class Application:
         self._background.append(asyncio.create_task(self._open_database(), name="open-database"))
         self._background.append(asyncio.create_task(self.health_reporter.run(), name="health-probes"))
         self._background.append(asyncio.create_task(self.key_refresher.run(), name="signing-key-refresh"))
+        self._background.append(asyncio.create_task(self.hold_expirer.run(), name="hold-expiry"))
+        self._background.append(asyncio.create_task(self.payment_events.run(), name="payment-events"))
+        self._background.append(asyncio.create_task(self.receipt_writer.run(), name="receipt-writer"))
         if self.settings.metrics_address:
             self._metrics_server = await serve_metrics(self.metrics, self.settings.metrics_address)
         logger.info(
@@ -143,6 +162,8 @@ class Application:
         finish within the grace period, then close the pools."""
         logger.info("shutting down", extra={"grace_s": self.settings.shutdown_grace_s})
         await self.health_reporter.enter_shutdown()
+        # Open WatchPayments streams end now (UNAVAILABLE: watch again elsewhere) instead of using up the grace period.
+        await self.payment_events.close()
         await self.server.stop(self.settings.shutdown_grace_s)
         if self._metrics_server is not None:
             self._metrics_server.close()
@@ -211,13 +232,17 @@ async def build_application(settings: Settings) -> Application:
         ],
     )
     units_of_work = UnitOfWorkFactory(pool)
+    # The hub shares the pool's connection settings (the password arrives there from the secrets store).
+    payment_events = PaymentEventHub(settings.database_url, pool.kwargs)
     identity = IdentityService(units_of_work, passwords, tokens, sessions, refresh_ttl_s=settings.refresh_token_ttl_s)
-    service_names = (PLATFORM_SERVICE, AUTH_SERVICE, ADMIN_SERVICE)
+    service_names = (PLATFORM_SERVICE, AUTH_SERVICE, ADMIN_SERVICE, ACCOUNTS_SERVICE, PAYMENTS_SERVICE)
     platform_pb2_grpc.add_PlatformServiceServicer_to_server(PlatformServicer(ServerInstance(service_names)), server)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(TenantDirectory(units_of_work), identity), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(AdministrationService(units_of_work, passwords, sessions)), server
+        AdminServicer(AdministrationService(units_of_work, passwords, sessions), units_of_work), server
     )
+    accounts_pb2_grpc.add_AccountsServiceServicer_to_server(AccountsServicer(AccountsService(units_of_work)), server)
+    payments_pb2_grpc.add_PaymentsServiceServicer_to_server(PaymentsServicer(PaymentsService(units_of_work, payment_events, objects)), server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -246,5 +271,8 @@ async def build_application(settings: Settings) -> Application:
         sessions=sessions,
         passwords=passwords,
         key_refresher=key_refresher,
+        hold_expirer=HoldExpirer(units_of_work),
+        payment_events=payment_events,
+        receipt_writer=ReceiptWriter(pool, objects),
         bound_port=bound_port,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
+from datetime import timedelta
 
 import urllib3
 from minio import Minio
@@ -16,6 +17,7 @@ from minio import Minio
 from server.config import Settings
 
 MAX_OBJECT_BYTES = 10 << 20
+MAX_PRESIGNED_EXPIRY_S = 3_600
 
 
 def build_minio(settings: Settings) -> Minio:
@@ -67,6 +69,19 @@ class ObjectStore:
                 response.release_conn()
 
         return await asyncio.to_thread(read)
+
+    async def presigned_get(self, tenant_id: uuid.UUID, relative_key: str, expires_s: int) -> str:
+        """A URL that reads one object of the tenant without credentials until it expires.
+
+        The signature covers the full key, so the URL cannot be bent to another tenant's object.
+        Async because the client may first ask the server for the bucket's region.
+        """
+        if not 1 <= expires_s <= MAX_PRESIGNED_EXPIRY_S:
+            raise ValueError(f"expires_s must be between 1 and {MAX_PRESIGNED_EXPIRY_S}")
+        key = tenant_object_key(tenant_id, relative_key)
+        return await asyncio.to_thread(
+            self._client.presigned_get_object, self._bucket, key, expires=timedelta(seconds=expires_s)
+        )
 
     async def reachable(self) -> bool:
         try:

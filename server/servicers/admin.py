@@ -7,12 +7,44 @@ import grpc
 from emoney.admin.v1 import admin_pb2, admin_pb2_grpc
 from interceptors.call_state import require_principal
 from server.services.administration import AdministrationService
-from server.servicers.converters import tenant_summary, terminal_message, user_message
+from server.servicers.converters import tenant_summary, terminal_message, timestamp, user_message
+from storage import audit, ledger
+from storage.unit_of_work import UnitOfWorkFactory
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, administration: AdministrationService) -> None:
+    def __init__(self, administration: AdministrationService, units_of_work: UnitOfWorkFactory) -> None:
         self._administration = administration
+        self._units_of_work = units_of_work
+
+    async def VerifyAuditChain(self, request, context: grpc.aio.ServicerContext) -> admin_pb2.VerifyAuditChainResponse:
+        async with self._units_of_work(require_principal().tenant_id) as unit_of_work:
+            verification = await audit.verify_audit_chain(unit_of_work)
+        return admin_pb2.VerifyAuditChainResponse(
+            ok=verification.ok,
+            stripes_checked=verification.stripes_checked,
+            events_checked=verification.events_checked,
+            broken_links=[
+                admin_pb2.BrokenLink(stripe=link.stripe, sequence=link.sequence, problem=link.problem, create_time=timestamp(link.created_at))
+                for link in verification.broken_links
+            ],
+        )
+
+    async def ReconcileLedger(self, request, context: grpc.aio.ServicerContext) -> admin_pb2.ReconcileLedgerResponse:
+        async with self._units_of_work(require_principal().tenant_id) as unit_of_work:
+            report = await ledger.reconcile(unit_of_work)
+        return admin_pb2.ReconcileLedgerResponse(
+            ok=report.ok,
+            check_time=timestamp(report.checked_at),
+            accounts_checked=report.accounts_checked,
+            transfers_checked=report.transfers_checked,
+            entries_checked=report.entries_checked,
+            discrepancies=[
+                admin_pb2.Discrepancy(check=d.check, subject=d.subject, expected_minor=d.expected_minor, actual_minor=d.actual_minor)
+                for d in report.discrepancies
+            ],
+            truncated=report.truncated,
+        )
 
     async def CreateTenant(self, request: admin_pb2.CreateTenantRequest, context: grpc.aio.ServicerContext) -> admin_pb2.CreateTenantResponse:
         created = await self._administration.create_tenant(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from google.protobuf import timestamp_pb2
 
+from emoney.accounts.v1 import accounts_pb2
 from emoney.admin.v1 import admin_pb2
 from emoney.auth.v1 import auth_pb2
+from emoney.payments.v1 import payments_pb2
 from server.services.identity import IssuedTokens
+from storage.ledger import AccountRecord, EntryRecord, HoldRecord, TransferRecord
+from storage.payments_query import PaymentRow
 from storage.tenants import PublicTenant, TenantRecord
 from storage.terminals import TerminalRecord
 from storage.users import UserRecord
@@ -70,4 +75,93 @@ def public_tenant_message(tenant: PublicTenant | TenantRecord) -> auth_pb2.Tenan
 def tenant_summary(tenant: TenantRecord) -> admin_pb2.TenantSummary:
     return admin_pb2.TenantSummary(
         tenant=public_tenant_message(tenant), status=tenant.status, create_time=timestamp(tenant.created_at)
+    )
+
+
+def _name(collection: str, identifier: uuid.UUID | None) -> str:
+    return "" if identifier is None else f"{collection}/{identifier}"
+
+
+def account_message(account: AccountRecord) -> accounts_pb2.Account:
+    overdraft = account.overdraft_limit_minor
+    return accounts_pb2.Account(
+        name=f"accounts/{account.account_id}",
+        account_id=str(account.account_id),
+        owner=_name("users", account.owner_user_id),
+        kind=account.kind,
+        currency=account.currency,
+        status=account.status,
+        balance_minor=account.balance_minor,
+        held_minor=account.held_minor,
+        available_minor=account.balance_minor - account.held_minor + overdraft,
+        overdraft_limit_minor=overdraft,
+        create_time=timestamp(account.created_at),
+    )
+
+
+def entry_message(entry: EntryRecord) -> accounts_pb2.Entry:
+    return accounts_pb2.Entry(
+        entry_id=entry.entry_id,
+        payment=_name("payments", entry.transfer_id),
+        amount_minor=entry.amount_minor,
+        balance_after_minor=entry.balance_after_minor,
+        kind=entry.transfer_kind,
+        create_time=timestamp(entry.created_at),
+    )
+
+
+def transfer_payment(transfer: TransferRecord) -> payments_pb2.Payment:
+    return payments_pb2.Payment(
+        name=f"payments/{transfer.transfer_id}",
+        payment_id=str(transfer.transfer_id),
+        kind=transfer.kind,
+        status=transfer.status,
+        from_account=_name("accounts", transfer.debit_account_id),
+        to_account=_name("accounts", transfer.credit_account_id),
+        amount_minor=transfer.amount_minor,
+        currency=transfer.currency,
+        refunded_minor=transfer.refunded_minor,
+        terminal=_name("terminals", transfer.terminal_id),
+        related_payment=_name("payments", transfer.related_transfer_id or transfer.hold_id),
+        request_id=transfer.request_id,
+        create_time=timestamp(transfer.created_at),
+    )
+
+
+def hold_payment(hold: HoldRecord) -> payments_pb2.Payment:
+    return payments_pb2.Payment(
+        name=f"payments/{hold.hold_id}",
+        payment_id=str(hold.hold_id),
+        kind="hold",
+        status=hold.status,
+        from_account=_name("accounts", hold.account_id),
+        to_account=_name("accounts", hold.merchant_account_id),
+        amount_minor=hold.amount_minor,
+        currency=hold.currency,
+        captured_minor=hold.captured_minor,
+        terminal=_name("terminals", hold.terminal_id),
+        related_payment=_name("payments", hold.capture_transfer_id),
+        request_id=hold.request_id,
+        create_time=timestamp(hold.created_at),
+        expire_time=timestamp(hold.expires_at),
+    )
+
+
+def row_payment(row: PaymentRow) -> payments_pb2.Payment:
+    return payments_pb2.Payment(
+        name=f"payments/{row.payment_id}",
+        payment_id=str(row.payment_id),
+        kind=row.kind,
+        status=row.status,
+        from_account=_name("accounts", row.from_account_id),
+        to_account=_name("accounts", row.to_account_id),
+        amount_minor=row.amount_minor,
+        currency=row.currency,
+        captured_minor=row.captured_minor,
+        refunded_minor=row.refunded_minor,
+        terminal=_name("terminals", row.terminal_id),
+        related_payment=_name("payments", row.related_id),
+        request_id=row.request_id,
+        create_time=timestamp(row.created_at),
+        expire_time=timestamp(row.expires_at),
     )

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from emoney.accounts.v1 import accounts_pb2 as emoney_dot_accounts_dot_v1_dot_accounts__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -25,9 +26,9 @@ if _version_not_supported:
 
 
 class AccountsServiceStub:
-    """AccountsService manages e-money accounts: creation, balances, statements,
-    freezing and closing. Its methods arrive with the ledger work (issue #4);
-    the package is laid out now so that the contract's layout is fixed.
+    """AccountsService manages e-money accounts: opening, balances, statements,
+    freezing and closing. Money is always an integer number of minor units
+    (cents) plus an ISO-4217 currency code; in JSON, int64 values are strings.
     """
 
     def __init__(self, channel):
@@ -36,17 +37,158 @@ class AccountsServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreateAccount = channel.unary_unary(
+                '/emoney.accounts.v1.AccountsService/CreateAccount',
+                request_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.CreateAccountRequest.SerializeToString,
+                response_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.CreateAccountResponse.FromString,
+                _registered_method=True)
+        self.GetAccount = channel.unary_unary(
+                '/emoney.accounts.v1.AccountsService/GetAccount',
+                request_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetAccountRequest.SerializeToString,
+                response_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetAccountResponse.FromString,
+                _registered_method=True)
+        self.ListAccounts = channel.unary_unary(
+                '/emoney.accounts.v1.AccountsService/ListAccounts',
+                request_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.ListAccountsRequest.SerializeToString,
+                response_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.ListAccountsResponse.FromString,
+                _registered_method=True)
+        self.ListAccountEntries = channel.unary_unary(
+                '/emoney.accounts.v1.AccountsService/ListAccountEntries',
+                request_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.ListAccountEntriesRequest.SerializeToString,
+                response_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.ListAccountEntriesResponse.FromString,
+                _registered_method=True)
+        self.GetBalanceAt = channel.unary_unary(
+                '/emoney.accounts.v1.AccountsService/GetBalanceAt',
+                request_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetBalanceAtRequest.SerializeToString,
+                response_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetBalanceAtResponse.FromString,
+                _registered_method=True)
+        self.FreezeAccount = channel.unary_unary(
+                '/emoney.accounts.v1.AccountsService/FreezeAccount',
+                request_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.FreezeAccountRequest.SerializeToString,
+                response_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.FreezeAccountResponse.FromString,
+                _registered_method=True)
+        self.UnfreezeAccount = channel.unary_unary(
+                '/emoney.accounts.v1.AccountsService/UnfreezeAccount',
+                request_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.UnfreezeAccountRequest.SerializeToString,
+                response_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.UnfreezeAccountResponse.FromString,
+                _registered_method=True)
+        self.CloseAccount = channel.unary_unary(
+                '/emoney.accounts.v1.AccountsService/CloseAccount',
+                request_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.CloseAccountRequest.SerializeToString,
+                response_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.CloseAccountResponse.FromString,
+                _registered_method=True)
 
 
 class AccountsServiceServicer:
-    """AccountsService manages e-money accounts: creation, balances, statements,
-    freezing and closing. Its methods arrive with the ledger work (issue #4);
-    the package is laid out now so that the contract's layout is fixed.
+    """AccountsService manages e-money accounts: opening, balances, statements,
+    freezing and closing. Money is always an integer number of minor units
+    (cents) plus an ISO-4217 currency code; in JSON, int64 values are strings.
     """
+
+    def CreateAccount(self, request, context):
+        """CreateAccount opens a customer or merchant account in one currency. A
+        citizen opens their own; operators may open one for any user of the tenant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAccount(self, request, context):
+        """GetAccount returns an account with its ledger balance, held amount and
+        available balance. Customers and merchants see only their own accounts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccounts(self, request, context):
+        """ListAccounts lists accounts: operators see all of their tenant's,
+        customers and merchants only their own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAccountEntries(self, request, context):
+        """ListAccountEntries is the statement: every ledger entry of the account,
+        oldest first, with the running balance after it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBalanceAt(self, request, context):
+        """GetBalanceAt returns the ledger balance of an account at a past instant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FreezeAccount(self, request, context):
+        """FreezeAccount stops an account from sending and receiving. Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnfreezeAccount(self, request, context):
+        """UnfreezeAccount lets a frozen account move money again. Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseAccount(self, request, context):
+        """CloseAccount closes an account for good; only at a zero balance with no
+        holds. Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
 
 def add_AccountsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreateAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateAccount,
+                    request_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.CreateAccountRequest.FromString,
+                    response_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.CreateAccountResponse.SerializeToString,
+            ),
+            'GetAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccount,
+                    request_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetAccountRequest.FromString,
+                    response_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetAccountResponse.SerializeToString,
+            ),
+            'ListAccounts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccounts,
+                    request_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.ListAccountsRequest.FromString,
+                    response_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.ListAccountsResponse.SerializeToString,
+            ),
+            'ListAccountEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAccountEntries,
+                    request_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.ListAccountEntriesRequest.FromString,
+                    response_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.ListAccountEntriesResponse.SerializeToString,
+            ),
+            'GetBalanceAt': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBalanceAt,
+                    request_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetBalanceAtRequest.FromString,
+                    response_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetBalanceAtResponse.SerializeToString,
+            ),
+            'FreezeAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.FreezeAccount,
+                    request_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.FreezeAccountRequest.FromString,
+                    response_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.FreezeAccountResponse.SerializeToString,
+            ),
+            'UnfreezeAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnfreezeAccount,
+                    request_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.UnfreezeAccountRequest.FromString,
+                    response_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.UnfreezeAccountResponse.SerializeToString,
+            ),
+            'CloseAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseAccount,
+                    request_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.CloseAccountRequest.FromString,
+                    response_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.CloseAccountResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'emoney.accounts.v1.AccountsService', rpc_method_handlers)
@@ -56,7 +198,223 @@ def add_AccountsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AccountsService:
-    """AccountsService manages e-money accounts: creation, balances, statements,
-    freezing and closing. Its methods arrive with the ledger work (issue #4);
-    the package is laid out now so that the contract's layout is fixed.
+    """AccountsService manages e-money accounts: opening, balances, statements,
+    freezing and closing. Money is always an integer number of minor units
+    (cents) plus an ISO-4217 currency code; in JSON, int64 values are strings.
     """
+
+    @staticmethod
+    def CreateAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.accounts.v1.AccountsService/CreateAccount',
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.CreateAccountRequest.SerializeToString,
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.CreateAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.accounts.v1.AccountsService/GetAccount',
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetAccountRequest.SerializeToString,
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccounts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.accounts.v1.AccountsService/ListAccounts',
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.ListAccountsRequest.SerializeToString,
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.ListAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAccountEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.accounts.v1.AccountsService/ListAccountEntries',
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.ListAccountEntriesRequest.SerializeToString,
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.ListAccountEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBalanceAt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.accounts.v1.AccountsService/GetBalanceAt',
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetBalanceAtRequest.SerializeToString,
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetBalanceAtResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FreezeAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.accounts.v1.AccountsService/FreezeAccount',
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.FreezeAccountRequest.SerializeToString,
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.FreezeAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnfreezeAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.accounts.v1.AccountsService/UnfreezeAccount',
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.UnfreezeAccountRequest.SerializeToString,
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.UnfreezeAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.accounts.v1.AccountsService/CloseAccount',
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.CloseAccountRequest.SerializeToString,
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.CloseAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

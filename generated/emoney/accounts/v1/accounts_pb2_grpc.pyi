@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from emoney.accounts.v1 import accounts_pb2 as _accounts_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -26,31 +27,155 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AccountsServiceStub:
-    """AccountsService manages e-money accounts: creation, balances, statements,
-    freezing and closing. Its methods arrive with the ledger work (issue #4);
-    the package is laid out now so that the contract's layout is fixed.
+    """AccountsService manages e-money accounts: opening, balances, statements,
+    freezing and closing. Money is always an integer number of minor units
+    (cents) plus an ISO-4217 currency code; in JSON, int64 values are strings.
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AccountsServiceAsyncStub: ...
+    CreateAccount: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.CreateAccountRequest, _accounts_pb2.CreateAccountResponse]
+    """CreateAccount opens a customer or merchant account in one currency. A
+    citizen opens their own; operators may open one for any user of the tenant.
+    """
+    GetAccount: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetAccountRequest, _accounts_pb2.GetAccountResponse]
+    """GetAccount returns an account with its ledger balance, held amount and
+    available balance. Customers and merchants see only their own accounts.
+    """
+    ListAccounts: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ListAccountsRequest, _accounts_pb2.ListAccountsResponse]
+    """ListAccounts lists accounts: operators see all of their tenant's,
+    customers and merchants only their own.
+    """
+    ListAccountEntries: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ListAccountEntriesRequest, _accounts_pb2.ListAccountEntriesResponse]
+    """ListAccountEntries is the statement: every ledger entry of the account,
+    oldest first, with the running balance after it.
+    """
+    GetBalanceAt: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetBalanceAtRequest, _accounts_pb2.GetBalanceAtResponse]
+    """GetBalanceAt returns the ledger balance of an account at a past instant."""
+    FreezeAccount: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.FreezeAccountRequest, _accounts_pb2.FreezeAccountResponse]
+    """FreezeAccount stops an account from sending and receiving. Operators only."""
+    UnfreezeAccount: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.UnfreezeAccountRequest, _accounts_pb2.UnfreezeAccountResponse]
+    """UnfreezeAccount lets a frozen account move money again. Operators only."""
+    CloseAccount: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.CloseAccountRequest, _accounts_pb2.CloseAccountResponse]
+    """CloseAccount closes an account for good; only at a zero balance with no
+    holds. Operators only.
+    """
 
 @_typing.type_check_only
 class AccountsServiceAsyncStub(AccountsServiceStub):
-    """AccountsService manages e-money accounts: creation, balances, statements,
-    freezing and closing. Its methods arrive with the ledger work (issue #4);
-    the package is laid out now so that the contract's layout is fixed.
+    """AccountsService manages e-money accounts: opening, balances, statements,
+    freezing and closing. Money is always an integer number of minor units
+    (cents) plus an ISO-4217 currency code; in JSON, int64 values are strings.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-
-class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
-    """AccountsService manages e-money accounts: creation, balances, statements,
-    freezing and closing. Its methods arrive with the ledger work (issue #4);
-    the package is laid out now so that the contract's layout is fixed.
+    CreateAccount: _aio.UnaryUnaryMultiCallable[_accounts_pb2.CreateAccountRequest, _accounts_pb2.CreateAccountResponse]  # type: ignore[assignment]
+    """CreateAccount opens a customer or merchant account in one currency. A
+    citizen opens their own; operators may open one for any user of the tenant.
+    """
+    GetAccount: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetAccountRequest, _accounts_pb2.GetAccountResponse]  # type: ignore[assignment]
+    """GetAccount returns an account with its ledger balance, held amount and
+    available balance. Customers and merchants see only their own accounts.
+    """
+    ListAccounts: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ListAccountsRequest, _accounts_pb2.ListAccountsResponse]  # type: ignore[assignment]
+    """ListAccounts lists accounts: operators see all of their tenant's,
+    customers and merchants only their own.
+    """
+    ListAccountEntries: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ListAccountEntriesRequest, _accounts_pb2.ListAccountEntriesResponse]  # type: ignore[assignment]
+    """ListAccountEntries is the statement: every ledger entry of the account,
+    oldest first, with the running balance after it.
+    """
+    GetBalanceAt: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetBalanceAtRequest, _accounts_pb2.GetBalanceAtResponse]  # type: ignore[assignment]
+    """GetBalanceAt returns the ledger balance of an account at a past instant."""
+    FreezeAccount: _aio.UnaryUnaryMultiCallable[_accounts_pb2.FreezeAccountRequest, _accounts_pb2.FreezeAccountResponse]  # type: ignore[assignment]
+    """FreezeAccount stops an account from sending and receiving. Operators only."""
+    UnfreezeAccount: _aio.UnaryUnaryMultiCallable[_accounts_pb2.UnfreezeAccountRequest, _accounts_pb2.UnfreezeAccountResponse]  # type: ignore[assignment]
+    """UnfreezeAccount lets a frozen account move money again. Operators only."""
+    CloseAccount: _aio.UnaryUnaryMultiCallable[_accounts_pb2.CloseAccountRequest, _accounts_pb2.CloseAccountResponse]  # type: ignore[assignment]
+    """CloseAccount closes an account for good; only at a zero balance with no
+    holds. Operators only.
     """
 
-    ...
+class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
+    """AccountsService manages e-money accounts: opening, balances, statements,
+    freezing and closing. Money is always an integer number of minor units
+    (cents) plus an ISO-4217 currency code; in JSON, int64 values are strings.
+    """
+
+    @_abc_1.abstractmethod
+    def CreateAccount(
+        self,
+        request: _accounts_pb2.CreateAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.CreateAccountResponse, _abc.Awaitable[_accounts_pb2.CreateAccountResponse]]:
+        """CreateAccount opens a customer or merchant account in one currency. A
+        citizen opens their own; operators may open one for any user of the tenant.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAccount(
+        self,
+        request: _accounts_pb2.GetAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.GetAccountResponse, _abc.Awaitable[_accounts_pb2.GetAccountResponse]]:
+        """GetAccount returns an account with its ledger balance, held amount and
+        available balance. Customers and merchants see only their own accounts.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAccounts(
+        self,
+        request: _accounts_pb2.ListAccountsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.ListAccountsResponse, _abc.Awaitable[_accounts_pb2.ListAccountsResponse]]:
+        """ListAccounts lists accounts: operators see all of their tenant's,
+        customers and merchants only their own.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAccountEntries(
+        self,
+        request: _accounts_pb2.ListAccountEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.ListAccountEntriesResponse, _abc.Awaitable[_accounts_pb2.ListAccountEntriesResponse]]:
+        """ListAccountEntries is the statement: every ledger entry of the account,
+        oldest first, with the running balance after it.
+        """
+
+    @_abc_1.abstractmethod
+    def GetBalanceAt(
+        self,
+        request: _accounts_pb2.GetBalanceAtRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.GetBalanceAtResponse, _abc.Awaitable[_accounts_pb2.GetBalanceAtResponse]]:
+        """GetBalanceAt returns the ledger balance of an account at a past instant."""
+
+    @_abc_1.abstractmethod
+    def FreezeAccount(
+        self,
+        request: _accounts_pb2.FreezeAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.FreezeAccountResponse, _abc.Awaitable[_accounts_pb2.FreezeAccountResponse]]:
+        """FreezeAccount stops an account from sending and receiving. Operators only."""
+
+    @_abc_1.abstractmethod
+    def UnfreezeAccount(
+        self,
+        request: _accounts_pb2.UnfreezeAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.UnfreezeAccountResponse, _abc.Awaitable[_accounts_pb2.UnfreezeAccountResponse]]:
+        """UnfreezeAccount lets a frozen account move money again. Operators only."""
+
+    @_abc_1.abstractmethod
+    def CloseAccount(
+        self,
+        request: _accounts_pb2.CloseAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.CloseAccountResponse, _abc.Awaitable[_accounts_pb2.CloseAccountResponse]]:
+        """CloseAccount closes an account for good; only at a zero balance with no
+        holds. Operators only.
+        """
 
 def add_AccountsServiceServicer_to_server(servicer: AccountsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

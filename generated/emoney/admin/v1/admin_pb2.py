@@ -28,7 +28,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65money/admin/v1/admin.proto\x12\x0f\x65money.admin.v1\x1a\x19\x65money/auth/v1/auth.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x84\x01\n\rTenantSummary\x12&\n\x06tenant\x18\x01 \x01(\x0b\x32\x16.emoney.auth.v1.Tenant\x12\x14\n\x06status\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xa2\x01\n\x13\x43reateTenantRequest\x12\x12\n\x04slug\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1e\n\x10\x64\x65\x66\x61ult_currency\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x61\x64min_email\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12 \n\x12\x61\x64min_display_name\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02\"\x8b\x01\n\x14\x43reateTenantResponse\x12.\n\x06tenant\x18\x01 \x01(\x0b\x32\x1e.emoney.admin.v1.TenantSummary\x12#\n\x05\x61\x64min\x18\x02 \x01(\x0b\x32\x14.emoney.auth.v1.User\x12\x1e\n\x16\x61\x64min_initial_password\x18\x03 \x01(\t\";\n\x12ListTenantsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x13ListTenantsResponse\x12/\n\x07tenants\x18\x01 \x03(\x0b\x32\x1e.emoney.admin.v1.TenantSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x14SuspendTenantRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"G\n\x15SuspendTenantResponse\x12.\n\x06tenant\x18\x01 \x01(\x0b\x32\x1e.emoney.admin.v1.TenantSummary\"-\n\x17ReactivateTenantRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"J\n\x18ReactivateTenantResponse\x12.\n\x06tenant\x18\x01 \x01(\x0b\x32\x1e.emoney.admin.v1.TenantSummary\"Y\n\x11\x43reateUserRequest\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05roles\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02\"R\n\x12\x43reateUserResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.emoney.auth.v1.User\x12\x18\n\x10initial_password\x18\x02 \x01(\t\"G\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"Q\n\x11ListUsersResponse\x12#\n\x05users\x18\x01 \x03(\x0b\x32\x14.emoney.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"M\n\x17RegisterTerminalRequest\x12\x16\n\x08merchant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"]\n\x18RegisterTerminalResponse\x12*\n\x08terminal\x18\x01 \x01(\x0b\x32\x18.emoney.auth.v1.Terminal\x12\x15\n\rclient_secret\x18\x02 \x01(\t\",\n\x16\x44isableTerminalRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"E\n\x17\x44isableTerminalResponse\x12*\n\x08terminal\x18\x01 \x01(\x0b\x32\x18.emoney.auth.v1.Terminal\"=\n\x14ListTerminalsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x15ListTerminalsResponse\x12+\n\tterminals\x18\x01 \x03(\x0b\x32\x18.emoney.auth.v1.Terminal\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xf3\x08\n\x0c\x41\x64minService\x12s\n\x0c\x43reateTenant\x12$.emoney.admin.v1.CreateTenantRequest\x1a%.emoney.admin.v1.CreateTenantResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/tenants:\x01*\x12m\n\x0bListTenants\x12#.emoney.admin.v1.ListTenantsRequest\x1a$.emoney.admin.v1.ListTenantsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/tenants\x12\x87\x01\n\rSuspendTenant\x12%.emoney.admin.v1.SuspendTenantRequest\x1a&.emoney.admin.v1.SuspendTenantResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/{name=tenants/*}:suspend:\x01*\x12\x93\x01\n\x10ReactivateTenant\x12(.emoney.admin.v1.ReactivateTenantRequest\x1a).emoney.admin.v1.ReactivateTenantResponse\"*\x82\xd3\xe4\x93\x02$\"\x1f/v1/{name=tenants/*}:reactivate:\x01*\x12k\n\nCreateUser\x12\".emoney.admin.v1.CreateUserRequest\x1a#.emoney.admin.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12\x65\n\tListUsers\x12!.emoney.admin.v1.ListUsersRequest\x1a\".emoney.admin.v1.ListUsersResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/users\x12\x81\x01\n\x10RegisterTerminal\x12(.emoney.admin.v1.RegisterTerminalRequest\x1a).emoney.admin.v1.RegisterTerminalResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/terminals:\x01*\x12\x8f\x01\n\x0f\x44isableTerminal\x12\'.emoney.admin.v1.DisableTerminalRequest\x1a(.emoney.admin.v1.DisableTerminalResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/{name=terminals/*}:disable:\x01*\x12u\n\rListTerminals\x12%.emoney.admin.v1.ListTerminalsRequest\x1a&.emoney.admin.v1.ListTerminalsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/terminalsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65money/admin/v1/admin.proto\x12\x0f\x65money.admin.v1\x1a\x19\x65money/auth/v1/auth.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n\x17VerifyAuditChainRequest\"p\n\nBrokenLink\x12\x0e\n\x06stripe\x18\x01 \x01(\x05\x12\x10\n\x08sequence\x18\x02 \x01(\x03\x12\x0f\n\x07problem\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8a\x01\n\x18VerifyAuditChainResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x17\n\x0fstripes_checked\x18\x02 \x01(\x05\x12\x16\n\x0e\x65vents_checked\x18\x03 \x01(\x03\x12\x31\n\x0c\x62roken_links\x18\x04 \x03(\x0b\x32\x1b.emoney.admin.v1.BrokenLink\"\x18\n\x16ReconcileLedgerRequest\"[\n\x0b\x44iscrepancy\x12\r\n\x05\x63heck\x18\x01 \x01(\t\x12\x0f\n\x07subject\x18\x02 \x01(\t\x12\x16\n\x0e\x65xpected_minor\x18\x03 \x01(\x03\x12\x14\n\x0c\x61\x63tual_minor\x18\x04 \x01(\x03\"\xeb\x01\n\x17ReconcileLedgerResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12.\n\ncheck_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x61\x63\x63ounts_checked\x18\x03 \x01(\x03\x12\x19\n\x11transfers_checked\x18\x04 \x01(\x03\x12\x17\n\x0f\x65ntries_checked\x18\x05 \x01(\x03\x12\x33\n\rdiscrepancies\x18\x06 \x03(\x0b\x32\x1c.emoney.admin.v1.Discrepancy\x12\x11\n\ttruncated\x18\x07 \x01(\x08\"\x84\x01\n\rTenantSummary\x12&\n\x06tenant\x18\x01 \x01(\x0b\x32\x16.emoney.auth.v1.Tenant\x12\x14\n\x06status\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\xa2\x01\n\x13\x43reateTenantRequest\x12\x12\n\x04slug\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1e\n\x10\x64\x65\x66\x61ult_currency\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0b\x61\x64min_email\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12 \n\x12\x61\x64min_display_name\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02\"\x8b\x01\n\x14\x43reateTenantResponse\x12.\n\x06tenant\x18\x01 \x01(\x0b\x32\x1e.emoney.admin.v1.TenantSummary\x12#\n\x05\x61\x64min\x18\x02 \x01(\x0b\x32\x14.emoney.auth.v1.User\x12\x1e\n\x16\x61\x64min_initial_password\x18\x03 \x01(\t\";\n\x12ListTenantsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"_\n\x13ListTenantsResponse\x12/\n\x07tenants\x18\x01 \x03(\x0b\x32\x1e.emoney.admin.v1.TenantSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x14SuspendTenantRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"G\n\x15SuspendTenantResponse\x12.\n\x06tenant\x18\x01 \x01(\x0b\x32\x1e.emoney.admin.v1.TenantSummary\"-\n\x17ReactivateTenantRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"J\n\x18ReactivateTenantResponse\x12.\n\x06tenant\x18\x01 \x01(\x0b\x32\x1e.emoney.admin.v1.TenantSummary\"Y\n\x11\x43reateUserRequest\x12\x13\n\x05\x65mail\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05roles\x18\x03 \x03(\tB\x04\xe2\x41\x01\x02\"R\n\x12\x43reateUserResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.emoney.auth.v1.User\x12\x18\n\x10initial_password\x18\x02 \x01(\t\"G\n\x10ListUsersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"Q\n\x11ListUsersResponse\x12#\n\x05users\x18\x01 \x03(\x0b\x32\x14.emoney.auth.v1.User\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"M\n\x17RegisterTerminalRequest\x12\x16\n\x08merchant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x64isplay_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"]\n\x18RegisterTerminalResponse\x12*\n\x08terminal\x18\x01 \x01(\x0b\x32\x18.emoney.auth.v1.Terminal\x12\x15\n\rclient_secret\x18\x02 \x01(\t\",\n\x16\x44isableTerminalRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"E\n\x17\x44isableTerminalResponse\x12*\n\x08terminal\x18\x01 \x01(\x0b\x32\x18.emoney.auth.v1.Terminal\"=\n\x14ListTerminalsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"]\n\x15ListTerminalsResponse\x12+\n\tterminals\x18\x01 \x03(\x0b\x32\x18.emoney.auth.v1.Terminal\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x85\x0b\n\x0c\x41\x64minService\x12s\n\x0c\x43reateTenant\x12$.emoney.admin.v1.CreateTenantRequest\x1a%.emoney.admin.v1.CreateTenantResponse\"\x16\x82\xd3\xe4\x93\x02\x10\"\x0b/v1/tenants:\x01*\x12m\n\x0bListTenants\x12#.emoney.admin.v1.ListTenantsRequest\x1a$.emoney.admin.v1.ListTenantsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/v1/tenants\x12\x87\x01\n\rSuspendTenant\x12%.emoney.admin.v1.SuspendTenantRequest\x1a&.emoney.admin.v1.SuspendTenantResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/{name=tenants/*}:suspend:\x01*\x12\x93\x01\n\x10ReactivateTenant\x12(.emoney.admin.v1.ReactivateTenantRequest\x1a).emoney.admin.v1.ReactivateTenantResponse\"*\x82\xd3\xe4\x93\x02$\"\x1f/v1/{name=tenants/*}:reactivate:\x01*\x12k\n\nCreateUser\x12\".emoney.admin.v1.CreateUserRequest\x1a#.emoney.admin.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12\x65\n\tListUsers\x12!.emoney.admin.v1.ListUsersRequest\x1a\".emoney.admin.v1.ListUsersResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/users\x12\x81\x01\n\x10RegisterTerminal\x12(.emoney.admin.v1.RegisterTerminalRequest\x1a).emoney.admin.v1.RegisterTerminalResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/terminals:\x01*\x12\x8f\x01\n\x0f\x44isableTerminal\x12\'.emoney.admin.v1.DisableTerminalRequest\x1a(.emoney.admin.v1.DisableTerminalResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/{name=terminals/*}:disable:\x01*\x12u\n\rListTerminals\x12%.emoney.admin.v1.ListTerminalsRequest\x1a&.emoney.admin.v1.ListTerminalsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/terminals\x12\x87\x01\n\x10VerifyAuditChain\x12(.emoney.admin.v1.VerifyAuditChainRequest\x1a).emoney.admin.v1.VerifyAuditChainResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/auditLog:verify:\x01*\x12\x85\x01\n\x0fReconcileLedger\x12\'.emoney.admin.v1.ReconcileLedgerRequest\x1a(.emoney.admin.v1.ReconcileLedgerResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/ledger:reconcile:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -83,44 +83,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADMINSERVICE'].methods_by_name['DisableTerminal']._serialized_options = b'\202\323\344\223\002#\"\036/v1/{name=terminals/*}:disable:\001*'
   _globals['_ADMINSERVICE'].methods_by_name['ListTerminals']._loaded_options = None
   _globals['_ADMINSERVICE'].methods_by_name['ListTerminals']._serialized_options = b'\202\323\344\223\002\017\022\r/v1/terminals'
-  _globals['_TENANTSUMMARY']._serialized_start=172
-  _globals['_TENANTSUMMARY']._serialized_end=304
-  _globals['_CREATETENANTREQUEST']._serialized_start=307
-  _globals['_CREATETENANTREQUEST']._serialized_end=469
-  _globals['_CREATETENANTRESPONSE']._serialized_start=472
-  _globals['_CREATETENANTRESPONSE']._serialized_end=611
-  _globals['_LISTTENANTSREQUEST']._serialized_start=613
-  _globals['_LISTTENANTSREQUEST']._serialized_end=672
-  _globals['_LISTTENANTSRESPONSE']._serialized_start=674
-  _globals['_LISTTENANTSRESPONSE']._serialized_end=769
-  _globals['_SUSPENDTENANTREQUEST']._serialized_start=771
-  _globals['_SUSPENDTENANTREQUEST']._serialized_end=813
-  _globals['_SUSPENDTENANTRESPONSE']._serialized_start=815
-  _globals['_SUSPENDTENANTRESPONSE']._serialized_end=886
-  _globals['_REACTIVATETENANTREQUEST']._serialized_start=888
-  _globals['_REACTIVATETENANTREQUEST']._serialized_end=933
-  _globals['_REACTIVATETENANTRESPONSE']._serialized_start=935
-  _globals['_REACTIVATETENANTRESPONSE']._serialized_end=1009
-  _globals['_CREATEUSERREQUEST']._serialized_start=1011
-  _globals['_CREATEUSERREQUEST']._serialized_end=1100
-  _globals['_CREATEUSERRESPONSE']._serialized_start=1102
-  _globals['_CREATEUSERRESPONSE']._serialized_end=1184
-  _globals['_LISTUSERSREQUEST']._serialized_start=1186
-  _globals['_LISTUSERSREQUEST']._serialized_end=1257
-  _globals['_LISTUSERSRESPONSE']._serialized_start=1259
-  _globals['_LISTUSERSRESPONSE']._serialized_end=1340
-  _globals['_REGISTERTERMINALREQUEST']._serialized_start=1342
-  _globals['_REGISTERTERMINALREQUEST']._serialized_end=1419
-  _globals['_REGISTERTERMINALRESPONSE']._serialized_start=1421
-  _globals['_REGISTERTERMINALRESPONSE']._serialized_end=1514
-  _globals['_DISABLETERMINALREQUEST']._serialized_start=1516
-  _globals['_DISABLETERMINALREQUEST']._serialized_end=1560
-  _globals['_DISABLETERMINALRESPONSE']._serialized_start=1562
-  _globals['_DISABLETERMINALRESPONSE']._serialized_end=1631
-  _globals['_LISTTERMINALSREQUEST']._serialized_start=1633
-  _globals['_LISTTERMINALSREQUEST']._serialized_end=1694
-  _globals['_LISTTERMINALSRESPONSE']._serialized_start=1696
-  _globals['_LISTTERMINALSRESPONSE']._serialized_end=1789
-  _globals['_ADMINSERVICE']._serialized_start=1792
-  _globals['_ADMINSERVICE']._serialized_end=2931
+  _globals['_ADMINSERVICE'].methods_by_name['VerifyAuditChain']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['VerifyAuditChain']._serialized_options = b'\202\323\344\223\002\030\"\023/v1/auditLog:verify:\001*'
+  _globals['_ADMINSERVICE'].methods_by_name['ReconcileLedger']._loaded_options = None
+  _globals['_ADMINSERVICE'].methods_by_name['ReconcileLedger']._serialized_options = b'\202\323\344\223\002\031\"\024/v1/ledger:reconcile:\001*'
+  _globals['_VERIFYAUDITCHAINREQUEST']._serialized_start=171
+  _globals['_VERIFYAUDITCHAINREQUEST']._serialized_end=196
+  _globals['_BROKENLINK']._serialized_start=198
+  _globals['_BROKENLINK']._serialized_end=310
+  _globals['_VERIFYAUDITCHAINRESPONSE']._serialized_start=313
+  _globals['_VERIFYAUDITCHAINRESPONSE']._serialized_end=451
+  _globals['_RECONCILELEDGERREQUEST']._serialized_start=453
+  _globals['_RECONCILELEDGERREQUEST']._serialized_end=477
+  _globals['_DISCREPANCY']._serialized_start=479
+  _globals['_DISCREPANCY']._serialized_end=570
+  _globals['_RECONCILELEDGERRESPONSE']._serialized_start=573
+  _globals['_RECONCILELEDGERRESPONSE']._serialized_end=808
+  _globals['_TENANTSUMMARY']._serialized_start=811
+  _globals['_TENANTSUMMARY']._serialized_end=943
+  _globals['_CREATETENANTREQUEST']._serialized_start=946
+  _globals['_CREATETENANTREQUEST']._serialized_end=1108
+  _globals['_CREATETENANTRESPONSE']._serialized_start=1111
+  _globals['_CREATETENANTRESPONSE']._serialized_end=1250
+  _globals['_LISTTENANTSREQUEST']._serialized_start=1252
+  _globals['_LISTTENANTSREQUEST']._serialized_end=1311
+  _globals['_LISTTENANTSRESPONSE']._serialized_start=1313
+  _globals['_LISTTENANTSRESPONSE']._serialized_end=1408
+  _globals['_SUSPENDTENANTREQUEST']._serialized_start=1410
+  _globals['_SUSPENDTENANTREQUEST']._serialized_end=1452
+  _globals['_SUSPENDTENANTRESPONSE']._serialized_start=1454
+  _globals['_SUSPENDTENANTRESPONSE']._serialized_end=1525
+  _globals['_REACTIVATETENANTREQUEST']._serialized_start=1527
+  _globals['_REACTIVATETENANTREQUEST']._serialized_end=1572
+  _globals['_REACTIVATETENANTRESPONSE']._serialized_start=1574
+  _globals['_REACTIVATETENANTRESPONSE']._serialized_end=1648
+  _globals['_CREATEUSERREQUEST']._serialized_start=1650
+  _globals['_CREATEUSERREQUEST']._serialized_end=1739
+  _globals['_CREATEUSERRESPONSE']._serialized_start=1741
+  _globals['_CREATEUSERRESPONSE']._serialized_end=1823
+  _globals['_LISTUSERSREQUEST']._serialized_start=1825
+  _globals['_LISTUSERSREQUEST']._serialized_end=1896
+  _globals['_LISTUSERSRESPONSE']._serialized_start=1898
+  _globals['_LISTUSERSRESPONSE']._serialized_end=1979
+  _globals['_REGISTERTERMINALREQUEST']._serialized_start=1981
+  _globals['_REGISTERTERMINALREQUEST']._serialized_end=2058
+  _globals['_REGISTERTERMINALRESPONSE']._serialized_start=2060
+  _globals['_REGISTERTERMINALRESPONSE']._serialized_end=2153
+  _globals['_DISABLETERMINALREQUEST']._serialized_start=2155
+  _globals['_DISABLETERMINALREQUEST']._serialized_end=2199
+  _globals['_DISABLETERMINALRESPONSE']._serialized_start=2201
+  _globals['_DISABLETERMINALRESPONSE']._serialized_end=2270
+  _globals['_LISTTERMINALSREQUEST']._serialized_start=2272
+  _globals['_LISTTERMINALSREQUEST']._serialized_end=2333
+  _globals['_LISTTERMINALSRESPONSE']._serialized_start=2335
+  _globals['_LISTTERMINALSRESPONSE']._serialized_end=2428
+  _globals['_ADMINSERVICE']._serialized_start=2431
+  _globals['_ADMINSERVICE']._serialized_end=3844
 # @@protoc_insertion_point(module_scope)

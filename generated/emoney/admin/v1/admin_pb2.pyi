@@ -21,6 +21,196 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class VerifyAuditChainRequest(_message.Message):
+    """VerifyAuditChainRequest has no fields: the caller's tenant is verified."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyAuditChainRequest: _TypeAlias = VerifyAuditChainRequest  # noqa: Y015
+
+@_typing.final
+class BrokenLink(_message.Message):
+    """BrokenLink is the first audit event of a chain that does not verify."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STRIPE_FIELD_NUMBER: _builtins.int
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    stripe: _builtins.int
+    """Which of the tenant's chains (stripes)."""
+    sequence: _builtins.int
+    """Sequence number of the event within its chain."""
+    problem: _builtins.str
+    """`HASH_MISMATCH`, `LINK_BROKEN`, `SEQUENCE_GAP` or `HEAD_MISMATCH`."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the event was written, if it still exists."""
+
+    def __init__(
+        self,
+        *,
+        stripe: _builtins.int = ...,
+        sequence: _builtins.int = ...,
+        problem: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "problem", b"problem", "sequence", b"sequence", "stripe", b"stripe"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BrokenLink: _TypeAlias = BrokenLink  # noqa: Y015
+
+@_typing.final
+class VerifyAuditChainResponse(_message.Message):
+    """VerifyAuditChainResponse reports the verification."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OK_FIELD_NUMBER: _builtins.int
+    STRIPES_CHECKED_FIELD_NUMBER: _builtins.int
+    EVENTS_CHECKED_FIELD_NUMBER: _builtins.int
+    BROKEN_LINKS_FIELD_NUMBER: _builtins.int
+    ok: _builtins.bool
+    """True when every chain verifies."""
+    stripes_checked: _builtins.int
+    """How many chains were checked."""
+    events_checked: _builtins.int
+    """How many events were checked."""
+    @_builtins.property
+    def broken_links(self) -> _containers.RepeatedCompositeFieldContainer[Global___BrokenLink]:
+        """The first broken link of each broken chain, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        ok: _builtins.bool = ...,
+        stripes_checked: _builtins.int = ...,
+        events_checked: _builtins.int = ...,
+        broken_links: _abc.Iterable[Global___BrokenLink] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["broken_links", b"broken_links", "events_checked", b"events_checked", "ok", b"ok", "stripes_checked", b"stripes_checked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyAuditChainResponse: _TypeAlias = VerifyAuditChainResponse  # noqa: Y015
+
+@_typing.final
+class ReconcileLedgerRequest(_message.Message):
+    """ReconcileLedgerRequest has no fields: the caller's tenant is reconciled."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileLedgerRequest: _TypeAlias = ReconcileLedgerRequest  # noqa: Y015
+
+@_typing.final
+class Discrepancy(_message.Message):
+    """Discrepancy is one broken ledger invariant."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECK_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    EXPECTED_MINOR_FIELD_NUMBER: _builtins.int
+    ACTUAL_MINOR_FIELD_NUMBER: _builtins.int
+    check: _builtins.str
+    """`CURRENCY_UNBALANCED`, `BALANCE_MISMATCH`, `HELD_MISMATCH`, `TRANSFER_ENTRIES_MISMATCH`, ..."""
+    subject: _builtins.str
+    """The currency, account, transfer or hold concerned."""
+    expected_minor: _builtins.int
+    """What the entries say (minor units, or a count for entry checks)."""
+    actual_minor: _builtins.int
+    """What was found."""
+    def __init__(
+        self,
+        *,
+        check: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        expected_minor: _builtins.int = ...,
+        actual_minor: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual_minor", b"actual_minor", "check", b"check", "expected_minor", b"expected_minor", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Discrepancy: _TypeAlias = Discrepancy  # noqa: Y015
+
+@_typing.final
+class ReconcileLedgerResponse(_message.Message):
+    """ReconcileLedgerResponse is the reconciliation report."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OK_FIELD_NUMBER: _builtins.int
+    CHECK_TIME_FIELD_NUMBER: _builtins.int
+    ACCOUNTS_CHECKED_FIELD_NUMBER: _builtins.int
+    TRANSFERS_CHECKED_FIELD_NUMBER: _builtins.int
+    ENTRIES_CHECKED_FIELD_NUMBER: _builtins.int
+    DISCREPANCIES_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    ok: _builtins.bool
+    """True when no invariant is broken."""
+    accounts_checked: _builtins.int
+    """Accounts checked."""
+    transfers_checked: _builtins.int
+    """Transfers checked."""
+    entries_checked: _builtins.int
+    """Entries checked."""
+    truncated: _builtins.bool
+    """True when a check found more problems than are listed."""
+    @_builtins.property
+    def check_time(self) -> _timestamp_pb2.Timestamp:
+        """When the checks ran."""
+
+    @_builtins.property
+    def discrepancies(self) -> _containers.RepeatedCompositeFieldContainer[Global___Discrepancy]:
+        """Broken invariants found."""
+
+    def __init__(
+        self,
+        *,
+        ok: _builtins.bool = ...,
+        check_time: _timestamp_pb2.Timestamp | None = ...,
+        accounts_checked: _builtins.int = ...,
+        transfers_checked: _builtins.int = ...,
+        entries_checked: _builtins.int = ...,
+        discrepancies: _abc.Iterable[Global___Discrepancy] | None = ...,
+        truncated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["check_time", b"check_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_checked", b"accounts_checked", "check_time", b"check_time", "discrepancies", b"discrepancies", "entries_checked", b"entries_checked", "ok", b"ok", "transfers_checked", b"transfers_checked", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReconcileLedgerResponse: _TypeAlias = ReconcileLedgerResponse  # noqa: Y015
+
+@_typing.final
 class TenantSummary(_message.Message):
     """TenantSummary is a tenant as platform administrators see it."""
 

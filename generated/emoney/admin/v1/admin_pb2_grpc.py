@@ -82,6 +82,16 @@ class AdminServiceStub:
                 request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ListTerminalsRequest.SerializeToString,
                 response_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ListTerminalsResponse.FromString,
                 _registered_method=True)
+        self.VerifyAuditChain = channel.unary_unary(
+                '/emoney.admin.v1.AdminService/VerifyAuditChain',
+                request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditChainRequest.SerializeToString,
+                response_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditChainResponse.FromString,
+                _registered_method=True)
+        self.ReconcileLedger = channel.unary_unary(
+                '/emoney.admin.v1.AdminService/ReconcileLedger',
+                request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ReconcileLedgerRequest.SerializeToString,
+                response_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ReconcileLedgerResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -160,6 +170,23 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyAuditChain(self, request, context):
+        """VerifyAuditChain re-computes the caller's tenant's hash-chained audit log
+        and reports the first broken link of each chain, if any.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReconcileLedger(self, request, context):
+        """ReconcileLedger checks the ledger's invariants for the caller's tenant:
+        entries sum to zero per currency, cached balances equal the sum of
+        entries, held amounts equal open holds, every transfer has its two entries.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +234,16 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ListTerminals,
                     request_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ListTerminalsRequest.FromString,
                     response_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ListTerminalsResponse.SerializeToString,
+            ),
+            'VerifyAuditChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyAuditChain,
+                    request_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditChainRequest.FromString,
+                    response_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditChainResponse.SerializeToString,
+            ),
+            'ReconcileLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReconcileLedger,
+                    request_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ReconcileLedgerRequest.FromString,
+                    response_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ReconcileLedgerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -455,6 +492,60 @@ class AdminService:
             '/emoney.admin.v1.AdminService/ListTerminals',
             emoney_dot_admin_dot_v1_dot_admin__pb2.ListTerminalsRequest.SerializeToString,
             emoney_dot_admin_dot_v1_dot_admin__pb2.ListTerminalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyAuditChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.admin.v1.AdminService/VerifyAuditChain',
+            emoney_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditChainRequest.SerializeToString,
+            emoney_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReconcileLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.admin.v1.AdminService/ReconcileLedger',
+            emoney_dot_admin_dot_v1_dot_admin__pb2.ReconcileLedgerRequest.SerializeToString,
+            emoney_dot_admin_dot_v1_dot_admin__pb2.ReconcileLedgerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,15 @@ class AdminServiceStub:
     """
     ListTerminals: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListTerminalsRequest, _admin_pb2.ListTerminalsResponse]
     """ListTerminals lists the caller's tenant's terminals."""
+    VerifyAuditChain: _grpc.UnaryUnaryMultiCallable[_admin_pb2.VerifyAuditChainRequest, _admin_pb2.VerifyAuditChainResponse]
+    """VerifyAuditChain re-computes the caller's tenant's hash-chained audit log
+    and reports the first broken link of each chain, if any.
+    """
+    ReconcileLedger: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ReconcileLedgerRequest, _admin_pb2.ReconcileLedgerResponse]
+    """ReconcileLedger checks the ledger's invariants for the caller's tenant:
+    entries sum to zero per currency, cached balances equal the sum of
+    entries, held amounts equal open holds, every transfer has its two entries.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -107,6 +116,15 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """
     ListTerminals: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListTerminalsRequest, _admin_pb2.ListTerminalsResponse]  # type: ignore[assignment]
     """ListTerminals lists the caller's tenant's terminals."""
+    VerifyAuditChain: _aio.UnaryUnaryMultiCallable[_admin_pb2.VerifyAuditChainRequest, _admin_pb2.VerifyAuditChainResponse]  # type: ignore[assignment]
+    """VerifyAuditChain re-computes the caller's tenant's hash-chained audit log
+    and reports the first broken link of each chain, if any.
+    """
+    ReconcileLedger: _aio.UnaryUnaryMultiCallable[_admin_pb2.ReconcileLedgerRequest, _admin_pb2.ReconcileLedgerResponse]  # type: ignore[assignment]
+    """ReconcileLedger checks the ledger's invariants for the caller's tenant:
+    entries sum to zero per currency, cached balances equal the sum of
+    entries, held amounts equal open holds, every transfer has its two entries.
+    """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     """AdminService is the back office's identity management: tenants (platform
@@ -198,5 +216,26 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ListTerminalsResponse, _abc.Awaitable[_admin_pb2.ListTerminalsResponse]]:
         """ListTerminals lists the caller's tenant's terminals."""
+
+    @_abc_1.abstractmethod
+    def VerifyAuditChain(
+        self,
+        request: _admin_pb2.VerifyAuditChainRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.VerifyAuditChainResponse, _abc.Awaitable[_admin_pb2.VerifyAuditChainResponse]]:
+        """VerifyAuditChain re-computes the caller's tenant's hash-chained audit log
+        and reports the first broken link of each chain, if any.
+        """
+
+    @_abc_1.abstractmethod
+    def ReconcileLedger(
+        self,
+        request: _admin_pb2.ReconcileLedgerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ReconcileLedgerResponse, _abc.Awaitable[_admin_pb2.ReconcileLedgerResponse]]:
+        """ReconcileLedger checks the ledger's invariants for the caller's tenant:
+        entries sum to zero per currency, cached balances equal the sum of
+        entries, held amounts equal open holds, every transfer has its two entries.
+        """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

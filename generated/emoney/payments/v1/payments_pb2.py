@@ -22,15 +22,196 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!emoney/payments/v1/payments.proto\x12\x12\x65money.payments.v12\x11\n\x0fPaymentsServiceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!emoney/payments/v1/payments.proto\x12\x12\x65money.payments.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc6\x03\n\x07Payment\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\npayment_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04kind\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06status\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x66rom_account\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nto_account\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x61mount_minor\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x16\n\x08\x63urrency\x18\x08 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1c\n\x0e\x63\x61ptured_minor\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1c\n\x0erefunded_minor\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x16\n\x08terminal\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0frelated_payment\x18\x0c \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\nrequest_id\x18\x0e \x01(\tB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x65xpire_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\"\x9b\x01\n\x15\x43reateTransferRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x66rom_account\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nto_account\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x61mount_minor\x18\x04 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x16\n\x08\x63urrency\x18\x05 \x01(\tB\x04\xe2\x41\x01\x02\"F\n\x16\x43reateTransferResponse\x12,\n\x07payment\x18\x01 \x01(\x0b\x32\x1b.emoney.payments.v1.Payment\"~\n\x18\x43reatePaymentCodeRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1e\n\x10max_amount_minor\x18\x02 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x16\n\x08\x63urrency\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\x05\"Z\n\x19\x43reatePaymentCodeResponse\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"|\n\x18\x43hargePaymentCodeRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04\x63ode\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x16\n\x08\x63urrency\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\"I\n\x19\x43hargePaymentCodeResponse\x12,\n\x07payment\x18\x01 \x01(\x0b\x32\x1b.emoney.payments.v1.Payment\"\x90\x01\n\x17\x41uthorizePaymentRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04\x63ode\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x16\n\x08\x63urrency\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0bttl_seconds\x18\x05 \x01(\x05\"H\n\x18\x41uthorizePaymentResponse\x12,\n\x07payment\x18\x01 \x01(\x0b\x32\x1b.emoney.payments.v1.Payment\"a\n\x15\x43\x61pturePaymentRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x02\"F\n\x16\x43\x61pturePaymentResponse\x12,\n\x07payment\x18\x01 \x01(\x0b\x32\x1b.emoney.payments.v1.Payment\"B\n\x12VoidPaymentRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"C\n\x13VoidPaymentResponse\x12,\n\x07payment\x18\x01 \x01(\x0b\x32\x1b.emoney.payments.v1.Payment\"`\n\x14RefundPaymentRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x02\"E\n\x15RefundPaymentResponse\x12,\n\x07payment\x18\x01 \x01(\x0b\x32\x1b.emoney.payments.v1.Payment\"s\n\x0cTopUpRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x61\x63\x63ount\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x16\n\x08\x63urrency\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\"=\n\rTopUpResponse\x12,\n\x07payment\x18\x01 \x01(\x0b\x32\x1b.emoney.payments.v1.Payment\"v\n\x0fWithdrawRequest\x12\x18\n\nrequest_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07\x61\x63\x63ount\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x02\x12\x16\n\x08\x63urrency\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\"@\n\x10WithdrawResponse\x12,\n\x07payment\x18\x01 \x01(\x0b\x32\x1b.emoney.payments.v1.Payment\"\'\n\x11GetPaymentRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"B\n\x12GetPaymentResponse\x12,\n\x07payment\x18\x01 \x01(\x0b\x32\x1b.emoney.payments.v1.Payment\"\xcd\x01\n\x13ListPaymentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x03 \x01(\t\x12\x10\n\x08terminal\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"^\n\x14ListPaymentsResponse\x12-\n\x08payments\x18\x01 \x03(\x0b\x32\x1b.emoney.payments.v1.Payment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x14WatchPaymentsRequest\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\"T\n\x15WatchPaymentsResponse\x12,\n\x07payment\x18\x01 \x01(\x0b\x32\x1b.emoney.payments.v1.Payment\x12\r\n\x05\x65vent\x18\x02 \x01(\t\"*\n\x11GetReceiptRequest\x12\x15\n\x07payment\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x8f\x01\n\x12GetReceiptResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\x12\x14\n\x0c\x64ownload_url\x18\x03 \x01(\t\x12<\n\x18\x64ownload_url_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xfc\r\n\x0fPaymentsService\x12\x81\x01\n\x0e\x43reateTransfer\x12).emoney.payments.v1.CreateTransferRequest\x1a*.emoney.payments.v1.CreateTransferResponse\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/v1/transfers:\x01*\x12\x8d\x01\n\x11\x43reatePaymentCode\x12,.emoney.payments.v1.CreatePaymentCodeRequest\x1a-.emoney.payments.v1.CreatePaymentCodeResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/paymentCodes:\x01*\x12\x94\x01\n\x11\x43hargePaymentCode\x12,.emoney.payments.v1.ChargePaymentCodeRequest\x1a-.emoney.payments.v1.ChargePaymentCodeResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/v1/paymentCodes:charge:\x01*\x12\x90\x01\n\x10\x41uthorizePayment\x12+.emoney.payments.v1.AuthorizePaymentRequest\x1a,.emoney.payments.v1.AuthorizePaymentResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/v1/payments:authorize:\x01*\x12\x91\x01\n\x0e\x43\x61pturePayment\x12).emoney.payments.v1.CapturePaymentRequest\x1a*.emoney.payments.v1.CapturePaymentResponse\"(\x82\xd3\xe4\x93\x02\"\"\x1d/v1/{name=payments/*}:capture:\x01*\x12\x85\x01\n\x0bVoidPayment\x12&.emoney.payments.v1.VoidPaymentRequest\x1a\'.emoney.payments.v1.VoidPaymentResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/{name=payments/*}:void:\x01*\x12\x8d\x01\n\rRefundPayment\x12(.emoney.payments.v1.RefundPaymentRequest\x1a).emoney.payments.v1.RefundPaymentResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/{name=payments/*}:refund:\x01*\x12w\n\x05TopUp\x12 .emoney.payments.v1.TopUpRequest\x1a!.emoney.payments.v1.TopUpResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/{account=accounts/*}:topUp:\x01*\x12\x83\x01\n\x08Withdraw\x12#.emoney.payments.v1.WithdrawRequest\x1a$.emoney.payments.v1.WithdrawResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/{account=accounts/*}:withdraw:\x01*\x12z\n\nGetPayment\x12%.emoney.payments.v1.GetPaymentRequest\x1a&.emoney.payments.v1.GetPaymentResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/{name=payments/*}\x12w\n\x0cListPayments\x12\'.emoney.payments.v1.ListPaymentsRequest\x1a(.emoney.payments.v1.ListPaymentsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/payments\x12\x82\x01\n\rWatchPayments\x12(.emoney.payments.v1.WatchPaymentsRequest\x1a).emoney.payments.v1.WatchPaymentsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/payments:watch0\x01\x12\x85\x01\n\nGetReceipt\x12%.emoney.payments.v1.GetReceiptRequest\x1a&.emoney.payments.v1.GetReceiptResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{payment=payments/*}/receiptb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'emoney.payments.v1.payments_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYMENTSSERVICE']._serialized_start=57
-  _globals['_PAYMENTSSERVICE']._serialized_end=74
+  _globals['_PAYMENT'].fields_by_name['name']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['name']._serialized_options = b'\342A\001\003'
+  _globals['_PAYMENT'].fields_by_name['payment_id']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['payment_id']._serialized_options = b'\342A\001\003'
+  _globals['_PAYMENT'].fields_by_name['kind']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['kind']._serialized_options = b'\342A\001\003'
+  _globals['_PAYMENT'].fields_by_name['status']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['status']._serialized_options = b'\342A\001\003'
+  _globals['_PAYMENT'].fields_by_name['from_account']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['from_account']._serialized_options = b'\342A\001\003'
+  _globals['_PAYMENT'].fields_by_name['to_account']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['to_account']._serialized_options = b'\342A\001\003'
+  _globals['_PAYMENT'].fields_by_name['amount_minor']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['amount_minor']._serialized_options = b'\342A\001\003'
+  _globals['_PAYMENT'].fields_by_name['currency']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['currency']._serialized_options = b'\342A\001\003'
+  _globals['_PAYMENT'].fields_by_name['captured_minor']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['captured_minor']._serialized_options = b'\342A\001\003'
+  _globals['_PAYMENT'].fields_by_name['refunded_minor']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['refunded_minor']._serialized_options = b'\342A\001\003'
+  _globals['_PAYMENT'].fields_by_name['terminal']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['terminal']._serialized_options = b'\342A\001\003'
+  _globals['_PAYMENT'].fields_by_name['related_payment']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['related_payment']._serialized_options = b'\342A\001\003'
+  _globals['_PAYMENT'].fields_by_name['request_id']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['request_id']._serialized_options = b'\342A\001\003'
+  _globals['_PAYMENT'].fields_by_name['create_time']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['create_time']._serialized_options = b'\342A\001\003'
+  _globals['_PAYMENT'].fields_by_name['expire_time']._loaded_options = None
+  _globals['_PAYMENT'].fields_by_name['expire_time']._serialized_options = b'\342A\001\003'
+  _globals['_CREATETRANSFERREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATETRANSFERREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_CREATETRANSFERREQUEST'].fields_by_name['from_account']._loaded_options = None
+  _globals['_CREATETRANSFERREQUEST'].fields_by_name['from_account']._serialized_options = b'\342A\001\002'
+  _globals['_CREATETRANSFERREQUEST'].fields_by_name['to_account']._loaded_options = None
+  _globals['_CREATETRANSFERREQUEST'].fields_by_name['to_account']._serialized_options = b'\342A\001\002'
+  _globals['_CREATETRANSFERREQUEST'].fields_by_name['amount_minor']._loaded_options = None
+  _globals['_CREATETRANSFERREQUEST'].fields_by_name['amount_minor']._serialized_options = b'\342A\001\002'
+  _globals['_CREATETRANSFERREQUEST'].fields_by_name['currency']._loaded_options = None
+  _globals['_CREATETRANSFERREQUEST'].fields_by_name['currency']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEPAYMENTCODEREQUEST'].fields_by_name['account']._loaded_options = None
+  _globals['_CREATEPAYMENTCODEREQUEST'].fields_by_name['account']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEPAYMENTCODEREQUEST'].fields_by_name['max_amount_minor']._loaded_options = None
+  _globals['_CREATEPAYMENTCODEREQUEST'].fields_by_name['max_amount_minor']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEPAYMENTCODEREQUEST'].fields_by_name['currency']._loaded_options = None
+  _globals['_CREATEPAYMENTCODEREQUEST'].fields_by_name['currency']._serialized_options = b'\342A\001\002'
+  _globals['_CHARGEPAYMENTCODEREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CHARGEPAYMENTCODEREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_CHARGEPAYMENTCODEREQUEST'].fields_by_name['code']._loaded_options = None
+  _globals['_CHARGEPAYMENTCODEREQUEST'].fields_by_name['code']._serialized_options = b'\342A\001\002'
+  _globals['_CHARGEPAYMENTCODEREQUEST'].fields_by_name['amount_minor']._loaded_options = None
+  _globals['_CHARGEPAYMENTCODEREQUEST'].fields_by_name['amount_minor']._serialized_options = b'\342A\001\002'
+  _globals['_CHARGEPAYMENTCODEREQUEST'].fields_by_name['currency']._loaded_options = None
+  _globals['_CHARGEPAYMENTCODEREQUEST'].fields_by_name['currency']._serialized_options = b'\342A\001\002'
+  _globals['_AUTHORIZEPAYMENTREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_AUTHORIZEPAYMENTREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_AUTHORIZEPAYMENTREQUEST'].fields_by_name['code']._loaded_options = None
+  _globals['_AUTHORIZEPAYMENTREQUEST'].fields_by_name['code']._serialized_options = b'\342A\001\002'
+  _globals['_AUTHORIZEPAYMENTREQUEST'].fields_by_name['amount_minor']._loaded_options = None
+  _globals['_AUTHORIZEPAYMENTREQUEST'].fields_by_name['amount_minor']._serialized_options = b'\342A\001\002'
+  _globals['_AUTHORIZEPAYMENTREQUEST'].fields_by_name['currency']._loaded_options = None
+  _globals['_AUTHORIZEPAYMENTREQUEST'].fields_by_name['currency']._serialized_options = b'\342A\001\002'
+  _globals['_CAPTUREPAYMENTREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CAPTUREPAYMENTREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_CAPTUREPAYMENTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_CAPTUREPAYMENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_CAPTUREPAYMENTREQUEST'].fields_by_name['amount_minor']._loaded_options = None
+  _globals['_CAPTUREPAYMENTREQUEST'].fields_by_name['amount_minor']._serialized_options = b'\342A\001\002'
+  _globals['_VOIDPAYMENTREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_VOIDPAYMENTREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_VOIDPAYMENTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_VOIDPAYMENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_REFUNDPAYMENTREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_REFUNDPAYMENTREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_REFUNDPAYMENTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_REFUNDPAYMENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_REFUNDPAYMENTREQUEST'].fields_by_name['amount_minor']._loaded_options = None
+  _globals['_REFUNDPAYMENTREQUEST'].fields_by_name['amount_minor']._serialized_options = b'\342A\001\002'
+  _globals['_TOPUPREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_TOPUPREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_TOPUPREQUEST'].fields_by_name['account']._loaded_options = None
+  _globals['_TOPUPREQUEST'].fields_by_name['account']._serialized_options = b'\342A\001\002'
+  _globals['_TOPUPREQUEST'].fields_by_name['amount_minor']._loaded_options = None
+  _globals['_TOPUPREQUEST'].fields_by_name['amount_minor']._serialized_options = b'\342A\001\002'
+  _globals['_TOPUPREQUEST'].fields_by_name['currency']._loaded_options = None
+  _globals['_TOPUPREQUEST'].fields_by_name['currency']._serialized_options = b'\342A\001\002'
+  _globals['_WITHDRAWREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_WITHDRAWREQUEST'].fields_by_name['request_id']._serialized_options = b'\342A\001\002'
+  _globals['_WITHDRAWREQUEST'].fields_by_name['account']._loaded_options = None
+  _globals['_WITHDRAWREQUEST'].fields_by_name['account']._serialized_options = b'\342A\001\002'
+  _globals['_WITHDRAWREQUEST'].fields_by_name['amount_minor']._loaded_options = None
+  _globals['_WITHDRAWREQUEST'].fields_by_name['amount_minor']._serialized_options = b'\342A\001\002'
+  _globals['_WITHDRAWREQUEST'].fields_by_name['currency']._loaded_options = None
+  _globals['_WITHDRAWREQUEST'].fields_by_name['currency']._serialized_options = b'\342A\001\002'
+  _globals['_GETPAYMENTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETPAYMENTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_GETRECEIPTREQUEST'].fields_by_name['payment']._loaded_options = None
+  _globals['_GETRECEIPTREQUEST'].fields_by_name['payment']._serialized_options = b'\342A\001\002'
+  _globals['_PAYMENTSSERVICE'].methods_by_name['CreateTransfer']._loaded_options = None
+  _globals['_PAYMENTSSERVICE'].methods_by_name['CreateTransfer']._serialized_options = b'\202\323\344\223\002\022\"\r/v1/transfers:\001*'
+  _globals['_PAYMENTSSERVICE'].methods_by_name['CreatePaymentCode']._loaded_options = None
+  _globals['_PAYMENTSSERVICE'].methods_by_name['CreatePaymentCode']._serialized_options = b'\202\323\344\223\002\025\"\020/v1/paymentCodes:\001*'
+  _globals['_PAYMENTSSERVICE'].methods_by_name['ChargePaymentCode']._loaded_options = None
+  _globals['_PAYMENTSSERVICE'].methods_by_name['ChargePaymentCode']._serialized_options = b'\202\323\344\223\002\034\"\027/v1/paymentCodes:charge:\001*'
+  _globals['_PAYMENTSSERVICE'].methods_by_name['AuthorizePayment']._loaded_options = None
+  _globals['_PAYMENTSSERVICE'].methods_by_name['AuthorizePayment']._serialized_options = b'\202\323\344\223\002\033\"\026/v1/payments:authorize:\001*'
+  _globals['_PAYMENTSSERVICE'].methods_by_name['CapturePayment']._loaded_options = None
+  _globals['_PAYMENTSSERVICE'].methods_by_name['CapturePayment']._serialized_options = b'\202\323\344\223\002\"\"\035/v1/{name=payments/*}:capture:\001*'
+  _globals['_PAYMENTSSERVICE'].methods_by_name['VoidPayment']._loaded_options = None
+  _globals['_PAYMENTSSERVICE'].methods_by_name['VoidPayment']._serialized_options = b'\202\323\344\223\002\037\"\032/v1/{name=payments/*}:void:\001*'
+  _globals['_PAYMENTSSERVICE'].methods_by_name['RefundPayment']._loaded_options = None
+  _globals['_PAYMENTSSERVICE'].methods_by_name['RefundPayment']._serialized_options = b'\202\323\344\223\002!\"\034/v1/{name=payments/*}:refund:\001*'
+  _globals['_PAYMENTSSERVICE'].methods_by_name['TopUp']._loaded_options = None
+  _globals['_PAYMENTSSERVICE'].methods_by_name['TopUp']._serialized_options = b'\202\323\344\223\002#\"\036/v1/{account=accounts/*}:topUp:\001*'
+  _globals['_PAYMENTSSERVICE'].methods_by_name['Withdraw']._loaded_options = None
+  _globals['_PAYMENTSSERVICE'].methods_by_name['Withdraw']._serialized_options = b'\202\323\344\223\002&\"!/v1/{account=accounts/*}:withdraw:\001*'
+  _globals['_PAYMENTSSERVICE'].methods_by_name['GetPayment']._loaded_options = None
+  _globals['_PAYMENTSSERVICE'].methods_by_name['GetPayment']._serialized_options = b'\202\323\344\223\002\027\022\025/v1/{name=payments/*}'
+  _globals['_PAYMENTSSERVICE'].methods_by_name['ListPayments']._loaded_options = None
+  _globals['_PAYMENTSSERVICE'].methods_by_name['ListPayments']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/payments'
+  _globals['_PAYMENTSSERVICE'].methods_by_name['WatchPayments']._loaded_options = None
+  _globals['_PAYMENTSSERVICE'].methods_by_name['WatchPayments']._serialized_options = b'\202\323\344\223\002\024\022\022/v1/payments:watch'
+  _globals['_PAYMENTSSERVICE'].methods_by_name['GetReceipt']._loaded_options = None
+  _globals['_PAYMENTSSERVICE'].methods_by_name['GetReceipt']._serialized_options = b'\202\323\344\223\002\"\022 /v1/{payment=payments/*}/receipt'
+  _globals['_PAYMENT']._serialized_start=154
+  _globals['_PAYMENT']._serialized_end=608
+  _globals['_CREATETRANSFERREQUEST']._serialized_start=611
+  _globals['_CREATETRANSFERREQUEST']._serialized_end=766
+  _globals['_CREATETRANSFERRESPONSE']._serialized_start=768
+  _globals['_CREATETRANSFERRESPONSE']._serialized_end=838
+  _globals['_CREATEPAYMENTCODEREQUEST']._serialized_start=840
+  _globals['_CREATEPAYMENTCODEREQUEST']._serialized_end=966
+  _globals['_CREATEPAYMENTCODERESPONSE']._serialized_start=968
+  _globals['_CREATEPAYMENTCODERESPONSE']._serialized_end=1058
+  _globals['_CHARGEPAYMENTCODEREQUEST']._serialized_start=1060
+  _globals['_CHARGEPAYMENTCODEREQUEST']._serialized_end=1184
+  _globals['_CHARGEPAYMENTCODERESPONSE']._serialized_start=1186
+  _globals['_CHARGEPAYMENTCODERESPONSE']._serialized_end=1259
+  _globals['_AUTHORIZEPAYMENTREQUEST']._serialized_start=1262
+  _globals['_AUTHORIZEPAYMENTREQUEST']._serialized_end=1406
+  _globals['_AUTHORIZEPAYMENTRESPONSE']._serialized_start=1408
+  _globals['_AUTHORIZEPAYMENTRESPONSE']._serialized_end=1480
+  _globals['_CAPTUREPAYMENTREQUEST']._serialized_start=1482
+  _globals['_CAPTUREPAYMENTREQUEST']._serialized_end=1579
+  _globals['_CAPTUREPAYMENTRESPONSE']._serialized_start=1581
+  _globals['_CAPTUREPAYMENTRESPONSE']._serialized_end=1651
+  _globals['_VOIDPAYMENTREQUEST']._serialized_start=1653
+  _globals['_VOIDPAYMENTREQUEST']._serialized_end=1719
+  _globals['_VOIDPAYMENTRESPONSE']._serialized_start=1721
+  _globals['_VOIDPAYMENTRESPONSE']._serialized_end=1788
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_start=1790
+  _globals['_REFUNDPAYMENTREQUEST']._serialized_end=1886
+  _globals['_REFUNDPAYMENTRESPONSE']._serialized_start=1888
+  _globals['_REFUNDPAYMENTRESPONSE']._serialized_end=1957
+  _globals['_TOPUPREQUEST']._serialized_start=1959
+  _globals['_TOPUPREQUEST']._serialized_end=2074
+  _globals['_TOPUPRESPONSE']._serialized_start=2076
+  _globals['_TOPUPRESPONSE']._serialized_end=2137
+  _globals['_WITHDRAWREQUEST']._serialized_start=2139
+  _globals['_WITHDRAWREQUEST']._serialized_end=2257
+  _globals['_WITHDRAWRESPONSE']._serialized_start=2259
+  _globals['_WITHDRAWRESPONSE']._serialized_end=2323
+  _globals['_GETPAYMENTREQUEST']._serialized_start=2325
+  _globals['_GETPAYMENTREQUEST']._serialized_end=2364
+  _globals['_GETPAYMENTRESPONSE']._serialized_start=2366
+  _globals['_GETPAYMENTRESPONSE']._serialized_end=2432
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=2435
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=2640
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=2642
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=2736
+  _globals['_WATCHPAYMENTSREQUEST']._serialized_start=2738
+  _globals['_WATCHPAYMENTSREQUEST']._serialized_end=2777
+  _globals['_WATCHPAYMENTSRESPONSE']._serialized_start=2779
+  _globals['_WATCHPAYMENTSRESPONSE']._serialized_end=2863
+  _globals['_GETRECEIPTREQUEST']._serialized_start=2865
+  _globals['_GETRECEIPTREQUEST']._serialized_end=2907
+  _globals['_GETRECEIPTRESPONSE']._serialized_start=2910
+  _globals['_GETRECEIPTRESPONSE']._serialized_end=3053
+  _globals['_PAYMENTSSERVICE']._serialized_start=3056
+  _globals['_PAYMENTSSERVICE']._serialized_end=4844
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from emoney.payments.v1 import payments_pb2 as emoney_dot_payments_dot_v1_dot_payments__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -25,9 +26,15 @@ if _version_not_supported:
 
 
 class PaymentsServiceStub:
-    """PaymentsService moves money: transfers, payment codes, holds, refunds,
-    top-ups and withdrawals. Its methods arrive with the ledger work (issue #4);
-    the package is laid out now so that the contract's layout is fixed.
+    """PaymentsService moves money on the double-entry ledger: transfers between
+    citizens and to merchants, one-time payment codes for terminals, two-phase
+    holds, refunds, top-ups and withdrawals.
+
+    Every call that moves money carries a client `request_id` (AIP-155): the
+    same id with the same request returns the original result (also when both
+    arrive at once); the same id with a different request is ALREADY_EXISTS
+    with reason REQUEST_ID_REUSED. Retrying with the same id never moves money
+    twice.
     """
 
     def __init__(self, channel):
@@ -36,17 +43,251 @@ class PaymentsServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.CreateTransfer = channel.unary_unary(
+                '/emoney.payments.v1.PaymentsService/CreateTransfer',
+                request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CreateTransferRequest.SerializeToString,
+                response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CreateTransferResponse.FromString,
+                _registered_method=True)
+        self.CreatePaymentCode = channel.unary_unary(
+                '/emoney.payments.v1.PaymentsService/CreatePaymentCode',
+                request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CreatePaymentCodeRequest.SerializeToString,
+                response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CreatePaymentCodeResponse.FromString,
+                _registered_method=True)
+        self.ChargePaymentCode = channel.unary_unary(
+                '/emoney.payments.v1.PaymentsService/ChargePaymentCode',
+                request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.ChargePaymentCodeRequest.SerializeToString,
+                response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.ChargePaymentCodeResponse.FromString,
+                _registered_method=True)
+        self.AuthorizePayment = channel.unary_unary(
+                '/emoney.payments.v1.PaymentsService/AuthorizePayment',
+                request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.AuthorizePaymentRequest.SerializeToString,
+                response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.AuthorizePaymentResponse.FromString,
+                _registered_method=True)
+        self.CapturePayment = channel.unary_unary(
+                '/emoney.payments.v1.PaymentsService/CapturePayment',
+                request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CapturePaymentRequest.SerializeToString,
+                response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CapturePaymentResponse.FromString,
+                _registered_method=True)
+        self.VoidPayment = channel.unary_unary(
+                '/emoney.payments.v1.PaymentsService/VoidPayment',
+                request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.VoidPaymentRequest.SerializeToString,
+                response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.VoidPaymentResponse.FromString,
+                _registered_method=True)
+        self.RefundPayment = channel.unary_unary(
+                '/emoney.payments.v1.PaymentsService/RefundPayment',
+                request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.RefundPaymentRequest.SerializeToString,
+                response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.RefundPaymentResponse.FromString,
+                _registered_method=True)
+        self.TopUp = channel.unary_unary(
+                '/emoney.payments.v1.PaymentsService/TopUp',
+                request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.TopUpRequest.SerializeToString,
+                response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.TopUpResponse.FromString,
+                _registered_method=True)
+        self.Withdraw = channel.unary_unary(
+                '/emoney.payments.v1.PaymentsService/Withdraw',
+                request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.WithdrawRequest.SerializeToString,
+                response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.WithdrawResponse.FromString,
+                _registered_method=True)
+        self.GetPayment = channel.unary_unary(
+                '/emoney.payments.v1.PaymentsService/GetPayment',
+                request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.GetPaymentRequest.SerializeToString,
+                response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.GetPaymentResponse.FromString,
+                _registered_method=True)
+        self.ListPayments = channel.unary_unary(
+                '/emoney.payments.v1.PaymentsService/ListPayments',
+                request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.ListPaymentsRequest.SerializeToString,
+                response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.ListPaymentsResponse.FromString,
+                _registered_method=True)
+        self.WatchPayments = channel.unary_stream(
+                '/emoney.payments.v1.PaymentsService/WatchPayments',
+                request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.WatchPaymentsRequest.SerializeToString,
+                response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.WatchPaymentsResponse.FromString,
+                _registered_method=True)
+        self.GetReceipt = channel.unary_unary(
+                '/emoney.payments.v1.PaymentsService/GetReceipt',
+                request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.GetReceiptRequest.SerializeToString,
+                response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.GetReceiptResponse.FromString,
+                _registered_method=True)
 
 
 class PaymentsServiceServicer:
-    """PaymentsService moves money: transfers, payment codes, holds, refunds,
-    top-ups and withdrawals. Its methods arrive with the ledger work (issue #4);
-    the package is laid out now so that the contract's layout is fixed.
+    """PaymentsService moves money on the double-entry ledger: transfers between
+    citizens and to merchants, one-time payment codes for terminals, two-phase
+    holds, refunds, top-ups and withdrawals.
+
+    Every call that moves money carries a client `request_id` (AIP-155): the
+    same id with the same request returns the original result (also when both
+    arrive at once); the same id with a different request is ALREADY_EXISTS
+    with reason REQUEST_ID_REUSED. Retrying with the same id never moves money
+    twice.
     """
+
+    def CreateTransfer(self, request, context):
+        """CreateTransfer sends money from one of the caller's accounts to another
+        account of the tenant (a citizen or a merchant).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreatePaymentCode(self, request, context):
+        """CreatePaymentCode makes a short-lived, single-use code (shown as a QR) that
+        lets a terminal charge up to `max_amount_minor` from the caller's account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChargePaymentCode(self, request, context):
+        """ChargePaymentCode lets a terminal redeem a payment code for an amount up
+        to its maximum, paid to the terminal's merchant. A code works once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AuthorizePayment(self, request, context):
+        """AuthorizePayment reserves an amount on the account behind a payment code
+        (a hold): the available balance drops, the ledger balance does not.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CapturePayment(self, request, context):
+        """CapturePayment takes all or part of an authorized hold; the rest is released.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VoidPayment(self, request, context):
+        """VoidPayment releases an authorized hold without taking anything.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefundPayment(self, request, context):
+        """RefundPayment returns all or part of a completed payment to the payer;
+        never more in total than was paid. By the merchant or an operator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TopUp(self, request, context):
+        """TopUp credits an account against the tenant's float (cash in). Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Withdraw(self, request, context):
+        """Withdraw debits an account back into the tenant's float (cash out). Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPayment(self, request, context):
+        """GetPayment returns one payment the caller took part in.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPayments(self, request, context):
+        """ListPayments lists payments the caller may see, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchPayments(self, request, context):
+        """WatchPayments streams payment events of the calling terminal, or of a
+        merchant's accounts, as they are committed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReceipt(self, request, context):
+        """GetReceipt returns the receipt document of a completed payment and a
+        short-lived download link.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
 
 def add_PaymentsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreateTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTransfer,
+                    request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CreateTransferRequest.FromString,
+                    response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CreateTransferResponse.SerializeToString,
+            ),
+            'CreatePaymentCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePaymentCode,
+                    request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CreatePaymentCodeRequest.FromString,
+                    response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CreatePaymentCodeResponse.SerializeToString,
+            ),
+            'ChargePaymentCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.ChargePaymentCode,
+                    request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.ChargePaymentCodeRequest.FromString,
+                    response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.ChargePaymentCodeResponse.SerializeToString,
+            ),
+            'AuthorizePayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthorizePayment,
+                    request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.AuthorizePaymentRequest.FromString,
+                    response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.AuthorizePaymentResponse.SerializeToString,
+            ),
+            'CapturePayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.CapturePayment,
+                    request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CapturePaymentRequest.FromString,
+                    response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CapturePaymentResponse.SerializeToString,
+            ),
+            'VoidPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.VoidPayment,
+                    request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.VoidPaymentRequest.FromString,
+                    response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.VoidPaymentResponse.SerializeToString,
+            ),
+            'RefundPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefundPayment,
+                    request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.RefundPaymentRequest.FromString,
+                    response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.RefundPaymentResponse.SerializeToString,
+            ),
+            'TopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.TopUp,
+                    request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.TopUpRequest.FromString,
+                    response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.TopUpResponse.SerializeToString,
+            ),
+            'Withdraw': grpc.unary_unary_rpc_method_handler(
+                    servicer.Withdraw,
+                    request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.WithdrawRequest.FromString,
+                    response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.WithdrawResponse.SerializeToString,
+            ),
+            'GetPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPayment,
+                    request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.GetPaymentRequest.FromString,
+                    response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.GetPaymentResponse.SerializeToString,
+            ),
+            'ListPayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPayments,
+                    request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.ListPaymentsRequest.FromString,
+                    response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'WatchPayments': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchPayments,
+                    request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.WatchPaymentsRequest.FromString,
+                    response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.WatchPaymentsResponse.SerializeToString,
+            ),
+            'GetReceipt': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReceipt,
+                    request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.GetReceiptRequest.FromString,
+                    response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.GetReceiptResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'emoney.payments.v1.PaymentsService', rpc_method_handlers)
@@ -56,7 +297,364 @@ def add_PaymentsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class PaymentsService:
-    """PaymentsService moves money: transfers, payment codes, holds, refunds,
-    top-ups and withdrawals. Its methods arrive with the ledger work (issue #4);
-    the package is laid out now so that the contract's layout is fixed.
+    """PaymentsService moves money on the double-entry ledger: transfers between
+    citizens and to merchants, one-time payment codes for terminals, two-phase
+    holds, refunds, top-ups and withdrawals.
+
+    Every call that moves money carries a client `request_id` (AIP-155): the
+    same id with the same request returns the original result (also when both
+    arrive at once); the same id with a different request is ALREADY_EXISTS
+    with reason REQUEST_ID_REUSED. Retrying with the same id never moves money
+    twice.
     """
+
+    @staticmethod
+    def CreateTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.payments.v1.PaymentsService/CreateTransfer',
+            emoney_dot_payments_dot_v1_dot_payments__pb2.CreateTransferRequest.SerializeToString,
+            emoney_dot_payments_dot_v1_dot_payments__pb2.CreateTransferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePaymentCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.payments.v1.PaymentsService/CreatePaymentCode',
+            emoney_dot_payments_dot_v1_dot_payments__pb2.CreatePaymentCodeRequest.SerializeToString,
+            emoney_dot_payments_dot_v1_dot_payments__pb2.CreatePaymentCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChargePaymentCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.payments.v1.PaymentsService/ChargePaymentCode',
+            emoney_dot_payments_dot_v1_dot_payments__pb2.ChargePaymentCodeRequest.SerializeToString,
+            emoney_dot_payments_dot_v1_dot_payments__pb2.ChargePaymentCodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthorizePayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.payments.v1.PaymentsService/AuthorizePayment',
+            emoney_dot_payments_dot_v1_dot_payments__pb2.AuthorizePaymentRequest.SerializeToString,
+            emoney_dot_payments_dot_v1_dot_payments__pb2.AuthorizePaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CapturePayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.payments.v1.PaymentsService/CapturePayment',
+            emoney_dot_payments_dot_v1_dot_payments__pb2.CapturePaymentRequest.SerializeToString,
+            emoney_dot_payments_dot_v1_dot_payments__pb2.CapturePaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VoidPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.payments.v1.PaymentsService/VoidPayment',
+            emoney_dot_payments_dot_v1_dot_payments__pb2.VoidPaymentRequest.SerializeToString,
+            emoney_dot_payments_dot_v1_dot_payments__pb2.VoidPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefundPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.payments.v1.PaymentsService/RefundPayment',
+            emoney_dot_payments_dot_v1_dot_payments__pb2.RefundPaymentRequest.SerializeToString,
+            emoney_dot_payments_dot_v1_dot_payments__pb2.RefundPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.payments.v1.PaymentsService/TopUp',
+            emoney_dot_payments_dot_v1_dot_payments__pb2.TopUpRequest.SerializeToString,
+            emoney_dot_payments_dot_v1_dot_payments__pb2.TopUpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Withdraw(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.payments.v1.PaymentsService/Withdraw',
+            emoney_dot_payments_dot_v1_dot_payments__pb2.WithdrawRequest.SerializeToString,
+            emoney_dot_payments_dot_v1_dot_payments__pb2.WithdrawResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.payments.v1.PaymentsService/GetPayment',
+            emoney_dot_payments_dot_v1_dot_payments__pb2.GetPaymentRequest.SerializeToString,
+            emoney_dot_payments_dot_v1_dot_payments__pb2.GetPaymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.payments.v1.PaymentsService/ListPayments',
+            emoney_dot_payments_dot_v1_dot_payments__pb2.ListPaymentsRequest.SerializeToString,
+            emoney_dot_payments_dot_v1_dot_payments__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/emoney.payments.v1.PaymentsService/WatchPayments',
+            emoney_dot_payments_dot_v1_dot_payments__pb2.WatchPaymentsRequest.SerializeToString,
+            emoney_dot_payments_dot_v1_dot_payments__pb2.WatchPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReceipt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.payments.v1.PaymentsService/GetReceipt',
+            emoney_dot_payments_dot_v1_dot_payments__pb2.GetReceiptRequest.SerializeToString,
+            emoney_dot_payments_dot_v1_dot_payments__pb2.GetReceiptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from emoney.payments.v1 import payments_pb2 as _payments_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -26,31 +27,245 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class PaymentsServiceStub:
-    """PaymentsService moves money: transfers, payment codes, holds, refunds,
-    top-ups and withdrawals. Its methods arrive with the ledger work (issue #4);
-    the package is laid out now so that the contract's layout is fixed.
+    """PaymentsService moves money on the double-entry ledger: transfers between
+    citizens and to merchants, one-time payment codes for terminals, two-phase
+    holds, refunds, top-ups and withdrawals.
+
+    Every call that moves money carries a client `request_id` (AIP-155): the
+    same id with the same request returns the original result (also when both
+    arrive at once); the same id with a different request is ALREADY_EXISTS
+    with reason REQUEST_ID_REUSED. Retrying with the same id never moves money
+    twice.
     """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PaymentsServiceAsyncStub: ...
+    CreateTransfer: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreateTransferRequest, _payments_pb2.CreateTransferResponse]
+    """CreateTransfer sends money from one of the caller's accounts to another
+    account of the tenant (a citizen or a merchant).
+    """
+    CreatePaymentCode: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreatePaymentCodeRequest, _payments_pb2.CreatePaymentCodeResponse]
+    """CreatePaymentCode makes a short-lived, single-use code (shown as a QR) that
+    lets a terminal charge up to `max_amount_minor` from the caller's account.
+    """
+    ChargePaymentCode: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ChargePaymentCodeRequest, _payments_pb2.ChargePaymentCodeResponse]
+    """ChargePaymentCode lets a terminal redeem a payment code for an amount up
+    to its maximum, paid to the terminal's merchant. A code works once.
+    """
+    AuthorizePayment: _grpc.UnaryUnaryMultiCallable[_payments_pb2.AuthorizePaymentRequest, _payments_pb2.AuthorizePaymentResponse]
+    """AuthorizePayment reserves an amount on the account behind a payment code
+    (a hold): the available balance drops, the ledger balance does not.
+    """
+    CapturePayment: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CapturePaymentRequest, _payments_pb2.CapturePaymentResponse]
+    """CapturePayment takes all or part of an authorized hold; the rest is released."""
+    VoidPayment: _grpc.UnaryUnaryMultiCallable[_payments_pb2.VoidPaymentRequest, _payments_pb2.VoidPaymentResponse]
+    """VoidPayment releases an authorized hold without taking anything."""
+    RefundPayment: _grpc.UnaryUnaryMultiCallable[_payments_pb2.RefundPaymentRequest, _payments_pb2.RefundPaymentResponse]
+    """RefundPayment returns all or part of a completed payment to the payer;
+    never more in total than was paid. By the merchant or an operator.
+    """
+    TopUp: _grpc.UnaryUnaryMultiCallable[_payments_pb2.TopUpRequest, _payments_pb2.TopUpResponse]
+    """TopUp credits an account against the tenant's float (cash in). Operators only."""
+    Withdraw: _grpc.UnaryUnaryMultiCallable[_payments_pb2.WithdrawRequest, _payments_pb2.WithdrawResponse]
+    """Withdraw debits an account back into the tenant's float (cash out). Operators only."""
+    GetPayment: _grpc.UnaryUnaryMultiCallable[_payments_pb2.GetPaymentRequest, _payments_pb2.GetPaymentResponse]
+    """GetPayment returns one payment the caller took part in."""
+    ListPayments: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ListPaymentsRequest, _payments_pb2.ListPaymentsResponse]
+    """ListPayments lists payments the caller may see, newest first."""
+    WatchPayments: _grpc.UnaryStreamMultiCallable[_payments_pb2.WatchPaymentsRequest, _payments_pb2.WatchPaymentsResponse]
+    """WatchPayments streams payment events of the calling terminal, or of a
+    merchant's accounts, as they are committed.
+    """
+    GetReceipt: _grpc.UnaryUnaryMultiCallable[_payments_pb2.GetReceiptRequest, _payments_pb2.GetReceiptResponse]
+    """GetReceipt returns the receipt document of a completed payment and a
+    short-lived download link.
+    """
 
 @_typing.type_check_only
 class PaymentsServiceAsyncStub(PaymentsServiceStub):
-    """PaymentsService moves money: transfers, payment codes, holds, refunds,
-    top-ups and withdrawals. Its methods arrive with the ledger work (issue #4);
-    the package is laid out now so that the contract's layout is fixed.
+    """PaymentsService moves money on the double-entry ledger: transfers between
+    citizens and to merchants, one-time payment codes for terminals, two-phase
+    holds, refunds, top-ups and withdrawals.
+
+    Every call that moves money carries a client `request_id` (AIP-155): the
+    same id with the same request returns the original result (also when both
+    arrive at once); the same id with a different request is ALREADY_EXISTS
+    with reason REQUEST_ID_REUSED. Retrying with the same id never moves money
+    twice.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
-
-class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
-    """PaymentsService moves money: transfers, payment codes, holds, refunds,
-    top-ups and withdrawals. Its methods arrive with the ledger work (issue #4);
-    the package is laid out now so that the contract's layout is fixed.
+    CreateTransfer: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreateTransferRequest, _payments_pb2.CreateTransferResponse]  # type: ignore[assignment]
+    """CreateTransfer sends money from one of the caller's accounts to another
+    account of the tenant (a citizen or a merchant).
+    """
+    CreatePaymentCode: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreatePaymentCodeRequest, _payments_pb2.CreatePaymentCodeResponse]  # type: ignore[assignment]
+    """CreatePaymentCode makes a short-lived, single-use code (shown as a QR) that
+    lets a terminal charge up to `max_amount_minor` from the caller's account.
+    """
+    ChargePaymentCode: _aio.UnaryUnaryMultiCallable[_payments_pb2.ChargePaymentCodeRequest, _payments_pb2.ChargePaymentCodeResponse]  # type: ignore[assignment]
+    """ChargePaymentCode lets a terminal redeem a payment code for an amount up
+    to its maximum, paid to the terminal's merchant. A code works once.
+    """
+    AuthorizePayment: _aio.UnaryUnaryMultiCallable[_payments_pb2.AuthorizePaymentRequest, _payments_pb2.AuthorizePaymentResponse]  # type: ignore[assignment]
+    """AuthorizePayment reserves an amount on the account behind a payment code
+    (a hold): the available balance drops, the ledger balance does not.
+    """
+    CapturePayment: _aio.UnaryUnaryMultiCallable[_payments_pb2.CapturePaymentRequest, _payments_pb2.CapturePaymentResponse]  # type: ignore[assignment]
+    """CapturePayment takes all or part of an authorized hold; the rest is released."""
+    VoidPayment: _aio.UnaryUnaryMultiCallable[_payments_pb2.VoidPaymentRequest, _payments_pb2.VoidPaymentResponse]  # type: ignore[assignment]
+    """VoidPayment releases an authorized hold without taking anything."""
+    RefundPayment: _aio.UnaryUnaryMultiCallable[_payments_pb2.RefundPaymentRequest, _payments_pb2.RefundPaymentResponse]  # type: ignore[assignment]
+    """RefundPayment returns all or part of a completed payment to the payer;
+    never more in total than was paid. By the merchant or an operator.
+    """
+    TopUp: _aio.UnaryUnaryMultiCallable[_payments_pb2.TopUpRequest, _payments_pb2.TopUpResponse]  # type: ignore[assignment]
+    """TopUp credits an account against the tenant's float (cash in). Operators only."""
+    Withdraw: _aio.UnaryUnaryMultiCallable[_payments_pb2.WithdrawRequest, _payments_pb2.WithdrawResponse]  # type: ignore[assignment]
+    """Withdraw debits an account back into the tenant's float (cash out). Operators only."""
+    GetPayment: _aio.UnaryUnaryMultiCallable[_payments_pb2.GetPaymentRequest, _payments_pb2.GetPaymentResponse]  # type: ignore[assignment]
+    """GetPayment returns one payment the caller took part in."""
+    ListPayments: _aio.UnaryUnaryMultiCallable[_payments_pb2.ListPaymentsRequest, _payments_pb2.ListPaymentsResponse]  # type: ignore[assignment]
+    """ListPayments lists payments the caller may see, newest first."""
+    WatchPayments: _aio.UnaryStreamMultiCallable[_payments_pb2.WatchPaymentsRequest, _payments_pb2.WatchPaymentsResponse]  # type: ignore[assignment]
+    """WatchPayments streams payment events of the calling terminal, or of a
+    merchant's accounts, as they are committed.
+    """
+    GetReceipt: _aio.UnaryUnaryMultiCallable[_payments_pb2.GetReceiptRequest, _payments_pb2.GetReceiptResponse]  # type: ignore[assignment]
+    """GetReceipt returns the receipt document of a completed payment and a
+    short-lived download link.
     """
 
-    ...
+class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
+    """PaymentsService moves money on the double-entry ledger: transfers between
+    citizens and to merchants, one-time payment codes for terminals, two-phase
+    holds, refunds, top-ups and withdrawals.
+
+    Every call that moves money carries a client `request_id` (AIP-155): the
+    same id with the same request returns the original result (also when both
+    arrive at once); the same id with a different request is ALREADY_EXISTS
+    with reason REQUEST_ID_REUSED. Retrying with the same id never moves money
+    twice.
+    """
+
+    @_abc_1.abstractmethod
+    def CreateTransfer(
+        self,
+        request: _payments_pb2.CreateTransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.CreateTransferResponse, _abc.Awaitable[_payments_pb2.CreateTransferResponse]]:
+        """CreateTransfer sends money from one of the caller's accounts to another
+        account of the tenant (a citizen or a merchant).
+        """
+
+    @_abc_1.abstractmethod
+    def CreatePaymentCode(
+        self,
+        request: _payments_pb2.CreatePaymentCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.CreatePaymentCodeResponse, _abc.Awaitable[_payments_pb2.CreatePaymentCodeResponse]]:
+        """CreatePaymentCode makes a short-lived, single-use code (shown as a QR) that
+        lets a terminal charge up to `max_amount_minor` from the caller's account.
+        """
+
+    @_abc_1.abstractmethod
+    def ChargePaymentCode(
+        self,
+        request: _payments_pb2.ChargePaymentCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.ChargePaymentCodeResponse, _abc.Awaitable[_payments_pb2.ChargePaymentCodeResponse]]:
+        """ChargePaymentCode lets a terminal redeem a payment code for an amount up
+        to its maximum, paid to the terminal's merchant. A code works once.
+        """
+
+    @_abc_1.abstractmethod
+    def AuthorizePayment(
+        self,
+        request: _payments_pb2.AuthorizePaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.AuthorizePaymentResponse, _abc.Awaitable[_payments_pb2.AuthorizePaymentResponse]]:
+        """AuthorizePayment reserves an amount on the account behind a payment code
+        (a hold): the available balance drops, the ledger balance does not.
+        """
+
+    @_abc_1.abstractmethod
+    def CapturePayment(
+        self,
+        request: _payments_pb2.CapturePaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.CapturePaymentResponse, _abc.Awaitable[_payments_pb2.CapturePaymentResponse]]:
+        """CapturePayment takes all or part of an authorized hold; the rest is released."""
+
+    @_abc_1.abstractmethod
+    def VoidPayment(
+        self,
+        request: _payments_pb2.VoidPaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.VoidPaymentResponse, _abc.Awaitable[_payments_pb2.VoidPaymentResponse]]:
+        """VoidPayment releases an authorized hold without taking anything."""
+
+    @_abc_1.abstractmethod
+    def RefundPayment(
+        self,
+        request: _payments_pb2.RefundPaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.RefundPaymentResponse, _abc.Awaitable[_payments_pb2.RefundPaymentResponse]]:
+        """RefundPayment returns all or part of a completed payment to the payer;
+        never more in total than was paid. By the merchant or an operator.
+        """
+
+    @_abc_1.abstractmethod
+    def TopUp(
+        self,
+        request: _payments_pb2.TopUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.TopUpResponse, _abc.Awaitable[_payments_pb2.TopUpResponse]]:
+        """TopUp credits an account against the tenant's float (cash in). Operators only."""
+
+    @_abc_1.abstractmethod
+    def Withdraw(
+        self,
+        request: _payments_pb2.WithdrawRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.WithdrawResponse, _abc.Awaitable[_payments_pb2.WithdrawResponse]]:
+        """Withdraw debits an account back into the tenant's float (cash out). Operators only."""
+
+    @_abc_1.abstractmethod
+    def GetPayment(
+        self,
+        request: _payments_pb2.GetPaymentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.GetPaymentResponse, _abc.Awaitable[_payments_pb2.GetPaymentResponse]]:
+        """GetPayment returns one payment the caller took part in."""
+
+    @_abc_1.abstractmethod
+    def ListPayments(
+        self,
+        request: _payments_pb2.ListPaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.ListPaymentsResponse, _abc.Awaitable[_payments_pb2.ListPaymentsResponse]]:
+        """ListPayments lists payments the caller may see, newest first."""
+
+    @_abc_1.abstractmethod
+    def WatchPayments(
+        self,
+        request: _payments_pb2.WatchPaymentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_payments_pb2.WatchPaymentsResponse], _abc.AsyncIterator[_payments_pb2.WatchPaymentsResponse]]:
+        """WatchPayments streams payment events of the calling terminal, or of a
+        merchant's accounts, as they are committed.
+        """
+
+    @_abc_1.abstractmethod
+    def GetReceipt(
+        self,
+        request: _payments_pb2.GetReceiptRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.GetReceiptResponse, _abc.Awaitable[_payments_pb2.GetReceiptResponse]]:
+        """GetReceipt returns the receipt document of a completed payment and a
+        short-lived download link.
+        """
 
 def add_PaymentsServiceServicer_to_server(servicer: PaymentsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

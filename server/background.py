@@ -1,0 +1,55 @@
+"""Background work of a server process: expiring holds nobody resolved.
+
+Every server process runs it; concurrent runs are safe (the ledger skips holds
+another transaction is resolving), so no leader election is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from server.payment_events import PaymentEvent, notify_payment_event
+from storage import ledger
+from storage.unit_of_work import UnitOfWorkFactory
+
+logger = logging.getLogger("emoney.background")
+
+EXPIRE_BATCH = 200
+MAX_TENANTS_PER_PASS = 100
+
+
+class HoldExpirer:
+    def __init__(self, units_of_work: UnitOfWorkFactory, interval_s: float = 1.0) -> None:
+        self._units_of_work = units_of_work
+        self._interval_s = interval_s
+
+    async def expire_once(self) -> int:
+        """One pass over the tenants with due holds; returns how many holds expired."""
+        async with self._units_of_work(None) as unit_of_work:
+            tenant_ids = await ledger.tenants_with_due_holds(unit_of_work, MAX_TENANTS_PER_PASS)
+        expired = 0
+        for tenant_id in tenant_ids:
+            async with self._units_of_work(tenant_id) as unit_of_work:
+                holds = await ledger.expire_due_holds(unit_of_work, EXPIRE_BATCH)
+                for hold in holds:
+                    await notify_payment_event(
+                        unit_of_work.connection,
+                        PaymentEvent(
+                            tenant_id=tenant_id, payment_id=hold.hold_id, event="expired", terminal_id=hold.terminal_id,
+                            account_ids=(hold.account_id, hold.merchant_account_id),
+                        ),
+                    )
+                await unit_of_work.commit()
+                expired += len(holds)
+        return expired
+
+    async def run(self) -> None:
+        while True:
+            try:
+                expired = await self.expire_once()
+                if expired:
+                    logger.info("expired holds", extra={"count": expired})
+            except Exception as error:  # a dependency may be away; try again next round
+                logger.warning("hold expiry pass failed: %s", type(error).__name__)
+            await asyncio.sleep(self._interval_s)

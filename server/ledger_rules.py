@@ -1,0 +1,106 @@
+"""Ledger rules and limits: pure data and checks, no I/O.
+
+The database enforces the same rules (migrations/0004_ledger.sql: CHECK constraints and the
+`ledger_*` functions); these constants let the service layer refuse a bad request before it reaches
+the database, naming the field at fault, and keep every limit in one place on the Python side.
+Integration tests check that both sides agree (tests/integration/test_ledger_rules_agree.py).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from server.errors import FieldViolation
+
+# -- limits (TigerStyle: a limit on everything) -----------------------------------------------------
+
+# Largest amount one transfer, hold, capture or refund may move: 1,000,000.00 in a two-decimal currency.
+# The database has the same figure in ledger_max_transfer_minor().
+MAX_TRANSFER_MINOR = 100_000_000
+MAX_OVERDRAFT_LIMIT_MINOR = MAX_TRANSFER_MINOR
+# A hold expires at most this long after it was authorized (ledger_max_hold_duration()).
+MAX_HOLD_DURATION = timedelta(days=30)
+# Most rows one ledger read returns (the service layer's page sizes are smaller: server/validation.py).
+MAX_ROWS_PER_READ = 1_000
+MAX_EXPIRE_BATCH = 1_000
+MAX_REQUEST_ID_LENGTH = 100
+MAX_ACTOR_LENGTH = 200
+MAX_RESPONSE_BYTES = 65_536
+# Hash-chained audit log: this many independent chains per tenant (audit_stripe_count()).
+AUDIT_STRIPES = 32
+
+# -- account kinds, statuses and balance shards -----------------------------------------------------
+
+ACCOUNT_KINDS = ("customer", "merchant", "system_float")
+ACCOUNT_STATUSES = ("active", "frozen", "closed")
+MAX_BALANCE_SHARDS = 64
+# Accounts that many payers credit at once keep their balance in shards (see storage/ledger.py):
+# merchants and the float. Customer accounts are debited, so they keep one row.
+BALANCE_SHARDS_BY_KIND = {"customer": 0, "merchant": 16, "system_float": 16}
+
+# -- transfers --------------------------------------------------------------------------------------
+
+TRANSFER_KINDS = ("p2p", "payment", "top_up", "withdrawal", "capture", "refund")
+# The kinds post_transfer moves directly; captures and refunds come from holds and payments.
+POSTABLE_TRANSFER_KINDS = ("p2p", "payment", "top_up", "withdrawal")
+REFUNDABLE_TRANSFER_KINDS = ("payment", "capture")
+HOLD_STATUSES = ("authorized", "captured", "voided", "expired")
+
+# Which account kinds each transfer kind may debit and credit (ledger_kinds_allowed() in SQL).
+TRANSFER_ACCOUNT_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "p2p": (frozenset({"customer"}), frozenset({"customer"})),
+    "payment": (frozenset({"customer"}), frozenset({"merchant"})),
+    "capture": (frozenset({"customer"}), frozenset({"merchant"})),
+    "refund": (frozenset({"merchant"}), frozenset({"customer"})),
+    "top_up": (frozenset({"system_float"}), frozenset({"customer", "merchant"})),
+    "withdrawal": (frozenset({"customer", "merchant"}), frozenset({"system_float"})),
+}
+
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def kinds_allowed(transfer_kind: str, debit_kind: str, credit_kind: str) -> bool:
+    """May a transfer of this kind debit an account of `debit_kind` and credit one of `credit_kind`?"""
+    allowed = TRANSFER_ACCOUNT_KINDS.get(transfer_kind)
+    return allowed is not None and debit_kind in allowed[0] and credit_kind in allowed[1]
+
+
+def amount_violations(amount_minor: int, field: str = "amount_minor") -> list[FieldViolation]:
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
+        return [FieldViolation(field, "must be a whole number of minor units")]
+    if not 1 <= amount_minor <= MAX_TRANSFER_MINOR:
+        return [FieldViolation(field, f"must be between 1 and {MAX_TRANSFER_MINOR} minor units")]
+    return []
+
+
+def overdraft_limit_violations(limit_minor: int, field: str = "overdraft_limit_minor") -> list[FieldViolation]:
+    if isinstance(limit_minor, bool) or not isinstance(limit_minor, int):
+        return [FieldViolation(field, "must be a whole number of minor units")]
+    if not 0 <= limit_minor <= MAX_OVERDRAFT_LIMIT_MINOR:
+        return [FieldViolation(field, f"must be between 0 and {MAX_OVERDRAFT_LIMIT_MINOR} minor units")]
+    return []
+
+
+def currency_violations(currency: str, field: str = "currency") -> list[FieldViolation]:
+    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+        return [FieldViolation(field, "must be an ISO-4217 code such as EUR")]
+    return []
+
+
+def request_id_violations(request_id: str, field: str = "request_id") -> list[FieldViolation]:
+    if not isinstance(request_id, str) or not request_id:
+        return [FieldViolation(field, "is required for every call that moves money")]
+    if len(request_id) > MAX_REQUEST_ID_LENGTH or not request_id.isprintable():
+        return [FieldViolation(field, f"must be at most {MAX_REQUEST_ID_LENGTH} printable characters")]
+    return []
+
+
+def hold_expiry_violations(expires_at: datetime, now: datetime, field: str = "expire_time") -> list[FieldViolation]:
+    if expires_at.tzinfo is None:
+        return [FieldViolation(field, "must carry a time zone")]
+    if expires_at <= now:
+        return [FieldViolation(field, "must be in the future")]
+    if expires_at > now + MAX_HOLD_DURATION:
+        return [FieldViolation(field, f"must be at most {MAX_HOLD_DURATION.days} days away")]
+    return []

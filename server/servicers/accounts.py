@@ -1,0 +1,63 @@
+"""AccountsService: translate requests, call the service layer, translate results."""
+
+from __future__ import annotations
+
+from datetime import timezone
+
+import grpc
+
+from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from interceptors.call_state import current_call, require_principal
+from server.services.accounts import AccountsService
+from server.servicers.converters import account_message, entry_message
+
+
+def _method() -> str:
+    state = current_call.get()
+    return "" if state is None else state.method
+
+
+def _time(message, field: str):
+    return getattr(message, field).ToDatetime(timezone.utc) if message.HasField(field) else None
+
+
+class AccountsServicer(accounts_pb2_grpc.AccountsServiceServicer):
+    def __init__(self, accounts: AccountsService) -> None:
+        self._accounts = accounts
+
+    async def CreateAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.CreateAccountResponse:
+        account = await self._accounts.create_account(require_principal(), request.kind, request.currency, request.owner, _method())
+        return accounts_pb2.CreateAccountResponse(account=account_message(account))
+
+    async def GetAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.GetAccountResponse:
+        account = await self._accounts.get_account(require_principal(), request.name)
+        return accounts_pb2.GetAccountResponse(account=account_message(account))
+
+    async def ListAccounts(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.ListAccountsResponse:
+        rows, next_token = await self._accounts.list_accounts(
+            require_principal(), request.page_size, request.page_token, request.owner, request.kind, request.status
+        )
+        return accounts_pb2.ListAccountsResponse(accounts=[account_message(row) for row in rows], next_page_token=next_token)
+
+    async def ListAccountEntries(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.ListAccountEntriesResponse:
+        rows, next_token = await self._accounts.list_entries(
+            require_principal(), request.account, request.page_size, request.page_token,
+            _time(request, "start_time"), _time(request, "end_time"),
+        )
+        return accounts_pb2.ListAccountEntriesResponse(entries=[entry_message(row) for row in rows], next_page_token=next_token)
+
+    async def GetBalanceAt(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.GetBalanceAtResponse:
+        balance_minor, currency = await self._accounts.balance_at(require_principal(), request.account, _time(request, "time"))
+        return accounts_pb2.GetBalanceAtResponse(balance_minor=balance_minor, currency=currency)
+
+    async def FreezeAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.FreezeAccountResponse:
+        account = await self._accounts.set_status(require_principal(), request.name, "frozen", _method())
+        return accounts_pb2.FreezeAccountResponse(account=account_message(account))
+
+    async def UnfreezeAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.UnfreezeAccountResponse:
+        account = await self._accounts.set_status(require_principal(), request.name, "active", _method())
+        return accounts_pb2.UnfreezeAccountResponse(account=account_message(account))
+
+    async def CloseAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.CloseAccountResponse:
+        account = await self._accounts.set_status(require_principal(), request.name, "closed", _method())
+        return accounts_pb2.CloseAccountResponse(account=account_message(account))

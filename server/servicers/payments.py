@@ -1,0 +1,111 @@
+"""PaymentsService: translate requests, call the service layer, translate results."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import grpc
+
+from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
+from interceptors.call_state import current_call, require_principal
+from server.errors import NotFound
+from server.services.payments import DEFAULT_HOLD_TTL_S, PaymentsService
+from server.servicers.converters import hold_payment, row_payment, timestamp, transfer_payment
+
+
+RECEIPT_URL_TTL_S = 300
+
+
+def _method() -> str:
+    state = current_call.get()
+    return "" if state is None else state.method
+
+
+class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
+    def __init__(self, payments: PaymentsService) -> None:
+        self._payments = payments
+
+    async def CreateTransfer(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.CreateTransferResponse:
+        return await self._payments.create_transfer(
+            require_principal(), _method(), request,
+            lambda record: payments_pb2.CreateTransferResponse(payment=transfer_payment(record)),
+            payments_pb2.CreateTransferResponse,
+        )
+
+    async def TopUp(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.TopUpResponse:
+        return await self._payments.top_up_or_withdraw(
+            require_principal(), _method(), request, "top_up",
+            lambda record: payments_pb2.TopUpResponse(payment=transfer_payment(record)), payments_pb2.TopUpResponse,
+        )
+
+    async def Withdraw(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.WithdrawResponse:
+        return await self._payments.top_up_or_withdraw(
+            require_principal(), _method(), request, "withdrawal",
+            lambda record: payments_pb2.WithdrawResponse(payment=transfer_payment(record)), payments_pb2.WithdrawResponse,
+        )
+
+    async def CreatePaymentCode(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.CreatePaymentCodeResponse:
+        code, expires_at = await self._payments.create_payment_code(
+            require_principal(), request.account, request.max_amount_minor, request.currency, request.ttl_seconds
+        )
+        return payments_pb2.CreatePaymentCodeResponse(code=code, expire_time=timestamp(expires_at))
+
+    async def ChargePaymentCode(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.ChargePaymentCodeResponse:
+        return await self._payments.redeem_code(
+            require_principal(), _method(), request, hold_ttl_s=None,
+            build_reply=lambda record: payments_pb2.ChargePaymentCodeResponse(payment=transfer_payment(record)),
+            reply_type=payments_pb2.ChargePaymentCodeResponse,
+        )
+
+    async def AuthorizePayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.AuthorizePaymentResponse:
+        return await self._payments.redeem_code(
+            require_principal(), _method(), request, hold_ttl_s=request.ttl_seconds or DEFAULT_HOLD_TTL_S,
+            build_reply=lambda record: payments_pb2.AuthorizePaymentResponse(payment=hold_payment(record)),
+            reply_type=payments_pb2.AuthorizePaymentResponse,
+        )
+
+    async def CapturePayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.CapturePaymentResponse:
+        return await self._payments.capture(
+            require_principal(), _method(), request,
+            lambda record: payments_pb2.CapturePaymentResponse(payment=hold_payment(record)),
+            payments_pb2.CapturePaymentResponse,
+        )
+
+    async def VoidPayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.VoidPaymentResponse:
+        return await self._payments.void(
+            require_principal(), _method(), request,
+            lambda record: payments_pb2.VoidPaymentResponse(payment=hold_payment(record)),
+            payments_pb2.VoidPaymentResponse,
+        )
+
+    async def RefundPayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.RefundPaymentResponse:
+        return await self._payments.refund(
+            require_principal(), _method(), request,
+            lambda record: payments_pb2.RefundPaymentResponse(payment=transfer_payment(record)),
+            payments_pb2.RefundPaymentResponse,
+        )
+
+    async def GetPayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.GetPaymentResponse:
+        payment = await self._payments.get_payment(require_principal(), request.name)
+        return payments_pb2.GetPaymentResponse(payment=row_payment(payment))
+
+    async def ListPayments(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.ListPaymentsResponse:
+        rows, next_token = await self._payments.list_payments(require_principal(), request)
+        return payments_pb2.ListPaymentsResponse(payments=[row_payment(row) for row in rows], next_page_token=next_token)
+
+    async def WatchPayments(self, request, context: grpc.aio.ServicerContext):
+        subscription = await self._payments.watch(require_principal(), request.account)
+        async with subscription:
+            async for event in subscription:
+                try:
+                    payment = await self._payments.get_payment(require_principal(), f"payments/{event.payment_id}")
+                except NotFound:
+                    continue  # not visible to this caller after all
+                yield payments_pb2.WatchPaymentsResponse(payment=row_payment(payment), event=event.event)
+
+    async def GetReceipt(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.GetReceiptResponse:
+        content, url = await self._payments.receipt(require_principal(), request.payment)
+        expires = timestamp(datetime.now(timezone.utc) + timedelta(seconds=RECEIPT_URL_TTL_S)) if url else None
+        return payments_pb2.GetReceiptResponse(
+            content_type="application/json", content=content, download_url=url, download_url_expire_time=expires
+        )

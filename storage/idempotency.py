@@ -1,0 +1,90 @@
+"""Idempotency keys (AIP-155): the same request_id from the same caller is answered once.
+
+A key is `(tenant, caller, request_id)`, stored in `idempotency_keys` in the SAME transaction as the
+change it guards, together with a sha256 of the request. The ledger functions claim the key as their
+first statement, so:
+
+* a retry after the original committed finds the key and gets the original result back
+  (`Outcome.replayed`, with the stored reply bytes if the service stored them);
+* a duplicate arriving while the original is still running waits on the original's uncommitted key
+  (PostgreSQL blocks the second INSERT of a unique key), then finds it — exactly one movement;
+* the same key with a different request hash is REQUEST_ID_REUSED (ALREADY_EXISTS);
+* a call that fails rolls back with its key, so the client may retry it.
+
+Storing the serialized gRPC reply without a second round trip while row locks are held: the
+service builds the reply from the movement's result and calls `commit_with_response`, which sends
+the UPDATE of the key and the COMMIT in one pipeline — the one round trip a commit costs anyway.
+
+    async with units_of_work(tenant_id) as unit_of_work:
+        outcome = await ledger.post_transfer(unit_of_work, context, ...)
+        if outcome.replayed:
+            return Reply.FromString(outcome.stored_response) if outcome.stored_response else build(outcome.record)
+        reply = build(outcome.record)
+        await idempotency.commit_with_response(unit_of_work, context, reply.SerializeToString())
+        return reply
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from server.ledger_rules import MAX_RESPONSE_BYTES
+from storage.audit import RequestContext
+from storage.ledger import require_request_hash, translated_failures
+from storage.unit_of_work import UnitOfWork
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The result of claiming a key: `claimed` (first time: go ahead) or what the original produced."""
+
+    claimed: bool
+    result_id: uuid.UUID
+    stored_response: bytes | None
+
+
+def request_hash(method: str, request: Mapping[str, Any] | bytes) -> bytes:
+    """sha256 over the method and the canonical request.
+
+    `request` is either a mapping (canonical JSON: sorted keys, no spaces; ids and amounts as strings
+    or ints) or already-canonical bytes such as `message.SerializeToString(deterministic=True)`.
+    """
+    if isinstance(request, (bytes, bytearray)):
+        body = bytes(request)
+    else:
+        body = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False).encode()
+    return hashlib.sha256(method.encode() + b"\x00" + body).digest()
+
+
+async def claim(unit_of_work: UnitOfWork, context: RequestContext, result_id: uuid.UUID) -> Claim:
+    """Claim a key for a change that is not a ledger movement (ledger functions claim their own).
+
+    `result_id` names what this call will create; a replay gets the original call's result_id.
+    Raises AlreadyExists(REQUEST_ID_REUSED) when the key was used for a different request.
+    """
+    require_request_hash(context)
+    async with translated_failures():
+        cursor = await unit_of_work.connection.execute(
+            "select claimed, result_id, stored_response from ledger_claim_request(%s, %s, %s, %s, %s)",
+            (context.actor, context.method, context.request_id, context.request_hash, result_id),
+        )
+        claimed, original_result_id, stored_response = await cursor.fetchone()
+    return Claim(claimed, original_result_id, None if stored_response is None else bytes(stored_response))
+
+
+async def commit_with_response(unit_of_work: UnitOfWork, context: RequestContext, response: bytes) -> None:
+    """Store the serialized reply with the key this transaction claimed, and commit — one round trip."""
+    if len(response) > MAX_RESPONSE_BYTES:
+        raise ValueError(f"a stored reply is limited to {MAX_RESPONSE_BYTES} bytes")
+    connection = unit_of_work.connection
+    async with connection.pipeline():
+        await connection.execute(
+            "update idempotency_keys set response = %s where caller = %s and request_id = %s and response is null",
+            (response, context.actor, context.request_id),
+        )
+        await unit_of_work.commit()
+

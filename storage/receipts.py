@@ -1,0 +1,269 @@
+"""Receipts: a JSON document per completed payment, in object storage under the tenant's prefix.
+
+No payment waits for, or fails because of, object storage (transactional outbox):
+
+    service layer, in the payment's transaction    enqueue_receipt(unit_of_work, tenant_id, payment_id)
+    ReceiptWriter.run() in every server process    for each tenant with pending rows (SECURITY DEFINER
+                                                   lookup), in a unit of work scoped to that tenant:
+                                                   lock a batch (FOR UPDATE SKIP LOCKED), render,
+                                                   upload, mark written, commit
+    GetReceipt                                     get_or_create_receipt / presigned_receipt_url
+
+While object storage is down the rows stay pending (with `attempts` and `last_error_kind`) and the
+writer backs off up to BACKOFF_MAX_S. Rendering is deterministic, so an upload repeated after a crash
+between upload and commit rewrites the same object: each receipt is stored effectively once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from datetime import timezone
+from typing import Sequence
+
+from minio.error import S3Error
+from psycopg_pool import AsyncConnectionPool
+
+from storage import payments_query
+from storage.object_store import ObjectStore
+from storage.payments_query import PaymentRow
+from storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
+
+logger = logging.getLogger("emoney.receipts")
+
+RECEIPT_VERSION = 1
+RECEIPT_CONTENT_TYPE = "application/json"
+MAX_TENANTS_PER_PASS = 100
+MAX_BATCH_SIZE = 500
+# One upload may take this long; a batch starts no new upload after BATCH_DEADLINE_S, well inside the
+# pool's idle_in_transaction_session_timeout (30 s), since the batch's rows stay locked meanwhile.
+UPLOAD_TIMEOUT_S = 10.0
+BATCH_DEADLINE_S = 15.0
+BACKOFF_MAX_S = 30.0
+
+# ISO 4217 currencies whose minor unit is not a hundredth; every other currency has two decimals.
+MINOR_UNIT_DIGITS: dict[str, int] = {
+    **dict.fromkeys(
+        ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV",
+         "XAF", "XOF", "XPF"),
+        0,
+    ),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+}
+
+
+def receipt_key(payment_id: uuid.UUID) -> str:
+    """The receipt's key relative to the tenant's prefix (ObjectStore adds `tenants/{tenant_id}/`)."""
+    return f"receipts/{payment_id}.json"
+
+
+def display_amount(amount_minor: int, currency: str) -> str:
+    """Minor units as a decimal string for people (1250 EUR -> "12.50", 1250 JPY -> "1250"); integer
+    arithmetic only, never a float."""
+    digits = MINOR_UNIT_DIGITS.get(currency, 2)
+    sign = "-" if amount_minor < 0 else ""
+    whole, fraction = divmod(abs(amount_minor), 10**digits)
+    return f"{sign}{whole}.{fraction:0{digits}d}" if digits else f"{sign}{whole}"
+
+
+def render_receipt(payment: PaymentRow, tenant_slug: str) -> bytes:
+    """The receipt document: canonical JSON (sorted keys, no spaces), so the same payment always
+    renders to the same bytes. Amounts are integer minor units plus a display string."""
+    if payment.created_at.tzinfo is None:
+        raise ValueError("a payment's created_at must carry a time zone")
+    document: dict[str, object] = {
+        "receiptVersion": RECEIPT_VERSION,
+        "tenantSlug": tenant_slug,
+        "paymentId": str(payment.payment_id),
+        "kind": payment.kind,
+        "status": payment.status,
+        "currency": payment.currency,
+        "amountMinor": payment.amount_minor,
+        "amount": display_amount(payment.amount_minor, payment.currency),
+        "refundedMinor": payment.refunded_minor,
+        "refunded": display_amount(payment.refunded_minor, payment.currency),
+        "fromAccountId": str(payment.from_account_id),
+        "toAccountId": str(payment.to_account_id),
+        "terminalId": None if payment.terminal_id is None else str(payment.terminal_id),
+        "relatedPaymentId": None if payment.related_id is None else str(payment.related_id),
+        "createdAt": payment.created_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+    if payment.kind == "hold":
+        document["capturedMinor"] = payment.captured_minor
+        document["captured"] = display_amount(payment.captured_minor, payment.currency)
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+async def enqueue_receipt(unit_of_work: UnitOfWork, tenant_id: uuid.UUID, payment_id: uuid.UUID) -> None:
+    """Ask for a receipt, in the payment's own transaction (idempotent: a second call changes nothing).
+
+    Raises ValueError when the tenant has no such payment: a receipt that could never be rendered
+    would otherwise stay pending forever.
+    """
+    cursor = await unit_of_work.connection.execute(
+        """with payment as (
+               select exists (select from transfers where transfer_id = %(payment)s)
+                   or exists (select from holds where hold_id = %(payment)s) as found
+           ), queued as (
+               insert into receipt_outbox (tenant_id, payment_id)
+               select %(tenant)s, %(payment)s from payment where found
+                   on conflict do nothing
+           )
+           select found from payment""",
+        {"tenant": tenant_id, "payment": payment_id},
+    )
+    if not (await cursor.fetchone())[0]:
+        raise ValueError(f"no payment {payment_id} in this tenant to write a receipt for")
+
+
+async def get_or_create_receipt(
+    unit_of_work: UnitOfWork, objects: ObjectStore, tenant_id: uuid.UUID, payment: PaymentRow, tenant_slug: str
+) -> bytes:
+    """The stored receipt; if it is not written yet, render it, upload it (best effort) and return it.
+
+    When it uploads, it also marks the outbox row written on `unit_of_work` (effective if the caller
+    commits). While object storage is unreachable the receipt is rendered from the payment instead.
+    """
+    key = receipt_key(payment.payment_id)
+    try:
+        return await objects.get(tenant_id, key)
+    except S3Error as error:
+        if error.code != "NoSuchKey":
+            logger.warning("receipt read failed: %s", type(error).__name__)
+            return render_receipt(payment, tenant_slug)
+    except Exception as error:  # object storage unreachable: the document is deterministic, render it
+        logger.warning("receipt read failed: %s", type(error).__name__)
+        return render_receipt(payment, tenant_slug)
+    body = render_receipt(payment, tenant_slug)
+    try:
+        await asyncio.wait_for(objects.put(tenant_id, key, body, RECEIPT_CONTENT_TYPE), UPLOAD_TIMEOUT_S)
+    except Exception as error:  # best effort: the writer uploads it later
+        logger.warning("receipt upload failed: %s", type(error).__name__)
+        return body
+    await _mark_written(unit_of_work, [payment.payment_id])
+    return body
+
+
+async def presigned_receipt_url(
+    objects: ObjectStore, tenant_id: uuid.UUID, payment_id: uuid.UUID, expires_s: int = 300
+) -> str:
+    """A short-lived URL reading the stored receipt (it points at the object storage endpoint)."""
+    return await objects.presigned_get(tenant_id, receipt_key(payment_id), expires_s)
+
+
+async def _mark_written(unit_of_work: UnitOfWork, payment_ids: Sequence[uuid.UUID]) -> None:
+    # SKIP LOCKED: never wait for a writer holding the row; it marks the row itself.
+    await unit_of_work.connection.execute(
+        """update receipt_outbox set written_at = now(), attempts = attempts + 1, last_error_kind = null
+            where payment_id in (select payment_id from receipt_outbox
+                                  where payment_id = any(%s) and written_at is null
+                                    for update skip locked)""",
+        (list(payment_ids),),
+    )
+
+
+async def _record_failure(unit_of_work: UnitOfWork, payment_id: uuid.UUID, error_kind: str) -> None:
+    await unit_of_work.connection.execute(
+        "update receipt_outbox set attempts = attempts + 1, last_error_kind = %s where payment_id = %s",
+        (error_kind[:100], payment_id),
+    )
+
+
+class ReceiptWriter:
+    """Uploads pending receipts; every server process may run one (rows are shared with SKIP LOCKED)."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool, objects: ObjectStore, *, batch_size: int = 50, idle_interval_s: float = 1.0
+    ) -> None:
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
+        self._units_of_work = UnitOfWorkFactory(pool)
+        self._objects = objects
+        self._batch_size = batch_size
+        self._idle_interval_s = idle_interval_s
+
+    async def write_pending_once(self) -> int:
+        """One pass over the tenants with pending receipts; returns how many receipts were written.
+        Object-storage failures leave the rows pending and are not raised."""
+        written, _ = await self._write_pass()
+        return written
+
+    async def run(self) -> None:
+        backoff_s = 0.0
+        while True:
+            try:
+                written, storage_failed = await self._write_pass()
+            except Exception as error:  # the database may be away: try again later
+                logger.warning("receipt pass failed: %s", type(error).__name__)
+                written, storage_failed = 0, True
+            if storage_failed:
+                backoff_s = min(max(backoff_s * 2, self._idle_interval_s), BACKOFF_MAX_S)
+                await asyncio.sleep(backoff_s)
+                continue
+            backoff_s = 0.0
+            if written:
+                logger.info("receipts written", extra={"count": written})
+            else:
+                await asyncio.sleep(self._idle_interval_s)
+
+    async def _write_pass(self) -> tuple[int, bool]:
+        """(receipts written, whether object storage failed and the caller should back off)."""
+        async with self._units_of_work(None) as unit_of_work:
+            cursor = await unit_of_work.connection.execute(
+                "select * from tenants_with_pending_receipts(%s)", (MAX_TENANTS_PER_PASS,)
+            )
+            tenant_ids = [row[0] for row in await cursor.fetchall()]
+        total = 0
+        for tenant_id in tenant_ids:
+            written, storage_failed = await self._write_tenant_batch(tenant_id)
+            total += written
+            if storage_failed:
+                return total, True
+        return total, False
+
+    async def _write_tenant_batch(self, tenant_id: uuid.UUID) -> tuple[int, bool]:
+        async with self._units_of_work(tenant_id) as unit_of_work:
+            cursor = await unit_of_work.connection.execute(
+                """select payment_id from receipt_outbox where written_at is null
+                    order by created_at, payment_id limit %s for update skip locked""",
+                (self._batch_size,),
+            )
+            payment_ids = [row[0] for row in await cursor.fetchall()]
+            if not payment_ids:
+                return 0, False
+            cursor = await unit_of_work.connection.execute(
+                "select slug from tenants where tenant_id = %s", (tenant_id,)
+            )
+            tenant_slug = (await cursor.fetchone())[0]
+            written, storage_failed = await self._upload(unit_of_work, tenant_id, tenant_slug, payment_ids)
+            if written:
+                await _mark_written(unit_of_work, written)
+            await unit_of_work.commit()
+        return len(written), storage_failed
+
+    async def _upload(
+        self, unit_of_work: UnitOfWork, tenant_id: uuid.UUID, tenant_slug: str, payment_ids: list[uuid.UUID]
+    ) -> tuple[list[uuid.UUID], bool]:
+        """Upload in order; stop at the first object-storage failure (it is down for the rest too)."""
+        deadline = asyncio.get_running_loop().time() + BATCH_DEADLINE_S
+        written: list[uuid.UUID] = []
+        for payment_id in payment_ids:
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            payment = await payments_query.get(unit_of_work, payment_id)
+            if payment is None:  # enqueue_receipt refuses unknown payments; record it, never loop silently
+                await _record_failure(unit_of_work, payment_id, "PaymentNotFound")
+                continue
+            body = render_receipt(payment, tenant_slug)
+            try:
+                await asyncio.wait_for(
+                    self._objects.put(tenant_id, receipt_key(payment_id), body, RECEIPT_CONTENT_TYPE), UPLOAD_TIMEOUT_S
+                )
+            except Exception as error:  # object storage down or refusing: keep the row pending
+                logger.warning("receipt upload failed: %s", type(error).__name__)
+                await _record_failure(unit_of_work, payment_id, type(error).__name__)
+                return written, True
+            written.append(payment_id)
+        return written, False

@@ -1,0 +1,207 @@
+"""The ledger through the API: the citizen-pays-at-a-terminal story, idempotency, holds, refunds,
+freezing, statements, and tenant isolation — natively and as JSON."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from emoney.accounts.v1 import accounts_pb2
+from emoney.payments.v1 import payments_pb2
+from tests.fixtures.identity import bearer, create_tenant, error_reason, json_post, login_as
+from tests.fixtures.ledger import accounts_stub, balance, new_customer, new_shop, payment_code, payments_stub, request_id
+
+
+def _reason(error: grpc.RpcError) -> str:
+    info = error_details_pb2.ErrorInfo()
+    for detail in rpc_status.from_call(error).details:
+        if detail.Unpack(info):
+            return info.reason
+    return ""
+
+
+@pytest.fixture
+def channel(stack):
+    with grpc.insecure_channel(stack.endpoints.envoy) as opened:
+        yield opened
+
+
+def test_citizen_pays_at_a_terminal_gets_a_refund_and_sees_the_statement(stack, channel):
+    """Top-up 100.00; code charged 12.50 by a terminal; merchant refunds 2.50; balances and statement agree."""
+    ana = new_customer(stack, channel, funded_minor=10_000)
+    shop = new_shop(stack, channel)
+    code = payment_code(channel, ana, max_amount_minor=2_000)
+    charged = payments_stub(channel).ChargePaymentCode(
+        payments_pb2.ChargePaymentCodeRequest(request_id=request_id(), code=code, amount_minor=1_250, currency="EUR"),
+        metadata=bearer(shop.terminal_token), timeout=10,
+    ).payment
+    assert (charged.kind, charged.status, charged.amount_minor, charged.terminal) == ("payment", "completed", 1_250, shop.terminal)
+
+    refund = payments_stub(channel).RefundPayment(
+        payments_pb2.RefundPaymentRequest(request_id=request_id(), name=charged.name, amount_minor=250),
+        metadata=bearer(shop.token), timeout=10,
+    ).payment
+    assert refund.kind == "refund" and refund.related_payment == charged.name
+
+    assert balance(channel, ana.token, ana.account).balance_minor == 10_000 - 1_250 + 250
+    assert balance(channel, shop.token, shop.account).balance_minor == 1_250 - 250
+    entries = accounts_stub(channel).ListAccountEntries(
+        accounts_pb2.ListAccountEntriesRequest(account=ana.account), metadata=bearer(ana.token), timeout=10
+    ).entries
+    assert [(e.kind, e.amount_minor, e.balance_after_minor) for e in entries] == [
+        ("top_up", 10_000, 10_000), ("payment", -1_250, 8_750), ("refund", 250, 9_000)
+    ]
+    refreshed = payments_stub(channel).GetPayment(payments_pb2.GetPaymentRequest(name=charged.name), metadata=bearer(ana.token), timeout=10)
+    assert (refreshed.payment.status, refreshed.payment.refunded_minor) == ("partially_refunded", 250)
+
+
+def test_a_payment_code_works_once(stack, channel):
+    """A second charge of the same code (new request id) is refused; the customer pays once."""
+    ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
+    code = payment_code(channel, ana, 1_000)
+    charge = lambda: payments_stub(channel).ChargePaymentCode(  # noqa: E731 - a retry of the same call
+        payments_pb2.ChargePaymentCodeRequest(request_id=request_id(), code=code, amount_minor=500, currency="EUR"),
+        metadata=bearer(shop.terminal_token), timeout=10,
+    )
+    charge()
+    with pytest.raises(grpc.RpcError) as again:
+        charge()
+    assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION and _reason(again.value) == "PAYMENT_CODE_USED"
+    assert balance(channel, ana.token, ana.account).balance_minor == 4_500
+
+
+def test_terminal_retry_with_the_same_request_id_never_charges_twice(stack, channel):
+    """The same ChargePaymentCode sent three times (a flaky network) charges once and answers the same payment."""
+    ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
+    code = payment_code(channel, ana, 1_000)
+    request = payments_pb2.ChargePaymentCodeRequest(request_id=request_id(), code=code, amount_minor=700, currency="EUR")
+    answers = [
+        payments_stub(channel).ChargePaymentCode(request, metadata=bearer(shop.terminal_token), timeout=10).payment
+        for _ in range(3)
+    ]
+    assert len({answer.name for answer in answers}) == 1
+    assert balance(channel, ana.token, ana.account).balance_minor == 4_300
+
+
+def test_transfer_idempotency_and_reuse_with_a_different_request(stack, channel):
+    """Same request_id + same transfer → same payment, one movement; same id + other amount → 409 REQUEST_ID_REUSED."""
+    ana, bruno = new_customer(stack, channel, funded_minor=3_000), new_customer(stack, channel)
+    identifier = request_id()
+    send = lambda amount: payments_stub(channel).CreateTransfer(  # noqa: E731
+        payments_pb2.CreateTransferRequest(request_id=identifier, from_account=ana.account, to_account=bruno.account, amount_minor=amount, currency="EUR"),
+        metadata=bearer(ana.token), timeout=10,
+    ).payment
+    assert send(1_000).name == send(1_000).name
+    with pytest.raises(grpc.RpcError) as reused:
+        send(999)
+    assert reused.value.code() == grpc.StatusCode.ALREADY_EXISTS and _reason(reused.value) == "REQUEST_ID_REUSED"
+    assert balance(channel, bruno.token, bruno.account).balance_minor == 1_000
+
+
+def test_json_transfer_and_its_errors(stack, channel, envoy_url):
+    """Over JSON: a transfer works (int64 as strings); no funds is 400 INSUFFICIENT_FUNDS; missing request_id is 400."""
+    ana, bruno = new_customer(stack, channel, funded_minor=1_000), new_customer(stack, channel)
+    body = {"requestId": request_id(), "fromAccount": ana.account, "toAccount": bruno.account, "amountMinor": "600", "currency": "EUR"}
+    ok = json_post(envoy_url, "/v1/transfers", body, ana.token)
+    assert ok.status_code == 200 and ok.json()["payment"]["amountMinor"] == "600"
+    broke = json_post(envoy_url, "/v1/transfers", {**body, "requestId": request_id()}, ana.token)
+    assert broke.status_code == 400 and error_reason(broke.json()) == "INSUFFICIENT_FUNDS"
+    no_id = json_post(envoy_url, "/v1/transfers", {**body, "requestId": ""}, ana.token)
+    assert no_id.status_code == 400
+    assert balance(channel, ana.token, ana.account).balance_minor == 400
+
+
+def test_holds_reserve_then_capture_part_and_release_the_rest(stack, channel):
+    """Authorize 30.00: available drops, ledger balance does not; capture 20.00; a second capture is refused."""
+    ana, shop = new_customer(stack, channel, funded_minor=10_000), new_shop(stack, channel)
+    code = payment_code(channel, ana, 5_000)
+    hold = payments_stub(channel).AuthorizePayment(
+        payments_pb2.AuthorizePaymentRequest(request_id=request_id(), code=code, amount_minor=3_000, currency="EUR"),
+        metadata=bearer(shop.terminal_token), timeout=10,
+    ).payment
+    reserved = balance(channel, ana.token, ana.account)
+    assert (reserved.balance_minor, reserved.held_minor, reserved.available_minor) == (10_000, 3_000, 7_000)
+    captured = payments_stub(channel).CapturePayment(
+        payments_pb2.CapturePaymentRequest(request_id=request_id(), name=hold.name, amount_minor=2_000),
+        metadata=bearer(shop.terminal_token), timeout=10,
+    ).payment
+    assert (captured.status, captured.captured_minor) == ("captured", 2_000)
+    after = balance(channel, ana.token, ana.account)
+    assert (after.balance_minor, after.held_minor, after.available_minor) == (8_000, 0, 8_000)
+    with pytest.raises(grpc.RpcError) as twice:
+        payments_stub(channel).VoidPayment(
+            payments_pb2.VoidPaymentRequest(request_id=request_id(), name=hold.name), metadata=bearer(shop.terminal_token), timeout=10
+        )
+    assert twice.value.code() == grpc.StatusCode.FAILED_PRECONDITION and _reason(twice.value) == "HOLD_ALREADY_RESOLVED"
+
+
+def test_refunds_never_exceed_the_payment(stack, channel):
+    """Refunding 8.00 then 3.00 of a 10.00 payment: the second is refused; 2.00 more is fine."""
+    ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
+    paid = payments_stub(channel).ChargePaymentCode(
+        payments_pb2.ChargePaymentCodeRequest(request_id=request_id(), code=payment_code(channel, ana, 1_000), amount_minor=1_000, currency="EUR"),
+        metadata=bearer(shop.terminal_token), timeout=10,
+    ).payment
+    refund = lambda amount: payments_stub(channel).RefundPayment(  # noqa: E731
+        payments_pb2.RefundPaymentRequest(request_id=request_id(), name=paid.name, amount_minor=amount), metadata=bearer(shop.token), timeout=10
+    )
+    refund(800)
+    with pytest.raises(grpc.RpcError) as too_much:
+        refund(300)
+    assert _reason(too_much.value) == "REFUND_EXCEEDS_PAYMENT"
+    refund(200)
+    assert balance(channel, ana.token, ana.account).balance_minor == 5_000
+
+
+def test_frozen_accounts_neither_send_nor_receive(stack, channel):
+    """After FreezeAccount, transfers from and to it are FAILED_PRECONDITION ACCOUNT_FROZEN; unfreezing restores them."""
+    operator = login_as(stack, "operator")
+    ana, bruno = new_customer(stack, channel, funded_minor=2_000), new_customer(stack, channel, funded_minor=2_000)
+    accounts_stub(channel).FreezeAccount(accounts_pb2.FreezeAccountRequest(name=bruno.account), metadata=bearer(operator), timeout=10)
+    send = lambda sender, receiver: payments_stub(channel).CreateTransfer(  # noqa: E731
+        payments_pb2.CreateTransferRequest(request_id=request_id(), from_account=sender.account, to_account=receiver.account, amount_minor=100, currency="EUR"),
+        metadata=bearer(sender.token), timeout=10,
+    )
+    for sender, receiver in ((ana, bruno), (bruno, ana)):
+        with pytest.raises(grpc.RpcError) as frozen:
+            send(sender, receiver)
+        assert frozen.value.code() == grpc.StatusCode.FAILED_PRECONDITION and _reason(frozen.value) == "ACCOUNT_FROZEN"
+    accounts_stub(channel).UnfreezeAccount(accounts_pb2.UnfreezeAccountRequest(name=bruno.account), metadata=bearer(operator), timeout=10)
+    send(ana, bruno)
+
+
+def test_customers_cannot_move_or_see_other_peoples_money(stack, channel):
+    """Sending from someone else's account or reading it answers NOT_FOUND (no existence oracle)."""
+    ana, bruno = new_customer(stack, channel, funded_minor=1_000), new_customer(stack, channel, funded_minor=1_000)
+    with pytest.raises(grpc.RpcError) as read:
+        accounts_stub(channel).GetAccount(accounts_pb2.GetAccountRequest(name=bruno.account), metadata=bearer(ana.token), timeout=10)
+    assert read.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as steal:
+        payments_stub(channel).CreateTransfer(
+            payments_pb2.CreateTransferRequest(request_id=request_id(), from_account=bruno.account, to_account=ana.account, amount_minor=500, currency="EUR"),
+            metadata=bearer(ana.token), timeout=10,
+        )
+    assert steal.value.code() == grpc.StatusCode.NOT_FOUND
+    assert balance(channel, bruno.token, bruno.account).balance_minor == 1_000
+
+
+def test_another_tenant_sees_and_touches_nothing(stack, channel):
+    """Tenant B's operator cannot read, top up or freeze tenant A's account: NOT_FOUND, and nothing changes."""
+    ana = new_customer(stack, channel, funded_minor=1_000)
+    _, tenant_b_admin = create_tenant(stack, "ledgerb")
+    calls = [
+        lambda: accounts_stub(channel).GetAccount(accounts_pb2.GetAccountRequest(name=ana.account), metadata=bearer(tenant_b_admin), timeout=10),
+        lambda: accounts_stub(channel).FreezeAccount(accounts_pb2.FreezeAccountRequest(name=ana.account), metadata=bearer(tenant_b_admin), timeout=10),
+        lambda: payments_stub(channel).TopUp(
+            payments_pb2.TopUpRequest(request_id=request_id(), account=ana.account, amount_minor=100, currency="EUR"),
+            metadata=bearer(tenant_b_admin), timeout=10,
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as raised:
+            call()
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    account = balance(channel, ana.token, ana.account)
+    assert (account.balance_minor, account.status) == (1_000, "active")

@@ -1,0 +1,177 @@
+"""The live side of the ledger: WatchPayments on every face, receipts in object storage, holds that
+expire by themselves, and the operator's audit-chain and reconciliation reports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import grpc
+import psycopg
+import pytest
+import requests
+
+from emoney.accounts.v1 import accounts_pb2
+from emoney.admin.v1 import admin_pb2, admin_pb2_grpc
+from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
+from tests.fixtures import grpc_web
+from tests.fixtures.identity import bearer, create_tenant, login_as
+from localstack import provisioning
+from tests.fixtures.ledger import accounts_stub, balance, new_customer, new_shop, payment_code, payments_stub, request_id
+
+
+@pytest.fixture
+def channel(stack):
+    with grpc.insecure_channel(stack.endpoints.envoy) as opened:
+        yield opened
+
+
+def _charge(channel, shop, customer, amount_minor: int) -> payments_pb2.Payment:
+    return payments_stub(channel).ChargePaymentCode(
+        payments_pb2.ChargePaymentCodeRequest(request_id=request_id(), code=payment_code(channel, customer, amount_minor), amount_minor=amount_minor, currency="EUR"),
+        metadata=bearer(shop.terminal_token), timeout=10,
+    ).payment
+
+
+async def test_watch_delivers_a_payment_committed_after_the_stream_opened(stack, channel):
+    """A terminal's WatchPayments stream (native gRPC through Envoy) receives its next charge as it commits."""
+    ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
+    async with grpc.aio.insecure_channel(stack.endpoints.envoy) as watch_channel:
+        stream = payments_pb2_grpc.PaymentsServiceStub(watch_channel).WatchPayments(
+            payments_pb2.WatchPaymentsRequest(), metadata=bearer(shop.terminal_token), timeout=30
+        )
+        await stream.initial_metadata()  # the subscription exists once headers are back
+        await asyncio.sleep(0.3)
+        charged = await asyncio.to_thread(_charge, channel, shop, ana, 321)
+        event = await asyncio.wait_for(stream.read(), timeout=10)
+        stream.cancel()
+    assert (event.event, event.payment.name, event.payment.amount_minor) == ("created", charged.name, 321)
+
+
+def test_watch_streams_newline_delimited_json(stack, channel, envoy_url):
+    """On the JSON face, GET /v1/payments:watch is a stream of one JSON object per line."""
+    ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
+    lines: list[str] = []
+    with requests.get(f"{envoy_url}/v1/payments:watch", params={"account": shop.account},
+                      headers={"authorization": f"Bearer {shop.token}"}, stream=True, timeout=20) as response:
+        assert response.status_code == 200
+        charger = threading.Timer(0.5, _charge, args=(channel, shop, ana, 111))
+        charger.start()
+        for line in response.iter_lines():
+            if line.strip():
+                lines.append(line.decode())
+                break
+        charger.join()
+    event = json.loads(lines[0].lstrip("[,").rstrip(",]"))
+    assert event["event"] == "created" and event["payment"]["amountMinor"] == "111"
+
+
+def test_watch_over_grpc_web(stack, channel, envoy_url):
+    """The back office's live feed: WatchPayments over grpc-web delivers a framed event."""
+    ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
+    operator = login_as(stack, "operator")
+    headers = {"content-type": "application/grpc-web+proto", "x-grpc-web": "1", "authorization": f"Bearer {operator}"}
+    body = grpc_web.frame(payments_pb2.WatchPaymentsRequest(account=ana.account))
+    with requests.post(f"{envoy_url}/emoney.payments.v1.PaymentsService/WatchPayments", data=body, headers=headers, stream=True, timeout=20) as response:
+        charger = threading.Timer(0.5, _charge, args=(channel, shop, ana, 222))
+        charger.start()
+        buffer = b""
+        for chunk in response.iter_content(chunk_size=None):
+            buffer += chunk
+            messages, _ = grpc_web.parse_frames(buffer)
+            if messages:
+                break
+        charger.join()
+    event = payments_pb2.WatchPaymentsResponse.FromString(messages[0])
+    assert event.payment.amount_minor == 222 and event.payment.from_account == ana.account
+
+
+def test_a_customer_cannot_watch_someone_elses_account(stack, channel):
+    """Watching an account the caller cannot see is NOT_FOUND, not a silent stream."""
+    ana, bruno = new_customer(stack, channel), new_customer(stack, channel)
+    stream = payments_stub(channel).WatchPayments(payments_pb2.WatchPaymentsRequest(account=bruno.account), metadata=bearer(ana.token), timeout=10)
+    with pytest.raises(grpc.RpcError) as raised:
+        next(iter(stream))
+    assert raised.value.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED)
+
+
+def test_receipts_are_stored_per_tenant_and_readable_by_the_payer(stack, channel):
+    """A completed payment's receipt is returned to the payer (integer minor units), stored under the tenant's
+    prefix, and another tenant's token cannot reach it."""
+    ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
+    charged = _charge(channel, shop, ana, 1_234)
+    receipt = payments_stub(channel).GetReceipt(payments_pb2.GetReceiptRequest(payment=charged.name), metadata=bearer(ana.token), timeout=10)
+    document = json.loads(receipt.content)
+    assert (document["amountMinor"], document["amount"], document["currency"]) == (1_234, "12.34", "EUR")
+    assert receipt.content_type == "application/json"
+    if receipt.download_url:
+        assert f"tenants/{stack.demo.tenant_id}/receipts/" in receipt.download_url
+        assert requests.get(receipt.download_url, timeout=10).content == receipt.content
+    _, other_admin = create_tenant(stack, "rcpt")
+    with pytest.raises(grpc.RpcError) as raised:
+        payments_stub(channel).GetReceipt(payments_pb2.GetReceiptRequest(payment=charged.name), metadata=bearer(other_admin), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _tenant_dsn(stack) -> str:
+    credentials = provisioning.load_or_create_credentials(stack.state_dir / "database-credentials.json")
+    return stack.postgres.dsn(provisioning.DATABASE_NAME, provisioning.OWNER_ROLE, credentials.owner_password)
+
+
+def test_an_expired_hold_releases_itself_without_anyone_calling(stack, channel):
+    """A hold past its expiry is released by the servers' background task: available balance comes back."""
+    ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
+    hold = payments_stub(channel).AuthorizePayment(
+        payments_pb2.AuthorizePaymentRequest(request_id=request_id(), code=payment_code(channel, ana, 2_000), amount_minor=2_000, currency="EUR", ttl_seconds=60),
+        metadata=bearer(shop.terminal_token), timeout=10,
+    ).payment
+    assert balance(channel, ana.token, ana.account).available_minor == 3_000
+    # Time travel, as the schema owner: the hold was made two minutes ago and expired one minute ago.
+    with psycopg.connect(_tenant_dsn(stack)) as connection:
+        connection.execute("select set_config('app.tenant_id', %s, true)", (str(stack.demo.tenant_id),))
+        connection.execute(
+            "update holds set created_at = now() - interval '2 minutes', expires_at = now() - interval '1 minute' where hold_id = %s",
+            (hold.payment_id,),
+        )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and balance(channel, ana.token, ana.account).available_minor != 5_000:
+        time.sleep(0.2)
+    assert balance(channel, ana.token, ana.account).available_minor == 5_000
+    status = payments_stub(channel).GetPayment(payments_pb2.GetPaymentRequest(name=hold.name), metadata=bearer(ana.token), timeout=10)
+    assert status.payment.status == "expired"
+
+
+def test_reconciliation_and_audit_chain_report_corruption(stack, channel):
+    """A fresh tenant reconciles clean and its audit chain verifies; after the owner role corrupts a balance
+    and edits an audit event, both reports name the damage."""
+    created, admin_token = create_tenant(stack, "audit")
+    tenant_id = created.tenant.tenant.tenant_id
+    admin = admin_pb2_grpc.AdminServiceStub(channel)
+
+
+    account = accounts_stub(channel).CreateAccount(
+        accounts_pb2.CreateAccountRequest(kind="customer", currency="EUR", owner=created.admin.name), metadata=bearer(admin_token), timeout=10
+    ).account
+    payments_stub(channel).TopUp(
+        payments_pb2.TopUpRequest(request_id=request_id(), account=account.name, amount_minor=700, currency="EUR"), metadata=bearer(admin_token), timeout=10
+    )
+    assert admin.ReconcileLedger(admin_pb2.ReconcileLedgerRequest(), metadata=bearer(admin_token), timeout=30).ok
+    verified = admin.VerifyAuditChain(admin_pb2.VerifyAuditChainRequest(), metadata=bearer(admin_token), timeout=30)
+    assert verified.ok and verified.events_checked >= 2
+
+    with psycopg.connect(stack.postgres.dsn("emoney")) as connection:  # superuser: bypasses the append-only triggers
+        connection.execute("set session_replication_role = replica")
+        connection.execute("update accounts set balance_minor = balance_minor + 1 where account_id = %s", (account.account_id,))
+        connection.execute(
+            "update audit_events set summary = jsonb_set(summary, '{tampered}', 'true') where tenant_id = %s"
+            " and (stripe, sequence) = (select stripe, sequence from audit_events where tenant_id = %s order by created_at limit 1)",
+            (tenant_id, tenant_id),
+        )
+    report = admin.ReconcileLedger(admin_pb2.ReconcileLedgerRequest(), metadata=bearer(admin_token), timeout=30)
+    assert not report.ok
+    assert any(d.check == "BALANCE_MISMATCH" and d.subject == account.account_id for d in report.discrepancies)
+    broken = admin.VerifyAuditChain(admin_pb2.VerifyAuditChainRequest(), metadata=bearer(admin_token), timeout=30)
+    assert not broken.ok and broken.broken_links[0].problem == "HASH_MISMATCH"
+

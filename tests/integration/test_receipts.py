@@ -1,0 +1,324 @@
+"""Receipts: the outbox, the writer and reads, against real PostgreSQL (application role) and SeaweedFS.
+
+The module uses a database of its own (same server, all migrations applied) so that the stack's
+running servers, which share the main database, never pick up its outbox rows.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import Iterator
+
+import psycopg
+import pytest
+import requests
+from minio.error import S3Error
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from localstack import provisioning
+from localstack.processes import free_port
+from server.config import Settings
+from storage import ledger, payments_query
+from storage.audit import RequestContext
+from storage.idempotency import request_hash
+from storage.migrate import apply_migrations
+from storage.object_store import ObjectStore, build_minio
+from storage.payments_query import PaymentRow
+from storage.receipts import (
+    ReceiptWriter,
+    enqueue_receipt,
+    get_or_create_receipt,
+    presigned_receipt_url,
+    receipt_key,
+    render_receipt,
+)
+from storage.unit_of_work import UnitOfWorkFactory
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: uuid.UUID
+    slug: str
+    user_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Databases:
+    owner_dsn: str
+    app_dsn: str
+
+
+@pytest.fixture(scope="module")
+def databases(stack) -> Iterator[Databases]:
+    name = f"receipts_{uuid.uuid4().hex[:12]}"
+    credentials = provisioning.load_or_create_credentials(stack.state_dir / "database-credentials.json")
+    with psycopg.connect(stack.postgres.dsn(), autocommit=True) as superuser:
+        superuser.execute(
+            sql.SQL("create database {} owner {}").format(sql.Identifier(name), sql.Identifier(provisioning.OWNER_ROLE))
+        )
+    try:
+        owner_dsn = stack.postgres.dsn(name, provisioning.OWNER_ROLE, credentials.owner_password)
+        apply_migrations(owner_dsn)
+        yield Databases(owner_dsn, stack.postgres.dsn(name, provisioning.APP_ROLE, credentials.app_password))
+    finally:
+        with psycopg.connect(stack.postgres.dsn(), autocommit=True) as superuser:
+            superuser.execute(sql.SQL("drop database {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+async def pool(databases):
+    async with AsyncConnectionPool(databases.app_dsn, min_size=1, max_size=4, kwargs={"autocommit": False}) as opened:
+        yield opened
+
+
+@pytest.fixture
+def units_of_work(pool) -> UnitOfWorkFactory:
+    return UnitOfWorkFactory(pool)
+
+
+def _settings(stack, endpoint: str | None = None) -> Settings:
+    endpoints = stack.endpoints
+    return Settings(
+        s3_endpoint=endpoint or endpoints.s3_endpoint,
+        s3_access_key=endpoints.s3_access_key,
+        s3_secret_key=endpoints.s3_secret_key,
+        s3_bucket=endpoints.s3_bucket,
+    )
+
+
+@pytest.fixture
+def objects(stack) -> ObjectStore:
+    return ObjectStore(build_minio(_settings(stack)), stack.endpoints.s3_bucket)
+
+
+@pytest.fixture
+def dead_objects(stack) -> ObjectStore:
+    """Object storage that is down: nothing listens on its port."""
+    return ObjectStore(build_minio(_settings(stack, f"127.0.0.1:{free_port()}")), stack.endpoints.s3_bucket)
+
+
+def _create_tenant(owner_dsn: str) -> Tenant:
+    tenant = Tenant(uuid.uuid4(), f"receipts-{uuid.uuid4().hex[:10]}", uuid.uuid4())
+    with psycopg.connect(owner_dsn) as connection:
+        connection.execute("select set_config('app.tenant_id', %s, true)", (str(tenant.tenant_id),))
+        connection.execute(
+            "insert into tenants (tenant_id, slug, display_name, default_currency) values (%s, %s, 'Receipts', 'EUR')",
+            (tenant.tenant_id, tenant.slug),
+        )
+        connection.execute(
+            "insert into users (tenant_id, user_id, email, display_name) values (%s, %s, %s, 'Payer')",
+            (tenant.tenant_id, tenant.user_id, f"payer@{tenant.slug}.example"),
+        )
+    return tenant
+
+
+@pytest.fixture
+def tenant(databases) -> Tenant:
+    return _create_tenant(databases.owner_dsn)
+
+
+def _context(method: str) -> RequestContext:
+    request_id = uuid.uuid4().hex
+    return RequestContext("test-operator", method, request_id, request_hash(method, {"requestId": request_id}))
+
+
+async def _top_up(unit_of_work, tenant: Tenant, amount_minor: int = 1250) -> uuid.UUID:
+    """A real completed payment through the ledger functions: the float tops up a new customer account."""
+    issuing = await ledger.ensure_float_account(unit_of_work, _context("test/EnsureFloat"), "EUR")
+    customer = await ledger.create_account(
+        unit_of_work, _context("test/CreateAccount"), owner_user_id=tenant.user_id, kind="customer", currency="EUR"
+    )
+    outcome = await ledger.post_transfer(
+        unit_of_work,
+        _context("test/TopUp"),
+        kind="top_up",
+        debit_account_id=issuing.account_id,
+        credit_account_id=customer.account_id,
+        amount_minor=amount_minor,
+        currency="EUR",
+    )
+    return outcome.record.transfer_id
+
+
+async def _paid_with_receipt_queued(units_of_work, tenant: Tenant, count: int = 1) -> list[uuid.UUID]:
+    """Payments committed together with their outbox rows, as the service layer does."""
+    async with units_of_work(tenant.tenant_id) as unit_of_work:
+        payment_ids = [await _top_up(unit_of_work, tenant) for _ in range(count)]
+        for payment_id in payment_ids:
+            await enqueue_receipt(unit_of_work, tenant.tenant_id, payment_id)
+        await unit_of_work.commit()
+    return payment_ids
+
+
+async def _payment(units_of_work, tenant: Tenant, payment_id: uuid.UUID) -> PaymentRow:
+    async with units_of_work(tenant.tenant_id) as unit_of_work:
+        return await payments_query.get(unit_of_work, payment_id)
+
+
+async def _pending(units_of_work, tenant: Tenant) -> list[tuple[uuid.UUID, int, str | None]]:
+    async with units_of_work(tenant.tenant_id) as unit_of_work:
+        cursor = await unit_of_work.connection.execute(
+            """select payment_id, attempts, last_error_kind from receipt_outbox
+                where written_at is null order by payment_id"""
+        )
+        return await cursor.fetchall()
+
+
+def _payment_row(**changes) -> PaymentRow:
+    row = PaymentRow(
+        payment_id=uuid.UUID("00000000-0000-4000-8000-000000000001"),
+        kind="payment",
+        status="completed",
+        from_account_id=uuid.UUID("00000000-0000-4000-8000-00000000000a"),
+        to_account_id=uuid.UUID("00000000-0000-4000-8000-00000000000b"),
+        amount_minor=1250,
+        currency="EUR",
+        captured_minor=0,
+        refunded_minor=0,
+        terminal_id=uuid.UUID("00000000-0000-4000-8000-0000000000cc"),
+        related_id=None,
+        request_id="r-1",
+        created_at=datetime(2025, 3, 1, 13, 4, 5, 120000, tzinfo=timezone(timedelta(hours=2))),
+        expires_at=None,
+    )
+    return replace(row, **changes)
+
+
+async def test_a_committed_receipt_is_written_under_the_tenant_prefix(pool, units_of_work, objects, tenant):
+    """Enqueued with a committed payment, the writer stores tenants/{tenant}/receipts/{id}.json with the rendered bytes."""
+    [payment_id] = await _paid_with_receipt_queued(units_of_work, tenant)
+    writer = ReceiptWriter(pool, objects)
+    assert await writer.write_pending_once() == 1
+    expected = render_receipt(await _payment(units_of_work, tenant, payment_id), tenant.slug)
+    assert await objects.get(tenant.tenant_id, f"receipts/{payment_id}.json") == expected
+    assert json.loads(expected)["tenantSlug"] == tenant.slug
+    assert await _pending(units_of_work, tenant) == []
+
+
+async def test_a_rolled_back_enqueue_writes_nothing(pool, units_of_work, objects, tenant):
+    """A payment and its outbox row rolled back together leave no row and no object."""
+    async with units_of_work(tenant.tenant_id) as unit_of_work:
+        payment_id = await _top_up(unit_of_work, tenant)
+        await enqueue_receipt(unit_of_work, tenant.tenant_id, payment_id)
+    assert await _pending(units_of_work, tenant) == []
+    assert await ReceiptWriter(pool, objects).write_pending_once() == 0
+    with pytest.raises(S3Error):
+        await objects.get(tenant.tenant_id, receipt_key(payment_id))
+
+
+async def test_enqueue_refuses_a_payment_the_tenant_does_not_have(units_of_work, tenant):
+    """An outbox row for an unknown payment could never be written, so enqueueing it is refused."""
+    async with units_of_work(tenant.tenant_id) as unit_of_work:
+        with pytest.raises(ValueError):
+            await enqueue_receipt(unit_of_work, tenant.tenant_id, uuid.uuid4())
+
+
+async def test_receipts_wait_while_object_storage_is_down_then_are_written_once(
+    pool, units_of_work, objects, dead_objects, tenant
+):
+    """With S3 down a pass writes 0 and raises nothing, rows stay pending; with S3 back they are written exactly once."""
+    payment_ids = await _paid_with_receipt_queued(units_of_work, tenant, count=2)
+    assert await ReceiptWriter(pool, dead_objects).write_pending_once() == 0
+    pending = await _pending(units_of_work, tenant)
+    assert sorted(row[0] for row in pending) == sorted(payment_ids)
+    assert any(attempts == 1 and error_kind for _, attempts, error_kind in pending)
+
+    writer = ReceiptWriter(pool, objects)
+    assert await writer.write_pending_once() == 2
+    assert await writer.write_pending_once() == 0
+    assert await _pending(units_of_work, tenant) == []
+    for payment_id in payment_ids:
+        assert await objects.get(tenant.tenant_id, receipt_key(payment_id))
+
+
+async def test_another_tenant_sees_none_of_the_outbox_rows(databases, units_of_work, tenant):
+    """Row-level security scopes the outbox: another tenant, or no tenant, reads no row of it."""
+    await _paid_with_receipt_queued(units_of_work, tenant)
+    stranger = _create_tenant(databases.owner_dsn)
+    for tenant_id in (stranger.tenant_id, None):
+        async with units_of_work(tenant_id) as unit_of_work:
+            cursor = await unit_of_work.connection.execute("select count(*) from receipt_outbox")
+            assert (await cursor.fetchone())[0] == 0
+    async with units_of_work(tenant.tenant_id) as unit_of_work:
+        cursor = await unit_of_work.connection.execute("select count(*) from receipt_outbox")
+        assert (await cursor.fetchone())[0] == 1
+
+
+def test_rendering_is_deterministic_with_integer_minor_units():
+    """The same payment renders to the same canonical bytes: sorted keys, integer minor units, UTC time."""
+    payment = _payment_row()
+    body = render_receipt(payment, "demo-city")
+    assert body == render_receipt(payment, "demo-city")
+    assert body == json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    document = json.loads(body)
+    assert document["amountMinor"] == 1250 and isinstance(document["amountMinor"], int)
+    assert document["amount"] == "12.50"
+    assert document["refundedMinor"] == 0 and document["refunded"] == "0.00"
+    assert document["createdAt"] == "2025-03-01T11:04:05.120000Z"
+    assert document["paymentId"] == str(payment.payment_id)
+    assert document["terminalId"] == str(payment.terminal_id)
+    assert (document["currency"], document["kind"], document["status"]) == ("EUR", "payment", "completed")
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount_minor", "display"),
+    [
+        ("EUR", 5, "0.05"),
+        ("JPY", 1250, "1250"),
+        ("KRW", 7, "7"),
+        ("BHD", 1250, "1.250"),
+        ("KWD", 100000000, "100000.000"),
+    ],
+)
+def test_display_amounts_follow_the_currency_decimals(currency, amount_minor, display):
+    """The display string uses 2 decimals, or 0 (JPY, KRW) or 3 (BHD, KWD, ...) as the currency has."""
+    document = json.loads(render_receipt(_payment_row(currency=currency, amount_minor=amount_minor), "t"))
+    assert document["amount"] == display
+
+
+async def test_get_or_create_returns_the_stored_receipt(pool, units_of_work, objects, tenant):
+    """Once written, get_or_create_receipt returns exactly the stored bytes."""
+    [payment_id] = await _paid_with_receipt_queued(units_of_work, tenant)
+    await ReceiptWriter(pool, objects).write_pending_once()
+    payment = await _payment(units_of_work, tenant, payment_id)
+    async with units_of_work(tenant.tenant_id) as unit_of_work:
+        body = await get_or_create_receipt(unit_of_work, objects, tenant.tenant_id, payment, tenant.slug)
+    assert body == await objects.get(tenant.tenant_id, receipt_key(payment_id))
+
+
+async def test_get_or_create_writes_a_missing_receipt_and_marks_it_written(units_of_work, objects, tenant):
+    """A receipt not written yet is rendered, uploaded and marked written, so the writer has nothing left to do."""
+    [payment_id] = await _paid_with_receipt_queued(units_of_work, tenant)
+    payment = await _payment(units_of_work, tenant, payment_id)
+    async with units_of_work(tenant.tenant_id) as unit_of_work:
+        body = await get_or_create_receipt(unit_of_work, objects, tenant.tenant_id, payment, tenant.slug)
+        await unit_of_work.commit()
+    assert body == render_receipt(payment, tenant.slug)
+    assert await objects.get(tenant.tenant_id, receipt_key(payment_id)) == body
+    assert await _pending(units_of_work, tenant) == []
+
+
+async def test_get_or_create_renders_while_object_storage_is_down(units_of_work, dead_objects, tenant):
+    """With S3 unreachable the receipt is still answered, rendered from the payment, and stays queued."""
+    [payment_id] = await _paid_with_receipt_queued(units_of_work, tenant)
+    payment = await _payment(units_of_work, tenant, payment_id)
+    async with units_of_work(tenant.tenant_id) as unit_of_work:
+        body = await get_or_create_receipt(unit_of_work, dead_objects, tenant.tenant_id, payment, tenant.slug)
+        await unit_of_work.commit()
+    assert body == render_receipt(payment, tenant.slug)
+    assert [row[0] for row in await _pending(units_of_work, tenant)] == [payment_id]
+
+
+async def test_a_presigned_url_reads_the_receipt(pool, units_of_work, objects, tenant):
+    """A short-lived pre-signed URL fetched with plain HTTP returns the stored receipt."""
+    [payment_id] = await _paid_with_receipt_queued(units_of_work, tenant)
+    await ReceiptWriter(pool, objects).write_pending_once()
+    url = await presigned_receipt_url(objects, tenant.tenant_id, payment_id, expires_s=60)
+    assert f"tenants/{tenant.tenant_id}/receipts/{payment_id}.json" in url
+    response = requests.get(url, timeout=5)
+    assert response.status_code == 200
+    assert response.content == await objects.get(tenant.tenant_id, receipt_key(payment_id))
