@@ -37,6 +37,12 @@ def _start(environment: dict[str, str], log_path: Path) -> tuple[subprocess.Pope
     raise AssertionError(f"the stack did not come up in {START_TIMEOUT_S}s:\n{log_path.read_text()}")
 
 
+def _statement(banner: str) -> list[str]:
+    """The demo story's statement lines from the banner."""
+    lines = banner.split("Demo story:", 1)[1].splitlines()[1:]
+    return [line for line in lines if "balance" in line]
+
+
 def _stop(process: subprocess.Popen) -> None:
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 0
@@ -75,6 +81,8 @@ def test_run_serves_every_face_survives_restart_and_stops_cleanly(tmp_path):
         assert f"http://127.0.0.1:{envoy_port}" in banner
         passwords = re.findall(r"demo-city\.example\s+(\S+)", banner)
         assert len(passwords) == 4
+        story = _statement(banner)
+        assert [line.split()[2:4] for line in story] == [["top_up", "50.00"], ["payment", "-12.50"], ["refund", "2.50"]]
         listing = subprocess.run(
             [grpcurl_binary(), "-plaintext", f"127.0.0.1:{envoy_port}", "list"], capture_output=True, text=True, timeout=30
         )
@@ -89,6 +97,8 @@ def test_run_serves_every_face_survives_restart_and_stops_cleanly(tmp_path):
     try:
         # Same demo users (not re-created): PostgreSQL data and the local secrets survived the restart.
         assert re.findall(r"demo-city\.example\s+(\S+)", banner) == passwords
+        # The demo story replays with the same request ids: the same three entries, nothing paid twice.
+        assert _statement(banner) == story
         response = requests.get(f"http://127.0.0.1:{envoy_port}/v1/serverInfo", timeout=10)
         assert response.status_code == 200
     finally:

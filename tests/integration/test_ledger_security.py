@@ -1,0 +1,177 @@
+"""Ledger isolation and tamper-evidence: RLS between tenants, no rewriting of history, audit chain checks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from server.ledger_rules import AUDIT_STRIPES
+from storage import audit, ledger
+from tests.invariants.ledger_world import LedgerWorld, create_tenant, ledger_units_of_work, new_context, world  # noqa: F401
+
+LEDGER_TABLES = (
+    "accounts", "account_balance_shards", "holds", "transfers", "ledger_entries", "idempotency_keys",
+    "audit_chain_heads", "audit_events",
+)
+
+
+@pytest.fixture
+async def busy_world(world: LedgerWorld) -> LedgerWorld:
+    """A tenant with something in every ledger table."""
+    payer, merchant = await world.open(balance_minor=1_000), await world.open("merchant")
+    await world.move("payment", payer, merchant, 100)
+    await world.run(lambda u: ledger.authorize_hold(
+        u, new_context(), account_id=payer, merchant_account_id=merchant, amount_minor=50, currency="EUR",
+        expires_at=datetime.now(timezone.utc) + timedelta(minutes=5)))
+    return world
+
+
+def _app_connection(app_dsn: str, tenant_id: uuid.UUID | None) -> psycopg.Connection:
+    connection = psycopg.connect(app_dsn)
+    connection.execute("select set_config('app.tenant_id', %s, false)", ("" if tenant_id is None else str(tenant_id),))
+    return connection
+
+
+async def test_another_tenant_sees_none_of_the_ledger(busy_world, app_dsn, owner_dsn):
+    """Scoped to tenant B, unfiltered SELECTs on every ledger table return none of tenant A's rows."""
+    other_tenant = create_tenant(owner_dsn)
+    with _app_connection(app_dsn, other_tenant) as connection:
+        for table in LEDGER_TABLES:
+            assert connection.execute(f"select count(*) from {table}").fetchone()[0] == 0, table
+    with _app_connection(app_dsn, busy_world.tenant_id) as connection:
+        for table in LEDGER_TABLES:
+            assert connection.execute(f"select count(*) from {table}").fetchone()[0] > 0, table
+
+
+async def test_without_a_tenant_nothing_is_visible_and_nothing_moves(busy_world, app_dsn):
+    """No app.tenant_id: every ledger table reads empty, and the ledger functions refuse to run."""
+    with _app_connection(app_dsn, None) as connection:
+        for table in LEDGER_TABLES:
+            assert connection.execute(f"select count(*) from {table}").fetchone()[0] == 0, table
+        with pytest.raises(psycopg.errors.RaiseException, match="TENANT_NOT_SET"):
+            connection.execute("select * from ledger_expire_due_holds(10)")
+
+
+async def test_a_tenant_cannot_move_another_tenants_money(busy_world, owner_dsn, ledger_units_of_work):
+    """Tenant B naming tenant A's accounts gets ACCOUNT_NOT_FOUND: RLS hides them inside the functions too."""
+    victim = (await busy_world.read(lambda u: ledger.list_accounts(u, kind="customer", limit=1)))[0]
+    intruder = LedgerWorld(create_tenant(owner_dsn), ledger_units_of_work)
+    thief = await intruder.open()
+    with pytest.raises(ledger.NotFound) as caught:
+        await intruder.move("p2p", victim.account_id, thief, 1)
+    assert caught.value.reason == "ACCOUNT_NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "update ledger_entries set amount_minor = amount_minor * 2",
+        "delete from ledger_entries",
+        "update audit_events set summary = '{}'",
+        "delete from audit_events",
+        "update transfers set amount_minor = 1",
+        "delete from transfers",
+        "delete from accounts",
+        "delete from idempotency_keys",
+        "truncate ledger_entries",
+    ],
+)
+async def test_the_app_role_cannot_rewrite_history(busy_world, app_dsn, statement):
+    """The application role has no UPDATE or DELETE on entries, audit events or a transfer's money columns."""
+    with _app_connection(app_dsn, busy_world.tenant_id) as connection:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute(statement)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "update ledger_entries set amount_minor = amount_minor * 2",
+        "delete from ledger_entries",
+        "update audit_events set summary = '{}'",
+        "delete from audit_events",
+        "update transfers set amount_minor = 1",
+        "truncate audit_events",
+    ],
+)
+async def test_not_even_the_owner_rewrites_history(busy_world, owner_dsn, statement):
+    """Triggers refuse UPDATE, DELETE and TRUNCATE of entries and audit events for everyone, the owner too."""
+    with psycopg.connect(owner_dsn) as connection:
+        connection.execute("select set_config('app.tenant_id', %s, false)", (str(busy_world.tenant_id),))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only|immutable"):
+            connection.execute(statement)
+
+
+async def test_a_stored_reply_is_never_overwritten(busy_world, app_dsn):
+    """Once an idempotency key has its reply, updating it again is refused."""
+    with _app_connection(app_dsn, busy_world.tenant_id) as connection:
+        connection.execute("update idempotency_keys set response = 'first' where response is null")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="never overwritten"):
+            connection.execute("update idempotency_keys set response = 'second'")
+
+
+async def test_every_ledger_table_forces_row_level_security(owner_dsn):
+    """Catalog check: each ledger table has RLS enabled and forced and a tenant_id-first primary key."""
+    with psycopg.connect(owner_dsn) as connection:
+        rows = connection.execute(
+            """select c.relname, c.relrowsecurity, c.relforcerowsecurity,
+                      (select a.attname from pg_index i join pg_attribute a on a.attrelid = i.indrelid
+                                                                          and a.attnum = i.indkey[0]
+                        where i.indrelid = c.oid and i.indisprimary)
+                 from pg_class c where c.relname = any(%s)""",
+            (list(LEDGER_TABLES),),
+        ).fetchall()
+    assert {row[0] for row in rows} == set(LEDGER_TABLES)
+    for name, enabled, forced, first_key_column in rows:
+        assert enabled and forced and first_key_column == "tenant_id", name
+
+
+def _tamper(stack, tenant_id: uuid.UUID, statement: str) -> None:
+    """As the superuser with triggers off for this session (what an attacker with full rights could do)."""
+    from localstack import provisioning
+
+    with psycopg.connect(stack.postgres.dsn(provisioning.DATABASE_NAME)) as connection:
+        connection.execute("set session_replication_role = replica")
+        connection.execute(statement, (tenant_id,))
+
+
+async def test_verification_names_the_first_tampered_event(busy_world, stack):
+    """Editing an event's summary breaks its hash: verification reports that stripe and sequence."""
+    events = await busy_world.read(lambda u: audit.list_audit_events(u, None, 100))
+    target = events[len(events) // 2]
+    _tamper(stack, busy_world.tenant_id,
+            f"update audit_events set summary = '{{\"forged\": true}}' where tenant_id = %s and stripe = {target.stripe} and sequence = {target.sequence}")
+    verification = await busy_world.read(audit.verify_audit_chain)
+    assert not verification.ok
+    broken = verification.first_broken
+    assert (broken.stripe, broken.sequence, broken.problem) == (target.stripe, target.sequence, "HASH_MISMATCH")
+
+
+async def test_verification_detects_a_rehashed_event_and_a_removed_one(busy_world, stack):
+    """Recomputing one event's hash breaks the next link; deleting a stripe's newest event breaks its head."""
+    for number in range(AUDIT_STRIPES + 1):  # more events than stripes: some stripe has two
+        await busy_world.run(lambda u: audit.append_audit(u, new_context("test/Note"), {"after": {"note": str(number)}}))
+    events = await busy_world.read(lambda u: audit.list_audit_events(u, None, 1000))
+    by_stripe: dict[int, list] = {}
+    for event in sorted(events, key=lambda e: e.sequence):
+        by_stripe.setdefault(event.stripe, []).append(event)
+    rehashed_stripe = next(stripe for stripe, stripe_events in by_stripe.items() if len(stripe_events) >= 2)
+    first = by_stripe[rehashed_stripe][0]
+    _tamper(stack, busy_world.tenant_id,
+            f"""update audit_events set summary = '{{}}',
+                       hash = audit_event_hash(previous_hash, tenant_id, stripe, sequence, created_at, actor, method,
+                                               request_id, '{{}}')
+                 where tenant_id = %s and stripe = {first.stripe} and sequence = {first.sequence}""")
+    verification = await busy_world.read(audit.verify_audit_chain)
+    assert (verification.first_broken.stripe, verification.first_broken.sequence,
+            verification.first_broken.problem) == (rehashed_stripe, first.sequence + 1, "LINK_BROKEN")
+    other_stripe = next(stripe for stripe in by_stripe if stripe != rehashed_stripe)
+    newest = by_stripe[other_stripe][-1]
+    _tamper(stack, busy_world.tenant_id,
+            f"delete from audit_events where tenant_id = %s and stripe = {newest.stripe} and sequence = {newest.sequence}")
+    verification = await busy_world.read(audit.verify_audit_chain)
+    assert {(link.stripe, link.problem) for link in verification.broken_links} == {
+        (rehashed_stripe, "LINK_BROKEN"), (other_stripe, "HEAD_MISMATCH")}
