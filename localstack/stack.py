@@ -198,6 +198,7 @@ class LocalStack:
                 "S3_SECRET_KEY": endpoints.s3_secret_key,
                 "S3_BUCKET": endpoints.s3_bucket,
                 "EMONEY_LOG_LEVEL": self.options.log_level,
+                "EMONEY_REFLECTION": "true",
                 "EMONEY_DB_POOL_MAX_SIZE": os.environ.get("EMONEY_DB_POOL_MAX_SIZE", "8"),
             }
         )

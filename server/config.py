@@ -43,8 +43,9 @@ class Settings:
     shutdown_grace_s: float = 10.0
     # How often dependencies (PostgreSQL, Redis) are probed for the health service.
     health_probe_interval_s: float = 1.0
-    # Server reflection lets grpcurl discover the API; on for the local stack.
-    reflection_enabled: bool = True
+    # Server reflection lets grpcurl discover the API. Off unless enabled (the local stack enables it):
+    # production need not advertise its whole surface.
+    reflection_enabled: bool = False
     max_message_bytes: int = 1 << 20
     max_concurrent_rpcs: int = 1_000
     # Metadata (all headers of one call) above this size is refused by gRPC.

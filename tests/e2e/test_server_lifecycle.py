@@ -20,6 +20,7 @@ from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
 from localstack import provisioning
 from localstack.processes import free_port, free_ports, wait_for_tcp
 from tests.fixtures.tcp_proxy import TcpProxy
+from tests.fixtures.tools import grpcurl_binary
 from tests.fixtures.waiting import health_status, wait_for_status
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,3 +153,23 @@ def test_configuration_errors_stop_the_server_with_a_message(tmp_path):
     )
     assert completed.returncode == 2
     assert "EMONEY_DB_POOL_MAX_SIZE" in completed.stderr
+
+
+def test_reflection_can_be_turned_off(stack, tmp_path):
+    """With EMONEY_REFLECTION unset (the production default), grpcurl cannot list the services."""
+    (grpc_port,) = free_ports(1)
+    environment = stack.server_environment(f"127.0.0.1:{grpc_port}")
+    environment.pop("EMONEY_REFLECTION")
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "server"], env=environment, cwd=ROOT, stdout=log, stderr=log)
+    try:
+        wait_for_tcp("127.0.0.1", grpc_port, 30.0)
+        listing = subprocess.run(
+            [grpcurl_binary(), "-plaintext", f"127.0.0.1:{grpc_port}", "list"], capture_output=True, text=True, timeout=30
+        )
+    finally:
+        process.terminate()
+        process.wait(20)
+        log.close()
+    assert listing.returncode != 0
+    assert "emoney.auth.v1.AuthService" not in listing.stdout

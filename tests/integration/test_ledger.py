@@ -12,7 +12,9 @@ import pytest
 from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from server.ledger_rules import BALANCE_SHARDS_BY_KIND, MAX_TRANSFER_MINOR
 from storage import audit, idempotency, ledger
-from tests.invariants.ledger_world import LedgerWorld, ledger_units_of_work, new_context, world  # noqa: F401
+from tests.invariants.ledger_world import (  # noqa: F401 (fixtures)
+    LedgerWorld, ledger_app_dsn, ledger_owner_dsn, ledger_units_of_work, new_context, world,
+)
 
 
 def _soon(seconds: float = 300) -> datetime:

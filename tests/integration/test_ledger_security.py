@@ -10,7 +10,9 @@ import pytest
 
 from server.ledger_rules import AUDIT_STRIPES
 from storage import audit, ledger
-from tests.invariants.ledger_world import LedgerWorld, create_tenant, ledger_units_of_work, new_context, world  # noqa: F401
+from tests.invariants.ledger_world import (  # noqa: F401 (fixtures)
+    LedgerWorld, create_tenant, ledger_app_dsn, ledger_owner_dsn, ledger_units_of_work, new_context, world,
+)
 
 LEDGER_TABLES = (
     "accounts", "account_balance_shards", "holds", "transfers", "ledger_entries", "idempotency_keys",
@@ -51,8 +53,9 @@ async def test_without_a_tenant_nothing_is_visible_and_nothing_moves(busy_world,
     with _app_connection(app_dsn, None) as connection:
         for table in LEDGER_TABLES:
             assert connection.execute(f"select count(*) from {table}").fetchone()[0] == 0, table
-        with pytest.raises(psycopg.errors.RaiseException, match="TENANT_NOT_SET"):
+        with pytest.raises(psycopg.DatabaseError, match="TENANT_NOT_SET") as caught:
             connection.execute("select * from ledger_expire_due_holds(10)")
+    assert caught.value.sqlstate == "EM000"  # not a business failure: answered as INTERNAL
 
 
 async def test_a_tenant_cannot_move_another_tenants_money(busy_world, owner_dsn, ledger_units_of_work):

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from localstack import provisioning
 from storage import idempotency, ledger
 from storage.audit import RequestContext
 from storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -115,16 +116,29 @@ class LedgerWorld:
         return (await self.account(account_id)).balance_minor
 
 
+@pytest.fixture(scope="session")
+def ledger_owner_dsn(stack) -> str:
+    """The schema owner's DSN (the same as tests/integration's `owner_dsn`, usable from any folder)."""
+    return stack.endpoints.owner_database_url
+
+
+@pytest.fixture(scope="session")
+def ledger_app_dsn(stack) -> str:
+    """The application role's DSN (the same as tests/integration's `app_dsn`, usable from any folder)."""
+    credentials = provisioning.load_or_create_credentials(stack.state_dir / "database-credentials.json")
+    return stack.postgres.dsn(provisioning.DATABASE_NAME, provisioning.APP_ROLE, credentials.app_password)
+
+
 @pytest.fixture(scope="module")
-async def ledger_units_of_work(app_dsn):
+async def ledger_units_of_work(ledger_app_dsn):
     """Units of work over a pool of connections as the application role (RLS forced)."""
     async with AsyncConnectionPool(
-        app_dsn, min_size=2, max_size=POOL_MAX_CONNECTIONS, kwargs={"autocommit": False}, timeout=30
+        ledger_app_dsn, min_size=2, max_size=POOL_MAX_CONNECTIONS, kwargs={"autocommit": False}, timeout=30
     ) as pool:
         yield UnitOfWorkFactory(pool)
 
 
 @pytest.fixture
-def world(owner_dsn, ledger_units_of_work) -> LedgerWorld:
+def world(ledger_owner_dsn, ledger_units_of_work) -> LedgerWorld:
     """A fresh tenant for each test."""
-    return LedgerWorld(create_tenant(owner_dsn), ledger_units_of_work)
+    return LedgerWorld(create_tenant(ledger_owner_dsn), ledger_units_of_work)

@@ -14,9 +14,9 @@ def test_defaults_apply_when_nothing_is_set():
 
 def test_values_are_read_and_converted():
     """Numbers and booleans are parsed from their environment variables."""
-    settings = load_settings({"EMONEY_DB_POOL_MAX_SIZE": "16", "EMONEY_REFLECTION": "off", "EMONEY_SHUTDOWN_GRACE_S": "2.5"})
+    settings = load_settings({"EMONEY_DB_POOL_MAX_SIZE": "16", "EMONEY_REFLECTION": "on", "EMONEY_SHUTDOWN_GRACE_S": "2.5"})
     assert settings.database_pool_max_size == 16
-    assert settings.reflection_enabled is False
+    assert settings.reflection_enabled is True
     assert settings.shutdown_grace_s == 2.5
 
 
@@ -52,3 +52,8 @@ def test_secrets_are_not_in_the_repr():
 def test_every_setting_has_an_environment_variable():
     """No setting is configurable only in code."""
     assert set(environment_names()) == set(Settings.__dataclass_fields__)
+
+
+def test_reflection_is_off_unless_enabled():
+    """Production default: the server does not advertise its API unless EMONEY_REFLECTION says so."""
+    assert load_settings({}).reflection_enabled is False

@@ -1,0 +1,66 @@
+"""The Python rules (server/ledger_rules.py, storage/ledger.py) and the database's say the same thing."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from server import ledger_rules
+from storage.ledger import LEDGER_FAILURES
+
+MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "0004_ledger.sql"
+
+
+@pytest.fixture(scope="module")
+def connection(app_dsn):
+    with psycopg.connect(app_dsn, autocommit=True) as connection:
+        yield connection
+
+
+def test_limits_match(connection):
+    """Transfer maximum, hold duration and audit stripes are the same figures in SQL and Python."""
+    row = connection.execute(
+        "select ledger_max_transfer_minor(), ledger_max_hold_duration(), audit_stripe_count()"
+    ).fetchone()
+    assert row == (ledger_rules.MAX_TRANSFER_MINOR, ledger_rules.MAX_HOLD_DURATION, ledger_rules.AUDIT_STRIPES)
+
+
+def test_domains_carry_the_same_limits(owner_dsn):
+    """The amount domains repeat ledger_max_transfer_minor() as a literal: they must not drift apart."""
+    with psycopg.connect(owner_dsn) as owner:
+        definitions = dict(owner.execute(
+            """select t.typname, pg_get_constraintdef(c.oid) from pg_type t join pg_constraint c on c.contypid = t.oid
+                where t.typname in ('transfer_amount_minor', 'entry_amount_minor', 'overdraft_minor')"""
+        ).fetchall())
+    for name, definition in definitions.items():
+        assert str(ledger_rules.MAX_TRANSFER_MINOR) in definition, (name, definition)
+    assert len(definitions) == 3
+
+
+def test_account_kind_rules_match(connection):
+    """ledger_kinds_allowed() in SQL and kinds_allowed() in Python agree on every combination."""
+    for transfer_kind, debit, credit in itertools.product(
+        ledger_rules.TRANSFER_KINDS + ("unknown",), ledger_rules.ACCOUNT_KINDS, ledger_rules.ACCOUNT_KINDS
+    ):
+        in_sql = connection.execute("select ledger_kinds_allowed(%s, %s, %s)", (transfer_kind, debit, credit)).fetchone()[0]
+        assert in_sql == ledger_rules.kinds_allowed(transfer_kind, debit, credit), (transfer_kind, debit, credit)
+
+
+def test_every_failure_has_one_sqlstate_both_ways(connection):
+    """Each identifier ledger_fail() raises arrives with the SQLSTATE the Python table maps it from."""
+    for sqlstate, failure in LEDGER_FAILURES.items():
+        with pytest.raises(psycopg.DatabaseError) as caught:
+            connection.execute("select ledger_fail(%s)", (failure.reason,))
+        assert (caught.value.sqlstate, caught.value.diag.message_primary) == (sqlstate, failure.reason)
+
+
+def test_the_sql_knows_no_failure_the_python_table_lacks():
+    """Every identifier in ledger_fail()'s CASE is in LEDGER_FAILURES (or is the internal EM000)."""
+    sql = MIGRATION.read_text()
+    body = sql[sql.index("create function ledger_fail("):sql.index("create function ledger_tenant_not_set(")]
+    in_sql = dict(re.findall(r"when '([A-Z_]+)' then '(EM\d{3})'", body))
+    assert in_sql == {failure.reason: sqlstate for sqlstate, failure in LEDGER_FAILURES.items()}
