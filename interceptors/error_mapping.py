@@ -123,7 +123,10 @@ async def abort_with(context: grpc.aio.ServicerContext, status: status_pb2.Statu
         info = _first_error_info(status)
         state.error_reason = info.reason if info is not None else ""
     grpc_status = rpc_status.to_status(status)
-    await context.abort(grpc_status.code, grpc_status.details, grpc_status.trailing_metadata)
+    trailing = tuple(grpc_status.trailing_metadata)
+    if state is not None:
+        trailing += (("x-request-id", state.request_id),)
+    await context.abort(grpc_status.code, grpc_status.details, trailing)
 
 
 def _first_error_info(status: status_pb2.Status) -> error_details_pb2.ErrorInfo | None:

@@ -2,7 +2,7 @@
 
 The request id comes from `x-request-id` (Envoy generates one for every request
 it proxies) when it is well-formed, else a new UUID; it is echoed back to the
-client in the initial metadata so a support ticket can quote it.
+client in the trailing metadata so a support ticket can quote it.
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ class RequestContextInterceptor(AroundInterceptor):
         state.client_address = client_address(context, self._trusted_proxies)
         token = current_call.set(state)
         try:
-            await context.send_initial_metadata(((REQUEST_ID_HEADER, state.request_id),))
+            # In the trailers, not eager headers: an error before the first message must stay a
+            # trailers-only answer, or Envoy could no longer give JSON clients the right HTTP status.
+            context.set_trailing_metadata(((REQUEST_ID_HEADER, state.request_id),))
             yield
         except grpc.aio.AbortError:
             if state.code == grpc.StatusCode.OK:

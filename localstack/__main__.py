@@ -76,6 +76,7 @@ def _banner(stack: LocalStack) -> str:
         f"    JSON over HTTP          curl http://{endpoints.envoy}/v1/serverInfo",
         f"                            curl http://{endpoints.envoy}/v1/tenants/demo-city",
         f"    grpc-web                POST http://{endpoints.envoy}/<package.Service>/<Method>, content-type application/grpc-web+proto",
+        f"    API document            http://{endpoints.envoy}/openapi.json  (browse it: http://{endpoints.envoy}/docs)",
         f"  Envoy admin               http://{endpoints.envoy_admin}",
         f"  gRPC servers              {', '.join(endpoints.grpc_servers)}",
         f"  PostgreSQL (owner)        {_redacted(endpoints.owner_database_url)}",

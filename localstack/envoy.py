@@ -47,9 +47,25 @@ EXAMPLE_SETTINGS: dict[str, Any] = {
     "admin_port": 9901,
     "upstreams": [("127.0.0.1", 50051), ("127.0.0.1", 50052)],
     "descriptor_path": Path("generated/emoney.binpb"),
+    "openapi_path": Path("generated/openapi.json"),
+    "docs_page_path": Path("envoy/docs.html"),
     "allowed_origins": ["http://127.0.0.1:8080", "http://localhost:8080"],
     "access_log_path": None,
 }
+
+# The API document (written by `make proto` next to the descriptor set) and the page
+# that browses it, served by Envoy itself at these paths.
+OPENAPI_NAME = "openapi.json"
+DOCS_PAGE_PATH = ROOT / "envoy" / "docs.html"
+OPENAPI_ROUTE = "/openapi.json"
+DOCS_ROUTE = "/docs"
+# Cap on a direct response body (Envoy's default is 4 KiB); the document is far below it.
+MAX_DIRECT_RESPONSE_BODY_BYTES = 4 * 1024 * 1024
+# The docs page may run its own inline script and call this origin, nothing else.
+DOCS_PAGE_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 # Envoy talks to the servers from this loopback address (the whole 127/8 is
 # loopback on Linux); the servers' EMONEY_TRUSTED_PROXIES default matches it.
@@ -159,6 +175,38 @@ def _streaming_routes(descriptor_path: Path) -> list[dict[str, Any]]:
             },
         }
         for path in paths
+    ]
+
+
+def _document_routes(openapi_path: Path, docs_page_path: Path) -> list[dict[str, Any]]:
+    """Direct-response routes for GET /openapi.json and GET /docs, read from files."""
+
+    def route(name: str, path: str, filename: Path, headers: dict[str, str]) -> dict[str, Any]:
+        return {
+            "name": name,
+            "match": {
+                "path": path,
+                "headers": [{"name": ":method", "string_match": {"safe_regex": {"regex": "^(GET|HEAD)$"}}}],
+            },
+            "direct_response": {"status": 200, "body": {"filename": str(filename)}},
+            "response_headers_to_add": [
+                {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+                for key, value in headers.items()
+            ],
+            # Not an API method: the transcoder (reject_unknown_method) must not answer 404 here.
+            "typed_per_filter_config": {
+                "envoy.filters.http.grpc_json_transcoder": {
+                    "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                    "disabled": True,
+                }
+            },
+        }
+
+    common = {"cache-control": "no-cache", "x-content-type-options": "nosniff"}
+    return [
+        route("openapi_document", OPENAPI_ROUTE, openapi_path, {"content-type": "application/json", **common}),
+        route("api_docs_page", DOCS_ROUTE, docs_page_path,
+              {"content-type": "text/html; charset=utf-8", "content-security-policy": DOCS_PAGE_CSP, **common}),
     ]
 
 
@@ -287,6 +335,8 @@ def render_envoy_config(
     allowed_origins: list[str],
     access_log_path: Path | None = None,
     upstream_source_address: str = DEFAULT_UPSTREAM_SOURCE_ADDRESS,
+    openapi_path: Path | None = None,
+    docs_page_path: Path | None = None,
 ) -> str:
     """Envoy bootstrap (YAML text) for one listener in front of ``upstreams``.
 
@@ -298,6 +348,9 @@ def render_envoy_config(
     against its working directory) and read here to list the services.
     ``access_log_path`` None means JSON access-log lines on Envoy's stdout.
     Upstream hosts may be IP addresses (STATIC cluster) or names (STRICT_DNS).
+    ``openapi_path`` (default: ``openapi.json`` beside the descriptor set) and
+    ``docs_page_path`` (default: ``envoy/docs.html``) are served at /openapi.json
+    and /docs; like the descriptor path they are written as given.
     """
     for origin in allowed_origins:
         if "*" in origin:
@@ -317,12 +370,19 @@ def render_envoy_config(
         "local_reply_mappers": _local_reply_mappers(),
         "access_log": _access_log(access_log_path),
         "upstream_source_address": upstream_source_address,
+        "max_direct_response_body_size_bytes": MAX_DIRECT_RESPONSE_BODY_BYTES,
     }
     template_text = TEMPLATE_PATH.read_text(encoding="utf-8")
     substitutions = {key: json.dumps(value) for key, value in values.items()}
     # Whole list items on their own line, at the placeholder's indentation.
     indent = re.search(r"^( *)\$streaming_routes$", template_text, re.MULTILINE).group(1)
     substitutions["streaming_routes"] = _block_list_items(_streaming_routes(descriptor_path), indent)
+    if openapi_path is None:
+        openapi_path = Path(descriptor_path).parent / OPENAPI_NAME
+    if docs_page_path is None:
+        docs_page_path = DOCS_PAGE_PATH
+    indent = re.search(r"^( *)\$document_routes$", template_text, re.MULTILINE).group(1)
+    substitutions["document_routes"] = _block_list_items(_document_routes(openapi_path, docs_page_path), indent)
     rendered = Template(template_text).substitute(substitutions)
     header = (
         "# GENERATED from envoy/envoy.yaml.template by localstack/envoy.py"
@@ -414,6 +474,8 @@ def start_envoy(
     listen_host: str = "127.0.0.1",
     access_log_path: Path | None = None,
     timeout_s: float = 30.0,
+    openapi_path: Path | None = None,
+    docs_page_path: Path | None = None,
 ) -> EnvoyService:
     """Render and validate the config, start Envoy, wait until it serves.
 
@@ -440,6 +502,8 @@ def start_envoy(
             descriptor_path=Path(descriptor_path).resolve(),
             allowed_origins=allowed_origins,
             access_log_path=Path(access_log_path).resolve(),
+            openapi_path=Path(openapi_path).resolve() if openapi_path is not None else None,
+            docs_page_path=Path(docs_page_path).resolve() if docs_page_path is not None else None,
         ),
         encoding="utf-8",
     )

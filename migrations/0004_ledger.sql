@@ -121,7 +121,7 @@ create function ledger_current_tenant() returns uuid
 
 create function ledger_amount_in_range(amount_minor bigint) returns boolean
     language sql immutable parallel safe
-    return amount_minor between 1 and ledger_max_transfer_minor();
+    return coalesce(amount_minor between 1 and ledger_max_transfer_minor(), false);
 
 -- ---------------------------------------------------------------------------------------------
 -- Tables
@@ -526,7 +526,7 @@ begin
     -- A duplicate: the original committed (we waited for it if it was running), so its row is visible.
     select * into strict existing from idempotency_keys k
      where k.tenant_id = tenant and k.caller = caller and k.request_id = request_id;
-    if existing.request_hash <> request_hash then
+    if existing.request_hash <> request_hash or existing.method <> method then
         perform ledger_fail('REQUEST_ID_REUSED', jsonb_build_object('requestId', request_id));
     end if;
     claimed := false;
@@ -847,8 +847,18 @@ declare
     audit_stripe smallint;  -- held until commit: taken before any account lock
     audit_event record;
     tenant uuid := ledger_current_tenant();
+    existing_float uuid;
     opened accounts;
 begin
+    if new_kind = 'system_float' then
+        -- Every top-up and withdrawal asks for the float: find it without attempting an insert.
+        select a.account_id into existing_float from accounts a
+         where a.tenant_id = tenant and a.kind = 'system_float' and a.currency = new_currency;
+        if found then
+            return query select * from ledger_account_result(existing_float);
+            return;
+        end if;
+    end if;
     audit_stripe := audit_acquire_stripe();
     if new_kind = 'system_float' then
         insert into accounts (tenant_id, owner_user_id, kind, currency, balance_shards)

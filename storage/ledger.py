@@ -272,7 +272,7 @@ async def list_accounts(
     """Oldest first, keyset-paginated on (created_at, account_id); filters are ANDed."""
     _check_limit(limit)
     if kind is not None and kind not in ACCOUNT_KINDS or status is not None and status not in ACCOUNT_STATUSES:
-        return []
+        raise ValueError(f"unknown account kind or status filter: {kind!r}, {status!r}")
     conditions, parameters = [], []
     for column, value in (("owner_user_id", owner_user_id), ("kind", kind), ("status", status)):
         if value is not None:
@@ -448,6 +448,9 @@ async def list_entries(
 
     The running balance is the sum of every earlier entry of the account, so reading a page costs an
     index-only scan of the entries before it (the statement index includes the amount).
+    `created_at` is its transaction's start time: an entry of a transaction still running may
+    commit with a time just before the newest one shown (for a hot merchant, whose payers do not
+    queue on one row), so the newest few milliseconds of a statement can still gain entries.
     """
     _check_limit(limit)
     await _require_account(unit_of_work, account_id)

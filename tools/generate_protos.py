@@ -1,7 +1,8 @@
 """Generate everything in `generated/` from `protos/` (run by `make proto`).
 
-Writes Python messages, gRPC stubs, type stubs (.pyi) and the descriptor set that
-Envoy's gRPC-JSON transcoder loads. With `--check`, generates into a temporary
+Writes Python messages, gRPC stubs, type stubs (.pyi), the descriptor set that
+Envoy's gRPC-JSON transcoder loads, and the OpenAPI document of the JSON face
+built from it (openapi.json, tools/generate_openapi.py). With `--check`, generates into a temporary
 folder and fails (exit 1) when the result differs from what is committed, which
 is how CI catches a stale `generated/`.
 """
@@ -17,6 +18,11 @@ from pathlib import Path
 
 from grpc_tools import protoc
 import grpc_tools
+
+try:
+    from tools.generate_openapi import OPENAPI_NAME, write_openapi
+except ImportError:  # run as `python tools/generate_protos.py`: tools/ is on sys.path
+    from generate_openapi import OPENAPI_NAME, write_openapi
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
@@ -65,6 +71,7 @@ def generate(output: Path) -> None:
             *EXTRA_DESCRIPTOR_FILES,
         ]
     )
+    write_openapi(output / DESCRIPTOR_NAME, output / OPENAPI_NAME)
     for package_dir in {path.parent for path in output.rglob("*_pb2.py")}:
         for directory in [package_dir, *package_dir.parents]:
             if directory == output or output not in directory.parents:

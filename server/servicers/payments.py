@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import grpc
 
 from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
 from interceptors.call_state import current_call, require_principal
-from server.errors import NotFound
+from server.errors import NotFound, ServiceUnavailable
 from server.services.payments import DEFAULT_HOLD_TTL_S, PaymentsService
 from server.servicers.converters import hold_payment, row_payment, timestamp, transfer_payment
 
 
 RECEIPT_URL_TTL_S = 300
+WATCH_READY_TIMEOUT_S = 5.0
 
 
 def _method() -> str:
@@ -96,6 +98,16 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
     async def WatchPayments(self, request, context: grpc.aio.ServicerContext):
         subscription = await self._payments.watch(require_principal(), request.account)
         async with subscription:
+            # Headers go out once the subscription listens: a client that has them will not miss
+            # anything committed afterwards. (Refusals before this point stay trailers-only, so JSON
+            # clients get their HTTP status.)
+            try:
+                await asyncio.wait_for(subscription.ready.wait(), timeout=WATCH_READY_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                raise ServiceUnavailable(
+                    message="live payment events are not available right now; retry shortly", reason="WATCH_UNAVAILABLE"
+                ) from None
+            await context.send_initial_metadata(())
             async for event in subscription:
                 try:
                     payment = await self._payments.get_payment(require_principal(), f"payments/{event.payment_id}")

@@ -57,22 +57,22 @@ def test_grpcurl_calls_the_sample_rpc_through_envoy(stack):
 
 @pytest.mark.parametrize("through", ["direct", "envoy"])
 async def test_get_server_info_natively(stack, through):
-    """GetServerInfo answers over native gRPC, with the request id echoed in the initial metadata."""
+    """GetServerInfo answers over native gRPC, with the request id echoed in the trailing metadata."""
     address = stack.endpoints.grpc_servers[0] if through == "direct" else stack.endpoints.envoy
     async with grpc.aio.insecure_channel(address) as channel:
         call = platform_pb2_grpc.PlatformServiceStub(channel).GetServerInfo(
             platform_pb2.GetServerInfoRequest(), timeout=5, metadata=(("x-request-id", "test-request-000001"),)
         )
         response = await call
-        initial = dict(await call.initial_metadata())
+        trailing = dict(await call.trailing_metadata())
     assert response.version == "0.1.0"
     assert "emoney.auth.v1.AuthService" in response.services
     assert response.server_time.seconds >= response.start_time.seconds > 0
     if through == "direct":
-        assert initial["x-request-id"] == "test-request-000001"
+        assert trailing["x-request-id"] == "test-request-000001"
     else:
         # Envoy replaces client request ids with its own (it does not trust callers); one is always there.
-        assert len(initial["x-request-id"]) >= 8
+        assert len(trailing["x-request-id"]) >= 8
 
 
 async def test_envoy_spreads_calls_over_both_servers(envoy_channel):

@@ -175,3 +175,10 @@ def test_reconciliation_and_audit_chain_report_corruption(stack, channel):
     broken = admin.VerifyAuditChain(admin_pb2.VerifyAuditChainRequest(), metadata=bearer(admin_token), timeout=30)
     assert not broken.ok and broken.broken_links[0].problem == "HASH_MISMATCH"
 
+
+
+def test_stream_errors_keep_their_http_status_on_the_json_face(envoy_url):
+    """WatchPayments without a token is HTTP 401 with a JSON Status, not a 200 carrying an error."""
+    response = requests.get(f"{envoy_url}/v1/payments:watch", timeout=10)
+    assert response.status_code == 401
+    assert response.json()["code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]

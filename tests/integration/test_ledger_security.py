@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
+from server.errors import NotFound
 from server.ledger_rules import AUDIT_STRIPES
 from storage import audit, ledger
 from tests.invariants.ledger_world import (  # noqa: F401 (fixtures)
@@ -63,7 +64,7 @@ async def test_a_tenant_cannot_move_another_tenants_money(busy_world, owner_dsn,
     victim = (await busy_world.read(lambda u: ledger.list_accounts(u, kind="customer", limit=1)))[0]
     intruder = LedgerWorld(create_tenant(owner_dsn), ledger_units_of_work)
     thief = await intruder.open()
-    with pytest.raises(ledger.NotFound) as caught:
+    with pytest.raises(NotFound) as caught:
         await intruder.move("p2p", victim.account_id, thief, 1)
     assert caught.value.reason == "ACCOUNT_NOT_FOUND"
 

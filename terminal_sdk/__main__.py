@@ -1,0 +1,213 @@
+"""Command-line payment terminal: `python -m terminal_sdk [options] COMMAND ...` (also `emoney-terminal`).
+
+    export EMONEY_TERMINAL_SECRET=...      # the secret shown once at registration
+    python -m terminal_sdk --target 127.0.0.1:8080 --client-id term_... \\
+        charge --code ABCD2345EFGH6789 --amount-minor 1250 --currency EUR
+
+The secret is never a command-line argument (other users of the machine could read it from the process
+list): it is read from the environment variable named by `--client-secret-env` (EMONEY_TERMINAL_SECRET
+by default), or asked for when standard input is a terminal.
+
+Output is JSON on stdout (the canonical proto3 JSON mapping, lowerCamelCase, int64 as strings): one
+indented object for a single payment; one compact object per line for `list` and `watch`.
+Exit status: 0 done; 1 refused by the server or unreachable (gRPC code, reason and message on stderr);
+2 usage error; 130 a money command interrupted by Ctrl-C (its request id is printed: repeat it with
+`--request-id` to learn the outcome without paying twice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+import uuid
+from typing import Sequence
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from terminal_sdk.client import TerminalClient, TerminalError
+
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+MONEY_COMMANDS = frozenset({"charge", "authorize", "capture", "void", "refund"})
+DEFAULT_SECRET_ENV = "EMONEY_TERMINAL_SECRET"
+
+
+def _payment_name(value: str) -> str:
+    """Accept `payments/{id}` or a bare id."""
+    value = value.strip()
+    if not value:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value if value.startswith("payments/") else f"payments/{value}"
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than zero: {value!r}")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {value!r}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than zero: {value!r}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emoney-terminal",
+        description="A payment terminal for the e-money API (native gRPC).",
+        epilog="Exit status: 0 done, 1 refused by the server or unreachable, 2 usage error.",
+    )
+    parser.add_argument("--target", default=os.environ.get("EMONEY_TERMINAL_TARGET", "127.0.0.1:8080"),
+                        help="host:port of the API (Envoy); default $EMONEY_TERMINAL_TARGET or 127.0.0.1:8080")
+    parser.add_argument("--client-id", default=os.environ.get("EMONEY_TERMINAL_CLIENT_ID"),
+                        help="the terminal's client id (term_...); default $EMONEY_TERMINAL_CLIENT_ID")
+    parser.add_argument("--client-secret-env", default=DEFAULT_SECRET_ENV, metavar="NAME",
+                        help=f"environment variable holding the client secret (default {DEFAULT_SECRET_ENV}); "
+                             "when it is unset and stdin is a terminal, the secret is asked for")
+    parser.add_argument("--timeout", type=_positive_float, default=5.0, metavar="SECONDS", help="deadline of each attempt (default 5)")
+    parser.add_argument("--max-attempts", type=_positive_int, default=4, metavar="N",
+                        help="attempts per call on UNAVAILABLE / DEADLINE_EXCEEDED (default 4)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def money(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("--request-id", help="idempotency key (default: a new UUID); repeat a failed command "
+                                                  "with the same id to retry it without paying twice")
+        return command
+
+    charge = money("charge", "charge a customer's payment code")
+    charge.add_argument("--code", required=True, help="the payment code the customer shows")
+    charge.add_argument("--amount-minor", type=_positive_int, required=True, help="amount in minor units (1250 = 12.50)")
+    charge.add_argument("--currency", required=True, type=str.upper, help="ISO-4217 code, e.g. EUR")
+
+    authorize = money("authorize", "place a hold on the account behind a payment code")
+    authorize.add_argument("--code", required=True)
+    authorize.add_argument("--amount-minor", type=_positive_int, required=True)
+    authorize.add_argument("--currency", required=True, type=str.upper)
+    authorize.add_argument("--ttl-seconds", type=_non_negative_int, default=0, help="seconds until the hold releases itself (0: server default)")
+
+    capture = money("capture", "capture all or part of a hold")
+    capture.add_argument("--payment", type=_payment_name, required=True, help="the hold: payments/{id}")
+    capture.add_argument("--amount-minor", type=_positive_int, required=True)
+
+    void = money("void", "release a hold")
+    void.add_argument("--payment", type=_payment_name, required=True, help="the hold: payments/{id}")
+
+    refund = money("refund", "refund all or part of a payment")
+    refund.add_argument("--payment", type=_payment_name, required=True, help="the payment: payments/{id}")
+    refund.add_argument("--amount-minor", type=_positive_int, required=True)
+
+    get = commands.add_parser("get", help="show one payment")
+    get.add_argument("--payment", type=_payment_name, required=True)
+
+    listing = commands.add_parser("list", help="list this terminal's payments, newest first (one JSON object per line)")
+    listing.add_argument("--page-size", type=_positive_int, default=20)
+    listing.add_argument("--limit", type=_positive_int, help="stop after this many payments")
+    listing.add_argument("--status", default="", help="only payments in this status")
+
+    watch = commands.add_parser("watch", help="print payment events as they commit (one JSON object per line) until Ctrl-C")
+    watch.add_argument("--count", type=_positive_int, help="stop after this many events")
+    return parser
+
+
+def _secret(parser: argparse.ArgumentParser, env_name: str) -> str:
+    secret = os.environ.get(env_name, "")
+    if secret:
+        return secret
+    if sys.stdin.isatty():
+        try:
+            secret = getpass.getpass("terminal client secret: ")
+        except (EOFError, KeyboardInterrupt):
+            secret = ""
+    if not secret:
+        parser.error(f"no client secret: set ${env_name} (or run interactively to be asked for it)")
+    return secret
+
+
+def _print(message: Message, *, one_line: bool = False) -> None:
+    text = json_format.MessageToJson(message, always_print_fields_with_no_presence=True, indent=None if one_line else 2)
+    print(text, flush=True)
+
+
+def _run(client: TerminalClient, args: argparse.Namespace) -> None:
+    command = args.command
+    if command == "charge":
+        _print(client.charge(args.code, args.amount_minor, args.currency, request_id=args.request_id))
+    elif command == "authorize":
+        _print(client.authorize(args.code, args.amount_minor, args.currency, ttl_seconds=args.ttl_seconds, request_id=args.request_id))
+    elif command == "capture":
+        _print(client.capture(args.payment, args.amount_minor, request_id=args.request_id))
+    elif command == "void":
+        _print(client.void(args.payment, request_id=args.request_id))
+    elif command == "refund":
+        _print(client.refund(args.payment, args.amount_minor, request_id=args.request_id))
+    elif command == "get":
+        _print(client.get_payment(args.payment))
+    elif command == "list":
+        for number, payment in enumerate(client.list_payments(page_size=args.page_size, status=args.status), start=1):
+            _print(payment, one_line=True)
+            if args.limit and number >= args.limit:
+                break
+    elif command == "watch":
+        with client.watch() as events:
+            for number, event in enumerate(events, start=1):
+                _print(event, one_line=True)
+                if args.count and number >= args.count:
+                    break
+    else:  # pragma: no cover - argparse only lets known commands through
+        raise AssertionError(command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on a usage error
+    logging.basicConfig(level=logging.WARNING, format="emoney-terminal: %(message)s")  # retries, on stderr
+    if not args.client_id:
+        parser.error("--client-id is required (or set $EMONEY_TERMINAL_CLIENT_ID)")
+    secret = _secret(parser, args.client_secret_env)
+    if args.command in MONEY_COMMANDS and not args.request_id:
+        args.request_id = str(uuid.uuid4())  # chosen here, so an interrupted command can be repeated safely
+    try:
+        with TerminalClient(args.target, args.client_id, secret, default_timeout_s=args.timeout, max_attempts=args.max_attempts) as client:
+            _run(client, args)
+    except TerminalError as error:
+        print(f"error: {error.code.name} {error.reason or '-'}: {error.message}", file=sys.stderr)
+        request_id = error.request_id or (args.request_id if args.command in MONEY_COMMANDS else None)
+        if request_id:
+            print(f"request id: {request_id} (repeat with --request-id {request_id} to retry safely)", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        if args.command not in MONEY_COMMANDS:
+            return EXIT_OK  # Ctrl-C is how `watch` (and a long `list`) ends
+        print(f"interrupted: the outcome is unknown; repeat with --request-id {args.request_id} to finish it safely",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `... list | head`
+        return EXIT_OK
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
