@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from typing import AsyncIterator
 
@@ -23,10 +24,11 @@ from grpc_status import rpc_status
 from psycopg_pool import PoolTimeout
 
 from interceptors.call_state import current_call, current_request_id
-from interceptors.wrapping import AroundInterceptor
+from interceptors.wrapping import AroundInterceptor, UndecodableRequest, tolerate_undecodable, wrap_handler
 from google.protobuf import duration_pb2
 
 from server.errors import ERROR_DOMAIN, DomainError, InvalidArgument, ResourceExhausted
+from storage.ledger import domain_error_for
 
 logger = logging.getLogger("emoney.errors")
 
@@ -93,6 +95,11 @@ def _status(code: grpc.StatusCode, message: str, details: list) -> status_pb2.St
 
 
 def _status_for_unexpected(error: BaseException) -> status_pb2.Status:
+    if isinstance(error, psycopg.Error) and (error.sqlstate or "").startswith("EM"):
+        # A ledger rule refused it in SQL (class EM, see storage/ledger.py) outside translated_failures().
+        ledger_error = domain_error_for(error)
+        if ledger_error is not None:
+            return status_for_domain_error(ledger_error)
     if isinstance(error, psycopg.Error):
         classified = classify_database_error(error)
         if classified is not None:
@@ -138,7 +145,52 @@ def _first_error_info(status: status_pb2.Status) -> error_details_pb2.ErrorInfo 
     return None
 
 
+def _refuse_undecodable(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """Requests that do not decode reach the handler as `UndecodableRequest`; refuse them here, inside
+    the error mapping, as INVALID_ARGUMENT (HTTP 400) instead of gRPC's own UNKNOWN (HTTP 500)."""
+    handler = tolerate_undecodable(handler)
+    if handler.request_streaming:
+        return handler
+
+    def refuse(request: UndecodableRequest) -> InvalidArgument:
+        return InvalidArgument(
+            message="the request is not a valid protobuf message of this method's request type",
+            reason="MALFORMED_REQUEST",
+            metadata={"error": request.error},
+        )
+
+    if handler.unary_unary is not None:
+        unary = handler.unary_unary
+
+        async def unary_unary(request, context):
+            if isinstance(request, UndecodableRequest):
+                raise refuse(request)
+            return await unary(request, context)
+
+        return handler._replace(unary_unary=unary_unary)
+
+    streaming = handler.unary_stream
+
+    async def unary_stream(request, context):
+        if isinstance(request, UndecodableRequest):
+            raise refuse(request)
+        responses = streaming(request, context)
+        if inspect.isawaitable(responses):  # reader/writer style (context.write)
+            await responses
+            return
+        async for response in responses:
+            yield response
+
+    return handler._replace(unary_stream=unary_stream)
+
+
 class ErrorMappingInterceptor(AroundInterceptor):
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return wrap_handler(_refuse_undecodable(handler), handler_call_details.method, self.around)
+
     @contextlib.asynccontextmanager
     async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         try:
@@ -149,7 +201,8 @@ class ErrorMappingInterceptor(AroundInterceptor):
             await abort_with(context, status_for_domain_error(error))
         except Exception as error:  # the edge: nothing unexpected may escape as a raw exception
             expected = isinstance(error, (PoolTimeout, redis.exceptions.RedisError)) or (
-                isinstance(error, psycopg.Error) and classify_database_error(error) is not None
+                isinstance(error, psycopg.Error)
+                and (classify_database_error(error) is not None or domain_error_for(error) is not None)
             )
             if expected:
                 logger.warning("backing service error in %s: %s", method, type(error).__name__)

@@ -60,6 +60,9 @@ from storage.unit_of_work import UnitOfWorkFactory
 
 logger = logging.getLogger("emoney.server")
 
+BACKGROUND_STOP_TIMEOUT_S = 3.0
+POOL_CLOSE_TIMEOUT_S = 3.0
+
 PLATFORM_SERVICE = platform_pb2.DESCRIPTOR.services_by_name["PlatformService"].full_name
 AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
@@ -167,13 +170,18 @@ class Application:
         await self.server.stop(self.settings.shutdown_grace_s)
         if self._metrics_server is not None:
             self._metrics_server.close()
+        # Background work is cancelled, and given a bounded time to unwind: a task caught in a query
+        # against a sick database must not keep the process from exiting.
         for task in self._background:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._background:
+            _, stuck = await asyncio.wait(self._background, timeout=BACKGROUND_STOP_TIMEOUT_S)
+            for task in stuck:
+                logger.warning("background task did not stop in time", extra={"task": task.get_name()})
         if not self.pool.closed:
-            await self.pool.close()
-        await self.redis.aclose()
+            await self.pool.close(timeout=POOL_CLOSE_TIMEOUT_S)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.redis.aclose(), timeout=POOL_CLOSE_TIMEOUT_S)
         self.passwords.close()
         logger.info("server stopped")
 

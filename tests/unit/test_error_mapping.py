@@ -7,7 +7,7 @@ import psycopg
 import pytest
 from google.rpc import error_details_pb2
 
-from interceptors.error_mapping import classify_database_error, status_for_domain_error
+from interceptors.error_mapping import _status_for_unexpected, classify_database_error, status_for_domain_error
 from server.errors import FieldViolation, InvalidArgument, NotFound
 
 
@@ -63,3 +63,19 @@ def test_invalid_argument_adds_field_violations():
     bad_request = error_details_pb2.BadRequest()
     assert status.details[1].Unpack(bad_request)
     assert [violation.field for violation in bad_request.field_violations] == ["name", "page_size"]
+
+
+def test_ledger_sqlstates_become_their_domain_errors_even_outside_the_ledger_module():
+    """A ledger rule raised by SQL (class EM) maps to its code and reason, never INTERNAL."""
+    status = _status_for_unexpected(_FakeLedgerError())
+    assert status.code == grpc.StatusCode.FAILED_PRECONDITION.value[0]
+    info = error_details_pb2.ErrorInfo()
+    assert status.details[0].Unpack(info) and info.reason == "INSUFFICIENT_FUNDS"
+
+
+class _FakeLedgerError(psycopg.errors.RaiseException):
+    """A psycopg error carrying the ledger's SQLSTATE EM001, as the server would receive it."""
+
+    @property
+    def sqlstate(self) -> str:
+        return "EM001"
