@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -205,3 +206,48 @@ def test_another_tenant_sees_and_touches_nothing(stack, channel):
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     account = balance(channel, ana.token, ana.account)
     assert (account.balance_minor, account.status) == (1_000, "active")
+
+
+def test_withdraw_close_and_balance_at(stack, channel):
+    """Cash-out to zero, then CloseAccount; closing with money in it is refused; GetBalanceAt sees the past."""
+    operator = login_as(stack, "operator")
+    ana = new_customer(stack, channel, funded_minor=900)
+    funded_at = timestamp_pb2.Timestamp()
+    funded_at.GetCurrentTime()
+    with pytest.raises(grpc.RpcError) as not_empty:
+        accounts_stub(channel).CloseAccount(accounts_pb2.CloseAccountRequest(name=ana.account), metadata=bearer(operator), timeout=10)
+    assert _reason(not_empty.value) == "ACCOUNT_NOT_EMPTY"
+    withdrawn = payments_stub(channel).Withdraw(
+        payments_pb2.WithdrawRequest(request_id=request_id(), account=ana.account, amount_minor=900, currency="EUR"),
+        metadata=bearer(operator), timeout=10,
+    ).payment
+    assert (withdrawn.kind, withdrawn.from_account) == ("withdrawal", ana.account)
+    closed = accounts_stub(channel).CloseAccount(accounts_pb2.CloseAccountRequest(name=ana.account), metadata=bearer(operator), timeout=10)
+    assert closed.account.status == "closed"
+    past = accounts_stub(channel).GetBalanceAt(
+        accounts_pb2.GetBalanceAtRequest(account=ana.account, time=funded_at), metadata=bearer(ana.token), timeout=10
+    )
+    assert (past.balance_minor, past.currency) == (900, "EUR")
+    assert balance(channel, ana.token, ana.account).balance_minor == 0
+
+
+def test_list_payments_filters_and_visibility(stack, channel):
+    """ListPayments: a terminal sees only its own charges; a customer filters by account; status filters work."""
+    ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
+    other_shop = new_shop(stack, channel)
+    charged = payments_stub(channel).ChargePaymentCode(
+        payments_pb2.ChargePaymentCodeRequest(request_id=request_id(), code=payment_code(channel, ana, 500), amount_minor=500, currency="EUR"),
+        metadata=bearer(shop.terminal_token), timeout=10,
+    ).payment
+    mine = payments_stub(channel).ListPayments(payments_pb2.ListPaymentsRequest(), metadata=bearer(shop.terminal_token), timeout=10)
+    assert [p.name for p in mine.payments] == [charged.name]
+    theirs = payments_stub(channel).ListPayments(payments_pb2.ListPaymentsRequest(), metadata=bearer(other_shop.terminal_token), timeout=10)
+    assert theirs.payments == []
+    by_account = payments_stub(channel).ListPayments(
+        payments_pb2.ListPaymentsRequest(account=ana.account, status="completed"), metadata=bearer(ana.token), timeout=10
+    )
+    assert {p.kind for p in by_account.payments} == {"top_up", "payment"}
+    refunded_only = payments_stub(channel).ListPayments(
+        payments_pb2.ListPaymentsRequest(account=ana.account, status="refunded"), metadata=bearer(ana.token), timeout=10
+    )
+    assert refunded_only.payments == []
