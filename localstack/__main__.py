@@ -43,10 +43,23 @@ def _port(variable: str, default: int) -> int:
     return int(raw)
 
 
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _flag(variable: str, default: bool) -> bool:
+    raw = os.environ.get(variable, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _TRUE + _FALSE:
+        raise SystemExit(f"{variable} must be true or false, got {raw!r}")
+    return raw in _TRUE
+
+
 def options_from_environment() -> StackOptions:
     ports = StackPorts(
         envoy=_port("EMONEY_ENVOY_PORT", 8080),
         envoy_admin=_port("EMONEY_ENVOY_ADMIN_PORT", 9901),
+        envoy_tls=_port("EMONEY_ENVOY_TLS_PORT", 8443),
         first_grpc=_port("EMONEY_GRPC_PORT", 50051),
         postgres=_port("EMONEY_POSTGRES_PORT", 55432),
         redis=_port("EMONEY_REDIS_PORT", 56379),
@@ -61,6 +74,10 @@ def options_from_environment() -> StackOptions:
         ports=ports,
         server_processes=int(processes),
         external={name: os.environ[name] for name in EXTERNAL_VARIABLES if os.environ.get(name)},
+        # The terminals' TLS listener is always on here; client certificates are optional unless
+        # EMONEY_TERMINAL_MTLS=true.
+        terminal_tls=True,
+        terminal_mtls=_flag("EMONEY_TERMINAL_MTLS", False),
     )
 
 
@@ -77,6 +94,7 @@ def _banner(stack: LocalStack) -> str:
         f"                            curl http://{endpoints.envoy}/v1/tenants/demo-city",
         f"    grpc-web                POST http://{endpoints.envoy}/<package.Service>/<Method>, content-type application/grpc-web+proto",
         f"    API document            http://{endpoints.envoy}/openapi.json  (browse it: http://{endpoints.envoy}/docs)",
+        *_tls_lines(stack),
         f"  Envoy admin               http://{endpoints.envoy_admin}",
         f"  gRPC servers              {', '.join(endpoints.grpc_servers)}",
         f"  PostgreSQL (owner)        {_redacted(endpoints.owner_database_url)}",
@@ -98,8 +116,34 @@ def _banner(stack: LocalStack) -> str:
             f"  curl -s http://{endpoints.envoy}/v1/tenants/demo-city/sessions:login -H 'content-type: application/json' \\",
             f"       -d '{{\"email\": \"{demo.users[1].email}\", \"password\": \"{demo.users[1].password}\"}}'",
         ]
+        if endpoints.envoy_tls is not None and stack.pki is not None:
+            pki = stack.pki
+            lines += [
+                "",
+                "The demo terminal over TLS (its secret in $EMONEY_TERMINAL_SECRET):",
+                f"  .venv/bin/emoney-terminal --target {endpoints.envoy_tls} --ca {pki.ca_cert_path} \\",
+                f"       --client-cert {pki.client_cert_path} --client-key {pki.client_key_path} \\",
+                f"       --client-id {demo.terminal.client_id} list --limit 3",
+            ]
     lines += ["", *stack.demo_story, "", "Press Ctrl-C to stop everything.", ""]
     return "\n".join(lines)
+
+
+def _tls_lines(stack: LocalStack) -> list[str]:
+    """Where terminals connect over TLS, and the files they need."""
+    endpoints, pki = stack.endpoints, stack.pki
+    if endpoints is None or endpoints.envoy_tls is None or pki is None:
+        return []
+    required = stack.options.terminal_mtls
+    client_certificate = f"-cert {pki.client_cert_path} -key {pki.client_key_path} "
+    return [
+        f"  Terminals over TLS        {endpoints.envoy_tls}  (HTTP/2; client certificate "
+        + ("REQUIRED: mutual TLS)" if required else "optional: EMONEY_TERMINAL_MTLS=true requires it)"),
+        f"    CA certificate          {pki.ca_cert_path}",
+        f"    demo terminal cert/key  {pki.client_cert_path}",
+        f"                            {pki.client_key_path}",
+        f"    native gRPC             grpcurl -cacert {pki.ca_cert_path} {client_certificate if required else ''}{endpoints.envoy_tls} list",
+    ]
 
 
 def _redacted(url: str) -> str:

@@ -2,8 +2,10 @@
 
 One Envoy listener serves the API's three faces (native gRPC, JSON over HTTP via
 the gRPC-JSON transcoder, grpc-web) and proxies all of them as gRPC to the
-`emoney_grpc` cluster. The configuration lives in ``envoy/envoy.yaml.template``;
-this module fills it in. Each placeholder becomes a JSON value, which is valid
+`emoney_grpc` cluster. Given a ``tls_port``, a second listener serves the same
+API over TLS for payment terminals (HTTP/2 only, TLS 1.2+, client certificates
+optional or required: ``require_client_certificate``). The configuration lives
+in ``envoy/envoy.yaml.template``; this module fills it in. Each placeholder becomes a JSON value, which is valid
 YAML, so the template needs no YAML library (none is installed).
 
 ``envoy/envoy.local.yaml`` is the template rendered for the default local
@@ -13,6 +15,11 @@ the descriptor path in it is relative). Regenerate it with::
     python -m localstack.envoy --write-example
 
 A test fails when it is stale (for example after a new service was added).
+The example shows the TLS listener as `make run` starts it by default: port
+8443, certificates from ``.local/pki/`` (written by the first `make run`, see
+localstack/certificates.py), client certificates requested and checked but not
+required. Until that folder exists, Envoy refuses the example for the missing
+files; ``validate_example`` checks it with throw-away certificates instead.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -51,6 +59,12 @@ EXAMPLE_SETTINGS: dict[str, Any] = {
     "docs_page_path": Path("envoy/docs.html"),
     "allowed_origins": ["http://127.0.0.1:8080", "http://localhost:8080"],
     "access_log_path": None,
+    # The terminals' TLS listener as `make run` starts it (EMONEY_TERMINAL_MTLS=false).
+    "tls_port": 8443,
+    "tls_cert_path": Path(".local/pki/server.crt"),
+    "tls_key_path": Path(".local/pki/server.key"),
+    "tls_ca_path": Path(".local/pki/ca.crt"),
+    "require_client_certificate": False,
 }
 
 # The API document (written by `make proto` next to the descriptor set) and the page
@@ -118,6 +132,10 @@ ACCESS_LOG_FORMAT: dict[str, str] = {
     "bytes_in": "%BYTES_RECEIVED%",
     "bytes_out": "%BYTES_SENT%",
     "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    # Empty (null) on the cleartext listener; on the TLS one, e.g. "TLSv1.3" and
+    # the subject of the client certificate, if one was presented.
+    "tls_version": "%DOWNSTREAM_TLS_VERSION%",
+    "client_certificate": "%DOWNSTREAM_PEER_SUBJECT%",
     "upstream": "%UPSTREAM_HOST%",
     "user_agent": "%REQ(USER-AGENT)%",
 }
@@ -315,6 +333,30 @@ def _access_log(access_log_path: Path | None) -> list[dict[str, Any]]:
     ]
 
 
+# The TLS listener's part of the template, between these two marker lines.
+_TLS_SECTION = re.compile(r"^ *# @tls-listener:start[^\n]*\n(.*?)^ *# @tls-listener:end\n(\n?)", re.MULTILINE | re.DOTALL)
+
+
+def _tls_section(
+    template_text: str,
+    *,
+    tls_port: int | None,
+    tls_ca_path: Path | None,
+    substitutions: dict[str, str],
+) -> str:
+    """The template with the TLS listener kept (marker lines dropped) or removed, and its one
+    whole-line placeholder ($tls_validation_context) filled in."""
+    if tls_port is None:
+        return _TLS_SECTION.sub("", template_text)  # the section, and the blank line after it
+    template_text = _TLS_SECTION.sub(lambda match: match.group(1) + match.group(2), template_text)
+    if tls_ca_path is None:
+        substitutions["tls_validation_context"] = "# No validation_context: client certificates are not asked for."
+    else:
+        context = {"trusted_ca": {"filename": str(tls_ca_path)}}
+        substitutions["tls_validation_context"] = "validation_context: " + json.dumps(context)
+    return template_text
+
+
 def _lb_endpoints(upstreams: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
     endpoints = [
         {"endpoint": {"address": {"socket_address": {"address": host, "port_value": int(port)}}}}
@@ -337,6 +379,11 @@ def render_envoy_config(
     upstream_source_address: str = DEFAULT_UPSTREAM_SOURCE_ADDRESS,
     openapi_path: Path | None = None,
     docs_page_path: Path | None = None,
+    tls_port: int | None = None,
+    tls_cert_path: Path | None = None,
+    tls_key_path: Path | None = None,
+    tls_ca_path: Path | None = None,
+    require_client_certificate: bool = False,
 ) -> str:
     """Envoy bootstrap (YAML text) for one listener in front of ``upstreams``.
 
@@ -351,7 +398,15 @@ def render_envoy_config(
     ``openapi_path`` (default: ``openapi.json`` beside the descriptor set) and
     ``docs_page_path`` (default: ``envoy/docs.html``) are served at /openapi.json
     and /docs; like the descriptor path they are written as given.
+
+    With ``tls_port``, a second listener on ``listen_host:tls_port`` serves the
+    same API over TLS with ``tls_cert_path`` / ``tls_key_path`` (PEM, written
+    as given, read by Envoy when it loads the configuration). ``tls_ca_path``
+    (PEM) makes it ask clients for a certificate and refuse any this CA did not
+    sign; ``require_client_certificate`` (needs ``tls_ca_path``) also refuses
+    clients that present none: mutual TLS.
     """
+    _check_tls_options(listen_port, admin_port, tls_port, tls_cert_path, tls_key_path, tls_ca_path, require_client_certificate)
     for origin in allowed_origins:
         if "*" in origin:
             raise ValueError(f"CORS origins must be exact, not wildcards: {origin!r}")
@@ -372,8 +427,19 @@ def render_envoy_config(
         "upstream_source_address": upstream_source_address,
         "max_direct_response_body_size_bytes": MAX_DIRECT_RESPONSE_BODY_BYTES,
     }
-    template_text = TEMPLATE_PATH.read_text(encoding="utf-8")
+    if tls_port is not None:
+        values.update(
+            {
+                "tls_port": int(tls_port),
+                "tls_cert_path": str(tls_cert_path),
+                "tls_key_path": str(tls_key_path),
+                "require_client_certificate": bool(require_client_certificate),
+            }
+        )
     substitutions = {key: json.dumps(value) for key, value in values.items()}
+    template_text = _tls_section(
+        TEMPLATE_PATH.read_text(encoding="utf-8"), tls_port=tls_port, tls_ca_path=tls_ca_path, substitutions=substitutions
+    )
     # Whole list items on their own line, at the placeholder's indentation.
     indent = re.search(r"^( *)\$streaming_routes$", template_text, re.MULTILINE).group(1)
     substitutions["streaming_routes"] = _block_list_items(_streaming_routes(descriptor_path), indent)
@@ -389,6 +455,27 @@ def render_envoy_config(
         " (render_envoy_config). Do not edit.\n"
     )
     return header + rendered
+
+
+def _check_tls_options(
+    listen_port: int,
+    admin_port: int,
+    tls_port: int | None,
+    tls_cert_path: Path | None,
+    tls_key_path: Path | None,
+    tls_ca_path: Path | None,
+    require_client_certificate: bool,
+) -> None:
+    if tls_port is None:
+        if tls_cert_path or tls_key_path or tls_ca_path or require_client_certificate:
+            raise ValueError("TLS certificates or require_client_certificate given without a tls_port")
+        return
+    if int(tls_port) in (int(listen_port), int(admin_port)):
+        raise ValueError(f"the TLS port {tls_port} must differ from the listener and admin ports")
+    if tls_cert_path is None or tls_key_path is None:
+        raise ValueError("a TLS listener needs tls_cert_path and tls_key_path")
+    if require_client_certificate and tls_ca_path is None:
+        raise ValueError("require_client_certificate needs tls_ca_path (the CA that signs client certificates)")
 
 
 def envoy_binary() -> str:
@@ -424,12 +511,36 @@ def validate_envoy_config(config_path: Path) -> None:
         raise EnvoyConfigError(f"envoy rejected {config_path}:\n{message}")
 
 
+def validate_example(text: str) -> None:
+    """Validate a rendered example whose TLS files may not exist yet.
+
+    The committed example names ``.local/pki/*`` (relative, like its descriptor
+    path), which only the first `make run` creates: check a copy that names
+    throw-away certificates instead. Run from the repository root.
+    """
+    from localstack.certificates import ensure_local_pki
+
+    with tempfile.TemporaryDirectory(prefix="envoy-example-") as directory:
+        pki = ensure_local_pki(Path(directory) / "pki")
+        replacements = {
+            EXAMPLE_SETTINGS["tls_cert_path"]: pki.server_cert_path,
+            EXAMPLE_SETTINGS["tls_key_path"]: pki.server_key_path,
+            EXAMPLE_SETTINGS["tls_ca_path"]: pki.ca_cert_path,
+        }
+        for example_path, throwaway in replacements.items():
+            text = text.replace(json.dumps(str(example_path)), json.dumps(str(throwaway)))
+        config_path = Path(directory) / "envoy.yaml"
+        config_path.write_text(text, encoding="utf-8")
+        validate_envoy_config(config_path)
+
+
 @dataclass
 class EnvoyService:
     process: Any  # localstack.processes.ManagedProcess
     address: str  # "127.0.0.1:PORT", the API listener
     admin_address: str  # "127.0.0.1:PORT"
     config_path: Path
+    tls_address: str | None = None  # "127.0.0.1:PORT", the terminals' TLS listener (None: none)
 
     def stop(self) -> None:
         self.process.stop()
@@ -476,13 +587,19 @@ def start_envoy(
     timeout_s: float = 30.0,
     openapi_path: Path | None = None,
     docs_page_path: Path | None = None,
+    tls_port: int | None = None,
+    tls_cert_path: Path | None = None,
+    tls_key_path: Path | None = None,
+    tls_ca_path: Path | None = None,
+    require_client_certificate: bool = False,
 ) -> EnvoyService:
     """Render and validate the config, start Envoy, wait until it serves.
 
     Envoy's own log goes to ``log_dir/envoy.log``; access-log lines (JSON) to
     ``access_log_path``, by default ``log_dir/envoy-access.log``. Returns once
     the listener accepts connections and admin /ready answers LIVE (by then the
-    upstream cluster has had its first health check).
+    upstream cluster has had its first health check). The TLS options are
+    render_envoy_config's; paths are made absolute.
     """
     from localstack.processes import ManagedProcess, ServiceStartError, wait_for_tcp
 
@@ -504,6 +621,11 @@ def start_envoy(
             access_log_path=Path(access_log_path).resolve(),
             openapi_path=Path(openapi_path).resolve() if openapi_path is not None else None,
             docs_page_path=Path(docs_page_path).resolve() if docs_page_path is not None else None,
+            tls_port=tls_port,
+            tls_cert_path=_absolute(tls_cert_path),
+            tls_key_path=_absolute(tls_key_path),
+            tls_ca_path=_absolute(tls_ca_path),
+            require_client_certificate=require_client_certificate,
         ),
         encoding="utf-8",
     )
@@ -522,6 +644,8 @@ def start_envoy(
                 raise ServiceStartError(f"envoy not ready after {timeout_s}s:\n{process.log_tail()}")
             time.sleep(0.05)
         wait_for_tcp(connect_host, listen_port, max(1.0, deadline - time.monotonic()), process=process)
+        if tls_port is not None:
+            wait_for_tcp(connect_host, tls_port, max(1.0, deadline - time.monotonic()), process=process)
     except BaseException:
         process.stop()
         raise
@@ -530,7 +654,12 @@ def start_envoy(
         address=f"{connect_host}:{listen_port}",
         admin_address=f"127.0.0.1:{admin_port}",
         config_path=config_path,
+        tls_address=f"{connect_host}:{tls_port}" if tls_port is not None else None,
     )
+
+
+def _absolute(path: Path | None) -> Path | None:
+    return Path(path).resolve() if path is not None else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -544,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     rendered = render_envoy_config(**EXAMPLE_SETTINGS)
     if args.write_example:
         EXAMPLE_PATH.write_text(rendered, encoding="utf-8")
-        validate_envoy_config(EXAMPLE_PATH)
+        validate_example(rendered)
         print(f"wrote {EXAMPLE_PATH.relative_to(ROOT)}")
         return 0
     if args.check_example:

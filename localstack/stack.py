@@ -16,9 +16,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from localstack import provisioning
+from localstack.certificates import LocalPki, ensure_local_pki
 from localstack.envoy import EnvoyService, start_envoy
 from localstack.openbao import OpenBaoService, start_openbao
 from localstack.postgres import PostgresService, start_postgres
@@ -37,6 +38,8 @@ logger = logging.getLogger("emoney.localstack")
 class StackPorts:
     envoy: int = 8080
     envoy_admin: int = 9901
+    # The terminals' TLS listener (only with StackOptions.terminal_tls).
+    envoy_tls: int = 8443
     first_grpc: int = 50051
     postgres: int = 5432
     redis: int = 6379
@@ -57,6 +60,13 @@ class StackOptions:
     server_environment: dict[str, str] = field(default_factory=dict)
     # External services (production-style); when set, the local one is not started.
     external: dict[str, str] = field(default_factory=dict)
+    # Envoy's second listener for terminals over TLS, on ports.envoy_tls, with certificates from
+    # state_dir/pki (localstack/certificates.py). Off unless asked for (`make run` asks), so that
+    # stacks that do not need it never bind the fixed port.
+    terminal_tls: bool = False
+    # Mutual TLS on that listener: a terminal without a certificate from the local CA is refused.
+    # Off: certificates are asked for and checked when presented, but not required.
+    terminal_mtls: bool = False
 
 
 @dataclass
@@ -73,6 +83,8 @@ class Endpoints:
     s3_access_key: str
     s3_secret_key: str
     s3_bucket: str
+    # The terminals' TLS listener ("127.0.0.1:8443"), None when it is off.
+    envoy_tls: str | None = None
 
 
 class LocalStack:
@@ -86,6 +98,9 @@ class LocalStack:
         self.seaweedfs: SeaweedFSService | None = None
         self.servers: list[ManagedProcess] = []
         self.envoy: EnvoyService | None = None
+        # The local CA, Envoy's server certificate and the demo terminal's client certificate
+        # (only with options.terminal_tls).
+        self.pki: LocalPki | None = None
         self.endpoints: Endpoints | None = None
         self.demo: provisioning.DemoSeed | None = None
         self.demo_story: list[str] = []
@@ -168,6 +183,7 @@ class LocalStack:
             s3_access_key=self.seaweedfs.access_key if self.seaweedfs else external.get("S3_ACCESS_KEY", ""),
             s3_secret_key=self.seaweedfs.secret_key if self.seaweedfs else external.get("S3_SECRET_KEY", ""),
             s3_bucket=self.seaweedfs.bucket if self.seaweedfs else external.get("S3_BUCKET", "emoney"),
+            envoy_tls=f"{self.options.host}:{self.options.ports.envoy_tls}" if self.options.terminal_tls else None,
         )
 
     def _grpc_ports(self) -> list[int]:
@@ -226,6 +242,16 @@ class LocalStack:
         assert self.endpoints is not None
         upstreams = [(address.rsplit(":", 1)[0], int(address.rsplit(":", 1)[1])) for address in self.endpoints.grpc_servers]
         origin_hosts = {self.options.host, "localhost"}
+        tls: dict[str, Any] = {}
+        if self.options.terminal_tls:
+            self.pki = ensure_local_pki(self.state_dir / "pki", server_names=sorted({self.options.host, "127.0.0.1", "localhost"}))
+            tls = {
+                "tls_port": self.options.ports.envoy_tls,
+                "tls_cert_path": self.pki.server_cert_path,
+                "tls_key_path": self.pki.server_key_path,
+                "tls_ca_path": self.pki.ca_cert_path,
+                "require_client_certificate": self.options.terminal_mtls,
+            }
         self.envoy = start_envoy(
             config_dir=self.state_dir / "envoy",
             log_dir=self.log_dir,
@@ -234,6 +260,7 @@ class LocalStack:
             upstreams=upstreams,
             descriptor_path=DESCRIPTOR_PATH,
             allowed_origins=sorted(f"http://{host}:{self.options.ports.envoy}" for host in origin_hosts),
+            **tls,
         )
 
     # -- stop ----------------------------------------------------------------------------------

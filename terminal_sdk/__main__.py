@@ -4,14 +4,22 @@
     python -m terminal_sdk --target 127.0.0.1:8080 --client-id term_... \\
         charge --code ABCD2345EFGH6789 --amount-minor 1250 --currency EUR
 
+Over TLS (Envoy's terminal listener, 127.0.0.1:8443 in the local stack), name the CA that signed the
+server's certificate, and with mutual TLS the terminal's certificate and key (PEM files):
+
+    python -m terminal_sdk --target 127.0.0.1:8443 --ca .local/pki/ca.crt \\
+        --client-cert .local/pki/demo-terminal.crt --client-key .local/pki/demo-terminal.key --client-id term_... list
+
+`--tls` alone uses TLS with the system's trusted CAs.
+
 The secret is never a command-line argument (other users of the machine could read it from the process
 list): it is read from the environment variable named by `--client-secret-env` (EMONEY_TERMINAL_SECRET
 by default), or asked for when standard input is a terminal.
 
 Output is JSON on stdout (the canonical proto3 JSON mapping, lowerCamelCase, int64 as strings): one
 indented object for a single payment; one compact object per line for `list` and `watch`.
-Exit status: 0 done; 1 refused by the server or unreachable (gRPC code, reason and message on stderr);
-2 usage error; 130 a money command interrupted by Ctrl-C (its request id is printed: repeat it with
+Exit status: 0 done; 1 refused by the server or unreachable (gRPC code, reason and message on stderr;
+a refused TLS handshake is UNAVAILABLE); 2 usage error (also an unreadable certificate file); 130 a money command interrupted by Ctrl-C (its request id is printed: repeat it with
 `--request-id` to learn the outcome without paying twice).
 """
 
@@ -25,10 +33,11 @@ import sys
 import uuid
 from typing import Sequence
 
+import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from terminal_sdk.client import TerminalClient, TerminalError
+from terminal_sdk.client import TerminalClient, TerminalError, tls_credentials
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MONEY_COMMANDS = frozenset({"charge", "authorize", "capture", "void", "refund"})
@@ -86,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--client-secret-env", default=DEFAULT_SECRET_ENV, metavar="NAME",
                         help=f"environment variable holding the client secret (default {DEFAULT_SECRET_ENV}); "
                              "when it is unset and stdin is a terminal, the secret is asked for")
+    tls = parser.add_argument_group("TLS", "any of these switches TLS on (default: plaintext)")
+    tls.add_argument("--tls", action="store_true", help="use TLS; without --ca, trust the system's CAs")
+    tls.add_argument("--ca", default=os.environ.get("EMONEY_TERMINAL_CA") or None, metavar="PATH",
+                     help="CA certificate (PEM) the server's certificate must chain to; default $EMONEY_TERMINAL_CA")
+    tls.add_argument("--client-cert", default=os.environ.get("EMONEY_TERMINAL_CLIENT_CERT") or None, metavar="PATH",
+                     help="this terminal's certificate (PEM), for mutual TLS; default $EMONEY_TERMINAL_CLIENT_CERT")
+    tls.add_argument("--client-key", default=os.environ.get("EMONEY_TERMINAL_CLIENT_KEY") or None, metavar="PATH",
+                     help="its private key (PEM); default $EMONEY_TERMINAL_CLIENT_KEY")
     parser.add_argument("--timeout", type=_positive_float, default=5.0, metavar="SECONDS", help="deadline of each attempt (default 5)")
     parser.add_argument("--max-attempts", type=_positive_int, default=4, metavar="N",
                         help="attempts per call on UNAVAILABLE / DEADLINE_EXCEEDED (default 4)")
@@ -146,6 +163,18 @@ def _secret(parser: argparse.ArgumentParser, env_name: str) -> str:
     return secret
 
 
+def _credentials(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """TLS channel credentials from the TLS options, or None for plaintext."""
+    if not (args.tls or args.ca or args.client_cert or args.client_key):
+        return None
+    if bool(args.client_cert) != bool(args.client_key):
+        parser.error("--client-cert and --client-key go together: give both or neither")
+    try:
+        return tls_credentials(args.ca, args.client_cert, args.client_key)
+    except OSError as error:
+        parser.error(f"cannot read {error.filename}: {error.strerror}")
+
+
 def _print(message: Message, *, one_line: bool = False) -> None:
     text = json_format.MessageToJson(message, always_print_fields_with_no_presence=True, indent=None if one_line else 2)
     print(text, flush=True)
@@ -186,14 +215,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="emoney-terminal: %(message)s")  # retries, on stderr
     if not args.client_id:
         parser.error("--client-id is required (or set $EMONEY_TERMINAL_CLIENT_ID)")
+    credentials = _credentials(parser, args)
     secret = _secret(parser, args.client_secret_env)
     if args.command in MONEY_COMMANDS and not args.request_id:
         args.request_id = str(uuid.uuid4())  # chosen here, so an interrupted command can be repeated safely
     try:
-        with TerminalClient(args.target, args.client_id, secret, default_timeout_s=args.timeout, max_attempts=args.max_attempts) as client:
+        with TerminalClient(args.target, args.client_id, secret, credentials=credentials,
+                            default_timeout_s=args.timeout, max_attempts=args.max_attempts) as client:
             _run(client, args)
     except TerminalError as error:
         print(f"error: {error.code.name} {error.reason or '-'}: {error.message}", file=sys.stderr)
+        if credentials is not None and error.code == grpc.StatusCode.UNAVAILABLE and not error.reason:
+            print("hint: over TLS a refused handshake is UNAVAILABLE too: check --ca (the CA of the server's certificate), "
+                  "and pass --client-cert and --client-key if the listener requires mutual TLS", file=sys.stderr)
         request_id = error.request_id or (args.request_id if args.command in MONEY_COMMANDS else None)
         if request_id:
             print(f"request id: {request_id} (repeat with --request-id {request_id} to retry safely)", file=sys.stderr)

