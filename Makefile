@@ -8,11 +8,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: venv proto proto-check lint migrate run test clean-state rotate-signing-key help
+.PHONY: venv proto proto-check lint migrate run test bench clean-state rotate-signing-key help
 
 help:
-	@echo "make run | make test | make proto | make proto-check | make lint | make migrate | make clean-state"
+	@echo "make run | make test | make bench | make proto | make proto-check | make lint | make migrate | make clean-state"
 
 $(INSTALLED): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -49,6 +50,11 @@ rotate-signing-key: venv
 	  export VAULT_ADDR="http://127.0.0.1:$${EMONEY_OPENBAO_PORT:-58200}"; \
 	  export VAULT_TOKEN="$$($(BIN)/python -c 'import json; print(json.load(open(".local/data/openbao-app-token.json"))["token"])')"; \
 	fi; $(BIN)/python -m server.keys_cli rotate
+
+# Load test with k6 on its own throw-away stack: table, JSON and PNG chart in test-artifacts/bench/.
+# BENCH_ARGS="--duration-s 10" for a shorter run; --smoke is what the test suite runs.
+bench: venv
+	$(BIN)/python -m tools.bench.run $(BENCH_ARGS)
 
 # Forget the local stack's data (database, secrets, objects). Stop `make run` first.
 clean-state:

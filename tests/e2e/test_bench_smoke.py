@@ -1,0 +1,89 @@
+"""`make bench` works end to end (a smoke run of seconds; the figures themselves are not judged here),
+and Ctrl-C stops it without leaving a process behind."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = {
+    "baseline_envoy",
+    "baseline_direct",
+    "p2p_grpc",
+    "p2p_grpc_fixed_rate",
+    "p2p_json",
+    "hot_merchant",
+    "terminal_charge",
+    "statement",
+    "login",
+}
+SMOKE_TIMEOUT_S = 240
+
+
+def test_bench_smoke_reports_every_scenario(tmp_path: Path) -> None:
+    output_dir = tmp_path / "bench"
+    completed = subprocess.run(
+        [sys.executable, "-m", "tools.bench.run", "--smoke", "--output-dir", str(output_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+
+    report = json.loads((output_dir / "bench.json").read_text())
+    results = {result["key"]: result for result in report["scenarios"]}
+    assert set(results) == SCENARIOS, output
+    for key, result in results.items():
+        assert result["requests"] > 0, f"{key}: {result}"
+        assert result["requests_per_s"] > 0, f"{key}: {result}"
+        assert result["errors"] == 0, f"{key}: {result}\n{output}"
+        assert result["p99_ms"] is not None and result["p50_ms"] <= result["p99_ms"], f"{key}: {result}"
+        assert result["ratio_to_baseline"] is not None, f"{key}: {result}"
+    assert results["baseline_envoy"]["ratio_to_baseline"] == 1.0
+    assert results["terminal_charge"]["setup_call"]["count"] > 0
+    assert report["machine"]["cores"] >= 1 and report["machine"]["memory_bytes"] > 0
+    assert report["server_rss_mib"] and all(values["max_mib"] > 0 for values in report["server_rss_mib"].values())
+    assert (output_dir / "bench.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "| scenario |" in (output_dir / "bench.md").read_text()
+    assert "| scenario |" in completed.stdout
+
+
+def test_bench_interrupted_leaves_no_process(tmp_path: Path) -> None:
+    log_path = tmp_path / "bench.log"
+    with log_path.open("w") as log:
+        bench = subprocess.Popen(
+            [sys.executable, "-m", "tools.bench.run", "--smoke", "--output-dir", str(tmp_path / "bench")],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        # Interrupt while k6 runs its first scenario: the stack is up and a k6 process is alive.
+        deadline = time.monotonic() + SMOKE_TIMEOUT_S
+        descendants: list[psutil.Process] = []
+        while time.monotonic() < deadline and bench.poll() is None:
+            descendants = psutil.Process(bench.pid).children(recursive=True)
+            if any(_name(child) == "k6" for child in descendants):
+                break
+            time.sleep(0.2)
+        assert bench.poll() is None, log_path.read_text()
+        assert descendants, log_path.read_text()
+        bench.send_signal(signal.SIGINT)
+        assert bench.wait(timeout=120) == 130, log_path.read_text()
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+    _, alive = psutil.wait_procs(descendants, timeout=10)
+    assert not alive, f"left behind: {[(process.pid, _name(process)) for process in alive]}\n{log_path.read_text()}"
+
+
+def _name(process: psutil.Process) -> str:
+    try:
+        return process.name()
+    except psutil.Error:
+        return ""

