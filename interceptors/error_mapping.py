@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import grpc
 import psycopg
@@ -51,25 +51,54 @@ SQLSTATE_TABLE: dict[str, tuple[grpc.StatusCode, str, str]] = {
 _UNAVAILABLE_DATABASE = (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE", "the database is not reachable right now")
 
 
+# psycopg refuses some values itself, before PostgreSQL sees them (no SQLSTATE): a text value with a
+# NUL character, which PostgreSQL cannot store. That is the caller's input, not a bug.
+_CLIENT_SIDE_DATA_ERROR = (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_VALUE", "a text value contains a NUL character, or a value is malformed")
+
+
 def classify_database_error(error: psycopg.Error) -> tuple[grpc.StatusCode, str, str] | None:
     sqlstate = error.sqlstate or ""
     if sqlstate in SQLSTATE_TABLE:
         return SQLSTATE_TABLE[sqlstate]
     if sqlstate[:2] in SQLSTATE_TABLE:
         return SQLSTATE_TABLE[sqlstate[:2]]
+    if not sqlstate and isinstance(error, psycopg.DataError):
+        return _CLIENT_SIDE_DATA_ERROR
     if isinstance(error, psycopg.OperationalError):
         return _UNAVAILABLE_DATABASE
     return None
 
 
+# Error texts may quote what the caller sent. The whole status travels in the trailers (grpc-message,
+# percent-encoded, and grpc-status-details-bin, base64), and clients refuse trailers above 8 KiB by
+# default: bounded here, an error about a huge input stays readable instead of becoming one itself.
+MAX_MESSAGE_BYTES = 512
+MAX_DETAIL_TEXT_BYTES = 200
+MAX_FIELD_VIOLATIONS = 8
+MAX_METADATA_ENTRIES = 8
+
+
+def _clip(text: str, limit: int) -> str:
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
 def status_for_domain_error(error: DomainError) -> status_pb2.Status:
-    details = [error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)]
+    metadata = {
+        _clip(key, 64): _clip(value, MAX_DETAIL_TEXT_BYTES)
+        for key, value in list(error.metadata.items())[:MAX_METADATA_ENTRIES]
+    }
+    details = [error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)]
     if isinstance(error, InvalidArgument) and error.violations:
         details.append(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=violation.field, description=violation.description)
-                    for violation in error.violations
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=_clip(violation.field, 64), description=_clip(violation.description, MAX_DETAIL_TEXT_BYTES)
+                    )
+                    for violation in error.violations[:MAX_FIELD_VIOLATIONS]
                 ]
             )
         )
@@ -77,7 +106,7 @@ def status_for_domain_error(error: DomainError) -> status_pb2.Status:
         retry_delay = duration_pb2.Duration()
         retry_delay.FromMilliseconds(max(1, error.retry_after_ms))
         details.append(error_details_pb2.RetryInfo(retry_delay=retry_delay))
-    return _status(error.code, error.message, details)
+    return _status(error.code, _clip(error.message, MAX_MESSAGE_BYTES), details)
 
 
 async def abort_with_domain_error(context: grpc.aio.ServicerContext, error: DomainError) -> None:
@@ -145,43 +174,61 @@ def _first_error_info(status: status_pb2.Status) -> error_details_pb2.ErrorInfo 
     return None
 
 
-def _refuse_undecodable(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """Requests that do not decode reach the handler as `UndecodableRequest`; refuse them here, inside
-    the error mapping, as INVALID_ARGUMENT (HTTP 400) instead of gRPC's own UNKNOWN (HTTP 500)."""
+def _refuse_undecodable(request: UndecodableRequest) -> InvalidArgument:
+    return InvalidArgument(
+        message="the request is not a valid protobuf message of this method's request type",
+        reason="MALFORMED_REQUEST",
+        metadata={"error": request.error},
+    )
+
+
+async def _the_request(requests: AsyncIterator[Any]) -> Any:
+    """The one request message of a unary-request call, or a deliberate refusal."""
+    try:
+        request = await requests.__aiter__().__anext__()
+    except StopAsyncIteration:
+        raise InvalidArgument(message="the call ended without a request message", reason="MISSING_REQUEST") from None
+    if isinstance(request, UndecodableRequest):
+        raise _refuse_undecodable(request)
+    return request
+
+
+def _serve_one_request(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """Serve a unary-request method as a request-streaming one that reads exactly one message.
+
+    Two inputs would otherwise never reach our code: a request that does not decode (gRPC answers
+    UNKNOWN with the parser's message: HTTP 500 on the JSON face), and a call that ends without any
+    request message, which grpc.aio leaves open until the client's deadline (forever, without one),
+    holding a concurrency slot. Read here, both become INVALID_ARGUMENT through the error mapping.
+    Callers see no difference: the wire format of unary and streaming requests is the same."""
     handler = tolerate_undecodable(handler)
     if handler.request_streaming:
         return handler
 
-    def refuse(request: UndecodableRequest) -> InvalidArgument:
-        return InvalidArgument(
-            message="the request is not a valid protobuf message of this method's request type",
-            reason="MALFORMED_REQUEST",
-            metadata={"error": request.error},
-        )
-
     if handler.unary_unary is not None:
         unary = handler.unary_unary
 
-        async def unary_unary(request, context):
-            if isinstance(request, UndecodableRequest):
-                raise refuse(request)
-            return await unary(request, context)
+        async def stream_unary(requests, context):
+            response = unary(await _the_request(requests), context)
+            return await response if inspect.isawaitable(response) else response
 
-        return handler._replace(unary_unary=unary_unary)
+        return grpc.stream_unary_rpc_method_handler(stream_unary, handler.request_deserializer, handler.response_serializer)
 
     streaming = handler.unary_stream
 
-    async def unary_stream(request, context):
-        if isinstance(request, UndecodableRequest):
-            raise refuse(request)
-        responses = streaming(request, context)
-        if inspect.isawaitable(responses):  # reader/writer style (context.write)
+    async def stream_stream(requests, context):
+        responses = streaming(await _the_request(requests), context)
+        if inspect.isawaitable(responses):  # reader/writer style (context.write), e.g. grpc.health Watch
             await responses
             return
-        async for response in responses:
-            yield response
+        if hasattr(responses, "__aiter__"):
+            async for response in responses:
+                yield response
+        else:
+            for response in responses:
+                yield response
 
-    return handler._replace(unary_stream=unary_stream)
+    return grpc.stream_stream_rpc_method_handler(stream_stream, handler.request_deserializer, handler.response_serializer)
 
 
 class ErrorMappingInterceptor(AroundInterceptor):
@@ -189,7 +236,7 @@ class ErrorMappingInterceptor(AroundInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return wrap_handler(_refuse_undecodable(handler), handler_call_details.method, self.around)
+        return wrap_handler(_serve_one_request(handler), handler_call_details.method, self.around)
 
     @contextlib.asynccontextmanager
     async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:

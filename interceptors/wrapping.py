@@ -7,6 +7,7 @@ yielded inside it, so an error raised mid-stream reaches it like any other.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, AsyncContextManager, AsyncIterator, Callable
 
 import grpc
@@ -43,10 +44,43 @@ def _single(inner: Callable[..., Any], method: str, around: Around) -> Callable[
 def _stream(inner: Callable[..., AsyncIterator[Any]], method: str, around: Around) -> Callable[..., AsyncIterator[Any]]:
     async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         async with around(method, context):
-            async for response in inner(request, context):
+            responses = inner(request, context)
+            if inspect.isawaitable(responses):
+                # A handler in the reader/writer style (it writes with `context.write` and returns
+                # None), such as grpc.health's Watch: nothing to iterate, just wait for it.
+                await responses
+                return
+            async for response in responses:
                 yield response
 
     return behaviour
+
+
+class UndecodableRequest:
+    """Handed to a handler instead of a request whose bytes are not a valid message of the method's
+    type (corrupt wire format, a string field that is not UTF-8, ...)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+def tolerate_undecodable(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """The same handler, but a request that does not decode reaches the handler as an
+    `UndecodableRequest` instead of failing inside gRPC (which answers UNKNOWN with the parser's
+    message), so the innermost layer can refuse it with a deliberate status."""
+    deserializer = handler.request_deserializer
+    if deserializer is None or handler.request_streaming:
+        return handler
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception as error:  # google.protobuf.message.DecodeError and friends
+            return UndecodableRequest(type(error).__name__)
+
+    return handler._replace(request_deserializer=deserialize)
 
 
 class AroundInterceptor(grpc.aio.ServerInterceptor):

@@ -237,6 +237,12 @@ async def build_application(settings: Settings) -> Application:
             ("grpc.max_metadata_size", settings.max_metadata_bytes),
             ("grpc.keepalive_time_ms", 60_000),
             ("grpc.http2.max_pings_without_data", 0),
+            # No HPACK dynamic table for incoming headers. gRPC core remembers a header value it
+            # failed to parse (say a client's `grpc-timeout: abc` or `x-bin: $$$` that Envoy passed
+            # on) in that table, and then fails every later call on the connection that reuses the
+            # entry (grpc/grpc#34721): one malformed request would break calls of everyone behind
+            # the same Envoy connection. Without the table a bad header fails only its own call.
+            ("grpc.http2.hpack_table_size.decoder", 0),
         ],
     )
     units_of_work = UnitOfWorkFactory(pool)

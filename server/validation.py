@@ -7,7 +7,7 @@ import binascii
 import json
 import re
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 
 from server.errors import FieldViolation, InvalidArgument
 
@@ -16,6 +16,9 @@ MAX_DISPLAY_NAME_LENGTH = 200
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_PAGE_TOKEN_LENGTH = 512
+# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
 _EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 
@@ -55,6 +58,16 @@ def page_size(requested: int, field: str = "page_size") -> int:
     if requested < 0:
         raise invalid(field, "must not be negative")
     return DEFAULT_PAGE_SIZE if requested == 0 else min(requested, MAX_PAGE_SIZE)
+
+
+def optional_timestamp(message, field: str) -> datetime | None:
+    """A Timestamp field as an aware datetime (None when unset); out of Timestamp's range → INVALID_ARGUMENT."""
+    if not message.HasField(field):
+        return None
+    value = getattr(message, field)
+    if not MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS or not 0 <= value.nanos <= 999_999_999:
+        raise invalid(field, "must be a time between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
+    return value.ToDatetime(timezone.utc)
 
 
 def parse_resource_id(name: str, collection: str, field: str = "name") -> uuid.UUID:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timezone
-
 import grpc
 
 from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from interceptors.call_state import current_call, require_principal
 from server.services.accounts import AccountsService
 from server.servicers.converters import account_message, entry_message
+from server.validation import optional_timestamp
 
 
 def _method() -> str:
@@ -18,7 +17,7 @@ def _method() -> str:
 
 
 def _time(message, field: str):
-    return getattr(message, field).ToDatetime(timezone.utc) if message.HasField(field) else None
+    return optional_timestamp(message, field)
 
 
 class AccountsServicer(accounts_pb2_grpc.AccountsServiceServicer):

@@ -27,7 +27,7 @@ from server.ledger_rules import MAX_TRANSFER_MINOR
 from server.payment_events import PaymentEvent, PaymentEventHub, notify_payment_event
 from server.principal import Principal
 from server.services.accounts import caller_user_id, is_back_office, visible_account
-from server.validation import decode_page_token, encode_page_token, invalid, page_size, parse_resource_id
+from server.validation import decode_page_token, encode_page_token, invalid, optional_timestamp, page_size, parse_resource_id
 from storage import idempotency, ledger, payment_codes, payments_query
 from storage.audit import RequestContext
 from storage.ledger import HoldRecord, TransferRecord
@@ -314,8 +314,8 @@ class PaymentsService:
             raise invalid("status", f"must be one of {', '.join(PAYMENT_STATUSES)}")
         account_filter = parse_resource_id(request.account, "accounts", "account") if request.account else None
         terminal_filter = parse_resource_id(request.terminal, "terminals", "terminal") if request.terminal else None
-        start = request.start_time.ToDatetime(timezone.utc) if request.HasField("start_time") else None
-        end = request.end_time.ToDatetime(timezone.utc) if request.HasField("end_time") else None
+        start = optional_timestamp(request, "start_time")
+        end = optional_timestamp(request, "end_time")
         position = decode_page_token(request.page_token, ("created", "id"))
         try:
             before = None if position is None else (datetime.fromisoformat(position["created"]), uuid.UUID(position["id"]))
