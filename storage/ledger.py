@@ -35,7 +35,7 @@ from typing import AsyncIterator, Generic, TypeVar
 
 import psycopg
 
-from server.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound
+from server.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from server.ledger_rules import (
     ACCOUNT_KINDS,
     ACCOUNT_STATUSES,
@@ -45,7 +45,7 @@ from server.ledger_rules import (
     POSTABLE_TRANSFER_KINDS,
 )
 from storage.audit import RequestContext
-from storage.unit_of_work import UnitOfWork
+from storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 # -- failures ---------------------------------------------------------------------------------------
 
@@ -78,6 +78,7 @@ LEDGER_FAILURES: dict[str, LedgerFailure] = {
     "EM017": LedgerFailure("TRANSFER_NOT_REFUNDABLE", FailedPrecondition, "only payments and captures can be refunded"),
     "EM018": LedgerFailure("OWNER_NOT_FOUND", NotFound, "the account owner does not exist"),
     "EM019": LedgerFailure("EXPIRY_OUT_OF_RANGE", InvalidArgument, "the expiry time is out of range"),
+    "EM020": LedgerFailure("NOT_ACCOUNT_OWNER", PermissionDenied, "you may send only from your own accounts"),
 }
 
 
@@ -331,6 +332,34 @@ async def post_transfer(
             (kind, debit_account_id, credit_account_id, amount_minor, currency, terminal_id, *_call_arguments(context)),
         )
         return _transfer_outcome(await cursor.fetchone())
+
+
+async def create_customer_transfer(
+    units_of_work: UnitOfWorkFactory,
+    tenant_id: uuid.UUID,
+    context: RequestContext,
+    *,
+    caller_user_id: uuid.UUID | None,
+    caller_is_back_office: bool,
+    from_account_id: uuid.UUID,
+    to_account_id: uuid.UUID,
+    amount_minor: int,
+    currency: str,
+) -> Outcome[TransferRecord]:
+    """CreateTransfer in one round trip and one transaction (migrations/0007): the caller's checks
+    (ACCOUNT_NOT_FOUND, NOT_ACCOUNT_OWNER), the movement (`payment` to a merchant, else `p2p`), its
+    receipt request and its live event, committed. Idempotent on (context.actor, context.request_id);
+    a replay returns the transfer as it was created."""
+    async with translated_failures():
+        row = await units_of_work.one_trip(
+            tenant_id,
+            "select * from payments_create_transfer(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (caller_user_id, caller_is_back_office, from_account_id, to_account_id, amount_minor, currency,
+             *_call_arguments(context)),
+        )
+    if row is None:
+        raise RuntimeError("payments_create_transfer returned no row")
+    return _transfer_outcome(row)
 
 
 async def refund(

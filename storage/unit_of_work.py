@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from types import TracebackType
+from typing import Any, Sequence
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -77,3 +78,33 @@ class UnitOfWorkFactory:
 
     def __call__(self, tenant_id: uuid.UUID | None = None) -> UnitOfWork:
         return UnitOfWork(self._pool, tenant_id)
+
+    async def one_trip(self, tenant_id: uuid.UUID, query: str, params: Sequence[Any]) -> tuple | None:
+        """A whole transaction in ONE network round trip: set the tenant, run `query`, COMMIT.
+
+        The three statements go out as one psycopg pipeline, so whatever `query` locks is released by
+        the COMMIT that PostgreSQL already has in hand: no lock waits on Python. For a single
+        statement that does the whole business operation (a PL/pgSQL function). Returns its first
+        row. When `query` fails, PostgreSQL skips the COMMIT, the error is raised here (psycopg.Error,
+        for the caller to translate) and the transaction is rolled back before the connection goes
+        back to the pool.
+        """
+        try:
+            connection = await self._pool.getconn()
+        except PoolTimeout as error:
+            raise ServiceUnavailable(message="the database is not reachable right now", reason="DATABASE_UNAVAILABLE") from error
+        try:
+            async with connection.pipeline():
+                await connection.execute("select set_config('app.tenant_id', %s, true)", (str(tenant_id),))
+                cursor = await connection.execute(query, params)
+                await connection.commit()
+            return await cursor.fetchone()
+        except BaseException:
+            try:
+                if not connection.closed:
+                    await connection.rollback()
+            except psycopg.Error:
+                pass  # broken: the pool discards it on return
+            raise
+        finally:
+            await self._pool.putconn(connection)

@@ -123,23 +123,19 @@ class PaymentsService:
     # -- transfers ------------------------------------------------------------------------------
 
     async def create_transfer(self, principal, method, request, build_reply, reply_type):
+        """One round trip: checks, movement, receipt request and live event in one SQL call (0007)."""
         validate_money(request.request_id, request.amount_minor, request.currency)
         from_id = parse_resource_id(request.from_account, "accounts", "from_account")
         to_id = parse_resource_id(request.to_account, "accounts", "to_account")
         context = money_context(principal, method, request.request_id, request)
-
-        async def action(unit_of_work: UnitOfWork):
-            source = await visible_account(unit_of_work, principal, from_id)
-            if source.owner_user_id != caller_user_id(principal):
-                raise PermissionDenied(message="you may send only from your own accounts", reason="NOT_ACCOUNT_OWNER")
-            target = await ledger.get_account(unit_of_work, to_id)
-            kind = "payment" if target is not None and target.kind == "merchant" else "p2p"
-            return await ledger.post_transfer(
-                unit_of_work, context, kind=kind, debit_account_id=from_id, credit_account_id=to_id,
-                amount_minor=request.amount_minor, currency=request.currency,
-            )
-
-        return await self._move(principal, context, action, build_reply, reply_type)
+        outcome = await ledger.create_customer_transfer(
+            self._units_of_work, principal.tenant_id, context,
+            caller_user_id=caller_user_id(principal), caller_is_back_office=is_back_office(principal),
+            from_account_id=from_id, to_account_id=to_id, amount_minor=request.amount_minor, currency=request.currency,
+        )
+        if outcome.replayed and outcome.stored_response is not None:
+            return reply_type.FromString(outcome.stored_response)
+        return build_reply(outcome.record)
 
     async def top_up_or_withdraw(self, principal, method, request, kind, build_reply, reply_type):
         validate_money(request.request_id, request.amount_minor, request.currency)

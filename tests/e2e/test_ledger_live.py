@@ -182,3 +182,38 @@ def test_stream_errors_keep_their_http_status_on_the_json_face(envoy_url):
     response = requests.get(f"{envoy_url}/v1/payments:watch", timeout=10)
     assert response.status_code == 401
     assert response.json()["code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]
+
+
+async def test_a_transfer_to_a_merchant_is_a_payment_announced_with_its_receipt_and_replayed_as_created(stack, channel):
+    """CreateTransfer (one SQL round trip, migrations/0007): paying a merchant account is a `payment`, the
+    merchant's watch stream gets it as it commits, its receipt is queued in the same transaction, and a
+    retry after a refund returns byte for byte the reply of the first call (status completed, nothing
+    refunded), with no second movement."""
+    ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
+    request = payments_pb2.CreateTransferRequest(
+        request_id=request_id(), from_account=ana.account, to_account=shop.account, amount_minor=700, currency="EUR"
+    )
+    async with grpc.aio.insecure_channel(stack.endpoints.envoy) as watch_channel:
+        stream = payments_pb2_grpc.PaymentsServiceStub(watch_channel).WatchPayments(
+            payments_pb2.WatchPaymentsRequest(account=shop.account), metadata=bearer(shop.token), timeout=30
+        )
+        await stream.initial_metadata()
+        await asyncio.sleep(0.3)
+        first = await asyncio.to_thread(
+            lambda: payments_stub(channel).CreateTransfer(request, metadata=bearer(ana.token), timeout=10)
+        )
+        event = await asyncio.wait_for(stream.read(), timeout=10)
+        stream.cancel()
+    assert (first.payment.kind, first.payment.status, first.payment.amount_minor) == ("payment", "completed", 700)
+    assert (event.event, event.payment.name) == ("created", first.payment.name)
+    payment_id = first.payment.name.removeprefix("payments/")
+    with psycopg.connect(_tenant_dsn(stack)) as connection:
+        queued = connection.execute("select count(*) from receipt_outbox where payment_id = %s", (payment_id,)).fetchone()[0]
+    assert queued == 1
+    payments_stub(channel).RefundPayment(
+        payments_pb2.RefundPaymentRequest(request_id=request_id(), name=first.payment.name, amount_minor=200),
+        metadata=bearer(shop.token), timeout=10,
+    )
+    again = payments_stub(channel).CreateTransfer(request, metadata=bearer(ana.token), timeout=10)
+    assert again.SerializeToString(deterministic=True) == first.SerializeToString(deterministic=True)
+    assert balance(channel, ana.token, ana.account).balance_minor == 5_000 - 700 + 200
