@@ -79,6 +79,13 @@ LEDGER_FAILURES: dict[str, LedgerFailure] = {
     "EM018": LedgerFailure("OWNER_NOT_FOUND", NotFound, "the account owner does not exist"),
     "EM019": LedgerFailure("EXPIRY_OUT_OF_RANGE", InvalidArgument, "the expiry time is out of range"),
     "EM020": LedgerFailure("NOT_ACCOUNT_OWNER", PermissionDenied, "you may send only from your own accounts"),
+    "EM021": LedgerFailure("PAYMENT_CODE_NOT_FOUND", NotFound, "payment code not found"),
+    "EM022": LedgerFailure("PAYMENT_CODE_USED", FailedPrecondition, "the payment code was already used"),
+    "EM023": LedgerFailure("PAYMENT_CODE_EXPIRED", FailedPrecondition, "the payment code has expired"),
+    "EM024": LedgerFailure("AMOUNT_EXCEEDS_CODE", FailedPrecondition, "the amount is above the code's maximum"),
+    "EM025": LedgerFailure(
+        "MERCHANT_ACCOUNT_MISSING", FailedPrecondition, "the terminal's merchant has no active account in this currency"
+    ),
 }
 
 
@@ -360,6 +367,37 @@ async def create_customer_transfer(
     if row is None:
         raise RuntimeError("payments_create_transfer returned no row")
     return _transfer_outcome(row)
+
+
+async def redeem_payment_code(
+    units_of_work: UnitOfWorkFactory,
+    tenant_id: uuid.UUID,
+    context: RequestContext,
+    *,
+    code_hash: bytes,
+    terminal_id: uuid.UUID,
+    amount_minor: int,
+    currency: str,
+    hold_expires_at: datetime | None,
+) -> Outcome[TransferRecord] | Outcome[HoldRecord]:
+    """ChargePaymentCode (`hold_expires_at` None: a payment) or AuthorizePayment (a hold), in one round
+    trip and one transaction (migrations/0008): the code locked and checked, the movement, the code
+    marked used, the receipt request and the live event, committed. A retry by the same terminal with
+    the same request_id replays the original result as it was created."""
+    async with translated_failures():
+        if hold_expires_at is None:
+            row = await units_of_work.one_trip(
+                tenant_id, "select * from payments_charge_code(%s, %s, %s, %s, %s, %s, %s, %s)",
+                (code_hash, terminal_id, amount_minor, currency, *_call_arguments(context)),
+            )
+        else:
+            row = await units_of_work.one_trip(
+                tenant_id, "select * from payments_authorize_code(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (code_hash, terminal_id, amount_minor, currency, hold_expires_at, *_call_arguments(context)),
+            )
+    if row is None:
+        raise RuntimeError("redeeming a payment code returned no row")
+    return _transfer_outcome(row) if hold_expires_at is None else _hold_outcome(row)
 
 
 async def refund(

@@ -88,16 +88,3 @@ async def owned_account_ids(unit_of_work: UnitOfWork, owner_user_id: uuid.UUID) 
         "select account_id from accounts where owner_user_id = %s order by created_at limit 1000", (owner_user_id,)
     )
     return [row[0] for row in await cursor.fetchall()]
-
-
-async def merchant_account_for(unit_of_work: UnitOfWork, terminal_id: uuid.UUID, currency: str) -> uuid.UUID | None:
-    """The account a terminal's payments are paid into: its merchant's oldest active account in that currency."""
-    cursor = await unit_of_work.connection.execute(
-        """select a.account_id from terminals t
-             join accounts a on a.owner_user_id = t.merchant_user_id
-            where t.terminal_id = %s and a.kind = 'merchant' and a.currency = %s and a.status = 'active'
-            order by a.created_at, a.account_id limit 1""",
-        (terminal_id, currency),
-    )
-    row = await cursor.fetchone()
-    return None if row is None else row[0]

@@ -189,48 +189,14 @@ class PaymentsService:
         if hold_ttl_s is not None and not MIN_HOLD_TTL_S <= hold_ttl_s <= MAX_HOLD_TTL_S:
             raise invalid("ttl_seconds", f"must be between {MIN_HOLD_TTL_S} and {MAX_HOLD_TTL_S}")
         context = money_context(principal, method, request.request_id, request)
-        code_hash = hash_code(code)
-
-        async def action(unit_of_work: UnitOfWork):
-            record = await payment_codes.lock(unit_of_work, code_hash)
-            if record is None:
-                raise NotFound(message="payment code not found", reason="PAYMENT_CODE_NOT_FOUND")
-            ours = record.used_by == principal.subject and record.used_request_id == request.request_id
-            if record.used_at is not None and not ours:
-                raise FailedPrecondition(message="the payment code was already used", reason="PAYMENT_CODE_USED")
-            if record.used_at is None and record.expires_at <= datetime.now(timezone.utc):
-                raise FailedPrecondition(message="the payment code has expired", reason="PAYMENT_CODE_EXPIRED")
-            if request.currency != record.currency:
-                raise invalid("currency", "must be the code's currency", "CURRENCY_MISMATCH")
-            if request.amount_minor > record.max_amount_minor:
-                raise FailedPrecondition(
-                    message="the amount is above the code's maximum", reason="AMOUNT_EXCEEDS_CODE",
-                    metadata={"maxAmountMinor": str(record.max_amount_minor)},
-                )
-            merchant_account = await payments_query.merchant_account_for(unit_of_work, principal.resource_id, record.currency)
-            if merchant_account is None:
-                raise FailedPrecondition(
-                    message="the terminal's merchant has no active account in this currency", reason="MERCHANT_ACCOUNT_MISSING"
-                )
-            if hold_ttl_s is None:
-                outcome = await ledger.post_transfer(
-                    unit_of_work, context, kind="payment", debit_account_id=record.account_id,
-                    credit_account_id=merchant_account, amount_minor=request.amount_minor, currency=request.currency,
-                    terminal_id=principal.resource_id,
-                )
-                produced = outcome.record.transfer_id
-            else:
-                outcome = await ledger.authorize_hold(
-                    unit_of_work, context, account_id=record.account_id, merchant_account_id=merchant_account,
-                    amount_minor=request.amount_minor, currency=request.currency,
-                    expires_at=datetime.now(timezone.utc) + timedelta(seconds=hold_ttl_s), terminal_id=principal.resource_id,
-                )
-                produced = outcome.record.hold_id
-            if not outcome.replayed:
-                await payment_codes.mark_used(unit_of_work, code_hash, principal.subject, request.request_id, produced)
-            return outcome
-
-        return await self._move(principal, context, action, build_reply, reply_type)
+        hold_expires_at = None if hold_ttl_s is None else datetime.now(timezone.utc) + timedelta(seconds=hold_ttl_s)
+        outcome = await ledger.redeem_payment_code(
+            self._units_of_work, principal.tenant_id, context, code_hash=hash_code(code), terminal_id=principal.resource_id,
+            amount_minor=request.amount_minor, currency=request.currency, hold_expires_at=hold_expires_at,
+        )
+        if outcome.replayed and outcome.stored_response is not None:
+            return reply_type.FromString(outcome.stored_response)
+        return build_reply(outcome.record)
 
     # -- holds ----------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ expire by themselves, and the operator's audit-chain and reconciliation reports.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import threading
 import time
@@ -217,3 +218,94 @@ async def test_a_transfer_to_a_merchant_is_a_payment_announced_with_its_receipt_
     again = payments_stub(channel).CreateTransfer(request, metadata=bearer(ana.token), timeout=10)
     assert again.SerializeToString(deterministic=True) == first.SerializeToString(deterministic=True)
     assert balance(channel, ana.token, ana.account).balance_minor == 5_000 - 700 + 200
+
+
+def _error_info(error: grpc.RpcError):
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    info = error_details_pb2.ErrorInfo()
+    for detail in rpc_status.from_call(error).details:
+        if detail.Unpack(info):
+            return info
+    return info
+
+
+def test_every_payment_code_rule_refuses_clearly_and_moves_nothing(stack, channel):
+    """Redeeming a code (one SQL call, migrations/0008): unknown, above its maximum, in another currency,
+    expired, or at a terminal whose merchant has no account — each a clear refusal, nothing moved, the
+    code still usable when it was not the code's fault."""
+    ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
+    code = payment_code(channel, ana, 1_000)
+
+    def charge(code_text: str, amount_minor: int, currency: str = "EUR", token: str = shop.terminal_token):
+        return payments_stub(channel).ChargePaymentCode(
+            payments_pb2.ChargePaymentCodeRequest(request_id=request_id(), code=code_text, amount_minor=amount_minor, currency=currency),
+            metadata=bearer(token), timeout=10,
+        )
+
+    expectations = [
+        (lambda: charge("ABCDEFGHJKLMNPQR", 100), grpc.StatusCode.NOT_FOUND, "PAYMENT_CODE_NOT_FOUND"),
+        (lambda: charge(code, 1_001), grpc.StatusCode.FAILED_PRECONDITION, "AMOUNT_EXCEEDS_CODE"),
+        (lambda: charge(code, 100, "USD"), grpc.StatusCode.INVALID_ARGUMENT, "CURRENCY_MISMATCH"),
+    ]
+    for call, status, reason in expectations:
+        with pytest.raises(grpc.RpcError) as refused:
+            call()
+        assert (refused.value.code(), _error_info(refused.value).reason) == (status, reason)
+    with pytest.raises(grpc.RpcError) as above:
+        charge(code, 1_001)
+    assert _error_info(above.value).metadata["maxAmountMinor"] == "1000"
+
+    # A terminal of a merchant without a merchant account: the code stays unused.
+    operator = login_as(stack, "operator")
+    admin = admin_pb2_grpc.AdminServiceStub(channel)
+    bare = admin.CreateUser(admin_pb2.CreateUserRequest(email=f"bare-{request_id()[:8]}@shop.example", display_name="Bare", roles=["merchant"]),
+                            metadata=bearer(operator), timeout=10)
+    registered = admin.RegisterTerminal(admin_pb2.RegisterTerminalRequest(merchant=bare.user.name, display_name="Till"),
+                                        metadata=bearer(operator), timeout=10)
+    from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
+
+    bare_terminal = auth_pb2_grpc.AuthServiceStub(channel).LoginTerminal(
+        auth_pb2.LoginTerminalRequest(client_id=registered.terminal.client_id, client_secret=registered.client_secret), timeout=10
+    ).tokens.access_token
+    with pytest.raises(grpc.RpcError) as missing:
+        charge(code, 100, token=bare_terminal)
+    assert (missing.value.code(), _error_info(missing.value).reason) == (grpc.StatusCode.FAILED_PRECONDITION, "MERCHANT_ACCOUNT_MISSING")
+    assert balance(channel, ana.token, ana.account).balance_minor == 5_000
+
+    # Expired: the code's validity moved into the past (as the superuser).
+    expiring = payment_code(channel, ana, 1_000)
+    with psycopg.connect(stack.postgres.dsn("emoney")) as connection:
+        moved = connection.execute(
+            "update payment_codes set created_at = now() - interval '2 minutes', expires_at = now() - interval '1 minute'"
+            " where used_at is null and code_hash = %s",
+            (hashlib.sha256(expiring.encode()).digest(),),
+        ).rowcount
+    assert moved == 1
+    with pytest.raises(grpc.RpcError) as expired:
+        charge(expiring, 100)
+    assert (expired.value.code(), _error_info(expired.value).reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PAYMENT_CODE_EXPIRED")
+
+    # The first code, refused above for reasons of the request, still pays once.
+    assert charge(code, 1_000).payment.status == "completed"
+    assert balance(channel, ana.token, ana.account).balance_minor == 4_000
+
+
+def test_an_authorization_retried_after_its_capture_replays_as_created(stack, channel):
+    """AuthorizePayment retried with the same request_id after a capture: the same reply as the first
+    call (authorized, nothing captured), and no second hold."""
+    ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
+    request = payments_pb2.AuthorizePaymentRequest(
+        request_id=request_id(), code=payment_code(channel, ana, 2_000), amount_minor=2_000, currency="EUR"
+    )
+    first = payments_stub(channel).AuthorizePayment(request, metadata=bearer(shop.terminal_token), timeout=10)
+    payments_stub(channel).CapturePayment(
+        payments_pb2.CapturePaymentRequest(request_id=request_id(), name=first.payment.name, amount_minor=1_500),
+        metadata=bearer(shop.terminal_token), timeout=10,
+    )
+    again = payments_stub(channel).AuthorizePayment(request, metadata=bearer(shop.terminal_token), timeout=10)
+    assert again.SerializeToString(deterministic=True) == first.SerializeToString(deterministic=True)
+    assert first.payment.status == "authorized"
+    account = balance(channel, ana.token, ana.account)
+    assert (account.balance_minor, account.held_minor) == (3_500, 0)

@@ -12,7 +12,15 @@ import pytest
 from server import ledger_rules
 from storage.ledger import LEDGER_FAILURES
 
-MIGRATION = Path(__file__).resolve().parents[2] / "migrations" / "0004_ledger.sql"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def latest_ledger_fail() -> str:
+    """The text of the last migration's definition of ledger_fail() (later ones replace it)."""
+    defining = [path for path in sorted(MIGRATIONS.glob("*.sql")) if "function ledger_fail(" in path.read_text()]
+    sql = defining[-1].read_text()
+    start = sql.index("function ledger_fail(")
+    return sql[start:sql.index("$$;", start)]
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +68,6 @@ def test_every_failure_has_one_sqlstate_both_ways(connection):
 
 def test_the_sql_knows_no_failure_the_python_table_lacks():
     """Every identifier in ledger_fail()'s CASE is in LEDGER_FAILURES (or is the internal EM000)."""
-    sql = MIGRATION.read_text()
-    body = sql[sql.index("create function ledger_fail("):sql.index("create function ledger_tenant_not_set(")]
+    body = latest_ledger_fail()
     in_sql = dict(re.findall(r"when '([A-Z_]+)' then '(EM\d{3})'", body))
     assert in_sql == {failure.reason: sqlstate for sqlstate, failure in LEDGER_FAILURES.items()}
