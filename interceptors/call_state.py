@@ -41,6 +41,12 @@ def current_request_id() -> str:
     return "" if state is None else state.request_id
 
 
+def current_method() -> str:
+    """The full gRPC method name of the current call ("" outside a call): the idempotency key's scope."""
+    state = current_call.get()
+    return "" if state is None else state.method
+
+
 def current_principal() -> Principal | None:
     state = current_call.get()
     return None if state is None else state.principal

@@ -57,7 +57,7 @@ TRANSFER_ACCOUNT_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "withdrawal": (frozenset({"customer", "merchant"}), frozenset({"system_float"})),
 }
 
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_CURRENCY = re.compile(r"[A-Z]{3}")  # used with fullmatch: "EUR\n" is not a currency
 
 
 def kinds_allowed(transfer_kind: str, debit_kind: str, credit_kind: str) -> bool:
@@ -83,7 +83,7 @@ def overdraft_limit_violations(limit_minor: int, field: str = "overdraft_limit_m
 
 
 def currency_violations(currency: str, field: str = "currency") -> list[FieldViolation]:
-    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
         return [FieldViolation(field, "must be an ISO-4217 code such as EUR")]
     return []
 

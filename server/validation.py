@@ -8,6 +8,7 @@ import json
 import re
 import uuid
 from datetime import datetime, timezone
+from typing import Any, Callable, Sequence, TypeVar
 
 from server.errors import FieldViolation, InvalidArgument
 
@@ -20,6 +21,7 @@ MAX_PAGE_TOKEN_LENGTH = 512
 MIN_TIMESTAMP_SECONDS = -62_135_596_800
 MAX_TIMESTAMP_SECONDS = 253_402_300_799
 _EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+Row = TypeVar("Row")
 
 
 def invalid(field: str, description: str, reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
@@ -100,6 +102,19 @@ def decode_page_token(token: str, keys: tuple[str, ...], field: str = "page_toke
         return decoded
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise invalid(field, "is not a token returned by the previous page", "INVALID_PAGE_TOKEN") from None
+
+
+def keyset_page(rows: Sequence[Row], limit: int, position: Callable[[Row], dict[str, str]]) -> tuple[list[Row], str]:
+    """One page of a keyset listing fetched with `limit + 1` rows: the first `limit` rows, and the token
+    of the next page (the last returned row's `position`), or "" when there is no more."""
+    if len(rows) <= limit:
+        return list(rows), ""
+    return list(rows[:limit]), encode_page_token(position(rows[limit - 1]))
+
+
+def created_position(id_key: str, id_attribute: str) -> Callable[[Any], dict[str, str]]:
+    """The (created_at, id) keyset position of a row, as `keyset_after(token, id_key)` reads it back."""
+    return lambda row: {"created": row.created_at.isoformat(), id_key: str(getattr(row, id_attribute))}
 
 
 def keyset_after(token: str, id_key: str) -> tuple[datetime, uuid.UUID] | None:

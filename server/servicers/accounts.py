@@ -5,15 +5,10 @@ from __future__ import annotations
 import grpc
 
 from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
-from interceptors.call_state import current_call, require_principal
+from interceptors.call_state import current_method, require_principal
 from server.services.accounts import AccountsService
 from server.servicers.converters import account_message, entry_message
 from server.validation import optional_timestamp
-
-
-def _method() -> str:
-    state = current_call.get()
-    return "" if state is None else state.method
 
 
 def _time(message, field: str):
@@ -25,7 +20,7 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServiceServicer):
         self._accounts = accounts
 
     async def CreateAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.CreateAccountResponse:
-        account = await self._accounts.create_account(require_principal(), request.kind, request.currency, request.owner, _method())
+        account = await self._accounts.create_account(require_principal(), request.kind, request.currency, request.owner, current_method())
         return accounts_pb2.CreateAccountResponse(account=account_message(account))
 
     async def GetAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.GetAccountResponse:
@@ -50,13 +45,13 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServiceServicer):
         return accounts_pb2.GetBalanceAtResponse(balance_minor=balance_minor, currency=currency)
 
     async def FreezeAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.FreezeAccountResponse:
-        account = await self._accounts.set_status(require_principal(), request.name, "frozen", _method())
+        account = await self._accounts.set_status(require_principal(), request.name, "frozen", current_method())
         return accounts_pb2.FreezeAccountResponse(account=account_message(account))
 
     async def UnfreezeAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.UnfreezeAccountResponse:
-        account = await self._accounts.set_status(require_principal(), request.name, "active", _method())
+        account = await self._accounts.set_status(require_principal(), request.name, "active", current_method())
         return accounts_pb2.UnfreezeAccountResponse(account=account_message(account))
 
     async def CloseAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.CloseAccountResponse:
-        account = await self._accounts.set_status(require_principal(), request.name, "closed", _method())
+        account = await self._accounts.set_status(require_principal(), request.name, "closed", current_method())
         return accounts_pb2.CloseAccountResponse(account=account_message(account))

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import grpc
 
 from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
-from interceptors.call_state import current_call, require_principal
+from interceptors.call_state import current_method, require_principal
 from server.errors import NotFound, ServiceUnavailable
 from server.services.payments import DEFAULT_HOLD_TTL_S, PaymentsService
 from server.servicers.converters import hold_payment, row_payment, timestamp, transfer_payment
@@ -18,31 +18,26 @@ RECEIPT_URL_TTL_S = 300
 WATCH_READY_TIMEOUT_S = 5.0
 
 
-def _method() -> str:
-    state = current_call.get()
-    return "" if state is None else state.method
-
-
 class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
     def __init__(self, payments: PaymentsService) -> None:
         self._payments = payments
 
     async def CreateTransfer(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.CreateTransferResponse:
         return await self._payments.create_transfer(
-            require_principal(), _method(), request,
+            require_principal(), current_method(), request,
             lambda record: payments_pb2.CreateTransferResponse(payment=transfer_payment(record)),
             payments_pb2.CreateTransferResponse,
         )
 
     async def TopUp(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.TopUpResponse:
         return await self._payments.top_up_or_withdraw(
-            require_principal(), _method(), request, "top_up",
+            require_principal(), current_method(), request, "top_up",
             lambda record: payments_pb2.TopUpResponse(payment=transfer_payment(record)), payments_pb2.TopUpResponse,
         )
 
     async def Withdraw(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.WithdrawResponse:
         return await self._payments.top_up_or_withdraw(
-            require_principal(), _method(), request, "withdrawal",
+            require_principal(), current_method(), request, "withdrawal",
             lambda record: payments_pb2.WithdrawResponse(payment=transfer_payment(record)), payments_pb2.WithdrawResponse,
         )
 
@@ -54,35 +49,35 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
 
     async def ChargePaymentCode(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.ChargePaymentCodeResponse:
         return await self._payments.redeem_code(
-            require_principal(), _method(), request, hold_ttl_s=None,
+            require_principal(), current_method(), request, hold_ttl_s=None,
             build_reply=lambda record: payments_pb2.ChargePaymentCodeResponse(payment=transfer_payment(record)),
             reply_type=payments_pb2.ChargePaymentCodeResponse,
         )
 
     async def AuthorizePayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.AuthorizePaymentResponse:
         return await self._payments.redeem_code(
-            require_principal(), _method(), request, hold_ttl_s=request.ttl_seconds or DEFAULT_HOLD_TTL_S,
+            require_principal(), current_method(), request, hold_ttl_s=request.ttl_seconds or DEFAULT_HOLD_TTL_S,
             build_reply=lambda record: payments_pb2.AuthorizePaymentResponse(payment=hold_payment(record)),
             reply_type=payments_pb2.AuthorizePaymentResponse,
         )
 
     async def CapturePayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.CapturePaymentResponse:
         return await self._payments.capture(
-            require_principal(), _method(), request,
+            require_principal(), current_method(), request,
             lambda record: payments_pb2.CapturePaymentResponse(payment=hold_payment(record)),
             payments_pb2.CapturePaymentResponse,
         )
 
     async def VoidPayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.VoidPaymentResponse:
         return await self._payments.void(
-            require_principal(), _method(), request,
+            require_principal(), current_method(), request,
             lambda record: payments_pb2.VoidPaymentResponse(payment=hold_payment(record)),
             payments_pb2.VoidPaymentResponse,
         )
 
     async def RefundPayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.RefundPaymentResponse:
         return await self._payments.refund(
-            require_principal(), _method(), request,
+            require_principal(), current_method(), request,
             lambda record: payments_pb2.RefundPaymentResponse(payment=transfer_payment(record)),
             payments_pb2.RefundPaymentResponse,
         )

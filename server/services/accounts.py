@@ -11,15 +11,17 @@ import uuid
 from datetime import datetime
 
 from server.errors import NotFound, PermissionDenied
-from server.ledger_rules import ACCOUNT_KINDS, ACCOUNT_STATUSES
+from server.ledger_rules import ACCOUNT_KINDS, ACCOUNT_STATUSES, currency_violations
 from server.principal import Principal
 from server.validation import (
+    created_position,
     decode_page_token,
-    encode_page_token,
     invalid,
     keyset_after,
+    keyset_page,
     page_size,
     parse_resource_id,
+    raise_if_violations,
 )
 from storage import ledger
 from storage.audit import RequestContext
@@ -60,8 +62,8 @@ class AccountsService:
             allowed_kinds = frozenset().union(*(SELF_SERVICE_KINDS.get(role, frozenset()) for role in principal.roles))
             if owner_id != caller_user_id(principal) or kind not in allowed_kinds:
                 raise PermissionDenied(message="you may open only your own accounts of your kind", reason="ACCOUNT_NOT_ALLOWED")
-        if currency and (len(currency) != 3 or not currency.isascii() or not currency.isupper() or not currency.isalpha()):
-            raise invalid("currency", "must be an ISO-4217 code such as EUR")
+        if currency:
+            raise_if_violations(currency_violations(currency))
         context = RequestContext(actor=principal.subject, method=method, request_id=str(uuid.uuid4()))
         async with self._units_of_work(principal.tenant_id) as unit_of_work:
             if not currency:
@@ -98,11 +100,7 @@ class AccountsService:
             rows = await ledger.list_accounts(
                 unit_of_work, owner_user_id=owner_id, kind=kind or None, status=status or None, after=after, limit=limit + 1
             )
-        next_token = ""
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_token = encode_page_token({"created": last.created_at.isoformat(), "id": str(last.account_id)})
-        return rows[:limit], next_token
+        return keyset_page(rows, limit, created_position("id", "account_id"))
 
     async def list_entries(
         self, principal: Principal, name: str, requested_page_size: int, page_token: str,
@@ -122,11 +120,7 @@ class AccountsService:
         async with self._units_of_work(principal.tenant_id) as unit_of_work:
             await visible_account(unit_of_work, principal, account_id)
             rows = await ledger.list_entries(unit_of_work, account_id, start=start, end=end, after=after, limit=limit + 1)
-        next_token = ""
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_token = encode_page_token({"created": last.created_at.isoformat(), "entry": str(last.entry_id)})
-        return rows[:limit], next_token
+        return keyset_page(rows, limit, created_position("entry", "entry_id"))
 
     async def balance_at(self, principal: Principal, name: str, instant: datetime | None) -> tuple[int, str]:
         account_id = parse_resource_id(name, "accounts", "account")

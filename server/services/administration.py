@@ -19,13 +19,14 @@ from server.passwords import PasswordHasher
 from server.principal import Principal
 from server.resource_names import SLUG_PATTERN, parse_tenant_name
 from server.services.identity import hash_secret
+from server.ledger_rules import currency_violations
 from server.validation import (
     display_name_violations,
     email_violations,
-    encode_page_token,
+    created_position,
     decode_page_token,
-
     keyset_after,
+    keyset_page,
     normalize_email,
     page_size,
     parse_resource_id,
@@ -74,8 +75,7 @@ class AdministrationService:
         violations += email_violations(admin_email, "admin_email")
         if not SLUG_PATTERN.match(slug) or "--" in slug:
             violations.append(FieldViolation("slug", "must be 3-63 lower-case letters, digits or single inner hyphens"))
-        if len(currency) != 3 or not currency.isascii() or not currency.isupper() or not currency.isalpha():
-            violations.append(FieldViolation("default_currency", "must be an ISO-4217 code such as EUR"))
+        violations += currency_violations(currency, "default_currency")
         raise_if_violations(violations)
         password = _initial_password()
         password_hash = await self._passwords.hash(password)
@@ -97,8 +97,7 @@ class AdministrationService:
         position = decode_page_token(page_token, ("after",))
         async with self._units_of_work(None) as unit_of_work:
             rows = await tenants.list_tenants_page(unit_of_work, position["after"] if position else None, limit + 1)
-        next_token = encode_page_token({"after": rows[limit - 1].slug}) if len(rows) > limit else ""
-        return rows[:limit], next_token
+        return keyset_page(rows, limit, lambda row: {"after": row.slug})
 
     async def set_tenant_status(self, name: str, suspended: bool) -> TenantRecord:
         slug = parse_tenant_name(name)
@@ -149,11 +148,8 @@ class AdministrationService:
         async with self._units_of_work(caller.tenant_id) as unit_of_work:
             rows = await users.list_page(unit_of_work, after, limit + 1, role or None)
             slug = await tenants.slug_of(unit_of_work, caller.tenant_id)
-        next_token = ""
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_token = encode_page_token({"created": last.created_at.isoformat(), "id": str(last.user_id)})
-        return rows[:limit], next_token, slug
+        page, next_token = keyset_page(rows, limit, created_position("id", "user_id"))
+        return page, next_token, slug
 
     # -- terminals ------------------------------------------------------------------------------
 
@@ -189,11 +185,7 @@ class AdministrationService:
         after = keyset_after(page_token, "id")
         async with self._units_of_work(caller.tenant_id) as unit_of_work:
             rows = await terminals.list_page(unit_of_work, after, limit + 1)
-        next_token = ""
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_token = encode_page_token({"created": last.created_at.isoformat(), "id": str(last.terminal_id)})
-        return rows[:limit], next_token
+        return keyset_page(rows, limit, created_position("id", "terminal_id"))
 
 
 def _role_violations(roles: list[str], field: str = "roles") -> list[FieldViolation]:

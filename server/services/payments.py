@@ -22,12 +22,14 @@ from typing import Awaitable, Callable, TypeVar
 
 from google.protobuf.message import Message
 
-from server.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied
-from server.ledger_rules import MAX_TRANSFER_MINOR
+from server.errors import FailedPrecondition, FieldViolation, NotFound, PermissionDenied
+from server.ledger_rules import MAX_TRANSFER_MINOR, currency_violations
 from server.payment_events import PaymentEvent, PaymentEventHub, notify_payment_event
 from server.principal import Principal
 from server.services.accounts import caller_user_id, is_back_office, visible_account
-from server.validation import decode_page_token, encode_page_token, invalid, optional_timestamp, page_size, parse_resource_id
+from server.validation import (
+    created_position, decode_page_token, invalid, keyset_page, optional_timestamp, page_size, parse_resource_id, raise_if_violations,
+)
 from storage import idempotency, ledger, payment_codes, payments_query
 from storage.audit import RequestContext
 from storage.ledger import HoldRecord, TransferRecord
@@ -50,17 +52,12 @@ Reply = TypeVar("Reply", bound=Message)
 def validate_money(request_id: str, amount_minor: int, currency: str | None) -> None:
     violations = []
     if not request_id or len(request_id) > MAX_REQUEST_ID_LENGTH or not request_id.isprintable():
-        violations.append(("request_id", f"is required: 1 to {MAX_REQUEST_ID_LENGTH} printable characters (a UUID is best)"))
+        violations.append(FieldViolation("request_id", f"is required: 1 to {MAX_REQUEST_ID_LENGTH} printable characters (a UUID is best)"))
     if not 0 < amount_minor <= MAX_TRANSFER_MINOR:
-        violations.append(("amount_minor", f"must be between 1 and {MAX_TRANSFER_MINOR} minor units"))
-    if currency is not None and (len(currency) != 3 or not currency.isascii() or not currency.isalpha() or not currency.isupper()):
-        violations.append(("currency", "must be an ISO-4217 code such as EUR"))
-    if violations:
-        raise InvalidArgument(
-            message="; ".join(f"{field} {text}" for field, text in violations),
-            reason="INVALID_ARGUMENT",
-            violations=[FieldViolation(field, text) for field, text in violations],
-        )
+        violations.append(FieldViolation("amount_minor", f"must be between 1 and {MAX_TRANSFER_MINOR} minor units"))
+    if currency is not None:
+        violations += currency_violations(currency)
+    raise_if_violations(violations)
 
 
 def hash_code(code: str) -> bytes:
@@ -296,11 +293,7 @@ class PaymentsService:
                 unit_of_work, account_ids=account_ids, terminal_id=terminal_filter, status=request.status or None,
                 start=start, end=end, before=before, limit=limit + 1,
             )
-        next_token = ""
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_token = encode_page_token({"created": last.created_at.isoformat(), "id": str(last.payment_id)})
-        return rows[:limit], next_token
+        return keyset_page(rows, limit, created_position("id", "payment_id"))
 
 
     # -- live events and receipts ---------------------------------------------------------------
