@@ -38,7 +38,9 @@ class UnitOfWork:
             raise ServiceUnavailable(message="the database is not reachable right now", reason="DATABASE_UNAVAILABLE") from error
         try:
             tenant_setting = "" if self._tenant_id is None else str(self._tenant_id)
-            await self._connection.execute("select set_config('app.tenant_id', %s, true)", (tenant_setting,))
+            # In a pipeline, the implicit BEGIN and the set_config travel together: one round trip, not two.
+            async with self._connection.pipeline():
+                await self._connection.execute("select set_config('app.tenant_id', %s, true)", (tenant_setting,))
         except BaseException:
             await self._release()
             raise
