@@ -9,11 +9,18 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+SOAK_ARGS ?=
+# The back office (web/): npm packages pinned by web/package-lock.json, built with the machine's Node.js.
+NPM ?= npm
+WEB_DEPS := web/node_modules/.installed
+WEB_DIST := web/dist/index.html
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/build.mjs web/tsconfig.json \
+	$(shell find generated/ts -type f 2>/dev/null)
 
-.PHONY: venv proto proto-check lint migrate run test bench clean-state rotate-signing-key help
+.PHONY: venv proto proto-check lint migrate run test bench soak clean-state rotate-signing-key help web web-deps chromium
 
 help:
-	@echo "make run | make test | make bench | make proto | make proto-check | make lint | make migrate | make clean-state"
+	@echo "make run | make test | make bench | make soak | make web | make proto | make proto-check | make lint | make migrate | make clean-state"
 
 $(INSTALLED): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -24,11 +31,29 @@ $(INSTALLED): requirements.lock pyproject.toml
 
 venv: $(INSTALLED)
 
-proto: venv
+proto: venv web-deps
 	$(BIN)/python tools/generate_protos.py
 
-proto-check: venv
+proto-check: venv web-deps
 	$(BIN)/python tools/generate_protos.py --check
+
+# npm packages of the back office (protoc-gen-es for `make proto`, esbuild, TypeScript), again only
+# when package.json or the lock file changed.
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && $(NPM) ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+web-deps: $(WEB_DEPS)
+
+# The back office: type-check, then bundle into web/dist/ (not committed), which Envoy serves at /.
+$(WEB_DIST): $(WEB_DEPS) $(WEB_SOURCES)
+	cd web && node_modules/.bin/tsc --noEmit -p . && node build.mjs
+
+web: $(WEB_DIST)
+
+# The browser tests drive Debian's Chromium (headless) with Playwright; no browser is downloaded.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
 
 lint: venv
 	$(BIN)/buf lint
@@ -37,10 +62,10 @@ lint: venv
 migrate: venv
 	$(BIN)/python -m storage.migrate
 
-run: venv
+run: venv web
 	$(BIN)/python -m localstack
 
-test: venv lint proto-check
+test: venv lint proto-check web chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Make a new access-token signing key current (VAULT_ADDR / VAULT_TOKEN of the secrets store; without
@@ -55,6 +80,12 @@ rotate-signing-key: venv
 # BENCH_ARGS="--duration-s 10" for a shorter run; --smoke is what the test suite runs.
 bench: venv
 	$(BIN)/python -m tools.bench.run $(BENCH_ARGS)
+
+# The bank workload under faults on its own throw-away stack (kill -9 a server, restart and crash
+# PostgreSQL, stop Redis, OpenBao, S3), then the money invariants; figures and a JSON report in
+# test-artifacts/faults/. SOAK_ARGS="--duration-s 600" for longer; `make test` runs a short one.
+soak: venv
+	$(BIN)/python -m tools.faults --duration-s 300 $(SOAK_ARGS)
 
 # Forget the local stack's data (database, secrets, objects). Stop `make run` first.
 clean-state:

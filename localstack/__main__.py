@@ -88,6 +88,7 @@ def _banner(stack: LocalStack) -> str:
         "",
         "e-Money platform is up.",
         "",
+        f"  Back office (browser)     http://{endpoints.envoy}/  (sign in as the demo-city tenant_admin or operator below)",
         f"  Envoy (all three faces)   http://{endpoints.envoy}",
         f"    native gRPC             grpcurl -plaintext {endpoints.envoy} list",
         f"    JSON over HTTP          curl http://{endpoints.envoy}/v1/serverInfo",

@@ -25,6 +25,7 @@ files; ``validate_example`` checks it with throw-away certificates instead.
 from __future__ import annotations
 
 import argparse
+import base64
 import ipaddress
 import json
 import os
@@ -57,6 +58,7 @@ EXAMPLE_SETTINGS: dict[str, Any] = {
     "descriptor_path": Path("generated/emoney.binpb"),
     "openapi_path": Path("generated/openapi.json"),
     "docs_page_path": Path("envoy/docs.html"),
+    "web_dist_path": Path("web/dist"),
     "allowed_origins": ["http://127.0.0.1:8080", "http://localhost:8080"],
     "access_log_path": None,
     # The terminals' TLS listener as `make run` starts it (EMONEY_TERMINAL_MTLS=false).
@@ -80,6 +82,36 @@ DOCS_PAGE_CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
     "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+
+# The back office (web/, built by `make web` into web/dist/): a single page with hash routes, so these
+# few files are all there is. index.html names app.js and app.css with a content hash in the query
+# string (which exact-path routes ignore), so those two may be cached for a year while index.html is
+# always revalidated.
+WEB_DIST_PATH = ROOT / "web" / "dist"
+BACK_OFFICE_FILES: tuple[tuple[str, str, str, str], ...] = (
+    # (route path, file in the dist folder, content-type, cache-control)
+    ("/", "index.html", "text/html; charset=utf-8", "no-cache"),
+    ("/app.js", "app.js", "text/javascript; charset=utf-8", "public, max-age=31536000, immutable"),
+    ("/app.css", "app.css", "text/css; charset=utf-8", "public, max-age=31536000, immutable"),
+)
+# The page runs only its own script and style and talks only to this origin (grpc-web).
+BACK_OFFICE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+class BackOfficeNotBuiltError(FileNotFoundError):
+    """web/dist lacks a file Envoy serves: the back office was not built (`make web`)."""
+
+
+def check_back_office_built(web_dist_path: Path) -> None:
+    missing = [name for _, name, _, _ in BACK_OFFICE_FILES if not (Path(web_dist_path) / name).is_file()]
+    if missing:
+        raise BackOfficeNotBuiltError(
+            f"the back office is not built ({', '.join(missing)} missing in {web_dist_path}): run `make web`"
+        )
+
 
 # Envoy talks to the servers from this loopback address (the whole 127/8 is
 # loopback on Linux); the servers' EMONEY_TRUSTED_PROXIES default matches it.
@@ -111,6 +143,15 @@ LOCAL_REPLY_GRPC_CODES: dict[int, int] = {
     504: 4,   # DEADLINE_EXCEEDED  (upstream timeout)
 }
 LOCAL_REPLY_DEFAULT_GRPC_CODE = 2  # UNKNOWN
+
+# Largest request body from an HTTP client (JSON, grpc-web; as sent, so base64 for grpc-web-text),
+# refused by envoy/http_guard.lua past it: 413 (JSON) / RESOURCE_EXHAUSTED (grpc-web). Also the
+# listeners' per-connection buffer limit, which answers a body of unknown length once it grows past it.
+MAX_REQUEST_BODY_BYTES = 1024 * 1024
+HTTP_GUARD_PATH = ROOT / "envoy" / "http_guard.lua"
+# Native gRPC content types (application/grpc, application/grpc+proto, ...; not grpc-web): requests
+# with one skip the HTTP guard.
+NATIVE_GRPC_CONTENT_TYPE_REGEX = r"^application/grpc($|[+;])"
 
 # Fields of one access-log line (JSON). Method and path are the client's, from
 # before the transcoder rewrote them into a gRPC call.
@@ -196,8 +237,8 @@ def _streaming_routes(descriptor_path: Path) -> list[dict[str, Any]]:
     ]
 
 
-def _document_routes(openapi_path: Path, docs_page_path: Path) -> list[dict[str, Any]]:
-    """Direct-response routes for GET /openapi.json and GET /docs, read from files."""
+def _document_routes(openapi_path: Path, docs_page_path: Path, web_dist_path: Path) -> list[dict[str, Any]]:
+    """Direct-response routes for GET /openapi.json, GET /docs and the back office's files, read from files."""
 
     def route(name: str, path: str, filename: Path, headers: dict[str, str]) -> dict[str, Any]:
         return {
@@ -221,10 +262,21 @@ def _document_routes(openapi_path: Path, docs_page_path: Path) -> list[dict[str,
         }
 
     common = {"cache-control": "no-cache", "x-content-type-options": "nosniff"}
+    back_office_headers = {
+        "x-content-type-options": "nosniff",
+        "content-security-policy": BACK_OFFICE_CSP,
+        "x-frame-options": "DENY",
+        "referrer-policy": "no-referrer",
+    }
     return [
         route("openapi_document", OPENAPI_ROUTE, openapi_path, {"content-type": "application/json", **common}),
         route("api_docs_page", DOCS_ROUTE, docs_page_path,
               {"content-type": "text/html; charset=utf-8", "content-security-policy": DOCS_PAGE_CSP, **common}),
+        *(
+            route(f"back_office:{path}", path, Path(web_dist_path) / name,
+                  {"content-type": content_type, "cache-control": cache_control, **back_office_headers})
+            for path, name, content_type, cache_control in BACK_OFFICE_FILES
+        ),
     ]
 
 
@@ -279,6 +331,69 @@ def _json_status_body(code: int) -> dict[str, Any]:
     }
 
 
+def _grpc_web_trailers_frame(grpc_status: int, message: str) -> bytes:
+    trailers = f"grpc-status:{grpc_status}\r\ngrpc-message:{message}\r\n".encode()
+    return bytes([0x80]) + len(trailers).to_bytes(4, "big") + trailers
+
+
+def _grpc_web_body_too_large_mapper(status_413_filter: dict[str, Any]) -> dict[str, Any]:
+    """A grpc-web body of unknown length that outgrew Envoy's buffer (413) ends as RESOURCE_EXHAUSTED.
+
+    Envoy's own 413 is plain HTTP, which grpc-web clients would report as a transport failure; this
+    makes it HTTP 200 with the gRPC status in a trailers frame, like the HTTP guard's own refusals.
+    """
+    grpc_web = {"header_filter": {"header": {"name": "content-type", "string_match": {"prefix": "application/grpc-web"}}}}
+    frame = _grpc_web_trailers_frame(8, f"the request body is larger than {MAX_REQUEST_BODY_BYTES} bytes")
+    return {
+        "filter": {"and_filter": {"filters": [status_413_filter, grpc_web]}},
+        "status_code": 200,
+        "headers_to_add": [
+            {"header": {"key": "content-type", "value": "application/grpc-web+proto"},
+             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        ],
+        "body": {"inline_bytes": base64.b64encode(frame).decode()},
+    }
+
+
+def _http_guard_filter() -> dict[str, Any]:
+    """The HTTP guard (envoy/http_guard.lua), skipped for native gRPC requests.
+
+    The matcher keeps the Lua filter off the terminals' path: a native gRPC request costs one regular
+    expression on its content-type, never a Lua call.
+    """
+    source = f"local MAX_REQUEST_BODY_BYTES = {MAX_REQUEST_BODY_BYTES}\n" + HTTP_GUARD_PATH.read_text(encoding="utf-8")
+    native_grpc = {
+        "single_predicate": {
+            "input": {
+                "name": "content-type",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+                    "header_name": "content-type",
+                },
+            },
+            "value_match": {"safe_regex": {"google_re2": {}, "regex": NATIVE_GRPC_CONTENT_TYPE_REGEX}},
+        }
+    }
+    skip = {
+        "name": "skip",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.common.matcher.action.v3.SkipFilter"},
+    }
+    return {
+        "name": "emoney.http_guard",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+            "extension_config": {
+                "name": "envoy.filters.http.lua",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                    "default_source_code": {"inline_string": source},
+                },
+            },
+            "xds_matcher": {"matcher_list": {"matchers": [{"predicate": native_grpc, "on_match": {"action": skip}}]}},
+        },
+    }
+
+
 def _local_reply_mappers() -> list[dict[str, Any]]:
     def status_filter(op: str, value: int) -> dict[str, Any]:
         return {
@@ -293,13 +408,14 @@ def _local_reply_mappers() -> list[dict[str, Any]]:
             }
         }
 
-    mappers = [
+    mappers = [_grpc_web_body_too_large_mapper(status_filter("EQ", 413))]
+    mappers.extend(
         {
             "filter": {"and_filter": {"filters": [status_filter("EQ", status), _not_grpc_request_filter()]}},
             "body_format_override": _json_status_body(code),
         }
         for status, code in sorted(LOCAL_REPLY_GRPC_CODES.items())
-    ]
+    )
     mappers.append(
         {
             "filter": {"and_filter": {"filters": [status_filter("GE", 400), _not_grpc_request_filter()]}},
@@ -379,6 +495,7 @@ def render_envoy_config(
     upstream_source_address: str = DEFAULT_UPSTREAM_SOURCE_ADDRESS,
     openapi_path: Path | None = None,
     docs_page_path: Path | None = None,
+    web_dist_path: Path | None = None,
     tls_port: int | None = None,
     tls_cert_path: Path | None = None,
     tls_key_path: Path | None = None,
@@ -397,7 +514,8 @@ def render_envoy_config(
     Upstream hosts may be IP addresses (STATIC cluster) or names (STRICT_DNS).
     ``openapi_path`` (default: ``openapi.json`` beside the descriptor set) and
     ``docs_page_path`` (default: ``envoy/docs.html``) are served at /openapi.json
-    and /docs; like the descriptor path they are written as given.
+    and /docs; like the descriptor path they are written as given. So is ``web_dist_path``
+    (default: ``web/dist``), whose back-office files are served at /, /app.js and /app.css.
 
     With ``tls_port``, a second listener on ``listen_host:tls_port`` serves the
     same API over TLS with ``tls_cert_path`` / ``tls_key_path`` (PEM, written
@@ -426,6 +544,8 @@ def render_envoy_config(
         "access_log": _access_log(access_log_path),
         "upstream_source_address": upstream_source_address,
         "max_direct_response_body_size_bytes": MAX_DIRECT_RESPONSE_BODY_BYTES,
+        "max_request_body_bytes": MAX_REQUEST_BODY_BYTES,
+        "http_guard_filter": _http_guard_filter(),
     }
     if tls_port is not None:
         values.update(
@@ -448,7 +568,11 @@ def render_envoy_config(
     if docs_page_path is None:
         docs_page_path = DOCS_PAGE_PATH
     indent = re.search(r"^( *)\$document_routes$", template_text, re.MULTILINE).group(1)
-    substitutions["document_routes"] = _block_list_items(_document_routes(openapi_path, docs_page_path), indent)
+    if web_dist_path is None:
+        web_dist_path = WEB_DIST_PATH
+    substitutions["document_routes"] = _block_list_items(
+        _document_routes(openapi_path, docs_page_path, web_dist_path), indent
+    )
     rendered = Template(template_text).substitute(substitutions)
     header = (
         "# GENERATED from envoy/envoy.yaml.template by localstack/envoy.py"
@@ -520,6 +644,7 @@ def validate_example(text: str) -> None:
     """
     from localstack.certificates import ensure_local_pki
 
+    check_back_office_built(ROOT / EXAMPLE_SETTINGS["web_dist_path"])
     with tempfile.TemporaryDirectory(prefix="envoy-example-") as directory:
         pki = ensure_local_pki(Path(directory) / "pki")
         replacements = {
@@ -587,6 +712,7 @@ def start_envoy(
     timeout_s: float = 30.0,
     openapi_path: Path | None = None,
     docs_page_path: Path | None = None,
+    web_dist_path: Path | None = None,
     tls_port: int | None = None,
     tls_cert_path: Path | None = None,
     tls_key_path: Path | None = None,
@@ -599,7 +725,8 @@ def start_envoy(
     ``access_log_path``, by default ``log_dir/envoy-access.log``. Returns once
     the listener accepts connections and admin /ready answers LIVE (by then the
     upstream cluster has had its first health check). The TLS options are
-    render_envoy_config's; paths are made absolute.
+    render_envoy_config's; paths are made absolute. Raises BackOfficeNotBuiltError (saying
+    `make web`) when the back office's files are missing.
     """
     from localstack.processes import ManagedProcess, ServiceStartError, wait_for_tcp
 
@@ -609,6 +736,8 @@ def start_envoy(
     log_dir.mkdir(parents=True, exist_ok=True)
     if access_log_path is None:
         access_log_path = log_dir / "envoy-access.log"
+    web_dist_path = Path(web_dist_path if web_dist_path is not None else WEB_DIST_PATH).resolve()
+    check_back_office_built(web_dist_path)
     config_path = config_dir / "envoy.yaml"
     config_path.write_text(
         render_envoy_config(
@@ -621,6 +750,7 @@ def start_envoy(
             access_log_path=Path(access_log_path).resolve(),
             openapi_path=Path(openapi_path).resolve() if openapi_path is not None else None,
             docs_page_path=Path(docs_page_path).resolve() if docs_page_path is not None else None,
+            web_dist_path=web_dist_path,
             tls_port=tls_port,
             tls_cert_path=_absolute(tls_cert_path),
             tls_key_path=_absolute(tls_key_path),

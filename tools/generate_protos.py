@@ -1,8 +1,10 @@
 """Generate everything in `generated/` from `protos/` (run by `make proto`).
 
 Writes Python messages, gRPC stubs, type stubs (.pyi), the descriptor set that
-Envoy's gRPC-JSON transcoder loads, and the OpenAPI document of the JSON face
-built from it (openapi.json, tools/generate_openapi.py). With `--check`, generates into a temporary
+Envoy's gRPC-JSON transcoder loads, the OpenAPI document of the JSON face
+built from it (openapi.json, tools/generate_openapi.py), and the back office's
+TypeScript messages and service descriptors (ts/, protoc-gen-es from web/node_modules,
+installed by `make web-deps`). With `--check`, generates into a temporary
 folder and fails (exit 1) when the result differs from what is committed, which
 is how CI catches a stale `generated/`.
 """
@@ -32,10 +34,17 @@ DESCRIPTOR_NAME = "emoney.binpb"
 # google.rpc types travel inside error details; the transcoder must know them to
 # render `grpc-status-details-bin` as JSON, so they go into the descriptor set.
 EXTRA_DESCRIPTOR_FILES = ["google/rpc/error_details.proto", "google/rpc/status.proto"]
+# The back office's TypeScript (Connect-ES v2: messages and service descriptors in one file per proto).
+PROTOC_GEN_ES = ROOT / "web" / "node_modules" / ".bin" / "protoc-gen-es"
+TYPESCRIPT_DIR = "ts"
 
 
 def _proto_files() -> list[str]:
     return sorted(str(path.relative_to(PROTO_ROOT)) for path in PROTO_ROOT.rglob("*.proto"))
+
+
+def _third_party_files() -> list[str]:
+    return sorted(str(path.relative_to(THIRD_PARTY)) for path in THIRD_PARTY.rglob("*.proto"))
 
 
 def _run_protoc(arguments: list[str]) -> None:
@@ -45,6 +54,7 @@ def _run_protoc(arguments: list[str]) -> None:
         "grpc_tools.protoc",
         f"--plugin=protoc-gen-mypy={plugins / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={plugins / 'protoc-gen-mypy_grpc'}",
+        f"--plugin=protoc-gen-es={PROTOC_GEN_ES}",
         f"-I{PROTO_ROOT}", f"-I{THIRD_PARTY}", f"-I{well_known}", *arguments]
     if protoc.main(command) != 0:
         raise SystemExit(f"protoc failed: {' '.join(arguments)}")
@@ -72,11 +82,21 @@ def generate(output: Path) -> None:
         ]
     )
     write_openapi(output / DESCRIPTOR_NAME, output / OPENAPI_NAME)
+    _generate_typescript(output / TYPESCRIPT_DIR, files)
     for package_dir in {path.parent for path in output.rglob("*_pb2.py")}:
         for directory in [package_dir, *package_dir.parents]:
             if directory == output or output not in directory.parents:
                 break
             (directory / "__init__.py").touch()
+
+
+def _generate_typescript(output: Path, files: list[str]) -> None:
+    """Connect-ES messages and service descriptors for the contract and the google protos it uses
+    (google.rpc error details are decoded by the back office; google.protobuf comes with @bufbuild/protobuf)."""
+    if not PROTOC_GEN_ES.exists():
+        raise SystemExit(f"{PROTOC_GEN_ES.relative_to(ROOT)} is missing: run `make web-deps` (npm ci in web/) first")
+    output.mkdir(parents=True, exist_ok=True)
+    _run_protoc([f"--es_out={output}", "--es_opt=target=ts", *files, *_third_party_files()])
 
 
 def _differences(left: Path, right: Path) -> list[str]:

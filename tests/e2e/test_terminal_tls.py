@@ -231,8 +231,8 @@ def test_tls_listener_shares_the_cleartext_listeners_filters_and_routes(tls_envo
     assert (cleartext.pop("stat_prefix"), tls.pop("stat_prefix")) == ("emoney_api", "emoney_api_tls")
     assert (cleartext.pop("codec_type", "AUTO"), tls.pop("codec_type")) == ("AUTO", "HTTP2")
     assert tls == cleartext
-    assert [f["name"] for f in tls["http_filters"]][:3] == [
-        "envoy.filters.http.cors", "envoy.filters.http.grpc_web", "envoy.filters.http.grpc_json_transcoder",
+    assert [f["name"] for f in tls["http_filters"]][:4] == [
+        "envoy.filters.http.cors", "emoney.http_guard", "envoy.filters.http.grpc_web", "envoy.filters.http.grpc_json_transcoder",
     ]
 
 

@@ -1,0 +1,337 @@
+"""The back office in a real browser (headless Chromium), against the real stack through Envoy.
+
+Each test signs in as the demo tenant admin, does what an operator would, checks the page shows it,
+and checks the API agrees (through the Python gRPC client, from outside the browser).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import grpc
+import pytest
+import requests
+from playwright.sync_api import Page, expect
+
+from emoney.accounts.v1 import accounts_pb2
+from emoney.admin.v1 import admin_pb2
+from emoney.auth.v1 import auth_pb2
+from emoney.payments.v1 import payments_pb2
+from localstack.envoy import BackOfficeNotBuiltError, start_envoy
+from tests.browser.conftest import screenshot, sign_in
+from tests.fixtures.identity import admin_stub, auth_stub, bearer, login, login_as, unique_email
+from tests.fixtures.ledger import accounts_stub, new_customer, new_shop, payment_code, payments_stub, request_id
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def channel(stack):
+    with grpc.insecure_channel(stack.endpoints.envoy) as opened:
+        yield opened
+
+
+def _id(name: str) -> str:
+    return name.split("/", 1)[1]
+
+
+def _charge(channel, shop, customer, amount_minor: int) -> payments_pb2.Payment:
+    return payments_stub(channel).ChargePaymentCode(
+        payments_pb2.ChargePaymentCodeRequest(
+            request_id=request_id(), code=payment_code(channel, customer, amount_minor), amount_minor=amount_minor, currency="EUR"
+        ),
+        metadata=bearer(shop.terminal_token), timeout=10,
+    ).payment
+
+
+def test_wrong_password_is_explained_and_keeps_you_out(page: Page, tenant_admin):
+    """A wrong password shows a sentence, not a status code, and no signed-in page."""
+    sign_in(page, tenant_admin.email, "not the password at all")
+    expect(page.get_by_test_id("error")).to_have_text("Wrong e-mail or password.")
+    expect(page.get_by_test_id("who")).to_have_count(0)
+    screenshot(page, "01-sign-in-wrong-password")
+
+
+def test_a_citizen_cannot_use_the_back_office(page: Page, stack):
+    """Only operators and tenant admins get in; a customer is told so and stays signed out."""
+    customer = next(user for user in stack.demo.users if user.role == "customer")
+    sign_in(page, customer.email, customer.password)
+    expect(page.get_by_test_id("error")).to_contain_text("for operators and tenant administrators")
+    expect(page.get_by_test_id("sign-in-form")).to_be_visible()
+
+
+def test_dashboard_shows_accounts_float_and_todays_payments(signed_in: Page, stack, channel):
+    """The dashboard's figures are the API's: account count, the float, and a payment made today."""
+    customer, shop = new_customer(stack, channel, funded_minor=4_000), new_shop(stack, channel)
+    _charge(channel, shop, customer, 1_234)
+    signed_in.reload()
+    operator = bearer(login_as(stack, "operator"))
+    listed = accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(page_size=100), metadata=operator, timeout=10)
+    assert not listed.next_page_token, "the test expects one page of accounts"
+    people_accounts = [account for account in listed.accounts if account.kind != "system_float"]
+    float_minor = -sum(account.balance_minor for account in listed.accounts if account.kind == "system_float")
+    expect(signed_in.get_by_test_id("stat-accounts").locator(".stat-value")).to_have_text(str(len(people_accounts)))
+    expected_float = f"EUR {float_minor // 100:,}.{float_minor % 100:02d}"
+    expect(signed_in.get_by_test_id("stat-float").locator(".stat-value")).to_have_text(expected_float)
+    expect(signed_in.get_by_test_id("payments-today")).to_contain_text("EUR 12.34")
+    screenshot(signed_in, "02-dashboard")
+
+
+def test_account_statement_freeze_and_unfreeze(signed_in: Page, stack, channel):
+    """An account's page shows its statement; freezing it makes the ledger refuse money for it, unfreezing lets it in again."""
+    customer = new_customer(stack, channel, funded_minor=5_000)
+    page = signed_in
+    page.goto(f"/#/accounts/{_id(customer.account)}")
+    expect(page.get_by_test_id("account-balance")).to_contain_text("EUR 50.00")
+    expect(page.get_by_test_id("statement")).to_contain_text("top up")
+    expect(page.get_by_test_id("statement")).to_contain_text("EUR 50.00")
+    screenshot(page, "03-account-statement")
+
+    page.get_by_test_id("freeze").click()
+    expect(page.get_by_test_id("account-status")).to_contain_text("frozen")
+    expect(page.get_by_test_id("notice")).to_contain_text("frozen")
+    assert accounts_stub(channel).GetAccount(
+        accounts_pb2.GetAccountRequest(name=customer.account), metadata=bearer(customer.token), timeout=10
+    ).account.status == "frozen"
+    # A top-up from the page is refused, and said so in words.
+    page.get_by_label("Top up (EUR)").fill("5")
+    page.get_by_test_id("top-up").get_by_role("button").click()
+    expect(page.get_by_test_id("error")).to_have_text("The account is frozen: it can neither send nor receive money.")
+    screenshot(page, "04-account-frozen")
+    # And so is a terminal charging the customer: a frozen account cannot pay.
+    shop = new_shop(stack, channel)
+    with pytest.raises(grpc.RpcError) as refused:
+        _charge(channel, shop, customer, 100)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    page.get_by_test_id("unfreeze").click()
+    expect(page.get_by_test_id("account-status")).to_contain_text("active")
+    page.get_by_label("Top up (EUR)").fill("5")
+    page.get_by_test_id("top-up").get_by_role("button").click()
+    expect(page.get_by_test_id("notice")).to_have_text("Topped up EUR 5.00.")
+    expect(page.get_by_test_id("account-balance")).to_contain_text("EUR 55.00")
+    assert accounts_stub(channel).GetAccount(
+        accounts_pb2.GetAccountRequest(name=customer.account), metadata=bearer(customer.token), timeout=10
+    ).account.balance_minor == 5_500
+
+
+def test_refund_of_a_payment(signed_in: Page, stack, channel):
+    """A partial refund from the payment's page moves the money back, and the page and the API show it."""
+    customer, shop = new_customer(stack, channel, funded_minor=3_000), new_shop(stack, channel)
+    payment = _charge(channel, shop, customer, 1_250)
+    page = signed_in
+    page.goto(f"/#/payments/{_id(payment.name)}")
+    expect(page.get_by_test_id("payment-amount")).to_have_text("EUR 12.50")
+    expect(page.get_by_test_id("payment-refunded")).to_have_text("EUR 0.00")
+    refund_amount = page.get_by_test_id("refund-form").get_by_role("textbox")
+    expect(refund_amount).to_have_value("12.50")  # what is left to refund
+    refund_amount.fill("20")
+    page.get_by_test_id("refund").click()
+    expect(page.get_by_test_id("error")).to_have_text("That is more than is left to refund on this payment.")
+    refund_amount.fill("2.50")
+    page.get_by_test_id("refund").click()
+    expect(page.get_by_test_id("notice")).to_have_text("Refunded EUR 2.50.")
+    expect(page.get_by_test_id("payment-refunded")).to_have_text("EUR 2.50")
+    screenshot(page, "05-payment-refunded")
+    after = payments_stub(channel).GetPayment(payments_pb2.GetPaymentRequest(name=payment.name), metadata=bearer(shop.token), timeout=10)
+    assert after.payment.refunded_minor == 250
+    balance = accounts_stub(channel).GetAccount(accounts_pb2.GetAccountRequest(name=customer.account), metadata=bearer(customer.token), timeout=10)
+    assert balance.account.balance_minor == 3_000 - 1_250 + 250
+
+
+def test_live_feed_shows_a_payment_made_elsewhere(signed_in: Page, stack, channel):
+    """The live page (WatchPayments over grpc-web) shows a payment the moment a terminal makes it."""
+    customer, shop = new_customer(stack, channel, funded_minor=2_000), new_shop(stack, channel)
+    page = signed_in
+    page.get_by_role("link", name="Live feed").click()
+    expect(page.get_by_test_id("live-state")).to_have_text("live")  # the server has subscribed
+    payment = _charge(channel, shop, customer, 777)
+    row = page.locator(f'[data-testid="live-event"][data-payment="{payment.name}"]')
+    expect(row).to_contain_text("EUR 7.77")
+    expect(row).to_contain_text("created")
+    # A refund made elsewhere arrives too, as its own event.
+    payments_stub(channel).RefundPayment(
+        payments_pb2.RefundPaymentRequest(request_id=request_id(), name=payment.name, amount_minor=77),
+        metadata=bearer(shop.token), timeout=10,
+    )
+    newest = page.get_by_test_id("live-event").first
+    expect(newest).to_contain_text("refunded")
+    expect(newest).to_contain_text("EUR 0.77")
+    screenshot(page, "06-live-feed")
+
+
+@pytest.mark.parametrize(
+    "link, heading, content",
+    [
+        ("Merchants", "Merchants", "people"),
+        ("Accounts", "Accounts", "accounts"),
+        ("Payments", "Payments", "payments"),
+    ],
+)
+def test_every_list_screen_loads(signed_in: Page, link: str, heading: str, content: str):
+    """The list screens load from the API without an error message."""
+    page = signed_in
+    page.get_by_test_id("navigation").get_by_role("link", name=link, exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+    expect(page.get_by_test_id(content)).to_be_visible()
+    expect(page.get_by_test_id("error")).to_have_count(0)
+
+
+def test_customers_search_and_a_persons_accounts(signed_in: Page, stack, channel):
+    """Customers can be searched by name or e-mail; a person's page lists their accounts."""
+    customer = new_customer(stack, channel, funded_minor=1_000)
+    email = admin_stub(channel).ListUsers(
+        admin_pb2.ListUsersRequest(page_size=100, role="customer"), metadata=bearer(login_as(stack, "operator")), timeout=10
+    )
+    person = next(user for user in email.users if user.name == customer.user)
+    page = signed_in
+    page.get_by_role("link", name="Customers").click()
+    page.get_by_placeholder("Search by name or e-mail").fill(person.email.split("@")[0])
+    rows = page.get_by_test_id("people").locator("tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows).to_contain_text(person.email)
+    screenshot(page, "07-customers-search")
+    rows.get_by_role("link").click()
+    expect(page.get_by_test_id("person-accounts")).to_contain_text("EUR 10.00")
+    expect(page).to_have_url(re.compile(rf"#/users/{_id(customer.user)}$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text(person.display_name)
+
+
+def test_create_a_customer_open_an_account_and_top_it_up(signed_in: Page, stack):
+    """A new customer gets a first password shown once, an account opened for them, and money on it."""
+    page = signed_in
+    email = unique_email("walk-in")
+    page.get_by_role("link", name="Customers").click()
+    page.get_by_label("Name").fill("Walk-in Customer")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_test_id("new-user").get_by_role("button").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Walk-in Customer")
+    notice = page.get_by_test_id("notice")
+    expect(notice).to_contain_text("First password (shown only now")
+    password = notice.inner_text().rsplit(": ", 1)[1]
+    page.get_by_test_id("open-account").get_by_role("button").click()
+    expect(page.get_by_test_id("notice")).to_have_text("The account is open.")
+    page.get_by_test_id("person-accounts").locator("tbody a").first.click()
+    page.get_by_label("Top up (EUR)").fill("20")
+    page.get_by_test_id("top-up").get_by_role("button").click()
+    expect(page.get_by_test_id("account-balance")).to_contain_text("EUR 20.00")
+    # The person can log in with the password the page showed, and sees the money.
+    session = login(stack.endpoints.envoy, "tenants/demo-city", email, password)
+    with grpc.insecure_channel(stack.endpoints.envoy) as channel:
+        owned = accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(), metadata=bearer(session.tokens.access_token), timeout=10)
+    assert [account.balance_minor for account in owned.accounts] == [2_000]
+
+
+def test_terminal_registered_shows_its_secret_once_and_can_be_disabled(signed_in: Page, stack):
+    """Registering a terminal shows its secret once; disabling it is reflected in the list."""
+    page = signed_in
+    page.get_by_role("link", name="Terminals").click()
+    page.get_by_label("Name").fill("Browser test till")
+    page.get_by_test_id("register-terminal").get_by_role("button").click()
+    secret = page.get_by_test_id("client-secret")
+    expect(secret).not_to_be_empty()
+    row = page.get_by_test_id("terminals").locator("tr", has_text="Browser test till").last
+    expect(row).to_contain_text("active")
+    screenshot(page, "08-terminal-registered")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_test_id("disable-terminal").click()
+    expect(page.get_by_test_id("notice")).to_contain_text("is disabled")
+    expect(page.get_by_test_id("terminals").locator("tr", has_text="Browser test till").last).to_contain_text("disabled")
+    expect(page.get_by_test_id("client-secret")).to_have_count(1)  # still shown until the page is left
+    page.reload()
+    expect(page.get_by_test_id("client-secret")).to_have_count(0)  # and never again
+
+
+def test_audit_chain_and_reconciliation(signed_in: Page):
+    """The audit chains verify and the ledger reconciles, shown as plain verdicts."""
+    page = signed_in
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_test_id("verify-audit").click()
+    expect(page.get_by_test_id("audit-verdict")).to_contain_text(re.compile(r"^Intact: [1-9]\d* events"))
+    screenshot(page, "09-audit")
+    page.get_by_role("link", name="Reconciliation").click()
+    page.get_by_test_id("reconcile").click()
+    expect(page.get_by_test_id("reconciliation-verdict")).to_have_text("Balanced: every check passed.")
+    screenshot(page, "10-reconciliation")
+
+
+def test_an_expiring_access_token_is_refreshed(signed_in: Page):
+    """Shortly before the access token expires the page gets a new pair with the refresh token, and keeps working."""
+    page = signed_in
+    key = "emoney.back-office.session"
+    before = page.evaluate(f"JSON.parse(sessionStorage.getItem('{key}'))")
+    # Pretend the token expires in a second: the next call refreshes first (the page reads the session on load).
+    page.evaluate(
+        f"""() => {{ const s = JSON.parse(sessionStorage.getItem('{key}'));
+        s.accessExpiresAtMs = Date.now() + 1000; sessionStorage.setItem('{key}', JSON.stringify(s)); }}"""
+    )
+    page.reload()
+    expect(page.get_by_test_id("stat-accounts")).to_be_visible()
+    after = page.evaluate(f"JSON.parse(sessionStorage.getItem('{key}'))")
+    assert after["refreshToken"] != before["refreshToken"]
+    assert after["accessToken"] != before["accessToken"]
+    assert after["accessExpiresAtMs"] > before["accessExpiresAtMs"] - 60_000
+
+
+def test_sign_out_ends_the_session(signed_in: Page, channel):
+    """Signing out returns to the sign-in form, forgets the tokens and revokes the session on the server."""
+    page = signed_in
+    refresh_token = page.evaluate("JSON.parse(sessionStorage.getItem('emoney.back-office.session')).refreshToken")
+    page.get_by_test_id("sign-out").click()
+    expect(page.get_by_test_id("notice")).to_have_text("You are signed out.")
+    assert page.evaluate("sessionStorage.length") == 0
+    page.goto("/#/accounts")
+    expect(page.get_by_test_id("sign-in-form")).to_be_visible()
+    with pytest.raises(grpc.RpcError) as refused:
+        auth_stub(channel).RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=refresh_token), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+# --- what Envoy serves ------------------------------------------------------------------------
+
+
+def test_envoy_serves_the_page_with_a_strict_policy(envoy_url):
+    """/ is the back office with a strict CSP; its script and style are served with the right types."""
+    page = requests.get(f"{envoy_url}/", timeout=10)
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "connect-src 'self'" in policy and "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["cache-control"] == "no-cache"
+    script_path = re.search(r'src="(/app\.js\?v=[0-9a-f]+)"', page.text).group(1)
+    script = requests.get(f"{envoy_url}{script_path}", timeout=10)
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert "immutable" in script.headers["cache-control"]
+    style = requests.get(f"{envoy_url}/app.css", timeout=10)
+    assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
+    # The API's paths are untouched: JSON still answers, unknown paths are still the API's JSON 404.
+    assert requests.get(f"{envoy_url}/v1/serverInfo", timeout=10).json()["version"]
+    unknown = requests.get(f"{envoy_url}/index.html", timeout=10)
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/json"
+    # Only GET/HEAD are the page: a POST to / is not served a page.
+    assert requests.post(f"{envoy_url}/", data=b"{}", timeout=10).status_code == 404
+
+
+def test_cors_still_refuses_a_foreign_origin(envoy_url):
+    """Serving the page changed nothing for other sites: their grpc-web pre-flight gets no CORS grant."""
+    headers = {"access-control-request-method": "POST", "access-control-request-headers": "content-type, x-grpc-web"}
+    path = f"{envoy_url}/emoney.auth.v1.AuthService/Login"
+    foreign = requests.options(path, headers={**headers, "origin": "https://evil.example"}, timeout=10)
+    assert "access-control-allow-origin" not in foreign.headers
+    own = requests.options(path, headers={**headers, "origin": envoy_url}, timeout=10)
+    assert own.headers.get("access-control-allow-origin") == envoy_url
+
+
+def test_envoy_without_a_built_back_office_says_to_run_make_web(tmp_path):
+    """Starting Envoy when web/dist is missing fails at once with the command that fixes it."""
+    with pytest.raises(BackOfficeNotBuiltError, match=r"index\.html.*run `make web`"):
+        start_envoy(
+            config_dir=tmp_path, log_dir=tmp_path, listen_port=1, admin_port=2, upstreams=[("127.0.0.1", 3)],
+            descriptor_path=ROOT / "generated" / "emoney.binpb", allowed_origins=["http://127.0.0.1:1"],
+            web_dist_path=tmp_path / "no-dist",
+        )
+    assert not (tmp_path / "envoy.yaml").exists()

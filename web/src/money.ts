@@ -1,0 +1,52 @@
+// Money is an integer number of minor units (int64, a bigint here) plus an ISO-4217 code. It is turned
+// into text for display and parsed back from what a person types, never through floating point.
+
+const fractionDigitsCache = new Map<string, number>();
+
+export function fractionDigits(currency: string): number {
+  let digits = fractionDigitsCache.get(currency);
+  if (digits === undefined) {
+    try {
+      digits = new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits ?? 2;
+    } catch {
+      digits = 2; // an unknown code: show it with two decimals
+    }
+    fractionDigitsCache.set(currency, digits);
+  }
+  return digits;
+}
+
+const grouping = new Intl.NumberFormat("en-GB", { useGrouping: true });
+
+/** `1250n, "EUR"` → `"EUR 12.50"`; `-5n` → `"EUR -0.05"`. */
+export function formatMoney(amountMinor: bigint, currency: string): string {
+  const digits = fractionDigits(currency);
+  const negative = amountMinor < 0n;
+  const magnitude = negative ? -amountMinor : amountMinor;
+  const scale = 10n ** BigInt(digits);
+  const whole = grouping.format(magnitude / scale);
+  const fraction = digits > 0 ? "." + (magnitude % scale).toString().padStart(digits, "0") : "";
+  return `${currency} ${negative ? "-" : ""}${whole}${fraction}`;
+}
+
+export class AmountError extends Error {}
+
+/** `"12.5", "EUR"` → `1250n`. Refuses signs, more decimals than the currency has, and zero. */
+export function parseAmount(text: string, currency: string): bigint {
+  const digits = fractionDigits(currency);
+  const cleaned = text.trim().replace(/[\s,]/g, "");
+  const match = /^(\d+)(?:\.(\d*))?$/.exec(cleaned);
+  if (!match) throw new AmountError(`“${text}” is not an amount: write it like 12.50`);
+  const fraction = match[2] ?? "";
+  if (fraction.length > digits) {
+    throw new AmountError(`${currency} amounts have at most ${digits} decimal${digits === 1 ? "" : "s"}`);
+  }
+  const minor = BigInt(match[1]) * 10n ** BigInt(digits) + BigInt(fraction.padEnd(digits, "0") || "0");
+  if (minor <= 0n) throw new AmountError("The amount must be more than zero");
+  return minor;
+}
+
+/** The amount in minor units as a person types it: `1250n, "EUR"` → `"12.50"`. */
+export function amountText(amountMinor: bigint, currency: string): string {
+  return formatMoney(amountMinor, currency).slice(currency.length + 1).replace(/,/g, "");
+}

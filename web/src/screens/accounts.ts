@@ -1,0 +1,181 @@
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { Account } from "../../../generated/ts/emoney/accounts/v1/accounts_pb";
+import { accounts, admin, idOf, newRequestId, payments } from "../api";
+import { badge, field, h, input, link, replace, select, table } from "../dom";
+import { accountsTable, collect, PAGE_SIZE, paymentLink, paymentsTable, refundableMinor } from "../lists";
+import { formatMoney, parseAmount } from "../money";
+import { act, card, loading, page, say, shortId, stat, when } from "../ui";
+import { refundForm } from "./payments";
+import type { Screen } from "../main";
+
+export const accountsScreen: Screen = async (main, _params, query) => {
+  const kind = select("kind", [["", "All kinds"], ["customer", "Customer"], ["merchant", "Merchant"], ["system_float", "Float"]], query.get("kind") ?? "");
+  const status = select("status", [["", "Any status"], ["active", "Active"], ["frozen", "Frozen"], ["closed", "Closed"]], query.get("status") ?? "");
+  const results = h("div", null, loading());
+  const filter = () => {
+    const next = new URLSearchParams();
+    if (kind.value) next.set("kind", kind.value);
+    if (status.value) next.set("status", status.value);
+    window.location.hash = `#/accounts${next.size ? "?" + next : ""}`;
+  };
+  kind.addEventListener("change", filter);
+  status.addEventListener("change", filter);
+  replace(main, page("Accounts", h("div", { class: "toolbar" }, kind, status), results));
+  const listed = await collect(async (pageToken) => {
+    const answer = await accounts.listAccounts({ pageSize: PAGE_SIZE, pageToken, kind: kind.value, status: status.value });
+    return { items: answer.accounts, nextPageToken: answer.nextPageToken };
+  }, 10);
+  replace(results, accountsTable("accounts", listed.items), listed.complete ? null : h("p", { class: "muted" }, "Showing the first 1,000."));
+};
+
+function amountForm(
+  testid: string,
+  label: string,
+  account: Account,
+  send: (requestId: string, amountMinor: bigint) => Promise<string>,
+): HTMLFormElement {
+  const amount = input(`${testid}-amount`, { inputmode: "decimal", placeholder: "0.00", required: true });
+  // One idempotency key per filled-in form: sending the same form twice moves the money once.
+  let requestId = newRequestId();
+  amount.addEventListener("input", () => (requestId = newRequestId()));
+  const form = h(
+    "form",
+    { class: "inline-form", testid },
+    field(`${label} (${account.currency})`, amount),
+    h("button", { attrs: { type: "submit" } }, label),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    let done = "";
+    const ok = await act(form, async () => {
+      done = await send(requestId, parseAmount(amount.value, account.currency));
+    });
+    if (ok) {
+      requestId = newRequestId();
+      say("notice", done);
+    }
+  });
+  return form;
+}
+
+export const accountScreen: Screen = async (main, [accountId]) => {
+  const name = `accounts/${accountId}`;
+  replace(main, page("Account", loading()));
+  const render = async (notice?: string) => {
+    const account = (await accounts.getAccount({ name })).account!;
+    const summary = h("div", { class: "stats" },
+      stat("Balance", formatMoney(account.balanceMinor, account.currency), "account-balance"),
+      stat("Held", formatMoney(account.heldMinor, account.currency), "account-held"),
+      stat("Available", formatMoney(account.availableMinor, account.currency), "account-available"),
+      stat("Status", badge(account.status), "account-status"),
+    );
+    let owner: HTMLElement | string = "the tenant (system account)";
+    if (account.owner) owner = link(`#/users/${idOf(account.owner)}`, await ownerName(account.owner));
+    const actions = h("div", { class: "actions" });
+    if (account.status !== "closed" && account.kind !== "system_float") {
+      const frozen = account.status === "frozen";
+      const toggle = h("button", { class: frozen ? "primary" : "danger", testid: frozen ? "unfreeze" : "freeze" }, frozen ? "Unfreeze" : "Freeze");
+      toggle.addEventListener("click", async () => {
+        const ok = await act(toggle, async () => {
+          if (frozen) await accounts.unfreezeAccount({ name });
+          else await accounts.freezeAccount({ name });
+        });
+        if (ok) await render(frozen ? "The account is active again." : "The account is frozen: it can neither send nor receive.");
+      });
+      actions.append(
+        toggle,
+        amountForm("top-up", "Top up", account, async (requestId, amountMinor) => {
+          await payments.topUp({ requestId, account: name, amountMinor, currency: account.currency });
+          await render();
+          return `Topped up ${formatMoney(amountMinor, account.currency)}.`;
+        }),
+        amountForm("cash-out", "Cash out", account, async (requestId, amountMinor) => {
+          await payments.withdraw({ requestId, account: name, amountMinor, currency: account.currency });
+          await render();
+          return `Paid out ${formatMoney(amountMinor, account.currency)} in cash.`;
+        }),
+      );
+    }
+    const statement = h("div", null, loading());
+    const history = h("div", null, loading());
+    replace(
+      main,
+      page(
+        `${account.kind === "system_float" ? "Float" : account.kind.charAt(0).toUpperCase() + account.kind.slice(1)} account ${shortId(account.name)}`,
+        h("p", { class: "muted", testid: "account-owner" }, "Held by ", owner, ` · ${account.currency} · opened ${when(account.createTime)}`),
+        summary,
+        actions,
+        card("Statement", statement),
+        card("Payments", history),
+      ),
+    );
+    if (notice) say("notice", notice);
+    await Promise.all([renderStatement(statement, account), renderPayments(history, account, render)]);
+  };
+  await render();
+};
+
+const ownerNames = new Map<string, string>();
+async function ownerName(owner: string): Promise<string> {
+  if (!ownerNames.has(owner)) {
+    // No GetUser in the API: find the person in the tenant's user list (cached for the session).
+    const listed = await collect(async (pageToken) => {
+      const answer = await admin.listUsers({ pageSize: PAGE_SIZE, pageToken });
+      return { items: answer.users, nextPageToken: answer.nextPageToken };
+    }, 10);
+    for (const user of listed.items) ownerNames.set(user.name, `${user.displayName} <${user.email}>`);
+  }
+  return ownerNames.get(owner) ?? shortId(owner);
+}
+
+const PERIODS: [string, string][] = [["30", "Last 30 days"], ["7", "Last 7 days"], ["365", "Last year"], ["0", "Everything"]];
+
+async function renderStatement(container: HTMLElement, account: Account): Promise<void> {
+  const period = select("period", PERIODS, "30");
+  const rows = h("div", null, loading());
+  const more = h("button", { testid: "statement-more" }, "Show more");
+  let pageToken = "";
+  const entries: HTMLElement[][] = [];
+  const load = async () => {
+    const days = Number(period.value);
+    const answer = await accounts.listAccountEntries({
+      account: account.name,
+      pageSize: 50,
+      pageToken,
+      startTime: days ? timestampFromMs(Date.now() - days * 86_400_000) : undefined,
+    });
+    for (const entry of answer.entries) {
+      entries.push([
+        h("span", null, when(entry.createTime)),
+        h("span", null, entry.kind.replace("_", " ")),
+        h("span", null, paymentLink(entry.payment)),
+        h("span", { class: entry.amountMinor < 0n ? "money debit" : "money credit" }, formatMoney(entry.amountMinor, account.currency)),
+        h("span", { class: "money" }, formatMoney(entry.balanceAfterMinor, account.currency)),
+      ]);
+    }
+    pageToken = answer.nextPageToken;
+    replace(rows, table("statement", ["When", "What", "Payment", "Amount", "Balance after"], entries, "No entries in this period."));
+    more.hidden = !pageToken;
+  };
+  period.addEventListener("change", async () => {
+    pageToken = "";
+    entries.length = 0;
+    await act(more, load);
+  });
+  more.addEventListener("click", () => act(more, load));
+  replace(container, h("div", { class: "toolbar" }, period), rows, more);
+  await load();
+}
+
+async function renderPayments(container: HTMLElement, account: Account, rerender: (notice?: string) => Promise<void>): Promise<void> {
+  const answer = await payments.listPayments({ account: account.name, pageSize: 20 });
+  replace(
+    container,
+    paymentsTable("account-payments", answer.payments, (payment) =>
+      refundableMinor(payment) > 0n
+        ? refundForm(payment, async (refund) => rerender(`Refunded ${formatMoney(refund.amountMinor, refund.currency)}.`))
+        : null,
+    ),
+    answer.nextPageToken ? h("p", null, link(`#/payments?account=${idOf(account.name)}`, "All payments of this account")) : null,
+  );
+}

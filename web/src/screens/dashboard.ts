@@ -1,0 +1,68 @@
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { Account } from "../../../generated/ts/emoney/accounts/v1/accounts_pb";
+import type { Payment } from "../../../generated/ts/emoney/payments/v1/payments_pb";
+import { accounts, payments } from "../api";
+import { h, link, replace } from "../dom";
+import { collect, PAGE_SIZE, paymentsTable } from "../lists";
+import { formatMoney } from "../money";
+import { card, loading, page, stat } from "../ui";
+import type { Screen } from "../main";
+
+/** Sums of minor units per currency, shown one line per currency. */
+function perCurrency(items: { currency: string; amountMinor: bigint }[]): Map<string, bigint> {
+  const sums = new Map<string, bigint>();
+  for (const item of items) sums.set(item.currency, (sums.get(item.currency) ?? 0n) + item.amountMinor);
+  return sums;
+}
+
+function moneyLines(sums: Map<string, bigint>): HTMLElement {
+  if (sums.size === 0) return h("span", null, "—");
+  return h("span", null, [...sums].map(([currency, minor]) => h("div", { class: "money" }, formatMoney(minor, currency))));
+}
+
+export const dashboardScreen: Screen = async (main) => {
+  replace(main, page("Dashboard", loading()));
+  const midnight = new Date();
+  midnight.setHours(0, 0, 0, 0);
+  const [allAccounts, today] = await Promise.all([
+    collect(async (pageToken) => {
+      const answer = await accounts.listAccounts({ pageSize: PAGE_SIZE, pageToken });
+      return { items: answer.accounts, nextPageToken: answer.nextPageToken };
+    }, 50),
+    collect(async (pageToken) => {
+      const answer = await payments.listPayments({ pageSize: PAGE_SIZE, pageToken, startTime: timestampFromMs(midnight.getTime()) });
+      return { items: answer.payments, nextPageToken: answer.nextPageToken };
+    }, 20),
+  ]);
+  const held: Account[] = allAccounts.items.filter((account) => account.kind !== "system_float");
+  const floats = allAccounts.items.filter((account) => account.kind === "system_float");
+  // The float accounts carry the other side of every top-up and cash-out: the money in circulation is
+  // minus their balance. (No float account yet: nothing was ever topped up.)
+  const totalFloat = perCurrency(floats.map((account) => ({ currency: account.currency, amountMinor: -account.balanceMinor })));
+  const moved: Payment[] = today.items.filter((payment) => ["payment", "p2p", "capture"].includes(payment.kind));
+  const count = (kind: string) => held.filter((account) => account.kind === kind).length;
+  const frozen = held.filter((account) => account.status === "frozen").length;
+  const partial = !allAccounts.complete || !today.complete;
+  replace(
+    main,
+    page(
+      "Dashboard",
+      h(
+        "div",
+        { class: "stats" },
+        stat("Accounts", String(held.length), "stat-accounts"),
+        stat("Customer / merchant accounts", `${count("customer")} / ${count("merchant")}`, "stat-kinds"),
+        stat("Frozen accounts", String(frozen), "stat-frozen"),
+        stat("Total float (money in circulation)", moneyLines(totalFloat), "stat-float"),
+        stat("Payments today", String(moved.length), "stat-payments-today"),
+        stat("Paid today", moneyLines(perCurrency(moved)), "stat-volume-today"),
+      ),
+      partial ? h("p", { class: "muted" }, "Figures cover the first pages only: this tenant has more than the dashboard reads.") : null,
+      card(
+        "Today's activity",
+        paymentsTable("payments-today", today.items.slice(0, 15)),
+        h("p", null, link("#/payments", "All payments"), " · ", link("#/live", "Watch them live")),
+      ),
+    ),
+  );
+};

@@ -1,0 +1,74 @@
+// Payments as they commit: the server stream WatchPayments over grpc-web, reconnecting by itself.
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Payment } from "../../../generated/ts/emoney/payments/v1/payments_pb";
+import { payments } from "../api";
+import { badge, h, replace } from "../dom";
+import { describeError } from "../errors";
+import { accountLink, paymentLink } from "../lists";
+import { formatMoney } from "../money";
+import { page, when } from "../ui";
+import type { Screen } from "../main";
+
+const MAX_ROWS = 200;
+const RETRY_DELAYS_MS = [1_000, 2_000, 5_000, 10_000];
+
+function row(event: string, payment: Payment): HTMLElement {
+  return h(
+    "tr",
+    { class: "fresh", testid: "live-event", attrs: { "data-payment": payment.name } },
+    h("td", null, when(payment.createTime)),
+    h("td", null, badge(event)),
+    h("td", null, payment.kind.replace("_", " ")),
+    h("td", null, paymentLink(payment.name)),
+    h("td", null, accountLink(payment.fromAccount)),
+    h("td", null, accountLink(payment.toAccount)),
+    h("td", { class: "money" }, formatMoney(payment.amountMinor, payment.currency)),
+  );
+}
+
+export const liveScreen: Screen = async (main) => {
+  const state = h("span", { class: "live-state", testid: "live-state" }, "connecting…");
+  const body = h("tbody", { testid: "live-events" });
+  const events = h(
+    "table",
+    { testid: "live-table" },
+    h("thead", null, h("tr", null, ["When", "Event", "Kind", "Payment", "From", "To", "Amount"].map((text) => h("th", null, text)))),
+    body,
+  );
+  const empty = h("p", { class: "empty", testid: "live-empty" }, "Waiting for payments… new ones appear here the moment they commit.");
+  replace(main, page("Live payments", h("p", null, "Status: ", state), empty, events));
+
+  const stop = new AbortController();
+  const watch = async () => {
+    for (let attempt = 0; !stop.signal.aborted; attempt++) {
+      try {
+        state.textContent = "connecting…";
+        // The server sends the stream's headers once it has subscribed: from then on nothing is missed.
+        const stream = payments.watchPayments({}, {
+          signal: stop.signal,
+          timeoutMs: 0,
+          onHeader: () => {
+            state.textContent = "live";
+            state.className = "live-state on";
+          },
+        });
+        for await (const update of stream) {
+          if (!update.payment) continue;
+          attempt = 0;
+          empty.hidden = true;
+          body.prepend(row(update.event, update.payment));
+          while (body.rows.length > MAX_ROWS) body.deleteRow(-1);
+        }
+      } catch (error) {
+        if (stop.signal.aborted || (error instanceof ConnectError && error.code === Code.Canceled)) return;
+        state.className = "live-state off";
+        state.textContent = `interrupted (${describeError(error).message}) — reconnecting; events in between are in Payments`;
+        if (error instanceof ConnectError && (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied)) return;
+      }
+      const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)];
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  };
+  void watch();
+  return () => stop.abort();
+};

@@ -1,0 +1,105 @@
+import type { User } from "../../../generated/ts/emoney/auth/v1/auth_pb";
+import { accounts, admin, idOf } from "../api";
+import { badge, field, h, input, link, replace, select, table } from "../dom";
+import { accountsTable, collect, PAGE_SIZE } from "../lists";
+import { act, card, loading, navigate, page, say, when } from "../ui";
+import type { Screen } from "../main";
+
+const TITLES: Record<string, string> = { customer: "Customers", merchant: "Merchants" };
+
+/** Every user of the tenant holding `role` (the API has no search: the page filters what it read). */
+async function usersWithRole(role: string): Promise<{ items: User[]; complete: boolean }> {
+  return collect(async (pageToken) => {
+    const answer = await admin.listUsers({ pageSize: PAGE_SIZE, pageToken, role });
+    return { items: answer.users, nextPageToken: answer.nextPageToken };
+  }, 20);
+}
+
+function matches(user: User, words: string[]): boolean {
+  const text = `${user.displayName} ${user.email}`.toLowerCase();
+  return words.every((word) => text.includes(word));
+}
+
+export function peopleScreen(role: "customer" | "merchant"): Screen {
+  return async (main, _params, query) => {
+    const search = input("search", { type: "search", placeholder: "Search by name or e-mail", value: query.get("q") ?? "", autocomplete: "off" });
+    const results = h("div", null, loading());
+    replace(main, page(TITLES[role], h("div", { class: "toolbar" }, search), results, card(`New ${role}`, newUserForm(role))));
+    const listed = await usersWithRole(role);
+    const show = () => {
+      const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
+      const found = listed.items.filter((user) => matches(user, words));
+      replace(
+        results,
+        table(
+          "people",
+          ["Name", "E-mail", "Status", "Since"],
+          found.map((user) => [link(`#/users/${idOf(user.name)}`, user.displayName), user.email, badge(user.status), when(user.createTime)]),
+          words.length ? "Nobody matches." : `No ${TITLES[role].toLowerCase()} yet.`,
+        ),
+        listed.complete ? null : h("p", { class: "muted" }, `Searching the first ${listed.items.length} only.`),
+      );
+    };
+    search.addEventListener("input", show);
+    show();
+    search.focus();
+  };
+}
+
+function newUserForm(role: string): HTMLFormElement {
+  const name = input("display-name", { required: true, maxlength: "200" });
+  const email = input("new-email", { type: "email", required: true });
+  const form = h("form", { class: "inline-form", testid: "new-user" }, field("Name", name), field("E-mail", email), h("button", { attrs: { type: "submit" } }, `Create ${role}`));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    let created = "";
+    let password = "";
+    const ok = await act(form, async () => {
+      const answer = await admin.createUser({ email: email.value.trim(), displayName: name.value.trim(), roles: [role] });
+      created = answer.user!.name;
+      password = answer.initialPassword;
+    });
+    // The first password is shown this once: the server keeps only its hash.
+    if (ok) navigate(`#/users/${idOf(created)}`, { kind: "notice", text: `Created. First password (shown only now, hand it over safely): ${password}` });
+  });
+  return form;
+}
+
+export const personScreen: Screen = async (main, [userId]) => {
+  const name = `users/${userId}`;
+  replace(main, page("Person", loading()));
+  // No GetUser in the API: the person is found in the tenant's user list.
+  const everyone = await collect(async (pageToken) => {
+    const answer = await admin.listUsers({ pageSize: PAGE_SIZE, pageToken });
+    return { items: answer.users, nextPageToken: answer.nextPageToken };
+  }, 20);
+  const user = everyone.items.find((candidate) => candidate.name === name);
+  if (!user) {
+    replace(main, page("Person", h("p", null, "There is no such person in this organisation.")));
+    return;
+  }
+  const render = async () => {
+    const owned = await accounts.listAccounts({ owner: name, pageSize: PAGE_SIZE });
+    const kinds = user.roles.filter((role) => role === "customer" || role === "merchant");
+    const kind = select("account-kind", kinds.map((role) => [role, `${role} account`]));
+    const currency = input("currency", { value: "", placeholder: "default", size: "5", maxlength: "3" });
+    const open = h("form", { class: "inline-form", testid: "open-account" }, field("Kind", kind), field("Currency", currency), h("button", { attrs: { type: "submit" } }, "Open account"));
+    open.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (await act(open, async () => void (await accounts.createAccount({ owner: name, kind: kind.value, currency: currency.value.trim().toUpperCase() })))) {
+        await render();
+        say("notice", "The account is open.");
+      }
+    });
+    replace(
+      main,
+      page(
+        user.displayName,
+        h("p", { class: "muted" }, user.email, " · ", user.roles.join(", "), " · ", badge(user.status), ` · since ${when(user.createTime)}`),
+        card("Accounts", accountsTable("person-accounts", owned.accounts, new Map([[name, user.displayName]]))),
+        kinds.length ? card("Open an account", open) : null,
+      ),
+    );
+  };
+  await render();
+};
