@@ -33,6 +33,7 @@ DEFAULT_REFRESH_INTERVAL_S = 60.0
 # Our tokens are 500-600 characters (all five user roles included); anything far above is not ours and
 # is refused before any parsing work.
 MAX_TOKEN_CHARS = 4096
+VERIFIED_CACHE_SIZE = 10_000  # verified tokens remembered per process (about 3 MB)
 MAX_TOKEN_ID_CHARS = 64
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 SUBJECT_PATTERN = re.compile(rf"(users|terminals)/{_UUID}")
@@ -106,9 +107,15 @@ class TokenService:
         self._access_ttl_s = access_ttl_s
         self._leeway_s = leeway_s
         self._clock = clock
+        # Tokens whose signature and claims were verified, by their exact text: a signature check
+        # (EdDSA) costs more than the rest of an authenticated call's bookkeeping, and the same token
+        # comes back on every call of a session. A hit re-checks only the expiry; the key ring
+        # changing empties it. Revocation is not cached here (the Redis deny-list is read per call).
+        self._verified: dict[str, Principal] = {}
 
     def replace_key_ring(self, key_ring: KeyRing) -> None:
         self._key_ring = key_ring
+        self._verified = {}
 
     def key_ids(self) -> set[str]:
         return set(self._key_ring.keys)
@@ -144,6 +151,19 @@ class TokenService:
     def verify(self, token: str) -> Principal:
         if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
             raise _invalid()
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at <= time.time() - self._leeway_s:  # PyJWT's rule, on the same clock
+                del self._verified[token]
+                raise TokenError(TOKEN_EXPIRED, "the access token has expired")
+            return known
+        principal = self._verify_signed(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]  # the oldest entry
+        self._verified[token] = principal
+        return principal
+
+    def _verify_signed(self, token: str) -> Principal:
         key = self._verification_key(token)
         try:
             claims = jwt.decode(

@@ -254,6 +254,28 @@ def test_a_token_expired_beyond_the_leeway_is_refused(key):
     assert _refused(_service(_ring(key)), token) == TOKEN_EXPIRED
 
 
+def test_a_remembered_token_still_expires(key, monkeypatch):
+    """Verified tokens are remembered (no second signature check), but one verified while fresh is
+    TOKEN_EXPIRED once its expiry (plus leeway) has passed, like any other."""
+    service = _service(_ring(key))
+    token, principal = service.issue(subject=USER, tenant_id=TENANT_ID, roles=["customer"])
+    assert service.verify(token) == principal
+    assert service.verify(token) == principal
+    later = time.time() + TTL_S + LEEWAY_S + 1
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert _refused(service, token) == TOKEN_EXPIRED
+
+
+def test_a_remembered_token_is_checked_again_after_the_key_ring_changes(key):
+    """Replacing the key ring forgets every verified token: a token of a dropped key is refused even
+    if it was verified a moment before."""
+    service = _service(_ring(key))
+    token, _ = service.issue(subject=USER, tenant_id=TENANT_ID, roles=["customer"])
+    service.verify(token)
+    service.replace_key_ring(_ring(_key("ed25519-20250103000000-cccc")))
+    assert _refused(service, token) == TOKEN_KEY_UNKNOWN
+
+
 def test_a_token_issued_in_the_future_is_refused(service, key):
     """An iat further ahead than the leeway is TOKEN_INVALID (not a token we issued)."""
     later = int(time.time()) + LEEWAY_S + 60
