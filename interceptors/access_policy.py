@@ -49,6 +49,8 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/emoney.admin.v1.AdminService/DisableTerminal": BACK_OFFICE,
     "/emoney.admin.v1.AdminService/ListTerminals": BACK_OFFICE,
     "/emoney.admin.v1.AdminService/VerifyAuditChain": BACK_OFFICE,
+    # Platform administrators read their own (platform) tenant's log; RLS keeps every caller in their tenant.
+    "/emoney.admin.v1.AdminService/ListAuditEvents": BACK_OFFICE | PLATFORM_ADMIN,
     "/emoney.admin.v1.AdminService/ReconcileLedger": BACK_OFFICE,
     "/emoney.accounts.v1.AccountsService/CreateAccount": ACCOUNT_HOLDERS,
     "/emoney.accounts.v1.AccountsService/GetAccount": ACCOUNT_HOLDERS,

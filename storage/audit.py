@@ -125,6 +125,33 @@ async def list_audit_events(
     return [AuditEvent(*row) for row in await cursor.fetchall()]
 
 
+async def list_page(
+    unit_of_work: UnitOfWork,
+    before: tuple[datetime, int, int] | None,
+    limit: int,
+    actor: str | None = None,
+    request_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[AuditEvent]:
+    """Newest first, keyset-paginated on (created_at, stripe, sequence) (0009's indexes), filtered."""
+    conditions, parameters = [], []
+    if before is not None:
+        conditions.append("(created_at, stripe, sequence) < (%s, %s, %s)")
+        parameters += list(before)
+    for condition, value in (("actor = %s", actor), ("request_id = %s", request_id), ("created_at >= %s", start), ("created_at < %s", end)):
+        if value is not None:
+            conditions.append(condition)
+            parameters.append(value)
+    where = f"where {' and '.join(conditions)}" if conditions else ""
+    cursor = await unit_of_work.connection.execute(
+        f"""select stripe, sequence, actor, method, request_id, summary, created_at, hash from audit_events {where}
+             order by created_at desc, stripe desc, sequence desc limit %s""",
+        (*parameters, limit),
+    )
+    return [AuditEvent(*row) for row in await cursor.fetchall()]
+
+
 async def verify_audit_chain(unit_of_work: UnitOfWork, batch_rows: int = VERIFY_BATCH_ROWS) -> AuditVerification:
     """Recompute every stripe of the current tenant's chain; report each stripe's first broken link."""
     connection = unit_of_work.connection

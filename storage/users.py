@@ -57,9 +57,11 @@ async def set_password_hash(unit_of_work: UnitOfWork, user_id: uuid.UUID, passwo
 
 
 async def list_page(
-    unit_of_work: UnitOfWork, after: tuple[datetime, uuid.UUID] | None, limit: int, role: str | None
+    unit_of_work: UnitOfWork, after: tuple[datetime, uuid.UUID] | None, limit: int, role: str | None, query: str | None = None
 ) -> list[UserRecord]:
-    """Oldest first, keyset-paginated on (created_at, user_id)."""
+    """Oldest first, keyset-paginated on (created_at, user_id); `query` is a case-insensitive substring of
+    the e-mail address or display name. A substring has no B-tree index to use: the search walks the
+    tenant's users in keyset order until the page is full, which stays cheap at a tenant's scale of people."""
     conditions, parameters = [], []
     if after is not None:
         conditions.append("(created_at, user_id) > (%s, %s)")
@@ -67,8 +69,17 @@ async def list_page(
     if role:
         conditions.append("%s = any(roles)")
         parameters.append(role)
+    if query:
+        conditions.append("(email ilike %s escape '\\' or display_name ilike %s escape '\\')")
+        pattern = "%" + _escape_like(query) + "%"
+        parameters += [pattern, pattern]
     where = f"where {' and '.join(conditions)}" if conditions else ""
     cursor = await unit_of_work.connection.execute(
         f"select {_COLUMNS} from users {where} order by created_at, user_id limit %s", (*parameters, limit)
     )
     return [UserRecord(*row) for row in await cursor.fetchall()]
+
+
+def _escape_like(text: str) -> str:
+    """`text` matched literally inside a LIKE pattern whose escape character is a backslash."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -7,7 +7,7 @@ import grpc
 from emoney.admin.v1 import admin_pb2, admin_pb2_grpc
 from interceptors.call_state import require_principal
 from server.services.administration import AdministrationService
-from server.servicers.converters import tenant_summary, terminal_message, timestamp, user_message
+from server.servicers.converters import audit_event_message, tenant_summary, terminal_message, timestamp, user_message
 from storage import audit, ledger
 from storage.unit_of_work import UnitOfWorkFactory
 
@@ -29,6 +29,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                 for link in verification.broken_links
             ],
         )
+
+    async def ListAuditEvents(self, request: admin_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext) -> admin_pb2.ListAuditEventsResponse:
+        rows, next_token = await self._administration.list_audit_events(require_principal(), request)
+        return admin_pb2.ListAuditEventsResponse(audit_events=[audit_event_message(row) for row in rows], next_page_token=next_token)
 
     async def ReconcileLedger(self, request, context: grpc.aio.ServicerContext) -> admin_pb2.ReconcileLedgerResponse:
         async with self._units_of_work(require_principal().tenant_id) as unit_of_work:
@@ -78,7 +82,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     async def ListUsers(self, request: admin_pb2.ListUsersRequest, context: grpc.aio.ServicerContext) -> admin_pb2.ListUsersResponse:
         rows, next_token, slug = await self._administration.list_users(
-            require_principal(), request.page_size, request.page_token, request.role
+            require_principal(), request.page_size, request.page_token, request.role, request.query
         )
         return admin_pb2.ListUsersResponse(users=[user_message(row, slug) for row in rows], next_page_token=next_token)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 
@@ -12,6 +13,7 @@ from emoney.admin.v1 import admin_pb2
 from emoney.auth.v1 import auth_pb2
 from emoney.payments.v1 import payments_pb2
 from server.services.identity import IssuedTokens
+from storage.audit import AuditEvent
 from storage.ledger import AccountRecord, EntryRecord, HoldRecord, TransferRecord
 from storage.payments_query import PaymentRow
 from storage.tenants import PublicTenant, TenantRecord
@@ -49,6 +51,21 @@ def terminal_message(terminal: TerminalRecord) -> auth_pb2.Terminal:
         client_id=terminal.client_id,
         status=terminal.status,
         create_time=timestamp(terminal.created_at),
+    )
+
+
+
+def audit_event_message(event: AuditEvent) -> admin_pb2.AuditEvent:
+    return admin_pb2.AuditEvent(
+        stripe=event.stripe,
+        sequence=event.sequence,
+        create_time=timestamp(event.created_at),
+        actor=event.actor,
+        method=event.method,
+        request_id=event.request_id,
+        # Sorted keys and no spaces: the same event always reads the same, whatever the face.
+        summary_json=json.dumps(event.summary, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+        hash_hex=bytes(event.hash).hex(),
     )
 
 

@@ -11,6 +11,7 @@ import secrets
 import string
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import psycopg
 
@@ -27,13 +28,16 @@ from server.validation import (
     decode_page_token,
     keyset_after,
     keyset_page,
+    invalid,
     normalize_email,
+    optional_timestamp,
     page_size,
     parse_resource_id,
     raise_if_violations,
 )
 from server.errors import FieldViolation
-from storage import tenants, terminals, users
+from storage import audit, tenants, terminals, users
+from storage.audit import AuditEvent
 from storage.sessions import SessionStore
 from storage.tenants import TenantRecord
 from storage.terminals import TerminalRecord
@@ -46,6 +50,11 @@ GRANTABLE_ROLES = {
     "operator": frozenset({"customer", "merchant"}),
 }
 _CLIENT_ID_ALPHABET = string.ascii_lowercase + string.digits
+# Limits of the listing filters: the audit columns' own limits (0004's actor_text, request_id_text), and a
+# search text long enough for any e-mail address or name fragment a person would type.
+MAX_AUDIT_ACTOR_LENGTH = 200
+MAX_AUDIT_REQUEST_ID_LENGTH = 100
+MAX_USER_QUERY_LENGTH = 100
 
 
 def _initial_password() -> str:
@@ -139,14 +148,17 @@ class AdministrationService:
         return user, password, slug
 
     async def list_users(
-        self, caller: Principal, requested_page_size: int, page_token: str, role: str
+        self, caller: Principal, requested_page_size: int, page_token: str, role: str, query: str = ""
     ) -> tuple[list[UserRecord], str, str]:
         limit = page_size(requested_page_size)
         if role:
             raise_if_violations(_role_violations([role], "role"))
+        query = query.strip()
+        if len(query) > MAX_USER_QUERY_LENGTH:
+            raise invalid("query", f"must be at most {MAX_USER_QUERY_LENGTH} characters")
         after = keyset_after(page_token, "id")
         async with self._units_of_work(caller.tenant_id) as unit_of_work:
-            rows = await users.list_page(unit_of_work, after, limit + 1, role or None)
+            rows = await users.list_page(unit_of_work, after, limit + 1, role or None, query or None)
             slug = await tenants.slug_of(unit_of_work, caller.tenant_id)
         page, next_token = keyset_page(rows, limit, created_position("id", "user_id"))
         return page, next_token, slug
@@ -186,6 +198,43 @@ class AdministrationService:
         async with self._units_of_work(caller.tenant_id) as unit_of_work:
             rows = await terminals.list_page(unit_of_work, after, limit + 1)
         return keyset_page(rows, limit, created_position("id", "terminal_id"))
+
+    # -- audit log ------------------------------------------------------------------------------
+
+    async def list_audit_events(self, caller: Principal, request) -> tuple[list[AuditEvent], str]:
+        """The caller's tenant's audit events, newest first; the filters are exact matches and a period."""
+        limit = page_size(request.page_size)
+        if len(request.actor) > MAX_AUDIT_ACTOR_LENGTH:
+            raise invalid("actor", f"must be at most {MAX_AUDIT_ACTOR_LENGTH} characters")
+        if len(request.request_id) > MAX_AUDIT_REQUEST_ID_LENGTH:
+            raise invalid("request_id", f"must be at most {MAX_AUDIT_REQUEST_ID_LENGTH} characters")
+        start = optional_timestamp(request, "start_time")
+        end = optional_timestamp(request, "end_time")
+        before = _audit_position_before(request.page_token)
+        async with self._units_of_work(caller.tenant_id) as unit_of_work:
+            rows = await audit.list_page(
+                unit_of_work, before, limit + 1, actor=request.actor or None, request_id=request.request_id or None,
+                start=start, end=end,
+            )
+        return keyset_page(rows, limit, _audit_position)
+
+
+def _audit_position(event: AuditEvent) -> dict[str, str]:
+    return {"created": event.created_at.isoformat(), "stripe": str(event.stripe), "sequence": str(event.sequence)}
+
+
+def _audit_position_before(page_token: str) -> tuple[datetime, int, int] | None:
+    """Decode the (created_at, stripe, sequence) keyset position `_audit_position` wrote into a page token."""
+    decoded = decode_page_token(page_token, ("created", "stripe", "sequence"))
+    if decoded is None:
+        return None
+    try:
+        created, stripe, sequence = datetime.fromisoformat(decoded["created"]), int(decoded["stripe"]), int(decoded["sequence"])
+    except ValueError:
+        raise invalid("page_token", "is not a token returned by the previous page", "INVALID_PAGE_TOKEN") from None
+    if created.tzinfo is None or not 0 <= stripe <= 63 or not 1 <= sequence < 2**63:
+        raise invalid("page_token", "is not a token returned by the previous page", "INVALID_PAGE_TOKEN")
+    return created, stripe, sequence
 
 
 def _role_violations(roles: list[str], field: str = "roles") -> list[FieldViolation]:

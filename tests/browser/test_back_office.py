@@ -180,15 +180,21 @@ def test_every_list_screen_loads(signed_in: Page, link: str, heading: str, conte
 
 
 def test_customers_search_and_a_persons_accounts(signed_in: Page, stack, channel):
-    """Customers can be searched by name or e-mail; a person's page lists their accounts."""
+    """Customers are searched by the server (ListUsers' query) by a fragment of the e-mail address in any case;
+    a person's page lists their accounts."""
     customer = new_customer(stack, channel, funded_minor=1_000)
     email = admin_stub(channel).ListUsers(
         admin_pb2.ListUsersRequest(page_size=100, role="customer"), metadata=bearer(login_as(stack, "operator")), timeout=10
     )
     person = next(user for user in email.users if user.name == customer.user)
+    fragment = person.email.split("@")[0][2:].upper()
     page = signed_in
     page.get_by_role("link", name="Customers").click()
-    page.get_by_placeholder("Search by name or e-mail").fill(person.email.split("@")[0])
+    expect(page.get_by_test_id("people")).to_be_visible()
+    with page.expect_request(
+        lambda sent: sent.url.endswith("/emoney.admin.v1.AdminService/ListUsers") and fragment.encode() in (sent.post_data_buffer or b"")
+    ):
+        page.get_by_placeholder("Search by name or e-mail").fill(fragment)
     rows = page.get_by_test_id("people").locator("tbody tr")
     expect(rows).to_have_count(1)
     expect(rows).to_contain_text(person.email)
@@ -244,13 +250,45 @@ def test_terminal_registered_shows_its_secret_once_and_can_be_disabled(signed_in
     expect(page.get_by_test_id("client-secret")).to_have_count(0)  # and never again
 
 
+def test_audit_log_lists_a_freeze_made_in_the_browser(signed_in: Page, stack, channel, tenant_admin):
+    """A freeze done on the account page is listed on the Audit log screen, filtered by who did it, with the API's hash."""
+    customer = new_customer(stack, channel)
+    page = signed_in
+    page.goto(f"/#/accounts/{_id(customer.account)}")
+    page.get_by_test_id("freeze").click()
+    expect(page.get_by_test_id("account-status")).to_contain_text("frozen")
+
+    admin_token = login_as(stack, "tenant_admin")
+    me = auth_stub(channel).GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer(admin_token), timeout=10).user
+    events = admin_stub(channel).ListAuditEvents(
+        admin_pb2.ListAuditEventsRequest(actor=me.name, page_size=20), metadata=bearer(admin_token), timeout=10
+    ).audit_events
+    freeze = next(event for event in events if event.method.endswith("/FreezeAccount") and _id(customer.account) in event.summary_json)
+
+    page.get_by_test_id("navigation").get_by_role("link", name="Audit log").click()
+    expect(page.get_by_test_id("audit-events")).to_be_visible()
+    page.get_by_placeholder("Actor, e.g. users/…").fill(me.name)
+    page.get_by_test_id("audit-filters").get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(r"#/audit\?actor="))
+    row = page.get_by_test_id("audit-events").locator("tbody tr", has_text=_id(customer.account))
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("FreezeAccount")
+    expect(row).to_contain_text(freeze.hash_hex[:12])
+    expect(row).to_contain_text(freeze.request_id)
+    # Every row is the filtered actor's.
+    actors = page.get_by_test_id("audit-events").locator("tbody tr td:nth-child(2)").all_inner_texts()
+    assert actors and set(actors) == {me.name}
+    screenshot(page, "09-audit-events")
+    expect(page.get_by_test_id("error")).to_have_count(0)
+
+
 def test_audit_chain_and_reconciliation(signed_in: Page):
     """The audit chains verify and the ledger reconciles, shown as plain verdicts."""
     page = signed_in
     page.get_by_role("link", name="Audit log").click()
     page.get_by_test_id("verify-audit").click()
     expect(page.get_by_test_id("audit-verdict")).to_contain_text(re.compile(r"^Intact: [1-9]\d* events"))
-    screenshot(page, "09-audit")
+    screenshot(page, "09-audit-verified")
     page.get_by_role("link", name="Reconciliation").click()
     page.get_by_test_id("reconcile").click()
     expect(page.get_by_test_id("reconciliation-verdict")).to_have_text("Balanced: every check passed.")

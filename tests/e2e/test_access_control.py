@@ -34,15 +34,18 @@ ADMIN_CALLS = {
     "RegisterTerminal": admin_pb2.RegisterTerminalRequest(),
     "DisableTerminal": admin_pb2.DisableTerminalRequest(),
     "ListTerminals": admin_pb2.ListTerminalsRequest(),
+    "ListAuditEvents": admin_pb2.ListAuditEventsRequest(),
 }
 PLATFORM_METHODS = {"CreateTenant", "ListTenants", "SuspendTenant", "ReactivateTenant"}
+# Methods a platform administrator shares with the back office, for the platform tenant itself.
+PLATFORM_OWN_TENANT_METHODS = {"ListAuditEvents"}
 BACK_OFFICE_METHODS = set(ADMIN_CALLS) - PLATFORM_METHODS
 ALLOWED = {
     "customer": set(),
     "merchant": set(),
     "operator": BACK_OFFICE_METHODS,
     "tenant_admin": BACK_OFFICE_METHODS,
-    "platform_admin": PLATFORM_METHODS,
+    "platform_admin": PLATFORM_METHODS | PLATFORM_OWN_TENANT_METHODS,
     "terminal": set(),
 }
 

@@ -2,47 +2,59 @@ import type { User } from "../../../generated/ts/emoney/auth/v1/auth_pb";
 import { accounts, admin, idOf } from "../api";
 import { badge, field, h, input, link, replace, select, table } from "../dom";
 import { accountsTable, collect, PAGE_SIZE } from "../lists";
-import { act, card, loading, navigate, page, say, when } from "../ui";
+import { act, card, loading, navigate, page, say, showError, when } from "../ui";
 import type { Screen } from "../main";
 
 const TITLES: Record<string, string> = { customer: "Customers", merchant: "Merchants" };
 
-/** Every user of the tenant holding `role` (the API has no search: the page filters what it read). */
-async function usersWithRole(role: string): Promise<{ items: User[]; complete: boolean }> {
-  return collect(async (pageToken) => {
-    const answer = await admin.listUsers({ pageSize: PAGE_SIZE, pageToken, role });
-    return { items: answer.users, nextPageToken: answer.nextPageToken };
-  }, 20);
-}
-
-function matches(user: User, words: string[]): boolean {
-  const text = `${user.displayName} ${user.email}`.toLowerCase();
-  return words.every((word) => text.includes(word));
-}
+const SEARCH_PAGE_SIZE = 50;
+const SEARCH_DELAY_MS = 250;
+const MAX_QUERY_LENGTH = 100; // the server's limit on ListUsers' query
 
 export function peopleScreen(role: "customer" | "merchant"): Screen {
   return async (main, _params, query) => {
-    const search = input("search", { type: "search", placeholder: "Search by name or e-mail", value: query.get("q") ?? "", autocomplete: "off" });
+    const search = input("search", { type: "search", placeholder: "Search by name or e-mail", value: query.get("q") ?? "", autocomplete: "off", maxlength: String(MAX_QUERY_LENGTH) });
     const results = h("div", null, loading());
-    replace(main, page(TITLES[role], h("div", { class: "toolbar" }, search), results, card(`New ${role}`, newUserForm(role))));
-    const listed = await usersWithRole(role);
-    const show = () => {
-      const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
-      const found = listed.items.filter((user) => matches(user, words));
+    const more = h("button", { testid: "people-more" }, "Show more");
+    more.hidden = true;
+    replace(main, page(TITLES[role], h("div", { class: "toolbar" }, search), results, more, card(`New ${role}`, newUserForm(role))));
+    // The server searches (ListUsers' query: a case-insensitive fragment of the name or e-mail
+    // address); answers to an older text are dropped when a newer search has started.
+    const found: User[] = [];
+    let pageToken = "";
+    let searched = "";
+    let generation = 0;
+    const load = async (fresh: boolean) => {
+      const mine = fresh ? ++generation : generation;
+      const text = search.value.trim();
+      const answer = await admin.listUsers({ pageSize: SEARCH_PAGE_SIZE, pageToken: fresh ? "" : pageToken, role, query: text });
+      if (mine !== generation) return;
+      if (fresh) found.length = 0;
+      found.push(...answer.users);
+      pageToken = answer.nextPageToken;
+      searched = text;
+      more.hidden = !pageToken;
       replace(
         results,
         table(
           "people",
           ["Name", "E-mail", "Status", "Since"],
           found.map((user) => [link(`#/users/${idOf(user.name)}`, user.displayName), user.email, badge(user.status), when(user.createTime)]),
-          words.length ? "Nobody matches." : `No ${TITLES[role].toLowerCase()} yet.`,
+          searched ? "Nobody matches." : `No ${TITLES[role].toLowerCase()} yet.`,
         ),
-        listed.complete ? null : h("p", { class: "muted" }, `Searching the first ${listed.items.length} only.`),
       );
     };
-    search.addEventListener("input", show);
-    show();
+    let timer: number | undefined;
+    search.addEventListener("input", () => {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(() => {
+        if (search.value.trim() !== searched) void load(true).catch(showError);
+      }, SEARCH_DELAY_MS);
+    });
+    more.addEventListener("click", () => act(more, () => load(false)));
+    await load(true);
     search.focus();
+    return () => window.clearTimeout(timer);
   };
 }
 

@@ -87,6 +87,11 @@ class AdminServiceStub:
                 request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditChainRequest.SerializeToString,
                 response_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditChainResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/emoney.admin.v1.AdminService/ListAuditEvents',
+                request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
         self.ReconcileLedger = channel.unary_unary(
                 '/emoney.admin.v1.AdminService/ReconcileLedger',
                 request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ReconcileLedgerRequest.SerializeToString,
@@ -178,6 +183,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """ListAuditEvents lists the caller's tenant's audit events, newest first,
+        optionally only those of one actor, one request id or a period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReconcileLedger(self, request, context):
         """ReconcileLedger checks the ledger's invariants for the caller's tenant:
         entries sum to zero per currency, cached balances equal the sum of
@@ -239,6 +252,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.VerifyAuditChain,
                     request_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditChainRequest.FromString,
                     response_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditChainResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ListAuditEventsResponse.SerializeToString,
             ),
             'ReconcileLedger': grpc.unary_unary_rpc_method_handler(
                     servicer.ReconcileLedger,
@@ -519,6 +537,33 @@ class AdminService:
             '/emoney.admin.v1.AdminService/VerifyAuditChain',
             emoney_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditChainRequest.SerializeToString,
             emoney_dot_admin_dot_v1_dot_admin__pb2.VerifyAuditChainResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.admin.v1.AdminService/ListAuditEvents',
+            emoney_dot_admin_dot_v1_dot_admin__pb2.ListAuditEventsRequest.SerializeToString,
+            emoney_dot_admin_dot_v1_dot_admin__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -71,6 +71,10 @@ class AdminServiceStub:
     """VerifyAuditChain re-computes the caller's tenant's hash-chained audit log
     and reports the first broken link of each chain, if any.
     """
+    ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListAuditEventsRequest, _admin_pb2.ListAuditEventsResponse]
+    """ListAuditEvents lists the caller's tenant's audit events, newest first,
+    optionally only those of one actor, one request id or a period.
+    """
     ReconcileLedger: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ReconcileLedgerRequest, _admin_pb2.ReconcileLedgerResponse]
     """ReconcileLedger checks the ledger's invariants for the caller's tenant:
     entries sum to zero per currency, cached balances equal the sum of
@@ -119,6 +123,10 @@ class AdminServiceAsyncStub(AdminServiceStub):
     VerifyAuditChain: _aio.UnaryUnaryMultiCallable[_admin_pb2.VerifyAuditChainRequest, _admin_pb2.VerifyAuditChainResponse]  # type: ignore[assignment]
     """VerifyAuditChain re-computes the caller's tenant's hash-chained audit log
     and reports the first broken link of each chain, if any.
+    """
+    ListAuditEvents: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListAuditEventsRequest, _admin_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
+    """ListAuditEvents lists the caller's tenant's audit events, newest first,
+    optionally only those of one actor, one request id or a period.
     """
     ReconcileLedger: _aio.UnaryUnaryMultiCallable[_admin_pb2.ReconcileLedgerRequest, _admin_pb2.ReconcileLedgerResponse]  # type: ignore[assignment]
     """ReconcileLedger checks the ledger's invariants for the caller's tenant:
@@ -225,6 +233,16 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.VerifyAuditChainResponse, _abc.Awaitable[_admin_pb2.VerifyAuditChainResponse]]:
         """VerifyAuditChain re-computes the caller's tenant's hash-chained audit log
         and reports the first broken link of each chain, if any.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEvents(
+        self,
+        request: _admin_pb2.ListAuditEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListAuditEventsResponse, _abc.Awaitable[_admin_pb2.ListAuditEventsResponse]]:
+        """ListAuditEvents lists the caller's tenant's audit events, newest first,
+        optionally only those of one actor, one request id or a period.
         """
 
     @_abc_1.abstractmethod

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file emoney/admin/v1/admin.proto.
  */
 export const file_emoney_admin_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChtlbW9uZXkvYWRtaW4vdjEvYWRtaW4ucHJvdG8SD2Vtb25leS5hZG1pbi52MSIZChdWZXJpZnlBdWRpdENoYWluUmVxdWVzdCJwCgpCcm9rZW5MaW5rEg4KBnN0cmlwZRgBIAEoBRIQCghzZXF1ZW5jZRgCIAEoAxIPCgdwcm9ibGVtGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKKAQoYVmVyaWZ5QXVkaXRDaGFpblJlc3BvbnNlEgoKAm9rGAEgASgIEhcKD3N0cmlwZXNfY2hlY2tlZBgCIAEoBRIWCg5ldmVudHNfY2hlY2tlZBgDIAEoAxIxCgxicm9rZW5fbGlua3MYBCADKAsyGy5lbW9uZXkuYWRtaW4udjEuQnJva2VuTGluayIYChZSZWNvbmNpbGVMZWRnZXJSZXF1ZXN0IlsKC0Rpc2NyZXBhbmN5Eg0KBWNoZWNrGAEgASgJEg8KB3N1YmplY3QYAiABKAkSFgoOZXhwZWN0ZWRfbWlub3IYAyABKAMSFAoMYWN0dWFsX21pbm9yGAQgASgDIusBChdSZWNvbmNpbGVMZWRnZXJSZXNwb25zZRIKCgJvaxgBIAEoCBIuCgpjaGVja190aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBhY2NvdW50c19jaGVja2VkGAMgASgDEhkKEXRyYW5zZmVyc19jaGVja2VkGAQgASgDEhcKD2VudHJpZXNfY2hlY2tlZBgFIAEoAxIzCg1kaXNjcmVwYW5jaWVzGAYgAygLMhwuZW1vbmV5LmFkbWluLnYxLkRpc2NyZXBhbmN5EhEKCXRydW5jYXRlZBgHIAEoCCKEAQoNVGVuYW50U3VtbWFyeRImCgZ0ZW5hbnQYASABKAsyFi5lbW9uZXkuYXV0aC52MS5UZW5hbnQSFAoGc3RhdHVzGAIgASgJQgTiQQEDEjUKC2NyZWF0ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAyKiAQoTQ3JlYXRlVGVuYW50UmVxdWVzdBISCgRzbHVnGAEgASgJQgTiQQECEhoKDGRpc3BsYXlfbmFtZRgCIAEoCUIE4kEBAhIeChBkZWZhdWx0X2N1cnJlbmN5GAMgASgJQgTiQQECEhkKC2FkbWluX2VtYWlsGAQgASgJQgTiQQECEiAKEmFkbWluX2Rpc3BsYXlfbmFtZRgFIAEoCUIE4kEBAiKLAQoUQ3JlYXRlVGVuYW50UmVzcG9uc2USLgoGdGVuYW50GAEgASgLMh4uZW1vbmV5LmFkbWluLnYxLlRlbmFudFN1bW1hcnkSIwoFYWRtaW4YAiABKAsyFC5lbW9uZXkuYXV0aC52MS5Vc2VyEh4KFmFkbWluX2luaXRpYWxfcGFzc3dvcmQYAyABKAkiOwoSTGlzdFRlbmFudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIl8KE0xpc3RUZW5hbnRzUmVzcG9uc2USLwoHdGVuYW50cxgBIAMoCzIeLmVtb25leS5hZG1pbi52MS5UZW5hbnRTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIqChRTdXNwZW5kVGVuYW50UmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECIkcKFVN1c3BlbmRUZW5hbnRSZXNwb25zZRIuCgZ0ZW5hbnQYASABKAsyHi5lbW9uZXkuYWRtaW4udjEuVGVuYW50U3VtbWFyeSItChdSZWFjdGl2YXRlVGVuYW50UmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECIkoKGFJlYWN0aXZhdGVUZW5hbnRSZXNwb25zZRIuCgZ0ZW5hbnQYASABKAsyHi5lbW9uZXkuYWRtaW4udjEuVGVuYW50U3VtbWFyeSJZChFDcmVhdGVVc2VyUmVxdWVzdBITCgVlbWFpbBgBIAEoCUIE4kEBAhIaCgxkaXNwbGF5X25hbWUYAiABKAlCBOJBAQISEwoFcm9sZXMYAyADKAlCBOJBAQIiUgoSQ3JlYXRlVXNlclJlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5lbW9uZXkuYXV0aC52MS5Vc2VyEhgKEGluaXRpYWxfcGFzc3dvcmQYAiABKAkiRwoQTGlzdFVzZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIMCgRyb2xlGAMgASgJIlEKEUxpc3RVc2Vyc1Jlc3BvbnNlEiMKBXVzZXJzGAEgAygLMhQuZW1vbmV5LmF1dGgudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiTQoXUmVnaXN0ZXJUZXJtaW5hbFJlcXVlc3QSFgoIbWVyY2hhbnQYASABKAlCBOJBAQISGgoMZGlzcGxheV9uYW1lGAIgASgJQgTiQQECIl0KGFJlZ2lzdGVyVGVybWluYWxSZXNwb25zZRIqCgh0ZXJtaW5hbBgBIAEoCzIYLmVtb25leS5hdXRoLnYxLlRlcm1pbmFsEhUKDWNsaWVudF9zZWNyZXQYAiABKAkiLAoWRGlzYWJsZVRlcm1pbmFsUmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECIkUKF0Rpc2FibGVUZXJtaW5hbFJlc3BvbnNlEioKCHRlcm1pbmFsGAEgASgLMhguZW1vbmV5LmF1dGgudjEuVGVybWluYWwiPQoUTGlzdFRlcm1pbmFsc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiXQoVTGlzdFRlcm1pbmFsc1Jlc3BvbnNlEisKCXRlcm1pbmFscxgBIAMoCzIYLmVtb25leS5hdXRoLnYxLlRlcm1pbmFsEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTKFCwoMQWRtaW5TZXJ2aWNlEnMKDENyZWF0ZVRlbmFudBIkLmVtb25leS5hZG1pbi52MS5DcmVhdGVUZW5hbnRSZXF1ZXN0GiUuZW1vbmV5LmFkbWluLnYxLkNyZWF0ZVRlbmFudFJlc3BvbnNlIhaC0+STAhAiCy92MS90ZW5hbnRzOgEqEm0KC0xpc3RUZW5hbnRzEiMuZW1vbmV5LmFkbWluLnYxLkxpc3RUZW5hbnRzUmVxdWVzdBokLmVtb25leS5hZG1pbi52MS5MaXN0VGVuYW50c1Jlc3BvbnNlIhOC0+STAg0SCy92MS90ZW5hbnRzEocBCg1TdXNwZW5kVGVuYW50EiUuZW1vbmV5LmFkbWluLnYxLlN1c3BlbmRUZW5hbnRSZXF1ZXN0GiYuZW1vbmV5LmFkbWluLnYxLlN1c3BlbmRUZW5hbnRSZXNwb25zZSIngtPkkwIhIhwvdjEve25hbWU9dGVuYW50cy8qfTpzdXNwZW5kOgEqEpMBChBSZWFjdGl2YXRlVGVuYW50EiguZW1vbmV5LmFkbWluLnYxLlJlYWN0aXZhdGVUZW5hbnRSZXF1ZXN0GikuZW1vbmV5LmFkbWluLnYxLlJlYWN0aXZhdGVUZW5hbnRSZXNwb25zZSIqgtPkkwIkIh8vdjEve25hbWU9dGVuYW50cy8qfTpyZWFjdGl2YXRlOgEqEmsKCkNyZWF0ZVVzZXISIi5lbW9uZXkuYWRtaW4udjEuQ3JlYXRlVXNlclJlcXVlc3QaIy5lbW9uZXkuYWRtaW4udjEuQ3JlYXRlVXNlclJlc3BvbnNlIhSC0+STAg4iCS92MS91c2VyczoBKhJlCglMaXN0VXNlcnMSIS5lbW9uZXkuYWRtaW4udjEuTGlzdFVzZXJzUmVxdWVzdBoiLmVtb25leS5hZG1pbi52MS5MaXN0VXNlcnNSZXNwb25zZSIRgtPkkwILEgkvdjEvdXNlcnMSgQEKEFJlZ2lzdGVyVGVybWluYWwSKC5lbW9uZXkuYWRtaW4udjEuUmVnaXN0ZXJUZXJtaW5hbFJlcXVlc3QaKS5lbW9uZXkuYWRtaW4udjEuUmVnaXN0ZXJUZXJtaW5hbFJlc3BvbnNlIhiC0+STAhIiDS92MS90ZXJtaW5hbHM6ASoSjwEKD0Rpc2FibGVUZXJtaW5hbBInLmVtb25leS5hZG1pbi52MS5EaXNhYmxlVGVybWluYWxSZXF1ZXN0GiguZW1vbmV5LmFkbWluLnYxLkRpc2FibGVUZXJtaW5hbFJlc3BvbnNlIimC0+STAiMiHi92MS97bmFtZT10ZXJtaW5hbHMvKn06ZGlzYWJsZToBKhJ1Cg1MaXN0VGVybWluYWxzEiUuZW1vbmV5LmFkbWluLnYxLkxpc3RUZXJtaW5hbHNSZXF1ZXN0GiYuZW1vbmV5LmFkbWluLnYxLkxpc3RUZXJtaW5hbHNSZXNwb25zZSIVgtPkkwIPEg0vdjEvdGVybWluYWxzEocBChBWZXJpZnlBdWRpdENoYWluEiguZW1vbmV5LmFkbWluLnYxLlZlcmlmeUF1ZGl0Q2hhaW5SZXF1ZXN0GikuZW1vbmV5LmFkbWluLnYxLlZlcmlmeUF1ZGl0Q2hhaW5SZXNwb25zZSIegtPkkwIYIhMvdjEvYXVkaXRMb2c6dmVyaWZ5OgEqEoUBCg9SZWNvbmNpbGVMZWRnZXISJy5lbW9uZXkuYWRtaW4udjEuUmVjb25jaWxlTGVkZ2VyUmVxdWVzdBooLmVtb25leS5hZG1pbi52MS5SZWNvbmNpbGVMZWRnZXJSZXNwb25zZSIfgtPkkwIZIhQvdjEvbGVkZ2VyOnJlY29uY2lsZToBKmIGcHJvdG8z", [file_emoney_auth_v1_auth, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+  fileDesc("ChtlbW9uZXkvYWRtaW4vdjEvYWRtaW4ucHJvdG8SD2Vtb25leS5hZG1pbi52MSIZChdWZXJpZnlBdWRpdENoYWluUmVxdWVzdCJwCgpCcm9rZW5MaW5rEg4KBnN0cmlwZRgBIAEoBRIQCghzZXF1ZW5jZRgCIAEoAxIPCgdwcm9ibGVtGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKKAQoYVmVyaWZ5QXVkaXRDaGFpblJlc3BvbnNlEgoKAm9rGAEgASgIEhcKD3N0cmlwZXNfY2hlY2tlZBgCIAEoBRIWCg5ldmVudHNfY2hlY2tlZBgDIAEoAxIxCgxicm9rZW5fbGlua3MYBCADKAsyGy5lbW9uZXkuYWRtaW4udjEuQnJva2VuTGluayLAAQoWTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRINCgVhY3RvchgDIAEoCRISCgpyZXF1ZXN0X2lkGAQgASgJEi4KCnN0YXJ0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK6AQoKQXVkaXRFdmVudBIOCgZzdHJpcGUYASABKAUSEAoIc2VxdWVuY2UYAiABKAMSLwoLY3JlYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAQgASgJEg4KBm1ldGhvZBgFIAEoCRISCgpyZXF1ZXN0X2lkGAYgASgJEhQKDHN1bW1hcnlfanNvbhgHIAEoCRIQCghoYXNoX2hleBgIIAEoCSJlChdMaXN0QXVkaXRFdmVudHNSZXNwb25zZRIxCgxhdWRpdF9ldmVudHMYASADKAsyGy5lbW9uZXkuYWRtaW4udjEuQXVkaXRFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGAoWUmVjb25jaWxlTGVkZ2VyUmVxdWVzdCJbCgtEaXNjcmVwYW5jeRINCgVjaGVjaxgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEhYKDmV4cGVjdGVkX21pbm9yGAMgASgDEhQKDGFjdHVhbF9taW5vchgEIAEoAyLrAQoXUmVjb25jaWxlTGVkZ2VyUmVzcG9uc2USCgoCb2sYASABKAgSLgoKY2hlY2tfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQYWNjb3VudHNfY2hlY2tlZBgDIAEoAxIZChF0cmFuc2ZlcnNfY2hlY2tlZBgEIAEoAxIXCg9lbnRyaWVzX2NoZWNrZWQYBSABKAMSMwoNZGlzY3JlcGFuY2llcxgGIAMoCzIcLmVtb25leS5hZG1pbi52MS5EaXNjcmVwYW5jeRIRCgl0cnVuY2F0ZWQYByABKAgihAEKDVRlbmFudFN1bW1hcnkSJgoGdGVuYW50GAEgASgLMhYuZW1vbmV5LmF1dGgudjEuVGVuYW50EhQKBnN0YXR1cxgCIAEoCUIE4kEBAxI1CgtjcmVhdGVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMiogEKE0NyZWF0ZVRlbmFudFJlcXVlc3QSEgoEc2x1ZxgBIAEoCUIE4kEBAhIaCgxkaXNwbGF5X25hbWUYAiABKAlCBOJBAQISHgoQZGVmYXVsdF9jdXJyZW5jeRgDIAEoCUIE4kEBAhIZCgthZG1pbl9lbWFpbBgEIAEoCUIE4kEBAhIgChJhZG1pbl9kaXNwbGF5X25hbWUYBSABKAlCBOJBAQIiiwEKFENyZWF0ZVRlbmFudFJlc3BvbnNlEi4KBnRlbmFudBgBIAEoCzIeLmVtb25leS5hZG1pbi52MS5UZW5hbnRTdW1tYXJ5EiMKBWFkbWluGAIgASgLMhQuZW1vbmV5LmF1dGgudjEuVXNlchIeChZhZG1pbl9pbml0aWFsX3Bhc3N3b3JkGAMgASgJIjsKEkxpc3RUZW5hbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJfChNMaXN0VGVuYW50c1Jlc3BvbnNlEi8KB3RlbmFudHMYASADKAsyHi5lbW9uZXkuYWRtaW4udjEuVGVuYW50U3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKgoUU3VzcGVuZFRlbmFudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJHChVTdXNwZW5kVGVuYW50UmVzcG9uc2USLgoGdGVuYW50GAEgASgLMh4uZW1vbmV5LmFkbWluLnYxLlRlbmFudFN1bW1hcnkiLQoXUmVhY3RpdmF0ZVRlbmFudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJKChhSZWFjdGl2YXRlVGVuYW50UmVzcG9uc2USLgoGdGVuYW50GAEgASgLMh4uZW1vbmV5LmFkbWluLnYxLlRlbmFudFN1bW1hcnkiWQoRQ3JlYXRlVXNlclJlcXVlc3QSEwoFZW1haWwYASABKAlCBOJBAQISGgoMZGlzcGxheV9uYW1lGAIgASgJQgTiQQECEhMKBXJvbGVzGAMgAygJQgTiQQECIlIKEkNyZWF0ZVVzZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuZW1vbmV5LmF1dGgudjEuVXNlchIYChBpbml0aWFsX3Bhc3N3b3JkGAIgASgJIlYKEExpc3RVc2Vyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDAoEcm9sZRgDIAEoCRINCgVxdWVyeRgEIAEoCSJRChFMaXN0VXNlcnNSZXNwb25zZRIjCgV1c2VycxgBIAMoCzIULmVtb25leS5hdXRoLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIk0KF1JlZ2lzdGVyVGVybWluYWxSZXF1ZXN0EhYKCG1lcmNoYW50GAEgASgJQgTiQQECEhoKDGRpc3BsYXlfbmFtZRgCIAEoCUIE4kEBAiJdChhSZWdpc3RlclRlcm1pbmFsUmVzcG9uc2USKgoIdGVybWluYWwYASABKAsyGC5lbW9uZXkuYXV0aC52MS5UZXJtaW5hbBIVCg1jbGllbnRfc2VjcmV0GAIgASgJIiwKFkRpc2FibGVUZXJtaW5hbFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJFChdEaXNhYmxlVGVybWluYWxSZXNwb25zZRIqCgh0ZXJtaW5hbBgBIAEoCzIYLmVtb25leS5hdXRoLnYxLlRlcm1pbmFsIj0KFExpc3RUZXJtaW5hbHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIl0KFUxpc3RUZXJtaW5hbHNSZXNwb25zZRIrCgl0ZXJtaW5hbHMYASADKAsyGC5lbW9uZXkuYXV0aC52MS5UZXJtaW5hbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkyhAwKDEFkbWluU2VydmljZRJzCgxDcmVhdGVUZW5hbnQSJC5lbW9uZXkuYWRtaW4udjEuQ3JlYXRlVGVuYW50UmVxdWVzdBolLmVtb25leS5hZG1pbi52MS5DcmVhdGVUZW5hbnRSZXNwb25zZSIWgtPkkwIQIgsvdjEvdGVuYW50czoBKhJtCgtMaXN0VGVuYW50cxIjLmVtb25leS5hZG1pbi52MS5MaXN0VGVuYW50c1JlcXVlc3QaJC5lbW9uZXkuYWRtaW4udjEuTGlzdFRlbmFudHNSZXNwb25zZSITgtPkkwINEgsvdjEvdGVuYW50cxKHAQoNU3VzcGVuZFRlbmFudBIlLmVtb25leS5hZG1pbi52MS5TdXNwZW5kVGVuYW50UmVxdWVzdBomLmVtb25leS5hZG1pbi52MS5TdXNwZW5kVGVuYW50UmVzcG9uc2UiJ4LT5JMCISIcL3YxL3tuYW1lPXRlbmFudHMvKn06c3VzcGVuZDoBKhKTAQoQUmVhY3RpdmF0ZVRlbmFudBIoLmVtb25leS5hZG1pbi52MS5SZWFjdGl2YXRlVGVuYW50UmVxdWVzdBopLmVtb25leS5hZG1pbi52MS5SZWFjdGl2YXRlVGVuYW50UmVzcG9uc2UiKoLT5JMCJCIfL3YxL3tuYW1lPXRlbmFudHMvKn06cmVhY3RpdmF0ZToBKhJrCgpDcmVhdGVVc2VyEiIuZW1vbmV5LmFkbWluLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiMuZW1vbmV5LmFkbWluLnYxLkNyZWF0ZVVzZXJSZXNwb25zZSIUgtPkkwIOIgkvdjEvdXNlcnM6ASoSZQoJTGlzdFVzZXJzEiEuZW1vbmV5LmFkbWluLnYxLkxpc3RVc2Vyc1JlcXVlc3QaIi5lbW9uZXkuYWRtaW4udjEuTGlzdFVzZXJzUmVzcG9uc2UiEYLT5JMCCxIJL3YxL3VzZXJzEoEBChBSZWdpc3RlclRlcm1pbmFsEiguZW1vbmV5LmFkbWluLnYxLlJlZ2lzdGVyVGVybWluYWxSZXF1ZXN0GikuZW1vbmV5LmFkbWluLnYxLlJlZ2lzdGVyVGVybWluYWxSZXNwb25zZSIYgtPkkwISIg0vdjEvdGVybWluYWxzOgEqEo8BCg9EaXNhYmxlVGVybWluYWwSJy5lbW9uZXkuYWRtaW4udjEuRGlzYWJsZVRlcm1pbmFsUmVxdWVzdBooLmVtb25leS5hZG1pbi52MS5EaXNhYmxlVGVybWluYWxSZXNwb25zZSIpgtPkkwIjIh4vdjEve25hbWU9dGVybWluYWxzLyp9OmRpc2FibGU6ASoSdQoNTGlzdFRlcm1pbmFscxIlLmVtb25leS5hZG1pbi52MS5MaXN0VGVybWluYWxzUmVxdWVzdBomLmVtb25leS5hZG1pbi52MS5MaXN0VGVybWluYWxzUmVzcG9uc2UiFYLT5JMCDxINL3YxL3Rlcm1pbmFscxKHAQoQVmVyaWZ5QXVkaXRDaGFpbhIoLmVtb25leS5hZG1pbi52MS5WZXJpZnlBdWRpdENoYWluUmVxdWVzdBopLmVtb25leS5hZG1pbi52MS5WZXJpZnlBdWRpdENoYWluUmVzcG9uc2UiHoLT5JMCGCITL3YxL2F1ZGl0TG9nOnZlcmlmeToBKhJ9Cg9MaXN0QXVkaXRFdmVudHMSJy5lbW9uZXkuYWRtaW4udjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBooLmVtb25leS5hZG1pbi52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZSIXgtPkkwIREg8vdjEvYXVkaXRFdmVudHMShQEKD1JlY29uY2lsZUxlZGdlchInLmVtb25leS5hZG1pbi52MS5SZWNvbmNpbGVMZWRnZXJSZXF1ZXN0GiguZW1vbmV5LmFkbWluLnYxLlJlY29uY2lsZUxlZGdlclJlc3BvbnNlIh+C0+STAhkiFC92MS9sZWRnZXI6cmVjb25jaWxlOgEqYgZwcm90bzM", [file_emoney_auth_v1_auth, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
 
 /**
  * VerifyAuditChainRequest has no fields: the caller's tenant is verified.
@@ -118,6 +118,161 @@ export const VerifyAuditChainResponseSchema: GenMessage<VerifyAuditChainResponse
   messageDesc(file_emoney_admin_v1_admin, 2);
 
 /**
+ * ListAuditEventsRequest pages through the caller's tenant's audit events.
+ *
+ * @generated from message emoney.admin.v1.ListAuditEventsRequest
+ */
+export type ListAuditEventsRequest = Message<"emoney.admin.v1.ListAuditEventsRequest"> & {
+  /**
+   * At most this many events (1 to 100; 0 means 20).
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The `next_page_token` of the previous page; empty for the first page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only events by this actor (`users/{user_id}`, `terminals/{terminal_id}`
+   * or `system`; at most 200 characters); empty for all.
+   *
+   * @generated from field: string actor = 3;
+   */
+  actor: string;
+
+  /**
+   * Only events of this request id (at most 100 characters); empty for all.
+   *
+   * @generated from field: string request_id = 4;
+   */
+  requestId: string;
+
+  /**
+   * Only events written at or after this instant.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 5;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * Only events written before this instant.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 6;
+   */
+  endTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message emoney.admin.v1.ListAuditEventsRequest.
+ * Use `create(ListAuditEventsRequestSchema)` to create a new message.
+ */
+export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 3);
+
+/**
+ * AuditEvent is one link of a tenant's hash-chained audit log.
+ *
+ * @generated from message emoney.admin.v1.AuditEvent
+ */
+export type AuditEvent = Message<"emoney.admin.v1.AuditEvent"> & {
+  /**
+   * Which of the tenant's chains (stripes) the event belongs to.
+   *
+   * @generated from field: int32 stripe = 1;
+   */
+  stripe: number;
+
+  /**
+   * Sequence number of the event within its chain, from 1.
+   *
+   * @generated from field: int64 sequence = 2;
+   */
+  sequence: bigint;
+
+  /**
+   * When the event was written.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 3;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * Who made the change: `users/{user_id}`, `terminals/{terminal_id}` or `system`.
+   *
+   * @generated from field: string actor = 4;
+   */
+  actor: string;
+
+  /**
+   * The full gRPC method (or internal job) that made the change.
+   *
+   * @generated from field: string method = 5;
+   */
+  method: string;
+
+  /**
+   * The request id of the call that made the change.
+   *
+   * @generated from field: string request_id = 6;
+   */
+  requestId: string;
+
+  /**
+   * What changed, as a JSON object (typically `{"before": ..., "after": ...}`).
+   *
+   * @generated from field: string summary_json = 7;
+   */
+  summaryJson: string;
+
+  /**
+   * The event's chain hash (SHA-256), in lower-case hexadecimal.
+   *
+   * @generated from field: string hash_hex = 8;
+   */
+  hashHex: string;
+};
+
+/**
+ * Describes the message emoney.admin.v1.AuditEvent.
+ * Use `create(AuditEventSchema)` to create a new message.
+ */
+export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 4);
+
+/**
+ * ListAuditEventsResponse is one page of audit events.
+ *
+ * @generated from message emoney.admin.v1.ListAuditEventsResponse
+ */
+export type ListAuditEventsResponse = Message<"emoney.admin.v1.ListAuditEventsResponse"> & {
+  /**
+   * Events, newest first.
+   *
+   * @generated from field: repeated emoney.admin.v1.AuditEvent audit_events = 1;
+   */
+  auditEvents: AuditEvent[];
+
+  /**
+   * Token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message emoney.admin.v1.ListAuditEventsResponse.
+ * Use `create(ListAuditEventsResponseSchema)` to create a new message.
+ */
+export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 5);
+
+/**
  * ReconcileLedgerRequest has no fields: the caller's tenant is reconciled.
  *
  * @generated from message emoney.admin.v1.ReconcileLedgerRequest
@@ -130,7 +285,7 @@ export type ReconcileLedgerRequest = Message<"emoney.admin.v1.ReconcileLedgerReq
  * Use `create(ReconcileLedgerRequestSchema)` to create a new message.
  */
 export const ReconcileLedgerRequestSchema: GenMessage<ReconcileLedgerRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 3);
+  messageDesc(file_emoney_admin_v1_admin, 6);
 
 /**
  * Discrepancy is one broken ledger invariant.
@@ -172,7 +327,7 @@ export type Discrepancy = Message<"emoney.admin.v1.Discrepancy"> & {
  * Use `create(DiscrepancySchema)` to create a new message.
  */
 export const DiscrepancySchema: GenMessage<Discrepancy> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 4);
+  messageDesc(file_emoney_admin_v1_admin, 7);
 
 /**
  * ReconcileLedgerResponse is the reconciliation report.
@@ -235,7 +390,7 @@ export type ReconcileLedgerResponse = Message<"emoney.admin.v1.ReconcileLedgerRe
  * Use `create(ReconcileLedgerResponseSchema)` to create a new message.
  */
 export const ReconcileLedgerResponseSchema: GenMessage<ReconcileLedgerResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 5);
+  messageDesc(file_emoney_admin_v1_admin, 8);
 
 /**
  * TenantSummary is a tenant as platform administrators see it.
@@ -270,7 +425,7 @@ export type TenantSummary = Message<"emoney.admin.v1.TenantSummary"> & {
  * Use `create(TenantSummarySchema)` to create a new message.
  */
 export const TenantSummarySchema: GenMessage<TenantSummary> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 6);
+  messageDesc(file_emoney_admin_v1_admin, 9);
 
 /**
  * CreateTenantRequest describes the new tenant and its first administrator.
@@ -319,7 +474,7 @@ export type CreateTenantRequest = Message<"emoney.admin.v1.CreateTenantRequest">
  * Use `create(CreateTenantRequestSchema)` to create a new message.
  */
 export const CreateTenantRequestSchema: GenMessage<CreateTenantRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 7);
+  messageDesc(file_emoney_admin_v1_admin, 10);
 
 /**
  * CreateTenantResponse carries the tenant and its administrator's first password.
@@ -354,7 +509,7 @@ export type CreateTenantResponse = Message<"emoney.admin.v1.CreateTenantResponse
  * Use `create(CreateTenantResponseSchema)` to create a new message.
  */
 export const CreateTenantResponseSchema: GenMessage<CreateTenantResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 8);
+  messageDesc(file_emoney_admin_v1_admin, 11);
 
 /**
  * ListTenantsRequest pages through tenants.
@@ -382,7 +537,7 @@ export type ListTenantsRequest = Message<"emoney.admin.v1.ListTenantsRequest"> &
  * Use `create(ListTenantsRequestSchema)` to create a new message.
  */
 export const ListTenantsRequestSchema: GenMessage<ListTenantsRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 9);
+  messageDesc(file_emoney_admin_v1_admin, 12);
 
 /**
  * ListTenantsResponse is one page of tenants.
@@ -410,7 +565,7 @@ export type ListTenantsResponse = Message<"emoney.admin.v1.ListTenantsResponse">
  * Use `create(ListTenantsResponseSchema)` to create a new message.
  */
 export const ListTenantsResponseSchema: GenMessage<ListTenantsResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 10);
+  messageDesc(file_emoney_admin_v1_admin, 13);
 
 /**
  * SuspendTenantRequest names the tenant to suspend.
@@ -431,7 +586,7 @@ export type SuspendTenantRequest = Message<"emoney.admin.v1.SuspendTenantRequest
  * Use `create(SuspendTenantRequestSchema)` to create a new message.
  */
 export const SuspendTenantRequestSchema: GenMessage<SuspendTenantRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 11);
+  messageDesc(file_emoney_admin_v1_admin, 14);
 
 /**
  * SuspendTenantResponse carries the tenant after the change.
@@ -452,7 +607,7 @@ export type SuspendTenantResponse = Message<"emoney.admin.v1.SuspendTenantRespon
  * Use `create(SuspendTenantResponseSchema)` to create a new message.
  */
 export const SuspendTenantResponseSchema: GenMessage<SuspendTenantResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 12);
+  messageDesc(file_emoney_admin_v1_admin, 15);
 
 /**
  * ReactivateTenantRequest names the tenant to reactivate.
@@ -473,7 +628,7 @@ export type ReactivateTenantRequest = Message<"emoney.admin.v1.ReactivateTenantR
  * Use `create(ReactivateTenantRequestSchema)` to create a new message.
  */
 export const ReactivateTenantRequestSchema: GenMessage<ReactivateTenantRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 13);
+  messageDesc(file_emoney_admin_v1_admin, 16);
 
 /**
  * ReactivateTenantResponse carries the tenant after the change.
@@ -494,7 +649,7 @@ export type ReactivateTenantResponse = Message<"emoney.admin.v1.ReactivateTenant
  * Use `create(ReactivateTenantResponseSchema)` to create a new message.
  */
 export const ReactivateTenantResponseSchema: GenMessage<ReactivateTenantResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 14);
+  messageDesc(file_emoney_admin_v1_admin, 17);
 
 /**
  * CreateUserRequest describes the new user.
@@ -529,7 +684,7 @@ export type CreateUserRequest = Message<"emoney.admin.v1.CreateUserRequest"> & {
  * Use `create(CreateUserRequestSchema)` to create a new message.
  */
 export const CreateUserRequestSchema: GenMessage<CreateUserRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 15);
+  messageDesc(file_emoney_admin_v1_admin, 18);
 
 /**
  * CreateUserResponse carries the user and their first password.
@@ -557,7 +712,7 @@ export type CreateUserResponse = Message<"emoney.admin.v1.CreateUserResponse"> &
  * Use `create(CreateUserResponseSchema)` to create a new message.
  */
 export const CreateUserResponseSchema: GenMessage<CreateUserResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 16);
+  messageDesc(file_emoney_admin_v1_admin, 19);
 
 /**
  * ListUsersRequest pages through the caller's tenant's users.
@@ -585,6 +740,14 @@ export type ListUsersRequest = Message<"emoney.admin.v1.ListUsersRequest"> & {
    * @generated from field: string role = 3;
    */
   role: string;
+
+  /**
+   * Only users whose e-mail address or display name contains this text,
+   * ignoring case (at most 100 characters); empty for all.
+   *
+   * @generated from field: string query = 4;
+   */
+  query: string;
 };
 
 /**
@@ -592,7 +755,7 @@ export type ListUsersRequest = Message<"emoney.admin.v1.ListUsersRequest"> & {
  * Use `create(ListUsersRequestSchema)` to create a new message.
  */
 export const ListUsersRequestSchema: GenMessage<ListUsersRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 17);
+  messageDesc(file_emoney_admin_v1_admin, 20);
 
 /**
  * ListUsersResponse is one page of users.
@@ -620,7 +783,7 @@ export type ListUsersResponse = Message<"emoney.admin.v1.ListUsersResponse"> & {
  * Use `create(ListUsersResponseSchema)` to create a new message.
  */
 export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 18);
+  messageDesc(file_emoney_admin_v1_admin, 21);
 
 /**
  * RegisterTerminalRequest describes the new terminal.
@@ -648,7 +811,7 @@ export type RegisterTerminalRequest = Message<"emoney.admin.v1.RegisterTerminalR
  * Use `create(RegisterTerminalRequestSchema)` to create a new message.
  */
 export const RegisterTerminalRequestSchema: GenMessage<RegisterTerminalRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 19);
+  messageDesc(file_emoney_admin_v1_admin, 22);
 
 /**
  * RegisterTerminalResponse carries the terminal and its secret.
@@ -676,7 +839,7 @@ export type RegisterTerminalResponse = Message<"emoney.admin.v1.RegisterTerminal
  * Use `create(RegisterTerminalResponseSchema)` to create a new message.
  */
 export const RegisterTerminalResponseSchema: GenMessage<RegisterTerminalResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 20);
+  messageDesc(file_emoney_admin_v1_admin, 23);
 
 /**
  * DisableTerminalRequest names the terminal to disable.
@@ -697,7 +860,7 @@ export type DisableTerminalRequest = Message<"emoney.admin.v1.DisableTerminalReq
  * Use `create(DisableTerminalRequestSchema)` to create a new message.
  */
 export const DisableTerminalRequestSchema: GenMessage<DisableTerminalRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 21);
+  messageDesc(file_emoney_admin_v1_admin, 24);
 
 /**
  * DisableTerminalResponse carries the terminal after the change.
@@ -718,7 +881,7 @@ export type DisableTerminalResponse = Message<"emoney.admin.v1.DisableTerminalRe
  * Use `create(DisableTerminalResponseSchema)` to create a new message.
  */
 export const DisableTerminalResponseSchema: GenMessage<DisableTerminalResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 22);
+  messageDesc(file_emoney_admin_v1_admin, 25);
 
 /**
  * ListTerminalsRequest pages through the caller's tenant's terminals.
@@ -746,7 +909,7 @@ export type ListTerminalsRequest = Message<"emoney.admin.v1.ListTerminalsRequest
  * Use `create(ListTerminalsRequestSchema)` to create a new message.
  */
 export const ListTerminalsRequestSchema: GenMessage<ListTerminalsRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 23);
+  messageDesc(file_emoney_admin_v1_admin, 26);
 
 /**
  * ListTerminalsResponse is one page of terminals.
@@ -774,7 +937,7 @@ export type ListTerminalsResponse = Message<"emoney.admin.v1.ListTerminalsRespon
  * Use `create(ListTerminalsResponseSchema)` to create a new message.
  */
 export const ListTerminalsResponseSchema: GenMessage<ListTerminalsResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 24);
+  messageDesc(file_emoney_admin_v1_admin, 27);
 
 /**
  * AdminService is the back office's identity management: tenants (platform
@@ -891,6 +1054,17 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof VerifyAuditChainRequestSchema;
     output: typeof VerifyAuditChainResponseSchema;
+  },
+  /**
+   * ListAuditEvents lists the caller's tenant's audit events, newest first,
+   * optionally only those of one actor, one request id or a period.
+   *
+   * @generated from rpc emoney.admin.v1.AdminService.ListAuditEvents
+   */
+  listAuditEvents: {
+    methodKind: "unary";
+    input: typeof ListAuditEventsRequestSchema;
+    output: typeof ListAuditEventsResponseSchema;
   },
   /**
    * ReconcileLedger checks the ledger's invariants for the caller's tenant:

@@ -1,0 +1,262 @@
+"""ListAuditEvents and the ListUsers search through Envoy, natively and as JSON: a fresh tenant's log read
+newest first in pages, filtered by actor, request id and period, kept to its tenant, refused to customers;
+users found by a fragment of their e-mail address or name."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from google.protobuf import timestamp_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from emoney.accounts.v1 import accounts_pb2
+from emoney.admin.v1 import admin_pb2
+from tests.fixtures.identity import admin_stub, bearer, create_tenant, json_get, login, login_as, unique_email
+from tests.fixtures.ledger import accounts_stub
+
+
+@dataclass
+class Town:
+    """A fresh tenant whose whole audit log this module wrote: four events by its admin, one by a customer."""
+
+    admin_token: str
+    admin: str  # users/{id}
+    customer_token: str
+    customer: str  # users/{id}
+    frozen_account: str
+
+
+@pytest.fixture(scope="module")
+def channel(stack):
+    with grpc.insecure_channel(stack.endpoints.envoy) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def town(stack, channel) -> Town:
+    created, admin_token = create_tenant(stack, "audit")
+    admin, accounts = admin_stub(channel), accounts_stub(channel)
+    customer = admin.CreateUser(
+        admin_pb2.CreateUserRequest(email=unique_email("citizen"), display_name="Citizen", roles=["customer"]),
+        metadata=bearer(admin_token), timeout=10,
+    )
+    opened = [
+        accounts.CreateAccount(
+            accounts_pb2.CreateAccountRequest(kind="customer", currency="EUR", owner=customer.user.name),
+            metadata=bearer(admin_token), timeout=10,
+        ).account
+        for _ in range(3)
+    ]
+    accounts.FreezeAccount(accounts_pb2.FreezeAccountRequest(name=opened[0].name), metadata=bearer(admin_token), timeout=10)
+    customer_token = login(stack.endpoints.envoy, created.tenant.tenant.name, customer.user.email, customer.initial_password).tokens.access_token
+    accounts.CreateAccount(accounts_pb2.CreateAccountRequest(kind="customer", currency="EUR"), metadata=bearer(customer_token), timeout=10)
+    return Town(admin_token, created.admin.name, customer_token, customer.user.name, opened[0].name)
+
+
+def _list(channel, token: str, **fields) -> admin_pb2.ListAuditEventsResponse:
+    return admin_stub(channel).ListAuditEvents(admin_pb2.ListAuditEventsRequest(**fields), metadata=bearer(token), timeout=10)
+
+
+def _all_events(channel, token: str, page_size: int, **filters) -> list[admin_pb2.AuditEvent]:
+    events, page_token = [], ""
+    for _ in range(50):
+        page = _list(channel, token, page_size=page_size, page_token=page_token, **filters)
+        assert len(page.audit_events) <= page_size
+        events += page.audit_events
+        page_token = page.next_page_token
+        if not page_token:
+            return events
+    raise AssertionError("paging did not end")
+
+
+def _position(event: admin_pb2.AuditEvent) -> tuple:
+    return (event.create_time.seconds, event.create_time.nanos, event.stripe, event.sequence)
+
+
+def _reason(error: grpc.RpcError) -> str:
+    info = error_details_pb2.ErrorInfo()
+    detail = next(d for d in rpc_status.from_call(error).details if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR))
+    detail.Unpack(info)
+    return info.reason
+
+
+def test_pages_of_two_walk_the_whole_log_newest_first(channel, town):
+    """Pages of two list each of the tenant's five events once, newest first, the same as one big page."""
+    paged = _all_events(channel, town.admin_token, page_size=2)
+    whole = _list(channel, town.admin_token, page_size=100)
+    assert [event.hash_hex for event in paged] == [event.hash_hex for event in whole.audit_events]
+    assert whole.next_page_token == ""
+    assert len(paged) == 5 and len({event.hash_hex for event in paged}) == 5
+    assert [_position(event) for event in paged] == sorted((_position(event) for event in paged), reverse=True)
+    newest = paged[0]
+    assert (newest.actor, newest.method) == (town.customer, "/emoney.accounts.v1.AccountsService/CreateAccount")
+    verified = admin_stub(channel).VerifyAuditChain(admin_pb2.VerifyAuditChainRequest(), metadata=bearer(town.admin_token), timeout=30)
+    assert verified.ok and verified.events_checked == len(paged)
+
+
+def test_an_event_says_who_did_what_to_which_account(channel, town):
+    """The freeze is listed with its actor, method, request id, a JSON summary naming the account and a SHA-256 hash."""
+    freezes = [event for event in _all_events(channel, town.admin_token, 100) if event.method.endswith("/FreezeAccount")]
+    assert len(freezes) == 1
+    freeze = freezes[0]
+    assert freeze.actor == town.admin and freeze.request_id
+    summary = json.loads(freeze.summary_json)
+    assert isinstance(summary, dict) and town.frozen_account.split("/")[1] in freeze.summary_json
+    assert len(bytes.fromhex(freeze.hash_hex)) == 32
+
+
+def test_the_json_face_lists_the_same_events(channel, town, envoy_url):
+    """GET /v1/auditEvents answers the same events as the native call, in camelCase JSON with the summary as text."""
+    native = _list(channel, town.admin_token, page_size=3)
+    response = json_get(envoy_url, "/v1/auditEvents", town.admin_token, {"pageSize": 3})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [event["hashHex"] for event in body["auditEvents"]] == [event.hash_hex for event in native.audit_events]
+    assert body["nextPageToken"]
+    assert isinstance(json.loads(body["auditEvents"][0]["summaryJson"]), dict)
+    second = json_get(envoy_url, "/v1/auditEvents", town.admin_token, {"pageSize": 3, "pageToken": body["nextPageToken"]}).json()
+    assert len(second["auditEvents"]) == 2 and second.get("nextPageToken", "") == ""
+
+
+def test_filters_by_actor_request_id_and_period(channel, town, envoy_url):
+    """actor, request_id, start_time (inclusive) and end_time (exclusive) each narrow the list to what they name."""
+    everything = _all_events(channel, town.admin_token, 100)
+    assert [e.actor for e in _all_events(channel, town.admin_token, 2, actor=town.customer)] == [town.customer]
+    assert {e.actor for e in _all_events(channel, town.admin_token, 2, actor=town.admin)} == {town.admin}
+    assert len(_all_events(channel, town.admin_token, 2, actor=town.admin)) == 4
+    assert _list(channel, town.admin_token, actor="users/" + str(uuid.uuid4())).audit_events == []
+
+    chosen = everything[2]
+    by_request = _list(channel, town.admin_token, request_id=chosen.request_id).audit_events
+    assert [event.hash_hex for event in by_request] == [chosen.hash_hex]
+
+    pivot = chosen.create_time
+    since = _all_events(channel, town.admin_token, 2, start_time=pivot)
+    before = _all_events(channel, town.admin_token, 2, end_time=pivot)
+    assert [e.hash_hex for e in since] == [e.hash_hex for e in everything if _position(e)[:2] >= (pivot.seconds, pivot.nanos)]
+    assert [e.hash_hex for e in before] == [e.hash_hex for e in everything if _position(e)[:2] < (pivot.seconds, pivot.nanos)]
+    assert chosen.hash_hex in {e.hash_hex for e in since} and chosen.hash_hex not in {e.hash_hex for e in before}
+
+    as_json = json_get(envoy_url, "/v1/auditEvents", town.admin_token, {"actor": town.customer}).json()
+    assert [event["actor"] for event in as_json["auditEvents"]] == [town.customer]
+    future = json_get(envoy_url, "/v1/auditEvents", town.admin_token, {"startTime": "2999-01-01T00:00:00Z"}).json()
+    assert future.get("auditEvents", []) == []
+
+
+def test_another_tenant_sees_none_of_these_events(stack, channel, town):
+    """Tenant B's administrator and the demo tenant's operator see none of the fresh tenant's events, even by its actor."""
+    ours = {event.hash_hex for event in _all_events(channel, town.admin_token, 100)}
+    _, tenant_b_admin = create_tenant(stack, "other")
+    assert {event.hash_hex for event in _all_events(channel, tenant_b_admin, 100)}.isdisjoint(ours)
+    assert _list(channel, tenant_b_admin, actor=town.admin).audit_events == []
+    demo_operator = login_as(stack, "operator")
+    assert _list(channel, demo_operator, actor=town.admin).audit_events == []
+    assert _list(channel, demo_operator, actor=town.customer).audit_events == []
+
+
+def test_customers_are_refused(channel, town, envoy_url):
+    """A customer may not read the audit log: PERMISSION_DENIED natively, 403 as JSON."""
+    with pytest.raises(grpc.RpcError) as raised:
+        _list(channel, town.customer_token)
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert json_get(envoy_url, "/v1/auditEvents", town.customer_token).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"page_token": "not-a-token"}, "INVALID_PAGE_TOKEN"),
+        # A well-formed token of another listing (ListUsers' keys) is not this listing's token.
+        ({"page_token": "eyJjcmVhdGVkIjoiMjAyNC0wMS0wMVQwMDowMDowMCswMDowMCIsImlkIjoiMDAwIn0"}, "INVALID_PAGE_TOKEN"),
+        ({"page_token": "eyJjcmVhdGVkIjoieCIsInN0cmlwZSI6IjAiLCJzZXF1ZW5jZSI6IjEifQ"}, "INVALID_PAGE_TOKEN"),
+        ({"actor": "u" * 201}, "INVALID_ARGUMENT"),
+        ({"request_id": "r" * 101}, "INVALID_ARGUMENT"),
+        ({"page_size": -1}, "INVALID_ARGUMENT"),
+        ({"start_time": timestamp_pb2.Timestamp(seconds=10**12)}, "INVALID_ARGUMENT"),
+    ],
+    ids=["garbage-token", "other-listing-token", "bad-time-token", "long-actor", "long-request-id", "negative-size", "time-out-of-range"],
+)
+def test_bad_requests_are_invalid_argument(channel, town, fields, reason):
+    """Tokens not made by this listing and oversized filters are INVALID_ARGUMENT with a reason saying which."""
+    with pytest.raises(grpc.RpcError) as raised:
+        _list(channel, town.admin_token, **fields)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _reason(raised.value) == reason
+
+
+def test_bad_requests_are_400_as_json(town, envoy_url):
+    """On the JSON face the same refusals are 400 with a google.rpc.Status body."""
+    for params in ({"pageToken": "not-a-token"}, {"actor": "u" * 201}, {"requestId": "r" * 101}):
+        response = json_get(envoy_url, "/v1/auditEvents", town.admin_token, params)
+        assert response.status_code == 400, (params, response.text)
+        assert response.json()["code"] == 3
+
+
+# -- ListUsers search ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def people(stack, channel) -> tuple[str, dict[str, admin_pb2.CreateUserResponse]]:
+    """A fresh tenant with three people whose names and addresses differ in known ways."""
+    _, admin_token = create_tenant(stack, "search")
+    tag = uuid.uuid4().hex[:8]
+    wanted = {
+        "quartz": ("Zoë Quartzmann", f"zq-{tag}@example.org", ["customer"]),
+        "quarry": ("Bakery Quarry", f"shop-{tag}@quarry.example", ["merchant"]),
+        "other": ("Olga Other", f"olga_{tag}@example.org", ["customer"]),
+    }
+    made = {
+        key: admin_stub(channel).CreateUser(
+            admin_pb2.CreateUserRequest(email=email, display_name=name, roles=roles), metadata=bearer(admin_token), timeout=10
+        )
+        for key, (name, email, roles) in wanted.items()
+    }
+    return admin_token, made
+
+
+def _search(channel, token: str, query: str, **fields) -> list[str]:
+    response = admin_stub(channel).ListUsers(admin_pb2.ListUsersRequest(query=query, page_size=100, **fields), metadata=bearer(token), timeout=10)
+    return [user.email for user in response.users]
+
+
+def test_search_matches_a_fragment_of_name_or_email_ignoring_case(channel, people):
+    """query finds users by a case-insensitive fragment of the display name or e-mail address, with the role filter."""
+    token, made = people
+    assert _search(channel, token, "QUARTZ") == [made["quartz"].user.email]
+    assert _search(channel, token, "quar") == [made["quartz"].user.email, made["quarry"].user.email]
+    assert _search(channel, token, "quar", role="merchant") == [made["quarry"].user.email]
+    assert _search(channel, token, "@QUARRY.example") == [made["quarry"].user.email]
+    assert _search(channel, token, "  olga ") == [made["other"].user.email]
+    assert _search(channel, token, "nobody-is-called-this") == []
+
+
+def test_search_treats_like_wildcards_literally(channel, people):
+    """`%` and `_` match only themselves: `_` finds the one address containing it, `%` finds no one."""
+    token, made = people
+    assert _search(channel, token, "%") == []
+    assert _search(channel, token, "a_") == [made["other"].user.email]
+
+
+def test_search_as_json_and_limits(channel, people, envoy_url):
+    """GET /v1/users?query= searches the same way; a query over 100 characters is INVALID_ARGUMENT (400 as JSON)."""
+    token, made = people
+    response = json_get(envoy_url, "/v1/users", token, {"query": "quartzMANN"})
+    assert response.status_code == 200, response.text
+    assert [user["email"] for user in response.json()["users"]] == [made["quartz"].user.email]
+    with pytest.raises(grpc.RpcError) as raised:
+        _search(channel, token, "q" * 101)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert json_get(envoy_url, "/v1/users", token, {"query": "q" * 101}).status_code == 400
+
+
+def test_search_stays_in_the_tenant(stack, channel, people):
+    """The demo tenant's operator searching for these people's names finds none of them."""
+    _, made = people
+    operator = login_as(stack, "operator")
+    found = _search(channel, operator, "quartzmann")
+    assert made["quartz"].user.email not in found and found == []
