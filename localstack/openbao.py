@@ -68,11 +68,13 @@ class OpenBaoService:
         self.process.stop(timeout_s=STOP_TIMEOUT_S)
 
 
-def start_openbao(data_dir: Path, port: int, log_dir: Path) -> OpenBaoService:
+def start_openbao(data_dir: Path, port: int, log_dir: Path, cluster_port: int | None = None) -> OpenBaoService:
+    """Start (initialising on first use) and unseal; `cluster_port` of a previous start keeps it on a restart."""
     data_dir = Path(data_dir).resolve()
     state_dir = private_dir(data_dir.parent)
     private_dir(data_dir)
-    cluster_port = next(candidate for candidate in free_ports(2) if candidate != port)
+    if cluster_port is None:
+        cluster_port = next(candidate for candidate in free_ports(2) if candidate != port)
     address = f"http://{LOOPBACK}:{port}"
     config_path = state_dir / "openbao.hcl"
     config_path.write_text(_config(data_dir, port, cluster_port))

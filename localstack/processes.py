@@ -217,6 +217,23 @@ class ManagedProcess:
             pass  # group already empty
         self._popen.wait()
 
+    def exit_description(self) -> str:
+        """How the leader ended, for error messages: ' (exit code N)', ' (killed by SIGSEGV)', or '' while it
+        runs (it is not reaped here)."""
+        if self._popen is None:
+            return ""
+        if self._popen.returncode is not None:
+            code = self._popen.returncode
+        else:
+            try:
+                info = os.waitid(os.P_PID, self._popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return ""
+            if info is None:
+                return ""
+            code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+        return f" (exit code {code})" if code >= 0 else f" (killed by {signal.Signals(-code).name})"
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             with open(self.log_path, "rb") as log:
@@ -237,7 +254,9 @@ def run_as(user: str | None) -> dict:
 
 
 def start_error(process: ManagedProcess, reason: str) -> ServiceStartError:
-    return ServiceStartError(f"{process.name}: {reason}\n--- log tail ({process.log_path}) ---\n{process.log_tail()}")
+    return ServiceStartError(
+        f"{process.name}: {reason}{process.exit_description()}\n--- log tail ({process.log_path}) ---\n{process.log_tail()}"
+    )
 
 
 def wait_for(

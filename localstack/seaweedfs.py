@@ -70,13 +70,19 @@ def weed_binary() -> Path:
     return Path(on_path)
 
 
-def start_seaweedfs(data_dir: Path, s3_port: int, log_dir: Path, bucket: str = "emoney") -> SeaweedFSService:
+def start_seaweedfs(
+    data_dir: Path, s3_port: int, log_dir: Path, bucket: str = "emoney", ports: dict[str, int] | None = None
+) -> SeaweedFSService:
+    """Start `weed mini`; `ports` (a previous start's `service.ports`) restarts it on the same listeners."""
     data_dir = Path(data_dir).resolve()
     state_dir = private_dir(data_dir.parent)
     private_dir(data_dir)
     config_path = state_dir / "seaweedfs-s3.json"
     credentials = load_or_create_secret_json(config_path, _new_identity_config)["identities"][0]["credentials"][0]
-    ports = _choose_ports(s3_port)
+    if ports is None:
+        ports = _choose_ports(s3_port)
+    elif ports.get("s3.port") != s3_port:
+        raise ValueError("the S3 port of a restart must be the one it had")
     process = ManagedProcess(
         "seaweedfs",
         _argv(data_dir, ports, config_path),

@@ -263,6 +263,51 @@ class LocalStack:
             **tls,
         )
 
+    # -- faults: parts of a running stack go away and come back (tools/faults) -------------------
+    # Every restart keeps the data folder and the ports, so clients, Envoy and the servers find the
+    # service again where it was.
+
+    def kill_server(self, index: int) -> None:
+        """SIGKILL server `index` and its process group now, as a crash would."""
+        self.servers[index].kill()
+
+    def restart_server(self, index: int) -> ManagedProcess:
+        """Start server `index` again on its port (after kill_server, or to replace a running one)."""
+        self.servers[index].stop(timeout_s=15.0)
+        self.servers[index] = self.start_server(index)
+        return self.servers[index]
+
+    def stop_service(self, name: str, crash: bool = False) -> None:
+        """Stop a local backing service (`postgres`, `redis`, `openbao`, `seaweedfs`): gracefully, or with
+        crash=True by SIGKILL to its whole process group (PostgreSQL then recovers from its WAL)."""
+        service = self._backing_service(name)
+        if crash:
+            service.process.kill()
+        service.stop()  # after a kill: only the clean-up (sockets, stale files)
+
+    def start_service(self, name: str) -> None:
+        """Start a stopped backing service again on its port with its data; OpenBao is unsealed again."""
+        service = self._backing_service(name)
+        if service.process.alive():
+            raise RuntimeError(f"{name} is still running")
+        data, ports = self.state_dir / "data", self.options.ports
+        if name == "postgres":
+            self.postgres = start_postgres(data / "postgres", ports.postgres, self.log_dir)
+        elif name == "redis":
+            self.redis = start_redis(data / "redis", ports.redis, self.log_dir)
+        elif name == "openbao":
+            self.openbao = start_openbao(data / "openbao", ports.openbao, self.log_dir, cluster_port=self.openbao.cluster_port)
+        else:
+            self.seaweedfs = start_seaweedfs(data / "seaweedfs", ports.s3, self.log_dir, ports=self.seaweedfs.ports)
+
+    def _backing_service(self, name: str) -> Any:
+        if name not in ("postgres", "redis", "openbao", "seaweedfs"):
+            raise ValueError(f"no backing service {name!r}")
+        service = getattr(self, name)
+        if service is None:
+            raise RuntimeError(f"{name} is external or not started: it cannot be stopped from here")
+        return service
+
     # -- stop ----------------------------------------------------------------------------------
 
     def stop(self) -> None:

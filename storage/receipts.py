@@ -41,6 +41,8 @@ MAX_BATCH_SIZE = 500
 # pool's idle_in_transaction_session_timeout (30 s), since the batch's rows stay locked meanwhile.
 UPLOAD_TIMEOUT_S = 10.0
 BATCH_DEADLINE_S = 15.0
+# Uploads of one batch in flight at once (each is a thread of the default executor while it lasts).
+UPLOAD_CONCURRENCY = 4
 BACKOFF_MAX_S = 30.0
 
 # ISO 4217 currencies whose minor unit is not a hundredth; every other currency has two decimals.
@@ -155,8 +157,11 @@ async def presigned_receipt_url(
 
 async def _mark_written(unit_of_work: UnitOfWork, payment_ids: Sequence[uuid.UUID]) -> None:
     # SKIP LOCKED: never wait for a writer holding the row; it marks the row itself.
+    # Not now(): that is when OUR transaction began, and a payment that began after it but committed
+    # before our SELECT (READ COMMITTED) has a later created_at, which `written_at >= created_at`
+    # refuses — failing the whole batch again and again under steady load (found by tools/faults).
     await unit_of_work.connection.execute(
-        """update receipt_outbox set written_at = now(), attempts = attempts + 1, last_error_kind = null
+        """update receipt_outbox set written_at = greatest(clock_timestamp(), created_at), attempts = attempts + 1, last_error_kind = null
             where payment_id in (select payment_id from receipt_outbox
                                   where payment_id = any(%s) and written_at is null
                                     for update skip locked)""",
@@ -246,24 +251,35 @@ class ReceiptWriter:
     async def _upload(
         self, unit_of_work: UnitOfWork, tenant_id: uuid.UUID, tenant_slug: str, payment_ids: list[uuid.UUID]
     ) -> tuple[list[uuid.UUID], bool]:
-        """Upload in order; stop at the first object-storage failure (it is down for the rest too)."""
+        """Render every receipt of the batch, then upload UPLOAD_CONCURRENCY at a time: one by one, the
+        backlog an object-storage outage leaves drained no faster than new payments arrived (found by
+        tools/faults). After the first failure no new upload starts (storage is down for the rest too)."""
         deadline = asyncio.get_running_loop().time() + BATCH_DEADLINE_S
-        written: list[uuid.UUID] = []
+        bodies: dict[uuid.UUID, bytes] = {}
         for payment_id in payment_ids:
-            if asyncio.get_running_loop().time() > deadline:
-                break
             payment = await payments_query.get(unit_of_work, payment_id)
             if payment is None:  # enqueue_receipt refuses unknown payments; record it, never loop silently
                 await _record_failure(unit_of_work, payment_id, "PaymentNotFound")
                 continue
-            body = render_receipt(payment, tenant_slug)
-            try:
-                await asyncio.wait_for(
-                    self._objects.put(tenant_id, receipt_key(payment_id), body, RECEIPT_CONTENT_TYPE), UPLOAD_TIMEOUT_S
-                )
-            except Exception as error:  # object storage down or refusing: keep the row pending
-                logger.warning("receipt upload failed: %s", type(error).__name__)
-                await _record_failure(unit_of_work, payment_id, type(error).__name__)
-                return written, True
-            written.append(payment_id)
-        return written, False
+            bodies[payment_id] = render_receipt(payment, tenant_slug)
+        slots = asyncio.Semaphore(UPLOAD_CONCURRENCY)
+        failures: dict[uuid.UUID, str] = {}
+
+        async def upload(payment_id: uuid.UUID, body: bytes) -> bool:
+            async with slots:
+                if failures or asyncio.get_running_loop().time() > deadline:
+                    return False
+                try:
+                    await asyncio.wait_for(
+                        self._objects.put(tenant_id, receipt_key(payment_id), body, RECEIPT_CONTENT_TYPE), UPLOAD_TIMEOUT_S
+                    )
+                except Exception as error:  # object storage down or refusing: keep the row pending
+                    logger.warning("receipt upload failed: %s", type(error).__name__)
+                    failures[payment_id] = type(error).__name__
+                    return False
+                return True
+
+        uploaded = await asyncio.gather(*(upload(payment_id, body) for payment_id, body in bodies.items()))
+        for payment_id, error_kind in failures.items():  # on the one connection: after the uploads, in turn
+            await _record_failure(unit_of_work, payment_id, error_kind)
+        return [payment_id for payment_id, done in zip(bodies, uploaded) if done], bool(failures)

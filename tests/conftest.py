@@ -8,7 +8,14 @@ stack's logs are copied to `test-artifacts/` for CI.
 
 from __future__ import annotations
 
-import shutil
+import os
+
+# Tests start and restart servers (fork + exec) while gRPC clients of this process are busy; gRPC's
+# fork handlers in such a child can crash it before exec (see tools/faults/__init__.py). Read by gRPC
+# when it initialises, so before anything imports grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+import shutil  # noqa: E402
 from pathlib import Path
 from typing import Iterator
 

@@ -6,6 +6,7 @@ running servers, which share the main database, never pick up its outbox rows.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass, replace
@@ -30,6 +31,7 @@ from storage.object_store import ObjectStore, build_minio
 from storage.payments_query import PaymentRow
 from storage.receipts import (
     ReceiptWriter,
+    _mark_written,
     enqueue_receipt,
     get_or_create_receipt,
     presigned_receipt_url,
@@ -322,3 +324,14 @@ async def test_a_presigned_url_reads_the_receipt(pool, units_of_work, objects, t
     response = requests.get(url, timeout=5)
     assert response.status_code == 200
     assert response.content == await objects.get(tenant.tenant_id, receipt_key(payment_id))
+
+
+async def test_a_payment_committed_after_the_writer_began_is_marked_written(units_of_work, tenant):
+    """READ COMMITTED: the writer's transaction can begin before a payment it then sees. Marking that receipt
+    written must keep `written_at >= created_at` (with now() it broke the CHECK and failed the whole batch)."""
+    async with units_of_work(tenant.tenant_id) as writer:  # the writer's transaction has begun
+        await asyncio.sleep(0.05)
+        [payment_id] = await _paid_with_receipt_queued(units_of_work, tenant)
+        await _mark_written(writer, [payment_id])
+        await writer.commit()
+    assert await _pending(units_of_work, tenant) == []

@@ -1,0 +1,5 @@
+import sys
+
+from tools.faults.run import main
+
+sys.exit(main())

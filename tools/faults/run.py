@@ -1,0 +1,316 @@
+"""`make soak`: the bank workload under faults, on a throw-away stack, then the invariants.
+
+    python -m tools.faults [--duration-s 300] [--faults kill_server,stop_s3,...] [--output-dir DIR]
+
+Starts its own stack (PostgreSQL, Redis, OpenBao, SeaweedFS, two gRPC servers, Envoy) in a temporary
+folder on free ports, signs up customers with funded accounts through the API, and runs the
+workload (tools/faults/workload.py) while the injector (tools/faults/injector.py) breaks one part
+after another. When the time is up the clients finish what they started, everything is healed and
+the checks (tools/faults/checks.py) compare what clients were told with what was stored. Prints the
+figures and writes them, with every check, to `<output-dir>/<name>.json`. Exit code 1 when a check
+failed. The stack is stopped on every way out; its logs are kept next to the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import grpc
+import psycopg
+
+from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
+from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
+from localstack.processes import free_ports
+from localstack.provisioning import DEMO_TENANT_SLUG
+from localstack.stack import ROOT, LocalStack, StackOptions, StackPorts
+from tools.faults import checks as invariants
+from tools.faults.injector import FAULT_KINDS, FaultInjector, health, superuser_dsn, wait_until
+from tools.faults.workload import CURRENCY, BankWorkload, Holder, monotonic_clock
+
+DEFAULT_OUTPUT = ROOT / "test-artifacts" / "faults"
+TENANT = f"tenants/{DEMO_TENANT_SLUG}"
+PASSWORD = "bank workload battery staple"
+SETUP_TIMEOUT_S = 30.0
+# Rate limits out of the way: the workload measures faults, not the limiter (its own tests do that).
+RATE_LIMITS = ",".join(f"{group}.{scope}=100000/s:100000" for group in ("default", "credentials")
+                       for scope in ("address", "principal", "tenant"))
+
+
+@dataclass
+class SoakOptions:
+    duration_s: float = 300.0  # the workload runs at least this long; faults go round until then
+    faults: list[str] = field(default_factory=lambda: list(FAULT_KINDS))
+    grpc_clients: int = 8
+    json_clients: int = 4
+    customers: int = 6
+    accounts_per_customer: int = 2
+    opening_balance_minor: int = 10_000
+    max_amount_minor: int = 2_500
+    outage_s: float = 6.0
+    calm_s: float = 3.0
+    give_up_s: float = 60.0
+    seed: int = 1
+    name: str = "soak"
+    output_dir: Path = DEFAULT_OUTPUT
+
+
+# -- the stack and the bank ----------------------------------------------------------------------
+
+
+def fault_stack(state_dir: Path) -> LocalStack:
+    envoy, admin, postgres, redis, openbao, s3, first, second = free_ports(8)
+    return LocalStack(
+        StackOptions(
+            state_dir=state_dir,
+            ports=StackPorts(envoy=envoy, envoy_admin=admin, first_grpc=first, postgres=postgres, redis=redis,
+                             openbao=openbao, s3=s3),
+            server_processes=2,
+            grpc_ports=[first, second],
+            server_environment={"EMONEY_RATE_LIMITS": RATE_LIMITS, "EMONEY_ACCESS_TOKEN_TTL_S": "3600"},
+        )
+    )
+
+
+def open_bank(stack: LocalStack, options: SoakOptions) -> tuple[list[Holder], str]:
+    """Customers signed up through the API, each account topped up by the demo operator; returns the
+    holders and the operator's token."""
+    operator = next(user for user in stack.demo.users if user.role == "operator")
+    holders: list[Holder] = []
+    with grpc.insecure_channel(stack.endpoints.envoy) as channel:
+        auth = auth_pb2_grpc.AuthServiceStub(channel)
+        accounts = accounts_pb2_grpc.AccountsServiceStub(channel)
+        payments = payments_pb2_grpc.PaymentsServiceStub(channel)
+        operator_token = auth.Login(
+            auth_pb2.LoginRequest(tenant=TENANT, email=operator.email, password=operator.password), timeout=SETUP_TIMEOUT_S
+        ).tokens.access_token
+        run_id = uuid.uuid4().hex[:8]
+        for number in range(options.customers):
+            email = f"bank-{run_id}-{number}@faults.example"
+            token = auth.SignUp(
+                auth_pb2.SignUpRequest(tenant=TENANT, email=email, password=PASSWORD, display_name=f"Bank customer {number}"),
+                timeout=SETUP_TIMEOUT_S,
+            ).tokens.access_token
+            for _ in range(options.accounts_per_customer):
+                account = accounts.CreateAccount(
+                    accounts_pb2.CreateAccountRequest(kind="customer", currency=CURRENCY),
+                    metadata=(("authorization", f"Bearer {token}"),), timeout=SETUP_TIMEOUT_S,
+                ).account.name
+                payments.TopUp(
+                    payments_pb2.TopUpRequest(request_id=str(uuid.uuid4()), account=account,
+                                              amount_minor=options.opening_balance_minor, currency=CURRENCY),
+                    metadata=(("authorization", f"Bearer {operator_token}"),), timeout=SETUP_TIMEOUT_S,
+                )
+                holders.append(Holder(account, email, PASSWORD, token))
+    return holders, operator_token
+
+
+def demo_tenant_id(stack: LocalStack) -> uuid.UUID:
+    with psycopg.connect(superuser_dsn(stack), connect_timeout=5) as connection:
+        return connection.execute("select tenant_id from tenants where slug = %s", (DEMO_TENANT_SLUG,)).fetchone()[0]
+
+
+# -- the run ------------------------------------------------------------------------------------------
+
+
+async def drive(workload: BankWorkload, injector: FaultInjector, options: SoakOptions) -> None:
+    """Workload and faults side by side; the workload stops once the faults are done and the time is up."""
+    stop = asyncio.Event()
+    clients = asyncio.create_task(workload.run(stop))
+    try:
+        await asyncio.to_thread(injector.run, options.faults, options.duration_s)
+        remaining_s = options.duration_s - injector.clock()
+        if remaining_s > 0:
+            await asyncio.sleep(remaining_s)
+    finally:
+        stop.set()
+        await clients
+
+
+def figures(workload: BankWorkload, faults, duration_s: float, initial: list[int], balances: list[int] | None) -> dict:
+    transfers = workload.transfers
+    outcomes = Counter(transfer.outcome for transfer in transfers)
+    errors: dict[str, Counter] = {"grpc": Counter(), "json": Counter()}
+    reasons: Counter = Counter()
+    for transfer in transfers:
+        for attempt in transfer.attempts:
+            if attempt.code != "OK":
+                errors[attempt.face][attempt.code] += 1
+                if attempt.reason:
+                    reasons[attempt.reason] += 1
+    return {
+        "duration_s": round(duration_s, 1),
+        "accounts": len(workload.holders),
+        "transfers_attempted": len(transfers),
+        "transfers_acknowledged": outcomes["acknowledged"],
+        "transfers_refused": outcomes["rejected"],
+        "transfers_given_up": outcomes["gave_up"],
+        "transfers_retried": sum(len(transfer.attempts) > 1 for transfer in transfers),
+        "acknowledged_after_retry": sum(len(t.attempts) > 1 and t.outcome == "acknowledged" for t in transfers),
+        "attempts": sum(len(transfer.attempts) for transfer in transfers),
+        "acknowledged_by_face": dict(Counter(t.face for t in transfers if t.outcome == "acknowledged")),
+        "acknowledged_per_s": round(outcomes["acknowledged"] / duration_s, 1) if duration_s else 0,
+        "faults_injected": len(faults),
+        "faults_by_kind": dict(Counter(record.kind for record in faults)),
+        "errors_by_code": {face: dict(counter) for face, counter in errors.items()},
+        "errors_by_reason": dict(reasons),
+        "minor_units_total_before": sum(initial),
+        "minor_units_total_after": None if balances is None else sum(balances),
+        "minor_units_lost": None if balances is None else sum(initial) - sum(balances),
+    }
+
+
+def fault_summaries(workload: BankWorkload, faults) -> list[dict]:
+    summaries = []
+    for record in faults:
+        window = invariants.attempts_between(workload, record.started_s, record.healed_s)
+        summaries.append({
+            **asdict(record),
+            "acknowledged_while_down": sum(attempt.code == "OK" for attempt in window),
+            "failed_attempts_while_down": dict(Counter(_label(attempt) for attempt in window if attempt.code != "OK")),
+        })
+    return summaries
+
+
+def soak(options: SoakOptions) -> dict:
+    """One whole run; returns the report (also written as JSON). Never raises for a failed check."""
+    output_dir = Path(options.output_dir).resolve()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="emoney-faults-"))
+    stack = fault_stack(work_dir / "stack")
+    started = time.monotonic()
+    report: dict = {"name": options.name, "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "options": {**asdict(options), "output_dir": str(output_dir)}}
+    try:
+        _log(f"{options.name}: starting a stack in {work_dir} ...")
+        stack.start()
+        for address in stack.endpoints.grpc_servers:
+            if wait_until(lambda: health(address) == "SERVING", 60.0) is None:
+                raise RuntimeError(f"{address} never became SERVING")
+        holders, operator_token = open_bank(stack, options)
+        initial = [options.opening_balance_minor] * len(holders)
+        _log(f"{options.name}: stack up and {len(holders)} accounts opened in {time.monotonic() - started:.0f}s; "
+             f"workload for {options.duration_s:g}s with faults {','.join(options.faults)}")
+        clock = monotonic_clock()
+        workload = BankWorkload(stack.endpoints.envoy, TENANT, holders, clock, options.grpc_clients, options.json_clients,
+                                options.max_amount_minor, options.give_up_s, options.seed)
+        injector = FaultInjector(stack, clock, options.outage_s, options.calm_s)
+        asyncio.run(drive(workload, injector, options))
+        duration_s = clock()
+        _log(f"{options.name}: workload done after {duration_s:.0f}s ({len(injector.records)} faults); healing and checking ...")
+        checks = invariants.wait_healed(stack)
+        by_request, entries = invariants.stored_transfers(stack, [t.request_id for t in workload.transfers])
+        balances = invariants.api_balances(stack.endpoints.envoy, workload)
+        reconciled, audit = invariants.ledger_reports(stack.endpoints.envoy, operator_token)
+        s3_windows = [(r.started_s, r.healed_s) for r in injector.records if r.kind == "stop_s3"]
+        paid_during_outage = [t for t in workload.transfers if t.outcome == "acknowledged"
+                              and any(start <= t.finished_s <= end for start, end in s3_windows)]
+        checks += invariants.check_storage(workload, by_request, entries)
+        checks += invariants.check_balances(workload, by_request, initial, balances)
+        checks += invariants.check_ledger_reports(reconciled, audit)
+        if s3_windows:
+            checks += invariants.check_receipts(stack, demo_tenant_id(stack), by_request, paid_during_outage)
+        checks += invariants.check_faults(workload, injector.records)
+        checks += invariants.check_answers(workload)
+        report["figures"] = figures(workload, injector.records, duration_s, initial, balances)
+        report["figures"]["stored_although_unacknowledged"] = sum(
+            1 for t in workload.transfers if t.outcome != "acknowledged" and by_request.get(t.request_id))
+        report["faults"] = fault_summaries(workload, injector.records)
+        report["checks"] = invariants.checks_as_dicts(checks)
+        report["ok"] = all(check.ok for check in checks)
+    except BaseException as error:
+        report["ok"] = False
+        report["error"] = f"{type(error).__name__}: {error}"
+        raise
+    finally:
+        report["wall_clock_s"] = round(time.monotonic() - started, 1)
+        stack.stop()
+        log_dir = output_dir / f"{options.name}-logs"
+        shutil.rmtree(log_dir, ignore_errors=True)
+        if stack.log_dir.exists():
+            shutil.copytree(stack.log_dir, log_dir, dirs_exist_ok=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
+        (output_dir / f"{options.name}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report
+
+
+def _label(attempt) -> str:
+    return f"{attempt.code}/{attempt.reason}" if attempt.reason else attempt.code
+
+
+def print_report(report: dict) -> None:
+    numbers = report.get("figures", {})
+    print(f"\n{report['name']}: {'OK' if report.get('ok') else 'FAILED'} in {report.get('wall_clock_s')}s wall clock")
+    for key, value in numbers.items():
+        print(f"  {key:<32} {value}")
+    for fault in report.get("faults", []):
+        print(f"  fault {fault['kind']:<17} {fault['target']:<32} down {fault['healed_s'] - fault['started_s']:5.1f}s  "
+              f"acknowledged meanwhile {fault['acknowledged_while_down']:>5}  failed attempts {fault['failed_attempts_while_down']}")
+    for check in report.get("checks", []):
+        print(f"  [{'ok' if check['ok'] else 'FAIL'}] {check['name']}" + ("" if check["ok"] else f": {check['detail']}"))
+
+
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+# -- command line -------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> SoakOptions:
+    defaults = SoakOptions()
+    parser = argparse.ArgumentParser(prog="python -m tools.faults", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration-s", type=float, default=defaults.duration_s)
+    parser.add_argument("--faults", default=",".join(defaults.faults), help=f"comma-separated, from {','.join(FAULT_KINDS)}")
+    parser.add_argument("--grpc-clients", type=int, default=defaults.grpc_clients)
+    parser.add_argument("--json-clients", type=int, default=defaults.json_clients)
+    parser.add_argument("--customers", type=int, default=defaults.customers)
+    parser.add_argument("--accounts-per-customer", type=int, default=defaults.accounts_per_customer)
+    parser.add_argument("--outage-s", type=float, default=defaults.outage_s)
+    parser.add_argument("--calm-s", type=float, default=defaults.calm_s)
+    parser.add_argument("--give-up-s", type=float, default=defaults.give_up_s)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--name", default=defaults.name)
+    parser.add_argument("--output-dir", type=Path, default=defaults.output_dir)
+    args = parser.parse_args(argv)
+    kinds = [kind for kind in args.faults.split(",") if kind]
+    if unknown := set(kinds) - set(FAULT_KINDS):
+        parser.error(f"unknown faults: {sorted(unknown)}")
+    if min(args.grpc_clients, args.json_clients, args.customers, args.accounts_per_customer) < 1 or args.duration_s <= 0:
+        parser.error("counts must be at least 1 and the duration positive")
+    if args.customers * args.accounts_per_customer < 2:
+        parser.error("a bank needs at least two accounts")
+    return SoakOptions(
+        duration_s=args.duration_s, faults=kinds, grpc_clients=args.grpc_clients, json_clients=args.json_clients,
+        customers=args.customers, accounts_per_customer=args.accounts_per_customer, outage_s=args.outage_s,
+        calm_s=args.calm_s, give_up_s=args.give_up_s, seed=args.seed, name=args.name, output_dir=args.output_dir,
+    )
+
+
+def _raise_on_sigterm(*_: object) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        report = soak(options)
+    except KeyboardInterrupt:
+        print("\nsoak: interrupted; the stack was stopped", file=sys.stderr)
+        return 130
+    print_report(report)
+    print(f"\nreport: {Path(options.output_dir).resolve() / (options.name + '.json')}")
+    return 0 if report["ok"] else 1
