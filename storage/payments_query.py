@@ -45,6 +45,12 @@ async def get(unit_of_work: UnitOfWork, payment_id: uuid.UUID) -> PaymentRow | N
     return None if row is None else PaymentRow(*row)
 
 
+async def get_many(unit_of_work: UnitOfWork, payment_ids: list[uuid.UUID]) -> dict[uuid.UUID, PaymentRow]:
+    """The payments among `payment_ids` this tenant has, in one query."""
+    cursor = await unit_of_work.connection.execute(f"select * from ({_PAYMENTS}) p where payment_id = any(%s)", (payment_ids,))
+    return {row[0]: PaymentRow(*row) for row in await cursor.fetchall()}
+
+
 async def list_page(
     unit_of_work: UnitOfWork,
     *,

@@ -6,12 +6,19 @@ No payment waits for, or fails because of, object storage (transactional outbox)
     ReceiptWriter.run() in every server process    for each tenant with pending rows (SECURITY DEFINER
                                                    lookup), in a unit of work scoped to that tenant:
                                                    lock a batch (FOR UPDATE SKIP LOCKED), render,
-                                                   upload, mark written, commit
+                                                   upload the batch as ONE bundle, mark written, commit
     GetReceipt                                     get_or_create_receipt / presigned_receipt_url
 
+Bundles: the writer archives a batch as one JSON-lines object, `receipts/bundles/YYYY/MM/DD/{first
+payment id}.jsonl` (one receipt document per line, in the batch's order; `bundle_key` on each outbox
+row says which). One S3 write per batch, not per payment: under load the per-payment writes cost about
+a quarter of the machine (SeaweedFS plus the uploading threads). The per-payment object
+`receipts/{id}.json`, which GetReceipt returns and links to, is written when a receipt is first asked
+for — the same bytes, since rendering is deterministic.
+
 While object storage is down the rows stay pending (with `attempts` and `last_error_kind`) and the
-writer backs off up to BACKOFF_MAX_S. Rendering is deterministic, so an upload repeated after a crash
-between upload and commit rewrites the same object: each receipt is stored effectively once.
+writer backs off up to BACKOFF_MAX_S. A crash between an upload and its commit leaves the rows pending,
+so a later bundle archives them again: a receipt may sit in two bundles, never in none.
 """
 
 from __future__ import annotations
@@ -35,15 +42,16 @@ logger = logging.getLogger("emoney.receipts")
 
 RECEIPT_VERSION = 1
 RECEIPT_CONTENT_TYPE = "application/json"
+BUNDLE_CONTENT_TYPE = "application/x-ndjson"
 MAX_TENANTS_PER_PASS = 100
 MAX_BATCH_SIZE = 500
-# One upload may take this long; a batch starts no new upload after BATCH_DEADLINE_S, well inside the
-# pool's idle_in_transaction_session_timeout (30 s), since the batch's rows stay locked meanwhile.
+# One upload (a receipt, or a bundle of a batch) may take this long: well inside the pool's
+# idle_in_transaction_session_timeout (30 s), since the batch's rows stay locked meanwhile.
 UPLOAD_TIMEOUT_S = 10.0
-BATCH_DEADLINE_S = 15.0
-# Uploads of one batch in flight at once (each is a thread of the default executor while it lasts).
-UPLOAD_CONCURRENCY = 4
 BACKOFF_MAX_S = 30.0
+# After a pass that wrote less than a full batch, the writer waits this long so the next bundle holds
+# more receipts: receipts land in object storage within about a second, at a fraction of the cost.
+GATHER_INTERVAL_S = 0.5
 
 # ISO 4217 currencies whose minor unit is not a hundredth; every other currency has two decimals.
 MINOR_UNIT_DIGITS: dict[str, int] = {
@@ -59,6 +67,17 @@ MINOR_UNIT_DIGITS: dict[str, int] = {
 def receipt_key(payment_id: uuid.UUID) -> str:
     """The receipt's key relative to the tenant's prefix (ObjectStore adds `tenants/{tenant_id}/`)."""
     return f"receipts/{payment_id}.json"
+
+
+def bundle_key(first: PaymentRow) -> str:
+    """Where the writer archives a batch whose first receipt is `first` (relative to the tenant prefix)."""
+    day = first.created_at.astimezone(timezone.utc).strftime("%Y/%m/%d")
+    return f"receipts/bundles/{day}/{first.payment_id}.jsonl"
+
+
+def parse_bundle(body: bytes) -> dict[str, bytes]:
+    """The receipts in a bundle, by payment id (as text): each line is one receipt document."""
+    return {json.loads(line)["paymentId"]: line for line in body.splitlines() if line}
 
 
 def display_amount(amount_minor: int, currency: str) -> str:
@@ -169,10 +188,10 @@ async def _mark_written(unit_of_work: UnitOfWork, payment_ids: Sequence[uuid.UUI
     )
 
 
-async def _record_failure(unit_of_work: UnitOfWork, payment_id: uuid.UUID, error_kind: str) -> None:
+async def _record_failure(unit_of_work: UnitOfWork, payment_ids: Sequence[uuid.UUID], error_kind: str) -> None:
     await unit_of_work.connection.execute(
-        "update receipt_outbox set attempts = attempts + 1, last_error_kind = %s where payment_id = %s",
-        (error_kind[:100], payment_id),
+        "update receipt_outbox set attempts = attempts + 1, last_error_kind = %s where payment_id = any(%s)",
+        (error_kind[:100], list(payment_ids)),
     )
 
 
@@ -180,7 +199,13 @@ class ReceiptWriter:
     """Uploads pending receipts; every server process may run one (rows are shared with SKIP LOCKED)."""
 
     def __init__(
-        self, pool: AsyncConnectionPool, objects: ObjectStore, *, batch_size: int = 50, idle_interval_s: float = 1.0
+        self,
+        pool: AsyncConnectionPool,
+        objects: ObjectStore,
+        *,
+        batch_size: int = MAX_BATCH_SIZE,
+        idle_interval_s: float = 1.0,
+        gather_interval_s: float = GATHER_INTERVAL_S,
     ) -> None:
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}")
@@ -188,6 +213,7 @@ class ReceiptWriter:
         self._objects = objects
         self._batch_size = batch_size
         self._idle_interval_s = idle_interval_s
+        self._gather_interval_s = gather_interval_s
 
     async def write_pending_once(self) -> int:
         """One pass over the tenants with pending receipts; returns how many receipts were written.
@@ -210,8 +236,10 @@ class ReceiptWriter:
             backoff_s = 0.0
             if written:
                 logger.info("receipts written", extra={"count": written})
-            else:
-                await asyncio.sleep(self._idle_interval_s)
+            if written >= self._batch_size:
+                continue  # a backlog: on at once
+            # Otherwise let receipts gather: a few large bundles cost far less than many small ones.
+            await asyncio.sleep(self._gather_interval_s if written else self._idle_interval_s)
 
     async def _write_pass(self) -> tuple[int, bool]:
         """(receipts written, whether object storage failed and the caller should back off)."""
@@ -251,35 +279,25 @@ class ReceiptWriter:
     async def _upload(
         self, unit_of_work: UnitOfWork, tenant_id: uuid.UUID, tenant_slug: str, payment_ids: list[uuid.UUID]
     ) -> tuple[list[uuid.UUID], bool]:
-        """Render every receipt of the batch, then upload UPLOAD_CONCURRENCY at a time: one by one, the
-        backlog an object-storage outage leaves drained no faster than new payments arrived (found by
-        tools/faults). After the first failure no new upload starts (storage is down for the rest too)."""
-        deadline = asyncio.get_running_loop().time() + BATCH_DEADLINE_S
-        bodies: dict[uuid.UUID, bytes] = {}
+        """Render the batch and upload it as one bundle (see the module's docstring). On an object-storage
+        failure every row of the batch stays pending with the failure recorded."""
+        payments = await payments_query.get_many(unit_of_work, payment_ids)
         for payment_id in payment_ids:
-            payment = await payments_query.get(unit_of_work, payment_id)
-            if payment is None:  # enqueue_receipt refuses unknown payments; record it, never loop silently
-                await _record_failure(unit_of_work, payment_id, "PaymentNotFound")
-                continue
-            bodies[payment_id] = render_receipt(payment, tenant_slug)
-        slots = asyncio.Semaphore(UPLOAD_CONCURRENCY)
-        failures: dict[uuid.UUID, str] = {}
-
-        async def upload(payment_id: uuid.UUID, body: bytes) -> bool:
-            async with slots:
-                if failures or asyncio.get_running_loop().time() > deadline:
-                    return False
-                try:
-                    await asyncio.wait_for(
-                        self._objects.put(tenant_id, receipt_key(payment_id), body, RECEIPT_CONTENT_TYPE), UPLOAD_TIMEOUT_S
-                    )
-                except Exception as error:  # object storage down or refusing: keep the row pending
-                    logger.warning("receipt upload failed: %s", type(error).__name__)
-                    failures[payment_id] = type(error).__name__
-                    return False
-                return True
-
-        uploaded = await asyncio.gather(*(upload(payment_id, body) for payment_id, body in bodies.items()))
-        for payment_id, error_kind in failures.items():  # on the one connection: after the uploads, in turn
-            await _record_failure(unit_of_work, payment_id, error_kind)
-        return [payment_id for payment_id, done in zip(bodies, uploaded) if done], bool(failures)
+            if payment_id not in payments:  # enqueue_receipt refuses unknown payments; record it, never loop silently
+                await _record_failure(unit_of_work, [payment_id], "PaymentNotFound")
+        rendered = [(payment_id, render_receipt(payments[payment_id], tenant_slug)) for payment_id in payment_ids if payment_id in payments]
+        if not rendered:
+            return [], False
+        key = bundle_key(payments[rendered[0][0]])
+        body = b"\n".join(document for _, document in rendered) + b"\n"
+        try:
+            await asyncio.wait_for(self._objects.put(tenant_id, key, body, BUNDLE_CONTENT_TYPE), UPLOAD_TIMEOUT_S)
+        except Exception as error:  # object storage down or refusing: keep the rows pending
+            logger.warning("receipt bundle upload failed: %s", type(error).__name__)
+            await _record_failure(unit_of_work, [payment_id for payment_id, _ in rendered], type(error).__name__)
+            return [], True
+        written = [payment_id for payment_id, _ in rendered]
+        await unit_of_work.connection.execute(
+            "update receipt_outbox set bundle_key = %s where payment_id = any(%s)", (key, written)
+        )
+        return written, False

@@ -34,6 +34,7 @@ from storage.receipts import (
     _mark_written,
     enqueue_receipt,
     get_or_create_receipt,
+    parse_bundle,
     presigned_receipt_url,
     receipt_key,
     render_receipt,
@@ -190,14 +191,32 @@ def _payment_row(**changes) -> PaymentRow:
     return replace(row, **changes)
 
 
-async def test_a_committed_receipt_is_written_under_the_tenant_prefix(pool, units_of_work, objects, tenant):
-    """Enqueued with a committed payment, the writer stores tenants/{tenant}/receipts/{id}.json with the rendered bytes."""
-    [payment_id] = await _paid_with_receipt_queued(units_of_work, tenant)
+async def _bundled(units_of_work, objects, tenant: Tenant) -> dict[str, bytes]:
+    """Every receipt the writer archived for the tenant, read back from the bundles its outbox names."""
+    async with units_of_work(tenant.tenant_id) as unit_of_work:
+        cursor = await unit_of_work.connection.execute("select distinct bundle_key from receipt_outbox where bundle_key is not null")
+        keys = [row[0] for row in await cursor.fetchall()]
+    receipts: dict[str, bytes] = {}
+    for key in keys:
+        assert key.startswith("receipts/bundles/") and key.endswith(".jsonl")
+        receipts.update(parse_bundle(await objects.get(tenant.tenant_id, key)))
+    return receipts
+
+
+async def test_a_committed_receipt_is_archived_in_a_bundle_under_the_tenant_prefix(pool, units_of_work, objects, tenant):
+    """Enqueued with committed payments, the writer archives a batch as ONE bundle under
+    tenants/{tenant}/receipts/bundles/, a line per receipt with the rendered bytes."""
+    payment_ids = await _paid_with_receipt_queued(units_of_work, tenant, count=3)
     writer = ReceiptWriter(pool, objects)
-    assert await writer.write_pending_once() == 1
-    expected = render_receipt(await _payment(units_of_work, tenant, payment_id), tenant.slug)
-    assert await objects.get(tenant.tenant_id, f"receipts/{payment_id}.json") == expected
-    assert json.loads(expected)["tenantSlug"] == tenant.slug
+    assert await writer.write_pending_once() == 3
+    bundled = await _bundled(units_of_work, objects, tenant)
+    for payment_id in payment_ids:
+        expected = render_receipt(await _payment(units_of_work, tenant, payment_id), tenant.slug)
+        assert bundled[str(payment_id)] == expected
+        assert json.loads(expected)["tenantSlug"] == tenant.slug
+    async with units_of_work(tenant.tenant_id) as unit_of_work:
+        cursor = await unit_of_work.connection.execute("select count(distinct bundle_key) from receipt_outbox")
+        assert (await cursor.fetchone())[0] == 1
     assert await _pending(units_of_work, tenant) == []
 
 
@@ -233,8 +252,7 @@ async def test_receipts_wait_while_object_storage_is_down_then_are_written_once(
     assert await writer.write_pending_once() == 2
     assert await writer.write_pending_once() == 0
     assert await _pending(units_of_work, tenant) == []
-    for payment_id in payment_ids:
-        assert await objects.get(tenant.tenant_id, receipt_key(payment_id))
+    assert sorted(await _bundled(units_of_work, objects, tenant)) == sorted(str(payment_id) for payment_id in payment_ids)
 
 
 async def test_another_tenant_sees_none_of_the_outbox_rows(databases, units_of_work, tenant):
@@ -283,13 +301,17 @@ def test_display_amounts_follow_the_currency_decimals(currency, amount_minor, di
 
 
 async def test_get_or_create_returns_the_stored_receipt(pool, units_of_work, objects, tenant):
-    """Once written, get_or_create_receipt returns exactly the stored bytes."""
+    """After the writer archived it, get_or_create_receipt stores the per-payment object once, with the
+    bundle's bytes, and returns exactly the stored bytes from then on."""
     [payment_id] = await _paid_with_receipt_queued(units_of_work, tenant)
     await ReceiptWriter(pool, objects).write_pending_once()
     payment = await _payment(units_of_work, tenant, payment_id)
-    async with units_of_work(tenant.tenant_id) as unit_of_work:
-        body = await get_or_create_receipt(unit_of_work, objects, tenant.tenant_id, payment, tenant.slug)
-    assert body == await objects.get(tenant.tenant_id, receipt_key(payment_id))
+    for _ in range(2):
+        async with units_of_work(tenant.tenant_id) as unit_of_work:
+            body = await get_or_create_receipt(unit_of_work, objects, tenant.tenant_id, payment, tenant.slug)
+            await unit_of_work.commit()
+        assert body == await objects.get(tenant.tenant_id, receipt_key(payment_id))
+        assert body == (await _bundled(units_of_work, objects, tenant))[str(payment_id)]
 
 
 async def test_get_or_create_writes_a_missing_receipt_and_marks_it_written(units_of_work, objects, tenant):
@@ -319,6 +341,9 @@ async def test_a_presigned_url_reads_the_receipt(pool, units_of_work, objects, t
     """A short-lived pre-signed URL fetched with plain HTTP returns the stored receipt."""
     [payment_id] = await _paid_with_receipt_queued(units_of_work, tenant)
     await ReceiptWriter(pool, objects).write_pending_once()
+    async with units_of_work(tenant.tenant_id) as unit_of_work:  # as GetReceipt does before linking to it
+        await get_or_create_receipt(unit_of_work, objects, tenant.tenant_id, await _payment(units_of_work, tenant, payment_id), tenant.slug)
+        await unit_of_work.commit()
     url = await presigned_receipt_url(objects, tenant.tenant_id, payment_id, expires_s=60)
     assert f"tenants/{tenant.tenant_id}/receipts/{payment_id}.json" in url
     response = requests.get(url, timeout=5)

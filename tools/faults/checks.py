@@ -18,6 +18,7 @@ import psycopg
 from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from emoney.admin.v1 import admin_pb2, admin_pb2_grpc
 from localstack.stack import LocalStack
+from storage.receipts import parse_bundle
 from tools.faults.injector import (
     ENVOY_WITHIN_S,
     RECEIPTS_WITHIN_S,
@@ -149,24 +150,27 @@ def check_balances(
 
 def check_receipts(stack: LocalStack, tenant_id: uuid.UUID, by_request: dict[str, list[dict]],
                    during_outage: list[Transfer]) -> list[Check]:
-    """Every stored workload transfer has its receipt object; a sample of those paid while S3 was down
-    is read back and matches the payment."""
+    """Every stored workload transfer has its receipt in object storage (archived by the writer in a
+    bundle, storage/receipts.py); a sample of those paid while S3 was down is read back from there and
+    matches the payment."""
     seaweedfs = stack.seaweedfs
     assert seaweedfs is not None
     client = seaweedfs.client()
-    prefix = f"tenants/{tenant_id}/receipts/"
-    keys = {item.object_name for item in client.list_objects(seaweedfs.bucket, prefix=prefix, recursive=True)}
-    stored = {str(row["transfer_id"]): row for rows in by_request.values() for row in rows}
-    missing = [payment_id for payment_id in stored if f"{prefix}{payment_id}.json" not in keys]
-    mismatched = []
-    sample = [transfer for transfer in during_outage if transfer.outcome == "acknowledged"][:RECEIPT_CONTENT_SAMPLE]
-    for transfer in sample:
-        response = client.get_object(seaweedfs.bucket, f"{prefix}{transfer.payment_id}.json")
+    prefix = f"tenants/{tenant_id}/receipts/bundles/"
+    archived: dict[str, bytes] = {}
+    for item in client.list_objects(seaweedfs.bucket, prefix=prefix, recursive=True):
+        response = client.get_object(seaweedfs.bucket, item.object_name)
         try:
-            document = json.loads(response.read())
+            archived.update(parse_bundle(response.read()))
         finally:
             response.close()
             response.release_conn()
+    stored = {str(row["transfer_id"]): row for rows in by_request.values() for row in rows}
+    missing = [payment_id for payment_id in stored if payment_id not in archived]
+    mismatched = []
+    sample = [transfer for transfer in during_outage if transfer.outcome == "acknowledged"][:RECEIPT_CONTENT_SAMPLE]
+    for transfer in sample:
+        document = json.loads(archived.get(transfer.payment_id, b"{}"))
         if document.get("paymentId") != transfer.payment_id or document.get("amountMinor") != transfer.amount_minor:
             mismatched.append(transfer.payment_id)
     return [
