@@ -353,15 +353,14 @@ async def create_customer_transfer(
     amount_minor: int,
     currency: str,
 ) -> Outcome[TransferRecord]:
-    """CreateTransfer in one round trip and one transaction (migrations/0007): the caller's checks
+    """CreateTransfer in one statement and one round trip (migrations/0007, 0011): the caller's checks
     (ACCOUNT_NOT_FOUND, NOT_ACCOUNT_OWNER), the movement (`payment` to a merchant, else `p2p`), its
     receipt request and its live event, committed. Idempotent on (context.actor, context.request_id);
     a replay returns the transfer as it was created."""
     async with translated_failures():
-        row = await units_of_work.one_trip(
-            tenant_id,
-            "select * from payments_create_transfer(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (caller_user_id, caller_is_back_office, from_account_id, to_account_id, amount_minor, currency,
+        row = await units_of_work.one_statement(
+            "select * from payments_create_transfer_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (tenant_id, caller_user_id, caller_is_back_office, from_account_id, to_account_id, amount_minor, currency,
              *_call_arguments(context)),
         )
     if row is None:
@@ -381,19 +380,19 @@ async def redeem_payment_code(
     hold_expires_at: datetime | None,
 ) -> Outcome[TransferRecord] | Outcome[HoldRecord]:
     """ChargePaymentCode (`hold_expires_at` None: a payment) or AuthorizePayment (a hold), in one round
-    trip and one transaction (migrations/0008): the code locked and checked, the movement, the code
+    trip and one transaction (migrations/0008, 0011): the code locked and checked, the movement, the code
     marked used, the receipt request and the live event, committed. A retry by the same terminal with
     the same request_id replays the original result as it was created."""
     async with translated_failures():
         if hold_expires_at is None:
-            row = await units_of_work.one_trip(
-                tenant_id, "select * from payments_charge_code(%s, %s, %s, %s, %s, %s, %s, %s)",
-                (code_hash, terminal_id, amount_minor, currency, *_call_arguments(context)),
+            row = await units_of_work.one_statement(
+                "select * from payments_charge_code_in(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (tenant_id, code_hash, terminal_id, amount_minor, currency, *_call_arguments(context)),
             )
         else:
-            row = await units_of_work.one_trip(
-                tenant_id, "select * from payments_authorize_code(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (code_hash, terminal_id, amount_minor, currency, hold_expires_at, *_call_arguments(context)),
+            row = await units_of_work.one_statement(
+                "select * from payments_authorize_code_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (tenant_id, code_hash, terminal_id, amount_minor, currency, hold_expires_at, *_call_arguments(context)),
             )
     if row is None:
         raise RuntimeError("redeeming a payment code returned no row")

@@ -81,32 +81,24 @@ class UnitOfWorkFactory:
     def __call__(self, tenant_id: uuid.UUID | None = None) -> UnitOfWork:
         return UnitOfWork(self._pool, tenant_id)
 
-    async def one_trip(self, tenant_id: uuid.UUID, query: str, params: Sequence[Any]) -> tuple | None:
-        """A whole transaction in ONE network round trip: set the tenant, run `query`, COMMIT.
-
-        The three statements go out as one psycopg pipeline, so whatever `query` locks is released by
-        the COMMIT that PostgreSQL already has in hand: no lock waits on Python. For a single
-        statement that does the whole business operation (a PL/pgSQL function). Returns its first
-        row. When `query` fails, PostgreSQL skips the COMMIT, the error is raised here (psycopg.Error,
-        for the caller to translate) and the transaction is rolled back before the connection goes
-        back to the pool.
+    async def one_statement(self, query: str, params: Sequence[Any]) -> tuple | None:
+        """A whole transaction that is ONE statement, in one network round trip: run `query` on an
+        autocommit connection, so PostgreSQL commits it when it returns (or rolls it back when it
+        fails). For an entry-point function that sets the tenant itself and does the whole business
+        operation (migrations/0011): nothing is locked while Python waits, and nothing is left open.
+        Returns the first row; a failure is raised as psycopg.Error, for the caller to translate.
         """
         try:
             connection = await self._pool.getconn()
         except PoolTimeout as error:
             raise ServiceUnavailable(message="the database is not reachable right now", reason="DATABASE_UNAVAILABLE") from error
         try:
-            async with connection.pipeline():
-                await connection.execute("select set_config('app.tenant_id', %s, true)", (str(tenant_id),))
-                cursor = await connection.execute(query, params)
-                await connection.commit()
-            return await cursor.fetchone()
-        except BaseException:
+            await connection.set_autocommit(True)
             try:
+                cursor = await connection.execute(query, params)
+                return await cursor.fetchone()
+            finally:
                 if not connection.closed:
-                    await connection.rollback()
-            except psycopg.Error:
-                pass  # broken: the pool discards it on return
-            raise
+                    await connection.set_autocommit(False)
         finally:
             await self._pool.putconn(connection)
