@@ -4,6 +4,9 @@ Every money movement is ONE call of a PL/pgSQL function (migrations/0004_ledger.
 idempotency key, locks what it needs in a fixed order, checks the rules, writes the transfer, its
 two entries and the balances, and appends the audit event — so no row lock is ever held across a
 round trip between Python and the database, and the commit that follows is the only other trip.
+The hot paths (CreateTransfer, ChargePaymentCode, AuthorizePayment) go further: one entry-point
+function (migrations/0007, 0008, 0011) sets the tenant, checks the caller, moves the money, queues the
+receipt and announces the event, as ONE autocommit statement — one round trip in all.
 The functions are SECURITY INVOKER: they run as the application role, under row-level security.
 
 Balances
