@@ -223,11 +223,18 @@ def test_create_a_customer_open_an_account_and_top_it_up(signed_in: Page, stack)
     page.get_by_label("Top up (EUR)").fill("20")
     page.get_by_test_id("top-up").get_by_role("button").click()
     expect(page.get_by_test_id("account-balance")).to_contain_text("EUR 20.00")
+    # Commas: "1,250" could be 1250.00 or 1.25, so it is refused rather than guessed; "12,50" is 12.50.
+    page.get_by_label("Top up (EUR)").fill("1,250")
+    page.get_by_test_id("top-up").get_by_role("button").click()
+    expect(page.get_by_test_id("error")).to_contain_text("is ambiguous")
+    page.get_by_label("Top up (EUR)").fill("12,50")
+    page.get_by_test_id("top-up").get_by_role("button").click()
+    expect(page.get_by_test_id("account-balance")).to_contain_text("EUR 32.50")
     # The person can log in with the password the page showed, and sees the money.
     session = login(stack.endpoints.envoy, "tenants/demo-city", email, password)
     with grpc.insecure_channel(stack.endpoints.envoy) as channel:
         owned = accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(), metadata=bearer(session.tokens.access_token), timeout=10)
-    assert [account.balance_minor for account in owned.accounts] == [2_000]
+    assert [account.balance_minor for account in owned.accounts] == [3_250]
 
 
 def test_terminal_registered_shows_its_secret_once_and_can_be_disabled(signed_in: Page, stack):

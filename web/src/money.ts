@@ -31,10 +31,25 @@ export function formatMoney(amountMinor: bigint, currency: string): string {
 
 export class AmountError extends Error {}
 
-/** `"12.5", "EUR"` → `1250n`. Refuses signs, more decimals than the currency has, and zero. */
+/** A typed amount with its commas resolved, or an error when they are ambiguous. `12,50` is a decimal
+ * comma (12.50); `1,250.00` uses commas between thousands; `1,250` could be either, so it is refused
+ * rather than guessed — a wrong guess would move a hundred or a thousand times the money. */
+function withoutCommas(text: string, digits: number): string {
+  const compact = text.replace(/\s/g, "");
+  if (!compact.includes(",")) return compact;
+  if (compact.includes(".")) {
+    if (/^\d{1,3}(,\d{3})+(\.\d*)?$/.test(compact)) return compact.replace(/,/g, "");
+  } else {
+    const decimal = /^(\d+),(\d+)$/.exec(compact);
+    if (decimal && decimal[2].length <= digits && decimal[2].length !== 3) return `${decimal[1]}.${decimal[2]}`;
+  }
+  throw new AmountError(`“${text.trim()}” is ambiguous: write it like 1250.00, with a dot before the decimals`);
+}
+
+/** `"12.5", "EUR"` → `1250n`. Refuses signs, more decimals than the currency has, ambiguous commas and zero. */
 export function parseAmount(text: string, currency: string): bigint {
   const digits = fractionDigits(currency);
-  const cleaned = text.trim().replace(/[\s,]/g, "");
+  const cleaned = withoutCommas(text.trim(), digits);
   const match = /^(\d+)(?:\.(\d*))?$/.exec(cleaned);
   if (!match) throw new AmountError(`“${text}” is not an amount: write it like 12.50`);
   const fraction = match[2] ?? "";
