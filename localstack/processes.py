@@ -42,20 +42,47 @@ def free_port(host: str = LOOPBACK) -> int:
     return free_ports(1, host)[0]
 
 
+# Ports this process has handed out. A port chosen for one service stays free until that service
+# binds it, and services start in parallel: without this, another service's free_ports() (SeaweedFS
+# takes a dozen) could be handed the same number in between — the second to bind dies.
+_HANDED_OUT: set[int] = set()
+_HANDED_OUT_LOCK = threading.Lock()
+
+
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """`count` distinct free TCP ports.
+    """`count` distinct free TCP ports, none handed out before by this process.
 
     All sockets stay bound until every port is chosen: asking one at a time could hand back
     the same just-released port twice.
     """
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((host, 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    sockets: list[socket.socket] = []
+    chosen: list[int] = []
+    with _HANDED_OUT_LOCK:
+        try:
+            while len(chosen) < count:
+                if len(sockets) > count + 1_000:
+                    raise ServiceStartError(f"no {count} free ports left that this process has not handed out")
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind((host, 0))
+                port = sock.getsockname()[1]
+                if port not in _HANDED_OUT:
+                    chosen.append(port)
+            _HANDED_OUT.update(chosen)
+            return chosen
+        finally:
+            for sock in sockets:
+                sock.close()
+
+
+def reserve_port(port: int) -> bool:
+    """Claim a port chosen by arithmetic (not by free_ports): False when this process handed it out
+    already, True (and it is claimed) otherwise."""
+    with _HANDED_OUT_LOCK:
+        if port in _HANDED_OUT:
+            return False
+        _HANDED_OUT.add(port)
+        return True
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:

@@ -24,6 +24,7 @@ from localstack.processes import (
     ServiceStartError,
     free_port,
     free_ports,
+    reserve_port,
     load_or_create_secret_json,
     port_is_free,
     private_dir,
@@ -150,7 +151,7 @@ def _admin_http_port(taken: set[int]) -> int:
     for _ in range(200):
         port = free_port()
         grpc = port + GRPC_PORT_OFFSET
-        if grpc <= MAX_PORT and not {port, grpc} & taken and port_is_free(grpc):
+        if grpc <= MAX_PORT and not {port, grpc} & taken and port_is_free(grpc) and reserve_port(grpc):
             return port
     raise ServiceStartError("no free port pair (p, p+10000) for the SeaweedFS admin server")
 
