@@ -101,7 +101,11 @@ def decode_page_token(token: str, keys: tuple[str, ...], field: str = "page_toke
             raise ValueError
         return decoded
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise invalid(field, "is not a token returned by the previous page", "INVALID_PAGE_TOKEN") from None
+        raise bad_page_token(field) from None
+
+
+def bad_page_token(field: str = "page_token") -> InvalidArgument:
+    return invalid(field, "is not a token returned by the previous page", "INVALID_PAGE_TOKEN")
 
 
 def keyset_page(rows: Sequence[Row], limit: int, position: Callable[[Row], dict[str, str]]) -> tuple[list[Row], str]:
@@ -117,12 +121,18 @@ def created_position(id_key: str, id_attribute: str) -> Callable[[Any], dict[str
     return lambda row: {"created": row.created_at.isoformat(), id_key: str(getattr(row, id_attribute))}
 
 
-def keyset_after(token: str, id_key: str) -> tuple[datetime, uuid.UUID] | None:
-    """Decode a (created_at, id) keyset position from a page token."""
-    decoded = decode_page_token(token, ("created", id_key))
+def keyset_position(token: str, parts: dict[str, Callable[[str], Any]]) -> tuple | None:
+    """Decode the keyset position `keyset_page` wrote into a page token: each part, in order, through its
+    converter. None for the first page; a part that does not convert is INVALID_PAGE_TOKEN."""
+    decoded = decode_page_token(token, tuple(parts))
     if decoded is None:
         return None
     try:
-        return datetime.fromisoformat(decoded["created"]), uuid.UUID(decoded[id_key])
+        return tuple(convert(decoded[key]) for key, convert in parts.items())
     except ValueError:
-        raise invalid("page_token", "is not a token returned by the previous page", "INVALID_PAGE_TOKEN") from None
+        raise bad_page_token() from None
+
+
+def keyset_after(token: str, id_key: str) -> tuple[datetime, uuid.UUID] | None:
+    """Decode a (created_at, id) keyset position from a page token."""
+    return keyset_position(token, {"created": datetime.fromisoformat, id_key: uuid.UUID})

@@ -15,10 +15,10 @@ from server.ledger_rules import ACCOUNT_KINDS, ACCOUNT_STATUSES, currency_violat
 from server.principal import Principal
 from server.validation import (
     created_position,
-    decode_page_token,
     invalid,
     keyset_after,
     keyset_page,
+    keyset_position,
     page_size,
     parse_resource_id,
     raise_if_violations,
@@ -110,13 +110,7 @@ class AccountsService:
         limit = page_size(requested_page_size)
         if start is not None and end is not None and end <= start:
             raise invalid("end_time", "must be after start_time")
-        position = decode_page_token(page_token, ("created", "entry"))
-        after = None
-        if position is not None:
-            try:
-                after = (datetime.fromisoformat(position["created"]), int(position["entry"]))
-            except ValueError:
-                raise invalid("page_token", "is not a token returned by the previous page", "INVALID_PAGE_TOKEN") from None
+        after = keyset_position(page_token, {"created": datetime.fromisoformat, "entry": int})
         async with self._units_of_work(principal.tenant_id) as unit_of_work:
             await visible_account(unit_of_work, principal, account_id)
             rows = await ledger.list_entries(unit_of_work, account_id, start=start, end=end, after=after, limit=limit + 1)

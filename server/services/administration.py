@@ -22,12 +22,14 @@ from server.resource_names import SLUG_PATTERN, parse_tenant_name
 from server.services.identity import hash_secret
 from server.ledger_rules import currency_violations
 from server.validation import (
+    bad_page_token,
     display_name_violations,
     email_violations,
     created_position,
     decode_page_token,
     keyset_after,
     keyset_page,
+    keyset_position,
     invalid,
     normalize_email,
     optional_timestamp,
@@ -225,15 +227,12 @@ def _audit_position(event: AuditEvent) -> dict[str, str]:
 
 def _audit_position_before(page_token: str) -> tuple[datetime, int, int] | None:
     """Decode the (created_at, stripe, sequence) keyset position `_audit_position` wrote into a page token."""
-    decoded = decode_page_token(page_token, ("created", "stripe", "sequence"))
-    if decoded is None:
+    position = keyset_position(page_token, {"created": datetime.fromisoformat, "stripe": int, "sequence": int})
+    if position is None:
         return None
-    try:
-        created, stripe, sequence = datetime.fromisoformat(decoded["created"]), int(decoded["stripe"]), int(decoded["sequence"])
-    except ValueError:
-        raise invalid("page_token", "is not a token returned by the previous page", "INVALID_PAGE_TOKEN") from None
+    created, stripe, sequence = position
     if created.tzinfo is None or not 0 <= stripe <= 63 or not 1 <= sequence < 2**63:
-        raise invalid("page_token", "is not a token returned by the previous page", "INVALID_PAGE_TOKEN")
+        raise bad_page_token()
     return created, stripe, sequence
 
 

@@ -28,7 +28,7 @@ from server.payment_events import PaymentEvent, PaymentEventHub, notify_payment_
 from server.principal import Principal
 from server.services.accounts import caller_user_id, is_back_office, visible_account
 from server.validation import (
-    created_position, decode_page_token, invalid, keyset_page, optional_timestamp, page_size, parse_resource_id, raise_if_violations,
+    created_position, invalid, keyset_after, keyset_page, optional_timestamp, page_size, parse_resource_id, raise_if_violations,
 )
 from storage import idempotency, ledger, payment_codes, payments_query
 from storage.audit import RequestContext
@@ -275,11 +275,7 @@ class PaymentsService:
         terminal_filter = parse_resource_id(request.terminal, "terminals", "terminal") if request.terminal else None
         start = optional_timestamp(request, "start_time")
         end = optional_timestamp(request, "end_time")
-        position = decode_page_token(request.page_token, ("created", "id"))
-        try:
-            before = None if position is None else (datetime.fromisoformat(position["created"]), uuid.UUID(position["id"]))
-        except ValueError:
-            raise invalid("page_token", "is not a token returned by the previous page", "INVALID_PAGE_TOKEN") from None
+        before = keyset_after(request.page_token, "id")
         async with self._units_of_work(principal.tenant_id) as unit_of_work:
             account_ids = [account_filter] if account_filter else None
             if principal.is_terminal:
