@@ -135,9 +135,4 @@ async function loadTenantName(): Promise<void> {
   }
 }
 
-async function start(): Promise<void> {
-  await loadTenantName();
-  await route();
-}
-
-void start();
+void route();

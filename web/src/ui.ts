@@ -1,6 +1,7 @@
 // Shared pieces of every screen: the page heading, the message area, actions that report their
 // errors, and how times and names are shown.
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { idOf } from "./api";
 import { append, h, replace, type Child } from "./dom";
 import { describeError } from "./errors";
 
@@ -80,8 +81,7 @@ export function when(timestamp: Timestamp | undefined): string {
 
 /** A short form of a UUID resource name for tables: `accounts/0a1b2c3d-…` → `0a1b2c3d`. */
 export function shortId(name: string): string {
-  const id = name.slice(name.indexOf("/") + 1);
-  return id.slice(0, 8);
+  return idOf(name).slice(0, 8);
 }
 
 export function loading(): HTMLElement {
