@@ -38,19 +38,13 @@ import grpc
 import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from localstack.processes import free_ports
-from localstack.stack import DESCRIPTOR_PATH, ROOT, LocalStack, StackOptions, StackPorts
+from localstack.stack import DESCRIPTOR_PATH, ROOT, LocalStack
 from tools.bench.sampler import MACHINE, Sampler
 from tools.bench.seed import seed
+from tools.throwaway import UNLIMITED_RATE_LIMITS, throwaway_stack
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_OUTPUT = ROOT / "test-artifacts" / "bench"
-# High enough never to refuse a bench call; every group and scope the bench's calls meet.
-BENCH_RATE_LIMITS = ",".join(
-    f"{group}.{scope}=100000/s:100000"
-    for group in ("default", "credentials")
-    for scope in ("address", "principal", "tenant")
-)
 CPU_GROUP_ORDER = ("k6", "envoy", "servers", "postgres", "redis", "seaweedfs", "openbao", "bench runner")
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)
@@ -118,25 +112,6 @@ def machine_info() -> dict:
 
 
 # -- the stack ----------------------------------------------------------------------------------
-
-
-def bench_stack(state_dir: Path, server_processes: int) -> LocalStack:
-    """A stack on free ports in state_dir, rate limits out of the way (not started yet)."""
-    envoy, admin, postgres, redis, openbao, s3, *server_ports = free_ports(6 + server_processes)
-    return LocalStack(
-        StackOptions(
-            state_dir=state_dir,
-            ports=StackPorts(envoy=envoy, envoy_admin=admin, first_grpc=server_ports[0], postgres=postgres,
-                             redis=redis, openbao=openbao, s3=s3),
-            server_processes=server_processes,
-            grpc_ports=server_ports,
-            server_environment={
-                "EMONEY_RATE_LIMITS": BENCH_RATE_LIMITS,
-                # The seeded tokens must outlive the whole run (the longest the server allows).
-                "EMONEY_ACCESS_TOKEN_TTL_S": "3600",
-            },
-        )
-    )
 
 
 def start_stack(stack: LocalStack) -> None:
@@ -459,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = True
     try:
         print(f"bench: starting the stack ({args.server_processes} server processes) in {work_dir} ...", flush=True)
-        stack = bench_stack(work_dir / "stack", args.server_processes)
+        stack = throwaway_stack(work_dir / "stack", args.server_processes)
         start_stack(stack)
         print(f"bench: stack up in {time.monotonic() - started:.0f}s; seeding {args.customers} customers x "
               f"{args.accounts_per_customer} accounts, a merchant and a terminal ...", flush=True)
@@ -523,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
             "customers": args.customers,
             "accounts": args.customers * args.accounts_per_customer,
             "k6": k6_version(),
-            "rate_limits": BENCH_RATE_LIMITS,
+            "rate_limits": UNLIMITED_RATE_LIMITS,
         },
         "baseline": "baseline_envoy",
         "scenarios": results,

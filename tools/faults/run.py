@@ -33,20 +33,17 @@ import psycopg
 from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
 from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
-from localstack.processes import free_ports
 from localstack.provisioning import DEMO_TENANT_SLUG
-from localstack.stack import ROOT, LocalStack, StackOptions, StackPorts
+from localstack.stack import ROOT, LocalStack
 from tools.faults import checks as invariants
 from tools.faults.injector import FAULT_KINDS, FaultInjector, health, superuser_dsn, wait_until
 from tools.faults.workload import CURRENCY, BankWorkload, Holder, monotonic_clock
+from tools.throwaway import throwaway_stack
 
 DEFAULT_OUTPUT = ROOT / "test-artifacts" / "faults"
 TENANT = f"tenants/{DEMO_TENANT_SLUG}"
 PASSWORD = "bank workload battery staple"
 SETUP_TIMEOUT_S = 30.0
-# Rate limits out of the way: the workload measures faults, not the limiter (its own tests do that).
-RATE_LIMITS = ",".join(f"{group}.{scope}=100000/s:100000" for group in ("default", "credentials")
-                       for scope in ("address", "principal", "tenant"))
 
 
 @dataclass
@@ -68,20 +65,6 @@ class SoakOptions:
 
 
 # -- the stack and the bank ----------------------------------------------------------------------
-
-
-def fault_stack(state_dir: Path) -> LocalStack:
-    envoy, admin, postgres, redis, openbao, s3, first, second = free_ports(8)
-    return LocalStack(
-        StackOptions(
-            state_dir=state_dir,
-            ports=StackPorts(envoy=envoy, envoy_admin=admin, first_grpc=first, postgres=postgres, redis=redis,
-                             openbao=openbao, s3=s3),
-            server_processes=2,
-            grpc_ports=[first, second],
-            server_environment={"EMONEY_RATE_LIMITS": RATE_LIMITS, "EMONEY_ACCESS_TOKEN_TTL_S": "3600"},
-        )
-    )
 
 
 def open_bank(stack: LocalStack, options: SoakOptions) -> tuple[list[Holder], str]:
@@ -189,7 +172,7 @@ def soak(options: SoakOptions) -> dict:
     output_dir = Path(options.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="emoney-faults-"))
-    stack = fault_stack(work_dir / "stack")
+    stack = throwaway_stack(work_dir / "stack", server_processes=2)
     started = time.monotonic()
     report: dict = {"name": options.name, "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "options": {**asdict(options), "output_dir": str(output_dir)}}
