@@ -93,6 +93,71 @@ async def test_the_app_role_cannot_rewrite_history(busy_world, app_dsn, statemen
 @pytest.mark.parametrize(
     "statement",
     [
+        "update accounts set balance_minor = balance_minor + 1",
+        "update accounts set held_minor = 0",
+        "update accounts set status = 'frozen'",
+        "insert into accounts (tenant_id, account_id, kind, currency) select tenant_id, gen_random_uuid(), kind, currency"
+        " from accounts limit 1",
+        "update account_balance_shards set balance_minor = 0",
+        "insert into ledger_entries (tenant_id, transfer_id, account_id, amount_minor, currency)"
+        " select tenant_id, transfer_id, debit_account_id, 1, currency from transfers limit 1",
+        "update transfers set refunded_minor = 0",
+        "update holds set status = 'voided'",
+        "update audit_chain_heads set last_sequence = last_sequence + 1",
+        "insert into idempotency_keys (tenant_id, caller, request_id, method, request_hash)"
+        " select tenant_id, caller, request_id || 'x', method, request_hash from idempotency_keys limit 1",
+        "update payment_codes set used_at = now()",
+        "select ledger_apply_leg(gen_random_uuid(), a, 1, 0) from accounts a limit 1",
+        "select * from payments_create_transfer(null, true, gen_random_uuid(), gen_random_uuid(), 1, 'EUR', 'a', 'm',"
+        " 'r', null)",
+        "select ledger_write_transfer(a.tenant_id, gen_random_uuid(), 'p2p', a, a, 1, 'EUR', 'a', null, null,"
+        " null, 0) from accounts a limit 1",
+    ],
+)
+async def test_money_moves_only_through_the_ledger_functions(busy_world, app_dsn, statement):
+    """The application role cannot write a balance, an entry, a transfer, a hold or the audit chain itself, nor
+    call an inner step: only the entry points (SECURITY DEFINER, owned by emoney_ledger) write money (0012)."""
+    with _app_connection(app_dsn, busy_world.tenant_id) as connection:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute(statement)
+
+
+async def test_every_definer_function_the_app_may_call_pins_its_search_path(owner_dsn):
+    """A SECURITY DEFINER function without a fixed search_path could be steered to objects a caller made.
+    And the ledger's entry points run as emoney_ledger, which has no cross-tenant read policy."""
+    with psycopg.connect(owner_dsn) as connection:
+        rows = connection.execute(
+            """select p.oid::regprocedure::text, pg_get_userbyid(p.proowner), coalesce(p.proconfig, '{}')
+                 from pg_proc p
+                where p.pronamespace = 'public'::regnamespace and p.prosecdef
+                  and has_function_privilege('emoney_app', p.oid, 'execute')"""
+        ).fetchall()
+        ledger_policies = connection.execute(
+            "select count(*) from pg_policies where 'emoney_ledger' = any(roles)").fetchone()[0]
+    by_name = {name.split("(")[0]: (owner, config) for name, owner, config in rows}
+    for name, (owner, config) in by_name.items():
+        assert any(setting.startswith("search_path=") for setting in config), name
+    for entry_point in ("payments_create_transfer_in", "ledger_post_transfer", "ledger_capture_hold", "audit_append"):
+        assert by_name[entry_point][0] == "emoney_ledger", entry_point
+    assert ledger_policies == 0
+
+
+async def test_entry_points_still_see_only_the_callers_tenant(busy_world, owner_dsn, ledger_units_of_work):
+    """Running as emoney_ledger changes nothing about isolation: another tenant's hold is HOLD_NOT_FOUND."""
+    async def first_hold(unit_of_work) -> uuid.UUID:
+        cursor = await unit_of_work.connection.execute("select hold_id from holds limit 1")
+        return (await cursor.fetchone())[0]
+
+    hold_id = await busy_world.read(first_hold)
+    intruder = LedgerWorld(create_tenant(owner_dsn), ledger_units_of_work)
+    with pytest.raises(NotFound) as caught:
+        await intruder.run(lambda u: ledger.capture_hold(u, new_context(), hold_id, 1))
+    assert caught.value.reason == "HOLD_NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
         "update ledger_entries set amount_minor = amount_minor * 2",
         "delete from ledger_entries",
         "update audit_events set summary = '{}'",
