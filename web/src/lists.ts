@@ -1,10 +1,12 @@
-// Paging through list RPCs (AIP-158: page_size at most 100 on the server) and the shared tables.
+// Paging through list RPCs (AIP-158: page_size at most 100 on the server), the tenant's users and the
+// shared tables.
 import type { Account } from "../../generated/ts/emoney/accounts/v1/accounts_pb";
+import type { User } from "../../generated/ts/emoney/auth/v1/auth_pb";
 import type { Payment } from "../../generated/ts/emoney/payments/v1/payments_pb";
-import { idOf } from "./api";
+import { admin, currentSession, idOf } from "./api";
 import { badge, h, link, table } from "./dom";
 import { formatMoney } from "./money";
-import { shortId, when } from "./ui";
+import { kindLabel, shortId, when } from "./ui";
 
 export const PAGE_SIZE = 100;
 
@@ -24,6 +26,68 @@ export async function collect<T>(
   return { items, complete: false };
 }
 
+// There is no GetUser in the API: people are found in ListUsers. The list is read once and shared by
+// every screen that names people (account owners, a person's page, merchants), and read again only
+// when it is older than USERS_MAX_AGE_MS, when the page itself created someone (forgetUsers), or when
+// a complete list lacks the person asked for (added elsewhere since). A list cut short at USER_PAGES
+// is not read again for someone it lacks: the next read would stop at the same place.
+const USER_PAGES = 20;
+const USERS_MAX_AGE_MS = 60_000;
+
+export interface UserDirectory {
+  users: User[]; // oldest first, as ListUsers returns them
+  byName: Map<string, User>;
+  complete: boolean; // false when the tenant has more than USER_PAGES pages of users
+  readAtMs: number;
+}
+
+interface CachedUsers {
+  session: string; // whose list it is: never shown to another sign-in or tenant
+  readAtMs: number;
+  directory: Promise<UserDirectory>;
+}
+
+let cachedUsers: CachedUsers | null = null;
+
+async function readUsers(readAtMs: number): Promise<UserDirectory> {
+  const listed = await collect(async (pageToken) => {
+    const answer = await admin.listUsers({ pageSize: PAGE_SIZE, pageToken });
+    return { items: answer.users, nextPageToken: answer.nextPageToken };
+  }, USER_PAGES);
+  return { users: listed.items, byName: new Map(listed.items.map((user) => [user.name, user])), complete: listed.complete, readAtMs };
+}
+
+/** The tenant's users, read at most once per USERS_MAX_AGE_MS (callers at the same time share one read). */
+export function userDirectory(): Promise<UserDirectory> {
+  const session = currentSession();
+  const owner = session ? `${session.tenant} ${session.user.name}` : "";
+  const nowMs = Date.now();
+  if (!cachedUsers || cachedUsers.session !== owner || nowMs - cachedUsers.readAtMs > USERS_MAX_AGE_MS) {
+    const entry: CachedUsers = { session: owner, readAtMs: nowMs, directory: readUsers(nowMs) };
+    // A failed read is not kept: the next caller tries again.
+    entry.directory.catch(() => {
+      if (cachedUsers === entry) cachedUsers = null;
+    });
+    cachedUsers = entry;
+  }
+  return cachedUsers.directory;
+}
+
+/** Drops the cached users: the next userDirectory() reads them again. Call after creating or changing a user. */
+export function forgetUsers(): void {
+  cachedUsers = null;
+}
+
+/** The user called `name` (`users/{id}`), or undefined when there is none among the first USER_PAGES pages. */
+export async function findUser(name: string): Promise<User | undefined> {
+  const askedAtMs = Date.now();
+  const directory = await userDirectory();
+  const found = directory.byName.get(name);
+  if (found || !directory.complete || directory.readAtMs >= askedAtMs) return found;
+  forgetUsers();
+  return (await userDirectory()).byName.get(name);
+}
+
 export function accountLink(name: string, text?: string): HTMLElement | string {
   if (!name) return "—";
   return link(`#/accounts/${idOf(name)}`, text ?? shortId(name));
@@ -39,7 +103,7 @@ export function accountsTable(testid: string, accounts: Account[], owners?: Map<
     ["Account", "Kind", "Owner", "Status", "Balance", "Held", "Available", "Opened"],
     accounts.map((account) => [
       accountLink(account.name),
-      account.kind.replace("_", " "),
+      kindLabel(account.kind),
       account.owner ? link(`#/users/${idOf(account.owner)}`, owners?.get(account.owner) ?? shortId(account.owner)) : "system",
       badge(account.status),
       h("span", { class: "money" }, formatMoney(account.balanceMinor, account.currency)),
@@ -61,7 +125,7 @@ export function paymentsTable(testid: string, payments: Payment[], actions?: (pa
       const cells = [
         paymentLink(payment.name),
         when(payment.createTime),
-        payment.kind.replace("_", " "),
+        kindLabel(payment.kind),
         badge(payment.status),
         accountLink(payment.fromAccount),
         accountLink(payment.toAccount),

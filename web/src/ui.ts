@@ -1,6 +1,6 @@
 // Shared pieces of every screen: the page heading, the message area, actions that report their
 // errors, and how times and names are shown.
-import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromMs, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { idOf } from "./api";
 import { append, h, replace, type Child } from "./dom";
 import { describeError } from "./errors";
@@ -77,6 +77,18 @@ const dateTime = new Intl.DateTimeFormat("en-GB", { dateStyle: "medium", timeSty
 
 export function when(timestamp: Timestamp | undefined): string {
   return timestamp ? dateTime.format(timestampDate(timestamp)) : "—";
+}
+
+const DAY_MS = 86_400_000;
+
+/** The start of a "last `days` days" filter; undefined (no start, everything) for 0. */
+export function since(days: number): Timestamp | undefined {
+  return days ? timestampFromMs(Date.now() - days * DAY_MS) : undefined;
+}
+
+/** An account, payment or entry kind as people read it: `top_up` → `top up`. */
+export function kindLabel(kind: string): string {
+  return kind.replaceAll("_", " ");
 }
 
 /** A short form of a UUID resource name for tables: `accounts/0a1b2c3d-…` → `0a1b2c3d`. */

@@ -1,10 +1,9 @@
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Account } from "../../../generated/ts/emoney/accounts/v1/accounts_pb";
-import { accounts, admin, idOf, newRequestId, payments } from "../api";
+import { accounts, idOf, newRequestId, payments } from "../api";
 import { badge, field, h, input, link, replace, select, table } from "../dom";
-import { accountsTable, collect, PAGE_SIZE, paymentLink, paymentsTable, refundableMinor } from "../lists";
+import { accountsTable, collect, findUser, PAGE_SIZE, paymentLink, paymentsTable, refundableMinor } from "../lists";
 import { formatMoney, parseAmount } from "../money";
-import { act, card, loading, page, say, shortId, stat, when } from "../ui";
+import { act, card, kindLabel, loading, page, say, shortId, since, stat, when } from "../ui";
 import { refundForm } from "./payments";
 import type { Screen } from "../main";
 
@@ -75,13 +74,13 @@ export const accountScreen: Screen = async (main, [accountId]) => {
     if (account.status !== "closed" && account.kind !== "system_float") {
       const frozen = account.status === "frozen";
       const toggle = h("button", { class: frozen ? "primary" : "danger", testid: frozen ? "unfreeze" : "freeze" }, frozen ? "Unfreeze" : "Freeze");
-      toggle.addEventListener("click", async () => {
-        const ok = await act(toggle, async () => {
+      toggle.addEventListener("click", () =>
+        act(toggle, async () => {
           if (frozen) await accounts.unfreezeAccount({ name });
           else await accounts.freezeAccount({ name });
-        });
-        if (ok) await render(frozen ? "The account is active again." : "The account is frozen: it can neither send nor receive.");
-      });
+          await render(frozen ? "The account is active again." : "The account is frozen: it can neither send nor receive.");
+        }),
+      );
       actions.append(
         toggle,
         amountForm("top-up", "Top up", account, async (requestId, amountMinor) => {
@@ -115,17 +114,9 @@ export const accountScreen: Screen = async (main, [accountId]) => {
   await render();
 };
 
-const ownerNames = new Map<string, string>();
 async function ownerName(owner: string): Promise<string> {
-  if (!ownerNames.has(owner)) {
-    // No GetUser in the API: find the person in the tenant's user list (cached for the session).
-    const listed = await collect(async (pageToken) => {
-      const answer = await admin.listUsers({ pageSize: PAGE_SIZE, pageToken });
-      return { items: answer.users, nextPageToken: answer.nextPageToken };
-    }, 10);
-    for (const user of listed.items) ownerNames.set(user.name, `${user.displayName} <${user.email}>`);
-  }
-  return ownerNames.get(owner) ?? shortId(owner);
+  const user = await findUser(owner);
+  return user ? `${user.displayName} <${user.email}>` : shortId(owner);
 }
 
 const PERIODS: [string, string][] = [["30", "Last 30 days"], ["7", "Last 7 days"], ["365", "Last year"], ["0", "Everything"]];
@@ -137,17 +128,16 @@ async function renderStatement(container: HTMLElement, account: Account): Promis
   let pageToken = "";
   const entries: HTMLElement[][] = [];
   const load = async () => {
-    const days = Number(period.value);
     const answer = await accounts.listAccountEntries({
       account: account.name,
       pageSize: 50,
       pageToken,
-      startTime: days ? timestampFromMs(Date.now() - days * 86_400_000) : undefined,
+      startTime: since(Number(period.value)),
     });
     for (const entry of answer.entries) {
       entries.push([
         h("span", null, when(entry.createTime)),
-        h("span", null, entry.kind.replace("_", " ")),
+        h("span", null, kindLabel(entry.kind)),
         h("span", null, paymentLink(entry.payment)),
         h("span", { class: entry.amountMinor < 0n ? "money debit" : "money credit" }, formatMoney(entry.amountMinor, account.currency)),
         h("span", { class: "money" }, formatMoney(entry.balanceAfterMinor, account.currency)),

@@ -1,8 +1,7 @@
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { AuditEvent } from "../../../generated/ts/emoney/admin/v1/admin_pb";
 import { admin, idOf } from "../api";
 import { h, input, link, replace, select, table } from "../dom";
-import { act, card, loading, page, when } from "../ui";
+import { act, card, loading, page, since, when } from "../ui";
 import type { Screen } from "../main";
 
 const AUDIT_PAGE_SIZE = 50;
@@ -61,7 +60,7 @@ function auditEventsCard(query: URLSearchParams): { element: HTMLElement; load: 
       pageToken,
       actor: actor.value.trim(),
       requestId: requestId.value.trim(),
-      startTime: days ? timestampFromMs(Date.now() - days * 86_400_000) : undefined,
+      startTime: since(days),
     });
     shown.push(...answer.auditEvents);
     pageToken = answer.nextPageToken;

@@ -6,7 +6,7 @@ import { badge, h, replace } from "../dom";
 import { describeError } from "../errors";
 import { accountLink, paymentLink } from "../lists";
 import { formatMoney } from "../money";
-import { page, when } from "../ui";
+import { kindLabel, page, when } from "../ui";
 import type { Screen } from "../main";
 
 const MAX_ROWS = 200;
@@ -18,7 +18,7 @@ function row(event: string, payment: Payment): HTMLElement {
     { class: "fresh", testid: "live-event", attrs: { "data-payment": payment.name } },
     h("td", null, when(payment.createTime)),
     h("td", null, badge(event)),
-    h("td", null, payment.kind.replace("_", " ")),
+    h("td", null, kindLabel(payment.kind)),
     h("td", null, paymentLink(payment.name)),
     h("td", null, accountLink(payment.fromAccount)),
     h("td", null, accountLink(payment.toAccount)),

@@ -1,10 +1,9 @@
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Payment } from "../../../generated/ts/emoney/payments/v1/payments_pb";
 import { idOf, newRequestId, payments } from "../api";
 import { badge, h, input, link, replace, select, table } from "../dom";
 import { accountLink, paymentLink, paymentsTable, refundableMinor } from "../lists";
 import { amountText, formatMoney, parseAmount } from "../money";
-import { act, card, loading, page, say, shortId, when } from "../ui";
+import { act, card, kindLabel, loading, page, say, shortId, since, when } from "../ui";
 import type { Screen } from "../main";
 
 /** A refund of all or part of what is left of `payment`; `done` is called with the refund. */
@@ -16,14 +15,11 @@ export function refundForm(payment: Payment, done: (refund: Payment) => Promise<
   const form = h("form", { class: "refund-form", testid: "refund-form" }, amount, h("button", { attrs: { type: "submit" }, testid: "refund" }, "Refund"));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    let refund: Payment | undefined;
-    const ok = await act(form, async () => {
-      refund = (await payments.refundPayment({ requestId, name: payment.name, amountMinor: parseAmount(amount.value, payment.currency) })).payment;
-    });
-    if (ok && refund) {
+    await act(form, async () => {
+      const refund = (await payments.refundPayment({ requestId, name: payment.name, amountMinor: parseAmount(amount.value, payment.currency) })).payment;
       requestId = newRequestId();
-      await done(refund);
-    }
+      if (refund) await done(refund);
+    });
   });
   return form;
 }
@@ -57,13 +53,12 @@ export const paymentsScreen: Screen = async (main, _params, query) => {
   const shown: Payment[] = [];
   let pageToken = "";
   const load = async () => {
-    const days = Number(period.value);
     const answer = await payments.listPayments({
       pageSize: 50,
       pageToken,
       status: status.value,
       account: account ? `accounts/${account}` : "",
-      startTime: days ? timestampFromMs(Date.now() - days * 86_400_000) : undefined,
+      startTime: since(Number(period.value)),
     });
     shown.push(...answer.payments);
     pageToken = answer.nextPageToken;
@@ -93,7 +88,7 @@ export const paymentScreen: Screen = async (main, [paymentId]) => {
     const payment = (await payments.getPayment({ name })).payment!;
     const left = refundableMinor(payment);
     const details = table("payment-details", ["", ""], [
-      ["Kind", payment.kind.replace("_", " ")],
+      ["Kind", kindLabel(payment.kind)],
       ["Status", badge(payment.status)],
       ["Amount", h("span", { class: "money", testid: "payment-amount" }, formatMoney(payment.amountMinor, payment.currency))],
       ["Refunded", h("span", { class: "money", testid: "payment-refunded" }, formatMoney(payment.refundedMinor, payment.currency))],

@@ -1,7 +1,7 @@
 import type { User } from "../../../generated/ts/emoney/auth/v1/auth_pb";
 import { accounts, admin, idOf } from "../api";
 import { badge, field, h, input, link, replace, select, table } from "../dom";
-import { accountsTable, collect, PAGE_SIZE } from "../lists";
+import { accountsTable, findUser, forgetUsers, PAGE_SIZE } from "../lists";
 import { act, card, loading, navigate, page, say, showError, when } from "../ui";
 import type { Screen } from "../main";
 
@@ -68,6 +68,7 @@ function newUserForm(role: string): HTMLFormElement {
     let password = "";
     const ok = await act(form, async () => {
       const answer = await admin.createUser({ email: email.value.trim(), displayName: name.value.trim(), roles: [role] });
+      forgetUsers();
       created = answer.user!.name;
       password = answer.initialPassword;
     });
@@ -80,12 +81,7 @@ function newUserForm(role: string): HTMLFormElement {
 export const personScreen: Screen = async (main, [userId]) => {
   const name = `users/${userId}`;
   replace(main, page("Person", loading()));
-  // No GetUser in the API: the person is found in the tenant's user list.
-  const everyone = await collect(async (pageToken) => {
-    const answer = await admin.listUsers({ pageSize: PAGE_SIZE, pageToken });
-    return { items: answer.users, nextPageToken: answer.nextPageToken };
-  }, 20);
-  const user = everyone.items.find((candidate) => candidate.name === name);
+  const user = await findUser(name);
   if (!user) {
     replace(main, page("Person", h("p", null, "There is no such person in this organisation.")));
     return;
@@ -98,10 +94,11 @@ export const personScreen: Screen = async (main, [userId]) => {
     const open = h("form", { class: "inline-form", testid: "open-account" }, field("Kind", kind), field("Currency", currency), h("button", { attrs: { type: "submit" } }, "Open account"));
     open.addEventListener("submit", async (event) => {
       event.preventDefault();
-      if (await act(open, async () => void (await accounts.createAccount({ owner: name, kind: kind.value, currency: currency.value.trim().toUpperCase() })))) {
+      await act(open, async () => {
+        await accounts.createAccount({ owner: name, kind: kind.value, currency: currency.value.trim().toUpperCase() });
         await render();
         say("notice", "The account is open.");
-      }
+      });
     });
     replace(
       main,

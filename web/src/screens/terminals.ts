@@ -1,17 +1,14 @@
-import type { Terminal, User } from "../../../generated/ts/emoney/auth/v1/auth_pb";
+import type { Terminal } from "../../../generated/ts/emoney/auth/v1/auth_pb";
 import { admin, idOf } from "../api";
 import { badge, field, h, input, link, replace, select, table } from "../dom";
-import { collect, PAGE_SIZE } from "../lists";
+import { collect, PAGE_SIZE, userDirectory } from "../lists";
 import { act, card, loading, page, say, shortId, when } from "../ui";
 import type { Screen } from "../main";
 
 export const terminalsScreen: Screen = async (main) => {
   replace(main, page("Terminals", loading()));
-  const merchants = await collect(async (pageToken) => {
-    const answer = await admin.listUsers({ pageSize: PAGE_SIZE, pageToken, role: "merchant" });
-    return { items: answer.users, nextPageToken: answer.nextPageToken };
-  }, 20);
-  const merchantNames = new Map(merchants.items.map((user: User) => [user.name, user.displayName]));
+  const merchants = (await userDirectory()).users.filter((user) => user.roles.includes("merchant"));
+  const merchantNames = new Map(merchants.map((user) => [user.name, user.displayName]));
   const list = h("div", null, loading());
   const secret = h("div", { testid: "terminal-secret-area" });
 
@@ -42,15 +39,16 @@ export const terminalsScreen: Screen = async (main) => {
     const button = h("button", { class: "danger", testid: "disable-terminal" }, "Disable");
     button.addEventListener("click", async () => {
       if (!window.confirm(`Disable “${terminal.displayName}”? It is signed out at once and cannot be enabled again.`)) return;
-      if (await act(button, async () => void (await admin.disableTerminal({ name: terminal.name })))) {
+      await act(button, async () => {
+        await admin.disableTerminal({ name: terminal.name });
         await render();
         say("notice", `“${terminal.displayName}” is disabled.`);
-      }
+      });
     });
     return button;
   };
 
-  const merchant = select("merchant", merchants.items.map((user) => [user.name, `${user.displayName} <${user.email}>`]));
+  const merchant = select("merchant", merchants.map((user) => [user.name, `${user.displayName} <${user.email}>`]));
   const displayName = input("terminal-name", { required: true, maxlength: "200", placeholder: "Bakery till 2" });
   const register = h("form", { class: "inline-form", testid: "register-terminal" }, field("Merchant", merchant), field("Name", displayName), h("button", { attrs: { type: "submit" } }, "Register"));
   register.addEventListener("submit", async (event) => {
@@ -77,7 +75,7 @@ export const terminalsScreen: Screen = async (main) => {
     page(
       "Terminals",
       list,
-      card("Register a terminal", merchants.items.length ? register : h("p", null, "Create a merchant first."), secret),
+      card("Register a terminal", merchants.length ? register : h("p", null, "Create a merchant first."), secret),
     ),
   );
   await render();
