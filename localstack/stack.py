@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any, Callable
 from localstack import provisioning
 from localstack.certificates import LocalPki, ensure_local_pki
 from localstack.envoy import EnvoyService, start_envoy
+from localstack.health import wait_for_serving
 from localstack.openbao import OpenBaoService, start_openbao
 from localstack.postgres import PostgresService, start_postgres
 from localstack.processes import ManagedProcess, ServiceStartError, wait_for_tcp
@@ -30,6 +30,9 @@ from localstack.seaweedfs import SeaweedFSService, start_seaweedfs
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTOR_PATH = ROOT / "generated" / "emoney.binpb"
 SERVER_START_TIMEOUT_S = 30.0
+# Each local backing service and the variable of StackOptions.external that names an external one
+# instead (then the local one is not started).
+BACKING_SERVICES = {"postgres": "DATABASE_URL", "redis": "REDIS_URL", "openbao": "VAULT_ADDR", "seaweedfs": "S3_ENDPOINT"}
 
 logger = logging.getLogger("emoney.localstack")
 
@@ -122,18 +125,9 @@ class LocalStack:
 
     def _start_backing_services(self) -> None:
         """The four backing services start in parallel: they do not depend on each other."""
-        ports, data = self.options.ports, self.state_dir / "data"
         external = self.options.external
-        jobs: dict[str, Callable[[], object]] = {}
-        if "DATABASE_URL" not in external:
-            jobs["postgres"] = lambda: start_postgres(data / "postgres", ports.postgres, self.log_dir)
-        if "REDIS_URL" not in external:
-            jobs["redis"] = lambda: start_redis(data / "redis", ports.redis, self.log_dir)
-        if "VAULT_ADDR" not in external:
-            jobs["openbao"] = lambda: start_openbao(data / "openbao", ports.openbao, self.log_dir)
-        if "S3_ENDPOINT" not in external:
-            jobs["seaweedfs"] = lambda: start_seaweedfs(data / "seaweedfs", ports.s3, self.log_dir)
-        (data).mkdir(parents=True, exist_ok=True)
+        jobs = {name: start for name, start in self._starters().items() if BACKING_SERVICES[name] not in external}
+        (self.state_dir / "data").mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as executor:
             futures = {name: executor.submit(job) for name, job in jobs.items()}
             errors = []
@@ -144,6 +138,22 @@ class LocalStack:
                     errors.append(f"{name}: {error}")
         if errors:
             raise ServiceStartError("; ".join(errors))
+
+    def _starters(self) -> dict[str, Callable[[], Any]]:
+        """How to start each local backing service on its port with its data. Started before, a service
+        comes back on the listeners it chose then (OpenBao's cluster port, SeaweedFS's inner ports)."""
+        data, ports, log_dir = self.state_dir / "data", self.options.ports, self.log_dir
+        openbao, seaweedfs = self.openbao, self.seaweedfs
+        return {
+            "postgres": lambda: start_postgres(data / "postgres", ports.postgres, log_dir),
+            "redis": lambda: start_redis(data / "redis", ports.redis, log_dir),
+            "openbao": lambda: start_openbao(
+                data / "openbao", ports.openbao, log_dir, cluster_port=openbao.cluster_port if openbao else None
+            ),
+            "seaweedfs": lambda: start_seaweedfs(
+                data / "seaweedfs", ports.s3, log_dir, ports=seaweedfs.ports if seaweedfs else None
+            ),
+        }
 
     def _prepare_database(self) -> None:
         external = self.options.external
@@ -235,6 +245,14 @@ class LocalStack:
         wait_for_tcp(host, int(port), SERVER_START_TIMEOUT_S, process)
         return process
 
+    def wait_until_serving(self, timeout_s: float) -> None:
+        """Envoy and every server report SERVING (grpc.health.v1); TimeoutError when one does not within
+        timeout_s. start() returns once the servers listen: they may still be connecting to their
+        dependencies, and Envoy may not have seen them healthy yet."""
+        assert self.endpoints is not None
+        for address in [self.endpoints.envoy, *self.endpoints.grpc_servers]:
+            wait_for_serving(address, timeout_s)
+
     def _start_servers(self) -> None:
         self.servers = [self.start_server(index) for index in range(self.options.server_processes)]
 
@@ -290,18 +308,10 @@ class LocalStack:
         service = self._backing_service(name)
         if service.process.alive():
             raise RuntimeError(f"{name} is still running")
-        data, ports = self.state_dir / "data", self.options.ports
-        if name == "postgres":
-            self.postgres = start_postgres(data / "postgres", ports.postgres, self.log_dir)
-        elif name == "redis":
-            self.redis = start_redis(data / "redis", ports.redis, self.log_dir)
-        elif name == "openbao":
-            self.openbao = start_openbao(data / "openbao", ports.openbao, self.log_dir, cluster_port=self.openbao.cluster_port)
-        else:
-            self.seaweedfs = start_seaweedfs(data / "seaweedfs", ports.s3, self.log_dir, ports=self.seaweedfs.ports)
+        setattr(self, name, self._starters()[name]())
 
     def _backing_service(self, name: str) -> Any:
-        if name not in ("postgres", "redis", "openbao", "seaweedfs"):
+        if name not in BACKING_SERVICES:
             raise ValueError(f"no backing service {name!r}")
         service = getattr(self, name)
         if service is None:
@@ -320,11 +330,3 @@ class LocalStack:
             if service is not None:
                 service.stop()
 
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return predicate()

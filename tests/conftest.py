@@ -8,14 +8,11 @@ stack's logs are copied to `test-artifacts/` for CI.
 
 from __future__ import annotations
 
-import os
+# First: importing localstack turns gRPC's fork support off before anything imports grpc (tests start
+# and restart servers while gRPC clients of this process are busy; see localstack/__init__.py).
+import localstack  # noqa: F401, I001
 
-# Tests start and restart servers (fork + exec) while gRPC clients of this process are busy; gRPC's
-# fork handlers in such a child can crash it before exec (see tools/faults/__init__.py). Read by gRPC
-# when it initialises, so before anything imports grpc.
-os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
-
-import shutil  # noqa: E402
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -24,7 +21,6 @@ import pytest
 
 from localstack.processes import free_ports
 from localstack.stack import LocalStack, StackOptions, StackPorts
-from tests.fixtures.waiting import wait_for_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -54,8 +50,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     local_stack = LocalStack(options)
     try:
         local_stack.start()
-        for address in [local_stack.endpoints.envoy, *local_stack.endpoints.grpc_servers]:
-            wait_for_serving(address, timeout_s=30.0)
+        local_stack.wait_until_serving(timeout_s=30.0)
         yield local_stack
     finally:
         local_stack.stop()

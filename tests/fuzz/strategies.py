@@ -1085,7 +1085,7 @@ def build_world(stack) -> FuzzWorld:
     from emoney.admin.v1 import admin_pb2
     from emoney.auth.v1 import auth_pb2
     from emoney.payments.v1 import payments_pb2
-    from tests.fixtures.identity import admin_stub, auth_stub, bearer, create_tenant, demo_user, login_as, sign_up
+    from tests.fixtures.identity import admin_stub, auth_stub, bearer, create_tenant, login_as, sign_up
     from tests.fixtures.ledger import new_customer, new_shop, payment_code, payments_stub, request_id
 
     envoy = stack.endpoints.envoy
@@ -1144,7 +1144,10 @@ def build_world(stack) -> FuzzWorld:
         tenant_id_hex=uuid.UUID(str(stack.demo.tenant_id)).hex,
         decoys={_normal(name): decoy for name, decoy in decoys.items()},
     )
-    assert demo_user(stack, "operator")  # the demo tenant is seeded
+    # Every role a fuzzed call may carry (authorization_for) has a token, and a destructive call pointed at
+    # a decoy never ends a resource the rest of the run needs: no decoy is itself a protected name.
+    assert set(ROLES) - {"none", "garbage", "forged"} <= set(world.tokens), sorted(world.tokens)
+    assert not {_normal(decoy) for decoy in world.decoys.values()} & set(world.decoys), world.decoys
     return world
 
 

@@ -96,6 +96,16 @@ def test_internal_errors_give_ups_and_a_silent_face_fail():
                         "both faces acknowledged transfers"}
 
 
+def test_an_http_500_of_the_json_face_fails_whatever_code_its_body_named():
+    """The JSON face's HTTP 500 is counted as HTTP_500, also when the workload filed it under a retryable code."""
+    answered_500 = transfer("acknowledged", face="json")
+    answered_500.attempts.insert(0, Attempt(0.5, "json", "UNAVAILABLE", http_status=500))
+    answers = {c.name: c for c in check_answers(bank(answered_500, transfer("acknowledged")))}
+    bugs = answers["no INTERNAL, UNKNOWN or HTTP 500 answer"]
+    assert not bugs.ok and bugs.detail == "{'HTTP_500': 1}"
+    assert all(check.ok for name, check in answers.items() if name != bugs.name)
+
+
 def test_a_fault_with_a_problem_or_failed_payments_during_s3_outage_fails():
     failed_payment = transfer("acknowledged", face="json")
     failed_payment.attempts.insert(0, Attempt(0.5, "json", "UNAVAILABLE"))

@@ -34,9 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import grpc
 import psutil
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from localstack.stack import DESCRIPTOR_PATH, ROOT, LocalStack
 from tools.bench.sampler import MACHINE, Sampler
@@ -112,28 +110,6 @@ def machine_info() -> dict:
 
 
 # -- the stack ----------------------------------------------------------------------------------
-
-
-def start_stack(stack: LocalStack) -> None:
-    stack.start()
-    for address in [stack.endpoints.envoy, *stack.endpoints.grpc_servers]:
-        wait_for_serving(address, timeout_s=60.0)
-
-
-def wait_for_serving(address: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                last = stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status
-                if last == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError as error:
-                last = error.code().name
-            time.sleep(0.2)
-    raise RuntimeError(f"{address} not SERVING after {timeout_s:.0f}s (last: {last})")
 
 
 def process_groups(stack: LocalStack, k6_pids: list[int]) -> dict:
@@ -435,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"bench: starting the stack ({args.server_processes} server processes) in {work_dir} ...", flush=True)
         stack = throwaway_stack(work_dir / "stack", args.server_processes)
-        start_stack(stack)
+        stack.start()
+        stack.wait_until_serving(timeout_s=60.0)
         print(f"bench: stack up in {time.monotonic() - started:.0f}s; seeding {args.customers} customers x "
               f"{args.accounts_per_customer} accounts, a merchant and a terminal ...", flush=True)
         seeded_at = time.monotonic()

@@ -31,9 +31,11 @@ from tools.faults.injector import (
     superuser_dsn,
     wait_until,
 )
-from tools.faults.workload import BankWorkload, Transfer
+from tools.faults.workload import Attempt, BankWorkload, Transfer
 
-# Failures that are never acceptable, whatever the fault: a bug, not an outage.
+# Failures that are never acceptable, whatever the fault: a bug, not an outage. HTTP_500 is any HTTP 500
+# of the JSON face, whatever gRPC code its body named (the workload files it under that code: INTERNAL
+# when the body names none).
 BUG_CODES = frozenset({"INTERNAL", "UNKNOWN", "DATA_LOSS", "HTTP_500"})
 # Faults during which payments must go on without a single failed attempt.
 PAYMENTS_UNAFFECTED_BY = ("stop_openbao", "stop_s3")
@@ -199,9 +201,15 @@ def check_faults(workload: BankWorkload, faults: list[FaultRecord]) -> list[Chec
     return checks
 
 
+def bug_code(attempt: Attempt) -> str | None:
+    """The code of BUG_CODES the attempt's answer is counted under, or None when it is not a bug."""
+    code = "HTTP_500" if attempt.http_status == 500 else attempt.code
+    return code if code in BUG_CODES else None
+
+
 def check_answers(workload: BankWorkload) -> list[Check]:
-    bugs = Counter(attempt.code for transfer in workload.transfers for attempt in transfer.attempts
-                   if attempt.code in BUG_CODES or attempt.http_status == 500)
+    codes = (bug_code(attempt) for transfer in workload.transfers for attempt in transfer.attempts)
+    bugs = Counter(code for code in codes if code is not None)
     gave_up = [transfer.request_id for transfer in workload.transfers if transfer.outcome == "gave_up"]
     business = Counter(transfer.reason for transfer in workload.transfers if transfer.outcome == "rejected")
     return [

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-import grpc
 import hvac
 import psycopg
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
+from localstack.health import health_status
 from localstack.processes import ServiceStartError
 from localstack.stack import LocalStack
 
@@ -101,13 +101,7 @@ class FaultInjector:
         if marked is not None and routed_while_dead:
             record.problems.append(f"Envoy routed {routed_while_dead} requests to the dead server")
         record.observations["requests_routed_before_kill"] = _rq(before, address)
-        for attempt in range(START_ATTEMPTS):
-            try:
-                self.stack.restart_server(index)
-                break
-            except ServiceStartError as error:
-                record.problems.append(f"starting server-{index} again failed (attempt {attempt + 1}): {str(error)[:2000]}")
-        record.healed_s = self.clock()
+        self._start_again(record, f"server-{index}", lambda: self.stack.restart_server(index))
         serving = wait_until(lambda: health(address) == SERVING, RECOVERY_WITHIN_S)
         healthy = wait_until(lambda: envoy_hosts(self.stack).get(address, {}).get("healthy") is True, ENVOY_WITHIN_S)
         record.observations["serving_after_restart_s"] = serving
@@ -144,7 +138,7 @@ class FaultInjector:
             if took is None:
                 record.problems.append(f"{address} did not report NOT_SERVING without {service} (last {health(address)})")
         self._hold(record.started_s)
-        self._start_again(record, service)
+        self._start_service_again(record, service)
         self._await_recovery(record, servers)
         if [process.pid for process in self.stack.servers] != pids or not all(p.alive() for p in self.stack.servers):
             record.problems.append("a server process was restarted or died: its pools should have reconnected")
@@ -157,7 +151,7 @@ class FaultInjector:
         self.stack.stop_service("openbao")
         self._hold(record.started_s)
         record.observations["health_while_down"] = {address: health(address) for address in servers}
-        self._start_again(record, "openbao")
+        self._start_service_again(record, "openbao")
         status = hvac.Client(url=self.stack.openbao.address).sys.read_health_status(method="GET")
         record.observations["sealed_after_restart"] = status.get("sealed") if isinstance(status, dict) else None
         if record.observations["sealed_after_restart"] is not False:
@@ -174,7 +168,7 @@ class FaultInjector:
         # Payments go on meanwhile, so the outbox is never empty for long: what must drain is the backlog.
         backlog_until = database_time(self.stack)
         record.observations["receipts_pending_at_end_of_outage"] = pending_receipts(self.stack, backlog_until)
-        self._start_again(record, "seaweedfs")
+        self._start_service_again(record, "seaweedfs")
         caught_up = wait_until(lambda: pending_receipts(self.stack, backlog_until) == 0, RECEIPTS_WITHIN_S)
         record.observations["receipt_backlog_written_after_s"] = caught_up
         if caught_up is None:
@@ -188,15 +182,19 @@ class FaultInjector:
     def _hold(self, started_s: float) -> None:
         time.sleep(max(0.0, started_s + self.outage_s - self.clock()))
 
-    def _start_again(self, record: FaultRecord, service: str) -> None:
-        """Start the service again; a start that fails is a problem of the run, retried so the stack heals."""
+    def _start_again(self, record: FaultRecord, what: str, start: Callable[[], object]) -> None:
+        """Start `what` again with start(); a start that fails is a problem of the run, retried (up to
+        START_ATTEMPTS times) so the stack heals. The record is healed from then on."""
         for attempt in range(START_ATTEMPTS):
             try:
-                self.stack.start_service(service)
+                start()
                 break
             except ServiceStartError as error:
-                record.problems.append(f"starting {service} again failed (attempt {attempt + 1}): {str(error)[:2000]}")
+                record.problems.append(f"starting {what} again failed (attempt {attempt + 1}): {str(error)[:2000]}")
         record.healed_s = self.clock()
+
+    def _start_service_again(self, record: FaultRecord, service: str) -> None:
+        self._start_again(record, service, lambda: self.stack.start_service(service))
 
     def _await_recovery(self, record: FaultRecord, servers: list[str]) -> None:
         for address in servers:
@@ -221,12 +219,8 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float) -> float | None:
 
 def health(address: str, timeout_s: float = 1.0) -> str:
     """The server's overall grpc.health.v1 status name, or UNREACHABLE."""
-    with grpc.insecure_channel(address) as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
-        except grpc.RpcError:
-            return "UNREACHABLE"
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    status = health_status(address, timeout_s=timeout_s)
+    return "UNREACHABLE" if status is None else health_pb2.HealthCheckResponse.ServingStatus.Name(status)
 
 
 def envoy_hosts(stack: LocalStack) -> dict[str, dict]:

@@ -30,20 +30,17 @@ from pathlib import Path
 import grpc
 import psycopg
 
-from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
-from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
-from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
 from localstack.provisioning import DEMO_TENANT_SLUG
 from localstack.stack import ROOT, LocalStack
+from tools.customers import TENANT, Customer, CustomerBatch, log_in_operator, open_customers
 from tools.faults import checks as invariants
-from tools.faults.injector import FAULT_KINDS, FaultInjector, health, superuser_dsn, wait_until
+from tools.faults.injector import FAULT_KINDS, FaultInjector, superuser_dsn
 from tools.faults.workload import CURRENCY, BankWorkload, Holder, monotonic_clock
 from tools.throwaway import throwaway_stack
 
 DEFAULT_OUTPUT = ROOT / "test-artifacts" / "faults"
-TENANT = f"tenants/{DEMO_TENANT_SLUG}"
 PASSWORD = "bank workload battery staple"
-SETUP_TIMEOUT_S = 30.0
+SERVING_WITHIN_S = 60.0  # a fresh stack: Envoy and every server report SERVING within this
 
 
 @dataclass
@@ -70,33 +67,17 @@ class SoakOptions:
 def open_bank(stack: LocalStack, options: SoakOptions) -> tuple[list[Holder], str]:
     """Customers signed up through the API, each account topped up by the demo operator; returns the
     holders and the operator's token."""
-    operator = next(user for user in stack.demo.users if user.role == "operator")
-    holders: list[Holder] = []
-    with grpc.insecure_channel(stack.endpoints.envoy) as channel:
-        auth = auth_pb2_grpc.AuthServiceStub(channel)
-        accounts = accounts_pb2_grpc.AccountsServiceStub(channel)
-        payments = payments_pb2_grpc.PaymentsServiceStub(channel)
-        operator_token = auth.Login(
-            auth_pb2.LoginRequest(tenant=TENANT, email=operator.email, password=operator.password), timeout=SETUP_TIMEOUT_S
-        ).tokens.access_token
-        run_id = uuid.uuid4().hex[:8]
-        for number in range(options.customers):
-            email = f"bank-{run_id}-{number}@faults.example"
-            token = auth.SignUp(
-                auth_pb2.SignUpRequest(tenant=TENANT, email=email, password=PASSWORD, display_name=f"Bank customer {number}"),
-                timeout=SETUP_TIMEOUT_S,
-            ).tokens.access_token
-            for _ in range(options.accounts_per_customer):
-                account = accounts.CreateAccount(
-                    accounts_pb2.CreateAccountRequest(kind="customer", currency=CURRENCY),
-                    metadata=(("authorization", f"Bearer {token}"),), timeout=SETUP_TIMEOUT_S,
-                ).account.name
-                payments.TopUp(
-                    payments_pb2.TopUpRequest(request_id=str(uuid.uuid4()), account=account,
-                                              amount_minor=options.opening_balance_minor, currency=CURRENCY),
-                    metadata=(("authorization", f"Bearer {operator_token}"),), timeout=SETUP_TIMEOUT_S,
-                )
-                holders.append(Holder(account, email, PASSWORD, token))
+    batch = CustomerBatch(label="bank", count=options.customers, accounts_per_customer=options.accounts_per_customer,
+                          opening_balance_minor=options.opening_balance_minor, currency=CURRENCY, password=PASSWORD)
+
+    async def sign_up() -> tuple[list[Customer], str]:
+        async with grpc.aio.insecure_channel(stack.endpoints.envoy) as channel:
+            operator_token = await log_in_operator(channel, stack.demo)
+            return await open_customers(channel, operator_token, batch), operator_token
+
+    customers, operator_token = asyncio.run(sign_up())
+    holders = [Holder(account, customer.email, PASSWORD, customer.token)
+               for customer in customers for account in customer.accounts]
     return holders, operator_token
 
 
@@ -179,9 +160,7 @@ def soak(options: SoakOptions) -> dict:
     try:
         _log(f"{options.name}: starting a stack in {work_dir} ...")
         stack.start()
-        for address in stack.endpoints.grpc_servers:
-            if wait_until(lambda: health(address) == "SERVING", 60.0) is None:
-                raise RuntimeError(f"{address} never became SERVING")
+        stack.wait_until_serving(SERVING_WITHIN_S)
         holders, operator_token = open_bank(stack, options)
         initial = [options.opening_balance_minor] * len(holders)
         _log(f"{options.name}: stack up and {len(holders)} accounts opened in {time.monotonic() - started:.0f}s; "
