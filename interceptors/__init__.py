@@ -1,7 +1,7 @@
 """Server interceptors, one module per concern, applied in the order declared here.
 
-Outermost first: request id and logging → metrics → authentication →
-authorization → rate limit → error mapping. Error mapping is innermost so every
+Outermost first: request id and logging → metrics → admission (a bound on the
+unary calls in progress) → authentication → authorization → rate limit → error mapping. Error mapping is innermost so every
 layer above sees the final status code; the layers above it answer their own
 refusals through the same mapping (`abort_with_domain_error`).
 """
@@ -12,6 +12,7 @@ from typing import Sequence
 
 import grpc
 
+from interceptors.admission import Admission, AdmissionInterceptor
 from interceptors.authentication import AuthenticationInterceptor
 from interceptors.authorization import AuthorizationInterceptor
 from interceptors.error_mapping import ErrorMappingInterceptor
@@ -31,10 +32,12 @@ def build_interceptors(
     key_refresher: KeyRingRefresher,
     rate_limiter: RateLimiter,
     rate_limit_policy: RateLimitPolicy,
+    admission: Admission,
 ) -> Sequence[grpc.aio.ServerInterceptor]:
     return [
         RequestContextInterceptor(trusted_proxies),
         MetricsInterceptor(metrics),
+        AdmissionInterceptor(admission),
         AuthenticationInterceptor(key_refresher, sessions),
         AuthorizationInterceptor(),
         RateLimitInterceptor(rate_limiter, rate_limit_policy),

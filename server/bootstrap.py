@@ -25,6 +25,7 @@ from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
 from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
 from emoney.platform.v1 import platform_pb2, platform_pb2_grpc
 from interceptors import build_interceptors
+from interceptors.admission import Admission
 from interceptors.metrics import MetricsRegistry
 from interceptors.rate_limit import RateLimitPolicy
 from interceptors.request_context import parse_trusted_proxies
@@ -228,6 +229,7 @@ async def build_application(settings: Settings) -> Application:
             key_refresher=key_refresher,
             rate_limiter=RateLimiter(redis_client),
             rate_limit_policy=rate_limit_policy,
+            admission=Admission(settings.max_active_calls),
         ),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         options=[

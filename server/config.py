@@ -48,6 +48,9 @@ class Settings:
     reflection_enabled: bool = False
     max_message_bytes: int = 1 << 20
     max_concurrent_rpcs: int = 1_000
+    # Unary calls doing their work at once in one process; the rest wait, first come first served
+    # (interceptors/admission.py). Streams and health checks are not counted.
+    max_active_calls: int = 32
     # Metadata (all headers of one call) above this size is refused by gRPC.
     max_metadata_bytes: int = 16 << 10
     # host:port for a Prometheus `/metrics` endpoint; empty = off.
@@ -91,6 +94,7 @@ _ENVIRONMENT_NAMES: dict[str, str] = {
     "reflection_enabled": "EMONEY_REFLECTION",
     "max_message_bytes": "EMONEY_MAX_MESSAGE_BYTES",
     "max_concurrent_rpcs": "EMONEY_MAX_CONCURRENT_RPCS",
+    "max_active_calls": "EMONEY_MAX_ACTIVE_CALLS",
     "max_metadata_bytes": "EMONEY_MAX_METADATA_BYTES",
     "metrics_address": "EMONEY_METRICS_ADDRESS",
     "trusted_proxies": "EMONEY_TRUSTED_PROXIES",
