@@ -18,7 +18,9 @@ import psycopg
 from server.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from server.passwords import PasswordHasher
 from server.principal import Principal
+from interceptors.call_state import current_principal
 from server.resource_names import SLUG_PATTERN, parse_tenant_name
+from server.services.changes import record_change
 from server.services.identity import hash_secret
 from server.ledger_rules import currency_violations
 from server.validation import (
@@ -57,6 +59,12 @@ _CLIENT_ID_ALPHABET = string.ascii_lowercase + string.digits
 MAX_AUDIT_ACTOR_LENGTH = 200
 MAX_AUDIT_REQUEST_ID_LENGTH = 100
 MAX_USER_QUERY_LENGTH = 100
+
+
+def _caller_subject() -> str:
+    """Who is calling (platform methods take no Principal argument); "system" outside a call."""
+    principal = current_principal()
+    return "system" if principal is None else principal.subject
 
 
 def _initial_password() -> str:
@@ -100,6 +108,9 @@ class AdministrationService:
                 unit_of_work, tenant_id, admin_email, admin_display_name.strip(), password_hash, ["tenant_admin", "operator"]
             )
             tenant = await tenants.find_tenant_any_status(unit_of_work, slug)
+            await record_change(unit_of_work, _caller_subject(), None, {
+                "tenant": f"tenants/{slug}", "status": tenant.status, "defaultCurrency": currency,
+                "admin": f"users/{admin.user_id}", "adminRoles": ["operator", "tenant_admin"]})
             await unit_of_work.commit()
         return CreatedTenant(tenant, admin, password)
 
@@ -122,6 +133,8 @@ class AdministrationService:
             updated = await tenants.set_tenant_status(unit_of_work, found.tenant_id, "suspended" if suspended else "active")
             # Order errs on the safe side: a suspension reaches Redis before it is committed, a
             # reactivation only after. (Servers re-copy suspensions from PostgreSQL when they start.)
+            await record_change(unit_of_work, _caller_subject(), {"tenant": name, "status": found.status},
+                                {"tenant": name, "status": updated.status})
             if suspended:
                 await self._sessions.set_tenant_suspended(found.tenant_id, True)
             await unit_of_work.commit()
@@ -146,6 +159,7 @@ class AdministrationService:
                 raise AlreadyExists(message="this e-mail address is already registered", reason="EMAIL_TAKEN")
             user = await users.insert(unit_of_work, caller.tenant_id, email, display_name.strip(), password_hash, sorted(set(roles)))
             slug = await tenants.slug_of(unit_of_work, caller.tenant_id)
+            await record_change(unit_of_work, caller.subject, None, {"user": f"users/{user.user_id}", "roles": list(user.roles)})
             await unit_of_work.commit()
         return user, password, slug
 
@@ -181,6 +195,9 @@ class AdministrationService:
             terminal = await terminals.insert(
                 unit_of_work, caller.tenant_id, merchant_id, display_name.strip(), client_id, hash_secret(client_secret)
             )
+            await record_change(unit_of_work, caller.subject, None, {
+                "terminal": f"terminals/{terminal.terminal_id}", "merchant": f"users/{merchant_id}",
+                "clientId": client_id, "status": terminal.status})
             await unit_of_work.commit()
         return terminal, client_secret
 
@@ -190,6 +207,8 @@ class AdministrationService:
             terminal = await terminals.disable(unit_of_work, terminal_id)
             if terminal is None:
                 raise NotFound(message="terminal not found", reason="TERMINAL_NOT_FOUND")
+            await record_change(unit_of_work, caller.subject, None,
+                                {"terminal": f"terminals/{terminal_id}", "status": terminal.status})
             await self._sessions.disable_subject(f"terminals/{terminal_id}", caller.tenant_id)
             await unit_of_work.commit()
         return terminal

@@ -21,6 +21,7 @@ from server.errors import AlreadyExists, FailedPrecondition, NotFound, Unauthent
 from server.passwords import PasswordHasher, password_violations
 from server.principal import TERMINAL_ROLE, Principal
 from server.resource_names import parse_tenant_name
+from server.services.changes import record_change
 from server.tokens import TokenService
 from server.validation import (
     display_name_violations,
@@ -95,6 +96,7 @@ class IdentityService:
             if await users.find_by_email(unit_of_work, email) is not None:
                 raise AlreadyExists(message="this e-mail address is already registered", reason="EMAIL_TAKEN")
             user = await users.insert(unit_of_work, tenant.tenant_id, email, display_name.strip(), password_hash, ["customer"])
+            await record_change(unit_of_work, f"users/{user.user_id}", None, {"user": f"users/{user.user_id}", "roles": ["customer"]})
             issued = await self._start_session(unit_of_work, tenant.tenant_id, user)
             await unit_of_work.commit()
         return Session(user, slug, issued)
@@ -214,6 +216,8 @@ class IdentityService:
         async with self._units_of_work(principal.tenant_id) as unit_of_work:
             await users.set_password_hash(unit_of_work, user.user_id, new_hash)
             await refresh_tokens.revoke_all_for_user(unit_of_work, user.user_id)
+            await record_change(unit_of_work, principal.subject, None,
+                                {"user": principal.subject, "passwordChanged": True, "sessionsRevoked": True})
             await unit_of_work.commit()
 
     # -- terminals ------------------------------------------------------------------------------
