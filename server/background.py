@@ -1,16 +1,19 @@
-"""Background work of a server process: expiring holds nobody resolved.
+"""Background work of a server process: expiring holds nobody resolved, and forgetting idempotency
+keys past their retention period.
 
-Every server process runs it; concurrent runs are safe (the ledger skips holds
-another transaction is resolving), so no leader election is needed.
+Every server process runs both; concurrent runs are safe (the ledger skips holds another
+transaction is resolving; two deletes of the same old keys simply find fewer), so no leader
+election is needed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 from server.payment_events import PaymentEvent, notify_payment_event
-from storage import ledger
+from storage import idempotency, ledger
 from storage.unit_of_work import UnitOfWorkFactory
 
 logger = logging.getLogger("emoney.background")
@@ -53,3 +56,35 @@ class HoldExpirer:
             except Exception as error:  # a dependency may be away; try again next round
                 logger.warning("hold expiry pass failed: %s", type(error).__name__)
             await asyncio.sleep(self._interval_s)
+
+
+FORGET_BATCH = 5_000
+
+
+class RequestKeyJanitor:
+    """Forgets idempotency keys older than `retention` (migrations/0013), a batch per tenant per pass."""
+
+    def __init__(self, units_of_work: UnitOfWorkFactory, retention: timedelta, interval_s: float = 60.0) -> None:
+        self._units_of_work = units_of_work
+        self._retention = retention
+        self._interval_s = interval_s
+
+    async def forget_once(self) -> int:
+        async with self._units_of_work(None) as unit_of_work:
+            tenant_ids = await idempotency.tenants_with_old_keys(unit_of_work, self._retention, MAX_TENANTS_PER_PASS)
+        forgotten = 0
+        for tenant_id in tenant_ids:
+            async with self._units_of_work(tenant_id) as unit_of_work:
+                forgotten += await idempotency.forget_old_keys(unit_of_work, self._retention, FORGET_BATCH)
+                await unit_of_work.commit()
+        return forgotten
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                forgotten = await self.forget_once()
+                if forgotten:
+                    logger.info("forgot idempotency keys past retention", extra={"count": forgotten})
+            except Exception as error:  # a dependency may be away; try again next round
+                logger.warning("idempotency key retention pass failed: %s", type(error).__name__)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -29,7 +30,7 @@ from interceptors.admission import Admission
 from interceptors.metrics import MetricsRegistry
 from interceptors.rate_limit import RateLimitPolicy
 from interceptors.request_context import parse_trusted_proxies
-from server.background import HoldExpirer
+from server.background import HoldExpirer, RequestKeyJanitor
 from server.config import Settings
 from server.payment_events import PaymentEventHub
 from server.health import HealthReporter, postgres_probe, redis_probe
@@ -95,6 +96,7 @@ class Application:
     passwords: PasswordHasher
     key_refresher: KeyRingRefresher
     hold_expirer: HoldExpirer
+    request_key_janitor: RequestKeyJanitor
     payment_events: PaymentEventHub
     receipt_writer: ReceiptWriter
     bound_port: int = 0
@@ -108,6 +110,7 @@ class Application:
         self._background.append(asyncio.create_task(self.health_reporter.run(), name="health-probes"))
         self._background.append(asyncio.create_task(self.key_refresher.run(), name="signing-key-refresh"))
         self._background.append(asyncio.create_task(self.hold_expirer.run(), name="hold-expiry"))
+        self._background.append(asyncio.create_task(self.request_key_janitor.run(), name="request-key-retention"))
         self._background.append(asyncio.create_task(self.payment_events.run(), name="payment-events"))
         self._background.append(asyncio.create_task(self.receipt_writer.run(), name="receipt-writer"))
         if self.settings.metrics_address:
@@ -288,6 +291,7 @@ async def build_application(settings: Settings) -> Application:
         passwords=passwords,
         key_refresher=key_refresher,
         hold_expirer=HoldExpirer(units_of_work),
+        request_key_janitor=RequestKeyJanitor(units_of_work, timedelta(days=settings.idempotency_retention_days)),
         payment_events=payment_events,
         receipt_writer=ReceiptWriter(pool, objects),
         bound_port=bound_port,

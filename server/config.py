@@ -68,6 +68,8 @@ class Settings:
     # Argon2id runs in this many threads; this many more calls may wait before RESOURCE_EXHAUSTED.
     password_hash_workers: int = 2
     password_hash_max_waiting: int = 64
+    # Idempotency keys older than this are forgotten (migrations/0013); a later retry is a new request.
+    idempotency_retention_days: int = 30
     # How long start-up waits for the secrets store (signing keys) before giving up.
     startup_timeout_s: float = 60.0
 
@@ -106,6 +108,7 @@ _ENVIRONMENT_NAMES: dict[str, str] = {
     "password_hash_workers": "EMONEY_PASSWORD_HASH_WORKERS",
     "password_hash_max_waiting": "EMONEY_PASSWORD_HASH_MAX_WAITING",
     "startup_timeout_s": "EMONEY_STARTUP_TIMEOUT_S",
+    "idempotency_retention_days": "EMONEY_IDEMPOTENCY_RETENTION_DAYS",
 }
 
 

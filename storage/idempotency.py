@@ -30,6 +30,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Mapping
 
 from server.ledger_rules import MAX_RESPONSE_BYTES
@@ -88,3 +89,16 @@ async def commit_with_response(unit_of_work: UnitOfWork, context: RequestContext
         )
         await unit_of_work.commit()
 
+
+
+async def tenants_with_old_keys(unit_of_work: UnitOfWork, older_than: timedelta, limit: int) -> list[uuid.UUID]:
+    """Tenants that have keys older than `older_than` (migrations/0013); any tenant's unit of work."""
+    cursor = await unit_of_work.connection.execute("select * from tenants_with_old_requests(%s, %s)", (older_than, limit))
+    return [row[0] for row in await cursor.fetchall()]
+
+
+async def forget_old_keys(unit_of_work: UnitOfWork, older_than: timedelta, max_rows: int) -> int:
+    """Delete up to `max_rows` of this tenant's keys older than `older_than` (at least a day); how many.
+    A retry of a forgotten request is a new request."""
+    cursor = await unit_of_work.connection.execute("select ledger_forget_old_requests(%s, %s)", (older_than, max_rows))
+    return (await cursor.fetchone())[0]
