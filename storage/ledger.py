@@ -502,6 +502,29 @@ async def get_hold(unit_of_work: UnitOfWork, hold_id: uuid.UUID) -> HoldRecord |
 # -- statements -------------------------------------------------------------------------------------
 
 
+# The balance before the page's oldest entry, for list_entries, counted from the nearer end of the
+# account's life (by time, a fair proxy for the number of entries): from its opening, the sum of the
+# entries before the page; from now, the balance (row plus shards) minus the entries from the page on.
+# PostgreSQL evaluates only the CASE branch taken.
+_OPENING_BALANCE = """
+            select case
+                   when f.created_at < a.created_at + (statement_timestamp() - a.created_at) / 2 then
+                       coalesce((select sum(e.amount_minor) from ledger_entries e
+                                  where e.tenant_id = a.tenant_id and e.account_id = a.account_id
+                                    and (e.created_at, e.entry_id) < (f.created_at, f.entry_id)), 0)
+                   else
+                       a.balance_minor
+                       + coalesce((select sum(s.balance_minor) from account_balance_shards s
+                                    where s.tenant_id = a.tenant_id and s.account_id = a.account_id), 0)
+                       - coalesce((select sum(e.amount_minor) from ledger_entries e
+                                    where e.tenant_id = a.tenant_id and e.account_id = a.account_id
+                                      and (e.created_at, e.entry_id) >= (f.created_at, f.entry_id)), 0)
+                   end as balance_minor
+              from first_of_page f
+              join accounts a on a.account_id = %s
+"""
+
+
 async def list_entries(
     unit_of_work: UnitOfWork,
     account_id: uuid.UUID,
@@ -515,8 +538,13 @@ async def list_entries(
     """The statement: the account's entries with start <= created_at < end, each with the running
     balance after it, keyset-paginated on (created_at, entry_id) — pass the last row's pair as `after`.
 
-    The running balance is the sum of every earlier entry of the account, so reading a page costs an
-    index-only scan of the entries before it (the statement index includes the amount).
+    The running balance is counted from the nearer end of the account's life (_OPENING_BALANCE): in
+    its older half, the sum of every entry before the page; in its newer half, the balance now (row
+    plus shards) minus every entry from the page's oldest on. Either is an index-only scan (the
+    statement index includes the amount) of the entries between the page and that end, so a recent
+    period of a merchant with millions of entries does not sum its whole history. Both are read in the
+    statement's one snapshot and the balance is the sum of the entries (the ledger's invariant, checked
+    by reconciliation), so they agree to the minor unit.
     `created_at` is its transaction's start time: an entry of a transaction still running may
     commit with a time just before the newest one shown (for a hot merchant, whose payers do not
     queue on one row), so the newest few milliseconds of a statement can still gain entries.
@@ -543,13 +571,10 @@ async def list_entries(
              order by e.created_at {direction}, e.entry_id {direction}
              limit %s
         ),
-        opening as (
-            select coalesce(sum(e.amount_minor), 0) as balance_minor
-              from ledger_entries e
-             where e.account_id = %s
-               and (e.created_at, e.entry_id) < (select p.created_at, p.entry_id from page p
-                                                  order by p.created_at, p.entry_id limit 1)
-        )
+        first_of_page as (
+            select p.created_at, p.entry_id from page p order by p.created_at, p.entry_id limit 1
+        ),
+        opening as ({_OPENING_BALANCE})
         select p.entry_id, p.transfer_id, t.kind,
                case when t.debit_account_id = %s then t.credit_account_id else t.debit_account_id end,
                p.amount_minor, p.currency, p.created_at,

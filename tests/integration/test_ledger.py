@@ -519,6 +519,52 @@ async def test_the_statement_pages_with_running_balances(world):
     assert [(e.amount_minor, e.balance_after_minor) for e in newest] == [(50, 450), (-300, 400)]
 
 
+def _money_in_shards(account):
+    async def read(unit_of_work) -> int:
+        cursor = await unit_of_work.connection.execute(
+            "select coalesce(sum(balance_minor), 0) from account_balance_shards where account_id = %s", (account,))
+        return (await cursor.fetchone())[0]
+
+    return read
+
+
+async def _whole_statement(world, account, newest_first: bool, page: int) -> list:
+    entries, after = [], None
+    for _ in range(100):
+        batch = await world.read(lambda u: ledger.list_entries(u, account, after=after, newest_first=newest_first, limit=page))
+        entries += batch
+        if len(batch) < page:
+            return entries
+        after = (batch[-1].created_at, batch[-1].entry_id)
+    raise AssertionError("paging did not end")
+
+
+async def test_both_directions_give_every_entry_the_same_running_balance_on_a_sharded_account(world):
+    """Oldest first the running balance counts up from zero, newest first down from the balance now (row
+    plus shards): on a merchant whose credits land in shards, both give every entry the same balance."""
+    merchant = await world.open("merchant")
+    assert (await world.account(merchant)).balance_shards == BALANCE_SHARDS_BY_KIND["merchant"] > 0
+    payers = [await world.open(balance_minor=10_000) for _ in range(3)]
+    payments = []
+    for number in range(11):
+        payments.append((await world.move("payment", payers[number % 3], merchant, 100 + number)).record)
+        if number == 5:  # a debit sweeps the shards into the row; the payments after it stay in shards
+            await world.run(lambda u: ledger.refund(u, new_context(), payments[2].transfer_id, 50))
+    oldest_first = await _whole_statement(world, merchant, newest_first=False, page=5)
+    newest_first = await _whole_statement(world, merchant, newest_first=True, page=4)
+    assert len(oldest_first) == 12
+    assert [(e.entry_id, e.balance_after_minor) for e in reversed(newest_first)] == [
+        (e.entry_id, e.balance_after_minor) for e in oldest_first]
+    expected, running = [], 0
+    for entry in oldest_first:
+        running += entry.amount_minor
+        expected.append(running)
+    assert [e.balance_after_minor for e in oldest_first] == expected
+    assert newest_first[0].balance_after_minor == (await world.account(merchant)).balance_minor == sum(
+        100 + number for number in range(11)) - 50
+    assert await world.read(_money_in_shards(merchant)) > 0  # so the balance "now" really needed the shards
+
+
 async def test_the_statement_filters_by_time_and_balance_at_reads_the_past(world):
     """Entries in [start, end) only (running balances still count what came before); balance_at sums up to an instant."""
     account, other = await world.open(balance_minor=1_000), await world.open()
