@@ -136,10 +136,19 @@ async def test_every_definer_function_the_app_may_call_pins_its_search_path(owne
             "select count(*) from pg_policies where 'emoney_ledger' = any(roles)").fetchone()[0]
     by_name = {name.split("(")[0]: (owner, config) for name, owner, config in rows}
     for name, (owner, config) in by_name.items():
-        assert any(setting.startswith("search_path=") for setting in config), name
+        # pg_temp named, and last: unnamed, PostgreSQL would search the caller's temporary tables first.
+        assert "search_path=pg_catalog, public, pg_temp" in config, (name, config)
     for entry_point in ("payments_create_transfer_in", "ledger_post_transfer", "ledger_capture_hold", "audit_append"):
         assert by_name[entry_point][0] == "emoney_ledger", entry_point
     assert ledger_policies == 0
+
+
+async def test_the_app_role_cannot_shadow_ledger_tables_with_temporary_ones(busy_world, app_dsn):
+    """A temporary `account_balance_shards` of the caller's could have been used by a definer function in place
+    of the real one (an app-made balance): the application role may create no temporary table (0014)."""
+    with _app_connection(app_dsn, busy_world.tenant_id) as connection:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute("create temporary table account_balance_shards (like public.account_balance_shards)")
 
 
 async def test_entry_points_still_see_only_the_callers_tenant(busy_world, owner_dsn, ledger_units_of_work):

@@ -75,3 +75,25 @@ async def test_a_retry_after_retention_is_a_new_request(world, ledger_owner_dsn,
 async def test_a_retention_under_a_day_is_refused(world):
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="at least a day"):
         await world.read(lambda u: idempotency.forget_old_keys(u, timedelta(hours=23), 10))
+
+
+async def test_the_key_of_a_redeemed_payment_code_is_kept(world, ledger_owner_dsn, ledger_units_of_work):
+    """A used code lets its terminal retry with the same request id, answered by the key's replay: that key is
+    never forgotten, or the retry would pay a second time (migrations/0014)."""
+    payer, merchant = await world.open(balance_minor=1_000), await world.open("merchant")
+    redeemed, plain = new_context(), new_context()
+    payment = (await world.move("payment", payer, merchant, 10, redeemed)).record
+    await world.move("payment", payer, merchant, 10, plain)
+    with psycopg.connect(ledger_owner_dsn) as connection:  # the code the payment redeemed, as the owner writes it
+        connection.execute("select set_config('app.tenant_id', %s, true)", (str(world.tenant_id),))
+        connection.execute(
+            """insert into payment_codes (tenant_id, code_hash, account_id, currency, max_amount_minor, expires_at,
+                                          created_by, used_at, used_by, used_request_id, used_for)
+               values (%s, %s, %s, 'EUR', 100, now() + interval '5 minutes', 'users/x', now(), %s, %s, %s)""",
+            (world.tenant_id, uuid.uuid4().bytes * 2, payer, redeemed.actor, redeemed.request_id, payment.transfer_id),
+        )
+    for context in (redeemed, plain):
+        _age(ledger_owner_dsn, world.tenant_id, context.request_id, 40)
+    await RequestKeyJanitor(ledger_units_of_work, RETENTION).forget_once()
+    keys = await _keys(world)
+    assert redeemed.request_id in keys and plain.request_id not in keys
