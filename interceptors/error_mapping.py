@@ -182,9 +182,22 @@ def _refuse_undecodable(request: UndecodableRequest) -> InvalidArgument:
     )
 
 
+# How long a unary call's one message may take to arrive after its headers. gRPC clients send both
+# together; a caller that sends headers and stalls would otherwise hold its admission place
+# (interceptors/admission.py) until its deadline — or for ever without one.
+REQUEST_ARRIVAL_TIMEOUT_S = 10.0
+
+
 async def _the_request(context: grpc.aio.ServicerContext) -> Any:
     """The one request message of a unary-request call, or a deliberate refusal."""
-    request = await context.read()
+    try:
+        async with asyncio.timeout(REQUEST_ARRIVAL_TIMEOUT_S):  # a timer, not a task: cheap on every call
+            request = await context.read()
+    except TimeoutError:
+        raise InvalidArgument(
+            message=f"the request message did not arrive within {REQUEST_ARRIVAL_TIMEOUT_S:g} s of the call's headers",
+            reason="REQUEST_NOT_RECEIVED",
+        ) from None
     if request is grpc.aio.EOF:
         raise InvalidArgument(message="the call ended without a request message", reason="MISSING_REQUEST")
     if isinstance(request, UndecodableRequest):

@@ -147,3 +147,30 @@ async def test_streams_are_not_counted():
         await server.stop(0)
     assert answers == [[b"event"]] * 4
     assert counter.peak == 4
+
+
+async def test_a_call_whose_message_never_arrives_gives_its_place_back(monkeypatch):
+    """Headers and then nothing: after REQUEST_ARRIVAL_TIMEOUT_S the call is refused (INVALID_ARGUMENT) and
+    its place goes to the next call, instead of being held until a deadline that may never come."""
+    from interceptors import error_mapping
+
+    monkeypatch.setattr(error_mapping, "REQUEST_ARRIVAL_TIMEOUT_S", 0.3)
+    counter = _Counter()
+    server, port = await _serve(counter, limit=1)
+    never = asyncio.Event()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            async def silent():  # a request stream that never yields its message
+                await never.wait()
+                yield b"x"
+
+            stalled = channel.stream_unary("/test.Gate/Unary")(silent(), timeout=30)
+            await asyncio.sleep(0.05)
+            answer = await asyncio.wait_for(channel.unary_unary("/test.Gate/Unary")(b"x", timeout=10), 5)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await asyncio.wait_for(stalled, 5)
+    finally:
+        never.set()
+        await server.stop(0)
+    assert answer == b"done"
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
