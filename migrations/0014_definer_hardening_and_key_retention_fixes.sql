@@ -68,3 +68,13 @@ begin
     return forgotten;
 end
 $$;
+
+-- 6. 0012 copied every grant of the application to emoney_ledger; the ledger's functions need less.
+--    No refresh tokens, no issuing of payment codes, none of the owner's cross-tenant lookups.
+revoke select on refresh_tokens from emoney_ledger;
+revoke insert on payment_codes from emoney_ledger;
+revoke execute on function
+    public_tenant_by_slug(text), terminal_by_client_id(text), tenant_by_slug_any_status(text), tenants_page(text, integer),
+    suspended_tenant_ids(), tenants_with_due_holds(integer), tenants_with_pending_receipts(integer),
+    tenants_with_old_requests(interval, integer)
+from emoney_ledger;

@@ -539,7 +539,7 @@ async def _whole_statement(world, account, newest_first: bool, page: int) -> lis
     raise AssertionError("paging did not end")
 
 
-async def test_both_directions_give_every_entry_the_same_running_balance_on_a_sharded_account(world):
+async def test_both_directions_give_every_entry_the_same_running_balance_on_a_sharded_account(world, owner_dsn):
     """Oldest first the running balance counts up from zero, newest first down from the balance now (row
     plus shards): on a merchant whose credits land in shards, both give every entry the same balance."""
     merchant = await world.open("merchant")
@@ -563,6 +563,14 @@ async def test_both_directions_give_every_entry_the_same_running_balance_on_a_sh
     assert newest_first[0].balance_after_minor == (await world.account(merchant)).balance_minor == sum(
         100 + number for number in range(11)) - 50
     assert await world.read(_money_in_shards(merchant)) > 0  # so the balance "now" really needed the shards
+    # Which end a page counts from depends on where it lies in the account's life. Opened a day ago, every
+    # page lies in the newer half: the same balances must come from the balance now.
+    with psycopg.connect(owner_dsn) as connection:
+        connection.execute("select set_config('app.tenant_id', %s, true)", (str(world.tenant_id),))
+        connection.execute("update accounts set created_at = created_at - interval '1 day' where account_id = %s", (merchant,))
+    counted_from_now = await _whole_statement(world, merchant, newest_first=False, page=5)
+    assert [(e.entry_id, e.balance_after_minor) for e in counted_from_now] == [
+        (e.entry_id, e.balance_after_minor) for e in oldest_first]
 
 
 async def test_the_statement_filters_by_time_and_balance_at_reads_the_past(world):
