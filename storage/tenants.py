@@ -64,14 +64,15 @@ async def list_tenants_page(unit_of_work: UnitOfWork, after_slug: str | None, li
     return [TenantRecord(*row) for row in await cursor.fetchall()]
 
 
-async def set_tenant_status(unit_of_work: UnitOfWork, tenant_id: uuid.UUID, status: str) -> TenantRecord | None:
-    """Change the status of the tenant the unit of work is scoped to."""
+async def set_tenant_status(unit_of_work: UnitOfWork, tenant_id: uuid.UUID, status: str) -> tuple[TenantRecord, str] | None:
+    """Change the status of the tenant the unit of work is scoped to; the tenant after, and its status
+    before (read by the same UPDATE, so a concurrent change cannot slip in between)."""
     cursor = await unit_of_work.connection.execute(
-        f"update tenants set status = %s, updated_at = now() where tenant_id = %s returning {_TENANT_COLUMNS}",
+        f"update tenants set status = %s, updated_at = now() where tenant_id = %s returning {_TENANT_COLUMNS}, old.status",
         (status, tenant_id),
     )
     row = await cursor.fetchone()
-    return None if row is None else TenantRecord(*row)
+    return None if row is None else (TenantRecord(*row[:-1]), row[-1])
 
 
 async def suspended_tenant_ids(unit_of_work: UnitOfWork) -> list[uuid.UUID]:

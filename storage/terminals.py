@@ -60,14 +60,15 @@ async def get(unit_of_work: UnitOfWork, terminal_id: uuid.UUID) -> TerminalRecor
     return None if row is None else TerminalRecord(*row)
 
 
-async def disable(unit_of_work: UnitOfWork, terminal_id: uuid.UUID) -> TerminalRecord | None:
+async def disable(unit_of_work: UnitOfWork, terminal_id: uuid.UUID) -> tuple[TerminalRecord, str] | None:
+    """Disable a terminal; the terminal after, and its status before (read by the same UPDATE)."""
     cursor = await unit_of_work.connection.execute(
         f"""update terminals set status = 'disabled', updated_at = now()
-            where terminal_id = %s returning {_COLUMNS}""",
+            where terminal_id = %s returning {_COLUMNS}, old.status""",
         (terminal_id,),
     )
     row = await cursor.fetchone()
-    return None if row is None else TerminalRecord(*row)
+    return None if row is None else (TerminalRecord(*row[:-1]), row[-1])
 
 
 async def list_page(unit_of_work: UnitOfWork, after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[TerminalRecord]:

@@ -130,11 +130,15 @@ class AdministrationService:
         if found.kind == "platform":
             raise FailedPrecondition(message="the platform tenant cannot be suspended", reason="PLATFORM_TENANT")
         async with self._units_of_work(found.tenant_id) as unit_of_work:
-            updated = await tenants.set_tenant_status(unit_of_work, found.tenant_id, "suspended" if suspended else "active")
+            changed = await tenants.set_tenant_status(unit_of_work, found.tenant_id, "suspended" if suspended else "active")
+            if changed is None:  # removed since the lookup above
+                raise NotFound(message=f"tenant `{slug}` not found", reason="TENANT_NOT_FOUND", metadata={"slug": slug})
+            updated, previous_status = changed
+            if previous_status != updated.status:  # a repeated suspend or reactivate changes nothing to audit
+                await record_change(unit_of_work, _caller_subject(), {"tenant": name, "status": previous_status},
+                                    {"tenant": name, "status": updated.status})
             # Order errs on the safe side: a suspension reaches Redis before it is committed, a
             # reactivation only after. (Servers re-copy suspensions from PostgreSQL when they start.)
-            await record_change(unit_of_work, _caller_subject(), {"tenant": name, "status": found.status},
-                                {"tenant": name, "status": updated.status})
             if suspended:
                 await self._sessions.set_tenant_suspended(found.tenant_id, True)
             await unit_of_work.commit()
@@ -204,11 +208,13 @@ class AdministrationService:
     async def disable_terminal(self, caller: Principal, name: str) -> TerminalRecord:
         terminal_id = parse_resource_id(name, "terminals")
         async with self._units_of_work(caller.tenant_id) as unit_of_work:
-            terminal = await terminals.disable(unit_of_work, terminal_id)
-            if terminal is None:
+            changed = await terminals.disable(unit_of_work, terminal_id)
+            if changed is None:
                 raise NotFound(message="terminal not found", reason="TERMINAL_NOT_FOUND")
-            await record_change(unit_of_work, caller.subject, None,
-                                {"terminal": f"terminals/{terminal_id}", "status": terminal.status})
+            terminal, previous_status = changed
+            if previous_status != terminal.status:  # disabling a disabled terminal changes nothing to audit
+                await record_change(unit_of_work, caller.subject, {"terminal": f"terminals/{terminal_id}", "status": previous_status},
+                                    {"terminal": f"terminals/{terminal_id}", "status": terminal.status})
             await self._sessions.disable_subject(f"terminals/{terminal_id}", caller.tenant_id)
             await unit_of_work.commit()
         return terminal
