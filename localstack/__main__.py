@@ -55,6 +55,7 @@ def _flag(variable: str, default: bool) -> bool:
     return raw in _TRUE
 
 
+# The defaults below are also in localstack.processes.MAKE_RUN_PORTS (tests never take them).
 def options_from_environment() -> StackOptions:
     ports = StackPorts(
         envoy=_port("EMONEY_ENVOY_PORT", 8080),

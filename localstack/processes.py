@@ -42,6 +42,12 @@ def free_port(host: str = LOOPBACK) -> int:
     return free_ports(1, host)[0]
 
 
+# `make run`'s default ports (localstack/__main__.py; the servers count up from 50051). Tests and tools
+# pick ports with free_ports, from the kernel's ephemeral range, which holds several of these: a test
+# run holding 55432 at the moment `make run` starts would make PostgreSQL fail to bind. Never hand
+# them out.
+MAKE_RUN_PORTS = frozenset({8080, 9901, 8443, 55432, 56379, 58200, 58333, *range(50051, 50051 + 64)})
+
 # Ports this process has handed out. A port chosen for one service stays free until that service
 # binds it, and services start in parallel: without this, another service's free_ports() (SeaweedFS
 # takes a dozen) could be handed the same number in between — the second to bind dies.
@@ -66,7 +72,7 @@ def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
                 sockets.append(sock)
                 sock.bind((host, 0))
                 port = sock.getsockname()[1]
-                if port not in _HANDED_OUT:
+                if port not in _HANDED_OUT and port not in MAKE_RUN_PORTS:
                     chosen.append(port)
             _HANDED_OUT.update(chosen)
             return chosen

@@ -20,3 +20,21 @@ def test_a_port_chosen_by_arithmetic_is_refused_once_handed_out():
     if reserve_port(candidate):  # free for this process: claimed now, so a second claim fails
         assert reserve_port(candidate) is False
     assert candidate not in free_ports(50)
+
+
+def test_make_runs_default_ports_are_never_handed_out(monkeypatch):
+    """free_ports never hands out `make run`'s default ports (a test holding one would stop `make run`
+    from binding it): the defaults and MAKE_RUN_PORTS must not drift apart."""
+    from localstack.__main__ import options_from_environment
+    from localstack.processes import MAKE_RUN_PORTS
+
+    for variable in ("EMONEY_ENVOY_PORT", "EMONEY_ENVOY_ADMIN_PORT", "EMONEY_ENVOY_TLS_PORT", "EMONEY_GRPC_PORT",
+                     "EMONEY_POSTGRES_PORT", "EMONEY_REDIS_PORT", "EMONEY_OPENBAO_PORT", "EMONEY_S3_PORT",
+                     "EMONEY_SERVER_PROCESSES"):
+        monkeypatch.delenv(variable, raising=False)
+    options = options_from_environment()
+    ports = options.ports
+    defaults = {ports.envoy, ports.envoy_admin, ports.envoy_tls, ports.postgres, ports.redis, ports.openbao, ports.s3}
+    defaults |= set(range(ports.first_grpc, ports.first_grpc + options.server_processes))
+    assert defaults <= MAKE_RUN_PORTS
+    assert not MAKE_RUN_PORTS & set(free_ports(200))
