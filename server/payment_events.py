@@ -275,6 +275,8 @@ class PaymentEventHub:
 
     def dispatch(self, payload: str) -> None:
         """Hand one NOTIFY payload to every matching subscriber; malformed payloads are logged and skipped."""
+        if not self._by_tenant:  # nobody watches on this server: every payment's event, not even decoded
+            return
         try:
             event = PaymentEvent.from_payload(payload)
         except (ValueError, TypeError, KeyError, AttributeError) as error:
