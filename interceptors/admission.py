@@ -19,9 +19,10 @@ service, so Envoy's health checks are answered at once however busy the server i
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
 
 import grpc
+
+from interceptors.wrapping import AroundInterceptor
 
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -67,33 +68,14 @@ class Admission:
         self.active -= 1
 
 
-class AdmissionInterceptor(grpc.aio.ServerInterceptor):
+class AdmissionInterceptor(AroundInterceptor):
     def __init__(self, admission: Admission) -> None:
         self._admission = admission
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Any],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.response_streaming or handler_call_details.method.startswith(EXEMPT_PREFIXES):
-            return handler
-        admission = self._admission
+    def covers(self, method: str, handler: grpc.RpcMethodHandler) -> bool:
         # One response: unary_unary, or stream_unary — the shape error mapping (innermost) gives every
         # unary call, so that a request that does not decode is refused deliberately.
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
+        return not handler.response_streaming and not method.startswith(EXEMPT_PREFIXES)
 
-            async def admitted_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                async with admission:
-                    return await inner(request, context)
-
-            return handler._replace(unary_unary=admitted_unary)
-        inner_stream = handler.stream_unary
-
-        async def admitted_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            async with admission:
-                return await inner_stream(requests, context)
-
-        return handler._replace(stream_unary=admitted_stream)
+    def around(self, method: str, context: grpc.aio.ServicerContext) -> Admission:
+        return self._admission  # one gate for every call: it keeps no per-call state

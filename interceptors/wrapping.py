@@ -84,10 +84,14 @@ def tolerate_undecodable(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandle
 
 
 class AroundInterceptor(grpc.aio.ServerInterceptor):
-    """Base class: subclasses implement `around(method, context)`."""
+    """Base class: subclasses implement `around(method, context)`, and `covers` when some methods are
+    none of their concern."""
 
     def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncContextManager[None]:
         raise NotImplementedError
+
+    def covers(self, method: str, handler: grpc.RpcMethodHandler) -> bool:
+        return True
 
     async def intercept_service(
         self,
@@ -95,6 +99,6 @@ class AroundInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
+        if handler is None or not self.covers(handler_call_details.method, handler):
+            return handler
         return wrap_handler(handler, handler_call_details.method, self.around)
