@@ -52,7 +52,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     async def CreateTenant(self, request: admin_pb2.CreateTenantRequest, context: grpc.aio.ServicerContext) -> admin_pb2.CreateTenantResponse:
         created = await self._administration.create_tenant(
-            request.slug, request.display_name, request.default_currency, request.admin_email, request.admin_display_name
+            require_principal(), request.slug, request.display_name, request.default_currency, request.admin_email, request.admin_display_name
         )
         return admin_pb2.CreateTenantResponse(
             tenant=tenant_summary(created.tenant),
@@ -65,13 +65,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.ListTenantsResponse(tenants=[tenant_summary(row) for row in rows], next_page_token=next_token)
 
     async def SuspendTenant(self, request: admin_pb2.SuspendTenantRequest, context: grpc.aio.ServicerContext) -> admin_pb2.SuspendTenantResponse:
-        tenant = await self._administration.set_tenant_status(request.name, suspended=True)
+        tenant = await self._administration.set_tenant_status(require_principal(), request.name, suspended=True)
         return admin_pb2.SuspendTenantResponse(tenant=tenant_summary(tenant))
 
     async def ReactivateTenant(
         self, request: admin_pb2.ReactivateTenantRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ReactivateTenantResponse:
-        tenant = await self._administration.set_tenant_status(request.name, suspended=False)
+        tenant = await self._administration.set_tenant_status(require_principal(), request.name, suspended=False)
         return admin_pb2.ReactivateTenantResponse(tenant=tenant_summary(tenant))
 
     async def CreateUser(self, request: admin_pb2.CreateUserRequest, context: grpc.aio.ServicerContext) -> admin_pb2.CreateUserResponse:

@@ -18,7 +18,6 @@ import psycopg
 from server.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from server.passwords import PasswordHasher
 from server.principal import Principal
-from interceptors.call_state import current_principal
 from server.resource_names import SLUG_PATTERN, parse_tenant_name
 from server.services.changes import record_change
 from server.services.identity import hash_secret
@@ -61,12 +60,6 @@ MAX_AUDIT_REQUEST_ID_LENGTH = 100
 MAX_USER_QUERY_LENGTH = 100
 
 
-def _caller_subject() -> str:
-    """Who is calling (platform methods take no Principal argument); "system" outside a call."""
-    principal = current_principal()
-    return "system" if principal is None else principal.subject
-
-
 def _initial_password() -> str:
     return secrets.token_urlsafe(15)
 
@@ -87,7 +80,7 @@ class AdministrationService:
     # -- tenants (platform administrators) ------------------------------------------------------
 
     async def create_tenant(
-        self, slug: str, display_name: str, currency: str, admin_email: str, admin_display_name: str
+        self, caller: Principal, slug: str, display_name: str, currency: str, admin_email: str, admin_display_name: str
     ) -> CreatedTenant:
         admin_email = normalize_email(admin_email)
         violations = display_name_violations(display_name) + display_name_violations(admin_display_name, "admin_display_name")
@@ -108,7 +101,7 @@ class AdministrationService:
                 unit_of_work, tenant_id, admin_email, admin_display_name.strip(), password_hash, ["tenant_admin", "operator"]
             )
             tenant = await tenants.find_tenant_any_status(unit_of_work, slug)
-            await record_change(unit_of_work, _caller_subject(), None, {
+            await record_change(unit_of_work, caller.subject, None, {
                 "tenant": f"tenants/{slug}", "status": tenant.status, "defaultCurrency": currency,
                 "admin": f"users/{admin.user_id}", "adminRoles": ["operator", "tenant_admin"]})
             await unit_of_work.commit()
@@ -121,7 +114,7 @@ class AdministrationService:
             rows = await tenants.list_tenants_page(unit_of_work, position["after"] if position else None, limit + 1)
         return keyset_page(rows, limit, lambda row: {"after": row.slug})
 
-    async def set_tenant_status(self, name: str, suspended: bool) -> TenantRecord:
+    async def set_tenant_status(self, caller: Principal, name: str, suspended: bool) -> TenantRecord:
         slug = parse_tenant_name(name)
         async with self._units_of_work(None) as unit_of_work:
             found = await tenants.find_tenant_any_status(unit_of_work, slug)
@@ -135,7 +128,7 @@ class AdministrationService:
                 raise NotFound(message=f"tenant `{slug}` not found", reason="TENANT_NOT_FOUND", metadata={"slug": slug})
             updated, previous_status = changed
             if previous_status != updated.status:  # a repeated suspend or reactivate changes nothing to audit
-                await record_change(unit_of_work, _caller_subject(), {"tenant": name, "status": previous_status},
+                await record_change(unit_of_work, caller.subject, {"tenant": name, "status": previous_status},
                                     {"tenant": name, "status": updated.status})
             # Order errs on the safe side: a suspension reaches Redis before it is committed, a
             # reactivation only after. (Servers re-copy suspensions from PostgreSQL when they start.)
