@@ -225,10 +225,13 @@ def _call_arguments(context: RequestContext) -> tuple:
 
 # -- accounts ---------------------------------------------------------------------------------------
 
-_ACCOUNT_SELECT = """
+# The balance of account `a`: its row plus its shards (hot accounts take credits in shards).
+_BALANCE_OF_A = """(a.balance_minor + coalesce((select sum(s.balance_minor) from account_balance_shards s
+                                               where s.tenant_id = a.tenant_id and s.account_id = a.account_id), 0))"""
+
+_ACCOUNT_SELECT = f"""
     select a.account_id, a.owner_user_id, a.kind, a.currency, a.status, a.overdraft_limit_minor,
-           a.balance_minor + coalesce((select sum(s.balance_minor) from account_balance_shards s
-                                        where s.tenant_id = a.tenant_id and s.account_id = a.account_id), 0)::bigint,
+           {_BALANCE_OF_A}::bigint,
            a.held_minor, a.balance_shards, a.created_at, a.updated_at
       from accounts a
 """
@@ -506,16 +509,14 @@ async def get_hold(unit_of_work: UnitOfWork, hold_id: uuid.UUID) -> HoldRecord |
 # account's life (by time, a fair proxy for the number of entries): from its opening, the sum of the
 # entries before the page; from now, the balance (row plus shards) minus the entries from the page on.
 # PostgreSQL evaluates only the CASE branch taken.
-_OPENING_BALANCE = """
+_OPENING_BALANCE = f"""
             select case
                    when f.created_at < a.created_at + (statement_timestamp() - a.created_at) / 2 then
                        coalesce((select sum(e.amount_minor) from ledger_entries e
                                   where e.tenant_id = a.tenant_id and e.account_id = a.account_id
                                     and (e.created_at, e.entry_id) < (f.created_at, f.entry_id)), 0)
                    else
-                       a.balance_minor
-                       + coalesce((select sum(s.balance_minor) from account_balance_shards s
-                                    where s.tenant_id = a.tenant_id and s.account_id = a.account_id), 0)
+                       {_BALANCE_OF_A}
                        - coalesce((select sum(e.amount_minor) from ledger_entries e
                                     where e.tenant_id = a.tenant_id and e.account_id = a.account_id
                                       and (e.created_at, e.entry_id) >= (f.created_at, f.entry_id)), 0)
@@ -685,16 +686,11 @@ _RECONCILIATION_CHECKS: dict[str, str] = {
           left join transfers t on t.tenant_id = h.tenant_id and t.hold_id = h.hold_id
          where h.captured_minor <> coalesce(t.amount_minor, 0)""",
     # No account other than the float is below its floor.
-    "OVERDRAWN": """
-        select a.account_id::text, -a.overdraft_limit_minor,
-               (a.balance_minor + coalesce((select sum(s.balance_minor) from account_balance_shards s
-                                             where s.tenant_id = a.tenant_id and s.account_id = a.account_id), 0)
-                - a.held_minor)::bigint as available
+    "OVERDRAWN": f"""
+        select a.account_id::text, -a.overdraft_limit_minor, ({_BALANCE_OF_A} - a.held_minor)::bigint as available
           from accounts a
          where a.kind <> 'system_float'
-           and a.balance_minor + coalesce((select sum(s.balance_minor) from account_balance_shards s
-                                            where s.tenant_id = a.tenant_id and s.account_id = a.account_id), 0)
-               - a.held_minor < -a.overdraft_limit_minor""",
+           and {_BALANCE_OF_A} - a.held_minor < -a.overdraft_limit_minor""",
 }
 
 
