@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Awaitable, Callable
 from datetime import timedelta
 
 from server.payment_events import PaymentEvent, notify_payment_event
@@ -17,6 +18,18 @@ from storage import idempotency, ledger
 from storage.unit_of_work import UnitOfWorkFactory
 
 logger = logging.getLogger("emoney.background")
+
+async def repeat(one_pass: Callable[[], Awaitable[int]], interval_s: float, *, done: str, failed: str) -> None:
+    """Run `one_pass` for ever, `interval_s` apart; log how many things it did (when any) or why it failed."""
+    while True:
+        try:
+            count = await one_pass()
+            if count:
+                logger.info(done, extra={"count": count})
+        except Exception as error:  # a dependency may be away; try again next round
+            logger.warning("%s: %s", failed, type(error).__name__)
+        await asyncio.sleep(interval_s)
+
 
 EXPIRE_BATCH = 200
 MAX_TENANTS_PER_PASS = 100
@@ -48,14 +61,7 @@ class HoldExpirer:
         return expired
 
     async def run(self) -> None:
-        while True:
-            try:
-                expired = await self.expire_once()
-                if expired:
-                    logger.info("expired holds", extra={"count": expired})
-            except Exception as error:  # a dependency may be away; try again next round
-                logger.warning("hold expiry pass failed: %s", type(error).__name__)
-            await asyncio.sleep(self._interval_s)
+        await repeat(self.expire_once, self._interval_s, done="expired holds", failed="hold expiry pass failed")
 
 
 FORGET_BATCH = 5_000
@@ -86,11 +92,6 @@ class RequestKeyJanitor:
         return forgotten
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                forgotten = await self.forget_once()
-                if forgotten:
-                    logger.info("forgot idempotency keys past retention", extra={"count": forgotten})
-            except Exception as error:  # a dependency may be away; try again next round
-                logger.warning("idempotency key retention pass failed: %s", type(error).__name__)
+        await asyncio.sleep(self._interval_s)  # nothing is a minute old at start-up
+        await repeat(self.forget_once, self._interval_s, done="forgot idempotency keys past retention",
+                     failed="idempotency key retention pass failed")
