@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 
 from localstack.demo import play_demo_story
-from localstack.processes import ServiceStartError
+from localstack.processes import MAKE_RUN_DEFAULT_PORTS, MAX_SERVER_PROCESSES, ServiceStartError
 from localstack.stack import ROOT, LocalStack, StackOptions, StackPorts
 
 EXTERNAL_VARIABLES = (
@@ -55,21 +55,20 @@ def _flag(variable: str, default: bool) -> bool:
     return raw in _TRUE
 
 
-# The defaults below are also in localstack.processes.MAKE_RUN_PORTS (tests never take them).
 def options_from_environment() -> StackOptions:
     ports = StackPorts(
-        envoy=_port("EMONEY_ENVOY_PORT", 8080),
-        envoy_admin=_port("EMONEY_ENVOY_ADMIN_PORT", 9901),
-        envoy_tls=_port("EMONEY_ENVOY_TLS_PORT", 8443),
-        first_grpc=_port("EMONEY_GRPC_PORT", 50051),
-        postgres=_port("EMONEY_POSTGRES_PORT", 55432),
-        redis=_port("EMONEY_REDIS_PORT", 56379),
-        openbao=_port("EMONEY_OPENBAO_PORT", 58200),
-        s3=_port("EMONEY_S3_PORT", 58333),
+        envoy=_port("EMONEY_ENVOY_PORT", MAKE_RUN_DEFAULT_PORTS["envoy"]),
+        envoy_admin=_port("EMONEY_ENVOY_ADMIN_PORT", MAKE_RUN_DEFAULT_PORTS["envoy_admin"]),
+        envoy_tls=_port("EMONEY_ENVOY_TLS_PORT", MAKE_RUN_DEFAULT_PORTS["envoy_tls"]),
+        first_grpc=_port("EMONEY_GRPC_PORT", MAKE_RUN_DEFAULT_PORTS["first_grpc"]),
+        postgres=_port("EMONEY_POSTGRES_PORT", MAKE_RUN_DEFAULT_PORTS["postgres"]),
+        redis=_port("EMONEY_REDIS_PORT", MAKE_RUN_DEFAULT_PORTS["redis"]),
+        openbao=_port("EMONEY_OPENBAO_PORT", MAKE_RUN_DEFAULT_PORTS["openbao"]),
+        s3=_port("EMONEY_S3_PORT", MAKE_RUN_DEFAULT_PORTS["s3"]),
     )
     processes = os.environ.get("EMONEY_SERVER_PROCESSES", "") or str(os.cpu_count() or 1)
-    if not processes.isdigit() or not 1 <= int(processes) <= 64:
-        raise SystemExit(f"EMONEY_SERVER_PROCESSES must be 1..64, got {processes!r}")
+    if not processes.isdigit() or not 1 <= int(processes) <= MAX_SERVER_PROCESSES:
+        raise SystemExit(f"EMONEY_SERVER_PROCESSES must be 1..{MAX_SERVER_PROCESSES}, got {processes!r}")
     return StackOptions(
         state_dir=Path(os.environ.get("EMONEY_STATE_DIR", "") or ROOT / ".local").resolve(),
         ports=ports,

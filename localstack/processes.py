@@ -42,11 +42,19 @@ def free_port(host: str = LOOPBACK) -> int:
     return free_ports(1, host)[0]
 
 
-# `make run`'s default ports (localstack/__main__.py; the servers count up from 50051). Tests and tools
-# pick ports with free_ports, from the kernel's ephemeral range, which holds several of these: a test
-# run holding 55432 at the moment `make run` starts would make PostgreSQL fail to bind. Never hand
-# them out.
-MAKE_RUN_PORTS = frozenset({8080, 9901, 8443, 55432, 56379, 58200, 58333, *range(50051, 50051 + 64)})
+# `make run`'s default ports (localstack/__main__.py reads its overrides; the servers count up from
+# first_grpc, at most 64 of them). Tests and tools pick ports with free_ports, from the kernel's
+# ephemeral range, which holds several of these: a test run holding 55432 at the moment `make run`
+# starts would make PostgreSQL fail to bind. free_ports never hands them out.
+MAKE_RUN_DEFAULT_PORTS = {
+    "envoy": 8080, "envoy_admin": 9901, "envoy_tls": 8443, "first_grpc": 50051,
+    "postgres": 55432, "redis": 56379, "openbao": 58200, "s3": 58333,
+}
+MAX_SERVER_PROCESSES = 64
+MAKE_RUN_PORTS = frozenset(
+    {*MAKE_RUN_DEFAULT_PORTS.values(),
+     *range(MAKE_RUN_DEFAULT_PORTS["first_grpc"], MAKE_RUN_DEFAULT_PORTS["first_grpc"] + MAX_SERVER_PROCESSES)}
+)
 
 # Ports this process has handed out. A port chosen for one service stays free until that service
 # binds it, and services start in parallel: without this, another service's free_ports() (SeaweedFS
