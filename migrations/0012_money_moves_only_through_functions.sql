@@ -25,8 +25,10 @@ grant emoney_ledger to current_user;
 grant usage on schema public to emoney_ledger;
 
 -- emoney_ledger may do what the application could do so far on the ledger's tables, read the directory
--- tables (tenants, users, terminals; never write them) and EXECUTE every function the application could
--- — copied from the catalog, so nothing the functions need is forgotten.
+-- tables (tenants, users, terminals; never write them) and EXECUTE the functions the application could
+-- — copied from the catalog, so nothing the functions need is forgotten — but nothing the ledger never
+-- needs: no refresh tokens, no issuing of payment codes, none of the owner's cross-tenant lookups (the
+-- SECURITY DEFINER functions existing so far).
 do $$
 declare
     grant_row record;
@@ -34,14 +36,18 @@ begin
     for grant_row in
         select table_name, privilege_type from information_schema.role_table_grants
          where grantee = 'emoney_app' and table_schema = 'public'
-           and (privilege_type = 'SELECT' or table_name not in ('tenants', 'users', 'terminals', 'refresh_tokens'))
+           and table_name <> 'refresh_tokens'
+           and (privilege_type = 'SELECT' or table_name not in ('tenants', 'users', 'terminals'))
+           and (table_name, privilege_type) <> ('payment_codes', 'INSERT')
     loop
         execute format('grant %s on table %I to emoney_ledger', grant_row.privilege_type, grant_row.table_name);
     end loop;
     for grant_row in
         select table_name, column_name, privilege_type from information_schema.column_privileges
          where grantee = 'emoney_app' and table_schema = 'public'
-           and (privilege_type = 'SELECT' or table_name not in ('tenants', 'users', 'terminals', 'refresh_tokens'))
+           and table_name <> 'refresh_tokens'
+           and (privilege_type = 'SELECT' or table_name not in ('tenants', 'users', 'terminals'))
+           and (table_name, privilege_type) <> ('payment_codes', 'INSERT')
     loop
         execute format('grant %s (%I) on table %I to emoney_ledger', grant_row.privilege_type, grant_row.column_name,
                        grant_row.table_name);
@@ -49,14 +55,14 @@ begin
     for grant_row in
         select p.oid::regprocedure as function_name from pg_catalog.pg_proc p
          where p.pronamespace = 'public'::regnamespace and has_function_privilege('emoney_app', p.oid, 'execute')
+           and not p.prosecdef
     loop
         execute format('grant execute on function %s to emoney_ledger', grant_row.function_name);
     end loop;
 end
 $$;
 
--- The entry points the server calls. SECURITY DEFINER functions pin search_path (they already do; set
--- again so the rule holds for each of them, whatever a future `create or replace` forgets).
+-- The entry points the server calls.
 -- A new owner needs CREATE on the schema at the moment of ALTER ... OWNER; it keeps none afterwards.
 grant create on schema public to emoney_ledger;
 do $$
@@ -81,12 +87,30 @@ begin
     loop
         execute format('alter function %s owner to emoney_ledger', entry_point);
         execute format('alter function %s security definer', entry_point);
-        execute format('alter function %s set search_path = pg_catalog, public', entry_point);
     end loop;
 end
 $$;
 
 revoke create on schema public from emoney_ledger;
+
+-- Every SECURITY DEFINER function (these, and the owner's directory lookups of 0002-0006) searches
+-- pg_temp last. Unnamed, PostgreSQL searches the caller's temporary tables FIRST: the ledger functions
+-- name tables unqualified, so a caller's temporary `account_balance_shards` (or `ledger_entries`,
+-- `audit_events`) would have been used in place of the real one — with emoney_ledger's rights on the real
+-- balances. And nobody but the database owner may create temporary tables at all.
+do $$
+declare
+    definer regprocedure;
+begin
+    for definer in
+        select p.oid::regprocedure from pg_catalog.pg_proc p
+         where p.pronamespace = 'public'::regnamespace and p.prosecdef
+    loop
+        execute format('alter function %s set search_path = pg_catalog, public, pg_temp', definer);
+    end loop;
+    execute format('revoke temporary on database %I from public', current_database());
+end
+$$;
 
 -- The inner steps are no longer the application's to call: only through an entry point, which checks
 -- the caller and writes the whole movement.

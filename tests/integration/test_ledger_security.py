@@ -145,7 +145,7 @@ async def test_every_definer_function_the_app_may_call_pins_its_search_path(owne
 
 async def test_the_app_role_cannot_shadow_ledger_tables_with_temporary_ones(busy_world, app_dsn):
     """A temporary `account_balance_shards` of the caller's could have been used by a definer function in place
-    of the real one (an app-made balance): the application role may create no temporary table (0014)."""
+    of the real one (an app-made balance): the application role may create no temporary table (0012)."""
     with _app_connection(app_dsn, busy_world.tenant_id) as connection:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             connection.execute("create temporary table account_balance_shards (like public.account_balance_shards)")

@@ -79,7 +79,7 @@ async def test_a_retention_under_a_day_is_refused(world):
 
 async def test_the_key_of_a_redeemed_payment_code_is_kept(world, ledger_owner_dsn, ledger_units_of_work):
     """A used code lets its terminal retry with the same request id, answered by the key's replay: that key is
-    never forgotten, or the retry would pay a second time (migrations/0014)."""
+    never forgotten, or the retry would pay a second time (migrations/0013)."""
     payer, merchant = await world.open(balance_minor=1_000), await world.open("merchant")
     redeemed, plain = new_context(), new_context()
     payment = (await world.move("payment", payer, merchant, 10, redeemed)).record
