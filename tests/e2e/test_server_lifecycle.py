@@ -21,7 +21,7 @@ from localstack import provisioning
 from localstack.processes import free_port, free_ports, wait_for_tcp
 from tests.fixtures.tcp_proxy import TcpProxy
 from tests.fixtures.tools import grpcurl_binary
-from tests.fixtures.waiting import health_status, wait_for_status
+from localstack.health import health_status, wait_for_status
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVING = health_pb2.HealthCheckResponse.SERVING
