@@ -17,7 +17,7 @@ WEB_DIST := web/dist/index.html
 WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/build.mjs web/tsconfig.json \
 	$(shell find generated/ts -type f 2>/dev/null)
 
-.PHONY: venv proto proto-check lint migrate run test bench soak clean-state rotate-signing-key help web web-deps chromium
+.PHONY: acl venv proto proto-check lint migrate run test bench soak clean-state rotate-signing-key help web web-deps chromium
 
 help:
 	@echo "make run | make test | make bench | make soak | make web | make proto | make proto-check | make lint | make migrate | make clean-state"
@@ -55,6 +55,13 @@ web: $(WEB_DIST)
 chromium:
 	@command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
 
+# As root, PostgreSQL runs as the unprivileged `emoney` account; when the clone sits in a private folder
+# (root's 0700 home, a `mktemp -d` folder), the stack gives that account alone access with ACL entries
+# (setfacl, from Debian's `acl`). Installed here only when root and missing.
+acl:
+	@if [ "$$(id -u)" = 0 ] && ! command -v setfacl >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends acl; fi
+
 lint: venv
 	$(BIN)/buf lint
 
@@ -62,10 +69,10 @@ lint: venv
 migrate: venv
 	$(BIN)/python -m storage.migrate
 
-run: venv web
+run: venv web acl
 	$(BIN)/python -m localstack
 
-test: venv lint proto-check web chromium
+test: venv lint proto-check web chromium acl
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Make a new access-token signing key current (VAULT_ADDR / VAULT_TOKEN of the secrets store; without
@@ -78,13 +85,13 @@ rotate-signing-key: venv
 
 # Load test with k6 on its own throw-away stack: table, JSON and PNG chart in test-artifacts/bench/.
 # BENCH_ARGS="--duration-s 10" for a shorter run; --smoke is what the test suite runs.
-bench: venv
+bench: venv acl
 	$(BIN)/python -m tools.bench.run $(BENCH_ARGS)
 
 # The bank workload under faults on its own throw-away stack (kill -9 a server, restart and crash
 # PostgreSQL, stop Redis, OpenBao, S3), then the money invariants; figures and a JSON report in
 # test-artifacts/faults/. SOAK_ARGS="--duration-s 600" for longer; `make test` runs a short one.
-soak: venv
+soak: venv acl
 	$(BIN)/python -m tools.faults --duration-s 300 $(SOAK_ARGS)
 
 # Forget the local stack's data (database, secrets, objects). Stop `make run` first.

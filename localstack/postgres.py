@@ -21,6 +21,7 @@ from localstack.processes import (
     ServiceStartError,
     chown_tree,
     ensure_unprivileged_user,
+    grant_read,
     grant_traversal,
     load_or_create_secret_json,
     private_dir,
@@ -112,24 +113,29 @@ def start_postgres(data_dir: Path, port: int, log_dir: Path) -> PostgresService:
 
 
 def _check_user_can_run(bin_dir: Path, user: str) -> None:
-    """The wheel lives in a root-owned venv; fail clearly if `user` cannot execute it.
-
-    Checked rather than repaired: the fix may mean opening folders such as /root to everyone,
-    which is the operator's call.
-    """
-    postgres = bin_dir / "postgres"
-    try:
-        result = subprocess.run(
-            [str(postgres), "--version"], cwd="/", capture_output=True, text=True, check=False, **run_as(user)
-        )
-        problem = result.stderr.strip() if result.returncode != 0 else None
-    except OSError as error:  # exec itself refused
-        problem = str(error)
+    """The wheel lives in the project's .venv, which may sit in a private folder (root's 0700 home, a
+    `mktemp -d` folder): give `user` alone access to it through ACL entries when it cannot run it."""
+    if _run_problem(bin_dir, user) is None:
+        return
+    grant_read(bin_dir.parent, user)
+    problem = _run_problem(bin_dir, user)
     if problem is not None:
         raise ServiceStartError(
-            f"user {user!r} cannot run {postgres}: {problem}. It needs read access to "
-            f"{bin_dir.parent} (chmod -R o+rX) and search access (o+x) on every folder above it."
+            f"user {user!r} cannot run {bin_dir / 'postgres'} even after ACL entries granted it access "
+            f"to {bin_dir.parent} and the folders above it: {problem}"
         )
+
+
+def _run_problem(bin_dir: Path, user: str) -> str | None:
+    """Why `user` cannot run `postgres --version`, or None when it can."""
+    try:
+        result = subprocess.run(
+            [str(bin_dir / "postgres"), "--version"], cwd="/", capture_output=True, text=True, check=False,
+            **run_as(user),
+        )
+    except OSError as error:  # exec itself refused
+        return str(error)
+    return result.stderr.strip() if result.returncode != 0 else None
 
 
 def _prepare_data_dir(data_dir: Path, user: str | None) -> None:

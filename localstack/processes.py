@@ -362,17 +362,48 @@ def _user_exists(name: str) -> bool:
 
 
 def grant_traversal(path: Path, user: str) -> None:
-    """Let `user` reach `path`: add o+x (search, not list) to each ancestor it cannot enter.
+    """Let `user` reach `path`: an ACL entry `user:<user>:--x` (search, not list) on each folder above
+    it that the account cannot enter, such as root's 0700 home or a `mktemp -d` folder.
 
-    Needed when the state folder sits under a root-only directory such as pytest's
-    /tmp/pytest-of-root (0700) while the service runs as an unprivileged user.
+    The entry names that one account, so nothing is opened to anyone else (no o+x). Needs setfacl
+    (Debian's `acl`, which `make` installs when run as root) and a file system with POSIX ACLs.
     """
+    if user_can(user, "-x", path):
+        return
     entry = pwd.getpwnam(user)
     groups = set(os.getgrouplist(user, entry.pw_gid))
     for directory in reversed(Path(path).resolve().parents):
-        info = directory.stat()
-        if not _can_search(info, entry.pw_uid, groups):
-            directory.chmod(stat.S_IMODE(info.st_mode) | stat.S_IXOTH)
+        if not _can_search(directory.stat(), entry.pw_uid, groups):
+            set_acl(directory, f"u:{user}:x")
+
+
+def grant_read(tree: Path, user: str) -> None:
+    """Let `user` reach `tree` and read (and run) everything in it, through ACL entries for that
+    account alone: search on the folders above it, `r-X` on the tree itself."""
+    grant_traversal(tree, user)
+    set_acl(tree, f"u:{user}:rX", recursive=True)
+
+
+def user_can(user: str, test_flag: str, path: Path) -> bool:
+    """Whether `user` passes `test <flag> <path>` (-x, -r, ...): the kernel's own answer, ACLs included."""
+    result = subprocess.run(
+        ["test", test_flag, str(path)], cwd="/", capture_output=True, check=False, **run_as(user)
+    )
+    return result.returncode == 0
+
+
+def set_acl(path: Path, entry: str, recursive: bool = False) -> None:
+    """`setfacl -m <entry> path` (idempotent): add or update one ACL entry."""
+    argv = ["setfacl", *(["-R"] if recursive else []), "-m", entry, str(path)]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise ServiceStartError(
+            f"setfacl is needed to give the service account access to {path} without opening it to "
+            "everyone: install Debian's `acl` package (make run and make test do it when run as root)"
+        ) from None
+    if result.returncode != 0:
+        raise ServiceStartError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
 
 
 def _can_search(info: os.stat_result, uid: int, groups: set[int]) -> bool:
