@@ -68,9 +68,7 @@ def test_a_clone_in_a_private_folder_starts_and_answers_health():
         try:
             _wait_for_banner(process, log_path)
             assert (clone / ".local" / "data").is_dir()  # the state really is inside the private folder
-            with grpc.insecure_channel(f"127.0.0.1:{envoy}") as channel:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            assert _health(f"127.0.0.1:{envoy}") == health_pb2.HealthCheckResponse.SERVING
             response = requests.get(f"http://127.0.0.1:{envoy}/v1/tenants/demo-city", timeout=10)
             assert response.status_code == 200, response.text
         finally:
@@ -101,3 +99,15 @@ def _wait_for_banner(process: subprocess.Popen, log_path: Path) -> None:
         assert process.poll() is None, f"the stack exited early:\n{output}"
         time.sleep(0.5)
     raise AssertionError(f"the stack did not come up in {START_TIMEOUT_S}s:\n{log_path.read_text()}")
+
+
+def _health(target: str) -> int:
+    """The overall health status through Envoy, once it says SERVING (or the last answer after 30 s)."""
+    deadline = time.monotonic() + 30
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            status = stub.Check(health_pb2.HealthCheckRequest(), timeout=10).status
+            if status == health_pb2.HealthCheckResponse.SERVING or time.monotonic() > deadline:
+                return status
+            time.sleep(0.5)
