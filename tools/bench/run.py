@@ -39,6 +39,7 @@ import psutil
 from localstack.stack import DESCRIPTOR_PATH, ROOT, LocalStack
 from tools.bench.sampler import MACHINE, Sampler
 from tools.bench.seed import seed
+from tools.interruption import EXIT_CODE, Interruption
 from tools.throwaway import UNLIMITED_RATE_LIMITS, throwaway_stack
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -383,13 +384,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _raise_on_sigterm(*_: object) -> None:
-    raise KeyboardInterrupt("SIGTERM")
-
-
 def main(argv: list[str] | None = None) -> int:
+    interruption = Interruption().install()
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)
     output_dir = args.output_dir.resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="emoney-bench-"))
@@ -409,43 +406,41 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     failed = True
     try:
-        print(f"bench: starting the stack ({args.server_processes} server processes) in {work_dir} ...", flush=True)
-        stack = throwaway_stack(work_dir / "stack", args.server_processes)
-        stack.start()
-        stack.wait_until_serving(timeout_s=60.0)
-        print(f"bench: stack up in {time.monotonic() - started:.0f}s; seeding {args.customers} customers x "
-              f"{args.accounts_per_customer} accounts, a merchant and a terminal ...", flush=True)
-        seeded_at = time.monotonic()
-        data = seed(stack.endpoints.envoy, stack.endpoints.grpc_servers[0], stack.demo, args.customers,
-                    args.accounts_per_customer)
-        data_path = work_dir / "bench-data.json"
-        data.write(data_path)
-        print(f"bench: seeded in {time.monotonic() - seeded_at:.0f}s; {len(chosen)} scenarios, "
-              f"{args.warmup_s:g}s warm-up + {args.duration_s:g}s measured each", flush=True)
-        sampler = Sampler(
-            process_groups(stack, k6_pids),
-            {f"server-{index}": server.pid for index, server in enumerate(stack.servers)},
-            flat_groups=frozenset({"bench runner"}),
-        ).start()
-        for scenario in chosen:
-            running = K6Run(scenario, args, data_path, work_dir, log_dir)
-            running.start(k6_pids)
-            summary = running.wait()
-            result = result_of(scenario, summary, sampler, args, int(running.environment["BENCH_VUS"]))
-            running = None
-            results.append(result)
-            print(f"  {scenario.title:<62} {result['requests_per_s']:>9,.0f} req/s  p50 {_ms(result['p50_ms']):>6}  "
-                  f"p99 {_ms(result['p99_ms']):>6} ms  errors {result['errors']}", flush=True)
-            if result["errors"]:
-                print(f"    errors, see {log_dir / f'k6-{scenario.key}.log'}:\n" + running_tail(log_dir, scenario), flush=True)
-        failed = False
+        with interruption.interruptible():
+            print(f"bench: starting the stack ({args.server_processes} server processes) in {work_dir} ...", flush=True)
+            stack = throwaway_stack(work_dir / "stack", args.server_processes)
+            stack.start()
+            stack.wait_until_serving(timeout_s=60.0)
+            print(f"bench: stack up in {time.monotonic() - started:.0f}s; seeding {args.customers} customers x "
+                  f"{args.accounts_per_customer} accounts, a merchant and a terminal ...", flush=True)
+            seeded_at = time.monotonic()
+            data = seed(stack.endpoints.envoy, stack.endpoints.grpc_servers[0], stack.demo, args.customers,
+                        args.accounts_per_customer)
+            data_path = work_dir / "bench-data.json"
+            data.write(data_path)
+            print(f"bench: seeded in {time.monotonic() - seeded_at:.0f}s; {len(chosen)} scenarios, "
+                  f"{args.warmup_s:g}s warm-up + {args.duration_s:g}s measured each", flush=True)
+            sampler = Sampler(
+                process_groups(stack, k6_pids),
+                {f"server-{index}": server.pid for index, server in enumerate(stack.servers)},
+                flat_groups=frozenset({"bench runner"}),
+            ).start()
+            for scenario in chosen:
+                running = K6Run(scenario, args, data_path, work_dir, log_dir)
+                running.start(k6_pids)
+                summary = running.wait()
+                result = result_of(scenario, summary, sampler, args, int(running.environment["BENCH_VUS"]))
+                running = None
+                results.append(result)
+                print(f"  {scenario.title:<62} {result['requests_per_s']:>9,.0f} req/s  p50 {_ms(result['p50_ms']):>6}  "
+                      f"p99 {_ms(result['p99_ms']):>6} ms  errors {result['errors']}", flush=True)
+                if result["errors"]:
+                    print(f"    errors, see {log_dir / f'k6-{scenario.key}.log'}:\n" + running_tail(log_dir, scenario), flush=True)
+            failed = False
     except KeyboardInterrupt:
         print("\nbench: interrupted; stopping the stack ...", file=sys.stderr, flush=True)
-        return 130
     finally:
-        # A second Ctrl-C must not cut the clean-up short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # Outside interruptible(): a signal now is only recorded, so it cannot cut the clean-up short.
         if running is not None:
             running.stop()
         if sampler is not None:
@@ -458,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work_dir, ignore_errors=True)
         if failed:
             print(f"bench: logs in {log_dir}", file=sys.stderr, flush=True)
+    if interruption.happened:
+        print("bench: interrupted; the stack is stopped", file=sys.stderr, flush=True)
+        return EXIT_CODE
 
     add_ratios(results)
     report = {
@@ -505,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     print("Server RSS (MiB, max / last): " + ", ".join(f"{n} {v['max_mib']:.0f} / {v['last_mib']:.0f}" for n, v in rss.items()))
     print(f"\nWrote {output_dir / 'bench.json'}, {output_dir / 'bench.md'}, {output_dir / 'bench.png'} "
           f"({report['wall_time_s']:.0f}s in all)")
+    if interruption.happened:  # while the report was written: it stands, the exit code says so
+        return EXIT_CODE
     return 1 if any(result["errors"] for result in results) else 0
 
 

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -36,6 +35,7 @@ from tools.customers import TENANT, Customer, CustomerBatch, log_in_operator, op
 from tools.faults import checks as invariants
 from tools.faults.injector import FAULT_KINDS, FaultInjector, superuser_dsn
 from tools.faults.workload import CURRENCY, BankWorkload, Holder, monotonic_clock
+from tools.interruption import EXIT_CODE, Interruption
 from tools.throwaway import throwaway_stack
 
 DEFAULT_OUTPUT = ROOT / "test-artifacts" / "faults"
@@ -261,18 +261,17 @@ def parse_args(argv: list[str] | None) -> SoakOptions:
     )
 
 
-def _raise_on_sigterm(*_: object) -> None:
-    raise KeyboardInterrupt("SIGTERM")
-
-
 def main(argv: list[str] | None = None) -> int:
+    interruption = Interruption().install()
     options = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
-        report = soak(options)
+        with interruption.interruptible():
+            report = soak(options)
     except KeyboardInterrupt:
+        pass
+    if interruption.happened:
         print("\nsoak: interrupted; the stack was stopped", file=sys.stderr)
-        return 130
+        return EXIT_CODE
     print_report(report)
     print(f"\nreport: {Path(options.output_dir).resolve() / (options.name + '.json')}")
     return 0 if report["ok"] else 1
