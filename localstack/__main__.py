@@ -19,7 +19,7 @@ import grpc
 
 from localstack.demo import play_demo_story
 from localstack.processes import MAKE_RUN_DEFAULT_PORTS, MAX_SERVER_PROCESSES, ServiceStartError
-from localstack.stack import ROOT, LocalStack, StackOptions, StackPorts
+from localstack.stack import ROOT, TOPOLOGIES, LocalStack, StackOptions, StackPorts
 
 EXTERNAL_VARIABLES = (
     "DATABASE_URL",
@@ -69,8 +69,12 @@ def options_from_environment() -> StackOptions:
     processes = os.environ.get("EMONEY_SERVER_PROCESSES", "") or str(os.cpu_count() or 1)
     if not processes.isdigit() or not 1 <= int(processes) <= MAX_SERVER_PROCESSES:
         raise SystemExit(f"EMONEY_SERVER_PROCESSES must be 1..{MAX_SERVER_PROCESSES}, got {processes!r}")
+    topology = os.environ.get("EMONEY_TOPOLOGY", "").strip().lower() or "single"
+    if topology not in TOPOLOGIES:
+        raise SystemExit(f"EMONEY_TOPOLOGY must be one of {', '.join(TOPOLOGIES)}, got {topology!r}")
     return StackOptions(
         state_dir=Path(os.environ.get("EMONEY_STATE_DIR", "") or ROOT / ".local").resolve(),
+        topology=topology,
         ports=ports,
         server_processes=int(processes),
         external={name: os.environ[name] for name in EXTERNAL_VARIABLES if os.environ.get(name)},
@@ -97,6 +101,7 @@ def _banner(stack: LocalStack) -> str:
         f"    API document            http://{endpoints.envoy}/openapi.json  (browse it: http://{endpoints.envoy}/docs)",
         *_tls_lines(stack),
         f"  Envoy admin               http://{endpoints.envoy_admin}",
+        *stack.topology_lines(),
         f"  gRPC servers              {', '.join(endpoints.grpc_servers)}",
         f"  PostgreSQL (owner)        {_redacted(endpoints.owner_database_url)}",
         f"  Redis                     {_redacted(endpoints.redis_url)}",

@@ -50,10 +50,19 @@ MAKE_RUN_DEFAULT_PORTS = {
     "envoy": 8080, "envoy_admin": 9901, "envoy_tls": 8443, "first_grpc": 50051,
     "postgres": 55432, "redis": 56379, "openbao": 58200, "s3": 58333,
 }
+# `EMONEY_TOPOLOGY=ha make run`'s extra ports: PostgreSQL and Patroni's REST API on three nodes, etcd's
+# client and peer ports on three members.
+MAKE_RUN_HA_PORTS = {
+    "postgres": (55432, 55433, 55434),
+    "patroni": (58008, 58009, 58010),
+    "etcd": ((52379, 52380), (52381, 52382), (52383, 52384)),
+}
 MAX_SERVER_PROCESSES = 64
 MAKE_RUN_PORTS = frozenset(
     {*MAKE_RUN_DEFAULT_PORTS.values(),
-     *range(MAKE_RUN_DEFAULT_PORTS["first_grpc"], MAKE_RUN_DEFAULT_PORTS["first_grpc"] + MAX_SERVER_PROCESSES)}
+     *range(MAKE_RUN_DEFAULT_PORTS["first_grpc"], MAKE_RUN_DEFAULT_PORTS["first_grpc"] + MAX_SERVER_PROCESSES),
+     *MAKE_RUN_HA_PORTS["postgres"], *MAKE_RUN_HA_PORTS["patroni"],
+     *(port for pair in MAKE_RUN_HA_PORTS["etcd"] for port in pair)}
 )
 
 # Ports this process has handed out. A port chosen for one service stays free until that service

@@ -22,8 +22,9 @@ from localstack.certificates import LocalPki, ensure_local_pki
 from localstack.envoy import EnvoyService, start_envoy
 from localstack.health import wait_for_serving
 from localstack.openbao import OpenBaoService, start_openbao
+from localstack.patroni import PatroniCluster, start_patroni
 from localstack.postgres import PostgresService, start_postgres
-from localstack.processes import ManagedProcess, ServiceStartError, wait_for_tcp
+from localstack.processes import MAKE_RUN_HA_PORTS, ManagedProcess, ServiceStartError, wait_for_tcp
 from localstack.redis_server import RedisService, start_redis
 from localstack.seaweedfs import SeaweedFSService, start_seaweedfs
 
@@ -50,10 +51,34 @@ class StackPorts:
     s3: int = 8333
 
 
+TOPOLOGIES = ("single", "ha")
+# The high-availability topology runs at least this many gRPC servers behind Envoy.
+HA_MIN_SERVER_PROCESSES = 3
+
+
+@dataclass
+class HaPorts:
+    """The high-availability topology's extra ports: a PostgreSQL port and a Patroni REST port per node,
+    and a (client, peer) pair per etcd member."""
+
+    postgres: list[int] = field(default_factory=lambda: list(MAKE_RUN_HA_PORTS["postgres"]))
+    patroni: list[int] = field(default_factory=lambda: list(MAKE_RUN_HA_PORTS["patroni"]))
+    etcd: list[tuple[int, int]] = field(default_factory=lambda: list(MAKE_RUN_HA_PORTS["etcd"]))
+
+    @classmethod
+    def from_free(cls, ports: list[int]) -> "HaPorts":
+        """From 12 free ports (tests)."""
+        return cls(ports[0:3], ports[3:6], list(zip(ports[6:9], ports[9:12])))
+
+
 @dataclass
 class StackOptions:
     state_dir: Path
     ports: StackPorts = field(default_factory=StackPorts)
+    # "single": one PostgreSQL, as fast to start as possible; "ha": PostgreSQL on three nodes managed by
+    # Patroni with etcd, synchronous replication (localstack/patroni.py), and at least three servers.
+    topology: str = "single"
+    ha_ports: HaPorts = field(default_factory=HaPorts)
     server_processes: int = 2
     host: str = "127.0.0.1"
     # Explicit server ports (tests use free ones); default: first_grpc, first_grpc + 1, ...
@@ -95,7 +120,9 @@ class LocalStack:
         self.options = options
         self.state_dir = options.state_dir
         self.log_dir = options.state_dir / "logs"
-        self.postgres: PostgresService | None = None
+        if options.topology not in TOPOLOGIES:
+            raise ValueError(f"topology must be one of {TOPOLOGIES}, got {options.topology!r}")
+        self.postgres: PostgresService | PatroniCluster | None = None
         self.redis: RedisService | None = None
         self.openbao: OpenBaoService | None = None
         self.seaweedfs: SeaweedFSService | None = None
@@ -144,8 +171,13 @@ class LocalStack:
         comes back on the listeners it chose then (OpenBao's cluster port, SeaweedFS's inner ports)."""
         data, ports, log_dir = self.state_dir / "data", self.options.ports, self.log_dir
         openbao, seaweedfs = self.openbao, self.seaweedfs
+        ha = self.options.ha_ports
         return {
-            "postgres": lambda: start_postgres(data / "postgres", ports.postgres, log_dir),
+            "postgres": (
+                (lambda: start_postgres(data / "postgres", ports.postgres, log_dir))
+                if self.options.topology == "single"
+                else (lambda: start_patroni(data / "patroni", ha.postgres, ha.patroni, ha.etcd, log_dir))
+            ),
             "redis": lambda: start_redis(data / "redis", ports.redis, log_dir),
             "openbao": lambda: start_openbao(
                 data / "openbao", ports.openbao, log_dir, cluster_port=openbao.cluster_port if openbao else None
@@ -199,7 +231,26 @@ class LocalStack:
     def _grpc_ports(self) -> list[int]:
         if self.options.grpc_ports is not None:
             return list(self.options.grpc_ports)
-        return [self.options.ports.first_grpc + index for index in range(self.options.server_processes)]
+        return [self.options.ports.first_grpc + index for index in range(self.server_count)]
+
+    @property
+    def server_count(self) -> int:
+        if self.options.grpc_ports is not None:
+            return len(self.options.grpc_ports)
+        if self.options.topology == "ha":
+            return max(HA_MIN_SERVER_PROCESSES, self.options.server_processes)
+        return self.options.server_processes
+
+    def topology_lines(self) -> list[str]:
+        """Where each node is and who is primary, for the banner."""
+        lines = [f"  Topology                  {self.options.topology}"]
+        if isinstance(self.postgres, PatroniCluster):
+            roles = {member["name"]: member.get("role", "?") for member in self.postgres.members()}
+            for node in self.postgres.nodes:
+                lines.append(f"    PostgreSQL {node.name:<14} 127.0.0.1:{node.postgres_port}  {roles.get(node.name, 'down'):<13}"
+                             f" (Patroni {node.rest_url})")
+            lines.append(f"    etcd                    {self.postgres.etcd.hosts}")
+        return lines
 
     def _vault(self) -> tuple[str, str]:
         if self.openbao is not None:
@@ -254,7 +305,7 @@ class LocalStack:
             wait_for_serving(address, timeout_s)
 
     def _start_servers(self) -> None:
-        self.servers = [self.start_server(index) for index in range(self.options.server_processes)]
+        self.servers = [self.start_server(index) for index in range(self.server_count)]
 
     def _start_envoy(self) -> None:
         assert self.endpoints is not None

@@ -49,8 +49,7 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    # The hosts as written: a libpq multi-host URL (h1:p1,h2:p2) has no single hostname and port.
+    hosts = parts.netloc.rpartition("@")[2]
     user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, user + hosts, parts.path, parts.query, parts.fragment))
