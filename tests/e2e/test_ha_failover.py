@@ -27,7 +27,7 @@ from localstack.patroni import DCS_SETTINGS
 from localstack.processes import free_ports
 from localstack.stack import HaPorts, LocalStack, StackOptions, StackPorts
 from tests.fixtures.identity import admin_stub, bearer, login_as
-from tests.fixtures.ledger import Holder, balance, new_customer, payments_stub
+from tests.fixtures.ledger import Holder, balance, new_customer, new_shop, payment_code, payments_stub
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNDS_MINOR = 1_000_000
@@ -185,3 +185,53 @@ def test_a_planned_switchover_loses_no_acknowledged_transfer(ha_stack):
     leader = ha_stack.postgres.leader()
     assert leader is not None and leader.name == moved[0][1]
     _check_ledger(ha_stack, payer, source, target)
+
+
+def test_a_payment_watch_says_it_was_interrupted_and_works_again_on_the_new_primary(ha_stack):
+    """WatchPayments rides on LISTEN/NOTIFY, which only the primary serves: when the primary dies the stream
+    ends UNAVAILABLE (events may have been missed), and a new watch sees the next payment."""
+    ha_stack.postgres.wait_ready(timeout_s=90)
+    with grpc.insecure_channel(ha_stack.endpoints.envoy) as channel:
+        customer, shop = new_customer(ha_stack, channel, funded_minor=10_000), new_shop(ha_stack, channel)
+
+        def watch_until_an_event(amount_minor: int) -> tuple[grpc.Future, payments_pb2.WatchPaymentsResponse]:
+            stream = payments_stub(channel).WatchPayments(
+                payments_pb2.WatchPaymentsRequest(), metadata=bearer(shop.terminal_token), timeout=60)
+            stream.initial_metadata()  # the subscription exists once headers are back
+            time.sleep(0.3)
+            _charge(channel, shop, customer, amount_minor)
+            return stream, next(stream)
+
+        stream, first = watch_until_an_event(101)
+        assert first.payment.amount_minor == 101
+        ha_stack.postgres.kill_leader_postgres()
+        with pytest.raises(grpc.RpcError) as ended:
+            next(stream)
+        assert ended.value.code() == grpc.StatusCode.UNAVAILABLE, ended.value.details()
+
+        deadline = time.monotonic() + DCS_SETTINGS["ttl"] + 10
+        while True:
+            try:
+                stream, again = watch_until_an_event(202)
+                break
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.UNAVAILABLE, error.details()
+                assert time.monotonic() < deadline, "no watch on the new primary"
+                time.sleep(0.5)
+        assert again.payment.amount_minor == 202
+        stream.cancel()
+
+
+def _charge(channel, shop, customer, amount_minor: int) -> None:
+    request = payments_pb2.ChargePaymentCodeRequest(
+        request_id=str(uuid.uuid4()), code=payment_code(channel, customer, amount_minor),
+        amount_minor=amount_minor, currency="EUR")
+    deadline = time.monotonic() + RETRY_FOR_S
+    while True:  # the terminal SDK's way: the same request id until it is answered
+        try:
+            payments_stub(channel).ChargePaymentCode(request, metadata=bearer(shop.terminal_token), timeout=10)
+            return
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
