@@ -44,7 +44,7 @@ from urllib.parse import quote
 import psutil
 import yaml
 
-from localstack.postgres import SERVER_SETTINGS, SUPERUSER, pg_bin_dir
+from localstack.postgres import SERVER_SETTINGS, SUPERUSER, WAL_SPOOL, archive_command, pg_bin_dir, prepare_spool
 from localstack.processes import (
     LOOPBACK,
     ManagedProcess,
@@ -83,7 +83,6 @@ POSTGRES_PARAMETERS = {
     "max_wal_senders": "10",
     "max_replication_slots": "10",
     "wal_keep_size": "256MB",
-    "summarize_wal": "on",  # incremental base backups (pg_basebackup --incremental)
 }
 
 
@@ -347,6 +346,8 @@ def start_patroni(
         lambda: {"user": SUPERUSER, "password": secrets.token_urlsafe(32),
                  "replication_password": secrets.token_urlsafe(32)},
     )
+    # One spool for every node: whichever is primary archives (on this one machine they share a disk).
+    spool_dir = prepare_spool(state_dir / WAL_SPOOL, user)
     etcd = start_etcd(state_dir / "etcd", etcd_ports, log_dir)
     cluster = PatroniCluster([], etcd, passwords["password"], user, log_dir)
     try:
@@ -356,7 +357,7 @@ def start_patroni(
             cluster.socket_dirs.append(socket_dir)
             node = PatroniNode(f"pg{index}", pg_port, rest_port, node_dir / "data", node_dir / "patroni.yml")
             node.config_path.write_text(yaml.safe_dump(
-                _node_config(node, etcd.hosts, passwords, socket_dir, node_dir), sort_keys=False))
+                _node_config(node, etcd.hosts, passwords, socket_dir, node_dir, spool_dir), sort_keys=False))
             node.config_path.chmod(0o600)
             if user is not None:
                 grant_traversal(node_dir, user)
@@ -372,7 +373,9 @@ def start_patroni(
     return cluster
 
 
-def _node_config(node: PatroniNode, etcd_hosts: str, passwords: dict, socket_dir: Path, node_dir: Path) -> dict:
+def _node_config(
+    node: PatroniNode, etcd_hosts: str, passwords: dict, socket_dir: Path, node_dir: Path, spool_dir: Path
+) -> dict:
     address = f"{LOOPBACK}:{node.postgres_port}"
     return {
         "scope": SCOPE,
@@ -400,7 +403,7 @@ def _node_config(node: PatroniNode, etcd_hosts: str, passwords: dict, socket_dir
                 "replication": {"username": REPLICATION_USER, "password": passwords["replication_password"]},
                 "rewind": {"username": SUPERUSER, "password": passwords["password"]},
             },
-            "parameters": {"unix_socket_directories": str(socket_dir)},
+            "parameters": {"unix_socket_directories": str(socket_dir), "archive_command": archive_command(spool_dir)},
             "pg_hba": [
                 "local all all peer",
                 f"host all all {LOOPBACK}/32 scram-sha-256",

@@ -46,7 +46,37 @@ SERVER_SETTINGS = {
     "password_encryption": "scram-sha-256",
     "logging_collector": "off",  # stderr goes to our log file
     "log_destination": "stderr",
+    # Backups (localstack/backup.py): every WAL segment is archived, at least once a minute when there
+    # is activity; WAL summaries make incremental base backups possible; commit timestamps let a
+    # restore drill compute the source's balances as of the restore point.
+    "archive_mode": "on",
+    "archive_timeout": "60s",
+    "summarize_wal": "on",
+    "track_commit_timestamp": "on",
 }
+WAL_SPOOL = "wal-spool"
+
+
+def archive_command(spool_dir: Path) -> str:
+    """Copy a finished WAL segment into the spool (then localstack.backup ships it to the object store).
+
+    Durable before it says yes (fsync of the file and the folder, atomic rename), and idempotent: a
+    segment already in the spool with the same bytes is success, so a retry after a crash never sticks.
+    """
+    spool = str(spool_dir)
+    return (
+        f"if [ -f '{spool}/%f' ]; then cmp -s '%p' '{spool}/%f'; else "
+        f"cp '%p' '{spool}/%f.tmp' && sync '{spool}/%f.tmp' && mv '{spool}/%f.tmp' '{spool}/%f' && sync '{spool}'; fi"
+    )
+
+
+def prepare_spool(spool_dir: Path, user: str | None) -> Path:
+    """The spool folder, writable by the account PostgreSQL runs as."""
+    private_dir(spool_dir)
+    if user is not None:
+        grant_traversal(spool_dir, user)
+        chown_tree(spool_dir, user)
+    return spool_dir
 
 
 @dataclass
@@ -80,7 +110,9 @@ def pg_bin_dir() -> Path:
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
-def start_postgres(data_dir: Path, port: int, log_dir: Path) -> PostgresService:
+def start_postgres(data_dir: Path, port: int, log_dir: Path, archive: bool = True, name: str = "postgres") -> PostgresService:
+    """PostgreSQL on `port` with its data in `data_dir` (initdb when empty). archive=False for a restored
+    copy (localstack/backup.py): it must never archive into the live cluster's spool."""
     data_dir = Path(data_dir).resolve()
     state_dir = private_dir(data_dir.parent)
     bin_dir = pg_bin_dir()
@@ -95,10 +127,11 @@ def start_postgres(data_dir: Path, port: int, log_dir: Path) -> PostgresService:
     if not (data_dir / "PG_VERSION").exists():
         _initdb(bin_dir, data_dir, password, user, Path(log_dir) / "postgres-initdb.log")
     socket_dir = _socket_dir(user)
+    spool_dir = prepare_spool(data_dir.parent / WAL_SPOOL, user) if archive else None
     process = ManagedProcess(
-        "postgres",
-        _server_argv(bin_dir, data_dir, port, socket_dir),
-        Path(log_dir) / "postgres.log",
+        name,
+        _server_argv(bin_dir, data_dir, port, socket_dir, spool_dir),
+        Path(log_dir) / f"{name}.log",
         cwd=data_dir,
         user=user,
         stop_signal=signal.SIGINT,
@@ -194,10 +227,14 @@ def _socket_dir(user: str | None) -> Path:
     return path
 
 
-def _server_argv(bin_dir: Path, data_dir: Path, port: int, socket_dir: Path) -> list[str]:
+def _server_argv(bin_dir: Path, data_dir: Path, port: int, socket_dir: Path, spool_dir: Path | None) -> list[str]:
     # The postgres binary itself, in the foreground (not pg_ctl), so it is our direct child.
     argv = [str(bin_dir / "postgres"), "-D", str(data_dir), "-p", str(port)]
     settings = {**SERVER_SETTINGS, "unix_socket_directories": str(socket_dir)}
+    if spool_dir is None:
+        settings["archive_mode"] = "off"
+    else:
+        settings["archive_command"] = archive_command(spool_dir)
     for name, value in settings.items():
         argv += ["-c", f"{name}={value}"]
     return argv

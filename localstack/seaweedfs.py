@@ -30,6 +30,7 @@ from localstack.processes import (
     private_dir,
     wait_for,
     wait_for_tcp,
+    write_secret_json,
 )
 
 START_TIMEOUT_S = 60.0
@@ -40,6 +41,8 @@ GRPC_PORT_OFFSET = 10000  # weed's rule: gRPC port = HTTP port + 10000 unless to
 MAX_PORT = 65535
 # weed also listens on /tmp/seaweedfs-<component>-grpc-<port>.sock, a path it does not let us set.
 GRPC_SOCKET_DIR = Path("/tmp")
+BACKUP_BUCKET = "emoney-backups"
+BACKUP_IDENTITY = "emoney-backup"
 
 
 @dataclass
@@ -51,9 +54,17 @@ class SeaweedFSService:
     bucket: str
     data_dir: Path
     ports: dict[str, int]  # weed flag name -> port, every listener it opens
+    # Backups (localstack/backup.py) go to a bucket of their own, under credentials of their own that
+    # can reach nothing else: a leaked application key cannot delete the backups, and the other way round.
+    backup_access_key: str = ""
+    backup_secret_key: str = ""
+    backup_bucket: str = BACKUP_BUCKET
 
     def client(self) -> Minio:
         return Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False)
+
+    def backup_client(self) -> Minio:
+        return Minio(self.endpoint, access_key=self.backup_access_key, secret_key=self.backup_secret_key, secure=False)
 
     def stop(self) -> None:
         self.process.stop(timeout_s=STOP_TIMEOUT_S)
@@ -79,7 +90,9 @@ def start_seaweedfs(
     state_dir = private_dir(data_dir.parent)
     private_dir(data_dir)
     config_path = state_dir / "seaweedfs-s3.json"
-    credentials = load_or_create_secret_json(config_path, _new_identity_config)["identities"][0]["credentials"][0]
+    identities = _with_backup_identity(config_path, load_or_create_secret_json(config_path, _new_identity_config))
+    credentials = identities["emoney-admin"]
+    backup_credentials = identities[BACKUP_IDENTITY]
     if ports is None:
         ports = _choose_ports(s3_port)
     elif ports.get("s3.port") != s3_port:
@@ -98,10 +111,13 @@ def start_seaweedfs(
         bucket,
         data_dir,
         ports,
+        backup_credentials["accessKey"],
+        backup_credentials["secretKey"],
     )
     try:
         wait_for_tcp(LOOPBACK, s3_port, START_TIMEOUT_S, process)
-        wait_for(lambda: _ensure_bucket(service.client(), bucket), START_TIMEOUT_S, process, f"bucket {bucket!r}")
+        for name in (bucket, BACKUP_BUCKET):
+            wait_for(lambda name=name: _ensure_bucket(service.client(), name), START_TIMEOUT_S, process, f"bucket {name!r}")
     except BaseException:
         service.stop()
         raise
@@ -109,18 +125,27 @@ def start_seaweedfs(
 
 
 def _new_identity_config() -> dict:
-    """One admin identity: SeaweedFS's S3 config format, which is also where the keys persist."""
+    """The admin identity: SeaweedFS's S3 config format, which is also where the keys persist."""
+    return {"identities": [_identity("emoney-admin", ["Admin", "Read", "Write", "List", "Tagging"])]}
+
+
+def _identity(name: str, actions: list[str]) -> dict:
     alphabet = string.ascii_uppercase + string.digits
     access_key = "EMONEY" + "".join(secrets.choice(alphabet) for _ in range(14))
     return {
-        "identities": [
-            {
-                "name": "emoney-admin",
-                "credentials": [{"accessKey": access_key, "secretKey": secrets.token_urlsafe(30)}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-            }
-        ]
+        "name": name,
+        "credentials": [{"accessKey": access_key, "secretKey": secrets.token_urlsafe(30)}],
+        "actions": actions,
     }
+
+
+def _with_backup_identity(config_path: Path, config: dict) -> dict[str, dict]:
+    """Name -> credentials; adds the backup identity (its own bucket only) to a config that lacks it."""
+    if not any(identity["name"] == BACKUP_IDENTITY for identity in config["identities"]):
+        actions = [f"{action}:{BACKUP_BUCKET}" for action in ("Read", "Write", "List")]
+        config = {**config, "identities": [*config["identities"], _identity(BACKUP_IDENTITY, actions)]}
+        write_secret_json(config_path, config, replace=True)
+    return {identity["name"]: identity["credentials"][0] for identity in config["identities"]}
 
 
 def _choose_ports(s3_port: int) -> dict[str, int]:

@@ -15,7 +15,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from localstack import provisioning
 from localstack.certificates import LocalPki, ensure_local_pki
@@ -27,6 +27,9 @@ from localstack.postgres import PostgresService, start_postgres
 from localstack.processes import MAKE_RUN_HA_PORTS, ManagedProcess, ServiceStartError, wait_for_tcp
 from localstack.redis_server import RedisService, start_redis
 from localstack.seaweedfs import SeaweedFSService, start_seaweedfs
+
+if TYPE_CHECKING:
+    from localstack.backup import BackupTarget
 
 ROOT = Path(__file__).resolve().parent.parent
 DESCRIPTOR_PATH = ROOT / "generated" / "emoney.binpb"
@@ -226,6 +229,35 @@ class LocalStack:
             s3_secret_key=self.seaweedfs.secret_key if self.seaweedfs else external.get("S3_SECRET_KEY", ""),
             s3_bucket=self.seaweedfs.bucket if self.seaweedfs else external.get("S3_BUCKET", "emoney"),
             envoy_tls=f"{self.options.host}:{self.options.ports.envoy_tls}" if self.options.terminal_tls else None,
+        )
+        target = self.backup_target()
+        if target is not None:
+            target.save()
+
+    def backup_target(self) -> "BackupTarget | None":
+        """What `python -m localstack.backup` needs to back this stack up; None with an external database or
+        object store (back those up with their own tools)."""
+        from localstack.backup import BackupTarget
+        from localstack.postgres import WAL_SPOOL
+
+        if self.postgres is None or self.seaweedfs is None or self.endpoints is None:
+            return None
+        if isinstance(self.postgres, PatroniCluster):
+            nodes = [f"{self.options.host}:{node.postgres_port}" for node in self.postgres.nodes]
+            home = self.state_dir / "data" / "patroni"
+        else:
+            nodes = [f"{self.postgres.host}:{self.postgres.port}"]
+            home = self.state_dir / "data"
+        return BackupTarget(
+            state_dir=str(self.state_dir),
+            nodes=nodes,
+            superuser_file=str(home / "postgres-superuser.json"),
+            owner_dsn=self.endpoints.owner_database_url,
+            spool_dir=str(home / WAL_SPOOL),
+            s3_endpoint=self.seaweedfs.endpoint,
+            s3_access_key=self.seaweedfs.backup_access_key,
+            s3_secret_key=self.seaweedfs.backup_secret_key,
+            bucket=self.seaweedfs.backup_bucket,
         )
 
     def _grpc_ports(self) -> list[int]:

@@ -1,0 +1,177 @@
+"""Backups and point-in-time restore (localstack/backup.py) on a real stack: pg_basebackup full and
+incremental into the object store, WAL archived through the spool, pg_combinebackup, recovery to an
+instant into a new folder — and the refusals that leave everything untouched."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import grpc
+import psycopg
+import pytest
+
+from emoney.payments.v1 import payments_pb2
+from localstack.backup import BackupAgent, BackupError, Schedule, check_restored, drill, restore, ship_wal, take_backup
+from localstack.provisioning import DATABASE_NAME
+from localstack.stack import LocalStack, StackOptions
+from tests.conftest import ARTIFACTS, free_stack_ports
+from tests.fixtures.identity import bearer
+from tests.fixtures.ledger import Holder, balance, new_customer, payments_stub
+
+
+@pytest.fixture(scope="module")
+def backed_up(tmp_path_factory):
+    ports, servers = free_stack_ports()
+    stack = LocalStack(StackOptions(
+        state_dir=tmp_path_factory.mktemp("backup-stack"), ports=ports, grpc_ports=servers,
+        server_environment={"EMONEY_RATE_LIMITS": "credentials.address=100/s:1000"},
+    ))
+    try:
+        stack.start()
+        stack.wait_until_serving(timeout_s=30.0)
+        yield stack
+    finally:
+        stack.stop()
+        if stack.log_dir.exists():
+            shutil.copytree(stack.log_dir, ARTIFACTS / "backup-stack-logs", dirs_exist_ok=True)
+
+
+def _transfers(channel, source: Holder, target: Holder, count: int) -> None:
+    for _ in range(count):
+        payments_stub(channel).CreateTransfer(
+            payments_pb2.CreateTransferRequest(request_id=str(uuid.uuid4()), from_account=source.account,
+                                               to_account=target.account, amount_minor=1, currency="EUR"),
+            metadata=bearer(source.token), timeout=10)
+
+
+def _archive_now(stack: LocalStack) -> None:
+    """Close the current WAL segment and wait until PostgreSQL has archived it into the spool, then ship."""
+    target = stack.backup_target()
+    with psycopg.connect(target.primary_dsn(), autocommit=True) as connection:  # fresh statistics each time
+        segment = connection.execute("select pg_walfile_name(pg_switch_wal())").fetchone()[0]
+        deadline = time.monotonic() + 60
+        while connection.execute("select last_archived_wal from pg_stat_archiver").fetchone()[0] < segment:
+            assert time.monotonic() < deadline, f"{segment} was not archived"
+            time.sleep(0.1)
+    ship_wal(Path(target.spool_dir), target.repository())
+
+
+def _balance_in(dsn: str, account: str) -> int:
+    account_id = account.removeprefix("accounts/")
+    with psycopg.connect(dsn) as connection:
+        return connection.execute(
+            "select coalesce(sum(amount_minor), 0)::bigint from ledger_entries where account_id = %s", (account_id,)
+        ).fetchone()[0]
+
+
+def test_restore_to_an_instant_brings_back_exactly_what_had_committed(backed_up, tmp_path):
+    target = backed_up.backup_target()
+    with grpc.insecure_channel(backed_up.endpoints.envoy) as channel:
+        source, receiver = new_customer(backed_up, channel, funded_minor=10_000), new_customer(backed_up, channel)
+        assert take_backup(target).kind == "full"
+        _transfers(channel, source, receiver, 7)
+        incremental = take_backup(target, incremental=True)
+        assert incremental.kind == "incremental"
+        _transfers(channel, source, receiver, 5)
+        time.sleep(1.0)
+        instant = datetime.now(timezone.utc)
+        time.sleep(1.0)
+        _transfers(channel, source, receiver, 9)  # after the instant: must not come back
+        assert balance(channel, receiver.token, receiver.account).balance_minor == 21
+    _archive_now(backed_up)
+
+    restored = restore(target, instant, tmp_path / "restored", backed_up.log_dir)
+    try:
+        assert [meta.kind for meta in restored.chain] == ["full", "incremental"]
+        assert _balance_in(restored.service.dsn(DATABASE_NAME), receiver.account) == 12
+        assert _balance_in(restored.service.dsn(DATABASE_NAME), source.account) == 10_000 - 12
+        report = check_restored(target, restored)
+        assert report.ok, report.problems
+        assert report.tenants >= 2 and report.accounts_compared >= 2
+        print(f"\nrestore of {len(restored.chain)} backups to an instant: {restored.duration_s:.1f}s")
+    finally:
+        restored.stop()
+    # The live stack is untouched and goes on.
+    with grpc.insecure_channel(backed_up.endpoints.envoy) as channel:
+        assert balance(channel, receiver.token, receiver.account).balance_minor == 21
+
+
+def test_the_drill_restores_the_latest_backup_and_finds_it_whole(backed_up):
+    target = backed_up.backup_target()
+    with grpc.insecure_channel(backed_up.endpoints.envoy) as channel:
+        source, receiver = new_customer(backed_up, channel, funded_minor=500), new_customer(backed_up, channel)
+        _transfers(channel, source, receiver, 3)
+    _archive_now(backed_up)
+    report = drill(target, backed_up.log_dir)
+    assert report.ok, report.problems
+    assert report.restored_to is not None
+
+
+@pytest.mark.parametrize("when, reason", [
+    (lambda: datetime.now(timezone.utc) + timedelta(hours=1), "in the future"),
+    (lambda: datetime(2000, 1, 1, tzinfo=timezone.utc), "before the end of the first backup"),
+])
+def test_a_restore_to_an_impossible_instant_is_refused_and_touches_nothing(backed_up, tmp_path, when, reason):
+    into = tmp_path / "never"
+    with pytest.raises(BackupError, match=reason):
+        restore(backed_up.backup_target(), when(), into, backed_up.log_dir)
+    assert not into.exists()
+
+
+def test_a_restore_over_an_existing_folder_is_refused(backed_up, tmp_path):
+    existing = tmp_path / "live"
+    existing.mkdir()
+    (existing / "keep").write_text("mine")
+    with pytest.raises(BackupError, match="new folder"):
+        restore(backed_up.backup_target(), None, existing, backed_up.log_dir)
+    assert (existing / "keep").read_text() == "mine"
+
+
+def test_a_backup_pass_while_the_object_store_is_down_is_retried_and_never_blocks_a_payment(backed_up):
+    target = backed_up.backup_target()
+    agent = BackupAgent(target, Schedule())
+    with grpc.insecure_channel(backed_up.endpoints.envoy) as channel:
+        source, receiver = new_customer(backed_up, channel, funded_minor=100), new_customer(backed_up, channel)
+        backed_up.stop_service("seaweedfs")
+        try:
+            _transfers(channel, source, receiver, 2)  # payments go on
+            with psycopg.connect(target.primary_dsn()) as connection:
+                connection.execute("select pg_switch_wal()")
+            deadline = time.monotonic() + 30
+            while not any(path.name[:1] == "0" for path in Path(target.spool_dir).iterdir()):
+                assert time.monotonic() < deadline, "nothing was archived into the spool"
+                time.sleep(0.1)
+            agent.run_once(datetime.now(timezone.utc))
+            assert agent.status["last_error"] is not None
+            assert agent.status["spool_backlog"] >= 1
+        finally:
+            backed_up.start_service("seaweedfs")
+        agent.run_once(datetime.now(timezone.utc))
+        assert agent.status["last_error"] is None, agent.status
+        assert agent.status["spool_backlog"] == 0
+        assert balance(channel, receiver.token, receiver.account).balance_minor == 2
+
+
+def test_a_missing_wal_segment_is_refused_before_anything_is_written(backed_up, tmp_path):
+    """Last in this file: it deletes a segment from the archive."""
+    target = backed_up.backup_target()
+    with grpc.insecure_channel(backed_up.endpoints.envoy) as channel:
+        source, receiver = new_customer(backed_up, channel, funded_minor=100), new_customer(backed_up, channel)
+        take_backup(target)
+        _transfers(channel, source, receiver, 2)
+        _archive_now(backed_up)
+        _transfers(channel, source, receiver, 2)
+        _archive_now(backed_up)
+    repository = target.repository()
+    latest = repository.backups()[-1]
+    after = [name for name in repository.segments() if len(name) == 24 and name[8:] > latest.start_wal[8:]]
+    assert len(after) >= 2
+    repository.delete(f"wal/{after[0]}")
+    into = tmp_path / "never"
+    with pytest.raises(BackupError, match=f"WAL segment {after[0]} is missing"):
+        restore(target, None, into, backed_up.log_dir)
+    assert not into.exists()
