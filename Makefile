@@ -17,7 +17,7 @@ WEB_DIST := web/dist/index.html
 WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/build.mjs web/tsconfig.json \
 	$(shell find generated/ts -type f 2>/dev/null)
 
-.PHONY: acl venv proto proto-check lint migrate run test bench soak clean-state rotate-signing-key help web web-deps chromium
+.PHONY: backup restore restore-drill acl venv proto proto-check lint migrate run test bench soak clean-state rotate-signing-key help web web-deps chromium
 
 help:
 	@echo "make run | make test | make bench | make soak | make web | make proto | make proto-check | make lint | make migrate | make clean-state"
@@ -93,6 +93,20 @@ bench: venv acl
 # test-artifacts/faults/. SOAK_ARGS="--duration-s 600" for longer; `make test` runs a short one.
 soak: venv acl
 	$(BIN)/python -m tools.faults --duration-s 300 $(SOAK_ARGS)
+
+# Backups of `make run`'s database (localstack/backup.py; the stack must be running). `make run` itself
+# archives WAL continuously and takes a full backup daily and an incremental one every 6 hours.
+# `make restore` restores the latest backup, or the instant TO="2026-12-05 16:00:00+00", into a new
+# folder under .local/restores/ and keeps it running until Ctrl-C; the live database is never touched.
+TO ?=
+backup: venv
+	$(BIN)/python -m localstack.backup take
+
+restore: venv
+	$(BIN)/python -m localstack.backup restore $(if $(TO),--to "$(TO)")
+
+restore-drill: venv
+	$(BIN)/python -m localstack.backup drill
 
 # Forget the local stack's data (database, secrets, objects). Stop `make run` first.
 clean-state:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import grpc
 
+from localstack.backup import BackupAgent, Schedule
 from localstack.demo import play_demo_story
 from localstack.processes import MAKE_RUN_DEFAULT_PORTS, MAX_SERVER_PROCESSES, ServiceStartError
 from localstack.stack import ROOT, TOPOLOGIES, LocalStack, StackOptions, StackPorts
@@ -102,6 +103,8 @@ def _banner(stack: LocalStack) -> str:
         *_tls_lines(stack),
         f"  Envoy admin               http://{endpoints.envoy_admin}",
         *stack.topology_lines(),
+        *([f"  Backups                   s3 bucket {stack.seaweedfs.backup_bucket} (its own credentials): make backup,"
+           " make restore [TO=...], make restore-drill"] if stack.backup_target() is not None else []),
         f"  gRPC servers              {', '.join(endpoints.grpc_servers)}",
         f"  PostgreSQL (owner)        {_redacted(endpoints.owner_database_url)}",
         f"  Redis                     {_redacted(endpoints.redis_url)}",
@@ -133,6 +136,12 @@ def _banner(stack: LocalStack) -> str:
             ]
     lines += ["", *stack.demo_story, "", "Press Ctrl-C to stop everything.", ""]
     return "\n".join(lines)
+
+
+def _start_backup_agent(stack: LocalStack) -> BackupAgent | None:
+    """WAL shipping and scheduled base backups of the local database (not of external ones)."""
+    target = stack.backup_target()
+    return None if target is None else BackupAgent(target, Schedule.from_environment()).start()
 
 
 def _tls_lines(stack: LocalStack) -> list[str]:
@@ -175,6 +184,7 @@ def main() -> int:
         stack.demo_story = play_demo_story(stack.endpoints.envoy, stack.demo)
     except grpc.RpcError as error:
         stack.demo_story = [f"Demo story could not run: {error.code().name} {error.details()}"]
+    agent = _start_backup_agent(stack)
     print(_banner(stack), flush=True)
     try:
         while not stop_requested.wait(timeout=1.0):
@@ -184,6 +194,8 @@ def main() -> int:
                 break
     finally:
         print("Stopping ...", flush=True)
+        if agent is not None:
+            agent.stop()
         stack.stop()
         print("Stopped.", flush=True)
     return 0

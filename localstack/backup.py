@@ -461,11 +461,14 @@ def check_restored(target: BackupTarget, restored: Restored) -> DrillReport:
     from localstack.provisioning import DATABASE_NAME
 
     restored_dsn = restored.service.dsn(DATABASE_NAME)
-    point = restored.replayed_to
     with psycopg.connect(restored_dsn) as connection:
         tenants = [row[0] for row in connection.execute("select tenant_id from tenants order by tenant_id")]
         copy = dict(connection.execute(
             "select account_id, sum(amount_minor)::bigint from ledger_entries group by account_id").fetchall())
+        # The restore point as far as money goes: the copy's last ledger commit (when recovery replayed no
+        # transaction, everything came from the base backup itself and pg_last_xact_replay_timestamp() is null).
+        point = connection.execute(
+            "select max(pg_xact_commit_timestamp(xmin)) from ledger_entries").fetchone()[0] or restored.replayed_to
     with psycopg.connect(target.primary_dsn(DATABASE_NAME)) as connection:
         # As of the restore point: what had committed by then (a frozen row's commit time is gone: it is old).
         original = dict(connection.execute(
