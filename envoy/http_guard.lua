@@ -6,6 +6,9 @@
 -- `*-bin` header as base64, ...) and fails a call as INTERNAL (HTTP 500) before any of our code runs
 -- when one is malformed, and it fails a grpc-web frame flagged compressed without a grpc-encoding the
 -- same way. A gRPC library never sends such things; an HTTP client may send anything. So here:
+--   * request headers over MAX_REQUEST_HEADER_BYTES (names + values, pseudo-headers included) are
+--     refused: 431 / RESOURCE_EXHAUSTED. The codec has accepted them (its ceiling is far higher), so the
+--     connection stays open for the client's next request;
 --   * a body over MAX_REQUEST_BODY_BYTES is refused: 413 / RESOURCE_EXHAUSTED. Without a
 --     content-length, the body is buffered and Envoy's buffer limit (the same size) answers;
 --   * a malformed grpc-timeout or `*-bin` value is refused: 400 / INVALID_ARGUMENT;
@@ -16,7 +19,8 @@
 -- JSON clients get an HTTP status whose JSON body local_reply_config writes (google.rpc.Status);
 -- grpc-web clients get HTTP 200 and the gRPC status in a trailers frame.
 --
--- MAX_REQUEST_BODY_BYTES is defined on the line above this text by localstack/envoy.py.
+-- MAX_REQUEST_BODY_BYTES and MAX_REQUEST_HEADER_BYTES are defined on the lines above this text by
+-- localstack/envoy.py.
 
 local GRPC_WEB = "grpc-web"
 local JSON = "json"
@@ -69,12 +73,28 @@ local function grpc_web_trailers(handle, content_type, grpc_status, message)
 end
 
 local function refuse(handle, face, content_type, http_status, grpc_status, message)
+  if http_status ~= "413" then
+    -- Read the rest of the request first (a body over the limit gets Envoy's 413 instead): Envoy closes
+    -- an HTTP/1 connection whose request was answered before it had been read to the end, and the
+    -- client's next request would need a new connection.
+    handle:body()
+  end
   if face == GRPC_WEB then
     local response_type, body = grpc_web_trailers(handle, content_type, grpc_status, message)
     handle:respond({[":status"] = "200", ["content-type"] = response_type}, body)
   else
     handle:respond({[":status"] = http_status}, message)
   end
+end
+
+-- Names plus values of every request header, pseudo-headers included: what the client sent, and the
+-- few headers Envoy has added so far (x-request-id, x-forwarded-for, ...).
+local function header_bytes(headers)
+  local total = 0
+  for name, value in pairs(headers) do
+    total = total + #name + #value
+  end
+  return total
 end
 
 -- The first malformed header as (http status, grpc status, message), or nil; drops the gRPC protocol
@@ -115,6 +135,10 @@ function envoy_on_request(handle)
   local headers = handle:headers()
   local content_type = string.lower(headers:get("content-type") or "")
   local face = face_of(content_type)
+  if header_bytes(headers) > MAX_REQUEST_HEADER_BYTES then
+    return refuse(handle, face, content_type, "431", "8",
+                  "the request headers are larger than " .. MAX_REQUEST_HEADER_BYTES .. " bytes")
+  end
   local length = tonumber(headers:get("content-length") or "")
   if length ~= nil and length > MAX_REQUEST_BODY_BYTES then
     return refuse(handle, face, content_type, "413", "8",

@@ -102,7 +102,7 @@ def status_for_domain_error(error: DomainError) -> status_pb2.Status:
                 ]
             )
         )
-    if isinstance(error, ResourceExhausted):
+    if isinstance(error, ResourceExhausted) and error.retry_after_ms is not None:
         retry_delay = duration_pb2.Duration()
         retry_delay.FromMilliseconds(max(1, error.retry_after_ms))
         details.append(error_details_pb2.RetryInfo(retry_delay=retry_delay))

@@ -16,6 +16,7 @@ from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
 from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
 from localstack.provisioning import DEMO_TENANT_SLUG, DemoSeed
+from server.currencies import decimal_text
 
 TIMEOUT_S = 10
 
@@ -70,13 +71,17 @@ def play_demo_story(envoy_address: str, seed: DemoSeed) -> list[str]:
             accounts_pb2.ListAccountEntriesRequest(account=ana, page_size=10), metadata=_bearer(customer), timeout=TIMEOUT_S
         )
         final = accounts.GetAccount(accounts_pb2.GetAccountRequest(name=ana), metadata=_bearer(customer), timeout=TIMEOUT_S).account
+    # Amounts with the decimals the server gives for the account's currency (EUR: 2), never a float.
+    def money(amount_minor: int) -> str:
+        return decimal_text(amount_minor, final.currency_minor_units)
+
     lines = [f"Demo story: Ana ({ana}) paid the Corner Bakery ({bakery}) at its terminal with a payment code:"]
     lines += [
-        f"  {entry.create_time.ToDatetime():%Y-%m-%d %H:%M:%S}  {entry.kind:<8} {entry.amount_minor / 100:>9.2f} EUR"
-        f"  balance {entry.balance_after_minor / 100:>9.2f}"
+        f"  {entry.create_time.ToDatetime():%Y-%m-%d %H:%M:%S}  {entry.kind:<8} {money(entry.amount_minor):>9} {final.currency}"
+        f"  balance {money(entry.balance_after_minor):>9}"
         for entry in statement.entries
     ]
-    lines.append(f"  available now: {final.available_minor / 100:.2f} EUR")
+    lines.append(f"  available now: {money(final.available_minor)} {final.currency}")
     return lines
 
 

@@ -44,6 +44,8 @@ from typing import Any, Iterable
 
 from google.protobuf import descriptor_pb2
 
+from server.config import MAX_REQUEST_HEADER_BYTES
+
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "envoy" / "envoy.yaml.template"
 EXAMPLE_PATH = ROOT / "envoy" / "envoy.local.yaml"
@@ -143,12 +145,26 @@ LOCAL_REPLY_GRPC_CODES: dict[int, int] = {
     504: 4,   # DEADLINE_EXCEEDED  (upstream timeout)
 }
 LOCAL_REPLY_DEFAULT_GRPC_CODE = 2  # UNKNOWN
+# Statuses the HTTP/1 codec answers before the request's headers are known (so before anyone can tell
+# grpc-web from JSON): their local replies also carry grpc-status and this grpc-message (printable
+# ASCII without `%`, so already percent-encoded).
+CODEC_REPLY_MESSAGES: dict[int, str] = {
+    400: "the request is malformed",
+    431: "the request headers are too large",
+}
 
 # Largest request body from an HTTP client (JSON, grpc-web; as sent, so base64 for grpc-web-text),
 # refused by envoy/http_guard.lua past it: 413 (JSON) / RESOURCE_EXHAUSTED (grpc-web). Also the
 # listeners' per-connection buffer limit, which answers a body of unknown length once it grows past it.
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
 HTTP_GUARD_PATH = ROOT / "envoy" / "http_guard.lua"
+# Request headers from HTTP clients (names + values, pseudo-headers included) past
+# MAX_REQUEST_HEADER_BYTES (server/config.py) are refused by the HTTP guard: 431 (JSON) /
+# RESOURCE_EXHAUSTED (grpc-web), with the connection kept. The codec's own ceiling (both listeners) is
+# far above it and above the servers' limit, so native calls reach a server that answers
+# RESOURCE_EXHAUSTED; 63 KiB, the most a single header field may have on HTTP/2 (64 KiB) with room to
+# spare. Past it the codec answers itself: HTTP/1 431 and the connection closed, HTTP/2 a reset stream.
+MAX_REQUEST_HEADERS_KB = 63
 # Native gRPC content types (application/grpc, application/grpc+proto, ...; not grpc-web): requests
 # with one skip the HTTP guard.
 NATIVE_GRPC_CONTENT_TYPE_REGEX = r"^application/grpc($|[+;])"
@@ -355,13 +371,31 @@ def _grpc_web_body_too_large_mapper(status_413_filter: dict[str, Any]) -> dict[s
     }
 
 
+def _codec_reply_grpc_status(http_status: int, grpc_status: int) -> list[dict[str, Any]]:
+    """grpc-status and grpc-message on the statuses the HTTP/1 codec answers itself, for grpc-web clients.
+
+    Headers past the codec's ceiling (431) or that it cannot parse (400) are answered before any
+    request header is known, so these replies cannot tell a grpc-web request from a JSON one: they get
+    the JSON body, and a grpc-web client reads the gRPC status from these headers.
+    """
+    return [
+        {"header": {"key": "grpc-status", "value": str(grpc_status)}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+        {"header": {"key": "grpc-message", "value": CODEC_REPLY_MESSAGES[http_status]},
+         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+    ]
+
+
 def _http_guard_filter() -> dict[str, Any]:
     """The HTTP guard (envoy/http_guard.lua), skipped for native gRPC requests.
 
     The matcher keeps the Lua filter off the terminals' path: a native gRPC request costs one regular
     expression on its content-type, never a Lua call.
     """
-    source = f"local MAX_REQUEST_BODY_BYTES = {MAX_REQUEST_BODY_BYTES}\n" + HTTP_GUARD_PATH.read_text(encoding="utf-8")
+    constants = (
+        f"local MAX_REQUEST_BODY_BYTES = {MAX_REQUEST_BODY_BYTES}\n"
+        f"local MAX_REQUEST_HEADER_BYTES = {MAX_REQUEST_HEADER_BYTES}\n"
+    )
+    source = constants + HTTP_GUARD_PATH.read_text(encoding="utf-8")
     native_grpc = {
         "single_predicate": {
             "input": {
@@ -413,6 +447,7 @@ def _local_reply_mappers() -> list[dict[str, Any]]:
         {
             "filter": {"and_filter": {"filters": [status_filter("EQ", status), _not_grpc_request_filter()]}},
             "body_format_override": _json_status_body(code),
+            **({"headers_to_add": _codec_reply_grpc_status(status, code)} if status in CODEC_REPLY_MESSAGES else {}),
         }
         for status, code in sorted(LOCAL_REPLY_GRPC_CODES.items())
     )
@@ -545,6 +580,8 @@ def render_envoy_config(
         "upstream_source_address": upstream_source_address,
         "max_direct_response_body_size_bytes": MAX_DIRECT_RESPONSE_BODY_BYTES,
         "max_request_body_bytes": MAX_REQUEST_BODY_BYTES,
+        "max_request_header_bytes": MAX_REQUEST_HEADER_BYTES,
+        "max_request_headers_kb": MAX_REQUEST_HEADERS_KB,
         "http_guard_filter": _http_guard_filter(),
     }
     if tls_port is not None:

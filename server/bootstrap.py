@@ -64,6 +64,9 @@ logger = logging.getLogger("emoney.server")
 
 BACKGROUND_STOP_TIMEOUT_S = 3.0
 POOL_CLOSE_TIMEOUT_S = 3.0
+# gRPC core's metadata limit is EMONEY_MAX_METADATA_BYTES plus this: room for HPACK's 32 bytes per header
+# over 200 headers (Envoy forwards at most 100) and the pseudo-headers, which the interceptor does not count.
+GRPC_CORE_METADATA_HEADROOM_BYTES = 8 << 10
 
 PLATFORM_SERVICE = platform_pb2.DESCRIPTOR.services_by_name["PlatformService"].full_name
 AUTH_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
@@ -233,13 +236,19 @@ async def build_application(settings: Settings) -> Application:
             rate_limiter=RateLimiter(redis_client),
             rate_limit_policy=rate_limit_policy,
             admission=Admission(settings.max_active_calls),
+            max_metadata_bytes=settings.max_metadata_bytes,
         ),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         options=[
             ("grpc.so_reuseport", 1),
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
-            ("grpc.max_metadata_size", settings.max_metadata_bytes),
+            # gRPC core's own metadata limit, soft = hard so that it never refuses at random (between
+            # the two it refuses with a growing probability). It counts 32 bytes more per header
+            # (HPACK) and the pseudo-headers, so it sits above the interceptor's limit, which is the one
+            # that answers (interceptors/request_headers.py says why core's cannot be the only one).
+            ("grpc.max_metadata_size", settings.max_metadata_bytes + GRPC_CORE_METADATA_HEADROOM_BYTES),
+            ("grpc.absolute_max_metadata_size", settings.max_metadata_bytes + GRPC_CORE_METADATA_HEADROOM_BYTES),
             ("grpc.keepalive_time_ms", 60_000),
             ("grpc.http2.max_pings_without_data", 0),
             # No HPACK dynamic table for incoming headers. gRPC core remembers a header value it

@@ -14,6 +14,16 @@ from typing import Mapping
 from interceptors.request_context import parse_trusted_proxies
 
 
+# Largest set of request headers (names + values, pseudo-headers included) a client may send. Envoy
+# refuses more from HTTP clients (envoy/http_guard.lua, given this value by localstack/envoy.py: 431 /
+# RESOURCE_EXHAUSTED); native gRPC calls meet the servers' limit, `max_metadata_bytes` below.
+MAX_REQUEST_HEADER_BYTES = 16 << 10
+# What Envoy adds to a request on its way to a server (x-request-id, x-forwarded-for,
+# x-envoy-original-path, ...: about 300 bytes): the servers' default limit is this much above
+# MAX_REQUEST_HEADER_BYTES, so a request Envoy let through is never refused for its headers.
+PROXY_HEADER_BYTES = 1 << 10
+
+
 class ConfigurationError(ValueError):
     """An environment variable holds a value the server cannot use."""
 
@@ -51,8 +61,9 @@ class Settings:
     # Unary calls doing their work at once in one process; the rest wait, first come first served
     # (interceptors/admission.py). Streams and health checks are not counted.
     max_active_calls: int = 32
-    # Metadata (all headers of one call) above this size is refused by gRPC.
-    max_metadata_bytes: int = 16 << 10
+    # Metadata of one call (names + values, as it reaches the server) above this size is refused:
+    # RESOURCE_EXHAUSTED (interceptors/request_headers.py). What a client may send, plus what Envoy adds.
+    max_metadata_bytes: int = MAX_REQUEST_HEADER_BYTES + PROXY_HEADER_BYTES
     # host:port for a Prometheus `/metrics` endpoint; empty = off.
     metrics_address: str = ""
     # Proxies whose x-forwarded-for is believed (comma-separated IPs or CIDRs). Envoy

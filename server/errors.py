@@ -85,9 +85,10 @@ class PermissionDenied(DomainError):
 
 @dataclass
 class ResourceExhausted(DomainError):
-    """Over a limit; `retry_after_ms` becomes a google.rpc.RetryInfo (HTTP 429 on the JSON face)."""
+    """Over a limit; `retry_after_ms` becomes a google.rpc.RetryInfo (HTTP 429 on the JSON face). None:
+    retrying the same request cannot help (it is too large), so no RetryInfo."""
 
     reason: str = "RATE_LIMITED"
-    retry_after_ms: int = 1_000
+    retry_after_ms: int | None = 1_000
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED

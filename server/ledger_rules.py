@@ -8,9 +8,9 @@ Integration tests check that both sides agree (tests/integration/test_ledger_rul
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 
+from server.currencies import is_currency
 from server.errors import FieldViolation
 
 # -- limits (TigerStyle: a limit on everything) -----------------------------------------------------
@@ -57,7 +57,6 @@ TRANSFER_ACCOUNT_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "withdrawal": (frozenset({"customer", "merchant"}), frozenset({"system_float"})),
 }
 
-_CURRENCY = re.compile(r"[A-Z]{3}")  # used with fullmatch: "EUR\n" is not a currency
 
 
 def kinds_allowed(transfer_kind: str, debit_kind: str, credit_kind: str) -> bool:
@@ -83,8 +82,9 @@ def overdraft_limit_violations(limit_minor: int, field: str = "overdraft_limit_m
 
 
 def currency_violations(currency: str, field: str = "currency") -> list[FieldViolation]:
-    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
-        return [FieldViolation(field, "must be an ISO-4217 code such as EUR")]
+    """An ISO 4217 currency with minor units (server/currencies.py; the `currencies` table agrees)."""
+    if not is_currency(currency):
+        return [FieldViolation(field, "must be an ISO 4217 currency code with minor units, such as EUR")]
     return []
 
 

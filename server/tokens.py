@@ -86,7 +86,9 @@ class TokenService:
     """Issues and verifies access tokens with the keys of one key ring.
 
     `clock` stamps `iat`/`exp` when issuing (tests backdate tokens with it); verification
-    checks expiry against the wall clock inside PyJWT, with `leeway_s` for clock skew.
+    checks expiry against the wall clock inside PyJWT, with `leeway_s` for clock skew. A token
+    that claims to live longer than `access_ttl_s` (`exp - iat`) is not one we issued and is
+    refused; both stamps come from the issuer's one clock, so skew needs no allowance there.
     """
 
     def __init__(
@@ -179,7 +181,7 @@ class TokenService:
             raise TokenError(TOKEN_EXPIRED, "the access token has expired") from None
         except jwt.InvalidTokenError as error:
             raise _invalid() from error
-        return _principal_from_claims(claims)
+        return _principal_from_claims(claims, max_lifetime_s=self._access_ttl_s)
 
     def _verification_key(self, token: str) -> SigningKey:
         try:
@@ -195,8 +197,8 @@ class TokenService:
         return key
 
 
-def _principal_from_claims(claims: dict[str, Any]) -> Principal:
-    """Types and shapes PyJWT does not check; a signed token from us always passes."""
+def _principal_from_claims(claims: dict[str, Any], *, max_lifetime_s: int) -> Principal:
+    """Types, shapes and the lifetime, which PyJWT does not check; a signed token from us always passes."""
     subject, tenant_id, roles = claims["sub"], claims["tenant_id"], claims["roles"]
     token_id, expires_at, issued_at = claims["jti"], claims["exp"], claims["iat"]
     if not (isinstance(subject, str) and SUBJECT_PATTERN.fullmatch(subject)):
@@ -212,6 +214,8 @@ def _principal_from_claims(claims: dict[str, Any]) -> Principal:
     if not (isinstance(token_id, str) and 0 < len(token_id) <= MAX_TOKEN_ID_CHARS):
         raise _invalid()
     if type(expires_at) is not int or type(issued_at) is not int:
+        raise _invalid()
+    if expires_at - issued_at > max_lifetime_s:
         raise _invalid()
     return Principal(
         subject=subject,

@@ -6,6 +6,11 @@ with its bookkeeping row, so a failing file leaves nothing half-applied and a
 second run is a no-op. A session-level advisory lock serialises concurrent
 runs (two server processes starting at once). A file that was already applied
 but has since been edited is refused: history is append-only.
+
+Every run then brings the `currencies` table (migration 0014) up to the ISO 4217
+list the servers check (server/currencies.py): new currencies are added, none
+is removed, and a currency whose number of minor units changed is refused —
+every amount held in it would silently change meaning.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from server.currencies import CURRENCY_MINOR_UNITS
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATION_FILE_PATTERN = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
@@ -95,6 +102,7 @@ def apply_migrations(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[Migrati
                     continue
                 _apply_one(connection, migration)
                 newly_applied.append(migration)
+            _sync_currencies(connection)
         finally:
             connection.execute("select pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
     return newly_applied
@@ -112,6 +120,30 @@ def _apply_one(connection: psycopg.Connection, migration: Migration) -> None:
     except psycopg.Error as error:
         raise MigrationError(f"migration {label} failed and was rolled back: {error}") from error
     logger.info("applied migration %s", label)
+
+
+def _sync_currencies(connection: psycopg.Connection) -> None:
+    """Add the ISO 4217 currencies the table lacks; refuse a changed number of minor units."""
+    if connection.execute("select to_regclass('public.currencies')").fetchone()[0] is None:
+        return  # a history that stops before migration 0014 (the migration tests' own folders)
+    codes, digits = list(CURRENCY_MINOR_UNITS), list(CURRENCY_MINOR_UNITS.values())
+    with connection.transaction():
+        changed = connection.execute(
+            """select c.code, c.minor_units, iso.minor_units
+                 from currencies c join unnest(%s::text[], %s::smallint[]) as iso (code, minor_units) using (code)
+                where c.minor_units <> iso.minor_units""",
+            (codes, digits),
+        ).fetchall()
+        if changed:
+            described = ", ".join(f"{code} from {before} to {after}" for code, before, after in changed)
+            raise MigrationError(f"ISO 4217 changed the minor units of {described}: convert the amounts held first")
+        added = connection.execute(
+            """insert into currencies (code, minor_units) select * from unnest(%s::text[], %s::smallint[])
+               on conflict (code) do nothing""",
+            (codes, digits),
+        ).rowcount
+    if added:
+        logger.info("added %d currencies", added)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from typing import Sequence
 from minio.error import S3Error
 from psycopg_pool import AsyncConnectionPool
 
+from server.currencies import decimal_text, minor_units
 from storage import payments_query
 from storage.object_store import ObjectStore
 from storage.payments_query import PaymentRow
@@ -53,15 +54,9 @@ BACKOFF_MAX_S = 30.0
 # more receipts: receipts land in object storage within about a second, at a fraction of the cost.
 GATHER_INTERVAL_S = 0.5
 
-# ISO 4217 currencies whose minor unit is not a hundredth; every other currency has two decimals.
-MINOR_UNIT_DIGITS: dict[str, int] = {
-    **dict.fromkeys(
-        ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV",
-         "XAF", "XOF", "XPF"),
-        0,
-    ),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-}
+# Decimals for a currency code that is no ISO 4217 currency (an account opened before currencies were
+# checked): what every receipt used before the list came from ISO 4217.
+UNKNOWN_CURRENCY_MINOR_UNITS = 2
 
 
 def receipt_key(payment_id: uuid.UUID) -> str:
@@ -83,10 +78,8 @@ def parse_bundle(body: bytes) -> dict[str, bytes]:
 def display_amount(amount_minor: int, currency: str) -> str:
     """Minor units as a decimal string for people (1250 EUR -> "12.50", 1250 JPY -> "1250"); integer
     arithmetic only, never a float."""
-    digits = MINOR_UNIT_DIGITS.get(currency, 2)
-    sign = "-" if amount_minor < 0 else ""
-    whole, fraction = divmod(abs(amount_minor), 10**digits)
-    return f"{sign}{whole}.{fraction:0{digits}d}" if digits else f"{sign}{whole}"
+    digits = minor_units(currency)
+    return decimal_text(amount_minor, UNKNOWN_CURRENCY_MINOR_UNITS if digits is None else digits)
 
 
 def render_receipt(payment: PaymentRow, tenant_slug: str) -> bytes:

@@ -21,7 +21,7 @@ from emoney.auth.v1 import auth_pb2
 from emoney.payments.v1 import payments_pb2
 from localstack.envoy import BackOfficeNotBuiltError, start_envoy
 from tests.browser.conftest import screenshot, sign_in
-from tests.fixtures.identity import admin_stub, auth_stub, bearer, login, login_as, unique_email
+from tests.fixtures.identity import admin_stub, auth_stub, bearer, login, login_as, sign_up, unique_email
 from tests.fixtures.ledger import accounts_stub, new_customer, new_shop, payment_code, payments_stub, request_id
 
 
@@ -78,6 +78,27 @@ def test_dashboard_shows_accounts_float_and_todays_payments(signed_in: Page, sta
     expect(signed_in.get_by_test_id("stat-float").locator(".stat-value")).to_have_text(expected_float)
     expect(signed_in.get_by_test_id("payments-today")).to_contain_text("EUR 12.34")
     screenshot(signed_in, "02-dashboard")
+
+
+def test_an_account_shows_and_takes_amounts_with_its_currencys_decimals(signed_in: Page, stack, channel):
+    """The account's ISO 4217 decimals come from the server: an Iraqi dinar account (3 decimals, where the
+    browser's own currency data says 0) shows 1250 minor units as IQD 1.250 and takes a top-up of 0.5."""
+    session, _ = sign_up(stack.endpoints.envoy)
+    account = accounts_stub(channel).CreateAccount(
+        accounts_pb2.CreateAccountRequest(kind="customer", currency="IQD"), metadata=bearer(session.tokens.access_token),
+        timeout=10,
+    ).account
+    payments_stub(channel).TopUp(
+        payments_pb2.TopUpRequest(request_id=request_id(), account=account.name, amount_minor=1_250, currency="IQD"),
+        metadata=bearer(login_as(stack, "operator")), timeout=10,
+    )
+    page = signed_in
+    page.goto(f"/#/accounts/{_id(account.name)}")
+    expect(page.get_by_test_id("account-balance")).to_contain_text("IQD 1.250")
+    page.get_by_label("Top up (IQD)").fill("0.5")
+    page.get_by_test_id("top-up").get_by_role("button").click()
+    expect(page.get_by_test_id("notice")).to_have_text("Topped up IQD 0.500.")
+    expect(page.get_by_test_id("account-balance")).to_contain_text("IQD 1.750")
 
 
 def test_account_statement_freeze_and_unfreeze(signed_in: Page, stack, channel):

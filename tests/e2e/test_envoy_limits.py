@@ -9,7 +9,9 @@ malformed headers and frames checked here when they reach it), never text/plain.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import socket
 import struct
 
 import grpc
@@ -17,8 +19,10 @@ import pytest
 import requests
 from google.protobuf.internal.encoder import _VarintBytes
 
-from localstack.envoy import MAX_REQUEST_BODY_BYTES
+from localstack.envoy import MAX_REQUEST_BODY_BYTES, MAX_REQUEST_HEADERS_KB
+from server.config import MAX_REQUEST_HEADER_BYTES
 from tests.fixtures import grpc_web
+from tests.fixtures.http2 import Http2Connection
 
 TIMEOUT_S = 10.0
 SERVER_INFO = "/emoney.platform.v1.PlatformService/GetServerInfo"
@@ -180,30 +184,157 @@ def test_grpc_web_frame_flagged_compressed_without_encoding_is_invalid_argument(
 # -- headers too large ---------------------------------------------------------------------------
 
 
-def test_json_headers_over_envoys_limit_are_431_json(envoy_url):
-    response = requests.get(f"{envoy_url}/v1/serverInfo", headers={"x-pad": "a" * 40_000}, timeout=TIMEOUT_S)
-    assert_json_status(response, 431, RESOURCE_EXHAUSTED)
+def http1_exchange(envoy_address: str, requests_to_send: list[tuple[str, str, bytes | None, dict[str, str]]]):
+    """Send the requests one after another on ONE HTTP/1.1 connection; (response, body, the same
+    connection?) for each. `http.client` would silently reconnect after a `connection: close`."""
+    host, port = envoy_address.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT_S)
+    answers, first_socket = [], None
+    try:
+        for method, path, body, headers in requests_to_send:
+            connection.request(method, path, body=body, headers=headers)
+            first_socket = first_socket or connection.sock
+            same_connection = connection.sock is first_socket
+            response = connection.getresponse()
+            answers.append((response, response.read(), same_connection))
+    finally:
+        connection.close()
+    return answers
 
 
-def test_native_metadata_over_the_servers_limit_is_resource_exhausted(envoy_address):
+def raw_http1(envoy_address: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """One raw HTTP/1.1 request (any bytes, also what `http.client` refuses to send): status, headers, body."""
+    host, port = envoy_address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=TIMEOUT_S) as connection:
+        connection.sendall(request)
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        return response.status, {key.lower(): value for key, value in response.getheaders()}, response.read()
+
+
+EMPTY_FRAME = b"\x00" + struct.pack(">I", 0)
+GRPC_WEB_HEADERS = {"content-type": grpc_web.GRPC_WEB_CONTENT_TYPE}
+OVERSIZED_AUTHORIZATION = "Bearer " + "a" * 40_000  # over the limit, under Envoy's codec ceiling
+PAST_THE_CEILING = "a" * (MAX_REQUEST_HEADERS_KB * 1024 + 1)
+
+
+def test_json_headers_under_the_limit_reach_the_server(envoy_url):
+    response = requests.get(f"{envoy_url}/v1/serverInfo", headers={"x-pad": "a" * (MAX_REQUEST_HEADER_BYTES - 1024)},
+                            timeout=TIMEOUT_S)
+    assert response.status_code == 200, response.text[:300]
+
+
+def test_json_headers_over_the_limit_are_431_json_and_the_connection_stays(envoy_address):
+    """The HTTP guard answers 431 with a google.rpc.Status naming the limit; the same HTTP/1.1
+    connection then serves the client's next request."""
+    (refused, body, _), (following, _, same_connection) = http1_exchange(envoy_address, [
+        ("GET", "/v1/serverInfo", None, {"authorization": OVERSIZED_AUTHORIZATION}),
+        ("GET", "/v1/serverInfo", None, {}),
+    ])
+    assert refused.status == 431 and refused.getheader("content-type").startswith("application/json"), body[:300]
+    status = json.loads(body)
+    assert status["code"] == RESOURCE_EXHAUSTED and str(MAX_REQUEST_HEADER_BYTES) in status["message"], status
+    assert (following.status, same_connection) == (200, True)
+
+
+def test_grpc_web_headers_over_the_limit_are_resource_exhausted_and_the_connection_stays(envoy_address):
+    (refused, body, _), (following, following_body, same_connection) = http1_exchange(envoy_address, [
+        ("POST", SERVER_INFO, EMPTY_FRAME, {**GRPC_WEB_HEADERS, "authorization": OVERSIZED_AUTHORIZATION}),
+        ("POST", SERVER_INFO, EMPTY_FRAME, GRPC_WEB_HEADERS),
+    ])
+    assert refused.status == 200, body[:300]
+    _, trailers = grpc_web.parse_frames(body)
+    assert int(trailers["grpc-status"]) == RESOURCE_EXHAUSTED and str(MAX_REQUEST_HEADER_BYTES) in trailers["grpc-message"]
+    assert (following.status, same_connection) == (200, True)
+    assert grpc_web.parse_frames(following_body)[1]["grpc-status"] == "0"
+
+
+@pytest.mark.parametrize("authorization_bytes", [18_000, 40_000, 60_000])
+def test_native_headers_over_the_limit_are_resource_exhausted_and_the_channel_stays(envoy_address, authorization_bytes):
+    """Native gRPC skips the HTTP guard: the server refuses, always (gRPC core alone would let the first
+    calls of a new connection through, and refuse others only with some probability)."""
     with grpc.insecure_channel(envoy_address) as channel:
         info = channel.unary_unary(SERVER_INFO, request_serializer=None, response_deserializer=None)
-        with pytest.raises(grpc.RpcError) as failure:
-            info(b"", timeout=TIMEOUT_S, metadata=(("x-pad", "a" * 24_000),))
-    assert failure.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-def test_native_headers_over_envoys_limit_fail_only_that_call(envoy_address):
-    """Past Envoy's 32 KiB, HTTP/2 leaves Envoy no way to answer in-band: it resets the stream (the
-    client sees INTERNAL, from RST_STREAM) or, for a huge block, the connection. The call fails at once,
-    and the channel's next call succeeds."""
-    with grpc.insecure_channel(envoy_address) as channel:
-        info = channel.unary_unary(SERVER_INFO, request_serializer=None, response_deserializer=None)
-        for pad_bytes in (40_000, 100_000):
+        for _ in range(3):
             with pytest.raises(grpc.RpcError) as failure:
-                info(b"", timeout=TIMEOUT_S, metadata=(("x-pad", "a" * pad_bytes),))
+                info(b"", timeout=TIMEOUT_S, metadata=(("authorization", "Bearer " + "a" * authorization_bytes),))
+            assert failure.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, failure.value
+        info(b"", timeout=TIMEOUT_S)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", grpc_web.GRPC_WEB_CONTENT_TYPE])
+def test_http1_headers_past_envoys_ceiling_are_431_with_a_grpc_status(envoy_address, content_type):
+    """Past the codec's ceiling Envoy answers before it knows the content type: a JSON google.rpc.Status
+    for JSON clients, and grpc-status / grpc-message headers that grpc-web clients read."""
+    status, headers, body = raw_http1(envoy_address, (
+        f"POST {SERVER_INFO} HTTP/1.1\r\nhost: x\r\ncontent-type: {content_type}\r\ncontent-length: 5\r\n"
+        f"x-pad: {PAST_THE_CEILING}\r\n\r\n"
+    ).encode() + EMPTY_FRAME)
+    assert status == 431 and json.loads(body)["code"] == RESOURCE_EXHAUSTED, body[:300]
+    assert headers["grpc-status"] == str(RESOURCE_EXHAUSTED) and headers["grpc-message"], headers
+
+
+def test_native_headers_past_envoys_ceiling_fail_only_that_call(envoy_address):
+    """Past Envoy's codec ceiling HTTP/2 leaves Envoy no way to answer in-band: it resets the stream (the
+    client sees INTERNAL, from RST_STREAM) or, for one field past HTTP/2's 64 KiB, the connection
+    (UNAVAILABLE). The call fails at once, and the channel's next call succeeds."""
+    half = "a" * (MAX_REQUEST_HEADERS_KB * 512 + 1)
+    with grpc.insecure_channel(envoy_address) as channel:
+        info = channel.unary_unary(SERVER_INFO, request_serializer=None, response_deserializer=None)
+        for metadata in ((("x-pad", half), ("x-pad2", half)), (("x-pad", "a" * 100_000),)):
+            with pytest.raises(grpc.RpcError) as failure:
+                info(b"", timeout=TIMEOUT_S, metadata=metadata)
             assert failure.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE), failure.value
             info(b"", timeout=TIMEOUT_S)
+
+
+# -- malformed headers ---------------------------------------------------------------------------
+
+
+def test_a_refused_http1_request_keeps_its_connection(envoy_address):
+    """The HTTP guard's 400 (here: a malformed grpc-timeout) no longer closes the connection."""
+    (refused, body, _), (following, _, same_connection) = http1_exchange(envoy_address, [
+        ("GET", "/v1/serverInfo", None, {"grpc-timeout": "abc"}),
+        ("GET", "/v1/serverInfo", None, {}),
+    ])
+    assert refused.status == 400 and json.loads(body)["code"] == INVALID_ARGUMENT
+    assert (following.status, same_connection) == (200, True)
+
+
+@pytest.mark.parametrize("header", [b"x-a: a\x01b", b"authorization: Bearer a\x7fb", b"x a: b"], ids=["control", "delete", "name"])
+def test_http1_malformed_header_is_400_with_a_grpc_status(envoy_address, header):
+    """A header the HTTP/1 codec cannot accept: 400, a JSON INVALID_ARGUMENT, and grpc-status for grpc-web clients."""
+    status, headers, body = raw_http1(envoy_address, (
+        f"POST {SERVER_INFO} HTTP/1.1\r\nhost: x\r\ncontent-type: {grpc_web.GRPC_WEB_CONTENT_TYPE}\r\n"
+        "content-length: 5\r\n"
+    ).encode() + header + b"\r\n\r\n" + EMPTY_FRAME)
+    assert status == 400 and json.loads(body)["code"] == INVALID_ARGUMENT, body[:300]
+    assert headers["grpc-status"] == str(INVALID_ARGUMENT), headers
+
+
+NATIVE_REQUEST = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", SERVER_INFO.encode()), (b":authority", b"x"),
+                  (b"content-type", b"application/grpc"), (b"te", b"trailers")]
+
+
+@pytest.mark.parametrize("header", [(b"x-a", b"a\x01b"), (b"x-a", b"a\x00b"), (b"X-Upper", b"b"), (b"connection", b"keep-alive")],
+                         ids=["control", "nul", "upper-case", "connection"])
+def test_http2_malformed_header_resets_only_its_stream(envoy_address, header):
+    """HTTP/2 gives Envoy no way to answer a header its codec refuses but to reset the stream: that one
+    call fails, and the connection (everyone's calls on it) carries on."""
+    with Http2Connection(envoy_address) as connection:
+        refused = connection.request([*NATIVE_REQUEST, header], EMPTY_FRAME)
+        assert refused.reset_code is not None and refused.goaway_code is None, refused
+        following = connection.request(NATIVE_REQUEST, EMPTY_FRAME)
+    assert following.headers[":status"] == "200" and following.trailers.get("grpc-status") == "0", following
+
+
+def test_http2_json_headers_over_the_limit_are_431_json_and_the_connection_stays(envoy_address):
+    request = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/v1/serverInfo"), (b":authority", b"x")]
+    with Http2Connection(envoy_address) as connection:
+        refused = connection.request([*request, (b"authorization", OVERSIZED_AUTHORIZATION.encode())])
+        following = connection.request(request)
+    assert refused.headers[":status"] == "431" and json.loads(refused.body)["code"] == RESOURCE_EXHAUSTED, refused
+    assert following.headers[":status"] == "200", following
 
 
 # -- routes, methods and bodies Envoy cannot map --------------------------------------------------

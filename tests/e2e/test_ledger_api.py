@@ -11,7 +11,7 @@ from grpc_status import rpc_status
 
 from emoney.accounts.v1 import accounts_pb2
 from emoney.payments.v1 import payments_pb2
-from tests.fixtures.identity import bearer, create_tenant, error_reason, json_post, login_as
+from tests.fixtures.identity import bearer, create_tenant, error_reason, json_get, json_post, login_as, sign_up
 from tests.fixtures.ledger import accounts_stub, balance, new_customer, new_shop, payment_code, payments_stub, request_id
 
 
@@ -251,3 +251,41 @@ def test_list_payments_filters_and_visibility(stack, channel):
         payments_pb2.ListPaymentsRequest(account=ana.account, status="refunded"), metadata=bearer(ana.token), timeout=10
     )
     assert refunded_only.payments == []
+
+
+def _field_violations(error: grpc.RpcError) -> list[str]:
+    bad_request = error_details_pb2.BadRequest()
+    for detail in rpc_status.from_call(error).details:
+        if detail.Unpack(bad_request):
+            return [violation.field for violation in bad_request.field_violations]
+    return []
+
+
+@pytest.mark.parametrize("currency", ["ABC", "XAU", "XTS", "XXX"])
+def test_an_account_in_a_code_that_is_no_currency_is_refused(stack, channel, envoy_url, currency):
+    """Three capital letters are not enough: ABC exists nowhere, and metals, XTS and XXX have no minor units.
+    INVALID_ARGUMENT naming `currency` natively, HTTP 400 on the JSON face."""
+    session, _ = sign_up(stack.endpoints.envoy)
+    token = session.tokens.access_token
+    with pytest.raises(grpc.RpcError) as refused:
+        accounts_stub(channel).CreateAccount(
+            accounts_pb2.CreateAccountRequest(kind="customer", currency=currency), metadata=bearer(token), timeout=10
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _field_violations(refused.value) == ["currency"]
+    over_json = json_post(envoy_url, "/v1/accounts", {"kind": "customer", "currency": currency}, token)
+    assert over_json.status_code == 400 and over_json.json()["code"] == 3, over_json.text
+    listed = accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(), metadata=bearer(token), timeout=10)
+    assert list(listed.accounts) == []
+
+
+def test_an_account_says_how_many_decimals_its_currency_has(stack, channel, envoy_url):
+    """JPY 0, EUR 2, BHD 3: in the reply to CreateAccount and GetAccount, natively and as JSON."""
+    session, _ = sign_up(stack.endpoints.envoy)
+    token = session.tokens.access_token
+    for currency, decimals in (("JPY", 0), ("EUR", 2), ("BHD", 3)):
+        created = accounts_stub(channel).CreateAccount(
+            accounts_pb2.CreateAccountRequest(kind="customer", currency=currency), metadata=bearer(token), timeout=10
+        ).account
+        assert created.HasField("currency_minor_units") and created.currency_minor_units == decimals, created
+        over_json = json_get(envoy_url, f"/v1/{created.name}", token).json()["account"]
+        assert (over_json["currency"], over_json["currencyMinorUnits"]) == (currency, decimals)

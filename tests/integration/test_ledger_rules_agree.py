@@ -10,7 +10,9 @@ import psycopg
 import pytest
 
 from server import ledger_rules
+from server.currencies import CURRENCY_MINOR_UNITS
 from storage.ledger import LEDGER_FAILURES
+from tests.invariants.ledger_world import create_tenant
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -71,3 +73,30 @@ def test_the_sql_knows_no_failure_the_python_table_lacks():
     body = latest_ledger_fail()
     in_sql = dict(re.findall(r"when '([A-Z_]+)' then '(EM\d{3})'", body))
     assert in_sql == {failure.reason: sqlstate for sqlstate, failure in LEDGER_FAILURES.items()}
+
+
+def test_the_database_knows_the_currencies_the_code_knows(owner_dsn):
+    """storage/migrate.py filled `currencies` with server/currencies.py's list: the same codes, the same decimals."""
+    with psycopg.connect(owner_dsn) as owner:
+        in_sql = dict(owner.execute("select code, minor_units from currencies").fetchall())
+    assert in_sql == dict(CURRENCY_MINOR_UNITS)
+    assert (in_sql["JPY"], in_sql["EUR"], in_sql["BHD"]) == (0, 2, 3)
+
+
+@pytest.mark.parametrize("currency", ["ABC", "XAU", "XXX"])
+def test_the_database_refuses_an_account_in_a_code_that_is_no_currency(owner_dsn, currency):
+    """Even the ledger role itself, writing the row directly, opens no account in a code the service refuses."""
+    tenant_id = create_tenant(owner_dsn)
+    insert = "insert into accounts (tenant_id, kind, currency) values (%s, 'system_float', %s)"
+    with psycopg.connect(owner_dsn) as connection:
+        connection.execute("select set_config('app.tenant_id', %s, false)", (str(tenant_id),))
+        connection.execute("set role emoney_ledger")
+        connection.execute(insert, (tenant_id, "JPY"))  # a currency: accepted
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            connection.execute(insert, (tenant_id, currency))
+        connection.rollback()
+
+
+def test_the_database_refuses_a_tenant_whose_default_is_no_currency(owner_dsn):
+    with pytest.raises(psycopg.errors.ForeignKeyViolation):
+        create_tenant(owner_dsn, currency="ABC")

@@ -292,10 +292,11 @@ def test_rendering_is_deterministic_with_integer_minor_units():
         ("KRW", 7, "7"),
         ("BHD", 1250, "1.250"),
         ("KWD", 100000000, "100000.000"),
+        ("CLF", 12345, "1.2345"),
     ],
 )
 def test_display_amounts_follow_the_currency_decimals(currency, amount_minor, display):
-    """The display string uses 2 decimals, or 0 (JPY, KRW) or 3 (BHD, KWD, ...) as the currency has."""
+    """The display string has the currency's ISO 4217 decimals: 2, or 0 (JPY, KRW), 3 (BHD, KWD, ...), 4 (CLF)."""
     document = json.loads(render_receipt(_payment_row(currency=currency, amount_minor=amount_minor), "t"))
     assert document["amount"] == display
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import grpc
 import pytest
 
-from server import ledger_rules
+from server import currencies, ledger_rules
 from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from storage.idempotency import request_hash
 from storage.ledger import LEDGER_FAILURES
@@ -35,10 +35,19 @@ def test_overdraft_limits_are_bounded():
         ledger_rules.MAX_OVERDRAFT_LIMIT_MINOR + 1)
 
 
-@pytest.mark.parametrize(("currency", "ok"), [("EUR", True), ("eur", False), ("EURO", False), ("E1R", False), ("", False)])
-def test_currencies_are_three_capital_letters(currency, ok):
-    """ISO-4217 style codes only."""
+@pytest.mark.parametrize(
+    ("currency", "ok"),
+    [("EUR", True), ("JPY", True), ("BHD", True), ("CLF", True), ("eur", False), ("EURO", False), ("E1R", False),
+     ("", False), ("EUR\n", False), ("ABC", False), ("XAU", False), ("XTS", False), ("XXX", False), ("XDR", False)],
+)
+def test_currencies_are_iso_4217_currencies_with_minor_units(currency, ok):
+    """Existing ISO 4217 codes only, and only those with a minor-unit exponent (no metals, XTS, XXX)."""
     assert (ledger_rules.currency_violations(currency) == []) is ok
+
+
+def test_minor_units_come_from_iso_4217():
+    """JPY has no decimals, EUR two, BHD three; a code that is no currency has none to give."""
+    assert [currencies.minor_units(code) for code in ("JPY", "EUR", "BHD", "ABC")] == [0, 2, 3, None]
 
 
 @pytest.mark.parametrize(("request_id", "ok"), [("a", True), ("x" * 100, True), ("", False), ("x" * 101, False), ("a\nb", False)])

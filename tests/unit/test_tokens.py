@@ -282,6 +282,24 @@ def test_a_token_issued_in_the_future_is_refused(service, key):
     assert _refused(service, _signed(key, _claims(iat=later, exp=later + TTL_S))) == TOKEN_INVALID
 
 
+@pytest.mark.parametrize("lifetime_s", [TTL_S + 1, 10 * 365 * 24 * 3600], ids=["a-second-too-long", "ten-years"])
+def test_a_token_living_longer_than_the_configured_lifetime_is_refused(service, key, lifetime_s):
+    """exp - iat above access_ttl_s is no token we issued, even correctly signed: TOKEN_INVALID."""
+    now = int(time.time())
+    assert _refused(service, _signed(key, _claims(iat=now, exp=now + lifetime_s))) == TOKEN_INVALID
+
+
+def test_a_token_that_expires_in_2100_is_refused(service, key):
+    """A signed token valid until 2100 (exp far past iat) is refused like any other bad token."""
+    assert _refused(service, _signed(key, _claims(exp=4_102_444_800))) == TOKEN_INVALID
+
+
+def test_a_token_of_exactly_the_configured_lifetime_verifies(service, key):
+    """The server's own tokens live exactly access_ttl_s, and pass."""
+    now = int(time.time())
+    assert service.verify(_signed(key, _claims(iat=now, exp=now + TTL_S))).expires_at == now + TTL_S
+
+
 def test_refusal_messages_carry_no_internals(service, key):
     """What a client may see names no kid, claim or library detail."""
     forged = _signed(_key("ed25519-20990101000000-ffff"), _claims(aud="x"))

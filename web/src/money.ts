@@ -3,7 +3,10 @@
 
 const fractionDigitsCache = new Map<string, number>();
 
-export function fractionDigits(currency: string): number {
+/** Decimals of `currency`: the server's ISO 4217 figure when the caller has one (an account's
+ * `currencyMinorUnits`), else what the browser knows of the currency (Intl), else 2. */
+export function fractionDigits(currency: string, minorUnits?: number): number {
+  if (minorUnits !== undefined) return minorUnits;
   let digits = fractionDigitsCache.get(currency);
   if (digits === undefined) {
     try {
@@ -18,9 +21,9 @@ export function fractionDigits(currency: string): number {
 
 const grouping = new Intl.NumberFormat("en-GB", { useGrouping: true });
 
-/** `1250n, "EUR"` → `"EUR 12.50"`; `-5n` → `"EUR -0.05"`. */
-export function formatMoney(amountMinor: bigint, currency: string): string {
-  const digits = fractionDigits(currency);
+/** `1250n, "EUR"` → `"EUR 12.50"`; `-5n` → `"EUR -0.05"`; `1250n, "JPY", 0` → `"JPY 1,250"`. */
+export function formatMoney(amountMinor: bigint, currency: string, minorUnits?: number): string {
+  const digits = fractionDigits(currency, minorUnits);
   const negative = amountMinor < 0n;
   const magnitude = negative ? -amountMinor : amountMinor;
   const scale = 10n ** BigInt(digits);
@@ -47,8 +50,8 @@ function withoutCommas(text: string, digits: number): string {
 }
 
 /** `"12.5", "EUR"` → `1250n`. Refuses signs, more decimals than the currency has, ambiguous commas and zero. */
-export function parseAmount(text: string, currency: string): bigint {
-  const digits = fractionDigits(currency);
+export function parseAmount(text: string, currency: string, minorUnits?: number): bigint {
+  const digits = fractionDigits(currency, minorUnits);
   const cleaned = withoutCommas(text.trim(), digits);
   const match = /^(\d+)(?:\.(\d*))?$/.exec(cleaned);
   if (!match) throw new AmountError(`“${text}” is not an amount: write it like 12.50`);
@@ -62,6 +65,6 @@ export function parseAmount(text: string, currency: string): bigint {
 }
 
 /** The amount in minor units as a person types it: `1250n, "EUR"` → `"12.50"`. */
-export function amountText(amountMinor: bigint, currency: string): string {
-  return formatMoney(amountMinor, currency).slice(currency.length + 1).replace(/,/g, "");
+export function amountText(amountMinor: bigint, currency: string, minorUnits?: number): string {
+  return formatMoney(amountMinor, currency, minorUnits).slice(currency.length + 1).replace(/,/g, "");
 }

@@ -2,7 +2,7 @@ import type { Account } from "../../../generated/ts/emoney/accounts/v1/accounts_
 import { accounts, idOf, newRequestId, payments } from "../api";
 import { badge, field, h, input, link, replace, select, table } from "../dom";
 import { accountsTable, collect, findUser, PAGE_SIZE, paymentLink, paymentsTable, refundableMinor } from "../lists";
-import { formatMoney, parseAmount } from "../money";
+import { amountText, formatMoney, parseAmount } from "../money";
 import { act, card, kindLabel, loading, page, say, shortId, since, stat, when } from "../ui";
 import { refundForm } from "./payments";
 import type { Screen } from "../main";
@@ -33,7 +33,7 @@ function amountForm(
   account: Account,
   send: (requestId: string, amountMinor: bigint) => Promise<string>,
 ): HTMLFormElement {
-  const amount = input(`${testid}-amount`, { inputmode: "decimal", placeholder: "0.00", required: true });
+  const amount = input(`${testid}-amount`, { inputmode: "decimal", placeholder: amountText(0n, account.currency, account.currencyMinorUnits), required: true });
   // One idempotency key per filled-in form: sending the same form twice moves the money once.
   let requestId = newRequestId();
   amount.addEventListener("input", () => (requestId = newRequestId()));
@@ -47,7 +47,7 @@ function amountForm(
     event.preventDefault();
     let done = "";
     const ok = await act(form, async () => {
-      done = await send(requestId, parseAmount(amount.value, account.currency));
+      done = await send(requestId, parseAmount(amount.value, account.currency, account.currencyMinorUnits));
     });
     if (ok) {
       requestId = newRequestId();
@@ -63,9 +63,9 @@ export const accountScreen: Screen = async (main, [accountId]) => {
   const render = async (notice?: string) => {
     const account = (await accounts.getAccount({ name })).account!;
     const summary = h("div", { class: "stats" },
-      stat("Balance", formatMoney(account.balanceMinor, account.currency), "account-balance"),
-      stat("Held", formatMoney(account.heldMinor, account.currency), "account-held"),
-      stat("Available", formatMoney(account.availableMinor, account.currency), "account-available"),
+      stat("Balance", formatMoney(account.balanceMinor, account.currency, account.currencyMinorUnits), "account-balance"),
+      stat("Held", formatMoney(account.heldMinor, account.currency, account.currencyMinorUnits), "account-held"),
+      stat("Available", formatMoney(account.availableMinor, account.currency, account.currencyMinorUnits), "account-available"),
       stat("Status", badge(account.status), "account-status"),
     );
     let owner: HTMLElement | string = "the tenant (system account)";
@@ -86,12 +86,12 @@ export const accountScreen: Screen = async (main, [accountId]) => {
         amountForm("top-up", "Top up", account, async (requestId, amountMinor) => {
           await payments.topUp({ requestId, account: name, amountMinor, currency: account.currency });
           await render();
-          return `Topped up ${formatMoney(amountMinor, account.currency)}.`;
+          return `Topped up ${formatMoney(amountMinor, account.currency, account.currencyMinorUnits)}.`;
         }),
         amountForm("cash-out", "Cash out", account, async (requestId, amountMinor) => {
           await payments.withdraw({ requestId, account: name, amountMinor, currency: account.currency });
           await render();
-          return `Paid out ${formatMoney(amountMinor, account.currency)} in cash.`;
+          return `Paid out ${formatMoney(amountMinor, account.currency, account.currencyMinorUnits)} in cash.`;
         }),
       );
     }
@@ -139,8 +139,8 @@ async function renderStatement(container: HTMLElement, account: Account): Promis
         h("span", null, when(entry.createTime)),
         h("span", null, kindLabel(entry.kind)),
         h("span", null, paymentLink(entry.payment)),
-        h("span", { class: entry.amountMinor < 0n ? "money debit" : "money credit" }, formatMoney(entry.amountMinor, account.currency)),
-        h("span", { class: "money" }, formatMoney(entry.balanceAfterMinor, account.currency)),
+        h("span", { class: entry.amountMinor < 0n ? "money debit" : "money credit" }, formatMoney(entry.amountMinor, account.currency, account.currencyMinorUnits)),
+        h("span", { class: "money" }, formatMoney(entry.balanceAfterMinor, account.currency, account.currencyMinorUnits)),
       ]);
     }
     pageToken = answer.nextPageToken;

@@ -36,6 +36,7 @@ class Account(_message.Message):
     AVAILABLE_MINOR_FIELD_NUMBER: _builtins.int
     OVERDRAFT_LIMIT_MINOR_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CURRENCY_MINOR_UNITS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `accounts/{account_id}`."""
     account_id: _builtins.str
@@ -56,6 +57,11 @@ class Account(_message.Message):
     """What can be spent now: balance - held + overdraft limit."""
     overdraft_limit_minor: _builtins.int
     """How far below zero the account may go (0 = never)."""
+    currency_minor_units: _builtins.int
+    """Decimals of `currency` (ISO 4217): amounts in minor units divided by 10^this are whole units, e.g.
+    JPY 0 (1250 is ¥1250), EUR 2 (1250 is €12.50), BHD 3 (1250 is 1.250 BD). Absent only for an account
+    opened before currencies were checked, in a code that is no ISO 4217 currency.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the account was opened."""
@@ -74,12 +80,15 @@ class Account(_message.Message):
         available_minor: _builtins.int = ...,
         overdraft_limit_minor: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        currency_minor_units: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_currency_minor_units", b"_currency_minor_units", "create_time", b"create_time", "currency_minor_units", b"currency_minor_units"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "available_minor", b"available_minor", "balance_minor", b"balance_minor", "create_time", b"create_time", "currency", b"currency", "held_minor", b"held_minor", "kind", b"kind", "name", b"name", "overdraft_limit_minor", b"overdraft_limit_minor", "owner", b"owner", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_currency_minor_units", b"_currency_minor_units", "account_id", b"account_id", "available_minor", b"available_minor", "balance_minor", b"balance_minor", "create_time", b"create_time", "currency", b"currency", "currency_minor_units", b"currency_minor_units", "held_minor", b"held_minor", "kind", b"kind", "name", b"name", "overdraft_limit_minor", b"overdraft_limit_minor", "owner", b"owner", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__currency_minor_units: _TypeAlias = _typing.Literal["currency_minor_units"]  # noqa: Y015
+    _WhichOneofArgType__currency_minor_units: _TypeAlias = _typing.Literal["_currency_minor_units", b"_currency_minor_units"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__currency_minor_units) -> _WhichOneofReturnType__currency_minor_units | None: ...
 
 Global___Account: _TypeAlias = Account  # noqa: Y015
 
