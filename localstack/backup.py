@@ -30,6 +30,7 @@ Command line (`make backup`, `make restore`, `make restore-drill` call these for
     python -m localstack.backup restore [--to "2026-12-05 16:00:00+00"] [--into DIR]
     python -m localstack.backup drill
     python -m localstack.backup status
+    python -m localstack.backup restore-secrets LABEL --yes
 """
 
 from __future__ import annotations
@@ -117,6 +118,10 @@ class BackupTarget:
     s3_access_key: str
     s3_secret_key: str
     bucket: str
+    # The secrets store (OpenBao): a raft snapshot goes with every base backup. The token is read from
+    # the init file when needed, never copied here.
+    vault_address: str = ""
+    vault_init_file: str = ""
 
     def save(self) -> None:
         write_secret_json(Path(self.state_dir) / TARGET_FILE, asdict(self), replace=True)
@@ -142,6 +147,14 @@ class BackupTarget:
             except psycopg.Error:
                 continue
         raise BackupError("no PostgreSQL primary answers: is the stack running?")
+
+    def vault(self) -> "hvac.Client | None":
+        init = read_secret_json(Path(self.vault_init_file)) if self.vault_init_file else None
+        if not self.vault_address or init is None:
+            return None
+        import hvac
+
+        return hvac.Client(url=self.vault_address, token=init["root_token"])
 
     def repository(self) -> "Repository":
         client = Minio(self.s3_endpoint, access_key=self.s3_access_key, secret_key=self.s3_secret_key, secure=False)
@@ -252,8 +265,29 @@ def take_backup(target: BackupTarget, incremental: bool = False) -> BackupMeta:
         meta = BackupMeta(label, "incremental" if parent else "full", parent.label if parent else None,
                           started.isoformat(), ended.isoformat(), start_wal, timeline, archive.stat().st_size,
                           round((ended - started).total_seconds(), 2))
+    vault = target.vault()
+    if vault is not None:  # the secrets store's raft snapshot, before meta.json marks the backup complete
+        snapshot = vault.sys.take_raft_snapshot()
+        if snapshot.status_code != 200:
+            raise BackupError(f"OpenBao refused a raft snapshot: HTTP {snapshot.status_code}")
+        repository.put_bytes(f"base/{label}/openbao.snap", snapshot.content)
     repository.put_bytes(f"base/{label}/meta.json", json.dumps(asdict(meta)).encode())
     return meta
+
+
+def restore_secrets(target: BackupTarget, label: str) -> None:
+    """Put the secrets store back as it was at backup `label` (OpenBao raft snapshot restore, forced: the
+    snapshot is of this very store). It replaces every secret written since: an operator's deliberate act."""
+    vault = target.vault()
+    if vault is None:
+        raise BackupError("no secrets store to restore into (external, or not started)")
+    try:
+        snapshot = target.repository().get_bytes(f"base/{label}/openbao.snap")
+    except S3Error as error:
+        raise BackupError(f"backup {label} has no secrets-store snapshot ({error.code})") from None
+    response = vault.sys.force_restore_raft_snapshot(snapshot)
+    if response.status_code not in (200, 204):
+        raise BackupError(f"OpenBao refused the snapshot: HTTP {response.status_code} {response.text[:200]}")
 
 
 def _backup_label(path: Path) -> tuple[str, int]:
@@ -607,6 +641,9 @@ def main(argv: list[str] | None = None) -> int:
     restore_command.add_argument("--into", type=Path, default=None)
     commands.add_parser("drill", help="restore the latest backup to a scratch instance and check it")
     commands.add_parser("status", help="what the backup agent last did")
+    secrets_command = commands.add_parser("restore-secrets", help="put OpenBao back as it was at a backup (overwrites!)")
+    secrets_command.add_argument("label")
+    secrets_command.add_argument("--yes", action="store_true", help="yes, replace the live secrets store's data")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     state_dir = args.state_dir.resolve()
@@ -620,6 +657,13 @@ def main(argv: list[str] | None = None) -> int:
             ship_wal(Path(target.spool_dir), target.repository())
             meta = take_backup(target, incremental=args.incremental)
             print(f"backup {meta.label}: {meta.kind}, {meta.size_bytes / 2**20:.1f} MiB in {meta.duration_s:.1f}s")
+            return 0
+        if args.command == "restore-secrets":
+            if not args.yes:
+                print("backup: restore-secrets replaces the live secrets store's data; add --yes", file=sys.stderr)
+                return 2
+            restore_secrets(target, args.label)
+            print(f"OpenBao restored to backup {args.label}")
             return 0
         log_dir = state_dir / "logs"
         if args.command == "restore":

@@ -258,6 +258,8 @@ class LocalStack:
             s3_access_key=self.seaweedfs.backup_access_key,
             s3_secret_key=self.seaweedfs.backup_secret_key,
             bucket=self.seaweedfs.backup_bucket,
+            vault_address=self.openbao.address if self.openbao else "",
+            vault_init_file=str(self.state_dir / "data" / "openbao-init.json") if self.openbao else "",
         )
 
     def _grpc_ports(self) -> list[int]:

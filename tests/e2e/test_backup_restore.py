@@ -15,7 +15,9 @@ import psycopg
 import pytest
 
 from emoney.payments.v1 import payments_pb2
-from localstack.backup import BackupAgent, BackupError, Schedule, check_restored, drill, restore, ship_wal, take_backup
+from localstack.backup import (
+    BackupAgent, BackupError, Schedule, check_restored, drill, restore, restore_secrets, ship_wal, take_backup,
+)
 from localstack.provisioning import DATABASE_NAME
 from localstack.stack import LocalStack, StackOptions
 from tests.conftest import ARTIFACTS, free_stack_ports
@@ -154,6 +156,24 @@ def test_a_backup_pass_while_the_object_store_is_down_is_retried_and_never_block
         assert agent.status["last_error"] is None, agent.status
         assert agent.status["spool_backlog"] == 0
         assert balance(channel, receiver.token, receiver.account).balance_minor == 2
+
+
+def test_the_secrets_store_is_backed_up_with_each_base_backup_and_can_be_put_back(backed_up):
+    import hvac
+
+    from storage.secrets import KV_MOUNT
+
+    target = backed_up.backup_target()
+    label = take_backup(target).label
+    vault = target.vault()
+    vault.secrets.kv.v2.create_or_update_secret(path="drill-marker", secret={"v": "after"}, mount_point=KV_MOUNT)
+    restore_secrets(target, label)
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        vault.secrets.kv.v2.read_secret_version(path="drill-marker", mount_point=KV_MOUNT, raise_on_deleted_version=True)
+    with grpc.insecure_channel(backed_up.endpoints.envoy) as channel:  # the platform still works on it
+        new_customer(backed_up, channel, funded_minor=1)
+    with pytest.raises(BackupError, match="no secrets-store snapshot"):
+        restore_secrets(target, "19990101T000000000000Z")
 
 
 def test_a_missing_wal_segment_is_refused_before_anything_is_written(backed_up, tmp_path):
