@@ -14,6 +14,7 @@ from grpc_status import rpc_status
 from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
 from emoney.platform.v1 import platform_pb2, platform_pb2_grpc
 from tests.fixtures import grpc_web
+from tests.fixtures.identity import error_reason
 from tests.fixtures.tools import grpcurl_binary
 
 
@@ -163,11 +164,12 @@ def test_json_invalid_argument_is_400_with_field_violations(envoy_url):
 
 
 def test_json_unknown_route_is_404_json(envoy_url):
-    """A path no RPC maps to gets a JSON 404, never an HTML or text page."""
+    """A path no RPC maps to gets a JSON 404 with an ErrorInfo reason, never an HTML or text page."""
     response = requests.get(f"{envoy_url}/v1/nothing/here", timeout=10)
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()["code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert error_reason(response.json()) == "METHOD_NOT_FOUND"
 
 
 def test_grpc_web_server_info(envoy_url):
