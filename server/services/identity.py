@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from server.errors import AlreadyExists, FailedPrecondition, NotFound, Unauthenticated
+from server.errors import MISMATCH, AlreadyExists, FailedPrecondition, NotFound, Unauthenticated
 from server.passwords import PasswordHasher, password_violations
 from server.principal import TERMINAL_ROLE, Principal
 from server.resource_names import parse_tenant_name
@@ -211,7 +211,7 @@ class IdentityService:
             raise Unauthenticated(message="the caller no longer exists", reason="PRINCIPAL_UNKNOWN")
         raise_if_violations(password_violations(new_password, user.email, "new_password"))
         if len(current_password) > MAX_CREDENTIAL_LENGTH or not (await self._passwords.verify(user.password_hash, current_password)).valid:
-            raise invalid("current_password", "is not the current password", "WRONG_PASSWORD")
+            raise invalid("current_password", MISMATCH, "is not the current password", "WRONG_PASSWORD")
         new_hash = await self._passwords.hash(new_password)
         async with self._units_of_work(principal.tenant_id) as unit_of_work:
             await users.set_password_hash(unit_of_work, user.user_id, new_hash)
