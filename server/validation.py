@@ -39,6 +39,11 @@ def raise_if_violations(violations: list[FieldViolation], reason: str = "") -> N
         raise InvalidArgument(message=message, reason=reason, violations=violations)
 
 
+def required_violations(**fields: str) -> list[FieldViolation]:
+    """REQUIRED for each named field that is empty, e.g. `required_violations(email=email, password=password)`."""
+    return [FieldViolation(name, "is required", REQUIRED) for name, value in fields.items() if not value]
+
+
 def email_violations(email: str, field: str = "email") -> list[FieldViolation]:
     if not email:
         return [FieldViolation(field, "is required", REQUIRED)]

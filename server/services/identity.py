@@ -29,6 +29,7 @@ from server.validation import (
     invalid,
     normalize_email,
     raise_if_violations,
+    required_violations,
 )
 from storage import refresh_tokens, terminals, tenants, users
 from storage.sessions import SessionStore
@@ -104,6 +105,7 @@ class IdentityService:
     async def login(self, tenant_name: str, email: str, password: str) -> Session:
         slug = parse_tenant_name(tenant_name, "tenant")
         email = normalize_email(email)
+        raise_if_violations(required_violations(email=email, password=password))
         if len(email) > MAX_CREDENTIAL_LENGTH or len(password) > MAX_CREDENTIAL_LENGTH:
             raise _invalid_credentials()
         async with self._units_of_work(None) as unit_of_work:
@@ -223,7 +225,8 @@ class IdentityService:
     # -- terminals ------------------------------------------------------------------------------
 
     async def login_terminal(self, client_id: str, client_secret: str) -> tuple[TerminalRecord, IssuedTokens]:
-        if not client_id or len(client_id) > 64 or not client_secret or len(client_secret) > MAX_CREDENTIAL_LENGTH:
+        raise_if_violations(required_violations(client_id=client_id, client_secret=client_secret))
+        if len(client_id) > 64 or len(client_secret) > MAX_CREDENTIAL_LENGTH:
             raise _invalid_credentials()
         async with self._units_of_work(None) as unit_of_work:
             credentials = await terminals.credentials_by_client_id(unit_of_work, client_id)
@@ -242,6 +245,7 @@ class IdentityService:
 
 
 def _parse_refresh_token(token: str) -> tuple[uuid.UUID, uuid.UUID, str]:
+    raise_if_violations(required_violations(refresh_token=token))
     parts = token.split(".") if 0 < len(token) <= MAX_REFRESH_TOKEN_LENGTH else []
     try:
         if len(parts) != 3 or not parts[2]:

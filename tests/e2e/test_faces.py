@@ -226,6 +226,25 @@ def test_json_unknown_body_fields_are_ignored_as_the_readme_says(envoy_url):
     assert "+5511" not in response.text
 
 
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        ("/v1/sessions:logout", ["refreshToken"]),
+        ("/v1/sessions:refresh", ["refreshToken"]),
+        ("/v1/tenants/demo-city/sessions:login", ["email", "password"]),
+        ("/v1/terminalSessions:login", ["clientId", "clientSecret"]),
+    ],
+)
+def test_json_session_calls_with_empty_bodies_name_the_missing_fields(envoy_url, stack, path, fields):
+    """`POST /v1/sessions:logout` with `{}` is 400 naming `refreshToken` as REQUIRED, not "the refresh token
+    is not valid"; the same for refresh and both logins."""
+    response = json_post(envoy_url, path, {}, login_as(stack, "customer"))
+    assert response.status_code == 400, response.text
+    violations = _bad_request(response.json()["details"])
+    assert [(violation["field"], violation["reason"]) for violation in violations] == [(field, "REQUIRED") for field in fields]
+    assert error_reason(response.json()) == "REQUIRED"
+
+
 def test_json_unknown_route_is_404_json(envoy_url):
     """A path no RPC maps to gets a JSON 404 with an ErrorInfo reason, never an HTML or text page."""
     response = requests.get(f"{envoy_url}/v1/nothing/here", timeout=10)
