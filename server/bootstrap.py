@@ -51,7 +51,7 @@ from server.services.tenants import TenantDirectory
 from server.tokens import KeyRing, KeyRingRefresher, TokenService
 from storage import tenants as tenant_repository
 from storage.database import build_pool
-from storage.object_store import ObjectStore, build_minio
+from storage.object_store import ObjectStore, build_object_store
 from storage.rate_limits import RateLimiter
 from storage.receipts import ReceiptWriter
 from storage.redis_store import build_redis
@@ -209,7 +209,7 @@ async def load_signing_keys(store: SigningKeyStore, timeout_s: float) -> KeyRing
 async def build_application(settings: Settings) -> Application:
     pool = build_pool(settings)
     redis_client = build_redis(settings)
-    objects = ObjectStore(build_minio(settings), settings.s3_bucket)
+    objects = build_object_store(settings)
     secrets = build_secrets(settings)
     metrics = MetricsRegistry()
     sessions = SessionStore(redis_client)

@@ -29,6 +29,10 @@ def test_values_are_read_and_converted():
         ("EMONEY_GRPC_ADDRESS", "nocolon", "host:port"),
         ("EMONEY_GRPC_ADDRESS", "127.0.0.1:99999", "host:port"),
         ("EMONEY_LOG_LEVEL", "LOUD", "EMONEY_LOG_LEVEL"),
+        ("EMONEY_S3_PUBLIC_URL", "files.example.com", "EMONEY_S3_PUBLIC_URL"),
+        ("EMONEY_S3_PUBLIC_URL", "ftp://files.example.com", "EMONEY_S3_PUBLIC_URL"),
+        ("EMONEY_S3_PUBLIC_URL", "https://files.example.com/receipts", "EMONEY_S3_PUBLIC_URL"),
+        ("EMONEY_S3_PUBLIC_URL", "https://files.example.com:port", "EMONEY_S3_PUBLIC_URL"),
     ],
 )
 def test_bad_values_fail_fast_naming_the_variable(variable, value, message):
@@ -57,3 +61,10 @@ def test_every_setting_has_an_environment_variable():
 def test_reflection_is_off_unless_enabled():
     """Production default: the server does not advertise its API unless EMONEY_REFLECTION says so."""
     assert load_settings({}).reflection_enabled is False
+
+
+def test_the_public_object_store_address_is_read():
+    """EMONEY_S3_PUBLIC_URL (where apps fetch pre-signed links) and the region they are signed for."""
+    settings = load_settings({"EMONEY_S3_PUBLIC_URL": "https://files.example.com", "EMONEY_S3_REGION": "eu-west-1"})
+    assert (settings.s3_public_url, settings.s3_region) == ("https://files.example.com", "eu-west-1")
+    assert load_settings({}).s3_public_url == ""
