@@ -21,6 +21,8 @@ from localstack.demo import play_demo_story
 from localstack.processes import MAKE_RUN_DEFAULT_PORTS, MAX_SERVER_PROCESSES, ServiceStartError
 from localstack.stack import ROOT, LocalStack, StackOptions, StackPorts
 
+# How long the started servers may take to be SERVING and found healthy by Envoy.
+SERVING_TIMEOUT_S = 60.0
 EXTERNAL_VARIABLES = (
     "DATABASE_URL",
     "MIGRATION_DATABASE_URL",
@@ -163,7 +165,10 @@ def main() -> int:
     print(f"Starting the local stack in {options.state_dir} ...", flush=True)
     try:
         stack.start()
-    except ServiceStartError as error:
+        # The banner says the platform is up: only once Envoy routes to every server.
+        stack.wait_until_serving(SERVING_TIMEOUT_S)
+    except (ServiceStartError, TimeoutError) as error:
+        stack.stop()
         print(f"emoney-stack: could not start: {error}", file=sys.stderr)
         return 1
     try:

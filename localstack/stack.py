@@ -20,7 +20,7 @@ from typing import Any, Callable
 from localstack import provisioning
 from localstack.certificates import LocalPki, ensure_local_pki
 from localstack.envoy import EnvoyService, start_envoy
-from localstack.health import wait_for_serving
+from localstack.health import wait_for_envoy_upstreams_healthy, wait_for_serving
 from localstack.openbao import OpenBaoService, start_openbao
 from localstack.postgres import PostgresService, start_postgres
 from localstack.processes import ManagedProcess, ServiceStartError, wait_for_tcp
@@ -246,12 +246,15 @@ class LocalStack:
         return process
 
     def wait_until_serving(self, timeout_s: float) -> None:
-        """Envoy and every server report SERVING (grpc.health.v1); TimeoutError when one does not within
+        """Envoy and every server report SERVING (grpc.health.v1) and Envoy's own health checks have
+        found every server healthy (admin /clusters); TimeoutError when that takes longer than
         timeout_s. start() returns once the servers listen: they may still be connecting to their
-        dependencies, and Envoy may not have seen them healthy yet."""
+        dependencies, and Envoy may not have seen them healthy yet (it would then spread calls over
+        all of them in panic mode, and /clusters would show them failed_active_hc)."""
         assert self.endpoints is not None
         for address in [self.endpoints.envoy, *self.endpoints.grpc_servers]:
             wait_for_serving(address, timeout_s)
+        wait_for_envoy_upstreams_healthy(self.endpoints.envoy_admin, self.endpoints.grpc_servers, timeout_s)
 
     def _start_servers(self) -> None:
         self.servers = [self.start_server(index) for index in range(self.options.server_processes)]

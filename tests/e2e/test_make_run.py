@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import requests
 
+from localstack.health import envoy_upstreams
 from localstack.processes import free_ports
 from tests.fixtures.tools import grpcurl_binary
 
@@ -79,6 +80,7 @@ def test_run_serves_every_face_survives_restart_and_stops_cleanly(tmp_path):
     }
     process, banner = _start(environment, tmp_path / "first.log")
     try:
+        _check_up_when_the_banner_says_so(banner, state_dir, admin_port)
         assert f"http://127.0.0.1:{envoy_port}" in banner
         passwords = re.findall(r"demo-city\.example\s+(\S+)", banner)
         assert len(passwords) == 4
@@ -105,3 +107,16 @@ def test_run_serves_every_face_survives_restart_and_stops_cleanly(tmp_path):
     finally:
         _stop(process)
     assert _processes_using(state_dir) == []
+
+
+def _check_up_when_the_banner_says_so(banner: str, state_dir: Path, admin_port: int) -> None:
+    """When the banner is printed, Envoy routes to every server (admin /clusters: healthy, not
+    failed_active_hc), and the servers logged no alarm on the way up (no PoolClosed, no listener
+    'disconnected', no dependency 'down')."""
+    hosts = envoy_upstreams(f"127.0.0.1:{admin_port}")
+    assert hosts and all(host["healthy"] for host in hosts.values()), hosts
+    logs = sorted((state_dir / "logs").glob("server-*.log"))
+    assert logs
+    alarms = [line for log in logs for line in log.read_text().splitlines() if '"level": "WARNING"' in line or '"level": "ERROR"' in line]
+    assert alarms == [], alarms
+
