@@ -44,6 +44,8 @@ class StackPorts:
     # The terminals' TLS listener (only with StackOptions.terminal_tls).
     envoy_tls: int = 8443
     first_grpc: int = 50051
+    # Server n serves Prometheus metrics on first_metrics + n; None: metrics off (EMONEY_METRICS_ADDRESS unset).
+    first_metrics: int | None = None
     postgres: int = 5432
     redis: int = 6379
     openbao: int = 8200
@@ -88,6 +90,8 @@ class Endpoints:
     s3_bucket: str
     # The terminals' TLS listener ("127.0.0.1:8443"), None when it is off.
     envoy_tls: str | None = None
+    # Each server's Prometheus endpoint (host:port, GET /metrics), in server order; empty when off.
+    metrics: list[str] = field(default_factory=list)
 
 
 class LocalStack:
@@ -194,12 +198,17 @@ class LocalStack:
             s3_secret_key=self.seaweedfs.secret_key if self.seaweedfs else external.get("S3_SECRET_KEY", ""),
             s3_bucket=self.seaweedfs.bucket if self.seaweedfs else external.get("S3_BUCKET", "emoney"),
             envoy_tls=f"{self.options.host}:{self.options.ports.envoy_tls}" if self.options.terminal_tls else None,
+            metrics=[f"{self.options.host}:{port}" for port in self._metrics_ports()],
         )
 
     def _grpc_ports(self) -> list[int]:
         if self.options.grpc_ports is not None:
             return list(self.options.grpc_ports)
         return [self.options.ports.first_grpc + index for index in range(self.options.server_processes)]
+
+    def _metrics_ports(self) -> list[int]:
+        first = self.options.ports.first_metrics
+        return [] if first is None else [first + index for index in range(len(self._grpc_ports()))]
 
     def _vault(self) -> tuple[str, str]:
         if self.openbao is not None:
@@ -234,11 +243,14 @@ class LocalStack:
     def start_server(self, index: int) -> ManagedProcess:
         assert self.endpoints is not None
         address = self.endpoints.grpc_servers[index]
+        environment = self.server_environment(address)
+        if self.endpoints.metrics:
+            environment["EMONEY_METRICS_ADDRESS"] = self.endpoints.metrics[index]
         process = ManagedProcess(
             f"server-{index}",
             [sys.executable, "-m", "server"],
             self.log_dir / f"server-{index}.log",
-            env=self.server_environment(address),
+            env=environment,
             cwd=ROOT,
         ).start()
         host, port = address.rsplit(":", 1)
