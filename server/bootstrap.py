@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 import redis.asyncio as redis_asyncio
 
@@ -39,6 +38,7 @@ from server.instance import ServerInstance
 from server.logs import redact_url
 from server.metrics_endpoint import serve_metrics
 from server.passwords import PasswordHasher
+from server.reflection import enable_documented_reflection
 from server.servicers.accounts import AccountsServicer
 from server.servicers.admin import AdminServicer
 from server.servicers.auth import AuthServicer
@@ -280,7 +280,7 @@ async def build_application(settings: Settings) -> Application:
         interval_s=settings.health_probe_interval_s,
     )
     if settings.reflection_enabled:
-        reflection.enable_server_reflection((*service_names, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+        enable_documented_reflection((*service_names, HEALTH_SERVICE), server)
 
     bound_port = server.add_insecure_port(settings.grpc_address)
     if bound_port == 0:

@@ -45,6 +45,32 @@ def test_reflection_lists_the_services(stack, through):
     assert {"emoney.auth.v1.AuthService", "emoney.platform.v1.PlatformService", "grpc.health.v1.Health"} <= set(listing)
 
 
+@pytest.mark.parametrize("through", ["direct", "envoy"])
+def test_grpcurl_describe_shows_the_contracts_comments(stack, through):
+    """Reflection serves the descriptors with their source info: `grpcurl describe` prints the .proto's
+    comments on a method and on a message's fields, not only their signatures."""
+    address = stack.endpoints.grpc_servers[0] if through == "direct" else stack.endpoints.envoy
+
+    def describe(symbol: str) -> str:
+        completed = subprocess.run(
+            [grpcurl_binary(), "-plaintext", address, "describe", symbol], capture_output=True, text=True, timeout=30
+        )
+        assert completed.returncode == 0, completed.stderr
+        return completed.stdout
+
+    method = describe("emoney.payments.v1.PaymentsService.CreateTransfer")
+    assert "CreateTransfer sends money from one of the caller's accounts to another" in method
+    assert "rpc CreateTransfer ( .emoney.payments.v1.CreateTransferRequest )" in method
+    message = describe("emoney.payments.v1.CreateTransferRequest")
+    assert "The caller's account to debit: `accounts/{account_id}`." in message
+    assert "grpc.health.v1.Health" in describe("grpc.health.v1.Health")  # files outside the contract still resolve
+    missing = subprocess.run(
+        [grpcurl_binary(), "-plaintext", address, "describe", "emoney.payments.v1.PaymentsService.NoSuchMethod"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert missing.returncode != 0 and "not found" in missing.stderr.lower()
+
+
 def test_grpcurl_calls_the_sample_rpc_through_envoy(stack):
     """The README's grpcurl call works: GetServerInfo through Envoy, answered as JSON by grpcurl."""
     completed = subprocess.run(

@@ -59,6 +59,8 @@ def test_calling_it_block_runs(stack):
     assert completed.returncode == 0, completed.stderr
     output = completed.stdout
     assert "emoney.payments.v1.PaymentsService" in output  # list
+    assert "CreateTransfer sends money from one of the caller's accounts" in output  # describe, with comments
+    assert "The caller's account to debit" in output
     assert '"status": "SERVING"' in output  # health
     assert "HTTP/1.1 404" in output and "TENANT_NOT_FOUND" in output
     assert '"email":"operator@demo-city.example"' in output  # JSON GetCurrentUser
@@ -105,6 +107,7 @@ def test_readme_block_runs(stack, through):
     output = completed.stdout
     assert '"email": "operator@demo-city.example"' in output  # GetCurrentUser
     assert '"users"' in output  # buf curl ListUsers
-    # grpcurl prints proto field names: the stream shows the charge made while it was open.
+    # grpcurl prints the JSON names of the descriptors reflection serves: the stream shows the charge made while
+    # it was open.
     assert '"event": "created"' in output
-    assert '"amount_minor": "300"' in output
+    assert '"amountMinor": "300"' in output
