@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from server.config import ConfigurationError, Settings, environment_names, load_settings
@@ -68,3 +70,10 @@ def test_the_public_object_store_address_is_read():
     settings = load_settings({"EMONEY_S3_PUBLIC_URL": "https://files.example.com", "EMONEY_S3_REGION": "eu-west-1"})
     assert (settings.s3_public_url, settings.s3_region) == ("https://files.example.com", "eu-west-1")
     assert load_settings({}).s3_public_url == ""
+
+
+def test_every_variable_is_in_the_readmes_configuration_table():
+    """The README's Configuration table names every variable the server reads (EMONEY_S3_PUBLIC_URL too)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    assert [variable for variable in environment_names().values() if f"`{variable}`" not in table] == []
