@@ -28,6 +28,8 @@ class CallState:
     principal: Principal | None = None
     # The caller's network address: the peer, or the one Envoy saw when the call came through Envoy.
     client_address: str = ""
+    # Envoy made this call from a JSON request: errors name fields in JSON spelling (interceptors/json_names.py).
+    transcoded_from_json: bool = False
 
     def elapsed_ms(self) -> float:
         return (time.monotonic_ns() - self.started_ns) / 1e6

@@ -2,7 +2,10 @@
 
 One table maps domain errors and PostgreSQL SQLSTATEs to status codes. Domain
 errors carry a `google.rpc.ErrorInfo` (and a `google.rpc.BadRequest` for bad
-fields) in `grpc-status-details-bin`, which Envoy renders into the JSON body.
+fields, each with a REQUIRED/TOO_LONG/... reason) in `grpc-status-details-bin`,
+which Envoy renders into the JSON body; for a call Envoy made from JSON, fields are
+named in JSON spelling (`displayName`, interceptors/json_names.py), else in proto
+spelling (`display_name`), as native and grpc-web clients' generated code names them.
 Anything unexpected is logged with its traceback and answered as INTERNAL with
 only the request id: no stack trace, SQL text or secret reaches a client.
 """
@@ -24,6 +27,7 @@ from grpc_status import rpc_status
 from psycopg_pool import PoolTimeout
 
 from interceptors.call_state import current_call, current_request_id
+from interceptors.json_names import spelled_for_json
 from interceptors.wrapping import AroundInterceptor, UndecodableRequest, tolerate_undecodable, wrap_handler
 from google.protobuf import duration_pb2
 
@@ -96,7 +100,9 @@ def status_for_domain_error(error: DomainError) -> status_pb2.Status:
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(
-                        field=_clip(violation.field, 64), description=_clip(violation.description, MAX_DETAIL_TEXT_BYTES)
+                        field=_clip(violation.field, 64),
+                        description=_clip(violation.description, MAX_DETAIL_TEXT_BYTES),
+                        reason=violation.reason,
                     )
                     for violation in error.violations[:MAX_FIELD_VIOLATIONS]
                 ]
@@ -153,6 +159,8 @@ def _status_for_unexpected(error: BaseException) -> status_pb2.Status:
 
 async def abort_with(context: grpc.aio.ServicerContext, status: status_pb2.Status) -> None:
     state = current_call.get()
+    if state is not None and state.transcoded_from_json:
+        status = spelled_for_json(status, state.method)
     code = grpc.StatusCode(next(code for code in grpc.StatusCode if code.value[0] == status.code))
     if state is not None:
         state.code = code

@@ -17,6 +17,7 @@ from typing import AsyncIterator, Sequence
 import grpc
 
 from interceptors.call_state import CallState, current_call
+from interceptors.json_names import transcoded_from_json
 from interceptors.wrapping import AroundInterceptor
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -87,6 +88,7 @@ class RequestContextInterceptor(AroundInterceptor):
     async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         state = CallState(method=method, request_id=_request_id_from(context), peer=context.peer() or "")
         state.client_address = client_address(context, self._trusted_proxies)
+        state.transcoded_from_json = transcoded_from_json(context.invocation_metadata() or ())
         token = current_call.set(state)
         try:
             # In the trailers, not eager headers: an error before the first message must stay a

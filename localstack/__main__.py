@@ -22,6 +22,13 @@ from localstack.demo import play_demo_story
 from localstack.processes import MAKE_RUN_DEFAULT_PORTS, MAX_SERVER_PROCESSES, ServiceStartError
 from localstack.stack import ROOT, TOPOLOGIES, LocalStack, StackOptions, StackPorts
 
+# How long the started servers may take to be SERVING and found healthy by Envoy.
+SERVING_TIMEOUT_S = 60.0
+# The servers' production limit on password and token calls is 10 a minute per client address, and
+# every local client (curl, grpcurl, the back office, the demo story) shares one address here: a first
+# walk through the README would hit 429s. `make run` allows a developer's pace instead (a burst of 60,
+# then one a second); EMONEY_RATE_LIMITS, when set, wins. Production keeps the strict defaults.
+DEVELOPER_RATE_LIMITS = "credentials.address=60/m:60,credentials.principal=60/m:60"
 EXTERNAL_VARIABLES = (
     "DATABASE_URL",
     "MIGRATION_DATABASE_URL",
@@ -66,6 +73,7 @@ def options_from_environment() -> StackOptions:
         redis=_port("EMONEY_REDIS_PORT", MAKE_RUN_DEFAULT_PORTS["redis"]),
         openbao=_port("EMONEY_OPENBAO_PORT", MAKE_RUN_DEFAULT_PORTS["openbao"]),
         s3=_port("EMONEY_S3_PORT", MAKE_RUN_DEFAULT_PORTS["s3"]),
+        first_metrics=_port("EMONEY_METRICS_PORT", MAKE_RUN_DEFAULT_PORTS["first_metrics"]),
     )
     processes = os.environ.get("EMONEY_SERVER_PROCESSES", "") or str(os.cpu_count() or 1)
     if not processes.isdigit() or not 1 <= int(processes) <= MAX_SERVER_PROCESSES:
@@ -83,6 +91,7 @@ def options_from_environment() -> StackOptions:
         # EMONEY_TERMINAL_MTLS=true.
         terminal_tls=True,
         terminal_mtls=_flag("EMONEY_TERMINAL_MTLS", False),
+        server_environment={"EMONEY_RATE_LIMITS": os.environ.get("EMONEY_RATE_LIMITS") or DEVELOPER_RATE_LIMITS},
     )
 
 
@@ -95,7 +104,7 @@ def _banner(stack: LocalStack) -> str:
         "",
         f"  Back office (browser)     http://{endpoints.envoy}/  (sign in as the demo-city tenant_admin or operator below)",
         f"  Envoy (all three faces)   http://{endpoints.envoy}",
-        f"    native gRPC             grpcurl -plaintext {endpoints.envoy} list",
+        f"    native gRPC             {_tool('grpcurl')} -plaintext {endpoints.envoy} list",
         f"    JSON over HTTP          curl http://{endpoints.envoy}/v1/serverInfo",
         f"                            curl http://{endpoints.envoy}/v1/tenants/demo-city",
         f"    grpc-web                POST http://{endpoints.envoy}/<package.Service>/<Method>, content-type application/grpc-web+proto",
@@ -106,6 +115,7 @@ def _banner(stack: LocalStack) -> str:
         *([f"  Backups                   s3 bucket {stack.seaweedfs.backup_bucket} (its own credentials): make backup,"
            " make restore [TO=...], make restore-drill"] if stack.backup_target() is not None else []),
         f"  gRPC servers              {', '.join(endpoints.grpc_servers)}",
+        *_metrics_lines(endpoints.metrics),
         f"  PostgreSQL (owner)        {_redacted(endpoints.owner_database_url)}",
         f"  Redis                     {_redacted(endpoints.redis_url)}",
         f"  OpenBao                   {endpoints.vault_address}",
@@ -130,7 +140,7 @@ def _banner(stack: LocalStack) -> str:
             lines += [
                 "",
                 "The demo terminal over TLS (its secret in $EMONEY_TERMINAL_SECRET):",
-                f"  .venv/bin/emoney-terminal --target {endpoints.envoy_tls} --ca {pki.ca_cert_path} \\",
+                f"  {_tool('emoney-terminal')} --target {endpoints.envoy_tls} --ca {pki.ca_cert_path} \\",
                 f"       --client-cert {pki.client_cert_path} --client-key {pki.client_key_path} \\",
                 f"       --client-id {demo.terminal.client_id} list --limit 3",
             ]
@@ -157,8 +167,26 @@ def _tls_lines(stack: LocalStack) -> list[str]:
         f"    CA certificate          {pki.ca_cert_path}",
         f"    demo terminal cert/key  {pki.client_cert_path}",
         f"                            {pki.client_key_path}",
-        f"    native gRPC             grpcurl -cacert {pki.ca_cert_path} {client_certificate if required else ''}{endpoints.envoy_tls} list",
+        f"    native gRPC             {_tool('grpcurl')} -cacert {pki.ca_cert_path} {client_certificate if required else ''}{endpoints.envoy_tls} list",
     ]
+
+
+def _metrics_lines(addresses: list[str]) -> list[str]:
+    """Each server's Prometheus endpoint, one line each."""
+    return [
+        f"  {'Prometheus metrics' if index == 0 else '':<26}http://{address}/metrics  (server-{index})"
+        for index, address in enumerate(addresses)
+    ]
+
+
+def _tool(name: str) -> str:
+    """How to run a command of the virtual environment from where the stack was started (for example
+    `.venv/bin/grpcurl`): its bin folder is not on PATH, so a bare `grpcurl` would not be found."""
+    path = Path(sys.prefix) / "bin" / name
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _redacted(url: str) -> str:
@@ -177,7 +205,10 @@ def main() -> int:
     print(f"Starting the local stack in {options.state_dir} ...", flush=True)
     try:
         stack.start()
-    except ServiceStartError as error:
+        # The banner says the platform is up: only once Envoy routes to every server.
+        stack.wait_until_serving(SERVING_TIMEOUT_S)
+    except (ServiceStartError, TimeoutError) as error:
+        stack.stop()
         print(f"emoney-stack: could not start: {error}", file=sys.stderr)
         return 1
     try:

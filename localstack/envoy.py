@@ -45,6 +45,7 @@ from typing import Any, Iterable
 from google.protobuf import descriptor_pb2
 
 from server.config import MAX_REQUEST_HEADER_BYTES
+from server.errors import ERROR_DOMAIN
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "envoy" / "envoy.yaml.template"
@@ -125,26 +126,28 @@ SERVICE_PACKAGE_PREFIX = "emoney."
 # Envoy's own error replies to JSON clients carry the gRPC code a gRPC client
 # would see for the same failure: the inverse of google.rpc.Code's HTTP mapping
 # (the one the transcoder uses for upstream errors), plus the statuses only
-# Envoy produces. Any other status >= 400 becomes UNKNOWN (2).
-LOCAL_REPLY_GRPC_CODES: dict[int, int] = {
-    400: 3,   # INVALID_ARGUMENT   (malformed request / JSON body)
-    401: 16,  # UNAUTHENTICATED
-    403: 7,   # PERMISSION_DENIED
-    404: 5,   # NOT_FOUND          (no API method at this path and HTTP method)
-    408: 4,   # DEADLINE_EXCEEDED  (request headers not received in time)
-    409: 10,  # ABORTED
-    412: 9,   # FAILED_PRECONDITION
-    413: 8,   # RESOURCE_EXHAUSTED (body too large; what gRPC says for big messages)
-    429: 8,   # RESOURCE_EXHAUSTED
-    431: 8,   # RESOURCE_EXHAUSTED (headers too large)
-    499: 1,   # CANCELLED
-    500: 13,  # INTERNAL
-    501: 12,  # UNIMPLEMENTED
-    502: 14,  # UNAVAILABLE
-    503: 14,  # UNAVAILABLE        (no healthy upstream, connection refused)
-    504: 4,   # DEADLINE_EXCEEDED  (upstream timeout)
+# Envoy produces; and, like every error of the servers, a google.rpc.ErrorInfo
+# whose reason says what Envoy refused. Any other status >= 400 becomes UNKNOWN
+# (2) / ENVOY_ERROR.
+LOCAL_REPLY_GRPC_CODES: dict[int, tuple[int, str]] = {
+    400: (3, "MALFORMED_REQUEST"),      # INVALID_ARGUMENT   (malformed request / JSON body / gRPC header)
+    401: (16, "UNAUTHENTICATED"),       # UNAUTHENTICATED
+    403: (7, "PERMISSION_DENIED"),      # PERMISSION_DENIED
+    404: (5, "METHOD_NOT_FOUND"),       # NOT_FOUND          (no API method at this path and HTTP method)
+    408: (4, "REQUEST_TIMEOUT"),        # DEADLINE_EXCEEDED  (request headers not received in time)
+    409: (10, "ABORTED"),               # ABORTED
+    412: (9, "FAILED_PRECONDITION"),    # FAILED_PRECONDITION
+    413: (8, "REQUEST_TOO_LARGE"),      # RESOURCE_EXHAUSTED (body too large; what gRPC says for big messages)
+    429: (8, "RATE_LIMITED"),           # RESOURCE_EXHAUSTED
+    431: (8, "HEADERS_TOO_LARGE"),      # RESOURCE_EXHAUSTED (headers too large)
+    499: (1, "CANCELLED"),              # CANCELLED
+    500: (13, "INTERNAL"),              # INTERNAL
+    501: (12, "UNIMPLEMENTED"),         # UNIMPLEMENTED
+    502: (14, "UPSTREAM_UNAVAILABLE"),  # UNAVAILABLE
+    503: (14, "UPSTREAM_UNAVAILABLE"),  # UNAVAILABLE        (no healthy upstream, connection refused)
+    504: (4, "UPSTREAM_TIMEOUT"),       # DEADLINE_EXCEEDED  (upstream timeout)
 }
-LOCAL_REPLY_DEFAULT_GRPC_CODE = 2  # UNKNOWN
+LOCAL_REPLY_DEFAULT = (2, "ENVOY_ERROR")  # UNKNOWN
 # Statuses the HTTP/1 codec answers before the request's headers are known (so before anyone can tell
 # grpc-web from JSON): their local replies also carry grpc-status and this grpc-message (printable
 # ASCII without `%`, so already percent-encoded).
@@ -340,9 +343,10 @@ def _not_grpc_request_filter() -> dict[str, Any]:
     }
 
 
-def _json_status_body(code: int) -> dict[str, Any]:
+def _json_status_body(code: int, reason: str) -> dict[str, Any]:
+    error_info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": ERROR_DOMAIN}
     return {
-        "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": []},
+        "json_format": {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": [error_info]},
         "content_type": "application/json",
     }
 
@@ -446,15 +450,15 @@ def _local_reply_mappers() -> list[dict[str, Any]]:
     mappers.extend(
         {
             "filter": {"and_filter": {"filters": [status_filter("EQ", status), _not_grpc_request_filter()]}},
-            "body_format_override": _json_status_body(code),
+            "body_format_override": _json_status_body(code, reason),
             **({"headers_to_add": _codec_reply_grpc_status(status, code)} if status in CODEC_REPLY_MESSAGES else {}),
         }
-        for status, code in sorted(LOCAL_REPLY_GRPC_CODES.items())
+        for status, (code, reason) in sorted(LOCAL_REPLY_GRPC_CODES.items())
     )
     mappers.append(
         {
             "filter": {"and_filter": {"filters": [status_filter("GE", 400), _not_grpc_request_filter()]}},
-            "body_format_override": _json_status_body(LOCAL_REPLY_DEFAULT_GRPC_CODE),
+            "body_format_override": _json_status_body(*LOCAL_REPLY_DEFAULT),
         }
     )
     return mappers

@@ -43,12 +43,12 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 # `make run`'s default ports (localstack/__main__.py reads its overrides; the servers count up from
-# first_grpc, at most 64 of them). Tests and tools pick ports with free_ports, from the kernel's
+# first_grpc, at most 64 of them, and their Prometheus endpoints from first_metrics). Tests and tools pick ports with free_ports, from the kernel's
 # ephemeral range, which holds several of these: a test run holding 55432 at the moment `make run`
 # starts would make PostgreSQL fail to bind. free_ports never hands them out.
 MAKE_RUN_DEFAULT_PORTS = {
     "envoy": 8080, "envoy_admin": 9901, "envoy_tls": 8443, "first_grpc": 50051,
-    "postgres": 55432, "redis": 56379, "openbao": 58200, "s3": 58333,
+    "postgres": 55432, "redis": 56379, "openbao": 58200, "s3": 58333, "first_metrics": 59100,
 }
 # `EMONEY_TOPOLOGY=ha make run`'s extra ports: PostgreSQL and Patroni's REST API on three nodes, etcd's
 # client and peer ports on three members.
@@ -62,7 +62,8 @@ MAKE_RUN_PORTS = frozenset(
     {*MAKE_RUN_DEFAULT_PORTS.values(),
      *range(MAKE_RUN_DEFAULT_PORTS["first_grpc"], MAKE_RUN_DEFAULT_PORTS["first_grpc"] + MAX_SERVER_PROCESSES),
      *MAKE_RUN_HA_PORTS["postgres"], *MAKE_RUN_HA_PORTS["patroni"],
-     *(port for pair in MAKE_RUN_HA_PORTS["etcd"] for port in pair)}
+     *(port for pair in MAKE_RUN_HA_PORTS["etcd"] for port in pair),
+     *range(MAKE_RUN_DEFAULT_PORTS["first_metrics"], MAKE_RUN_DEFAULT_PORTS["first_metrics"] + MAX_SERVER_PROCESSES)}
 )
 
 # Ports this process has handed out. A port chosen for one service stays free until that service

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from localstack import provisioning
 from localstack.certificates import LocalPki, ensure_local_pki
 from localstack.envoy import EnvoyService, start_envoy
-from localstack.health import wait_for_serving
+from localstack.health import wait_for_envoy_upstreams_healthy, wait_for_serving
 from localstack.openbao import OpenBaoService, start_openbao
 from localstack.patroni import PatroniCluster, start_patroni
 from localstack.postgres import PostgresService, start_postgres
@@ -48,6 +48,8 @@ class StackPorts:
     # The terminals' TLS listener (only with StackOptions.terminal_tls).
     envoy_tls: int = 8443
     first_grpc: int = 50051
+    # Server n serves Prometheus metrics on first_metrics + n; None: metrics off (EMONEY_METRICS_ADDRESS unset).
+    first_metrics: int | None = None
     postgres: int = 5432
     redis: int = 6379
     openbao: int = 8200
@@ -116,6 +118,8 @@ class Endpoints:
     s3_bucket: str
     # The terminals' TLS listener ("127.0.0.1:8443"), None when it is off.
     envoy_tls: str | None = None
+    # Each server's Prometheus endpoint (host:port, GET /metrics), in server order; empty when off.
+    metrics: list[str] = field(default_factory=list)
 
 
 class LocalStack:
@@ -229,6 +233,7 @@ class LocalStack:
             s3_secret_key=self.seaweedfs.secret_key if self.seaweedfs else external.get("S3_SECRET_KEY", ""),
             s3_bucket=self.seaweedfs.bucket if self.seaweedfs else external.get("S3_BUCKET", "emoney"),
             envoy_tls=f"{self.options.host}:{self.options.ports.envoy_tls}" if self.options.terminal_tls else None,
+            metrics=[f"{self.options.host}:{port}" for port in self._metrics_ports()],
         )
         target = self.backup_target()
         if target is not None:
@@ -286,6 +291,10 @@ class LocalStack:
             lines.append(f"    etcd                    {self.postgres.etcd.hosts}")
         return lines
 
+    def _metrics_ports(self) -> list[int]:
+        first = self.options.ports.first_metrics
+        return [] if first is None else [first + index for index in range(len(self._grpc_ports()))]
+
     def _vault(self) -> tuple[str, str]:
         if self.openbao is not None:
             return self.openbao.address, self.openbao.app_token
@@ -319,11 +328,14 @@ class LocalStack:
     def start_server(self, index: int) -> ManagedProcess:
         assert self.endpoints is not None
         address = self.endpoints.grpc_servers[index]
+        environment = self.server_environment(address)
+        if self.endpoints.metrics:
+            environment["EMONEY_METRICS_ADDRESS"] = self.endpoints.metrics[index]
         process = ManagedProcess(
             f"server-{index}",
             [sys.executable, "-m", "server"],
             self.log_dir / f"server-{index}.log",
-            env=self.server_environment(address),
+            env=environment,
             cwd=ROOT,
         ).start()
         host, port = address.rsplit(":", 1)
@@ -331,12 +343,15 @@ class LocalStack:
         return process
 
     def wait_until_serving(self, timeout_s: float) -> None:
-        """Envoy and every server report SERVING (grpc.health.v1); TimeoutError when one does not within
+        """Envoy and every server report SERVING (grpc.health.v1) and Envoy's own health checks have
+        found every server healthy (admin /clusters); TimeoutError when that takes longer than
         timeout_s. start() returns once the servers listen: they may still be connecting to their
-        dependencies, and Envoy may not have seen them healthy yet."""
+        dependencies, and Envoy may not have seen them healthy yet (it would then spread calls over
+        all of them in panic mode, and /clusters would show them failed_active_hc)."""
         assert self.endpoints is not None
         for address in [self.endpoints.envoy, *self.endpoints.grpc_servers]:
             wait_for_serving(address, timeout_s)
+        wait_for_envoy_upstreams_healthy(self.endpoints.envoy_admin, self.endpoints.grpc_servers, timeout_s)
 
     def _start_servers(self) -> None:
         self.servers = [self.start_server(index) for index in range(self.server_count)]

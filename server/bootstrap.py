@@ -12,11 +12,11 @@ import contextlib
 import logging
 from datetime import timedelta
 from dataclasses import dataclass, field
+from typing import Any, Coroutine
 from urllib.parse import urlsplit
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 import redis.asyncio as redis_asyncio
 
@@ -38,6 +38,7 @@ from server.instance import ServerInstance
 from server.logs import redact_url
 from server.metrics_endpoint import serve_metrics
 from server.passwords import PasswordHasher
+from server.reflection import enable_documented_reflection
 from server.servicers.accounts import AccountsServicer
 from server.servicers.admin import AdminServicer
 from server.servicers.auth import AuthServicer
@@ -51,7 +52,7 @@ from server.services.tenants import TenantDirectory
 from server.tokens import KeyRing, KeyRingRefresher, TokenService
 from storage import tenants as tenant_repository
 from storage.database import build_pool
-from storage.object_store import ObjectStore, build_minio
+from storage.object_store import ObjectStore, build_object_store
 from storage.rate_limits import RateLimiter
 from storage.receipts import ReceiptWriter
 from storage.redis_store import build_redis
@@ -109,13 +110,9 @@ class Application:
     async def start(self) -> None:
         await self.health_reporter.set_all_not_serving()
         await self.server.start()
-        self._background.append(asyncio.create_task(self._open_database(), name="open-database"))
-        self._background.append(asyncio.create_task(self.health_reporter.run(), name="health-probes"))
-        self._background.append(asyncio.create_task(self.key_refresher.run(), name="signing-key-refresh"))
-        self._background.append(asyncio.create_task(self.hold_expirer.run(), name="hold-expiry"))
-        self._background.append(asyncio.create_task(self.request_key_janitor.run(), name="request-key-retention"))
-        self._background.append(asyncio.create_task(self.payment_events.run(), name="payment-events"))
-        self._background.append(asyncio.create_task(self.receipt_writer.run(), name="receipt-writer"))
+        self._run_in_background(self._open_database(), "open-database")
+        self._run_in_background(self.health_reporter.run(), "health-probes")
+        self._run_in_background(self.key_refresher.run(), "signing-key-refresh")
         if self.settings.metrics_address:
             self._metrics_server = await serve_metrics(self.metrics, self.settings.metrics_address)
         logger.info(
@@ -127,12 +124,18 @@ class Application:
             },
         )
 
+    def _run_in_background(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        self._background.append(asyncio.create_task(work, name=name))
+
     async def _open_database(self) -> None:
-        """Open the pool once the application role's password is known.
+        """Open the pool once the application role's password is known, then start the background work
+        that needs the database.
 
         When `DATABASE_URL` carries no password, it is read from the secrets store
         (`secret/emoney/database`, key `password`), retrying while the store is
-        unreachable; until then health stays NOT_SERVING.
+        unreachable; until then health stays NOT_SERVING. The database's background work starts
+        only then: started before, every pass failed on the closed pool (PoolClosed) and the payment
+        event listener on the missing password, each logging an alarm at every start.
         """
         if "password" not in self.pool.kwargs and not urlsplit(self.settings.database_url).password:
             delay_s = 0.2
@@ -148,6 +151,10 @@ class Application:
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
         await self.pool.open(wait=False)
+        self._run_in_background(self.hold_expirer.run(), "hold-expiry")
+        self._run_in_background(self.request_key_janitor.run(), "request-key-retention")
+        self._run_in_background(self.payment_events.run(), "payment-events")
+        self._run_in_background(self.receipt_writer.run(), "receipt-writer")
         await self._copy_suspensions_to_redis()
 
     async def _copy_suspensions_to_redis(self) -> None:
@@ -212,7 +219,7 @@ async def load_signing_keys(store: SigningKeyStore, timeout_s: float) -> KeyRing
 async def build_application(settings: Settings) -> Application:
     pool = build_pool(settings)
     redis_client = build_redis(settings)
-    objects = ObjectStore(build_minio(settings), settings.s3_bucket)
+    objects = build_object_store(settings)
     secrets = build_secrets(settings)
     metrics = MetricsRegistry()
     sessions = SessionStore(redis_client)
@@ -282,7 +289,7 @@ async def build_application(settings: Settings) -> Application:
         interval_s=settings.health_probe_interval_s,
     )
     if settings.reflection_enabled:
-        reflection.enable_server_reflection((*service_names, HEALTH_SERVICE, reflection.SERVICE_NAME), server)
+        enable_documented_reflection((*service_names, HEALTH_SERVICE), server)
 
     bound_port = server.add_insecure_port(settings.grpc_address)
     if bound_port == 0:

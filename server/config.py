@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from interceptors.request_context import parse_trusted_proxies
 
@@ -48,6 +49,11 @@ class Settings:
     s3_secret_key: str = field(default="", repr=False)
     s3_bucket: str = "emoney"
     s3_secure: bool = False
+    # Where apps reach the object store (`https://files.example.com`), when that is not S3_ENDPOINT:
+    # pre-signed links (receipts) are signed for this address. Empty: the S3_ENDPOINT address.
+    s3_public_url: str = ""
+    # The region pre-signed links for s3_public_url are signed for (no request asks the store for it).
+    s3_region: str = "us-east-1"
     log_level: str = "INFO"
     # How long in-flight calls may finish after SIGTERM/SIGINT before they are cancelled.
     shutdown_grace_s: float = 10.0
@@ -101,6 +107,8 @@ _ENVIRONMENT_NAMES: dict[str, str] = {
     "s3_secret_key": "S3_SECRET_KEY",
     "s3_bucket": "S3_BUCKET",
     "s3_secure": "S3_SECURE",
+    "s3_public_url": "EMONEY_S3_PUBLIC_URL",
+    "s3_region": "EMONEY_S3_REGION",
     "log_level": "EMONEY_LOG_LEVEL",
     "shutdown_grace_s": "EMONEY_SHUTDOWN_GRACE_S",
     "health_probe_interval_s": "EMONEY_HEALTH_PROBE_INTERVAL_S",
@@ -172,5 +180,20 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError(f"EMONEY_TRUSTED_PROXIES: {error}") from None
     if settings.access_token_ttl_s > 3600:
         raise ConfigurationError("EMONEY_ACCESS_TOKEN_TTL_S must be at most 3600: access tokens are short-lived")
+    if settings.s3_public_url:
+        _validate_public_url(settings.s3_public_url)
     if settings.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigurationError(f"EMONEY_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level!r}")
+
+
+def _validate_public_url(url: str) -> None:
+    """`http(s)://host[:port]`: the public base of pre-signed links; the bucket and key follow it."""
+    problem = f"EMONEY_S3_PUBLIC_URL must be http(s)://host[:port] with nothing after it, got {url!r}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError:
+        raise ConfigurationError(problem) from None
+    extras = parts.path not in {"", "/"} or parts.query or parts.fragment or parts.username or parts.password
+    if parts.scheme not in {"http", "https"} or not parts.hostname or extras:
+        raise ConfigurationError(problem)

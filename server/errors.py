@@ -14,11 +14,32 @@ import grpc
 
 ERROR_DOMAIN = "emoney.dev"
 
+# Why a field was refused: the `reason` of each google.rpc.BadRequest field violation, a stable code a
+# client may switch on (the description is for people and may change). Listed in the README's JSON
+# conventions; an InvalidArgument without a reason of its own takes its first violation's reason.
+REQUIRED = "REQUIRED"  # missing or empty
+TOO_LONG = "TOO_LONG"  # more characters (or items) than allowed
+TOO_SHORT = "TOO_SHORT"  # fewer characters than allowed
+TOO_WEAK = "TOO_WEAK"  # a password that is common, too simple or contains the e-mail address
+INVALID_FORMAT = "INVALID_FORMAT"  # not of the required form (e-mail, slug, currency code, resource name, token)
+OUT_OF_RANGE = "OUT_OF_RANGE"  # a number or time outside its bounds
+NOT_ALLOWED = "NOT_ALLOWED"  # a value outside the allowed set, or a field that must stay empty here
+MISMATCH = "MISMATCH"  # does not match what it must equal (the current password, the account's currency)
+VIOLATION_REASONS = (REQUIRED, TOO_LONG, TOO_SHORT, TOO_WEAK, INVALID_FORMAT, OUT_OF_RANGE, NOT_ALLOWED, MISMATCH)
+
 
 @dataclass(frozen=True)
 class FieldViolation:
+    """One bad field: its path in proto spelling (`display_name`; the error mapping gives JSON clients
+    `displayName`), a sentence for people, and one of VIOLATION_REASONS for programs."""
+
     field: str
     description: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.reason not in VIOLATION_REASONS:
+            raise ValueError(f"field violation reason {self.reason!r} is not one of {VIOLATION_REASONS}")
 
 
 @dataclass
@@ -35,10 +56,18 @@ class DomainError(Exception):
 
 @dataclass
 class InvalidArgument(DomainError):
-    reason: str = "INVALID_ARGUMENT"
+    """Bad input. Without a reason of its own (a domain reason such as INVALID_PAGE_TOKEN), the ErrorInfo
+    reason is the first violation's (REQUIRED, TOO_LONG, ...), else INVALID_ARGUMENT."""
+
+    reason: str = ""
     violations: list[FieldViolation] = field(default_factory=list)
 
     code = grpc.StatusCode.INVALID_ARGUMENT
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.reason:
+            self.reason = self.violations[0].reason if self.violations else "INVALID_ARGUMENT"
 
 
 @dataclass

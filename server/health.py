@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Awaitable, Callable, Mapping
 
 import redis.asyncio as redis_asyncio
@@ -22,6 +23,10 @@ logger = logging.getLogger("emoney.health")
 
 Probe = Callable[[], Awaitable[bool]]
 OVERALL = ""
+# A dependency not reachable yet right after start is expected: the pool opens once the database
+# password has been read from the secrets store. Only a dependency that goes away after being up, or
+# is still away this long after start, is worth a warning.
+STARTUP_GRACE_S = 30.0
 
 
 def postgres_probe(pool: AsyncConnectionPool, timeout_s: float) -> Probe:
@@ -62,6 +67,9 @@ class HealthReporter:
         self._interval_s = interval_s
         self._last_up: dict[str, bool] = {}
         self._stopping = False
+        self._started_at = time.monotonic()
+        # Dependencies past their start-up: up once, or reported late once. Then only changes are logged.
+        self._past_start_up: set[str] = set()
 
     async def set_all_not_serving(self) -> None:
         for service in [OVERALL, *self._service_dependencies]:
@@ -77,12 +85,26 @@ class HealthReporter:
         results = await asyncio.gather(*(self._probes[name]() for name in names))
         up = dict(zip(names, results))
         for name, is_up in up.items():
-            if self._last_up.get(name) != is_up:
-                logger.log(logging.INFO if is_up else logging.WARNING, "dependency %s is %s", name, "up" if is_up else "down")
+            self._log_change(name, self._last_up.get(name), is_up)
         self._last_up = up
         if not self._stopping:
             await self._publish(up)
         return up
+
+    def _log_change(self, name: str, was_up: bool | None, is_up: bool) -> None:
+        """Up: INFO. Down after having been up: WARNING. Not up yet after start: INFO, then one WARNING if
+        it has still never been up STARTUP_GRACE_S after start."""
+        if is_up:
+            if was_up is not True:
+                logger.info("dependency %s is up", name)
+            self._past_start_up.add(name)
+        elif was_up is True:
+            logger.warning("dependency %s is down", name)
+        elif was_up is None:
+            logger.info("waiting for dependency %s", name)
+        elif name not in self._past_start_up and time.monotonic() - self._started_at > STARTUP_GRACE_S:
+            self._past_start_up.add(name)
+            logger.warning("dependency %s still not reachable %.0f s after start", name, STARTUP_GRACE_S)
 
     async def _publish(self, up: Mapping[str, bool]) -> None:
         serving = health_pb2.HealthCheckResponse.SERVING

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from server.currencies import is_currency
-from server.errors import FieldViolation
+from server.errors import INVALID_FORMAT, OUT_OF_RANGE, REQUIRED, TOO_LONG, FieldViolation
 
 # -- limits (TigerStyle: a limit on everything) -----------------------------------------------------
 
@@ -67,40 +67,43 @@ def kinds_allowed(transfer_kind: str, debit_kind: str, credit_kind: str) -> bool
 
 def amount_violations(amount_minor: int, field: str = "amount_minor") -> list[FieldViolation]:
     if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
-        return [FieldViolation(field, "must be a whole number of minor units")]
+        return [FieldViolation(field, "must be a whole number of minor units", INVALID_FORMAT)]
     if not 1 <= amount_minor <= MAX_TRANSFER_MINOR:
-        return [FieldViolation(field, f"must be between 1 and {MAX_TRANSFER_MINOR} minor units")]
+        return [FieldViolation(field, f"must be between 1 and {MAX_TRANSFER_MINOR} minor units", OUT_OF_RANGE)]
     return []
 
 
 def overdraft_limit_violations(limit_minor: int, field: str = "overdraft_limit_minor") -> list[FieldViolation]:
     if isinstance(limit_minor, bool) or not isinstance(limit_minor, int):
-        return [FieldViolation(field, "must be a whole number of minor units")]
+        return [FieldViolation(field, "must be a whole number of minor units", INVALID_FORMAT)]
     if not 0 <= limit_minor <= MAX_OVERDRAFT_LIMIT_MINOR:
-        return [FieldViolation(field, f"must be between 0 and {MAX_OVERDRAFT_LIMIT_MINOR} minor units")]
+        return [FieldViolation(field, f"must be between 0 and {MAX_OVERDRAFT_LIMIT_MINOR} minor units", OUT_OF_RANGE)]
     return []
 
 
 def currency_violations(currency: str, field: str = "currency") -> list[FieldViolation]:
     """An ISO 4217 currency with minor units (server/currencies.py; the `currencies` table agrees)."""
-    if not is_currency(currency):
-        return [FieldViolation(field, "must be an ISO 4217 currency code with minor units, such as EUR")]
+    if not isinstance(currency, str) or not is_currency(currency):
+        return [FieldViolation(field, "must be an ISO 4217 currency code with minor units, such as EUR",
+                               REQUIRED if currency == "" else INVALID_FORMAT)]
     return []
 
 
 def request_id_violations(request_id: str, field: str = "request_id") -> list[FieldViolation]:
     if not isinstance(request_id, str) or not request_id:
-        return [FieldViolation(field, "is required for every call that moves money")]
-    if len(request_id) > MAX_REQUEST_ID_LENGTH or not request_id.isprintable():
-        return [FieldViolation(field, f"must be at most {MAX_REQUEST_ID_LENGTH} printable characters")]
+        return [FieldViolation(field, "is required for every call that moves money", REQUIRED)]
+    if len(request_id) > MAX_REQUEST_ID_LENGTH:
+        return [FieldViolation(field, f"must be at most {MAX_REQUEST_ID_LENGTH} printable characters", TOO_LONG)]
+    if not request_id.isprintable():
+        return [FieldViolation(field, f"must be at most {MAX_REQUEST_ID_LENGTH} printable characters", INVALID_FORMAT)]
     return []
 
 
 def hold_expiry_violations(expires_at: datetime, now: datetime, field: str = "expire_time") -> list[FieldViolation]:
     if expires_at.tzinfo is None:
-        return [FieldViolation(field, "must carry a time zone")]
+        return [FieldViolation(field, "must carry a time zone", INVALID_FORMAT)]
     if expires_at <= now:
-        return [FieldViolation(field, "must be in the future")]
+        return [FieldViolation(field, "must be in the future", OUT_OF_RANGE)]
     if expires_at > now + MAX_HOLD_DURATION:
-        return [FieldViolation(field, f"must be at most {MAX_HOLD_DURATION.days} days away")]
+        return [FieldViolation(field, f"must be at most {MAX_HOLD_DURATION.days} days away", OUT_OF_RANGE)]
     return []

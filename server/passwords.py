@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from server.errors import FieldViolation, ResourceExhausted
+from server.errors import REQUIRED, TOO_LONG, TOO_SHORT, TOO_WEAK, FieldViolation, ResourceExhausted
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 128
@@ -37,18 +37,20 @@ COMMON_PASSWORDS = frozenset(
 
 def password_violations(password: str, email: str, field: str = "password") -> list[FieldViolation]:
     """NIST-style rules: length, not common, not the e-mail. No composition rules."""
+    if not password:
+        return [FieldViolation(field, "is required", REQUIRED)]
     problems = []
     if len(password) < MIN_PASSWORD_LENGTH:
-        problems.append(f"must be at least {MIN_PASSWORD_LENGTH} characters")
+        problems.append((f"must be at least {MIN_PASSWORD_LENGTH} characters", TOO_SHORT))
     if len(password) > MAX_PASSWORD_LENGTH:
-        problems.append(f"must be at most {MAX_PASSWORD_LENGTH} characters")
+        problems.append((f"must be at most {MAX_PASSWORD_LENGTH} characters", TOO_LONG))
     lowered = password.lower()
     if lowered in COMMON_PASSWORDS or len(set(password)) < 3:
-        problems.append("is too common or too simple")
+        problems.append(("is too common or too simple", TOO_WEAK))
     local_part = email.split("@", 1)[0].lower()
     if email and (lowered == email.lower() or (len(local_part) >= 4 and local_part in lowered)):
-        problems.append("must not contain the e-mail address")
-    return [FieldViolation(field=field, description=problem) for problem in problems]
+        problems.append(("must not contain the e-mail address", TOO_WEAK))
+    return [FieldViolation(field, description, reason) for description, reason in problems]
 
 
 @dataclass(frozen=True)

@@ -251,7 +251,7 @@ class PaymentEventHub:
             raise ServiceUnavailable(message="the server is shutting down", reason="WATCH_INTERRUPTED")
         watched = frozenset(account_ids or ())
         if len(watched) > MAX_WATCHED_ACCOUNTS:
-            raise InvalidArgument(message=f"a watch covers at most {MAX_WATCHED_ACCOUNTS} accounts")
+            raise InvalidArgument(message=f"a watch covers at most {MAX_WATCHED_ACCOUNTS} accounts", reason="WATCH_TOO_BROAD")
         if self._subscriber_count >= self._max_subscribers:
             raise ResourceExhausted(
                 message="too many payment watches on this server; try again shortly", reason="WATCHERS_EXHAUSTED"

@@ -10,7 +10,9 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence, TypeVar
 
-from server.errors import FieldViolation, InvalidArgument
+from server.errors import (
+    INVALID_FORMAT, OUT_OF_RANGE, REQUIRED, TOO_LONG, FieldViolation, InvalidArgument,
+)
 
 MAX_EMAIL_LENGTH = 254
 MAX_DISPLAY_NAME_LENGTH = 200
@@ -24,21 +26,31 @@ _EMAIL_PATTERN = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 Row = TypeVar("Row")
 
 
-def invalid(field: str, description: str, reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
-    return InvalidArgument(message=f"{field} {description}", reason=reason, violations=[FieldViolation(field, description)])
+def invalid(field: str, violation_reason: str, description: str, reason: str = "") -> InvalidArgument:
+    """INVALID_ARGUMENT for one bad field; its ErrorInfo reason is `reason`, else the violation's."""
+    return InvalidArgument(
+        message=f"{field} {description}", reason=reason, violations=[FieldViolation(field, description, violation_reason)]
+    )
 
 
-def raise_if_violations(violations: list[FieldViolation], reason: str = "INVALID_ARGUMENT") -> None:
+def raise_if_violations(violations: list[FieldViolation], reason: str = "") -> None:
     if violations:
         message = "; ".join(f"{violation.field} {violation.description}" for violation in violations)
         raise InvalidArgument(message=message, reason=reason, violations=violations)
 
 
+def required_violations(**fields: str) -> list[FieldViolation]:
+    """REQUIRED for each named field that is empty, e.g. `required_violations(email=email, password=password)`."""
+    return [FieldViolation(name, "is required", REQUIRED) for name, value in fields.items() if not value]
+
+
 def email_violations(email: str, field: str = "email") -> list[FieldViolation]:
     if not email:
-        return [FieldViolation(field, "is required")]
-    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL_PATTERN.match(email):
-        return [FieldViolation(field, "must be an e-mail address of at most 254 characters")]
+        return [FieldViolation(field, "is required", REQUIRED)]
+    if len(email) > MAX_EMAIL_LENGTH:
+        return [FieldViolation(field, f"must be an e-mail address of at most {MAX_EMAIL_LENGTH} characters", TOO_LONG)]
+    if not _EMAIL_PATTERN.match(email):
+        return [FieldViolation(field, f"must be an e-mail address of at most {MAX_EMAIL_LENGTH} characters", INVALID_FORMAT)]
     return []
 
 
@@ -48,17 +60,20 @@ def normalize_email(email: str) -> str:
 
 def display_name_violations(display_name: str, field: str = "display_name") -> list[FieldViolation]:
     stripped = display_name.strip()
+    description = f"must be 1 to {MAX_DISPLAY_NAME_LENGTH} printable characters"
     if not stripped:
-        return [FieldViolation(field, "is required")]
-    if len(stripped) > MAX_DISPLAY_NAME_LENGTH or any(ord(character) < 32 for character in stripped):
-        return [FieldViolation(field, f"must be 1 to {MAX_DISPLAY_NAME_LENGTH} printable characters")]
+        return [FieldViolation(field, "is required", REQUIRED)]
+    if len(stripped) > MAX_DISPLAY_NAME_LENGTH:
+        return [FieldViolation(field, description, TOO_LONG)]
+    if any(ord(character) < 32 for character in stripped):
+        return [FieldViolation(field, description, INVALID_FORMAT)]
     return []
 
 
 def page_size(requested: int, field: str = "page_size") -> int:
     """AIP-158: 0 means the default; above the maximum is clamped; negative is an error."""
     if requested < 0:
-        raise invalid(field, "must not be negative")
+        raise invalid(field, OUT_OF_RANGE, "must not be negative")
     return DEFAULT_PAGE_SIZE if requested == 0 else min(requested, MAX_PAGE_SIZE)
 
 
@@ -68,7 +83,7 @@ def optional_timestamp(message, field: str) -> datetime | None:
         return None
     value = getattr(message, field)
     if not MIN_TIMESTAMP_SECONDS <= value.seconds <= MAX_TIMESTAMP_SECONDS or not 0 <= value.nanos <= 999_999_999:
-        raise invalid(field, "must be a time between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
+        raise invalid(field, OUT_OF_RANGE, "must be a time between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
     return value.ToDatetime(timezone.utc)
 
 
@@ -76,13 +91,13 @@ def parse_resource_id(name: str, collection: str, field: str = "name") -> uuid.U
     """`{collection}/{uuid}` → UUID."""
     prefix = f"{collection}/"
     if not name:
-        raise invalid(field, f"is required, for example `{collection}/<uuid>`", "INVALID_RESOURCE_NAME")
+        raise invalid(field, REQUIRED, f"is required, for example `{collection}/<uuid>`", "INVALID_RESOURCE_NAME")
     if len(name) > 100 or not name.startswith(prefix):
-        raise invalid(field, f"must have the form `{collection}/<uuid>`", "INVALID_RESOURCE_NAME")
+        raise invalid(field, INVALID_FORMAT, f"must have the form `{collection}/<uuid>`", "INVALID_RESOURCE_NAME")
     try:
         return uuid.UUID(name[len(prefix):])
     except ValueError:
-        raise invalid(field, f"must have the form `{collection}/<uuid>`", "INVALID_RESOURCE_NAME") from None
+        raise invalid(field, INVALID_FORMAT, f"must have the form `{collection}/<uuid>`", "INVALID_RESOURCE_NAME") from None
 
 
 def encode_page_token(values: dict[str, str]) -> str:
@@ -105,7 +120,7 @@ def decode_page_token(token: str, keys: tuple[str, ...], field: str = "page_toke
 
 
 def bad_page_token(field: str = "page_token") -> InvalidArgument:
-    return invalid(field, "is not a token returned by the previous page", "INVALID_PAGE_TOKEN")
+    return invalid(field, INVALID_FORMAT, "is not a token returned by the previous page", "INVALID_PAGE_TOKEN")
 
 
 def keyset_page(rows: Sequence[Row], limit: int, position: Callable[[Row], dict[str, str]]) -> tuple[list[Row], str]:

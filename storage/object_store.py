@@ -10,6 +10,7 @@ import asyncio
 import io
 import uuid
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
@@ -35,6 +36,27 @@ def build_minio(settings: Settings) -> Minio:
     )
 
 
+def build_public_signer(settings: Settings) -> Minio | None:
+    """A client that only signs links for the address apps use (EMONEY_S3_PUBLIC_URL), or None when that
+    is S3_ENDPOINT. A V4 signature covers the host, so a link signed for the servers' address and
+    rewritten afterwards would be refused; this client signs for the public host itself. Its region is
+    given, so signing never sends a request (to an address the servers may not even reach)."""
+    if not settings.s3_public_url:
+        return None
+    public = urlsplit(settings.s3_public_url)
+    return Minio(
+        public.netloc,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=public.scheme == "https",
+        region=settings.s3_region,
+    )
+
+
+def build_object_store(settings: Settings) -> ObjectStore:
+    return ObjectStore(build_minio(settings), settings.s3_bucket, signer=build_public_signer(settings))
+
+
 def tenant_object_key(tenant_id: uuid.UUID, relative_key: str) -> str:
     """Every object of a tenant lives under `tenants/{tenant_id}/`; keys cannot climb out of it."""
     parts = relative_key.split("/")
@@ -44,9 +66,11 @@ def tenant_object_key(tenant_id: uuid.UUID, relative_key: str) -> str:
 
 
 class ObjectStore:
-    def __init__(self, client: Minio, bucket: str) -> None:
+    def __init__(self, client: Minio, bucket: str, signer: Minio | None = None) -> None:
         self._client = client
         self._bucket = bucket
+        # Signs pre-signed links for the address apps use (build_public_signer); default: the client.
+        self._signer = signer or client
 
     async def put(self, tenant_id: uuid.UUID, relative_key: str, data: bytes, content_type: str) -> str:
         if len(data) > MAX_OBJECT_BYTES:
@@ -71,16 +95,17 @@ class ObjectStore:
         return await asyncio.to_thread(read)
 
     async def presigned_get(self, tenant_id: uuid.UUID, relative_key: str, expires_s: int) -> str:
-        """A URL that reads one object of the tenant without credentials until it expires.
+        """A URL that reads one object of the tenant without credentials until it expires, on the
+        address apps use (EMONEY_S3_PUBLIC_URL, else S3_ENDPOINT).
 
         The signature covers the full key, so the URL cannot be bent to another tenant's object.
-        Async because the client may first ask the server for the bucket's region.
+        Async because the internal client may first ask the server for the bucket's region.
         """
         if not 1 <= expires_s <= MAX_PRESIGNED_EXPIRY_S:
             raise ValueError(f"expires_s must be between 1 and {MAX_PRESIGNED_EXPIRY_S}")
         key = tenant_object_key(tenant_id, relative_key)
         return await asyncio.to_thread(
-            self._client.presigned_get_object, self._bucket, key, expires=timedelta(seconds=expires_s)
+            self._signer.presigned_get_object, self._bucket, key, expires=timedelta(seconds=expires_s)
         )
 
     async def reachable(self) -> bool:

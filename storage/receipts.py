@@ -163,7 +163,7 @@ async def get_or_create_receipt(
 async def presigned_receipt_url(
     objects: ObjectStore, tenant_id: uuid.UUID, payment_id: uuid.UUID, expires_s: int = 300
 ) -> str:
-    """A short-lived URL reading the stored receipt (it points at the object storage endpoint)."""
+    """A short-lived URL reading the stored receipt, on the address apps use (EMONEY_S3_PUBLIC_URL)."""
     return await objects.presigned_get(tenant_id, receipt_key(payment_id), expires_s)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from server.errors import NotFound, PermissionDenied
+from server.errors import NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, NotFound, PermissionDenied
 from server.ledger_rules import ACCOUNT_KINDS, ACCOUNT_STATUSES, currency_violations
 from server.principal import Principal
 from server.validation import (
@@ -54,10 +54,10 @@ class AccountsService:
 
     async def create_account(self, principal: Principal, kind: str, currency: str, owner: str, method: str) -> AccountRecord:
         if kind not in ("customer", "merchant"):
-            raise invalid("kind", "must be `customer` or `merchant`")
+            raise invalid("kind", NOT_ALLOWED, "must be `customer` or `merchant`")
         owner_id = parse_resource_id(owner, "users", "owner") if owner else caller_user_id(principal)
         if owner_id is None:
-            raise invalid("owner", "is required when the caller is a terminal")
+            raise invalid("owner", REQUIRED, "is required when the caller is a terminal")
         if not is_back_office(principal):
             allowed_kinds = frozenset().union(*(SELF_SERVICE_KINDS.get(role, frozenset()) for role in principal.roles))
             if owner_id != caller_user_id(principal) or kind not in allowed_kinds:
@@ -87,9 +87,9 @@ class AccountsService:
     ) -> tuple[list[AccountRecord], str]:
         limit = page_size(requested_page_size)
         if kind and kind not in ACCOUNT_KINDS:
-            raise invalid("kind", f"must be one of {', '.join(ACCOUNT_KINDS)}")
+            raise invalid("kind", NOT_ALLOWED, f"must be one of {', '.join(ACCOUNT_KINDS)}")
         if status and status not in ACCOUNT_STATUSES:
-            raise invalid("status", f"must be one of {', '.join(ACCOUNT_STATUSES)}")
+            raise invalid("status", NOT_ALLOWED, f"must be one of {', '.join(ACCOUNT_STATUSES)}")
         owner_id = parse_resource_id(owner, "users", "owner") if owner else None
         if not is_back_office(principal):
             if owner_id is not None and owner_id != caller_user_id(principal):
@@ -109,7 +109,7 @@ class AccountsService:
         account_id = parse_resource_id(name, "accounts", "account")
         limit = page_size(requested_page_size)
         if start is not None and end is not None and end <= start:
-            raise invalid("end_time", "must be after start_time")
+            raise invalid("end_time", OUT_OF_RANGE, "must be after start_time")
         after = keyset_position(page_token, {"created": datetime.fromisoformat, "entry": int})
         async with self._units_of_work(principal.tenant_id) as unit_of_work:
             await visible_account(unit_of_work, principal, account_id)
@@ -119,7 +119,7 @@ class AccountsService:
     async def balance_at(self, principal: Principal, name: str, instant: datetime | None) -> tuple[int, str]:
         account_id = parse_resource_id(name, "accounts", "account")
         if instant is None:
-            raise invalid("time", "is required")
+            raise invalid("time", REQUIRED, "is required")
         async with self._units_of_work(principal.tenant_id) as unit_of_work:
             account = await visible_account(unit_of_work, principal, account_id)
             return await ledger.balance_at(unit_of_work, account_id, instant), account.currency

@@ -38,7 +38,7 @@ from server.validation import (
     parse_resource_id,
     raise_if_violations,
 )
-from server.errors import FieldViolation
+from server.errors import INVALID_FORMAT, NOT_ALLOWED, REQUIRED, TOO_LONG, FieldViolation
 from storage import audit, tenants, terminals, users
 from storage.audit import AuditEvent
 from storage.sessions import SessionStore
@@ -86,7 +86,9 @@ class AdministrationService:
         violations = display_name_violations(display_name) + display_name_violations(admin_display_name, "admin_display_name")
         violations += email_violations(admin_email, "admin_email")
         if not SLUG_PATTERN.match(slug) or "--" in slug:
-            violations.append(FieldViolation("slug", "must be 3-63 lower-case letters, digits or single inner hyphens"))
+            violations.append(FieldViolation(
+                "slug", "must be 3-63 lower-case letters, digits or single inner hyphens", REQUIRED if not slug else INVALID_FORMAT
+            ))
         violations += currency_violations(currency, "default_currency")
         raise_if_violations(violations)
         password = _initial_password()
@@ -168,7 +170,7 @@ class AdministrationService:
             raise_if_violations(_role_violations([role], "role"))
         query = query.strip()
         if len(query) > MAX_USER_QUERY_LENGTH:
-            raise invalid("query", f"must be at most {MAX_USER_QUERY_LENGTH} characters")
+            raise invalid("query", TOO_LONG, f"must be at most {MAX_USER_QUERY_LENGTH} characters")
         after = keyset_after(page_token, "id")
         async with self._units_of_work(caller.tenant_id) as unit_of_work:
             rows = await users.list_page(unit_of_work, after, limit + 1, role or None, query or None)
@@ -225,9 +227,9 @@ class AdministrationService:
         """The caller's tenant's audit events, newest first; the filters are exact matches and a period."""
         limit = page_size(request.page_size)
         if len(request.actor) > MAX_AUDIT_ACTOR_LENGTH:
-            raise invalid("actor", f"must be at most {MAX_AUDIT_ACTOR_LENGTH} characters")
+            raise invalid("actor", TOO_LONG, f"must be at most {MAX_AUDIT_ACTOR_LENGTH} characters")
         if len(request.request_id) > MAX_AUDIT_REQUEST_ID_LENGTH:
-            raise invalid("request_id", f"must be at most {MAX_AUDIT_REQUEST_ID_LENGTH} characters")
+            raise invalid("request_id", TOO_LONG, f"must be at most {MAX_AUDIT_REQUEST_ID_LENGTH} characters")
         start = optional_timestamp(request, "start_time")
         end = optional_timestamp(request, "end_time")
         before = _audit_position_before(request.page_token)
@@ -256,10 +258,11 @@ def _audit_position_before(page_token: str) -> tuple[datetime, int, int] | None:
 
 def _role_violations(roles: list[str], field: str = "roles") -> list[FieldViolation]:
     if not roles:
-        return [FieldViolation(field, "must name at least one role")]
+        return [FieldViolation(field, "must name at least one role", REQUIRED)]
     unknown = sorted(set(roles) - {"customer", "merchant", "operator", "tenant_admin"})
     if unknown or len(roles) > 4:
-        return [FieldViolation(field, f"may only contain customer, merchant, operator, tenant_admin (got {', '.join(unknown) or 'too many'})")]
+        description = f"may only contain customer, merchant, operator, tenant_admin (got {', '.join(unknown) or 'too many'})"
+        return [FieldViolation(field, description, NOT_ALLOWED if unknown else TOO_LONG)]
     return []
 
 

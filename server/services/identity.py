@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from server.errors import AlreadyExists, FailedPrecondition, NotFound, Unauthenticated
+from server.errors import MISMATCH, AlreadyExists, FailedPrecondition, NotFound, Unauthenticated
 from server.passwords import PasswordHasher, password_violations
 from server.principal import TERMINAL_ROLE, Principal
 from server.resource_names import parse_tenant_name
@@ -29,6 +29,7 @@ from server.validation import (
     invalid,
     normalize_email,
     raise_if_violations,
+    required_violations,
 )
 from storage import refresh_tokens, terminals, tenants, users
 from storage.sessions import SessionStore
@@ -104,6 +105,7 @@ class IdentityService:
     async def login(self, tenant_name: str, email: str, password: str) -> Session:
         slug = parse_tenant_name(tenant_name, "tenant")
         email = normalize_email(email)
+        raise_if_violations(required_violations(email=email, password=password))
         if len(email) > MAX_CREDENTIAL_LENGTH or len(password) > MAX_CREDENTIAL_LENGTH:
             raise _invalid_credentials()
         async with self._units_of_work(None) as unit_of_work:
@@ -211,7 +213,7 @@ class IdentityService:
             raise Unauthenticated(message="the caller no longer exists", reason="PRINCIPAL_UNKNOWN")
         raise_if_violations(password_violations(new_password, user.email, "new_password"))
         if len(current_password) > MAX_CREDENTIAL_LENGTH or not (await self._passwords.verify(user.password_hash, current_password)).valid:
-            raise invalid("current_password", "is not the current password", "WRONG_PASSWORD")
+            raise invalid("current_password", MISMATCH, "is not the current password", "WRONG_PASSWORD")
         new_hash = await self._passwords.hash(new_password)
         async with self._units_of_work(principal.tenant_id) as unit_of_work:
             await users.set_password_hash(unit_of_work, user.user_id, new_hash)
@@ -223,7 +225,8 @@ class IdentityService:
     # -- terminals ------------------------------------------------------------------------------
 
     async def login_terminal(self, client_id: str, client_secret: str) -> tuple[TerminalRecord, IssuedTokens]:
-        if not client_id or len(client_id) > 64 or not client_secret or len(client_secret) > MAX_CREDENTIAL_LENGTH:
+        raise_if_violations(required_violations(client_id=client_id, client_secret=client_secret))
+        if len(client_id) > 64 or len(client_secret) > MAX_CREDENTIAL_LENGTH:
             raise _invalid_credentials()
         async with self._units_of_work(None) as unit_of_work:
             credentials = await terminals.credentials_by_client_id(unit_of_work, client_id)
@@ -242,6 +245,7 @@ class IdentityService:
 
 
 def _parse_refresh_token(token: str) -> tuple[uuid.UUID, uuid.UUID, str]:
+    raise_if_violations(required_violations(refresh_token=token))
     parts = token.split(".") if 0 < len(token) <= MAX_REFRESH_TOKEN_LENGTH else []
     try:
         if len(parts) != 3 or not parts[2]:

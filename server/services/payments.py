@@ -22,7 +22,10 @@ from typing import Awaitable, Callable, TypeVar
 
 from google.protobuf.message import Message
 
-from server.errors import FailedPrecondition, FieldViolation, NotFound, PermissionDenied
+from server.errors import (
+    INVALID_FORMAT, MISMATCH, NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, TOO_LONG, FailedPrecondition, FieldViolation, NotFound,
+    PermissionDenied,
+)
 from server.ledger_rules import MAX_TRANSFER_MINOR, currency_violations
 from server.payment_events import PaymentEvent, PaymentEventHub, notify_payment_event
 from server.principal import Principal
@@ -52,9 +55,12 @@ Reply = TypeVar("Reply", bound=Message)
 def validate_money(request_id: str, amount_minor: int, currency: str | None) -> None:
     violations = []
     if not request_id or len(request_id) > MAX_REQUEST_ID_LENGTH or not request_id.isprintable():
-        violations.append(FieldViolation("request_id", f"is required: 1 to {MAX_REQUEST_ID_LENGTH} printable characters (a UUID is best)"))
+        reason = REQUIRED if not request_id else TOO_LONG if len(request_id) > MAX_REQUEST_ID_LENGTH else INVALID_FORMAT
+        violations.append(
+            FieldViolation("request_id", f"is required: 1 to {MAX_REQUEST_ID_LENGTH} printable characters (a UUID is best)", reason)
+        )
     if not 0 < amount_minor <= MAX_TRANSFER_MINOR:
-        violations.append(FieldViolation("amount_minor", f"must be between 1 and {MAX_TRANSFER_MINOR} minor units"))
+        violations.append(FieldViolation("amount_minor", f"must be between 1 and {MAX_TRANSFER_MINOR} minor units", OUT_OF_RANGE))
     if currency is not None:
         violations += currency_violations(currency)
     raise_if_violations(violations)
@@ -157,7 +163,7 @@ class PaymentsService:
         account_id = parse_resource_id(account_name, "accounts", "account")
         ttl_s = ttl_s or DEFAULT_CODE_TTL_S
         if not MIN_CODE_TTL_S <= ttl_s <= MAX_CODE_TTL_S:
-            raise invalid("ttl_seconds", f"must be between {MIN_CODE_TTL_S} and {MAX_CODE_TTL_S}")
+            raise invalid("ttl_seconds", OUT_OF_RANGE, f"must be between {MIN_CODE_TTL_S} and {MAX_CODE_TTL_S}")
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
         expires_at = datetime.now(timezone.utc) + timedelta(seconds=ttl_s)
         async with self._units_of_work(principal.tenant_id) as unit_of_work:
@@ -165,7 +171,7 @@ class PaymentsService:
             if account.owner_user_id != caller_user_id(principal):
                 raise PermissionDenied(message="you may make codes only for your own accounts", reason="NOT_ACCOUNT_OWNER")
             if account.currency != currency:
-                raise invalid("currency", "must be the account's currency", "CURRENCY_MISMATCH")
+                raise invalid("currency", MISMATCH, "must be the account's currency", "CURRENCY_MISMATCH")
             if account.status != "active":
                 raise FailedPrecondition(message=f"the account is {account.status}", reason=f"ACCOUNT_{account.status.upper()}")
             await payment_codes.insert(
@@ -182,9 +188,9 @@ class PaymentsService:
             raise PermissionDenied(message="only terminals redeem payment codes", reason="NOT_A_TERMINAL")
         code = request.code.strip().upper()
         if len(code) != CODE_LENGTH or any(character not in CODE_ALPHABET for character in code):
-            raise invalid("code", f"must be the {CODE_LENGTH}-character code the customer shows")
+            raise invalid("code", REQUIRED if not code else INVALID_FORMAT, f"must be the {CODE_LENGTH}-character code the customer shows")
         if hold_ttl_s is not None and not MIN_HOLD_TTL_S <= hold_ttl_s <= MAX_HOLD_TTL_S:
-            raise invalid("ttl_seconds", f"must be between {MIN_HOLD_TTL_S} and {MAX_HOLD_TTL_S}")
+            raise invalid("ttl_seconds", OUT_OF_RANGE, f"must be between {MIN_HOLD_TTL_S} and {MAX_HOLD_TTL_S}")
         context = money_context(principal, method, request.request_id, request)
         hold_expires_at = None if hold_ttl_s is None else datetime.now(timezone.utc) + timedelta(seconds=hold_ttl_s)
         outcome = await ledger.redeem_payment_code(
@@ -270,7 +276,7 @@ class PaymentsService:
     async def list_payments(self, principal: Principal, request) -> tuple[list[PaymentRow], str]:
         limit = page_size(request.page_size)
         if request.status and request.status not in PAYMENT_STATUSES:
-            raise invalid("status", f"must be one of {', '.join(PAYMENT_STATUSES)}")
+            raise invalid("status", NOT_ALLOWED, f"must be one of {', '.join(PAYMENT_STATUSES)}")
         account_filter = parse_resource_id(request.account, "accounts", "account") if request.account else None
         terminal_filter = parse_resource_id(request.terminal, "terminals", "terminal") if request.terminal else None
         start = optional_timestamp(request, "start_time")
@@ -299,11 +305,11 @@ class PaymentsService:
         merchant one of its accounts, the back office any account (or, with none named, the whole tenant)."""
         if principal.is_terminal:
             if account_name:
-                raise invalid("account", "must be empty for a terminal, which watches its own payments")
+                raise invalid("account", NOT_ALLOWED, "must be empty for a terminal, which watches its own payments")
             return self._events.subscribe(principal.tenant_id, terminal_id=principal.resource_id)
         if not account_name:
             if not is_back_office(principal):
-                raise invalid("account", "is required: the merchant account to watch")
+                raise invalid("account", REQUIRED, "is required: the merchant account to watch")
             return self._events.subscribe(principal.tenant_id)
         account_id = parse_resource_id(account_name, "accounts", "account")
         async with self._units_of_work(principal.tenant_id) as unit_of_work:

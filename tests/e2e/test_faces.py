@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 
 import grpc
 import pytest
 import requests
-from google.rpc import error_details_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
 from emoney.platform.v1 import platform_pb2, platform_pb2_grpc
 from tests.fixtures import grpc_web
+from tests.fixtures.identity import error_reason, json_post, login_as, unique_email
 from tests.fixtures.tools import grpcurl_binary
 
 
@@ -41,6 +43,32 @@ def test_reflection_lists_the_services(stack, through):
         [grpcurl_binary(), "-plaintext", address, "list"], capture_output=True, text=True, timeout=30, check=True
     ).stdout.split()
     assert {"emoney.auth.v1.AuthService", "emoney.platform.v1.PlatformService", "grpc.health.v1.Health"} <= set(listing)
+
+
+@pytest.mark.parametrize("through", ["direct", "envoy"])
+def test_grpcurl_describe_shows_the_contracts_comments(stack, through):
+    """Reflection serves the descriptors with their source info: `grpcurl describe` prints the .proto's
+    comments on a method and on a message's fields, not only their signatures."""
+    address = stack.endpoints.grpc_servers[0] if through == "direct" else stack.endpoints.envoy
+
+    def describe(symbol: str) -> str:
+        completed = subprocess.run(
+            [grpcurl_binary(), "-plaintext", address, "describe", symbol], capture_output=True, text=True, timeout=30
+        )
+        assert completed.returncode == 0, completed.stderr
+        return completed.stdout
+
+    method = describe("emoney.payments.v1.PaymentsService.CreateTransfer")
+    assert "CreateTransfer sends money from one of the caller's accounts to another" in method
+    assert "rpc CreateTransfer ( .emoney.payments.v1.CreateTransferRequest )" in method
+    message = describe("emoney.payments.v1.CreateTransferRequest")
+    assert "The caller's account to debit: `accounts/{account_id}`." in message
+    assert "grpc.health.v1.Health" in describe("grpc.health.v1.Health")  # files outside the contract still resolve
+    missing = subprocess.run(
+        [grpcurl_binary(), "-plaintext", address, "describe", "emoney.payments.v1.PaymentsService.NoSuchMethod"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert missing.returncode != 0 and "not found" in missing.stderr.lower()
 
 
 def test_grpcurl_calls_the_sample_rpc_through_envoy(stack):
@@ -162,12 +190,94 @@ def test_json_invalid_argument_is_400_with_field_violations(envoy_url):
     assert bad_request["fieldViolations"][0]["field"] == "name"
 
 
+BAD_SIGN_UP = {"email": "bad-sign-up@demo-city.example", "password": "short", "displayName": ""}
+
+
+def _bad_request(details: list) -> list:
+    return next(detail for detail in details if detail["@type"].endswith("google.rpc.BadRequest"))["fieldViolations"]
+
+
+def test_json_field_violations_name_fields_as_json_with_a_reason_each(envoy_url):
+    """A JSON client wrote `displayName`: the 400 names `displayName` (violation and message), each
+    violation has a machine-readable reason, and ErrorInfo's reason is the first violation's."""
+    response = json_post(envoy_url, "/v1/tenants/demo-city/users:signUp", BAD_SIGN_UP)
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert [(violation["field"], violation["reason"]) for violation in _bad_request(body["details"])] == [
+        ("password", "TOO_SHORT"), ("displayName", "REQUIRED"),
+    ]
+    assert "displayName is required" in body["message"] and "display_name" not in body["message"]
+    assert error_reason(body) == "TOO_SHORT"
+
+
+def test_json_transfer_names_from_account_as_written(envoy_url, stack):
+    """CreateTransfer with a malformed `fromAccount` names `fromAccount` (INVALID_FORMAT), not `from_account`;
+    ErrorInfo keeps its domain reason."""
+    token = login_as(stack, "customer")
+    body = {"fromAccount": "nope", "toAccount": "accounts/x", "amountMinor": "5", "currency": "EUR", "requestId": "r-1"}
+    response = json_post(envoy_url, "/v1/transfers", body, token)
+    assert response.status_code == 400, response.text
+    assert [(violation["field"], violation["reason"]) for violation in _bad_request(response.json()["details"])] == [
+        ("fromAccount", "INVALID_FORMAT"),
+    ]
+    assert response.json()["message"].startswith("fromAccount must have the form")
+    assert error_reason(response.json()) == "INVALID_RESOURCE_NAME"
+
+
+@pytest.mark.parametrize("face", ["native", "grpc-web"])
+def test_native_and_grpc_web_keep_proto_field_names(envoy_url, stack, face):
+    """gRPC and grpc-web clients use generated code with proto names: `display_name` there."""
+    request = auth_pb2.SignUpRequest(tenant="tenants/demo-city", email=BAD_SIGN_UP["email"], password="short")
+    if face == "native":
+        with grpc.insecure_channel(stack.endpoints.envoy) as channel, pytest.raises(grpc.RpcError) as raised:
+            auth_pb2_grpc.AuthServiceStub(channel).SignUp(request, timeout=10)
+        status = rpc_status.from_call(raised.value)
+    else:
+        result = grpc_web.call(envoy_url, "/emoney.auth.v1.AuthService/SignUp", request)
+        status = status_pb2.Status.FromString(base64.b64decode(result.trailers["grpc-status-details-bin"] + "=="))
+    bad_request = error_details_pb2.BadRequest()
+    assert any(detail.Unpack(bad_request) for detail in status.details)
+    assert [(violation.field, violation.reason) for violation in bad_request.field_violations] == [
+        ("password", "TOO_SHORT"), ("display_name", "REQUIRED"),
+    ]
+    assert "display_name is required" in status.message
+
+
+def test_json_unknown_body_fields_are_ignored_as_the_readme_says(envoy_url):
+    """proto3 JSON mapping, and no Envoy switch refuses it: an unknown field (`phone`) is dropped and the
+    sign-up succeeds (README, JSON conventions). If this ever fails, the README must change with it."""
+    body = {"email": unique_email("phone"), "password": "correct horse battery", "displayName": "Phone", "phone": "+5511"}
+    response = json_post(envoy_url, "/v1/tenants/demo-city/users:signUp", body)
+    assert response.status_code == 200, response.text
+    assert "+5511" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "fields"),
+    [
+        ("/v1/sessions:logout", ["refreshToken"]),
+        ("/v1/sessions:refresh", ["refreshToken"]),
+        ("/v1/tenants/demo-city/sessions:login", ["email", "password"]),
+        ("/v1/terminalSessions:login", ["clientId", "clientSecret"]),
+    ],
+)
+def test_json_session_calls_with_empty_bodies_name_the_missing_fields(envoy_url, stack, path, fields):
+    """`POST /v1/sessions:logout` with `{}` is 400 naming `refreshToken` as REQUIRED, not "the refresh token
+    is not valid"; the same for refresh and both logins."""
+    response = json_post(envoy_url, path, {}, login_as(stack, "customer"))
+    assert response.status_code == 400, response.text
+    violations = _bad_request(response.json()["details"])
+    assert [(violation["field"], violation["reason"]) for violation in violations] == [(field, "REQUIRED") for field in fields]
+    assert error_reason(response.json()) == "REQUIRED"
+
+
 def test_json_unknown_route_is_404_json(envoy_url):
-    """A path no RPC maps to gets a JSON 404, never an HTML or text page."""
+    """A path no RPC maps to gets a JSON 404 with an ErrorInfo reason, never an HTML or text page."""
     response = requests.get(f"{envoy_url}/v1/nothing/here", timeout=10)
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/json")
     assert response.json()["code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert error_reason(response.json()) == "METHOD_NOT_FOUND"
 
 
 def test_grpc_web_server_info(envoy_url):

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import psycopg
@@ -20,7 +23,12 @@ from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
 from tests.fixtures import grpc_web
 from tests.fixtures.identity import bearer, create_tenant, login_as
 from localstack import provisioning
+from localstack.health import wait_for_serving
+from localstack.processes import free_ports
 from tests.fixtures.ledger import accounts_stub, balance, new_customer, new_shop, payment_code, payments_stub, request_id
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -114,6 +122,31 @@ def test_receipts_are_stored_per_tenant_and_readable_by_the_payer(stack, channel
     with pytest.raises(grpc.RpcError) as raised:
         payments_stub(channel).GetReceipt(payments_pb2.GetReceiptRequest(payment=charged.name), metadata=bearer(other_admin), timeout=10)
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_receipt_links_use_the_public_object_store_address(stack, channel, tmp_path):
+    """A server with EMONEY_S3_PUBLIC_URL (apps reach the store as `localhost`, the servers as 127.0.0.1)
+    hands out receipt links on that address, and the link reads the receipt there."""
+    ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
+    charged = _charge(channel, shop, ana, 321)
+    s3_port = stack.endpoints.s3_endpoint.rsplit(":", 1)[1]
+    (grpc_port,) = free_ports(1)
+    environment = stack.server_environment(f"127.0.0.1:{grpc_port}")
+    environment["EMONEY_S3_PUBLIC_URL"] = f"http://localhost:{s3_port}"
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "server"], env=environment, cwd=ROOT, stdout=log, stderr=log)
+    try:
+        wait_for_serving(f"127.0.0.1:{grpc_port}", 30.0)
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as direct:
+            receipt = payments_stub(direct).GetReceipt(
+                payments_pb2.GetReceiptRequest(payment=charged.name), metadata=bearer(ana.token), timeout=10
+            )
+    finally:
+        process.terminate()
+        process.wait(20)
+        log.close()
+    assert receipt.download_url.startswith(f"http://localhost:{s3_port}/"), receipt.download_url
+    assert requests.get(receipt.download_url, timeout=10).content == receipt.content
 
 
 def _tenant_dsn(stack) -> str:

@@ -1,5 +1,7 @@
-"""The README's grpcurl / buf curl block runs as written, through Envoy and directly against a server:
-login, an authenticated call, and a stream that shows a payment made while it is open."""
+"""The README's command blocks run as written: "Calling it" (grpcurl and curl against the stack, login
+with the printed password), and the engineers' grpcurl / buf curl block through Envoy and directly against a
+server (login, an authenticated call, a stream that shows a payment made while it is open). A refused
+login prints the server's message, not a Python traceback."""
 
 from __future__ import annotations
 
@@ -19,11 +21,63 @@ from tests.fixtures.ledger import new_customer, new_shop, payment_code, payments
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _readme_block() -> str:
+def _readme_block(name: str = "engineer-examples") -> str:
     text = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- engineer-examples:start -->\n```bash\n(.*?)```\n<!-- engineer-examples:end -->", text, re.S)
-    assert block, "the README lost its engineer-examples block"
+    block = re.search(rf"<!-- {name}:start -->\n```bash\n(.*?)```\n<!-- {name}:end -->", text, re.S)
+    assert block, f"the README lost its {name} block"
     return block.group(1)
+
+
+def _calling_it_block(stack, password: str) -> str:
+    """The "Calling it" block with the test stack's addresses instead of make run's, and a password."""
+    return (
+        _readme_block("calling-it")
+        .replace("127.0.0.1:8080", stack.endpoints.envoy)
+        .replace("127.0.0.1:50051", stack.endpoints.grpc_servers[0])
+        .replace("<printed password>", password)
+    )
+
+
+def _login_lines(block: str) -> str:
+    """The block's `TOKEN=$(...)` login command."""
+    found = re.search(r"^TOKEN=\$\(.*?'\)$", block, re.S | re.M)
+    assert found, "the block lost its TOKEN=$(...) login"
+    return found.group(0)
+
+
+def _bash(script: str, environment: dict[str, str] | None = None, strict: bool = True) -> subprocess.CompletedProcess:
+    flags = ["-euo", "pipefail"] if strict else []
+    return subprocess.run(
+        ["bash", *flags, "-c", script], cwd=ROOT, env=environment or dict(os.environ), capture_output=True, text=True, timeout=60
+    )
+
+
+def test_calling_it_block_runs(stack):
+    """Every command of "Calling it" works as shown: reflection, JSON calls, health, login, calls with the token."""
+    operator = demo_user(stack, "operator")
+    completed = _bash(_calling_it_block(stack, operator.password))
+    assert completed.returncode == 0, completed.stderr
+    output = completed.stdout
+    assert "emoney.payments.v1.PaymentsService" in output  # list
+    assert "CreateTransfer sends money from one of the caller's accounts" in output  # describe, with comments
+    assert "The caller's account to debit" in output
+    assert '"status": "SERVING"' in output  # health
+    assert "HTTP/1.1 404" in output and "TENANT_NOT_FOUND" in output
+    assert '"email":"operator@demo-city.example"' in output  # JSON GetCurrentUser
+    assert '"email": "operator@demo-city.example"' in output  # grpcurl GetCurrentUser
+
+
+@pytest.mark.parametrize("block", ["calling-it", "engineer-examples"])
+def test_a_refused_login_prints_the_servers_message_not_a_traceback(stack, block):
+    """With a wrong password the login line shows what the server said (curl's JSON message through Python,
+    grpcurl's own ERROR lines) and `login failed`; TOKEN stays empty, and no Python traceback."""
+    operator = demo_user(stack, "operator")
+    environment = {**os.environ, "ADDRESS": stack.endpoints.envoy, "EMAIL": operator.email, "PASSWORD": "not the password"}
+    login = _login_lines(_calling_it_block(stack, "not the password") if block == "calling-it" else _readme_block())
+    completed = _bash(f"{login}\necho \"token=[$TOKEN]\"", environment, strict=False)
+    assert "Traceback" not in completed.stderr, completed.stderr
+    assert "the credentials are not valid" in completed.stderr and "login failed" in completed.stderr, completed.stderr
+    assert "token=[]" in completed.stdout
 
 
 @pytest.mark.parametrize("through", ["envoy", "server"])
@@ -53,6 +107,7 @@ def test_readme_block_runs(stack, through):
     output = completed.stdout
     assert '"email": "operator@demo-city.example"' in output  # GetCurrentUser
     assert '"users"' in output  # buf curl ListUsers
-    # grpcurl prints proto field names: the stream shows the charge made while it was open.
+    # grpcurl prints the JSON names of the descriptors reflection serves: the stream shows the charge made while
+    # it was open.
     assert '"event": "created"' in output
-    assert '"amount_minor": "300"' in output
+    assert '"amountMinor": "300"' in output

@@ -141,6 +141,27 @@ def test_metrics_endpoint_counts_real_calls(stack, tmp_path):
     assert expected in text
 
 
+def test_a_start_and_a_stop_without_faults_log_no_alarm(stack, tmp_path):
+    """A server started against healthy dependencies, then stopped, logs no WARNING or ERROR: no PoolClosed
+    from background passes begun before the pool opened, no listener 'disconnected', no dependency 'down'."""
+    (grpc_port,) = free_ports(1)
+    environment = stack.server_environment(f"127.0.0.1:{grpc_port}")
+    log_path = tmp_path / "server.log"
+    log = log_path.open("w")
+    process = subprocess.Popen([sys.executable, "-m", "server"], env=environment, cwd=ROOT, stdout=log, stderr=log)
+    try:
+        assert wait_for_status(f"127.0.0.1:{grpc_port}", SERVING, 30.0) == SERVING
+        time.sleep(2)  # a few rounds of every background pass
+    finally:
+        process.terminate()
+        process.wait(20)
+        log.close()
+    lines = log_path.read_text().splitlines()
+    assert any('"message": "server stopped"' in line for line in lines)
+    alarms = [line for line in lines if '"level": "WARNING"' in line or '"level": "ERROR"' in line]
+    assert alarms == []
+
+
 def test_configuration_errors_stop_the_server_with_a_message(tmp_path):
     """A bad environment variable stops start-up with exit code 2 and names the variable."""
     completed = subprocess.run(

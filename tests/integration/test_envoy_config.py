@@ -236,7 +236,9 @@ def test_json_call_to_dead_upstream_is_json_unavailable(envoy_without_upstream):
     body = response.json()
     assert body["code"] == 14  # UNAVAILABLE
     assert body["message"]
-    assert body["details"] == []
+    assert body["details"] == [
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "UPSTREAM_UNAVAILABLE", "domain": "emoney.dev"}
+    ]
     assert response.headers["x-request-id"]
 
 
@@ -247,7 +249,7 @@ def test_unknown_json_path_is_json_not_found(envoy_without_upstream):
     assert response.json() == {
         "code": 5,  # NOT_FOUND
         "message": "Could not resolve /v1/no/such/thing to a method.",
-        "details": [],
+        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "METHOD_NOT_FOUND", "domain": "emoney.dev"}],
     }
 
 

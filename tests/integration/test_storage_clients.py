@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
+import requests
 from minio.error import S3Error
 
 from server.config import Settings
-from storage.object_store import ObjectStore, build_minio
+from storage.object_store import ObjectStore, build_minio, build_object_store
 from storage.secrets import build_secrets
 
 
@@ -33,6 +35,23 @@ async def test_objects_round_trip_under_the_tenant_prefix(settings):
     assert key == f"tenants/{tenant}/receipts/r1.json"
     assert await store.get(tenant, "receipts/r1.json") == b'{"amountMinor": "150"}'
     assert await store.reachable()
+
+
+async def test_presigned_links_are_signed_for_the_public_address(settings):
+    """With EMONEY_S3_PUBLIC_URL (here `localhost`, a name the servers do not use for the store), a
+    pre-signed link names that address and reads the object there. A link signed for the servers'
+    address with its host rewritten afterwards is refused: the signature covers the host."""
+    port = settings.s3_endpoint.rsplit(":", 1)[1]
+    public = replace(settings, s3_public_url=f"http://localhost:{port}")
+    store, tenant = build_object_store(public), uuid.uuid4()
+    await store.put(tenant, "receipts/public.json", b'{"amountMinor": "150"}', "application/json")
+    url = await store.presigned_get(tenant, "receipts/public.json", 60)
+    assert url.startswith(f"http://localhost:{port}/{settings.s3_bucket}/tenants/{tenant}/receipts/public.json?")
+    assert requests.get(url, timeout=5).content == b'{"amountMinor": "150"}'
+    internal = await build_object_store(settings).presigned_get(tenant, "receipts/public.json", 60)
+    assert internal.startswith(f"http://{settings.s3_endpoint}/")
+    rewritten = internal.replace(f"http://{settings.s3_endpoint}/", f"http://localhost:{port}/", 1)
+    assert requests.get(rewritten, timeout=5).status_code == 403
 
 
 async def test_another_tenant_cannot_read_the_object_by_relative_key(settings):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from server.config import ConfigurationError, Settings, environment_names, load_settings
@@ -29,6 +31,10 @@ def test_values_are_read_and_converted():
         ("EMONEY_GRPC_ADDRESS", "nocolon", "host:port"),
         ("EMONEY_GRPC_ADDRESS", "127.0.0.1:99999", "host:port"),
         ("EMONEY_LOG_LEVEL", "LOUD", "EMONEY_LOG_LEVEL"),
+        ("EMONEY_S3_PUBLIC_URL", "files.example.com", "EMONEY_S3_PUBLIC_URL"),
+        ("EMONEY_S3_PUBLIC_URL", "ftp://files.example.com", "EMONEY_S3_PUBLIC_URL"),
+        ("EMONEY_S3_PUBLIC_URL", "https://files.example.com/receipts", "EMONEY_S3_PUBLIC_URL"),
+        ("EMONEY_S3_PUBLIC_URL", "https://files.example.com:port", "EMONEY_S3_PUBLIC_URL"),
     ],
 )
 def test_bad_values_fail_fast_naming_the_variable(variable, value, message):
@@ -57,3 +63,17 @@ def test_every_setting_has_an_environment_variable():
 def test_reflection_is_off_unless_enabled():
     """Production default: the server does not advertise its API unless EMONEY_REFLECTION says so."""
     assert load_settings({}).reflection_enabled is False
+
+
+def test_the_public_object_store_address_is_read():
+    """EMONEY_S3_PUBLIC_URL (where apps fetch pre-signed links) and the region they are signed for."""
+    settings = load_settings({"EMONEY_S3_PUBLIC_URL": "https://files.example.com", "EMONEY_S3_REGION": "eu-west-1"})
+    assert (settings.s3_public_url, settings.s3_region) == ("https://files.example.com", "eu-west-1")
+    assert load_settings({}).s3_public_url == ""
+
+
+def test_every_variable_is_in_the_readmes_configuration_table():
+    """The README's Configuration table names every variable the server reads (EMONEY_S3_PUBLIC_URL too)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    assert [variable for variable in environment_names().values() if f"`{variable}`" not in table] == []

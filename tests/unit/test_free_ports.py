@@ -30,11 +30,12 @@ def test_make_runs_default_ports_are_never_handed_out(monkeypatch):
 
     for variable in ("EMONEY_ENVOY_PORT", "EMONEY_ENVOY_ADMIN_PORT", "EMONEY_ENVOY_TLS_PORT", "EMONEY_GRPC_PORT",
                      "EMONEY_POSTGRES_PORT", "EMONEY_REDIS_PORT", "EMONEY_OPENBAO_PORT", "EMONEY_S3_PORT",
-                     "EMONEY_SERVER_PROCESSES"):
+                     "EMONEY_METRICS_PORT", "EMONEY_SERVER_PROCESSES"):
         monkeypatch.delenv(variable, raising=False)
     options = options_from_environment()
     ports = options.ports
     defaults = {ports.envoy, ports.envoy_admin, ports.envoy_tls, ports.postgres, ports.redis, ports.openbao, ports.s3}
     defaults |= set(range(ports.first_grpc, ports.first_grpc + options.server_processes))
+    defaults |= set(range(ports.first_metrics, ports.first_metrics + options.server_processes))
     assert defaults <= MAKE_RUN_PORTS
     assert not MAKE_RUN_PORTS & set(free_ports(200))

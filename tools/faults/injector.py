@@ -20,7 +20,6 @@ Runs in a thread beside the workload (stopping and starting processes blocks). E
 from __future__ import annotations
 
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -29,7 +28,7 @@ import hvac
 import psycopg
 from grpc_health.v1 import health_pb2
 
-from localstack.health import health_status
+from localstack.health import envoy_upstreams, health_status
 from localstack.processes import ServiceStartError
 from localstack.stack import LocalStack
 
@@ -225,23 +224,7 @@ def health(address: str, timeout_s: float = 1.0) -> str:
 
 def envoy_hosts(stack: LocalStack) -> dict[str, dict]:
     """Envoy admin /clusters for the servers' cluster: host -> {healthy, flags, rq_total}."""
-    try:
-        with urllib.request.urlopen(f"http://{stack.endpoints.envoy_admin}/clusters", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    hosts: dict[str, dict] = {}
-    for line in text.splitlines():
-        parts = line.split("::")
-        if len(parts) != 4 or parts[0] != "emoney_grpc":
-            continue
-        host = hosts.setdefault(parts[1], {})
-        if parts[2] == "health_flags":
-            host["flags"] = parts[3]
-            host["healthy"] = parts[3] == "healthy"
-        elif parts[2] == "rq_total":
-            host["rq_total"] = int(parts[3])
-    return hosts
+    return envoy_upstreams(stack.endpoints.envoy_admin)
 
 
 def _rq(hosts: dict[str, dict], address: str) -> int:
