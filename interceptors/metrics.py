@@ -36,6 +36,8 @@ class MetricsRegistry:
     def __init__(self) -> None:
         self.calls: dict[tuple[str, str], int] = defaultdict(int)
         self.latency: dict[str, LatencyHistogram] = defaultdict(LatencyHistogram)
+        # Reads by where they ran ("replica", "primary"): storage.unit_of_work.UnitOfWorkFactory.reads.
+        self.database_reads: dict[str, int] = {}
 
     def record(self, method: str, code: grpc.StatusCode, elapsed_ms: float) -> None:
         self.calls[(method, code.name)] += 1
@@ -53,6 +55,10 @@ class MetricsRegistry:
                 lines.append(f'emoney_grpc_latency_ms_bucket{{method="{method}",le="{bound}"}} {cumulative}')
             lines.append(f'emoney_grpc_latency_ms_sum{{method="{method}"}} {histogram.total_ms:.3f}')
             lines.append(f'emoney_grpc_latency_ms_count{{method="{method}"}} {histogram.count}')
+        if self.database_reads:
+            lines.append("# TYPE emoney_database_reads_total counter")
+            for served_by, count in sorted(self.database_reads.items()):
+                lines.append(f'emoney_database_reads_total{{served_by="{served_by}"}} {count}')
         return "\n".join(lines) + "\n"
 
 

@@ -120,6 +120,8 @@ class Endpoints:
     envoy_tls: str | None = None
     # Each server's Prometheus endpoint (host:port, GET /metrics), in server order; empty when off.
     metrics: list[str] = field(default_factory=list)
+    # Standbys for reads (ha topology), "" otherwise.
+    database_read_url: str = ""
 
 
 class LocalStack:
@@ -196,11 +198,16 @@ class LocalStack:
 
     def _prepare_database(self) -> None:
         external = self.options.external
+        read_url = ""
         credentials = provisioning.load_or_create_credentials(self.state_dir / "database-credentials.json")
         if self.postgres is not None:
             provisioning.provision_database(self.postgres.dsn(), credentials)
             owner_url = self.postgres.dsn(provisioning.DATABASE_NAME, provisioning.OWNER_ROLE, credentials.owner_password)
             app_url = self.postgres.dsn(provisioning.DATABASE_NAME, provisioning.APP_ROLE)
+            if isinstance(self.postgres, PatroniCluster):
+                # Reads that may go to a replica: any standby (random), the primary when none is up.
+                read_url = self.postgres.dsn(provisioning.DATABASE_NAME, provisioning.APP_ROLE,
+                                             target="prefer-standby") + "&load_balance_hosts=random"
         else:
             app_url = external["DATABASE_URL"]
             owner_url = external.get("MIGRATION_DATABASE_URL", "")
@@ -224,6 +231,7 @@ class LocalStack:
             envoy_admin=f"{self.options.host}:{self.options.ports.envoy_admin}",
             grpc_servers=[f"{self.options.host}:{port}" for port in self._grpc_ports()],
             database_url=app_url,
+            database_read_url=read_url,
             owner_database_url=owner_url,
             redis_url=self.redis.url() if self.redis else external["REDIS_URL"],
             vault_address=vault_address,
@@ -310,6 +318,7 @@ class LocalStack:
             {
                 "EMONEY_GRPC_ADDRESS": grpc_address,
                 "DATABASE_URL": endpoints.database_url,
+                "DATABASE_READ_URL": endpoints.database_read_url,
                 "REDIS_URL": endpoints.redis_url,
                 "VAULT_ADDR": endpoints.vault_address,
                 "VAULT_TOKEN": endpoints.vault_token,

@@ -91,6 +91,8 @@ class Application:
     settings: Settings
     server: grpc.aio.Server
     pool: AsyncConnectionPool
+    # Standbys for reads (DATABASE_READ_URL), or None.
+    read_pool: AsyncConnectionPool | None
     redis: redis_asyncio.Redis
     objects: ObjectStore
     secrets: SecretsStore
@@ -143,19 +145,24 @@ class Application:
                 try:
                     secret = await self.secrets.read("database")
                     if secret and secret.get("password"):
-                        self.pool.kwargs["password"] = secret["password"]
+                        for pool in self._pools():
+                            pool.kwargs["password"] = secret["password"]
                         break
                     logger.warning("secret emoney/database has no password yet")
                 except Exception as error:  # the store may be down or sealed: keep trying
                     logger.warning("secrets store not reachable: %s", type(error).__name__)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
-        await self.pool.open(wait=False)
+        for pool in self._pools():
+            await pool.open(wait=False)
         self._run_in_background(self.hold_expirer.run(), "hold-expiry")
         self._run_in_background(self.request_key_janitor.run(), "request-key-retention")
         self._run_in_background(self.payment_events.run(), "payment-events")
         self._run_in_background(self.receipt_writer.run(), "receipt-writer")
         await self._copy_suspensions_to_redis()
+
+    def _pools(self) -> list[AsyncConnectionPool]:
+        return [self.pool] if self.read_pool is None else [self.pool, self.read_pool]
 
     async def _copy_suspensions_to_redis(self) -> None:
         """PostgreSQL is the truth about suspended tenants; Redis is where calls check it.
@@ -192,8 +199,9 @@ class Application:
             _, stuck = await asyncio.wait(self._background, timeout=BACKGROUND_STOP_TIMEOUT_S)
             for task in stuck:
                 logger.warning("background task did not stop in time", extra={"task": task.get_name()})
-        if not self.pool.closed:
-            await self.pool.close(timeout=POOL_CLOSE_TIMEOUT_S)
+        for pool in self._pools():
+            if not pool.closed:
+                await pool.close(timeout=POOL_CLOSE_TIMEOUT_S)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.redis.aclose(), timeout=POOL_CLOSE_TIMEOUT_S)
         self.passwords.close()
@@ -218,6 +226,7 @@ async def load_signing_keys(store: SigningKeyStore, timeout_s: float) -> KeyRing
 
 async def build_application(settings: Settings) -> Application:
     pool = build_pool(settings)
+    read_pool = build_pool(settings, settings.database_read_url, "emoney-read") if settings.database_read_url else None
     redis_client = build_redis(settings)
     objects = build_object_store(settings)
     secrets = build_secrets(settings)
@@ -266,7 +275,8 @@ async def build_application(settings: Settings) -> Application:
             ("grpc.http2.hpack_table_size.decoder", 0),
         ],
     )
-    units_of_work = UnitOfWorkFactory(pool)
+    units_of_work = UnitOfWorkFactory(pool, read_pool)
+    metrics.database_reads = units_of_work.reads
     # The hub shares the pool's connection settings (the password arrives there from the secrets store).
     payment_events = PaymentEventHub(settings.database_url, pool.kwargs)
     identity = IdentityService(units_of_work, passwords, tokens, sessions, refresh_ttl_s=settings.refresh_token_ttl_s)
@@ -298,6 +308,7 @@ async def build_application(settings: Settings) -> Application:
         settings=settings,
         server=server,
         pool=pool,
+        read_pool=read_pool,
         redis=redis_client,
         objects=objects,
         secrets=secrets,

@@ -36,6 +36,9 @@ class Settings:
     grpc_address: str = "127.0.0.1:50051"
     # Application role's connection string (never the owner's).
     database_url: str = "postgresql://emoney_app@127.0.0.1:5432/emoney"
+    # Standbys for reads that may go to a replica (storage/unit_of_work.py reader()), as the same role;
+    # empty: every read on DATABASE_URL. E.g. a libpq multi-host URL with target_session_attrs=prefer-standby.
+    database_read_url: str = ""
     database_pool_min_size: int = 1
     database_pool_max_size: int = 8
     database_connect_timeout_s: float = 5.0
@@ -94,6 +97,7 @@ class Settings:
 _ENVIRONMENT_NAMES: dict[str, str] = {
     "grpc_address": "EMONEY_GRPC_ADDRESS",
     "database_url": "DATABASE_URL",
+    "database_read_url": "DATABASE_READ_URL",
     "database_pool_min_size": "EMONEY_DB_POOL_MIN_SIZE",
     "database_pool_max_size": "EMONEY_DB_POOL_MAX_SIZE",
     "database_connect_timeout_s": "EMONEY_DB_CONNECT_TIMEOUT_S",

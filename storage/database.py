@@ -9,11 +9,12 @@ from server.config import Settings
 RECONNECT_GIVE_UP_S = 8.0
 
 
-def build_pool(settings: Settings) -> AsyncConnectionPool:
+def build_pool(settings: Settings, conninfo: str | None = None, name: str = "emoney") -> AsyncConnectionPool:
     """Build (but do not open) the pool; `open(wait=False)` lets the server start
-    while PostgreSQL is still unreachable, reporting NOT_SERVING until it is."""
+    while PostgreSQL is still unreachable, reporting NOT_SERVING until it is. `conninfo`: another URL
+    for the same role (the read pool's standbys); default DATABASE_URL."""
     return AsyncConnectionPool(
-        conninfo=settings.database_url,
+        conninfo=conninfo or settings.database_url,
         min_size=settings.database_pool_min_size,
         max_size=settings.database_pool_max_size,
         open=False,
@@ -32,5 +33,5 @@ def build_pool(settings: Settings) -> AsyncConnectionPool:
             "options": f"-c statement_timeout={settings.database_statement_timeout_ms}"
             " -c idle_in_transaction_session_timeout=30000",
         },
-        name="emoney",
+        name=name,
     )

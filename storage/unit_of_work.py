@@ -4,10 +4,19 @@ The transaction sets the caller's tenant first (`app.tenant_id`, transaction
 local), so row-level security scopes every statement that follows, and it rolls
 back unless `commit()` was called — we never rely on the pool committing on a
 clean exit.
+
+Reads that can go to a replica (statements, listings, balance at a past instant, reconciliation, the
+audit listing) take `UnitOfWorkFactory.reader()`: with a read pool (DATABASE_READ_URL, the
+high-availability topology's standbys) the read runs on a standby that has replayed everything the
+primary had written when the read began — read-your-writes for every caller, whichever server answered
+the write — and on the primary when no standby has caught up within a few milliseconds. The check is one
+`pg_current_wal_lsn()` on the primary (no lock, no data) and one comparison on the standby; with
+`synchronous_commit = remote_apply` the synchronous standby has always caught up already.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from types import TracebackType
 from typing import Any, Sequence
@@ -16,6 +25,11 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from server.errors import ServiceUnavailable
+
+# How long a read waits for a standby to replay up to the primary's position before it runs on the
+# primary instead, and how often it looks.
+REPLICA_WAIT_S = 0.05
+REPLICA_POLL_S = 0.005
 
 
 class UnitOfWork:
@@ -72,14 +86,95 @@ class UnitOfWork:
             await self._pool.putconn(connection)
 
 
-class UnitOfWorkFactory:
-    """Makes units of work bound to one pool; the service layer depends on this, not on the pool."""
+class ReplicaUnitOfWork(UnitOfWork):
+    """A read on a standby that has caught up with the primary's WAL position at the start of the read;
+    on the primary when none has (or the standbys are away)."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, factory: "UnitOfWorkFactory", tenant_id: uuid.UUID | None) -> None:
+        super().__init__(factory.pool, tenant_id)
+        self._factory = factory
+        self.served_by = "primary"
+
+    async def __aenter__(self) -> "UnitOfWork":
+        factory = self._factory
+        assert factory.read_pool is not None
+        primary_lsn = await factory.one_statement("select pg_current_wal_lsn()::text", ())
+        try:
+            connection = await factory.read_pool.getconn(timeout=factory.replica_wait_s)
+        except (PoolTimeout, psycopg.Error):
+            return await self._on_primary()
+        try:
+            caught_up = await self._caught_up(connection, primary_lsn[0] if primary_lsn else "0/0")
+        except psycopg.Error:
+            caught_up = False
+        if not caught_up:
+            await self._give_back(connection)
+            return await self._on_primary()
+        self._pool, self._connection, self.served_by = factory.read_pool, connection, "replica"
+        factory.count_read("replica")
+        return self
+
+    async def _caught_up(self, connection: psycopg.AsyncConnection, lsn: str) -> bool:
+        """Set the tenant and wait (briefly) until this standby has replayed up to `lsn`. Read committed:
+        every later statement takes a new snapshot, so it sees what was replayed by then."""
+        tenant_setting = "" if self._tenant_id is None else str(self._tenant_id)
+        deadline = asyncio.get_running_loop().time() + self._factory.replica_wait_s
+        await connection.execute("select set_config('app.tenant_id', %s, true)", (tenant_setting,))
+        while True:
+            # NULL on a primary (prefer-standby found no standby): it has everything.
+            cursor = await connection.execute("select coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, true)", (lsn,))
+            if (await cursor.fetchone())[0]:
+                return True
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(REPLICA_POLL_S)
+
+    async def _give_back(self, connection: psycopg.AsyncConnection) -> None:
+        try:
+            if not connection.closed:
+                await connection.rollback()
+        except psycopg.Error:
+            pass
+        finally:
+            assert self._factory.read_pool is not None
+            await self._factory.read_pool.putconn(connection)
+
+    async def _on_primary(self) -> "UnitOfWork":
+        self._factory.count_read("primary")
+        return await super().__aenter__()
+
+
+class UnitOfWorkFactory:
+    """Makes units of work bound to one pool (and an optional read pool of standbys); the service layer
+    depends on this, not on the pools."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        read_pool: AsyncConnectionPool | None = None,
+        replica_wait_s: float = REPLICA_WAIT_S,
+    ) -> None:
         self._pool = pool
+        self.read_pool = read_pool
+        self.replica_wait_s = replica_wait_s
+        # Reads by where they ran ("replica", "primary"): shown by the metrics endpoint.
+        self.reads: dict[str, int] = {"replica": 0, "primary": 0}
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        return self._pool
 
     def __call__(self, tenant_id: uuid.UUID | None = None) -> UnitOfWork:
         return UnitOfWork(self._pool, tenant_id)
+
+    def reader(self, tenant_id: uuid.UUID | None = None) -> UnitOfWork:
+        """A read-only unit of work that may run on a standby (read-your-writes kept; see the module)."""
+        if self.read_pool is None:
+            return UnitOfWork(self._pool, tenant_id)
+        return ReplicaUnitOfWork(self, tenant_id)
+
+    def count_read(self, served_by: str) -> None:
+        self.reads[served_by] += 1
 
     async def one_statement(self, query: str, params: Sequence[Any]) -> tuple | None:
         """A whole transaction that is ONE statement, in one network round trip: run `query` on an

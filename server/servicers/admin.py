@@ -18,7 +18,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._units_of_work = units_of_work
 
     async def VerifyAuditChain(self, request, context: grpc.aio.ServicerContext) -> admin_pb2.VerifyAuditChainResponse:
-        async with self._units_of_work(require_principal().tenant_id) as unit_of_work:
+        async with self._units_of_work.reader(require_principal().tenant_id) as unit_of_work:
             verification = await audit.verify_audit_chain(unit_of_work)
         return admin_pb2.VerifyAuditChainResponse(
             ok=verification.ok,
@@ -35,7 +35,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.ListAuditEventsResponse(audit_events=[audit_event_message(row) for row in rows], next_page_token=next_token)
 
     async def ReconcileLedger(self, request, context: grpc.aio.ServicerContext) -> admin_pb2.ReconcileLedgerResponse:
-        async with self._units_of_work(require_principal().tenant_id) as unit_of_work:
+        async with self._units_of_work.reader(require_principal().tenant_id) as unit_of_work:
             report = await ledger.reconcile(unit_of_work)
         return admin_pb2.ReconcileLedgerResponse(
             ok=report.ok,

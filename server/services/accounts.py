@@ -96,7 +96,7 @@ class AccountsService:
                 return [], ""
             owner_id = caller_user_id(principal)
         after = keyset_after(page_token, "id")
-        async with self._units_of_work(principal.tenant_id) as unit_of_work:
+        async with self._units_of_work.reader(principal.tenant_id) as unit_of_work:
             rows = await ledger.list_accounts(
                 unit_of_work, owner_user_id=owner_id, kind=kind or None, status=status or None, after=after, limit=limit + 1
             )
@@ -111,7 +111,7 @@ class AccountsService:
         if start is not None and end is not None and end <= start:
             raise invalid("end_time", OUT_OF_RANGE, "must be after start_time")
         after = keyset_position(page_token, {"created": datetime.fromisoformat, "entry": int})
-        async with self._units_of_work(principal.tenant_id) as unit_of_work:
+        async with self._units_of_work.reader(principal.tenant_id) as unit_of_work:
             await visible_account(unit_of_work, principal, account_id)
             rows = await ledger.list_entries(unit_of_work, account_id, start=start, end=end, after=after, limit=limit + 1)
         return keyset_page(rows, limit, created_position("entry", "entry_id"))
@@ -120,7 +120,7 @@ class AccountsService:
         account_id = parse_resource_id(name, "accounts", "account")
         if instant is None:
             raise invalid("time", REQUIRED, "is required")
-        async with self._units_of_work(principal.tenant_id) as unit_of_work:
+        async with self._units_of_work.reader(principal.tenant_id) as unit_of_work:
             account = await visible_account(unit_of_work, principal, account_id)
             return await ledger.balance_at(unit_of_work, account_id, instant), account.currency
 

@@ -233,7 +233,7 @@ class AdministrationService:
         start = optional_timestamp(request, "start_time")
         end = optional_timestamp(request, "end_time")
         before = _audit_position_before(request.page_token)
-        async with self._units_of_work(caller.tenant_id) as unit_of_work:
+        async with self._units_of_work.reader(caller.tenant_id) as unit_of_work:
             rows = await audit.list_page(
                 unit_of_work, before, limit + 1, actor=request.actor or None, request_id=request.request_id or None,
                 start=start, end=end,

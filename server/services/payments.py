@@ -282,7 +282,7 @@ class PaymentsService:
         start = optional_timestamp(request, "start_time")
         end = optional_timestamp(request, "end_time")
         before = keyset_after(request.page_token, "id")
-        async with self._units_of_work(principal.tenant_id) as unit_of_work:
+        async with self._units_of_work.reader(principal.tenant_id) as unit_of_work:
             account_ids = [account_filter] if account_filter else None
             if principal.is_terminal:
                 terminal_filter = principal.resource_id

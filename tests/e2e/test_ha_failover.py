@@ -11,6 +11,7 @@ RTO figures come from `make soak`); here it must stay within Patroni's own bound
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -20,14 +21,18 @@ from pathlib import Path
 
 import grpc
 import pytest
+import requests
 
+from emoney.accounts.v1 import accounts_pb2
 from emoney.admin.v1 import admin_pb2
 from emoney.payments.v1 import payments_pb2
 from localstack.patroni import DCS_SETTINGS
-from localstack.processes import free_ports
+from localstack.processes import free_ports, port_is_free, reserve_port
 from localstack.stack import HaPorts, LocalStack, StackOptions, StackPorts
 from tests.fixtures.identity import admin_stub, bearer, login_as
-from tests.fixtures.ledger import Holder, balance, new_customer, new_shop, payment_code, payments_stub
+from tests.fixtures.ledger import (
+    Holder, accounts_stub, balance, new_customer, new_shop, payment_code, payments_stub,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNDS_MINOR = 1_000_000
@@ -39,7 +44,8 @@ def ha_stack(tmp_path_factory):
     envoy, admin, redis, openbao, s3, *servers = free_ports(8)
     options = StackOptions(
         state_dir=tmp_path_factory.mktemp("ha-stack"),
-        ports=StackPorts(envoy=envoy, envoy_admin=admin, redis=redis, openbao=openbao, s3=s3, first_grpc=servers[0]),
+        ports=StackPorts(envoy=envoy, envoy_admin=admin, redis=redis, openbao=openbao, s3=s3, first_grpc=servers[0],
+                         first_metrics=_consecutive_free_ports(3)),
         topology="ha",
         ha_ports=HaPorts.from_free(free_ports(12)),
         grpc_ports=servers,
@@ -54,6 +60,25 @@ def ha_stack(tmp_path_factory):
         stack.stop()
         if stack.log_dir.exists():
             shutil.copytree(stack.log_dir, ROOT / "test-artifacts" / "ha-stack-logs", dirs_exist_ok=True)
+
+
+def _consecutive_free_ports(count: int) -> int:
+    """The first of `count` consecutive free ports (each server n serves metrics on first + n)."""
+    for _ in range(200):
+        first = free_ports(1)[0]
+        if all(port_is_free(first + offset) and reserve_port(first + offset) for offset in range(1, count)):
+            return first
+    raise RuntimeError("no consecutive free ports")
+
+
+def _reads_by_where(stack: LocalStack) -> dict[str, int]:
+    """emoney_database_reads_total summed over every server's metrics endpoint."""
+    totals: dict[str, int] = {}
+    for address in stack.endpoints.metrics:
+        text = requests.get(f"http://{address}/metrics", timeout=5).text
+        for served_by, count in re.findall(r'emoney_database_reads_total\{served_by="(\w+)"\} (\d+)', text):
+            totals[served_by] = totals.get(served_by, 0) + int(count)
+    return totals
 
 
 @dataclass
@@ -155,6 +180,31 @@ def test_the_ha_topology_has_a_leader_a_synchronous_standby_and_three_servers(ha
     assert roles == ["leader", "replica", "sync_standby"]
     assert len(ha_stack.servers) == 3
     assert any("leader" in line for line in ha_stack.topology_lines())
+
+
+def test_statements_are_read_on_a_standby_and_always_show_the_transfer_just_made(ha_stack):
+    """Read-your-writes on replicas: each statement read right after a transfer shows it, whichever server
+    and whichever standby answered; and most such reads were served by a standby (a read waits at most
+    50 ms for the asynchronous standby to catch up, then runs on the primary: on a busy machine a few may)."""
+    ha_stack.postgres.wait_ready(timeout_s=90)
+    before = _reads_by_where(ha_stack)
+    reads = 10
+    with grpc.insecure_channel(ha_stack.endpoints.envoy) as channel:
+        source, target = new_customer(ha_stack, channel, funded_minor=1_000), new_customer(ha_stack, channel)
+        for made in range(1, reads + 1):
+            payments_stub(channel).CreateTransfer(
+                payments_pb2.CreateTransferRequest(request_id=str(uuid.uuid4()), from_account=source.account,
+                                                   to_account=target.account, amount_minor=1, currency="EUR"),
+                metadata=bearer(source.token), timeout=10)
+            statement = accounts_stub(channel).ListAccountEntries(
+                accounts_pb2.ListAccountEntriesRequest(account=target.account, page_size=100),
+                metadata=bearer(target.token), timeout=10)
+            assert [entry.balance_after_minor for entry in statement.entries] == list(range(1, made + 1))
+    after = _reads_by_where(ha_stack)
+    on_replica = after.get("replica", 0) - before.get("replica", 0)
+    on_primary = after.get("primary", 0) - before.get("primary", 0)
+    assert on_replica + on_primary >= reads
+    assert on_replica * 2 >= reads, (on_replica, on_primary)
 
 
 def test_killing_the_primary_loses_no_acknowledged_transfer(ha_stack):
