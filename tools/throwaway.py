@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from localstack.processes import free_ports
-from localstack.stack import LocalStack, StackOptions, StackPorts
+from localstack.stack import HA_MIN_SERVER_PROCESSES, HaPorts, LocalStack, StackOptions, StackPorts
 
 # High enough never to refuse a call; every group and scope the tools' calls meet.
 UNLIMITED_RATE_LIMITS = ",".join(
@@ -15,12 +15,16 @@ UNLIMITED_RATE_LIMITS = ",".join(
 )
 
 
-def throwaway_stack(state_dir: Path, server_processes: int) -> LocalStack:
-    """A stack on free ports in state_dir (not started yet)."""
+def throwaway_stack(state_dir: Path, server_processes: int, topology: str = "single") -> LocalStack:
+    """A stack on free ports in state_dir (not started yet); topology "ha" runs at least three servers."""
+    if topology == "ha":
+        server_processes = max(server_processes, HA_MIN_SERVER_PROCESSES)
     envoy, admin, postgres, redis, openbao, s3, *server_ports = free_ports(6 + server_processes)
     return LocalStack(
         StackOptions(
             state_dir=state_dir,
+            topology=topology,
+            ha_ports=HaPorts.from_free(free_ports(12)) if topology == "ha" else HaPorts(),
             ports=StackPorts(envoy=envoy, envoy_admin=admin, first_grpc=server_ports[0], postgres=postgres,
                              redis=redis, openbao=openbao, s3=s3),
             server_processes=server_processes,

@@ -14,6 +14,14 @@ Runs in a thread beside the workload (stopping and starting processes blocks). E
     stop_s3           SeaweedFS stops; payments go on, receipts wait in the outbox and are all written
                       once it is back
 
+On the high-availability topology (`--topology ha`), PostgreSQL faults are Patroni's business:
+
+    kill_primary      kill -9 of the primary's PostgreSQL (postmaster and backends, not Patroni): Patroni
+                      promotes the synchronous standby; the old primary comes back as a standby by itself
+    switchover        a planned switchover to the synchronous standby (Patroni's REST API)
+    kill_etcd_member  kill -9 of one etcd member of three: the quorum holds, Patroni keeps its leader
+                      throughout; the member is started again and rejoins
+
 `FaultRecord.problems` lists every expectation that did not hold; the checks fail on any.
 """
 
@@ -33,6 +41,8 @@ from localstack.processes import ServiceStartError
 from localstack.stack import LocalStack
 
 FAULT_KINDS = ("kill_server", "restart_postgres", "stop_redis", "stop_openbao", "stop_s3", "crash_postgres")
+HA_FAULT_KINDS = ("kill_primary", "kill_server", "switchover", "stop_redis", "kill_etcd_member", "stop_openbao", "stop_s3")
+CLUSTER_WHOLE_WITHIN_S = 120.0  # the old primary rewound and streaming again as a standby
 NOT_SERVING_WITHIN_S = 15.0  # probes run every second with a one-second timeout
 RECOVERY_WITHIN_S = 60.0
 # A dependency back, its servers must serve again soon whatever the outage lasted (pools reconnect with a
@@ -115,6 +125,78 @@ class FaultInjector:
             record.problems.append("Envoy sent nothing to the server after it came back")
         record.recovered_s = self.clock()
         return record
+
+    def kill_primary(self) -> FaultRecord:
+        cluster = self._patroni()
+        record = FaultRecord("kill_primary", "postgres primary", self.clock())
+        killed = cluster.kill_leader_postgres()
+        record.target = f"postgres primary {killed.name}"
+        self._await_new_leader(record, cluster, not_named=killed.name)
+        return record
+
+    def switchover(self) -> FaultRecord:
+        cluster = self._patroni()
+        record = FaultRecord("switchover", "postgres primary", self.clock())
+        try:
+            old, new = cluster.switchover()
+            record.target = f"postgres {old} -> {new}"
+        except Exception as error:  # noqa: BLE001 - Patroni refused: a problem of the run, not a crash of it
+            record.problems.append(f"Patroni refused the switchover: {error}")
+            old = ""
+        self._await_new_leader(record, cluster, not_named=old)
+        return record
+
+    def kill_etcd_member(self) -> FaultRecord:
+        cluster = self._patroni()
+        member = cluster.etcd.members[self._kills % len(cluster.etcd.members)]
+        self._kills += 1
+        record = FaultRecord("kill_etcd_member", f"etcd {member.name}", self.clock())
+        assert member.process is not None
+        member.process.kill()
+        leaderless = []
+        while self.clock() < record.started_s + self.outage_s:
+            if cluster.leader() is None:
+                leaderless.append(round(self.clock() - record.started_s, 1))
+            time.sleep(POLL_S * 2)
+        record.observations["moments_without_a_leader_s"] = leaderless
+        if leaderless:
+            record.problems.append(f"Patroni lost its leader while one etcd member of three was down: {leaderless}")
+        self._start_again(record, f"etcd {member.name}", lambda: _restart_etcd_member(cluster, member))
+        self._await_recovery(record, self.stack.endpoints.grpc_servers)
+        return record
+
+    def _patroni(self):
+        from localstack.patroni import PatroniCluster
+
+        if not isinstance(self.stack.postgres, PatroniCluster):
+            raise RuntimeError("this fault needs the high-availability topology (--topology ha)")
+        return self.stack.postgres
+
+    def _await_new_leader(self, record: FaultRecord, cluster, not_named: str) -> None:
+        """A leader other than `not_named` takes writes; then the cluster is whole again (three members
+        running, a synchronous standby) and every server SERVING."""
+        def promoted() -> bool:
+            leader = cluster.leader()
+            return leader is not None and leader.name != not_named
+
+        took = wait_until(promoted, RECOVERY_WITHIN_S)
+        record.observations["new_primary_after_s"] = took
+        if took is None:
+            record.problems.append(f"no new primary within {RECOVERY_WITHIN_S:.0f}s")
+        record.healed_s = self.clock()
+
+        def whole() -> bool:
+            try:
+                cluster.wait_ready(timeout_s=0.1)
+                return True
+            except Exception:  # noqa: BLE001 - not yet
+                return False
+
+        rejoined = wait_until(whole, CLUSTER_WHOLE_WITHIN_S)
+        record.observations["cluster_whole_again_after_s"] = rejoined
+        if rejoined is None:
+            record.problems.append(f"the cluster was not whole again within {CLUSTER_WHOLE_WITHIN_S:.0f}s: {cluster.members()}")
+        self._await_recovery(record, self.stack.endpoints.grpc_servers)
 
     def restart_postgres(self) -> FaultRecord:
         return self._dependency_outage("restart_postgres", "postgres", crash=False)
@@ -254,3 +336,19 @@ def superuser_dsn(stack: LocalStack) -> str:
 
     assert stack.postgres is not None
     return stack.postgres.dsn(DATABASE_NAME)
+
+
+def _restart_etcd_member(cluster, member) -> None:
+    member.process.stop(timeout_s=5.0)
+    cluster.etcd.start_member(member)
+    wait_until(lambda: _member_healthy(member.client_url), 30.0)
+
+
+def _member_healthy(url: str) -> bool:
+    from localstack.patroni import _etcd_health
+
+    try:
+        _etcd_health(url)
+        return True
+    except Exception:  # noqa: BLE001 - not yet
+        return False

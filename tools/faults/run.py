@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -33,7 +34,7 @@ from localstack.provisioning import DEMO_TENANT_SLUG
 from localstack.stack import ROOT, LocalStack
 from tools.customers import TENANT, Customer, CustomerBatch, log_in_operator, open_customers
 from tools.faults import checks as invariants
-from tools.faults.injector import FAULT_KINDS, FaultInjector, superuser_dsn
+from tools.faults.injector import FAULT_KINDS, HA_FAULT_KINDS, FaultInjector, superuser_dsn
 from tools.faults.workload import CURRENCY, BankWorkload, Holder, monotonic_clock
 from tools.interruption import EXIT_CODE, Interruption
 from tools.throwaway import throwaway_stack
@@ -47,6 +48,7 @@ SERVING_WITHIN_S = 60.0  # a fresh stack: Envoy and every server report SERVING 
 class SoakOptions:
     duration_s: float = 300.0  # the workload runs at least this long; faults go round until then
     faults: list[str] = field(default_factory=lambda: list(FAULT_KINDS))
+    topology: str = "single"  # or "ha": Patroni and etcd (localstack/patroni.py); HA_FAULT_KINDS by default
     grpc_clients: int = 8
     json_clients: int = 4
     customers: int = 6
@@ -144,8 +146,42 @@ def fault_summaries(workload: BankWorkload, faults) -> list[dict]:
             **asdict(record),
             "acknowledged_while_down": sum(attempt.code == "OK" for attempt in window),
             "failed_attempts_while_down": dict(Counter(_label(attempt) for attempt in window if attempt.code != "OK")),
+            "first_transfer_after_s": first_transfer_after(workload, record.started_s),
+            "failed_calls_until_then": failed_calls_until_first_transfer(workload, record.started_s),
         })
     return summaries
+
+
+def first_transfer_after(workload: BankWorkload, fault_s: float) -> float | None:
+    """Seconds from the fault to the first acknowledged transfer that started after it (a retry may
+    answer it): the time to recover, as a client sees it."""
+    answered = [transfer.finished_s for transfer in workload.transfers
+                if transfer.outcome == "acknowledged" and transfer.started_s > fault_s]
+    return round(min(answered) - fault_s, 2) if answered else None
+
+
+def failed_calls_until_first_transfer(workload: BankWorkload, fault_s: float) -> int:
+    took = first_transfer_after(workload, fault_s)
+    end = fault_s + (took if took is not None else float("inf"))
+    return sum(1 for attempt in invariants.attempts_between(workload, fault_s, end) if attempt.code != "OK")
+
+
+def recovery_by_kind(summaries: list[dict]) -> dict[str, dict]:
+    """Per fault kind: median and max of the time to the first transfer, and the failed calls meanwhile."""
+    kinds: dict[str, list[dict]] = {}
+    for summary in summaries:
+        kinds.setdefault(summary["kind"], []).append(summary)
+    result = {}
+    for kind, items in kinds.items():
+        times = sorted(item["first_transfer_after_s"] for item in items if item["first_transfer_after_s"] is not None)
+        result[kind] = {
+            "faults": len(items),
+            "first_transfer_after_s_median": statistics.median(times) if times else None,
+            "first_transfer_after_s_max": max(times) if times else None,
+            "failed_calls_median": statistics.median(item["failed_calls_until_then"] for item in items),
+            "failed_calls_max": max(item["failed_calls_until_then"] for item in items),
+        }
+    return result
 
 
 def soak(options: SoakOptions) -> dict:
@@ -153,7 +189,7 @@ def soak(options: SoakOptions) -> dict:
     output_dir = Path(options.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="emoney-faults-"))
-    stack = throwaway_stack(work_dir / "stack", server_processes=2)
+    stack = throwaway_stack(work_dir / "stack", server_processes=2, topology=options.topology)
     started = time.monotonic()
     report: dict = {"name": options.name, "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "options": {**asdict(options), "output_dir": str(output_dir)}}
@@ -190,6 +226,7 @@ def soak(options: SoakOptions) -> dict:
         report["figures"]["stored_although_unacknowledged"] = sum(
             1 for t in workload.transfers if t.outcome != "acknowledged" and by_request.get(t.request_id))
         report["faults"] = fault_summaries(workload, injector.records)
+        report["recovery_by_kind"] = recovery_by_kind(report["faults"])
         report["checks"] = invariants.checks_as_dicts(checks)
         report["ok"] = all(check.ok for check in checks)
     except BaseException as error:
@@ -220,6 +257,10 @@ def print_report(report: dict) -> None:
     for fault in report.get("faults", []):
         print(f"  fault {fault['kind']:<17} {fault['target']:<32} down {fault['healed_s'] - fault['started_s']:5.1f}s  "
               f"acknowledged meanwhile {fault['acknowledged_while_down']:>5}  failed attempts {fault['failed_attempts_while_down']}")
+    for kind, recovery in report.get("recovery_by_kind", {}).items():
+        print(f"  recovery {kind:<17} first transfer after median {recovery['first_transfer_after_s_median']}s, "
+              f"max {recovery['first_transfer_after_s_max']}s; failed calls meanwhile median "
+              f"{recovery['failed_calls_median']}, max {recovery['failed_calls_max']} ({recovery['faults']} faults)")
     for check in report.get("checks", []):
         print(f"  [{'ok' if check['ok'] else 'FAIL'}] {check['name']}" + ("" if check["ok"] else f": {check['detail']}"))
 
@@ -235,7 +276,9 @@ def parse_args(argv: list[str] | None) -> SoakOptions:
     defaults = SoakOptions()
     parser = argparse.ArgumentParser(prog="python -m tools.faults", description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration-s", type=float, default=defaults.duration_s)
-    parser.add_argument("--faults", default=",".join(defaults.faults), help=f"comma-separated, from {','.join(FAULT_KINDS)}")
+    parser.add_argument("--topology", choices=("single", "ha"), default=defaults.topology)
+    parser.add_argument("--faults", default=None,
+                        help=f"comma-separated; single: {','.join(FAULT_KINDS)} (default all); ha: {','.join(HA_FAULT_KINDS)} (default all)")
     parser.add_argument("--grpc-clients", type=int, default=defaults.grpc_clients)
     parser.add_argument("--json-clients", type=int, default=defaults.json_clients)
     parser.add_argument("--customers", type=int, default=defaults.customers)
@@ -247,8 +290,9 @@ def parse_args(argv: list[str] | None) -> SoakOptions:
     parser.add_argument("--name", default=defaults.name)
     parser.add_argument("--output-dir", type=Path, default=defaults.output_dir)
     args = parser.parse_args(argv)
-    kinds = [kind for kind in args.faults.split(",") if kind]
-    if unknown := set(kinds) - set(FAULT_KINDS):
+    allowed = HA_FAULT_KINDS if args.topology == "ha" else FAULT_KINDS
+    kinds = [kind for kind in (args.faults if args.faults is not None else ",".join(allowed)).split(",") if kind]
+    if unknown := set(kinds) - set(allowed):
         parser.error(f"unknown faults: {sorted(unknown)}")
     if min(args.grpc_clients, args.json_clients, args.customers, args.accounts_per_customer) < 1 or args.duration_s <= 0:
         parser.error("counts must be at least 1 and the duration positive")
@@ -258,6 +302,7 @@ def parse_args(argv: list[str] | None) -> SoakOptions:
         duration_s=args.duration_s, faults=kinds, grpc_clients=args.grpc_clients, json_clients=args.json_clients,
         customers=args.customers, accounts_per_customer=args.accounts_per_customer, outage_s=args.outage_s,
         calm_s=args.calm_s, give_up_s=args.give_up_s, seed=args.seed, name=args.name, output_dir=args.output_dir,
+        topology=args.topology,
     )
 
 
