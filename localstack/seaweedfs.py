@@ -3,6 +3,11 @@
 Every port it opens is chosen here: its defaults (9333, 8888, 8333, 23646, ...) would collide
 between two runs on one machine. WebDAV, Iceberg and Lance are off; the admin server cannot be
 turned off in mini mode, so it gets free ports too.
+
+The `emoney` bucket (receipts, documents) is versioned (S3 PutBucketVersioning, which weed's S3
+gateway implements): an overwritten or deleted object keeps its earlier versions, readable by
+version id, so a receipt lost to a bug or a stray delete can be recovered. The backup bucket is
+not: its retention deletes old backups for good.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minio import Minio
+from minio.commonconfig import ENABLED
 from minio.error import S3Error
+from minio.versioningconfig import VersioningConfig
 
 from localstack.processes import (
     LOOPBACK,
@@ -116,8 +123,7 @@ def start_seaweedfs(
     )
     try:
         wait_for_tcp(LOOPBACK, s3_port, START_TIMEOUT_S, process)
-        for name in (bucket, BACKUP_BUCKET):
-            wait_for(lambda name=name: _ensure_bucket(service.client(), name), START_TIMEOUT_S, process, f"bucket {name!r}")
+        _prepare_buckets(service.client(), bucket, process)
     except BaseException:
         service.stop()
         raise
@@ -199,6 +205,13 @@ def _argv(data_dir: Path, ports: dict[str, int], config_path: Path) -> list[str]
         # Small volumes: a dev stack should not grow 1 GB files (mini's auto size).
         "-master.volumeSizeLimitMB=64",
     ]
+
+
+def _prepare_buckets(client: Minio, bucket: str, process: ManagedProcess) -> None:
+    """Both buckets exist; the application's is versioned (idempotent: a restart changes nothing)."""
+    for name in (bucket, BACKUP_BUCKET):
+        wait_for(lambda name=name: _ensure_bucket(client, name), START_TIMEOUT_S, process, f"bucket {name!r}")
+    client.set_bucket_versioning(bucket, VersioningConfig(ENABLED))
 
 
 def _ensure_bucket(client: Minio, bucket: str) -> None:
