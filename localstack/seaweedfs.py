@@ -253,7 +253,10 @@ def _remove_stale_sockets(ports: Iterable[int]) -> None:
 # while any one server is down. With two servers reads would survive, writes would not.
 CLUSTER_REPLICATION = "001"
 CLUSTER_VOLUME_SERVERS = 3
-VOLUME_SLOTS_PER_SERVER = 8  # volumes of at most VOLUME_SIZE_LIMIT_MB each; an unused slot costs nothing
+# Volumes of at most VOLUME_SIZE_LIMIT_MB, a bounded number per server (an unused slot costs nothing):
+# 3 servers x 16 slots x 64 MB / 2 copies = 1.5 GB of objects, old versions and backups included.
+# Beyond that writes fail ("no free volumes"); raise the slots, not the copies.
+VOLUME_SLOTS_PER_SERVER = 16
 VOLUME_SIZE_LIMIT_MB = 64
 # The master grows volumes for a collection (each bucket is one) this many at a time. weed's default
 # for two copies, 6, would let the first two buckets take every slot of a cluster this small; mini
