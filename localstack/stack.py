@@ -26,7 +26,7 @@ from localstack.patroni import PatroniCluster, start_patroni
 from localstack.postgres import PostgresService, start_postgres
 from localstack.processes import MAKE_RUN_HA_PORTS, ManagedProcess, ServiceStartError, wait_for_tcp
 from localstack.redis_server import RedisService, start_redis
-from localstack.seaweedfs import SeaweedFSService, start_seaweedfs
+from localstack.seaweedfs import SeaweedFSCluster, SeaweedFSService, start_seaweedfs, start_seaweedfs_cluster
 
 if TYPE_CHECKING:
     from localstack.backup import BackupTarget
@@ -134,7 +134,7 @@ class LocalStack:
         self.postgres: PostgresService | PatroniCluster | None = None
         self.redis: RedisService | None = None
         self.openbao: OpenBaoService | None = None
-        self.seaweedfs: SeaweedFSService | None = None
+        self.seaweedfs: SeaweedFSService | SeaweedFSCluster | None = None
         self.servers: list[ManagedProcess] = []
         self.envoy: EnvoyService | None = None
         # The local CA, Envoy's server certificate and the demo terminal's client certificate
@@ -191,8 +191,13 @@ class LocalStack:
             "openbao": lambda: start_openbao(
                 data / "openbao", ports.openbao, log_dir, cluster_port=openbao.cluster_port if openbao else None
             ),
-            "seaweedfs": lambda: start_seaweedfs(
-                data / "seaweedfs", ports.s3, log_dir, ports=seaweedfs.ports if seaweedfs else None
+            "seaweedfs": (
+                (lambda: start_seaweedfs(data / "seaweedfs", ports.s3, log_dir, ports=seaweedfs.ports if seaweedfs else None))
+                if self.options.topology == "single"
+                # A folder of its own: objects do not move between topologies (the keys do: same identity file).
+                else (lambda: start_seaweedfs_cluster(
+                    data / "seaweedfs-cluster", ports.s3, log_dir,
+                    ports=seaweedfs.ports if isinstance(seaweedfs, SeaweedFSCluster) else None))
             ),
         }
 
@@ -297,6 +302,8 @@ class LocalStack:
                 lines.append(f"    PostgreSQL {node.name:<14} 127.0.0.1:{node.postgres_port}  {roles.get(node.name, 'down'):<13}"
                              f" (Patroni {node.rest_url})")
             lines.append(f"    etcd                    {self.postgres.etcd.hosts}")
+        if isinstance(self.seaweedfs, SeaweedFSCluster):
+            lines += self.seaweedfs.topology_lines()
         return lines
 
     def _metrics_ports(self) -> list[int]:
@@ -409,13 +416,13 @@ class LocalStack:
         crash=True by SIGKILL to its whole process group (PostgreSQL then recovers from its WAL)."""
         service = self._backing_service(name)
         if crash:
-            service.process.kill()
+            service.kill() if hasattr(service, "kill") else service.process.kill()
         service.stop()  # after a kill: only the clean-up (sockets, stale files)
 
     def start_service(self, name: str) -> None:
         """Start a stopped backing service again on its port with its data; OpenBao is unsealed again."""
         service = self._backing_service(name)
-        if service.process.alive():
+        if _alive(service):
             raise RuntimeError(f"{name} is still running")
         setattr(self, name, self._starters()[name]())
 
@@ -439,3 +446,9 @@ class LocalStack:
             if service is not None:
                 service.stop()
 
+
+def _alive(service: Any) -> bool:
+    """Whether a backing service (one process, or a cluster of nodes) still runs."""
+    if hasattr(service, "process"):
+        return service.process.alive()
+    return any(node.alive() for node in getattr(service, "nodes", []))

@@ -38,7 +38,7 @@ from tools.faults.workload import Attempt, BankWorkload, Transfer
 # when the body names none).
 BUG_CODES = frozenset({"INTERNAL", "UNKNOWN", "DATA_LOSS", "HTTP_500"})
 # Faults during which payments must go on without a single failed attempt.
-PAYMENTS_UNAFFECTED_BY = ("stop_openbao", "stop_s3", "kill_etcd_member")
+PAYMENTS_UNAFFECTED_BY = ("stop_openbao", "stop_s3", "kill_etcd_member", "kill_volume_server")
 RECEIPT_CONTENT_SAMPLE = 50
 CALL_TIMEOUT_S = 10.0
 

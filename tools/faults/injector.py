@@ -21,6 +21,8 @@ On the high-availability topology (`--topology ha`), PostgreSQL faults are Patro
     switchover        a planned switchover to the synchronous standby (Patroni's REST API)
     kill_etcd_member  kill -9 of one etcd member of three: the quorum holds, Patroni keeps its leader
                       throughout; the member is started again and rejoins
+    kill_volume_server  kill -9 of one SeaweedFS volume server of three: every object keeps a copy on
+                      another (replication 001), new volumes go to the two left; payments go on
 
 `FaultRecord.problems` lists every expectation that did not hold; the checks fail on any.
 """
@@ -41,7 +43,8 @@ from localstack.processes import ServiceStartError
 from localstack.stack import LocalStack
 
 FAULT_KINDS = ("kill_server", "restart_postgres", "stop_redis", "stop_openbao", "stop_s3", "crash_postgres")
-HA_FAULT_KINDS = ("kill_primary", "kill_server", "switchover", "stop_redis", "kill_etcd_member", "stop_openbao", "stop_s3")
+HA_FAULT_KINDS = ("kill_primary", "kill_server", "switchover", "stop_redis", "kill_etcd_member", "kill_volume_server",
+                  "stop_openbao", "stop_s3")
 CLUSTER_WHOLE_WITHIN_S = 120.0  # the old primary rewound and streaming again as a standby
 NOT_SERVING_WITHIN_S = 15.0  # probes run every second with a one-second timeout
 RECOVERY_WITHIN_S = 60.0
@@ -128,9 +131,9 @@ class FaultInjector:
 
     def kill_primary(self) -> FaultRecord:
         cluster = self._patroni()
-        record = FaultRecord("kill_primary", "postgres primary", self.clock())
         killed = cluster.kill_leader_postgres()
-        record.target = f"postgres primary {killed.name}"
+        # From the kill itself (finding the leader first takes a moment, while payments go on).
+        record = FaultRecord("kill_primary", f"postgres primary {killed.name}", self.clock())
         self._await_new_leader(record, cluster, not_named=killed.name)
         return record
 
@@ -162,6 +165,22 @@ class FaultInjector:
         if leaderless:
             record.problems.append(f"Patroni lost its leader while one etcd member of three was down: {leaderless}")
         self._start_again(record, f"etcd {member.name}", lambda: _restart_etcd_member(cluster, member))
+        self._await_recovery(record, self.stack.endpoints.grpc_servers)
+        return record
+
+    def kill_volume_server(self) -> FaultRecord:
+        from localstack.seaweedfs import SeaweedFSCluster
+
+        cluster = self.stack.seaweedfs
+        if not isinstance(cluster, SeaweedFSCluster):
+            raise RuntimeError("this fault needs the high-availability topology (--topology ha)")
+        index = self._kills % len(cluster.volume_servers)
+        self._kills += 1
+        node = cluster.kill_volume_server(index)
+        record = FaultRecord("kill_volume_server", f"seaweedfs {node.name}", self.clock())
+        self._hold(record.started_s)
+        record.observations["health_while_down"] = {address: health(address) for address in self.stack.endpoints.grpc_servers}
+        self._start_again(record, node.name, lambda: cluster.restart_volume_server(index))
         self._await_recovery(record, self.stack.endpoints.grpc_servers)
         return record
 

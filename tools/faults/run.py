@@ -147,23 +147,30 @@ def fault_summaries(workload: BankWorkload, faults) -> list[dict]:
             "acknowledged_while_down": sum(attempt.code == "OK" for attempt in window),
             "failed_attempts_while_down": dict(Counter(_label(attempt) for attempt in window if attempt.code != "OK")),
             "first_transfer_after_s": first_transfer_after(workload, record.started_s),
-            "failed_calls_until_then": failed_calls_until_first_transfer(workload, record.started_s),
+            "longest_gap_without_a_transfer_s": longest_gap(workload, record.started_s, record.recovered_s),
+            # Calls that failed for the fault (business refusals such as INSUFFICIENT_FUNDS are answers).
+            "failed_calls": sum(1 for attempt in invariants.attempts_between(workload, record.started_s, record.recovered_s)
+                                if attempt.code not in ("OK", "FAILED_PRECONDITION")),
         })
     return summaries
 
 
 def first_transfer_after(workload: BankWorkload, fault_s: float) -> float | None:
     """Seconds from the fault to the first acknowledged transfer that started after it (a retry may
-    answer it): the time to recover, as a client sees it."""
+    answer it)."""
     answered = [transfer.finished_s for transfer in workload.transfers
                 if transfer.outcome == "acknowledged" and transfer.started_s > fault_s]
     return round(min(answered) - fault_s, 2) if answered else None
 
 
-def failed_calls_until_first_transfer(workload: BankWorkload, fault_s: float) -> int:
-    took = first_transfer_after(workload, fault_s)
-    end = fault_s + (took if took is not None else float("inf"))
-    return sum(1 for attempt in invariants.attempts_between(workload, fault_s, end) if attempt.code != "OK")
+def longest_gap(workload: BankWorkload, start_s: float, end_s: float) -> float:
+    """The longest time without any acknowledged transfer between the fault and full recovery: how long
+    clients could not pay, as they saw it (a fault whose effect comes later, such as a switchover that
+    Patroni carries out a moment after the request, is measured all the same)."""
+    moments = sorted(t.finished_s for t in workload.transfers
+                     if t.outcome == "acknowledged" and start_s <= t.finished_s <= end_s)
+    points = [start_s, *moments, end_s]
+    return round(max(later - earlier for earlier, later in zip(points, points[1:])), 2)
 
 
 def recovery_by_kind(summaries: list[dict]) -> dict[str, dict]:
@@ -173,13 +180,13 @@ def recovery_by_kind(summaries: list[dict]) -> dict[str, dict]:
         kinds.setdefault(summary["kind"], []).append(summary)
     result = {}
     for kind, items in kinds.items():
-        times = sorted(item["first_transfer_after_s"] for item in items if item["first_transfer_after_s"] is not None)
+        gaps = [item["longest_gap_without_a_transfer_s"] for item in items]
         result[kind] = {
             "faults": len(items),
-            "first_transfer_after_s_median": statistics.median(times) if times else None,
-            "first_transfer_after_s_max": max(times) if times else None,
-            "failed_calls_median": statistics.median(item["failed_calls_until_then"] for item in items),
-            "failed_calls_max": max(item["failed_calls_until_then"] for item in items),
+            "no_transfer_for_s_median": statistics.median(gaps),
+            "no_transfer_for_s_max": max(gaps),
+            "failed_calls_median": statistics.median(item["failed_calls"] for item in items),
+            "failed_calls_max": max(item["failed_calls"] for item in items),
         }
     return result
 
@@ -258,9 +265,9 @@ def print_report(report: dict) -> None:
         print(f"  fault {fault['kind']:<17} {fault['target']:<32} down {fault['healed_s'] - fault['started_s']:5.1f}s  "
               f"acknowledged meanwhile {fault['acknowledged_while_down']:>5}  failed attempts {fault['failed_attempts_while_down']}")
     for kind, recovery in report.get("recovery_by_kind", {}).items():
-        print(f"  recovery {kind:<17} first transfer after median {recovery['first_transfer_after_s_median']}s, "
-              f"max {recovery['first_transfer_after_s_max']}s; failed calls meanwhile median "
-              f"{recovery['failed_calls_median']}, max {recovery['failed_calls_max']} ({recovery['faults']} faults)")
+        print(f"  recovery {kind:<18} no transfer for at most: median {recovery['no_transfer_for_s_median']}s, "
+              f"max {recovery['no_transfer_for_s_max']}s; failed calls: median {recovery['failed_calls_median']}, "
+              f"max {recovery['failed_calls_max']} ({recovery['faults']} faults)")
     for check in report.get("checks", []):
         print(f"  [{'ok' if check['ok'] else 'FAIL'}] {check['name']}" + ("" if check["ok"] else f": {check['detail']}"))
 
