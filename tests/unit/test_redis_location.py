@@ -1,12 +1,26 @@
-"""REDIS_URL: one Redis, or a Redis Cluster (`cluster=true`, more startup nodes as `node=`)."""
+"""REDIS_URL: one Redis, or a Redis Cluster (`cluster=true`, more startup nodes as `node=`); and the
+session keys' hash tags."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import redis.asyncio as redis_asyncio
+from redis.crc import key_slot
 
 from server.config import Settings
+from storage.redis_keys import (
+    disabled_subject_key,
+    revoked_token_key,
+    share_one_slot,
+    suspended_tenant_key,
+    tenant_tag,
+)
 from storage.redis_store import FailClosedRedisCluster, RedisLocation, build_redis, parse_redis_url
+
+TENANT = uuid.UUID("6f1c9a52-0d4e-4c41-9d0e-3f1a2b3c4d5e")
+
 
 def test_a_plain_url_is_one_redis_and_reaches_redis_py_unchanged():
     """Without `cluster`, the URL is read as before: one Redis."""
@@ -58,3 +72,14 @@ async def test_build_redis_makes_the_client_the_url_asks_for():
         await cluster.aclose()
         await single.aclose()
 
+
+def test_the_keys_one_authenticated_call_reads_together_share_the_tenants_slot():
+    """The deny-list MGET's three keys hash to the tenant tag's slot, whatever the token and subject."""
+    keys = [
+        revoked_token_key(TENANT, uuid.uuid4().hex),
+        suspended_tenant_key(TENANT),
+        disabled_subject_key(TENANT, f"terminals/{uuid.uuid4()}"),
+    ]
+    assert share_one_slot(keys)
+    assert key_slot(keys[0].encode()) == key_slot(tenant_tag(TENANT).encode())
+    assert not share_one_slot([suspended_tenant_key(TENANT), suspended_tenant_key(uuid.UUID(int=TENANT.int + 1))])
