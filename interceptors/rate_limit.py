@@ -44,6 +44,7 @@ from interceptors.wrapping import AroundInterceptor
 from server.errors import ResourceExhausted, ServiceUnavailable
 from server.principal import Principal
 from storage.rate_limits import Bucket, Limit, RateLimiter
+from storage.redis_keys import address_bucket_key, principal_bucket_key, tenant_bucket_key
 
 logger = logging.getLogger("emoney.rate_limits")
 
@@ -128,12 +129,13 @@ class RateLimitPolicy:
         return self.method_groups.get(method, self.default_group)
 
     def buckets_for(self, group: str, principal: Principal | None, client_address: str) -> list[Bucket]:
+        """The buckets one call consumes; a principal's and its tenant's share the tenant's hash tag."""
         limits = self.group_limits[group]
         if principal is None:
-            return [Bucket(f"{group}:address:{address_identity(client_address)}", limits["address"])]
+            return [Bucket(address_bucket_key(group, address_identity(client_address)), limits["address"])]
         return [
-            Bucket(f"{group}:principal:{principal.subject}", limits["principal"]),
-            Bucket(f"{group}:tenant:{principal.tenant_id}", limits["tenant"]),
+            Bucket(principal_bucket_key(group, principal.tenant_id, principal.subject), limits["principal"]),
+            Bucket(tenant_bucket_key(group, principal.tenant_id), limits["tenant"]),
         ]
 
 

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from psycopg_pool import AsyncConnectionPool
-import redis.asyncio as redis_asyncio
 
 from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from emoney.admin.v1 import admin_pb2, admin_pb2_grpc
@@ -55,7 +54,7 @@ from storage.database import build_pool
 from storage.object_store import ObjectStore, build_object_store
 from storage.rate_limits import RateLimiter
 from storage.receipts import ReceiptWriter
-from storage.redis_store import build_redis
+from storage.redis_store import RedisClient, build_redis
 from storage.secrets import SecretsStore, build_secrets
 from storage.sessions import SessionStore
 from storage.signing_keys import SigningKeyStore
@@ -93,7 +92,7 @@ class Application:
     pool: AsyncConnectionPool
     # Standbys for reads (DATABASE_READ_URL), or None.
     read_pool: AsyncConnectionPool | None
-    redis: redis_asyncio.Redis
+    redis: RedisClient
     objects: ObjectStore
     secrets: SecretsStore
     health_reporter: HealthReporter

@@ -15,9 +15,10 @@ import logging
 import time
 from typing import Awaitable, Callable, Mapping
 
-import redis.asyncio as redis_asyncio
 from grpc_health.v1 import health, health_pb2
 from psycopg_pool import AsyncConnectionPool
+
+from storage.redis_store import RedisClient, ping
 
 logger = logging.getLogger("emoney.health")
 
@@ -42,11 +43,13 @@ def postgres_probe(pool: AsyncConnectionPool, timeout_s: float) -> Probe:
     return probe
 
 
-def redis_probe(client: redis_asyncio.Redis, timeout_s: float) -> Probe:
+def redis_probe(client: RedisClient, timeout_s: float) -> Probe:
+    """Up while Redis answers PING; on a cluster, while every master does (every key can be served)."""
+
     async def probe() -> bool:
         try:
             async with asyncio.timeout(timeout_s):
-                return bool(await client.ping())
+                return await ping(client)
         except Exception:  # any failure, including a timeout, means "not reachable"
             return False
 

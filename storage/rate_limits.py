@@ -20,19 +20,24 @@ revocation list, so a server that cannot reach Redis cannot tell a revoked
 token from a good one either; letting calls through unlimited would turn a
 Redis outage into an unmetered brute-force window.
 
-The keys of one call are used in one script, so on a Redis Cluster they would
-have to share a hash slot; the platform runs a single Redis (or a primary with
-replicas), where this does not arise.
+The keys of one call are used in one script, so on a Redis Cluster they must
+share a hash slot: the keys are tagged so that they do (storage/redis_keys.py),
+and `acquire` refuses keys that do not, on a single Redis too, so that a key
+layout that would fail on a cluster fails in every test.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import redis.asyncio as redis_asyncio
 import redis.exceptions
+
+from storage.redis_keys import RATE_LIMIT_PREFIX, share_one_slot
+
+if TYPE_CHECKING:  # storage.redis_store reads server.config, which imports this module
+    from storage.redis_store import RedisClient
 
 MICROSECONDS_PER_SECOND = 1_000_000
 # Limits on the limits: an interval below 1 µs cannot be represented, and one above a day is a
@@ -111,7 +116,7 @@ class Bucket:
 
 class RateLimiter:
     def __init__(
-        self, client: redis_asyncio.Redis, key_prefix: str = "emoney:rl:", timeout_s: float = DEFAULT_TIMEOUT_S
+        self, client: RedisClient, key_prefix: str = RATE_LIMIT_PREFIX, timeout_s: float = DEFAULT_TIMEOUT_S
     ) -> None:
         self._client = client
         self._key_prefix = key_prefix
@@ -123,10 +128,13 @@ class RateLimiter:
     async def acquire(self, buckets: Sequence[Bucket], cost: int = 1) -> int:
         """0 if the call is allowed (every bucket consumed); else the wait in ms (> 0), nothing consumed.
 
-        Raises a `redis.exceptions.RedisError` when Redis cannot answer within the timeout.
+        Raises a `redis.exceptions.RedisError` when Redis cannot answer within the timeout, and a ValueError
+        for a call no Redis should see (no buckets, a repeated one, a cost above a burst, keys in two slots).
         """
         _check_request(buckets, cost)
         keys = [self._key_prefix + bucket.key for bucket in buckets]
+        if not share_one_slot(keys):
+            raise ValueError(f"the buckets of one call must share a hash slot (one hash tag), not {keys}")
         arguments: list[int] = [cost]
         for bucket in buckets:
             arguments += [bucket.limit.emission_interval_us, bucket.limit.tolerance_us]

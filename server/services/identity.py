@@ -186,7 +186,7 @@ class IdentityService:
                 raise Unauthenticated(message="the refresh token is not valid", reason="REFRESH_TOKEN_INVALID")
             await refresh_tokens.revoke_family(unit_of_work, record.family_id)
             await unit_of_work.commit()
-        await self._sessions.revoke_access_token(principal.token_id, principal.expires_at)
+        await self._sessions.revoke_access_token(principal.tenant_id, principal.token_id, principal.expires_at)
 
     # -- the caller -----------------------------------------------------------------------------
 

@@ -41,8 +41,9 @@ async def redis_client(stack) -> AsyncIterator[redis_asyncio.Redis]:
 
 @pytest.fixture
 def key_prefix() -> str:
-    """A fresh key space per test, so tests never share buckets."""
-    return f"test:rl:{uuid.uuid4().hex}:"
+    """A fresh key space per test, so tests never share buckets; one hash tag, so a test's buckets may
+    be used together (as on a Redis Cluster, where one script's keys must share a slot)."""
+    return f"test:rl:{{{uuid.uuid4().hex}}}:"
 
 
 @pytest.fixture

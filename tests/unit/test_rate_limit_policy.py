@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 
 import pytest
+from redis.crc import key_slot
 
 from emoney.auth.v1 import auth_pb2
 from interceptors.rate_limit import (
@@ -15,6 +17,7 @@ from interceptors.rate_limit import (
 )
 from server.principal import Principal
 from storage.rate_limits import Bucket, Limit, RateLimiter
+from storage.redis_keys import RATE_LIMIT_PREFIX, tenant_tag
 
 TENANT = uuid.UUID("6f1c9a52-0d4e-4c41-9d0e-3f1a2b3c4d5e")
 PRINCIPAL = Principal(
@@ -77,8 +80,8 @@ def test_authenticated_calls_count_against_principal_and_tenant():
     policy = RateLimitPolicy.default()
     buckets = policy.buckets_for("default", PRINCIPAL, "203.0.113.7")
     assert [bucket.key for bucket in buckets] == [
-        f"default:principal:{PRINCIPAL.subject}",
-        f"default:tenant:{TENANT}",
+        f"default:principal:{{{TENANT}}}:{PRINCIPAL.subject}",
+        f"default:tenant:{{{TENANT}}}",
     ]
     assert buckets[0].limit == policy.group_limits["default"]["principal"]
     assert buckets[1].limit == policy.group_limits["default"]["tenant"]
@@ -88,7 +91,7 @@ def test_unauthenticated_calls_count_against_the_client_address():
     """Without a principal, the one bucket is the client address's, with the group's address limit."""
     policy = RateLimitPolicy.default()
     assert policy.buckets_for("credentials", None, "ipv4:203.0.113.7:51234") == [
-        Bucket("credentials:address:203.0.113.7", policy.group_limits["credentials"]["address"])
+        Bucket("credentials:address:{203.0.113.7}", policy.group_limits["credentials"]["address"])
     ]
 
 
@@ -195,6 +198,23 @@ async def test_impossible_requests_are_refused_before_reaching_redis():
         await limiter.acquire([])
     with pytest.raises(ValueError, match="only once"):
         await limiter.acquire([bucket, bucket])
+
+
+async def test_buckets_in_different_hash_slots_are_refused_before_reaching_redis():
+    """One script's keys must share a hash slot (a Redis Cluster refuses them otherwise): refused on any Redis."""
+    limiter = RateLimiter(client=_NoRedis())
+    other_tenant = uuid.UUID(int=TENANT.int + 1)
+    buckets = [Bucket(f"default:tenant:{{{tenant}}}", Limit(1, 2)) for tenant in (TENANT, other_tenant)]
+    with pytest.raises(ValueError, match="share a hash slot"):
+        await limiter.acquire(buckets)
+
+
+@pytest.mark.parametrize("principal", [PRINCIPAL, replace(PRINCIPAL, subject="terminals/5f0c1e2d-3b4a-4c5d-8e9f-0a1b2c3d4e5f")])
+def test_the_buckets_of_a_logged_in_call_lie_in_its_tenants_slot(principal):
+    """Principal and tenant buckets, under the limiter's own prefix, hash to the slot of the tenant's tag."""
+    for group in ("default", "credentials"):
+        keys = [RATE_LIMIT_PREFIX + bucket.key for bucket in RateLimitPolicy.default().buckets_for(group, principal, "")]
+        assert {key_slot(key.encode()) for key in keys} == {key_slot(tenant_tag(TENANT).encode())}
 
 
 class _NoRedis:
