@@ -56,6 +56,8 @@ MAKE_RUN_HA_PORTS = {
     "postgres": (55432, 55433, 55434),
     "patroni": (58008, 58009, 58010),
     "etcd": ((52379, 52380), (52381, 52382), (52383, 52384)),
+    # Redis Cluster: 3 masters + 3 replicas; each node also takes port + 10000 for the cluster bus.
+    "redis": (47379, 47380, 47381, 47382, 47383, 47384),
 }
 MAX_SERVER_PROCESSES = 64
 MAKE_RUN_PORTS = frozenset(
@@ -63,6 +65,7 @@ MAKE_RUN_PORTS = frozenset(
      *range(MAKE_RUN_DEFAULT_PORTS["first_grpc"], MAKE_RUN_DEFAULT_PORTS["first_grpc"] + MAX_SERVER_PROCESSES),
      *MAKE_RUN_HA_PORTS["postgres"], *MAKE_RUN_HA_PORTS["patroni"],
      *(port for pair in MAKE_RUN_HA_PORTS["etcd"] for port in pair),
+     *MAKE_RUN_HA_PORTS["redis"], *(port + 10_000 for port in MAKE_RUN_HA_PORTS["redis"]),
      *range(MAKE_RUN_DEFAULT_PORTS["first_metrics"], MAKE_RUN_DEFAULT_PORTS["first_metrics"] + MAX_SERVER_PROCESSES)}
 )
 

@@ -24,8 +24,8 @@ from localstack.health import wait_for_envoy_upstreams_healthy, wait_for_serving
 from localstack.openbao import OpenBaoService, start_openbao
 from localstack.patroni import PatroniCluster, start_patroni
 from localstack.postgres import PostgresService, start_postgres
-from localstack.processes import MAKE_RUN_HA_PORTS, ManagedProcess, ServiceStartError, wait_for_tcp
-from localstack.redis_server import RedisService, start_redis
+from localstack.processes import MAKE_RUN_HA_PORTS, ManagedProcess, ServiceStartError, free_ports, wait_for_tcp
+from localstack.redis_server import RedisClusterService, RedisService, free_cluster_ports, start_redis, start_redis_cluster
 from localstack.seaweedfs import SeaweedFSCluster, SeaweedFSService, start_seaweedfs, start_seaweedfs_cluster
 
 if TYPE_CHECKING:
@@ -69,11 +69,13 @@ class HaPorts:
     postgres: list[int] = field(default_factory=lambda: list(MAKE_RUN_HA_PORTS["postgres"]))
     patroni: list[int] = field(default_factory=lambda: list(MAKE_RUN_HA_PORTS["patroni"]))
     etcd: list[tuple[int, int]] = field(default_factory=lambda: list(MAKE_RUN_HA_PORTS["etcd"]))
+    redis: list[int] = field(default_factory=lambda: list(MAKE_RUN_HA_PORTS["redis"]))
 
     @classmethod
-    def from_free(cls, ports: list[int]) -> "HaPorts":
-        """From 12 free ports (tests)."""
-        return cls(ports[0:3], ports[3:6], list(zip(ports[6:9], ports[9:12])))
+    def free(cls) -> "HaPorts":
+        """Free ports for all of it (tests, bench, soak)."""
+        ports = free_ports(12)
+        return cls(ports[0:3], ports[3:6], list(zip(ports[6:9], ports[9:12])), free_cluster_ports())
 
 
 @dataclass
@@ -132,7 +134,7 @@ class LocalStack:
         if options.topology not in TOPOLOGIES:
             raise ValueError(f"topology must be one of {TOPOLOGIES}, got {options.topology!r}")
         self.postgres: PostgresService | PatroniCluster | None = None
-        self.redis: RedisService | None = None
+        self.redis: RedisService | RedisClusterService | None = None
         self.openbao: OpenBaoService | None = None
         self.seaweedfs: SeaweedFSService | SeaweedFSCluster | None = None
         self.servers: list[ManagedProcess] = []
@@ -187,7 +189,11 @@ class LocalStack:
                 if self.options.topology == "single"
                 else (lambda: start_patroni(data / "patroni", ha.postgres, ha.patroni, ha.etcd, log_dir))
             ),
-            "redis": lambda: start_redis(data / "redis", ports.redis, log_dir),
+            "redis": (
+                (lambda: start_redis(data / "redis", ports.redis, log_dir))
+                if self.options.topology == "single"
+                else (lambda: start_redis_cluster(data / "redis-cluster", ha.redis, log_dir))
+            ),
             "openbao": lambda: start_openbao(
                 data / "openbao", ports.openbao, log_dir, cluster_port=openbao.cluster_port if openbao else None
             ),
@@ -302,6 +308,8 @@ class LocalStack:
                 lines.append(f"    PostgreSQL {node.name:<14} 127.0.0.1:{node.postgres_port}  {roles.get(node.name, 'down'):<13}"
                              f" (Patroni {node.rest_url})")
             lines.append(f"    etcd                    {self.postgres.etcd.hosts}")
+        if isinstance(self.redis, RedisClusterService):
+            lines.append(f"    Redis Cluster           {self.redis.cluster_nodes()}")
         if isinstance(self.seaweedfs, SeaweedFSCluster):
             lines += self.seaweedfs.topology_lines()
         return lines

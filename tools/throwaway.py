@@ -24,7 +24,7 @@ def throwaway_stack(state_dir: Path, server_processes: int, topology: str = "sin
         StackOptions(
             state_dir=state_dir,
             topology=topology,
-            ha_ports=HaPorts.from_free(free_ports(12)) if topology == "ha" else HaPorts(),
+            ha_ports=HaPorts.free() if topology == "ha" else HaPorts(),
             ports=StackPorts(envoy=envoy, envoy_admin=admin, first_grpc=server_ports[0], postgres=postgres,
                              redis=redis, openbao=openbao, s3=s3),
             server_processes=server_processes,

@@ -47,7 +47,7 @@ def ha_stack(tmp_path_factory):
         ports=StackPorts(envoy=envoy, envoy_admin=admin, redis=redis, openbao=openbao, s3=s3, first_grpc=servers[0],
                          first_metrics=_consecutive_free_ports(3)),
         topology="ha",
-        ha_ports=HaPorts.from_free(free_ports(12)),
+        ha_ports=HaPorts.free(),
         grpc_ports=servers,
         server_environment={"EMONEY_RATE_LIMITS": "credentials.address=100/s:1000"},
     )

@@ -21,6 +21,8 @@ On the high-availability topology (`--topology ha`), PostgreSQL faults are Patro
     switchover        a planned switchover to the synchronous standby (Patroni's REST API)
     kill_etcd_member  kill -9 of one etcd member of three: the quorum holds, Patroni keeps its leader
                       throughout; the member is started again and rejoins
+    kill_redis_master kill -9 of the Redis Cluster master holding the bank's tenant's keys: its replica is
+                      promoted; the tenant's calls answer UNAVAILABLE meanwhile; the old master returns as a replica
     kill_volume_server  kill -9 of one SeaweedFS volume server of three: every object keeps a copy on
                       another (replication 001), new volumes go to the two left; payments go on
 
@@ -43,7 +45,7 @@ from localstack.processes import ServiceStartError
 from localstack.stack import LocalStack
 
 FAULT_KINDS = ("kill_server", "restart_postgres", "stop_redis", "stop_openbao", "stop_s3", "crash_postgres")
-HA_FAULT_KINDS = ("kill_primary", "kill_server", "switchover", "stop_redis", "kill_etcd_member", "kill_volume_server",
+HA_FAULT_KINDS = ("kill_primary", "kill_server", "switchover", "kill_redis_master", "kill_etcd_member", "kill_volume_server",
                   "stop_openbao", "stop_s3")
 CLUSTER_WHOLE_WITHIN_S = 120.0  # the old primary rewound and streaming again as a standby
 NOT_SERVING_WITHIN_S = 15.0  # probes run every second with a one-second timeout
@@ -165,6 +167,29 @@ class FaultInjector:
         if leaderless:
             record.problems.append(f"Patroni lost its leader while one etcd member of three was down: {leaderless}")
         self._start_again(record, f"etcd {member.name}", lambda: _restart_etcd_member(cluster, member))
+        self._await_recovery(record, self.stack.endpoints.grpc_servers)
+        return record
+
+    def kill_redis_master(self) -> FaultRecord:
+        from redis.crc import key_slot
+
+        from localstack.provisioning import DEMO_TENANT_SLUG
+        from localstack.redis_server import RedisClusterService
+
+        cluster = self.stack.redis
+        if not isinstance(cluster, RedisClusterService):
+            raise RuntimeError("this fault needs the high-availability topology (--topology ha)")
+        with psycopg.connect(superuser_dsn(self.stack), connect_timeout=5) as connection:
+            tenant = connection.execute("select tenant_id from tenants where slug = %s", (DEMO_TENANT_SLUG,)).fetchone()[0]
+        slot = key_slot(f"{{{tenant}}}".encode())  # every key of a tenant's calls carries its id as hash tag
+        node = cluster.kill_master_of_slot(slot)
+        record = FaultRecord("kill_redis_master", f"redis master {node.address} (slot {slot})", self.clock())
+        promoted = wait_until(lambda: _promoted(cluster, slot, node.port), RECOVERY_WITHIN_S)
+        record.observations["replica_promoted_after_s"] = promoted
+        if promoted is None:
+            record.problems.append(f"no replica took slot {slot} over within {RECOVERY_WITHIN_S:.0f}s")
+        self._hold(record.started_s)
+        self._start_again(record, f"redis {node.address}", lambda: cluster.restart_node(node))
         self._await_recovery(record, self.stack.endpoints.grpc_servers)
         return record
 
@@ -370,4 +395,11 @@ def _member_healthy(url: str) -> bool:
         _etcd_health(url)
         return True
     except Exception:  # noqa: BLE001 - not yet
+        return False
+
+
+def _promoted(cluster, slot: int, old_port: int) -> bool:
+    try:
+        return cluster.master_of_slot(slot).port != old_port
+    except Exception:  # noqa: BLE001 - the cluster is electing
         return False
