@@ -20,7 +20,7 @@ import grpc
 from localstack.backup import BackupAgent, Schedule
 from localstack.demo import play_demo_story
 from localstack.processes import MAKE_RUN_DEFAULT_PORTS, MAX_SERVER_PROCESSES, ServiceStartError
-from localstack.stack import ROOT, TOPOLOGIES, LocalStack, StackOptions, StackPorts
+from localstack.stack import ROOT, TOPOLOGIES, HaPorts, LocalStack, StackOptions, StackPorts
 
 # How long the started servers may take to be SERVING and found healthy by Envoy.
 SERVING_TIMEOUT_S = 60.0
@@ -51,6 +51,17 @@ def _port(variable: str, default: int) -> int:
     return int(raw)
 
 
+def _ports(variable: str, default: list[int]) -> list[int]:
+    """A comma-separated list of as many TCP ports as the default has (etcd: client,peer pairs in a row)."""
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return list(default)
+    parts = [part.strip() for part in raw.split(",")]
+    if len(parts) != len(default) or not all(part.isdigit() and 0 < int(part) < 65536 for part in parts):
+        raise SystemExit(f"{variable} must be {len(default)} comma-separated TCP ports, got {raw!r}")
+    return [int(part) for part in parts]
+
+
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -79,11 +90,19 @@ def options_from_environment() -> StackOptions:
     if not processes.isdigit() or not 1 <= int(processes) <= MAX_SERVER_PROCESSES:
         raise SystemExit(f"EMONEY_SERVER_PROCESSES must be 1..{MAX_SERVER_PROCESSES}, got {processes!r}")
     topology = os.environ.get("EMONEY_TOPOLOGY", "").strip().lower() or "single"
+    defaults = HaPorts()
+    ha_ports = HaPorts(
+        postgres=_ports("EMONEY_HA_POSTGRES_PORTS", defaults.postgres),
+        patroni=_ports("EMONEY_HA_PATRONI_PORTS", defaults.patroni),
+        etcd=list(zip(*[iter(_ports("EMONEY_HA_ETCD_PORTS", [p for pair in defaults.etcd for p in pair]))] * 2)),
+        redis=_ports("EMONEY_HA_REDIS_PORTS", defaults.redis),
+    )
     if topology not in TOPOLOGIES:
         raise SystemExit(f"EMONEY_TOPOLOGY must be one of {', '.join(TOPOLOGIES)}, got {topology!r}")
     return StackOptions(
         state_dir=Path(os.environ.get("EMONEY_STATE_DIR", "") or ROOT / ".local").resolve(),
         topology=topology,
+        ha_ports=ha_ports,
         ports=ports,
         server_processes=int(processes),
         external={name: os.environ[name] for name in EXTERNAL_VARIABLES if os.environ.get(name)},

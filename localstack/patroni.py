@@ -408,6 +408,8 @@ def _node_config(
                 "local all all peer",
                 f"host all all {LOOPBACK}/32 scram-sha-256",
                 f"host replication {REPLICATION_USER} {LOOPBACK}/32 scram-sha-256",
+                # Base backups (localstack/backup.py: pg_basebackup as the superuser).
+                f"host replication {SUPERUSER} {LOOPBACK}/32 scram-sha-256",
             ],
         },
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
