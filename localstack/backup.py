@@ -393,8 +393,9 @@ def restore(target: BackupTarget, to: datetime | None, into: Path, log_dir: Path
             _run([str(pg_bin_dir() / "pg_combinebackup"), *map(str, parts), "-o", str(data_dir)], "pg_combinebackup",
                  BACKUP_TIMEOUT_S)
         private_dir(wal_dir)
-        for name in segments:
-            repository.get(f"wal/{name}", wal_dir / name)
+        for name in segments:  # what recovery can need: from the restored backup's start on, and timeline histories
+            if HISTORY.match(name) or (SEGMENT.match(name) and name[8:] >= chain[-1].start_wal[8:]):
+                repository.get(f"wal/{name}", wal_dir / name)
         _prepare_recovery(data_dir, wal_dir, to)
         shutil.copyfile(target.superuser_file, into / "postgres-superuser.json")
         user = ensure_unprivileged_user()
