@@ -52,6 +52,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import psycopg
@@ -69,6 +70,9 @@ from localstack.processes import (
     read_secret_json,
     write_secret_json,
 )
+
+if TYPE_CHECKING:
+    import hvac
 
 logger = logging.getLogger("emoney.backup")
 

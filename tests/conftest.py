@@ -12,6 +12,7 @@ from __future__ import annotations
 # and restart servers while gRPC clients of this process are busy; see localstack/__init__.py).
 import localstack  # noqa: F401, I001
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -47,15 +48,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         # The limits themselves are tested on a stack of their own (tests/e2e/test_rate_limits_e2e.py).
         server_environment={"EMONEY_RATE_LIMITS": "credentials.address=100/s:1000"},
     )
+    with running_stack(options, "stack-logs") as local_stack:
+        yield local_stack
+
+
+@contextlib.contextmanager
+def running_stack(options: StackOptions, logs_name: str, serving_within_s: float = 30.0) -> Iterator[LocalStack]:
+    """A stack started, SERVING, and stopped afterwards (also on failure), its logs copied to
+    test-artifacts/<logs_name> for CI."""
     local_stack = LocalStack(options)
     try:
         local_stack.start()
-        local_stack.wait_until_serving(timeout_s=30.0)
+        local_stack.wait_until_serving(timeout_s=serving_within_s)
         yield local_stack
     finally:
         local_stack.stop()
         if local_stack.log_dir.exists():
-            shutil.copytree(local_stack.log_dir, ARTIFACTS / "stack-logs", dirs_exist_ok=True)
+            shutil.copytree(local_stack.log_dir, ARTIFACTS / logs_name, dirs_exist_ok=True)
 
 
 @pytest.fixture(scope="session")

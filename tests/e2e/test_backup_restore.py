@@ -4,7 +4,6 @@ instant into a new folder — and the refusals that leave everything untouched."
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -20,7 +19,7 @@ from localstack.backup import (
 )
 from localstack.provisioning import DATABASE_NAME
 from localstack.stack import LocalStack, StackOptions
-from tests.conftest import ARTIFACTS, free_stack_ports
+from tests.conftest import free_stack_ports, running_stack
 from tests.fixtures.identity import bearer
 from tests.fixtures.ledger import Holder, balance, new_customer, payments_stub
 
@@ -28,18 +27,12 @@ from tests.fixtures.ledger import Holder, balance, new_customer, payments_stub
 @pytest.fixture(scope="module")
 def backed_up(tmp_path_factory):
     ports, servers = free_stack_ports()
-    stack = LocalStack(StackOptions(
+    options = StackOptions(
         state_dir=tmp_path_factory.mktemp("backup-stack"), ports=ports, grpc_ports=servers,
         server_environment={"EMONEY_RATE_LIMITS": "credentials.address=100/s:1000"},
-    ))
-    try:
-        stack.start()
-        stack.wait_until_serving(timeout_s=30.0)
+    )
+    with running_stack(options, "backup-stack-logs") as stack:
         yield stack
-    finally:
-        stack.stop()
-        if stack.log_dir.exists():
-            shutil.copytree(stack.log_dir, ARTIFACTS / "backup-stack-logs", dirs_exist_ok=True)
 
 
 def _transfers(channel, source: Holder, target: Holder, count: int) -> None:

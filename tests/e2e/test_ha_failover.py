@@ -12,12 +12,10 @@ RTO figures come from `make soak`); here it must stay within Patroni's own bound
 from __future__ import annotations
 
 import re
-import shutil
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 import pytest
@@ -29,12 +27,12 @@ from emoney.payments.v1 import payments_pb2
 from localstack.patroni import DCS_SETTINGS
 from localstack.processes import free_ports, port_is_free, reserve_port
 from localstack.stack import HaPorts, LocalStack, StackOptions, StackPorts
+from tests.conftest import running_stack
 from tests.fixtures.identity import admin_stub, bearer, login_as
 from tests.fixtures.ledger import (
     Holder, accounts_stub, balance, new_customer, new_shop, payment_code, payments_stub,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 FUNDS_MINOR = 1_000_000
 RETRY_FOR_S = 60.0
 
@@ -51,15 +49,8 @@ def ha_stack(tmp_path_factory):
         grpc_ports=servers,
         server_environment={"EMONEY_RATE_LIMITS": "credentials.address=100/s:1000"},
     )
-    stack = LocalStack(options)
-    try:
-        stack.start()
-        stack.wait_until_serving(timeout_s=60.0)
+    with running_stack(options, "ha-stack-logs", serving_within_s=60.0) as stack:
         yield stack
-    finally:
-        stack.stop()
-        if stack.log_dir.exists():
-            shutil.copytree(stack.log_dir, ROOT / "test-artifacts" / "ha-stack-logs", dirs_exist_ok=True)
 
 
 def _consecutive_free_ports(count: int) -> int:

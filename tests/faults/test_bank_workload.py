@@ -46,9 +46,14 @@ REQUIRED_CHECKS = {
 
 @pytest.fixture(scope="module")
 def report() -> dict:
-    completed = subprocess.run([sys.executable, "-m", "tools.faults", *ARGS], cwd=ROOT, capture_output=True,
-                               text=True, timeout=RUN_TIMEOUT_S)
-    path = ARTIFACTS / f"{NAME}.json"
+    return run_soak(ARGS, NAME, RUN_TIMEOUT_S)
+
+
+def run_soak(args: list[str], name: str, timeout_s: float) -> dict:
+    """`python -m tools.faults` as `make soak` runs it; its JSON report, with its exit code and output."""
+    completed = subprocess.run([sys.executable, "-m", "tools.faults", *args], cwd=ROOT, capture_output=True,
+                               text=True, timeout=timeout_s)
+    path = ARTIFACTS / f"{name}.json"
     assert path.exists(), completed.stdout[-4000:] + completed.stderr[-4000:]
     result = json.loads(path.read_text())
     result["exit_code"], result["output"] = completed.returncode, completed.stdout[-6000:]

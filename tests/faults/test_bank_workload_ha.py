@@ -7,17 +7,12 @@ is stored twice, money is conserved, the ledger reconciles and the audit chain v
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.faults.test_bank_workload import REQUIRED_CHECKS
+from tests.faults.test_bank_workload import ARTIFACTS, REQUIRED_CHECKS, run_soak
 from tools.faults.injector import HA_FAULT_KINDS
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts" / "faults"
 NAME = "make-test-ha"
 RUN_TIMEOUT_S = 600
 ARGS = ["--topology", "ha", "--duration-s", "30", "--outage-s", "4", "--calm-s", "2", "--grpc-clients", "4",
@@ -29,13 +24,7 @@ FAILOVER_BOUND_S = 20.0
 
 @pytest.fixture(scope="module")
 def report() -> dict:
-    completed = subprocess.run([sys.executable, "-m", "tools.faults", *ARGS], cwd=ROOT, capture_output=True,
-                               text=True, timeout=RUN_TIMEOUT_S)
-    path = ARTIFACTS / f"{NAME}.json"
-    assert path.exists(), completed.stdout[-4000:] + completed.stderr[-4000:]
-    result = json.loads(path.read_text())
-    result["exit_code"], result["output"] = completed.returncode, completed.stdout[-6000:]
-    return result
+    return run_soak(ARGS, NAME, RUN_TIMEOUT_S)
 
 
 def test_every_ha_fault_was_injected_and_every_invariant_holds(report):
