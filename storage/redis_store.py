@@ -19,6 +19,8 @@ spent, never as a cluster-specific error that would read as a bug (INTERNAL).
 
 from __future__ import annotations
 
+import traceback
+
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -54,6 +56,33 @@ class ClusterUnavailableError(redis.exceptions.ConnectionError):
     """
 
 
+def closed_writer_race(error: BaseException) -> bool:
+    """Whether `error` is redis-py's leak of a write on a connection the peer has just closed.
+
+    redis-py 8.1 (redis/redis-py#4287, #3546; normalised upstream by #4217, not released here) lets such a
+    write raise AttributeError ('NoneType' object has no attribute 'writelines') or TypeError from the
+    asyncio transport instead of ConnectionError, which bypasses every retry and would reach callers as an
+    unknown error (the HA soak met it while a Redis master was killed). Matched narrowly: the error must
+    come out of redis-py's asyncio connection code.
+    """
+    if not isinstance(error, (AttributeError, TypeError)):
+        return False
+    frames = traceback.extract_tb(error.__traceback__)
+    return any(frame.filename.endswith("redis/asyncio/connection.py") for frame in frames[-4:])
+
+
+class FailClosedRedis(redis_asyncio.Redis):
+    """redis-py's client, with a write on a just-closed connection coming out as a ConnectionError."""
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **options)
+        except (AttributeError, TypeError) as error:
+            if closed_writer_race(error):
+                raise redis.exceptions.ConnectionError(f"the Redis connection closed under {args[0]!s}") from error
+            raise
+
+
 class FailClosedRedisCluster(RedisCluster):
     """redis-py's cluster client, whose "cannot serve now" errors come out as ClusterUnavailableError.
 
@@ -74,6 +103,10 @@ class FailClosedRedisCluster(RedisCluster):
             return await super().execute_command(*args, **kwargs)
         except (redis.exceptions.ClusterError, redis.exceptions.SlotNotCoveredError) as error:
             raise ClusterUnavailableError(f"the Redis Cluster cannot serve {args[0]!s} now: {error}") from error
+        except (AttributeError, TypeError) as error:
+            if closed_writer_race(error):
+                raise ClusterUnavailableError(f"a Redis Cluster connection closed under {args[0]!s}") from error
+            raise
 
 
 @dataclass(frozen=True)
@@ -114,7 +147,7 @@ def build_redis(settings: Settings) -> RedisClient:
     location = parse_redis_url(settings.redis_url)
     if location.cluster:
         return _build_cluster(location)
-    return redis_asyncio.Redis.from_url(
+    return FailClosedRedis.from_url(
         location.url,
         socket_connect_timeout=SOCKET_TIMEOUT_S,
         socket_timeout=SOCKET_TIMEOUT_S,
