@@ -22,6 +22,7 @@ from google.protobuf.internal.encoder import _VarintBytes
 from localstack.envoy import MAX_REQUEST_BODY_BYTES, MAX_REQUEST_HEADERS_KB
 from server.config import MAX_REQUEST_HEADER_BYTES
 from tests.fixtures import grpc_web
+from localstack.health import envoy_upstreams
 from tests.fixtures.http2 import Http2Connection
 
 TIMEOUT_S = 10.0
@@ -326,6 +327,18 @@ def test_http2_malformed_header_resets_only_its_stream(envoy_address, header):
         assert refused.reset_code is not None and refused.goaway_code is None, refused
         following = connection.request(NATIVE_REQUEST, EMPTY_FRAME)
     assert following.headers[":status"] == "200" and following.trailers.get("grpc-status") == "0", following
+
+
+def test_native_requests_without_te_trailers_are_served_and_eject_no_server(stack, envoy_address):
+    """A raw HTTP/2 request without gRPC's `te: trailers` used to be reset by the server, which Envoy counted as
+    a gateway failure: a dozen such unauthenticated requests took servers out of rotation for 10 s. Envoy
+    now sends the header itself; the calls are answered and every server stays in rotation."""
+    request = [header for header in NATIVE_REQUEST if header[0] != b"te"]
+    with Http2Connection(envoy_address) as connection:
+        answers = [connection.request(request, EMPTY_FRAME) for _ in range(12)]
+    assert all(answer.trailers.get("grpc-status") == "0" for answer in answers), answers[-1]
+    upstreams = envoy_upstreams(stack.endpoints.envoy_admin)
+    assert upstreams and all(host["healthy"] for host in upstreams.values()), upstreams
 
 
 def test_http2_json_headers_over_the_limit_are_431_json_and_the_connection_stays(envoy_address):
