@@ -30,7 +30,6 @@ import json
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +43,9 @@ from urllib.parse import quote
 import psutil
 import yaml
 
-from localstack.postgres import SERVER_SETTINGS, SUPERUSER, WAL_SPOOL, archive_command, pg_bin_dir, prepare_spool
+from localstack.postgres import (
+    SERVER_SETTINGS, SUPERUSER, SUPERUSER_FILE, WAL_SPOOL, archive_command, pg_bin_dir, prepare_spool,
+)
 from localstack.processes import (
     LOOPBACK,
     ManagedProcess,
@@ -54,8 +55,8 @@ from localstack.processes import (
     grant_read,
     grant_traversal,
     load_or_create_secret_json,
+    make_runnable_by,
     private_dir,
-    run_as,
     wait_for,
 )
 
@@ -212,7 +213,21 @@ class PatroniCluster:
     superuser_password: str
     user: str | None
     log_dir: Path
+    state_dir: Path
     socket_dirs: list[Path] = field(default_factory=list)
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"{LOOPBACK}:{node.postgres_port}" for node in self.nodes]
+
+    @property
+    def superuser_file(self) -> Path:
+        return self.state_dir / SUPERUSER_FILE
+
+    @property
+    def spool_dir(self) -> Path:
+        """One spool for every node: whichever is primary archives (on this one machine they share a disk)."""
+        return self.state_dir / WAL_SPOOL
 
     def dsn(self, database: str = "postgres", user: str | None = None, password: str | None = None,
             target: str = "read-write") -> str:
@@ -342,14 +357,14 @@ def start_patroni(
     if user is not None:
         _let_user_run_python(user)
     passwords = load_or_create_secret_json(
-        state_dir / "postgres-superuser.json",
+        state_dir / SUPERUSER_FILE,
         lambda: {"user": SUPERUSER, "password": secrets.token_urlsafe(32),
                  "replication_password": secrets.token_urlsafe(32)},
     )
     # One spool for every node: whichever is primary archives (on this one machine they share a disk).
     spool_dir = prepare_spool(state_dir / WAL_SPOOL, user)
     etcd = start_etcd(state_dir / "etcd", etcd_ports, log_dir)
-    cluster = PatroniCluster([], etcd, passwords["password"], user, log_dir)
+    cluster = PatroniCluster([], etcd, passwords["password"], user, log_dir, state_dir)
     try:
         for index, (pg_port, rest_port) in enumerate(zip(postgres_ports, rest_ports, strict=True)):
             node_dir = private_dir(state_dir / f"pg{index}")
@@ -417,25 +432,17 @@ def _node_config(
 
 
 def _let_user_run_python(user: str) -> None:
-    """Patroni is Python: the service account must run this interpreter with this venv's packages."""
-    probe = [sys.executable, "-c", "import patroni, psycopg"]
-    if _runs(probe, user):
-        return
-    for path in {Path(sys.executable).resolve(), Path(sys.executable).parent, *map(Path, sys.path[1:])}:
-        if path.exists():
-            grant_traversal(path if path.is_dir() else path.parent, user)
-    if _runs(probe, user):
-        return
-    grant_read(Path(sys.base_prefix).resolve(), user)
-    grant_read(Path(sys.prefix).resolve(), user)
-    if not _runs(probe, user):
-        raise ServiceStartError(f"user {user!r} cannot run {sys.executable} with Patroni even after ACL entries")
+    """Patroni is Python: the service account must run this interpreter with this venv's packages. First
+    only the way to them (the interpreter's folders and the venv's, e.g. under /root), then, when their
+    files are not readable either, the interpreter's installation and the venv themselves."""
+    reached = {Path(sys.executable).resolve().parent, Path(sys.executable).parent, *map(Path, sys.path[1:])}
 
+    def way_in() -> None:
+        for path in sorted(path for path in reached if path.is_dir()):
+            grant_traversal(path, user)
 
-def _runs(argv: list[str], user: str) -> bool:
-    try:
-        result = subprocess.run(argv, cwd="/", capture_output=True, check=False,
-                                env={"PATH": "/usr/bin:/bin"}, **run_as(user))
-    except PermissionError:  # exec refused: a folder on the way is closed to the account
-        return False
-    return result.returncode == 0
+    def installation() -> None:
+        grant_read(Path(sys.base_prefix).resolve(), user)
+        grant_read(Path(sys.prefix).resolve(), user)
+
+    make_runnable_by(user, [sys.executable, "-c", "import patroni, psycopg"], [way_in, installation])

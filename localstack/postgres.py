@@ -24,6 +24,7 @@ from localstack.processes import (
     grant_read,
     grant_traversal,
     load_or_create_secret_json,
+    make_runnable_by,
     private_dir,
     run_as,
     wait_for,
@@ -55,6 +56,7 @@ SERVER_SETTINGS = {
     "track_commit_timestamp": "on",
 }
 WAL_SPOOL = "wal-spool"
+SUPERUSER_FILE = "postgres-superuser.json"  # beside the data folder(s), mode 0600
 
 
 def archive_command(spool_dir: Path) -> str:
@@ -98,6 +100,18 @@ class PostgresService:
             credentials += ":" + quote(password, safe="")
         return f"postgresql://{credentials}@{self.host}:{self.port}/{quote(database, safe='')}"
 
+    @property
+    def addresses(self) -> list[str]:
+        return [f"{self.host}:{self.port}"]
+
+    @property
+    def superuser_file(self) -> Path:
+        return self.data_dir.parent / SUPERUSER_FILE
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir.parent / WAL_SPOOL
+
     def stop(self) -> None:
         self.process.stop(timeout_s=STOP_TIMEOUT_S)
         shutil.rmtree(self.socket_dir, ignore_errors=True)
@@ -118,9 +132,11 @@ def start_postgres(data_dir: Path, port: int, log_dir: Path, archive: bool = Tru
     bin_dir = pg_bin_dir()
     user = ensure_unprivileged_user()  # PostgreSQL refuses to run as root
     if user is not None:
-        _check_user_can_run(bin_dir, user)
+        # The wheel lives in the project's .venv, which may sit in a private folder (root's 0700 home, a
+        # `mktemp -d` folder): the account gets access to it through ACL entries when it cannot run it.
+        make_runnable_by(user, [str(bin_dir / "postgres"), "--version"], [lambda: grant_read(bin_dir.parent, user)])
     password = load_or_create_secret_json(
-        state_dir / "postgres-superuser.json",
+        state_dir / SUPERUSER_FILE,
         lambda: {"user": SUPERUSER, "password": secrets.token_urlsafe(32)},
     )["password"]
     _prepare_data_dir(data_dir, user)
@@ -143,32 +159,6 @@ def start_postgres(data_dir: Path, port: int, log_dir: Path, archive: bool = Tru
         service.stop()
         raise
     return service
-
-
-def _check_user_can_run(bin_dir: Path, user: str) -> None:
-    """The wheel lives in the project's .venv, which may sit in a private folder (root's 0700 home, a
-    `mktemp -d` folder): give `user` alone access to it through ACL entries when it cannot run it."""
-    if _run_problem(bin_dir, user) is None:
-        return
-    grant_read(bin_dir.parent, user)
-    problem = _run_problem(bin_dir, user)
-    if problem is not None:
-        raise ServiceStartError(
-            f"user {user!r} cannot run {bin_dir / 'postgres'} even after ACL entries granted it access "
-            f"to {bin_dir.parent} and the folders above it: {problem}"
-        )
-
-
-def _run_problem(bin_dir: Path, user: str) -> str | None:
-    """Why `user` cannot run `postgres --version`, or None when it can."""
-    try:
-        result = subprocess.run(
-            [str(bin_dir / "postgres"), "--version"], cwd="/", capture_output=True, text=True, check=False,
-            **run_as(user),
-        )
-    except OSError as error:  # exec itself refused
-        return str(error)
-    return result.stderr.strip() if result.returncode != 0 else None
 
 
 def _prepare_data_dir(data_dir: Path, user: str | None) -> None:

@@ -102,6 +102,19 @@ def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
                 sock.close()
 
 
+def consecutive_free_ports(count: int, host: str = LOOPBACK) -> int:
+    """The first of `count` consecutive free ports, all claimed (services numbered from a first port: the
+    servers' gRPC and metrics ports)."""
+    for _ in range(200):
+        first = free_ports(1, host)[0]
+        following = range(first + 1, first + count)
+        if all(port not in MAKE_RUN_PORTS and port_is_free(port, host) for port in following) and all(
+            reserve_port(port) for port in following
+        ):
+            return first
+    raise ServiceStartError(f"no {count} consecutive free ports")
+
+
 def reserve_port(port: int) -> bool:
     """Claim a port chosen by arithmetic (not by free_ports): False when this process handed it out
     already, True (and it is claimed) otherwise."""
@@ -395,6 +408,30 @@ def grant_read(tree: Path, user: str) -> None:
     account alone: search on the folders above it, `r-X` on the tree itself."""
     grant_traversal(tree, user)
     set_acl(tree, f"u:{user}:rX", recursive=True)
+
+
+def make_runnable_by(user: str, argv: list[str], grants: list[Callable[[], None]]) -> None:
+    """Make sure `user` can run `argv` (a probe that exits 0): while it cannot, apply the next of `grants`
+    (ACL entries for that account, from the narrowest to the widest) and try again; ServiceStartError with
+    the last problem when every grant was applied and it still cannot."""
+    problem = run_problem(user, argv)
+    for grant in grants:
+        if problem is None:
+            return
+        grant()
+        problem = run_problem(user, argv)
+    if problem is not None:
+        raise ServiceStartError(f"user {user!r} cannot run {argv[0]} even after ACL entries granted it access: {problem}")
+
+
+def run_problem(user: str, argv: list[str]) -> str | None:
+    """Why `user` cannot run `argv` (exit 0 expected), or None when it can."""
+    try:
+        result = subprocess.run(argv, cwd="/", capture_output=True, text=True, check=False,
+                                env={"PATH": "/usr/bin:/bin"}, **run_as(user))
+    except OSError as error:  # exec itself refused: a folder on the way is closed to the account
+        return str(error)
+    return None if result.returncode == 0 else (result.stderr.strip() or f"exit code {result.returncode}")
 
 
 def user_can(user: str, test_flag: str, path: Path) -> bool:
