@@ -59,7 +59,7 @@ import psycopg
 from minio import Minio
 from minio.error import S3Error
 
-from localstack.postgres import PostgresService, pg_bin_dir, start_postgres
+from localstack.postgres import SUPERUSER_FILE, PostgresService, pg_bin_dir, start_postgres
 from localstack.processes import (
     ServiceStartError,
     chown_tree,
@@ -245,7 +245,8 @@ def ship_wal(spool_dir: Path, repository: Repository) -> int:
 def take_backup(target: BackupTarget, incremental: bool = False) -> BackupMeta:
     """One base backup of the primary, uploaded; an incremental one needs a previous backup."""
     repository = target.repository()
-    parent = repository.backups()[-1] if incremental and repository.backups() else None
+    backups = repository.backups() if incremental else []
+    parent = backups[-1] if backups else None
     if incremental and parent is None:
         raise BackupError("an incremental backup needs a previous backup: take a full one first")
     started = datetime.now(timezone.utc)
@@ -401,7 +402,7 @@ def restore(target: BackupTarget, to: datetime | None, into: Path, log_dir: Path
             if HISTORY.match(name) or (SEGMENT.match(name) and name[8:] >= chain[-1].start_wal[8:]):
                 repository.get(f"wal/{name}", wal_dir / name)
         _prepare_recovery(data_dir, wal_dir, to)
-        shutil.copyfile(target.superuser_file, into / "postgres-superuser.json")
+        shutil.copyfile(target.superuser_file, into / SUPERUSER_FILE)  # start_postgres reads it beside the data
         user = ensure_unprivileged_user()
         if user is not None:
             grant_traversal(into, user)
@@ -658,8 +659,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(read_secret_json(state_dir / STATUS_FILE) or {}, indent=2))
             print(json.dumps([asdict(meta) for meta in target.repository().backups()], indent=2))
             return 0
-        if args.command == "take":
+        if args.command in ("take", "restore", "drill"):  # what waits in the spool belongs in the archive first
             ship_wal(Path(target.spool_dir), target.repository())
+        if args.command == "take":
             meta = take_backup(target, incremental=args.incremental)
             print(f"backup {meta.label}: {meta.kind}, {meta.size_bytes / 2**20:.1f} MiB in {meta.duration_s:.1f}s")
             return 0
@@ -672,7 +674,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         log_dir = state_dir / "logs"
         if args.command == "restore":
-            ship_wal(Path(target.spool_dir), target.repository())
             into = args.into or state_dir / "restores" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
             restored = restore(target, args.to, into, log_dir)
             print(f"restored {' + '.join(meta.label for meta in restored.chain)} to "
@@ -685,7 +686,6 @@ def main(argv: list[str] | None = None) -> int:
                 pass
             restored.stop()
             return 0
-        ship_wal(Path(target.spool_dir), target.repository())
         report = drill(target, log_dir)
         print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
         return 0 if report.ok else 1

@@ -60,6 +60,11 @@ class OpenBaoService:
     data_dir: Path
     cluster_port: int
 
+    @property
+    def init_file(self) -> Path:
+        """Where the unseal key and the root token are kept (mode 0600)."""
+        return init_file(self.data_dir.parent)
+
     def client(self, token: str | None = None) -> hvac.Client:
         """An hvac client for this server, with the app token unless told otherwise."""
         return hvac.Client(url=self.address, token=token or self.app_token)
@@ -125,11 +130,15 @@ def _server_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if not key.startswith(("BAO_", "VAULT_"))}
 
 
+def init_file(state_dir: Path) -> Path:
+    return state_dir / "openbao-init.json"
+
+
 def _init_and_unseal(process: ManagedProcess, address: str, state_dir: Path) -> str:
     """Initialize on first start (1 share, threshold 1), unseal every start; returns the root token."""
     client = hvac.Client(url=address)
     initialized = wait_for(client.sys.is_initialized, START_TIMEOUT_S, process, "the HTTP API")
-    init_path = state_dir / "openbao-init.json"
+    init_path = init_file(state_dir)
     if not initialized:
         result = client.sys.initialize(secret_shares=1, secret_threshold=1)
         # An empty raft store means any older init file holds keys to nothing: replace it.

@@ -262,28 +262,21 @@ class LocalStack:
         """What `python -m localstack.backup` needs to back this stack up; None with an external database or
         object store (back those up with their own tools)."""
         from localstack.backup import BackupTarget
-        from localstack.postgres import WAL_SPOOL
 
         if self.postgres is None or self.seaweedfs is None or self.endpoints is None:
             return None
-        if isinstance(self.postgres, PatroniCluster):
-            nodes = [f"{self.options.host}:{node.postgres_port}" for node in self.postgres.nodes]
-            home = self.state_dir / "data" / "patroni"
-        else:
-            nodes = [f"{self.postgres.host}:{self.postgres.port}"]
-            home = self.state_dir / "data"
         return BackupTarget(
             state_dir=str(self.state_dir),
-            nodes=nodes,
-            superuser_file=str(home / "postgres-superuser.json"),
+            nodes=self.postgres.addresses,
+            superuser_file=str(self.postgres.superuser_file),
             owner_dsn=self.endpoints.owner_database_url,
-            spool_dir=str(home / WAL_SPOOL),
+            spool_dir=str(self.postgres.spool_dir),
             s3_endpoint=self.seaweedfs.endpoint,
             s3_access_key=self.seaweedfs.backup_access_key,
             s3_secret_key=self.seaweedfs.backup_secret_key,
             bucket=self.seaweedfs.backup_bucket,
             vault_address=self.openbao.address if self.openbao else "",
-            vault_init_file=str(self.state_dir / "data" / "openbao-init.json") if self.openbao else "",
+            vault_init_file=str(self.openbao.init_file) if self.openbao else "",
         )
 
     def _grpc_ports(self) -> list[int]:
@@ -304,8 +297,8 @@ class LocalStack:
         lines = [f"  Topology                  {self.options.topology}"]
         if isinstance(self.postgres, PatroniCluster):
             roles = {member["name"]: member.get("role", "?") for member in self.postgres.members()}
-            for node in self.postgres.nodes:
-                lines.append(f"    PostgreSQL {node.name:<14} 127.0.0.1:{node.postgres_port}  {roles.get(node.name, 'down'):<13}"
+            for node, address in zip(self.postgres.nodes, self.postgres.addresses):
+                lines.append(f"    PostgreSQL {node.name:<14} {address}  {roles.get(node.name, 'down'):<13}"
                              f" (Patroni {node.rest_url})")
             lines.append(f"    etcd                    {self.postgres.etcd.hosts}")
         if isinstance(self.redis, RedisClusterService):

@@ -32,6 +32,7 @@ On the high-availability topology (`--topology ha`), PostgreSQL faults are Patro
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
@@ -173,15 +174,12 @@ class FaultInjector:
     def kill_redis_master(self) -> FaultRecord:
         from redis.crc import key_slot
 
-        from localstack.provisioning import DEMO_TENANT_SLUG
         from localstack.redis_server import RedisClusterService
 
         cluster = self.stack.redis
         if not isinstance(cluster, RedisClusterService):
             raise RuntimeError("this fault needs the high-availability topology (--topology ha)")
-        with psycopg.connect(superuser_dsn(self.stack), connect_timeout=5) as connection:
-            tenant = connection.execute("select tenant_id from tenants where slug = %s", (DEMO_TENANT_SLUG,)).fetchone()[0]
-        slot = key_slot(f"{{{tenant}}}".encode())  # every key of a tenant's calls carries its id as hash tag
+        slot = key_slot(f"{{{demo_tenant_id(self.stack)}}}".encode())  # every key of a tenant's calls carries its id as hash tag
         node = cluster.kill_master_of_slot(slot)
         record = FaultRecord("kill_redis_master", f"redis master {node.address} (slot {slot})", self.clock())
         promoted = wait_until(lambda: _promoted(cluster, slot, node.port), RECOVERY_WITHIN_S)
@@ -373,6 +371,14 @@ def pending_receipts(stack: LocalStack, created_until: datetime | None = None) -
 def database_time(stack: LocalStack) -> datetime:
     with psycopg.connect(superuser_dsn(stack), connect_timeout=3) as connection:
         return connection.execute("select clock_timestamp()").fetchone()[0]
+
+
+def demo_tenant_id(stack: LocalStack) -> uuid.UUID:
+    """The bank's tenant (the demo tenant), read as the superuser."""
+    from localstack.provisioning import DEMO_TENANT_SLUG
+
+    with psycopg.connect(superuser_dsn(stack), connect_timeout=5) as connection:
+        return connection.execute("select tenant_id from tenants where slug = %s", (DEMO_TENANT_SLUG,)).fetchone()[0]
 
 
 def superuser_dsn(stack: LocalStack) -> str:

@@ -21,20 +21,17 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import grpc
-import psycopg
 
-from localstack.provisioning import DEMO_TENANT_SLUG
 from localstack.stack import ROOT, LocalStack
 from tools.customers import TENANT, Customer, CustomerBatch, log_in_operator, open_customers
 from tools.faults import checks as invariants
-from tools.faults.injector import FAULT_KINDS, HA_FAULT_KINDS, FaultInjector, superuser_dsn
+from tools.faults.injector import FAULT_KINDS, HA_FAULT_KINDS, FaultInjector, demo_tenant_id
 from tools.faults.workload import CURRENCY, BankWorkload, Holder, monotonic_clock
 from tools.interruption import EXIT_CODE, Interruption
 from tools.throwaway import throwaway_stack
@@ -81,11 +78,6 @@ def open_bank(stack: LocalStack, options: SoakOptions) -> tuple[list[Holder], st
     holders = [Holder(account, customer.email, PASSWORD, customer.token)
                for customer in customers for account in customer.accounts]
     return holders, operator_token
-
-
-def demo_tenant_id(stack: LocalStack) -> uuid.UUID:
-    with psycopg.connect(superuser_dsn(stack), connect_timeout=5) as connection:
-        return connection.execute("select tenant_id from tenants where slug = %s", (DEMO_TENANT_SLUG,)).fetchone()[0]
 
 
 # -- the run ------------------------------------------------------------------------------------------
