@@ -25,7 +25,7 @@ from emoney.accounts.v1 import accounts_pb2
 from emoney.admin.v1 import admin_pb2
 from emoney.payments.v1 import payments_pb2
 from localstack.patroni import DCS_SETTINGS
-from localstack.processes import free_ports, port_is_free, reserve_port
+from localstack.processes import consecutive_free_ports, free_ports
 from localstack.stack import HaPorts, LocalStack, StackOptions, StackPorts
 from tests.conftest import running_stack
 from tests.fixtures.identity import admin_stub, bearer, login_as
@@ -43,7 +43,7 @@ def ha_stack(tmp_path_factory):
     options = StackOptions(
         state_dir=tmp_path_factory.mktemp("ha-stack"),
         ports=StackPorts(envoy=envoy, envoy_admin=admin, redis=redis, openbao=openbao, s3=s3, first_grpc=servers[0],
-                         first_metrics=_consecutive_free_ports(3)),
+                         first_metrics=consecutive_free_ports(3)),
         topology="ha",
         ha_ports=HaPorts.free(),
         grpc_ports=servers,
@@ -51,15 +51,6 @@ def ha_stack(tmp_path_factory):
     )
     with running_stack(options, "ha-stack-logs", serving_within_s=60.0) as stack:
         yield stack
-
-
-def _consecutive_free_ports(count: int) -> int:
-    """The first of `count` consecutive free ports (each server n serves metrics on first + n)."""
-    for _ in range(200):
-        first = free_ports(1)[0]
-        if all(port_is_free(first + offset) and reserve_port(first + offset) for offset in range(1, count)):
-            return first
-    raise RuntimeError("no consecutive free ports")
 
 
 def _reads_by_where(stack: LocalStack) -> dict[str, int]:

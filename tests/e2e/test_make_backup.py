@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from datetime import datetime, timedelta, timezone
 
-from localstack.processes import free_ports
-from tests.e2e.test_make_run import ROOT, _start, _stop
+from tests.e2e.test_make_run import ROOT, _start, _stop, make_run_environment
 
 
 def _make(target: str, environment: dict[str, str], *variables: str) -> subprocess.CompletedProcess:
@@ -18,14 +16,7 @@ def _make(target: str, environment: dict[str, str], *variables: str) -> subproce
 
 def test_make_backup_restore_drill_and_a_refused_restore(tmp_path):
     state_dir = tmp_path / "state"
-    envoy, admin, grpc_port, postgres, redis, openbao, s3, tls = free_ports(8)
-    environment = {
-        **os.environ,
-        "EMONEY_STATE_DIR": str(state_dir),
-        "EMONEY_ENVOY_PORT": str(envoy), "EMONEY_ENVOY_ADMIN_PORT": str(admin), "EMONEY_GRPC_PORT": str(grpc_port),
-        "EMONEY_SERVER_PROCESSES": "1", "EMONEY_POSTGRES_PORT": str(postgres), "EMONEY_REDIS_PORT": str(redis),
-        "EMONEY_OPENBAO_PORT": str(openbao), "EMONEY_S3_PORT": str(s3), "EMONEY_ENVOY_TLS_PORT": str(tls),
-    }
+    environment = make_run_environment(state_dir)
     process, banner = _start(environment, tmp_path / "run.log")
     try:
         assert "emoney-backups" in banner

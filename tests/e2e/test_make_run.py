@@ -16,7 +16,7 @@ import psutil
 import requests
 
 from localstack.health import envoy_upstreams
-from localstack.processes import free_ports
+from localstack.processes import consecutive_free_ports, free_ports
 from tests.fixtures.tools import grpcurl_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,24 +62,38 @@ def _processes_using(state_dir: Path) -> list[str]:
     return found
 
 
+def make_run_environment(state_dir: Path | None, servers: int = 1) -> dict[str, str]:
+    """The environment for `python -m localstack` (what `make run` runs) on ports of its own: every port it
+    would take by default chosen free (servers are numbered from a first gRPC and a first metrics port), so
+    a test never collides with another run or with a developer's `make run`. state_dir None: the default
+    (.local/ of the clone)."""
+    envoy, admin, postgres, redis, openbao, s3, tls = free_ports(7)
+    environment = {
+        **os.environ,
+        "EMONEY_ENVOY_PORT": str(envoy),
+        "EMONEY_ENVOY_ADMIN_PORT": str(admin),
+        "EMONEY_GRPC_PORT": str(consecutive_free_ports(servers)),
+        "EMONEY_METRICS_PORT": str(consecutive_free_ports(servers)),
+        "EMONEY_SERVER_PROCESSES": str(servers),
+        "EMONEY_POSTGRES_PORT": str(postgres),
+        "EMONEY_REDIS_PORT": str(redis),
+        "EMONEY_OPENBAO_PORT": str(openbao),
+        "EMONEY_S3_PORT": str(s3),
+        "EMONEY_ENVOY_TLS_PORT": str(tls),
+    }
+    if state_dir is None:
+        environment.pop("EMONEY_STATE_DIR", None)
+    else:
+        environment["EMONEY_STATE_DIR"] = str(state_dir)
+    return environment
+
+
 def test_run_serves_every_face_survives_restart_and_stops_cleanly(tmp_path):
     """Start, call via grpcurl and curl, Ctrl-C; start again and see the same data; Ctrl-C leaves nothing."""
     state_dir = tmp_path / "state"
-    envoy_port, admin_port, grpc_port, postgres_port, redis_port, openbao_port, s3_port, tls_port, metrics_port = free_ports(9)
-    environment = {
-        **os.environ,
-        "EMONEY_STATE_DIR": str(state_dir),
-        "EMONEY_ENVOY_PORT": str(envoy_port),
-        "EMONEY_ENVOY_ADMIN_PORT": str(admin_port),
-        "EMONEY_GRPC_PORT": str(grpc_port),
-        "EMONEY_SERVER_PROCESSES": "1",
-        "EMONEY_POSTGRES_PORT": str(postgres_port),
-        "EMONEY_REDIS_PORT": str(redis_port),
-        "EMONEY_OPENBAO_PORT": str(openbao_port),
-        "EMONEY_S3_PORT": str(s3_port),
-        "EMONEY_ENVOY_TLS_PORT": str(tls_port),
-        "EMONEY_METRICS_PORT": str(metrics_port),
-    }
+    environment = make_run_environment(state_dir)
+    envoy_port, admin_port = int(environment["EMONEY_ENVOY_PORT"]), int(environment["EMONEY_ENVOY_ADMIN_PORT"])
+    metrics_port = int(environment["EMONEY_METRICS_PORT"])
     process, banner = _start(environment, tmp_path / "first.log")
     try:
         _check_up_when_the_banner_says_so(banner, state_dir, admin_port)

@@ -4,32 +4,25 @@ every node and who is primary; the demo story plays; `make backup` and `make res
 
 from __future__ import annotations
 
-import os
 import re
 
 from localstack.processes import free_ports
 from localstack.redis_server import free_cluster_ports
 from tests.e2e.test_make_backup import _make
-from tests.e2e.test_make_run import _processes_using, _start, _stop
+from tests.e2e.test_make_run import _processes_using, _start, _stop, make_run_environment
 
 
 def test_ha_make_run_prints_the_topology_plays_the_story_and_backs_up(tmp_path):
     state_dir = tmp_path / "state"
-    envoy, admin, grpc_port, redis, openbao, s3, tls, *ha = free_ports(7 + 12)
+    ha = free_ports(12)
     environment = {
-        **os.environ,
+        **make_run_environment(state_dir, servers=3),
         "EMONEY_TOPOLOGY": "ha",
-        "EMONEY_STATE_DIR": str(state_dir),
-        "EMONEY_ENVOY_PORT": str(envoy), "EMONEY_ENVOY_ADMIN_PORT": str(admin), "EMONEY_GRPC_PORT": str(grpc_port),
-        "EMONEY_REDIS_PORT": str(redis), "EMONEY_OPENBAO_PORT": str(openbao), "EMONEY_S3_PORT": str(s3),
-        "EMONEY_ENVOY_TLS_PORT": str(tls),
         "EMONEY_HA_POSTGRES_PORTS": ",".join(map(str, ha[0:3])),
         "EMONEY_HA_PATRONI_PORTS": ",".join(map(str, ha[3:6])),
         "EMONEY_HA_ETCD_PORTS": ",".join(map(str, ha[6:12])),
         "EMONEY_HA_REDIS_PORTS": ",".join(map(str, free_cluster_ports())),
     }
-    environment.pop("EMONEY_SERVER_PROCESSES", None)
-    environment.pop("EMONEY_METRICS_PORT", None)
     process, banner = _start(environment, tmp_path / "run.log")
     try:
         assert "Topology                  ha" in banner

@@ -27,7 +27,7 @@ import grpc
 import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from localstack.processes import free_ports
+from tests.e2e.test_make_run import make_run_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 180
@@ -43,22 +43,12 @@ def test_a_clone_in_a_private_folder_starts_and_answers_health():
         shutil.copytree(ROOT / "web" / "dist", clone / "web" / "dist")
         modes_before = {path: stat.S_IMODE(path.stat().st_mode) for path in (private, clone)}
 
-        envoy, admin, grpc_port, postgres, redis, openbao, s3, tls = free_ports(8)
         environment = {
-            **os.environ,
+            **make_run_environment(None),  # the state in the default place: .local/ inside the private clone
             # Everything from the clone: its modules first, not this checkout's editable install.
             "PYTHONPATH": f"{clone}:{clone / 'generated'}",
-            "EMONEY_ENVOY_PORT": str(envoy),
-            "EMONEY_ENVOY_ADMIN_PORT": str(admin),
-            "EMONEY_GRPC_PORT": str(grpc_port),
-            "EMONEY_SERVER_PROCESSES": "1",
-            "EMONEY_POSTGRES_PORT": str(postgres),
-            "EMONEY_REDIS_PORT": str(redis),
-            "EMONEY_OPENBAO_PORT": str(openbao),
-            "EMONEY_S3_PORT": str(s3),
-            "EMONEY_ENVOY_TLS_PORT": str(tls),
         }
-        environment.pop("EMONEY_STATE_DIR", None)  # the default: .local/ inside the private clone
+        envoy = environment["EMONEY_ENVOY_PORT"]
         log_path = private / "run.log"
         with log_path.open("w") as log:
             process = subprocess.Popen(
