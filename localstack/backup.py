@@ -229,14 +229,20 @@ class Repository:
 
 def ship_wal(spool_dir: Path, repository: Repository) -> int:
     """Upload every finished segment (and timeline history file) in the spool, then remove it there."""
-    shipped = 0
-    for path in sorted(Path(spool_dir).iterdir()):
-        if not (SEGMENT.match(path.name) or HISTORY.match(path.name)):
-            continue  # a copy in progress (.tmp) or something that is not ours
+    return sum(ship_segment(path, repository) for path in sorted(Path(spool_dir).iterdir())
+               if SEGMENT.match(path.name) or HISTORY.match(path.name))  # not a copy in progress (.tmp)
+
+
+def ship_segment(path: Path, repository: Repository) -> bool:
+    """Upload one spooled file and remove it; False when it is gone already. Two shippers may meet on one
+    spool (`make run`'s agent and `make backup`): whoever comes second finds the file shipped — uploading a
+    segment twice is harmless, its bytes are the same."""
+    try:
         repository.put(f"wal/{path.name}", path)
-        path.unlink()
-        shipped += 1
-    return shipped
+    except FileNotFoundError:
+        return False
+    path.unlink(missing_ok=True)
+    return True
 
 
 # -- base backups ----------------------------------------------------------------------------------------

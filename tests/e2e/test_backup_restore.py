@@ -15,7 +15,8 @@ import pytest
 
 from emoney.payments.v1 import payments_pb2
 from localstack.backup import (
-    BackupAgent, BackupError, Schedule, check_restored, drill, restore, restore_secrets, ship_wal, take_backup,
+    BackupAgent, BackupError, Schedule, check_restored, drill, restore, restore_secrets, ship_segment, ship_wal,
+    take_backup,
 )
 from localstack.provisioning import DATABASE_NAME
 from localstack.stack import LocalStack, StackOptions
@@ -170,7 +171,7 @@ def test_the_secrets_store_is_backed_up_with_each_base_backup_and_can_be_put_bac
 
 
 def test_a_missing_wal_segment_is_refused_before_anything_is_written(backed_up, tmp_path):
-    """Last in this file: it deletes a segment from the archive."""
+    """After every test that restores: it deletes a segment from the archive."""
     target = backed_up.backup_target()
     with grpc.insecure_channel(backed_up.endpoints.envoy) as channel:
         source, receiver = new_customer(backed_up, channel, funded_minor=100), new_customer(backed_up, channel)
@@ -188,3 +189,16 @@ def test_a_missing_wal_segment_is_refused_before_anything_is_written(backed_up, 
     with pytest.raises(BackupError, match=f"WAL segment {after[0]} is missing"):
         restore(target, None, into, backed_up.log_dir)
     assert not into.exists()
+
+
+def test_two_shippers_on_one_spool_never_fail_on_a_segment_the_other_took(backed_up, tmp_path):
+    """`make run`'s agent and `make backup` both ship the spool: the second to reach a segment finds it
+    gone and goes on (a clean run once failed `make backup` with FileNotFoundError)."""
+    repository = backed_up.backup_target().repository()
+    segment = tmp_path / "0000000100000000000000FF"
+    segment.write_bytes(b"w" * 1024)
+    assert ship_segment(segment, repository) is True
+    assert not segment.exists()
+    assert ship_segment(segment, repository) is False  # the other shipper's turn: nothing left, no error
+    assert repository.get_bytes("wal/0000000100000000000000FF") == b"w" * 1024
+    repository.delete("wal/0000000100000000000000FF")
