@@ -10,12 +10,15 @@ import bisect
 import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator
 
 import grpc
 
 from interceptors.call_state import current_call
 from interceptors.wrapping import AroundInterceptor
+
+if TYPE_CHECKING:
+    from storage.backup_status import BackupStatus
 
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000)
 
@@ -38,6 +41,9 @@ class MetricsRegistry:
         self.latency: dict[str, LatencyHistogram] = defaultdict(LatencyHistogram)
         # Reads by where they ran ("replica", "primary"): storage.unit_of_work.UnitOfWorkFactory.reads.
         self.database_reads: dict[str, int] = {}
+        # The backup agent's last pass as the health probe last read it (server/health.py backup_probe);
+        # None: no agent heard from.
+        self.backup: BackupStatus | None = None
 
     def record(self, method: str, code: grpc.StatusCode, elapsed_ms: float) -> None:
         self.calls[(method, code.name)] += 1
@@ -59,7 +65,25 @@ class MetricsRegistry:
             lines.append("# TYPE emoney_database_reads_total counter")
             for served_by, count in sorted(self.database_reads.items()):
                 lines.append(f'emoney_database_reads_total{{served_by="{served_by}"}} {count}')
+        lines.extend(self._backup_lines())
         return "\n".join(lines) + "\n"
+
+    def _backup_lines(self) -> list[str]:
+        status = self.backup
+        lines = ["# TYPE emoney_backup_agent_seen gauge", f"emoney_backup_agent_seen {int(status is not None)}"]
+        if status is None:
+            return lines
+        figures = {
+            "emoney_backup_status_age_seconds": status.age_s(status.checked_at),
+            "emoney_backup_failing": int(status.last_error is not None),
+            "emoney_backup_last_success_age_seconds": status.age_s(status.last_success_at),
+            "emoney_backup_last_base_backup_age_seconds": status.age_s(status.last_base_backup_at),
+            "emoney_backup_wal_backlog_segments": status.wal_backlog,
+        }
+        for name, value in figures.items():
+            if value is not None:
+                lines.extend((f"# TYPE {name} gauge", f"{name} {value:g}"))
+        return lines
 
 
 class MetricsInterceptor(AroundInterceptor):

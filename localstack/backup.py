@@ -70,6 +70,7 @@ from localstack.processes import (
     read_secret_json,
     write_secret_json,
 )
+from storage.backup_status import record_backup_pass
 
 if TYPE_CHECKING:
     import hvac
@@ -584,16 +585,17 @@ class BackupAgent:
             self._stop.wait(SHIP_EVERY_S)
 
     def run_once(self, now: datetime) -> None:
+        taken: BackupMeta | None = None
         try:
             repository = self.target.repository()
             if ship_wal(Path(self.target.spool_dir), repository):
                 self.status["last_shipped_at"] = now.isoformat()
             due = self._due(repository.backups(), now)
             if due is not None:
-                meta = take_backup(self.target, incremental=due == "incremental")
-                self.status["last_backup"] = asdict(meta)
-                logger.info("backup %s (%s) taken: %d bytes in %.1fs", meta.label, meta.kind, meta.size_bytes,
-                            meta.duration_s)
+                taken = take_backup(self.target, incremental=due == "incremental")
+                self.status["last_backup"] = asdict(taken)
+                logger.info("backup %s (%s) taken: %d bytes in %.1fs", taken.label, taken.kind, taken.size_bytes,
+                            taken.duration_s)
                 prune(repository, now - self.schedule.retention)
             self.status["last_error"] = None
         except Exception as error:  # noqa: BLE001 - retried on the next pass, shown in the status
@@ -601,6 +603,18 @@ class BackupAgent:
             logger.warning("backup pass failed (retried in %.0fs): %s", SHIP_EVERY_S, error)
         self.status["spool_backlog"] = sum(1 for path in Path(self.target.spool_dir).iterdir() if SEGMENT.match(path.name))
         write_secret_json(Path(self.target.state_dir) / STATUS_FILE, self.status, replace=True)
+        self._tell_the_servers(taken)
+
+    def _tell_the_servers(self, taken: "BackupMeta | None") -> None:
+        """The pass, in `backup_status` (migration 0015), for every server's `emoney.backups` health and
+        metrics. With the database away the servers are down too; the next pass tells them."""
+        from localstack.provisioning import DATABASE_NAME  # provisioning imports this module
+        try:
+            with psycopg.connect(self.target.primary_dsn(DATABASE_NAME), autocommit=True, connect_timeout=5) as connection:
+                record_backup_pass(connection, error=self.status["last_error"], backlog=self.status["spool_backlog"],
+                                   backup_at=taken.ended if taken else None, backup_label=taken.label if taken else None)
+        except psycopg.Error as error:
+            logger.warning("backup status not recorded in the database: %s", error)
 
     def _due(self, backups: list[BackupMeta], now: datetime) -> str | None:
         fulls = [meta for meta in backups if meta.kind == "full"]

@@ -32,7 +32,7 @@ from interceptors.request_context import parse_trusted_proxies
 from server.background import HoldExpirer, RequestKeyJanitor
 from server.config import Settings
 from server.payment_events import PaymentEventHub
-from server.health import HealthReporter, postgres_probe, redis_probe
+from server.health import BACKUPS_SERVICE, HealthReporter, backup_probe, postgres_probe, redis_probe
 from server.instance import ServerInstance
 from server.logs import redact_url
 from server.metrics_endpoint import serve_metrics
@@ -296,6 +296,7 @@ async def build_application(settings: Settings) -> Application:
         probes={"postgres": postgres_probe(pool, probe_timeout_s), "redis": redis_probe(redis_client, probe_timeout_s)},
         service_dependencies=SERVICE_DEPENDENCIES,
         interval_s=settings.health_probe_interval_s,
+        advisory={BACKUPS_SERVICE: backup_probe(pool, probe_timeout_s, metrics)},
     )
     if settings.reflection_enabled:
         enable_documented_reflection((*service_names, HEALTH_SERVICE), server)

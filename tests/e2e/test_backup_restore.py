@@ -4,6 +4,10 @@ instant into a new folder — and the refusals that leave everything untouched."
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
+import subprocess
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -12,12 +16,15 @@ from pathlib import Path
 import grpc
 import psycopg
 import pytest
+import requests
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from emoney.payments.v1 import payments_pb2
 from localstack.backup import (
     BackupAgent, BackupError, Schedule, check_restored, drill, restore, restore_secrets, ship_segment, ship_wal,
     take_backup,
 )
+from localstack.processes import consecutive_free_ports
 from localstack.provisioning import DATABASE_NAME
 from localstack.stack import LocalStack, StackOptions
 from tests.conftest import free_stack_ports, running_stack
@@ -28,6 +35,7 @@ from tests.fixtures.ledger import Holder, balance, new_customer, payments_stub
 @pytest.fixture(scope="module")
 def backed_up(tmp_path_factory):
     ports, servers = free_stack_ports()
+    ports = dataclasses.replace(ports, first_metrics=consecutive_free_ports(len(servers)))
     options = StackOptions(
         state_dir=tmp_path_factory.mktemp("backup-stack"), ports=ports, grpc_ports=servers,
         server_environment={"EMONEY_RATE_LIMITS": "credentials.address=100/s:1000"},
@@ -127,9 +135,61 @@ def test_a_restore_over_an_existing_folder_is_refused(backed_up, tmp_path):
     assert (existing / "keep").read_text() == "mine"
 
 
-def test_a_backup_pass_while_the_object_store_is_down_is_retried_and_never_blocks_a_payment(backed_up):
+def _backup_health(stack: LocalStack) -> tuple[list[dict[str, int]], list[dict[str, float]]]:
+    """Each server's health for the whole server ("") and for `emoney.backups`, and its emoney_backup_* metrics."""
+    statuses = []
+    for address in stack.endpoints.grpc_servers:
+        with grpc.insecure_channel(address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            statuses.append({service: stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+                             for service in ("", "emoney.backups")})
+    figures = []
+    for address in stack.endpoints.metrics:
+        text = requests.get(f"http://{address}/metrics", timeout=10).text
+        figures.append({line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                        if line.startswith("emoney_backup_")})
+    assert len(figures) == len(statuses) >= 2
+    return statuses, figures
+
+
+def _readme_backups_health(stack: LocalStack) -> str:
+    """The README's one-line health check of `emoney.backups`, run as written against the first server."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    line = re.search(r"`(\.venv/bin/grpcurl [^`]*emoney\.backups[^`]*)`", readme)
+    assert line, "the README lost its emoney.backups health line"
+    command = line.group(1).replace("127.0.0.1:50051", stack.endpoints.grpc_servers[0])
+    completed = subprocess.run(["bash", "-c", command], cwd=Path(__file__).resolve().parents[2],
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout)["status"]
+
+
+def _until_backups_are(stack: LocalStack, status: int) -> tuple[list[dict[str, int]], list[dict[str, float]]]:
+    """Every server's `emoney.backups` at `status` (their probes run every second); health and metrics then."""
+    deadline = time.monotonic() + 30
+    while True:
+        statuses, figures = _backup_health(stack)
+        if all(server["emoney.backups"] == status for server in statuses):
+            return statuses, figures
+        assert time.monotonic() < deadline, f"emoney.backups never became {status}: {statuses} {figures}"
+        time.sleep(0.2)
+
+
+def test_a_backup_pass_while_the_object_store_is_down_is_retried_shows_in_health_and_never_blocks_a_payment(backed_up):
+    """The failing pass is retried, every server reports `emoney.backups` NOT_SERVING and the
+    emoney_backup_* metrics say why — while the servers stay SERVING and payments go on."""
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
     target = backed_up.backup_target()
     agent = BackupAgent(target, Schedule())
+    agent.run_once(datetime.now(timezone.utc))
+    assert agent.status["last_error"] is None, agent.status
+    statuses, figures = _until_backups_are(backed_up, serving)
+    assert all(server[""] == serving for server in statuses)
+    assert _readme_backups_health(backed_up) == "SERVING"
+    for server in figures:
+        assert server["emoney_backup_agent_seen"] == 1 and server["emoney_backup_failing"] == 0, server
+        assert server["emoney_backup_wal_backlog_segments"] == agent.status["spool_backlog"], server
+        assert server["emoney_backup_status_age_seconds"] < 60
     with grpc.insecure_channel(backed_up.endpoints.envoy) as channel:
         source, receiver = new_customer(backed_up, channel, funded_minor=100), new_customer(backed_up, channel)
         backed_up.stop_service("seaweedfs")
@@ -144,12 +204,23 @@ def test_a_backup_pass_while_the_object_store_is_down_is_retried_and_never_block
             agent.run_once(datetime.now(timezone.utc))
             assert agent.status["last_error"] is not None
             assert agent.status["spool_backlog"] >= 1
+            statuses, figures = _until_backups_are(backed_up, not_serving)
+            assert all(server[""] == serving for server in statuses), "a failing backup must not take a server out of Envoy's rotation"
+            for server in figures:
+                assert server["emoney_backup_failing"] == 1, server
+                assert server["emoney_backup_wal_backlog_segments"] == agent.status["spool_backlog"] >= 1, server
+            assert _readme_backups_health(backed_up) == "NOT_SERVING"
+            _transfers(channel, source, receiver, 1)  # still
         finally:
             backed_up.start_service("seaweedfs")
         agent.run_once(datetime.now(timezone.utc))
         assert agent.status["last_error"] is None, agent.status
         assert agent.status["spool_backlog"] == 0
-        assert balance(channel, receiver.token, receiver.account).balance_minor == 2
+        assert balance(channel, receiver.token, receiver.account).balance_minor == 3
+    statuses, figures = _until_backups_are(backed_up, serving)
+    for server in figures:
+        assert server["emoney_backup_failing"] == 0 and server["emoney_backup_wal_backlog_segments"] == 0, server
+        assert server["emoney_backup_last_success_age_seconds"] < 60
 
 
 def test_the_secrets_store_is_backed_up_with_each_base_backup_and_can_be_put_back(backed_up):
