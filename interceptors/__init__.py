@@ -20,7 +20,7 @@ from interceptors.metrics import MetricsInterceptor, MetricsRegistry
 from interceptors.rate_limit import RateLimitInterceptor, RateLimitPolicy
 from interceptors.request_context import RequestContextInterceptor, TrustedNetworks
 from interceptors.request_headers import RequestHeadersInterceptor
-from server.tokens import KeyRingRefresher
+from domain.tokens import KeyRingRefresher
 from storage.rate_limits import RateLimiter
 from storage.sessions import SessionStore
 

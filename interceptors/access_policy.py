@@ -9,7 +9,7 @@ contract appears here.
 
 from __future__ import annotations
 
-from server.principal import TERMINAL_ROLE, USER_ROLES
+from domain.principal import TERMINAL_ROLE, USER_ROLES
 
 PUBLIC_METHOD_PREFIXES = (
     "/grpc.health.v1.Health/",

@@ -21,9 +21,9 @@ from interceptors.access_policy import is_public
 from interceptors.call_state import current_call
 from interceptors.error_mapping import abort_with_domain_error
 from interceptors.wrapping import AroundInterceptor
-from server.errors import ServiceUnavailable, Unauthenticated
-from server.principal import Principal
-from server.tokens import KeyRingRefresher, TokenError
+from domain.errors import ServiceUnavailable, Unauthenticated
+from domain.principal import Principal
+from domain.tokens import KeyRingRefresher, TokenError
 from storage.sessions import SessionStore
 
 logger = logging.getLogger("emoney.auth")

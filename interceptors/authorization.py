@@ -15,7 +15,7 @@ from interceptors.access_policy import allowed_roles, is_public
 from interceptors.call_state import current_call
 from interceptors.error_mapping import abort_with_domain_error
 from interceptors.wrapping import AroundInterceptor
-from server.errors import PermissionDenied
+from domain.errors import PermissionDenied
 
 
 class AuthorizationInterceptor(AroundInterceptor):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from server.principal import Principal
+from domain.principal import Principal
 
 
 @dataclass

@@ -31,7 +31,7 @@ from interceptors.json_names import spelled_for_json
 from interceptors.wrapping import AroundInterceptor, UndecodableRequest, tolerate_undecodable, wrap_handler
 from google.protobuf import duration_pb2
 
-from server.errors import ERROR_DOMAIN, DomainError, InvalidArgument, ResourceExhausted
+from domain.errors import ERROR_DOMAIN, DomainError, InvalidArgument, ResourceExhausted
 from storage.ledger import domain_error_for
 
 logger = logging.getLogger("emoney.errors")

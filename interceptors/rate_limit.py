@@ -41,8 +41,8 @@ import redis.exceptions
 from interceptors.call_state import CallState, current_call
 from interceptors.error_mapping import abort_with_domain_error
 from interceptors.wrapping import AroundInterceptor
-from server.errors import ResourceExhausted, ServiceUnavailable
-from server.principal import Principal
+from domain.errors import ResourceExhausted, ServiceUnavailable
+from domain.principal import Principal
 from storage.rate_limits import Bucket, Limit, RateLimiter
 from storage.redis_keys import address_bucket_key, principal_bucket_key, tenant_bucket_key
 

@@ -33,17 +33,6 @@ _QUIET_PREFIX = "/grpc.health.v1.Health/"
 TrustedNetworks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
 
 
-def parse_trusted_proxies(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """`127.0.0.2,10.0.0.0/8` → networks; raises ValueError naming the bad entry."""
-    networks = []
-    for entry in filter(None, (part.strip() for part in text.split(","))):
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            raise ValueError(f"not an IP address or network: {entry!r}") from None
-    return networks
-
-
 def peer_address(peer: str) -> str:
     """gRPC peer strings (`ipv4:1.2.3.4:5678`, `ipv6:[::1]:5678`) → the bare address."""
     kind, _, rest = peer.partition(":")

@@ -18,7 +18,7 @@ import grpc
 
 from interceptors.error_mapping import abort_with_domain_error
 from interceptors.wrapping import AroundInterceptor
-from server.errors import ResourceExhausted
+from domain.errors import ResourceExhausted
 
 REASON = "REQUEST_HEADERS_TOO_LARGE"
 

@@ -16,7 +16,7 @@ from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
 from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
 from localstack.provisioning import DEMO_TENANT_SLUG, DemoSeed
-from server.currencies import decimal_text
+from domain.currencies import decimal_text
 
 TIMEOUT_S = 10
 

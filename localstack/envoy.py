@@ -44,8 +44,8 @@ from typing import Any, Iterable
 
 from google.protobuf import descriptor_pb2
 
-from server.config import MAX_REQUEST_HEADER_BYTES
-from server.errors import ERROR_DOMAIN
+from domain.config import MAX_REQUEST_HEADER_BYTES
+from domain.errors import ERROR_DOMAIN
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "envoy" / "envoy.yaml.template"
@@ -162,7 +162,7 @@ CODEC_REPLY_MESSAGES: dict[int, str] = {
 MAX_REQUEST_BODY_BYTES = 1024 * 1024
 HTTP_GUARD_PATH = ROOT / "envoy" / "http_guard.lua"
 # Request headers from HTTP clients (names + values, pseudo-headers included) past
-# MAX_REQUEST_HEADER_BYTES (server/config.py) are refused by the HTTP guard: 431 (JSON) /
+# MAX_REQUEST_HEADER_BYTES (domain/config.py) are refused by the HTTP guard: 431 (JSON) /
 # RESOURCE_EXHAUSTED (grpc-web), with the connection kept. The codec's own ceiling (both listeners) is
 # far above it and above the servers' limit, so native calls reach a server that answers
 # RESOURCE_EXHAUSTED; 63 KiB, the most a single header field may have on HTTP/2 (64 KiB) with room to

@@ -45,7 +45,7 @@
 -- the message being the stable identifier (INSUFFICIENT_FUNDS ...); storage/ledger.py maps them.
 
 -- ---------------------------------------------------------------------------------------------
--- Limits and rules shared by constraints and functions (mirrored in server/ledger_rules.py).
+-- Limits and rules shared by constraints and functions (mirrored in domain/ledger_rules.py).
 
 create function ledger_max_transfer_minor() returns bigint
     language sql immutable parallel safe

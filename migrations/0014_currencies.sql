@@ -2,7 +2,7 @@
 --
 -- Until now any three capital letters passed (`ABC`, `XXX`). The currencies are ISO 4217's, each with
 -- its number of minor units (JPY 0, EUR 2, BHD 3): storage/migrate.py fills this table from the
--- `iso4217` package on every run, the same list the service layer checks (server/currencies.py). Codes
+-- `iso4217` package on every run, the same list the service layer checks (domain/currencies.py). Codes
 -- ISO lists without minor units (precious metals, XTS, XXX, ...) are not money a wallet holds and are
 -- not in it. A code is never removed by a later run: accounts held in a currency ISO withdraws stay
 -- valid (the service no longer opens new ones).

@@ -11,7 +11,7 @@ import sys
 import uvloop
 
 from server.bootstrap import build_application
-from server.config import ConfigurationError, load_settings
+from domain.config import ConfigurationError, load_settings
 from server.logs import configure_logging
 
 logger = logging.getLogger("emoney.server")

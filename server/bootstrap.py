@@ -28,15 +28,15 @@ from interceptors import build_interceptors
 from interceptors.admission import Admission
 from interceptors.metrics import MetricsRegistry
 from interceptors.rate_limit import RateLimitPolicy
-from interceptors.request_context import parse_trusted_proxies
+from domain.config import parse_trusted_proxies
 from server.background import HoldExpirer, RequestKeyJanitor
-from server.config import Settings
+from domain.config import Settings
 from server.payment_events import PaymentEventHub
 from server.health import BACKUPS_SERVICE, HealthReporter, backup_probe, postgres_probe, redis_probe
 from server.instance import ServerInstance
 from server.logs import redact_url
 from server.metrics_endpoint import serve_metrics
-from server.passwords import PasswordHasher
+from domain.passwords import PasswordHasher
 from server.reflection import enable_documented_reflection
 from server.servicers.accounts import AccountsServicer
 from server.servicers.admin import AdminServicer
@@ -48,7 +48,7 @@ from server.services.administration import AdministrationService
 from server.services.payments import PaymentsService
 from server.services.identity import IdentityService
 from server.services.tenants import TenantDirectory
-from server.tokens import KeyRing, KeyRingRefresher, TokenService
+from domain.tokens import KeyRing, KeyRingRefresher, TokenService
 from storage import tenants as tenant_repository
 from storage.database import build_pool
 from storage.object_store import ObjectStore, build_object_store

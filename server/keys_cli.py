@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 import hvac
 import requests
 
-from server.config import ConfigurationError, Settings, load_settings
+from domain.config import ConfigurationError, Settings, load_settings
 from storage.secrets import KV_MOUNT, SECRET_PREFIX, build_secrets
 from storage.signing_keys import DEFAULT_SECRET_NAME, KeySummary, SigningKeyError, SigningKeyStore
 

@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from server.errors import DomainError, InvalidArgument, ResourceExhausted, ServiceUnavailable
+from domain.errors import DomainError, InvalidArgument, ResourceExhausted, ServiceUnavailable
 
 logger = logging.getLogger("emoney.payment_events")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool
 
-from server.config import Settings
+from domain.config import Settings
 
 RECONNECT_GIVE_UP_S = 8.0
 

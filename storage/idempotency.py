@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Mapping
 
-from server.ledger_rules import MAX_RESPONSE_BYTES
+from domain.ledger_rules import MAX_RESPONSE_BYTES
 from storage.audit import RequestContext
 from storage.ledger import require_request_hash, translated_failures
 from storage.unit_of_work import UnitOfWork

@@ -23,7 +23,7 @@ Hot accounts
 
 Failures
     The functions raise SQLSTATEs of class `EM` with a stable identifier as the message;
-    `LEDGER_FAILURES` below maps each to a domain error (server/errors.py), and `translated_failures`
+    `LEDGER_FAILURES` below maps each to a domain error (domain/errors.py), and `translated_failures`
     applies it, so SQL text never leaves this module.
 """
 
@@ -38,8 +38,8 @@ from typing import AsyncIterator, Generic, TypeVar
 
 import psycopg
 
-from server.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
-from server.ledger_rules import (
+from domain.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from domain.ledger_rules import (
     ACCOUNT_KINDS,
     ACCOUNT_STATUSES,
     BALANCE_SHARDS_BY_KIND,

@@ -8,7 +8,7 @@ runs (two server processes starting at once). A file that was already applied
 but has since been edited is refused: history is append-only.
 
 Every run then brings the `currencies` table (migration 0014) up to the ISO 4217
-list the servers check (server/currencies.py): new currencies are added, none
+list the servers check (domain/currencies.py): new currencies are added, none
 is removed, and a currency whose number of minor units changed is refused —
 every amount held in it would silently change meaning.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 
-from server.currencies import CURRENCY_MINOR_UNITS
+from domain.currencies import CURRENCY_MINOR_UNITS
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 MIGRATION_FILE_PATTERN = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import urllib3
 from minio import Minio
 
-from server.config import Settings
+from domain.config import Settings
 
 MAX_OBJECT_BYTES = 10 << 20
 MAX_PRESIGNED_EXPIRY_S = 3_600

@@ -36,7 +36,7 @@ import redis.exceptions
 
 from storage.redis_keys import RATE_LIMIT_PREFIX, share_one_slot
 
-if TYPE_CHECKING:  # storage.redis_store reads server.config, which imports this module
+if TYPE_CHECKING:  # storage.redis_store reads domain.config, which imports this module
     from storage.redis_store import RedisClient
 
 MICROSECONDS_PER_SECOND = 1_000_000

@@ -33,7 +33,7 @@ from typing import Sequence
 from minio.error import S3Error
 from psycopg_pool import AsyncConnectionPool
 
-from server.currencies import decimal_text, minor_units
+from domain.currencies import decimal_text, minor_units
 from storage import payments_query
 from storage.object_store import ObjectStore
 from storage.payments_query import PaymentRow

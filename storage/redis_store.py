@@ -31,7 +31,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from server.config import Settings
+from domain.config import Settings
 
 RedisClient: TypeAlias = "redis_asyncio.Redis | RedisCluster"
 

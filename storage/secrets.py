@@ -14,7 +14,7 @@ from typing import Any
 import hvac
 import requests
 
-from server.config import Settings
+from domain.config import Settings
 
 KV_MOUNT = "secret"
 SECRET_PREFIX = "emoney/"

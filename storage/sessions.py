@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from storage.redis_keys import disabled_subject_key, revoked_token_key, suspended_tenant_key
 
-if TYPE_CHECKING:  # storage.redis_store reads server.config, which imports this module
+if TYPE_CHECKING:  # storage.redis_store reads domain.config, which imports this module
     from storage.redis_store import RedisClient
 
 

@@ -24,7 +24,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from server.tokens import DEFAULT_LEEWAY_S, DEFAULT_REFRESH_INTERVAL_S, KeyRing, SigningKey
+from domain.tokens import DEFAULT_LEEWAY_S, DEFAULT_REFRESH_INTERVAL_S, KeyRing, SigningKey
 from storage.secrets import SecretsStore, SecretVersionConflict
 
 logger = logging.getLogger("emoney.signing_keys")

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from server.errors import ServiceUnavailable
+from domain.errors import ServiceUnavailable
 
 # How long a read waits for a standby to replay up to the primary's position before it runs on the
 # primary instead, and how often it looks.

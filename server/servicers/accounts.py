@@ -8,7 +8,7 @@ from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from interceptors.call_state import current_method, require_principal
 from server.services.accounts import AccountsService
 from server.servicers.converters import account_message, entry_message
-from server.validation import optional_timestamp
+from domain.validation import optional_timestamp
 
 
 def _time(message, field: str):

@@ -12,7 +12,7 @@ from emoney.accounts.v1 import accounts_pb2
 from emoney.admin.v1 import admin_pb2
 from emoney.auth.v1 import auth_pb2
 from emoney.payments.v1 import payments_pb2
-from server.currencies import minor_units
+from domain.currencies import minor_units
 from server.services.identity import IssuedTokens
 from storage.audit import AuditEvent
 from storage.ledger import AccountRecord, EntryRecord, HoldRecord, TransferRecord

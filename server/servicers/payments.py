@@ -9,7 +9,7 @@ import grpc
 
 from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
 from interceptors.call_state import current_method, require_principal
-from server.errors import NotFound, ServiceUnavailable
+from domain.errors import NotFound, ServiceUnavailable
 from server.services.payments import DEFAULT_HOLD_TTL_S, PaymentsService
 from server.servicers.converters import hold_payment, row_payment, timestamp, transfer_payment
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from server.errors import NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, NotFound, PermissionDenied
-from server.ledger_rules import ACCOUNT_KINDS, ACCOUNT_STATUSES, currency_violations
-from server.principal import Principal
-from server.validation import (
+from domain.errors import NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, NotFound, PermissionDenied
+from domain.ledger_rules import ACCOUNT_KINDS, ACCOUNT_STATUSES, currency_violations
+from domain.principal import Principal
+from domain.validation import (
     created_position,
     invalid,
     keyset_after,

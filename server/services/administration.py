@@ -15,14 +15,14 @@ from datetime import datetime
 
 import psycopg
 
-from server.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
-from server.passwords import PasswordHasher
-from server.principal import Principal
-from server.resource_names import SLUG_PATTERN, parse_tenant_name
+from domain.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
+from domain.passwords import PasswordHasher
+from domain.principal import Principal
+from domain.resource_names import SLUG_PATTERN, parse_tenant_name
 from server.services.changes import record_change
 from server.services.identity import hash_secret
-from server.ledger_rules import currency_violations
-from server.validation import (
+from domain.ledger_rules import currency_violations
+from domain.validation import (
     bad_page_token,
     display_name_violations,
     email_violations,
@@ -38,7 +38,7 @@ from server.validation import (
     parse_resource_id,
     raise_if_violations,
 )
-from server.errors import INVALID_FORMAT, NOT_ALLOWED, REQUIRED, TOO_LONG, FieldViolation
+from domain.errors import INVALID_FORMAT, NOT_ALLOWED, REQUIRED, TOO_LONG, FieldViolation
 from storage import audit, tenants, terminals, users
 from storage.audit import AuditEvent
 from storage.sessions import SessionStore

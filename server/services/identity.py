@@ -17,13 +17,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from server.errors import MISMATCH, AlreadyExists, FailedPrecondition, NotFound, Unauthenticated
-from server.passwords import PasswordHasher, password_violations
-from server.principal import TERMINAL_ROLE, Principal
-from server.resource_names import parse_tenant_name
+from domain.errors import MISMATCH, AlreadyExists, FailedPrecondition, NotFound, Unauthenticated
+from domain.passwords import PasswordHasher, password_violations
+from domain.principal import TERMINAL_ROLE, Principal
+from domain.resource_names import parse_tenant_name
 from server.services.changes import record_change
-from server.tokens import TokenService
-from server.validation import (
+from domain.tokens import TokenService
+from domain.validation import (
     display_name_violations,
     email_violations,
     invalid,

@@ -22,15 +22,15 @@ from typing import Awaitable, Callable, TypeVar
 
 from google.protobuf.message import Message
 
-from server.errors import (
+from domain.errors import (
     INVALID_FORMAT, MISMATCH, NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, TOO_LONG, FailedPrecondition, FieldViolation, NotFound,
     PermissionDenied,
 )
-from server.ledger_rules import MAX_TRANSFER_MINOR, currency_violations
+from domain.ledger_rules import MAX_TRANSFER_MINOR, currency_violations
 from server.payment_events import PaymentEvent, PaymentEventHub, notify_payment_event
-from server.principal import Principal
+from domain.principal import Principal
 from server.services.accounts import caller_user_id, is_back_office, visible_account
-from server.validation import (
+from domain.validation import (
     created_position, invalid, keyset_after, keyset_page, optional_timestamp, page_size, parse_resource_id, raise_if_violations,
 )
 from storage import idempotency, ledger, payment_codes, payments_query

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from server.errors import NotFound
-from server.resource_names import parse_tenant_name
+from domain.errors import NotFound
+from domain.resource_names import parse_tenant_name
 from storage import tenants as tenant_repository
 from storage.tenants import PublicTenant
 from storage.unit_of_work import UnitOfWorkFactory

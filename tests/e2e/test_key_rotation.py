@@ -12,8 +12,8 @@ import grpc
 import jwt
 
 from emoney.auth.v1 import auth_pb2
-from server.config import Settings
-from server.tokens import TokenService
+from domain.config import Settings
+from domain.tokens import TokenService
 from storage.secrets import build_secrets
 from storage.signing_keys import SigningKeyStore
 from tests.fixtures.identity import auth_stub, bearer, demo_user, login

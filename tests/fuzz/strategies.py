@@ -53,7 +53,7 @@ UINT64 = (0, 2**64 - 1)
 # google.protobuf.Timestamp's valid range (0001-01-01 .. 9999-12-31), and one step outside it.
 TIMESTAMP_MIN_S = -62_135_596_800
 TIMESTAMP_MAX_S = 253_402_300_799
-MAX_TRANSFER_MINOR = 100_000_000  # server/ledger_rules.py; a boundary worth hitting
+MAX_TRANSFER_MINOR = 100_000_000  # domain/ledger_rules.py; a boundary worth hitting
 PAYMENT_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 # Roles a fuzzed call may carry. `none` sends no authorization; `garbage` a malformed one; `forged` a

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from interceptors.access_policy import allowed_roles, is_public
 from localstack.envoy import BACK_OFFICE_FILES, MAX_REQUEST_HEADERS_KB
-from server.config import MAX_REQUEST_HEADER_BYTES
+from domain.config import MAX_REQUEST_HEADER_BYTES
 from tests.fuzz.strategies import (
     HTTP_METHODS,
     FuzzWorld,

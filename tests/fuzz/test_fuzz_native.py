@@ -68,7 +68,7 @@ BAD_CODES = frozenset(
     {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS, grpc.StatusCode.DEADLINE_EXCEEDED,
      grpc.StatusCode.UNAVAILABLE}
 )
-MAX_PAGE_SIZE = 100  # server/validation.py: larger page sizes are clamped to this
+MAX_PAGE_SIZE = 100  # domain/validation.py: larger page sizes are clamped to this
 
 UNARY = [method for method in methods() if not method.client_streaming and not method.server_streaming]
 STREAMING = [method for method in methods() if method.server_streaming and not method.client_streaming]

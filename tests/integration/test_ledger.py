@@ -9,8 +9,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from server.ledger_rules import BALANCE_SHARDS_BY_KIND, MAX_TRANSFER_MINOR
+from domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from domain.ledger_rules import BALANCE_SHARDS_BY_KIND, MAX_TRANSFER_MINOR
 from storage import audit, idempotency, ledger
 from tests.invariants.ledger_world import (  # noqa: F401 (fixtures)
     LedgerWorld, ledger_app_dsn, ledger_owner_dsn, ledger_units_of_work, new_context, world,

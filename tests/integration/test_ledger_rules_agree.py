@@ -1,4 +1,4 @@
-"""The Python rules (server/ledger_rules.py, storage/ledger.py) and the database's say the same thing."""
+"""The Python rules (domain/ledger_rules.py, storage/ledger.py) and the database's say the same thing."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from server import ledger_rules
-from server.currencies import CURRENCY_MINOR_UNITS
+from domain import ledger_rules
+from domain.currencies import CURRENCY_MINOR_UNITS
 from storage.ledger import LEDGER_FAILURES
 from tests.invariants.ledger_world import create_tenant
 
@@ -76,7 +76,7 @@ def test_the_sql_knows_no_failure_the_python_table_lacks():
 
 
 def test_the_database_knows_the_currencies_the_code_knows(owner_dsn):
-    """storage/migrate.py filled `currencies` with server/currencies.py's list: the same codes, the same decimals."""
+    """storage/migrate.py filled `currencies` with domain/currencies.py's list: the same codes, the same decimals."""
     with psycopg.connect(owner_dsn) as owner:
         in_sql = dict(owner.execute("select code, minor_units from currencies").fetchall())
     assert in_sql == dict(CURRENCY_MINOR_UNITS)

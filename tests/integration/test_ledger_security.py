@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from server.errors import NotFound
-from server.ledger_rules import AUDIT_STRIPES
+from domain.errors import NotFound
+from domain.ledger_rules import AUDIT_STRIPES
 from storage import audit, ledger
 from tests.invariants.ledger_world import (  # noqa: F401 (fixtures)
     LedgerWorld, create_tenant, ledger_app_dsn, ledger_owner_dsn, ledger_units_of_work, new_context, world,

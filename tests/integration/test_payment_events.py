@@ -11,7 +11,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from localstack import provisioning
-from server.errors import ResourceExhausted, ServiceUnavailable
+from domain.errors import ResourceExhausted, ServiceUnavailable
 from server.payment_events import CHANNEL, PaymentEvent, PaymentEventHub, Subscription, notify_payment_event
 from storage.unit_of_work import UnitOfWorkFactory
 

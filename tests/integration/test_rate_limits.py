@@ -23,8 +23,8 @@ from interceptors.rate_limit import RateLimitInterceptor, RateLimitPolicy
 from interceptors.request_context import RequestContextInterceptor
 from interceptors.wrapping import AroundInterceptor
 from localstack.processes import free_port
-from server.config import Settings
-from server.principal import Principal
+from domain.config import Settings
+from domain.principal import Principal
 from storage.rate_limits import Bucket, Limit, RateLimiter
 from storage.redis_store import build_redis
 

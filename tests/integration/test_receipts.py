@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from localstack import provisioning
 from localstack.processes import free_port
-from server.config import Settings
+from domain.config import Settings
 from storage import ledger, payments_query
 from storage.audit import RequestContext
 from storage.idempotency import request_hash

@@ -32,7 +32,8 @@ from interceptors.authentication import AuthenticationInterceptor
 from interceptors.authorization import AuthorizationInterceptor
 from interceptors.error_mapping import ErrorMappingInterceptor
 from interceptors.rate_limit import RateLimitInterceptor, RateLimitPolicy
-from interceptors.request_context import RequestContextInterceptor, parse_trusted_proxies
+from domain.config import parse_trusted_proxies
+from interceptors.request_context import RequestContextInterceptor
 from localstack.processes import ServiceStartError, free_port
 from localstack.redis_server import (
     CLUSTER_MASTERS,
@@ -41,10 +42,10 @@ from localstack.redis_server import (
     free_cluster_ports,
     start_redis_cluster,
 )
-from server.config import Settings
+from domain.config import Settings
 from server.health import redis_probe
-from server.principal import TERMINAL_ROLE
-from server.tokens import KeyRing, KeyRingRefresher, SigningKey, TokenService
+from domain.principal import TERMINAL_ROLE
+from domain.tokens import KeyRing, KeyRingRefresher, SigningKey, TokenService
 from storage.rate_limits import RateLimiter
 from storage.redis_keys import tenant_tag
 from storage.redis_store import FailClosedRedisCluster, RedisClient, build_redis

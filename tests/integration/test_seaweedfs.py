@@ -18,7 +18,7 @@ from minio.error import S3Error
 
 from localstack.processes import free_port, port_is_free
 from localstack.seaweedfs import CLUSTER_VOLUME_SERVERS, SeaweedFSCluster, start_seaweedfs, start_seaweedfs_cluster
-from server.config import Settings
+from domain.config import Settings
 from storage.object_store import ObjectStore, build_minio
 
 OBJECTS_PER_PHASE = 12

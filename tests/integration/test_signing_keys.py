@@ -12,8 +12,8 @@ from pathlib import Path
 import jwt
 import pytest
 
-from server.config import Settings
-from server.tokens import TOKEN_KEY_UNKNOWN, TokenError, TokenService
+from domain.config import Settings
+from domain.tokens import TOKEN_KEY_UNKNOWN, TokenError, TokenService
 from storage.secrets import SecretsStore, build_secrets
 from storage.signing_keys import DEFAULT_RETIRED_KEY_GRACE_S, SigningKeyError, SigningKeyStore
 

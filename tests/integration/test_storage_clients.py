@@ -9,7 +9,7 @@ import pytest
 import requests
 from minio.error import S3Error
 
-from server.config import Settings
+from domain.config import Settings
 from storage.object_store import ObjectStore, build_minio, build_object_store
 from storage.secrets import build_secrets
 

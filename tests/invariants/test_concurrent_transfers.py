@@ -13,7 +13,7 @@ import random
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from server.errors import DomainError, FailedPrecondition
+from domain.errors import DomainError, FailedPrecondition
 from storage import ledger
 from tests.invariants.ledger_world import (  # noqa: F401 (fixtures)
     LedgerWorld, ledger_app_dsn, ledger_owner_dsn, ledger_units_of_work, new_context, world,

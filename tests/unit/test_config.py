@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from server.config import ConfigurationError, Settings, environment_names, load_settings
+from domain.config import ConfigurationError, Settings, environment_names, load_settings
 
 
 def test_defaults_apply_when_nothing_is_set():

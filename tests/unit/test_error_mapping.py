@@ -11,7 +11,7 @@ from emoney.admin.v1 import admin_pb2  # noqa: F401  (the request types json_nam
 from emoney.payments.v1 import payments_pb2  # noqa: F401
 from interceptors.error_mapping import _status_for_unexpected, classify_database_error, status_for_domain_error
 from interceptors.json_names import spelled_for_json, transcoded_from_json
-from server.errors import INVALID_FORMAT, OUT_OF_RANGE, REQUIRED, FieldViolation, InvalidArgument, NotFound
+from domain.errors import INVALID_FORMAT, OUT_OF_RANGE, REQUIRED, FieldViolation, InvalidArgument, NotFound
 
 
 def _database_error(sqlstate: str, kind: type[psycopg.Error] = psycopg.errors.DatabaseError) -> psycopg.Error:

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 import grpc
 import pytest
 
-from server import currencies, ledger_rules
-from server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from domain import currencies, ledger_rules
+from domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from storage.idempotency import request_hash
 from storage.ledger import LEDGER_FAILURES
 

@@ -15,7 +15,7 @@ from interceptors.rate_limit import (
     address_identity,
     parse_rate_limit_overrides,
 )
-from server.principal import Principal
+from domain.principal import Principal
 from storage.rate_limits import Bucket, Limit, RateLimiter
 from storage.redis_keys import RATE_LIMIT_PREFIX, tenant_tag
 

@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as redis_asyncio
 from redis.crc import key_slot
 
-from server.config import Settings
+from domain.config import Settings
 from storage.redis_keys import (
     disabled_subject_key,
     revoked_token_key,

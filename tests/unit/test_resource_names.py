@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.errors import InvalidArgument
-from server.resource_names import parse_tenant_name
+from domain.errors import InvalidArgument
+from domain.resource_names import parse_tenant_name
 
 
 @pytest.mark.parametrize("name", ["tenants/demo-city", "tenants/abc", "tenants/a1-b2-c3"])

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.utils import base64url_decode, base64url_encode
 
-from server.tokens import (
+from domain.tokens import (
     MAX_TOKEN_CHARS,
     REQUIRED_CLAIMS,
     TOKEN_EXPIRED,

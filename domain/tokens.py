@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from server.principal import TERMINAL_ROLE, USER_ROLES, Principal
+from domain.principal import TERMINAL_ROLE, USER_ROLES, Principal
 
 logger = logging.getLogger("emoney.tokens")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from server.errors import REQUIRED, TOO_LONG, TOO_SHORT, TOO_WEAK, FieldViolation, ResourceExhausted
+from domain.errors import REQUIRED, TOO_LONG, TOO_SHORT, TOO_WEAK, FieldViolation, ResourceExhausted
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 128

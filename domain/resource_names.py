@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from server.errors import INVALID_FORMAT, REQUIRED, TOO_LONG, FieldViolation, InvalidArgument
+from domain.errors import INVALID_FORMAT, REQUIRED, TOO_LONG, FieldViolation, InvalidArgument
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 MAX_RESOURCE_NAME_LENGTH = 256

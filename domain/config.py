@@ -7,12 +7,22 @@ so a typo fails fast with a clear message instead of misbehaving later.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from interceptors.request_context import parse_trusted_proxies
+
+def parse_trusted_proxies(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """`127.0.0.2,10.0.0.0/8` → networks; raises ValueError naming the bad entry."""
+    networks = []
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {entry!r}") from None
+    return networks
 
 
 # Largest set of request headers (names + values, pseudo-headers included) a client may send. Envoy

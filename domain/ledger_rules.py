@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from server.currencies import is_currency
-from server.errors import INVALID_FORMAT, OUT_OF_RANGE, REQUIRED, TOO_LONG, FieldViolation
+from domain.currencies import is_currency
+from domain.errors import INVALID_FORMAT, OUT_OF_RANGE, REQUIRED, TOO_LONG, FieldViolation
 
 # -- limits (TigerStyle: a limit on everything) -----------------------------------------------------
 
@@ -21,7 +21,7 @@ MAX_TRANSFER_MINOR = 100_000_000
 MAX_OVERDRAFT_LIMIT_MINOR = MAX_TRANSFER_MINOR
 # A hold expires at most this long after it was authorized (ledger_max_hold_duration()).
 MAX_HOLD_DURATION = timedelta(days=30)
-# Most rows one ledger read returns (the service layer's page sizes are smaller: server/validation.py).
+# Most rows one ledger read returns (the service layer's page sizes are smaller: domain/validation.py).
 MAX_ROWS_PER_READ = 1_000
 MAX_EXPIRE_BATCH = 1_000
 MAX_REQUEST_ID_LENGTH = 100
@@ -82,7 +82,7 @@ def overdraft_limit_violations(limit_minor: int, field: str = "overdraft_limit_m
 
 
 def currency_violations(currency: str, field: str = "currency") -> list[FieldViolation]:
-    """An ISO 4217 currency with minor units (server/currencies.py; the `currencies` table agrees)."""
+    """An ISO 4217 currency with minor units (domain/currencies.py; the `currencies` table agrees)."""
     if not isinstance(currency, str) or not is_currency(currency):
         return [FieldViolation(field, "must be an ISO 4217 currency code with minor units, such as EUR",
                                REQUIRED if currency == "" else INVALID_FORMAT)]

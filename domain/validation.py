@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence, TypeVar
 
-from server.errors import (
+from domain.errors import (
     INVALID_FORMAT, OUT_OF_RANGE, REQUIRED, TOO_LONG, FieldViolation, InvalidArgument,
 )
 
