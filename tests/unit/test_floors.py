@@ -14,6 +14,7 @@ above has it in the wrong place.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,11 @@ def test_the_check_finds_an_import_that_runs_back_up(module, source):
 )
 def test_the_check_lets_an_import_down_through(module, source):
     assert violations(module, source) == []
+
+
+def test_no_screen_of_the_back_office_imports_the_router():
+    """web/src/main.ts routes to every screen; a screen importing it (the Screen type lived there) ties
+    every screen to every other."""
+    found = [path.name for path in sorted((ROOT / "web" / "src" / "screens").glob("*.ts"))
+             if re.search(r"""from ["']\.\./main["']""", path.read_text())]
+    assert found == []

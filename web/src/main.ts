@@ -10,9 +10,7 @@ import { paymentScreen, paymentsScreen } from "./screens/payments";
 import { peopleScreen, personScreen } from "./screens/people";
 import { signInScreen } from "./screens/signin";
 import { terminalsScreen } from "./screens/terminals";
-
-/** A screen draws itself into `main`; what it returns is called when the page is left. */
-export type Screen = (main: HTMLElement, params: string[], query: URLSearchParams) => Promise<(() => void) | void>;
+import type { Screen } from "./screen";
 
 const ROUTES: [RegExp, Screen][] = [
   [/^\/$/, dashboardScreen],

@@ -5,7 +5,7 @@ import { accountsTable, collect, findUser, PAGE_SIZE, paymentLink, paymentsTable
 import { amountText, formatMoney, parseAmount } from "../money";
 import { act, card, kindLabel, loading, page, say, shortId, since, stat, when } from "../ui";
 import { refundForm } from "./payments";
-import type { Screen } from "../main";
+import type { Screen } from "../screen";
 
 export const accountsScreen: Screen = async (main, _params, query) => {
   const kind = select("kind", [["", "All kinds"], ["customer", "Customer"], ["merchant", "Merchant"], ["system_float", "Float"]], query.get("kind") ?? "");

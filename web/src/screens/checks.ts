@@ -2,7 +2,7 @@ import type { AuditEvent } from "../../../generated/ts/emoney/admin/v1/admin_pb"
 import { admin, idOf } from "../api";
 import { h, input, link, replace, select, table } from "../dom";
 import { act, card, loading, page, since, when } from "../ui";
-import type { Screen } from "../main";
+import type { Screen } from "../screen";
 
 const AUDIT_PAGE_SIZE = 50;
 const AUDIT_PERIODS: [string, string][] = [["0", "Any time"], ["1", "Last 24 hours"], ["7", "Last 7 days"], ["30", "Last 30 days"]];

@@ -6,7 +6,7 @@ import { h, link, replace } from "../dom";
 import { collect, PAGE_SIZE, paymentsTable } from "../lists";
 import { formatMoney } from "../money";
 import { card, loading, page, stat } from "../ui";
-import type { Screen } from "../main";
+import type { Screen } from "../screen";
 
 /** Sums of minor units per currency, shown one line per currency. */
 function perCurrency(items: { currency: string; amountMinor: bigint }[]): Map<string, bigint> {

@@ -7,7 +7,7 @@ import { describeError } from "../errors";
 import { accountLink, paymentLink } from "../lists";
 import { formatMoney } from "../money";
 import { kindLabel, page, when } from "../ui";
-import type { Screen } from "../main";
+import type { Screen } from "../screen";
 
 const MAX_ROWS = 200;
 const RETRY_DELAYS_MS = [1_000, 2_000, 5_000, 10_000];

@@ -4,7 +4,7 @@ import { badge, h, input, link, replace, select, table } from "../dom";
 import { accountLink, paymentLink, paymentsTable, refundableMinor } from "../lists";
 import { amountText, formatMoney, parseAmount } from "../money";
 import { act, card, kindLabel, loading, page, say, shortId, since, when } from "../ui";
-import type { Screen } from "../main";
+import type { Screen } from "../screen";
 
 /** A refund of all or part of what is left of `payment`; `done` is called with the refund. */
 export function refundForm(payment: Payment, done: (refund: Payment) => Promise<void>): HTMLFormElement {

@@ -3,7 +3,7 @@ import { accounts, admin, idOf } from "../api";
 import { badge, field, h, input, link, replace, select, table } from "../dom";
 import { accountsTable, findUser, forgetUsers, PAGE_SIZE } from "../lists";
 import { act, card, loading, navigate, page, say, showError, when } from "../ui";
-import type { Screen } from "../main";
+import type { Screen } from "../screen";
 
 const TITLES: Record<string, string> = { customer: "Customers", merchant: "Merchants" };
 

@@ -1,7 +1,7 @@
 import { signIn } from "../api";
 import { field, h, input, replace } from "../dom";
 import { act, navigate } from "../ui";
-import type { Screen } from "../main";
+import type { Screen } from "../screen";
 
 export const signInScreen: Screen = async (main, _params, query) => {
   const tenant = input("tenant", { value: query.get("tenant") ?? "demo-city", required: true, autocomplete: "organization" });

@@ -3,7 +3,7 @@ import { admin, idOf } from "../api";
 import { badge, field, h, input, link, replace, select, table } from "../dom";
 import { collect, PAGE_SIZE, userDirectory } from "../lists";
 import { act, card, loading, page, say, shortId, when } from "../ui";
-import type { Screen } from "../main";
+import type { Screen } from "../screen";
 
 export const terminalsScreen: Screen = async (main) => {
   replace(main, page("Terminals", loading()));
