@@ -24,7 +24,12 @@ MAX_HOLD_DURATION = timedelta(days=30)
 # Most rows one ledger read returns (the service layer's page sizes are smaller: domain/validation.py).
 MAX_ROWS_PER_READ = 1_000
 MAX_EXPIRE_BATCH = 1_000
-MAX_REQUEST_ID_LENGTH = 100
+# A client's request_id (AIP-155 idempotency key of a money movement): the contract says 64 characters.
+MAX_REQUEST_ID_LENGTH = 64
+# A call's id (x-request-id, from Envoy or the client; interceptors/request_context.py), which audit events
+# of changes that move no money record in the same column as a movement's request_id. That column's SQL
+# domain (request_id_text, migrations/0004) is 1..100 characters: room for both.
+MAX_CALL_ID_LENGTH = 100
 MAX_ACTOR_LENGTH = 200
 MAX_RESPONSE_BYTES = 65_536
 # Hash-chained audit log: this many independent chains per tenant (audit_stripe_count()).
@@ -90,12 +95,10 @@ def currency_violations(currency: str, field: str = "currency") -> list[FieldVio
 
 
 def request_id_violations(request_id: str, field: str = "request_id") -> list[FieldViolation]:
-    if not isinstance(request_id, str) or not request_id:
-        return [FieldViolation(field, "is required for every call that moves money", REQUIRED)]
-    if len(request_id) > MAX_REQUEST_ID_LENGTH:
-        return [FieldViolation(field, f"must be at most {MAX_REQUEST_ID_LENGTH} printable characters", TOO_LONG)]
-    if not request_id.isprintable():
-        return [FieldViolation(field, f"must be at most {MAX_REQUEST_ID_LENGTH} printable characters", INVALID_FORMAT)]
+    if not isinstance(request_id, str) or not request_id or len(request_id) > MAX_REQUEST_ID_LENGTH or not request_id.isprintable():
+        reason = (REQUIRED if not isinstance(request_id, str) or not request_id
+                  else TOO_LONG if len(request_id) > MAX_REQUEST_ID_LENGTH else INVALID_FORMAT)
+        return [FieldViolation(field, f"is required: 1 to {MAX_REQUEST_ID_LENGTH} printable characters (a UUID is best)", reason)]
     return []
 
 

@@ -17,14 +17,15 @@ from typing import AsyncIterator, Sequence
 import grpc
 
 from interceptors.call_state import CallState, current_call
+from domain.ledger_rules import MAX_CALL_ID_LENGTH
 from interceptors.json_names import transcoded_from_json
 from interceptors.wrapping import AroundInterceptor
 
 REQUEST_ID_HEADER = "x-request-id"
-# Accept what Envoy and common clients generate; anything else is replaced, not trusted. At most 100
-# characters: the call's id is recorded as is in audit events (whose request_id holds 100) and can be
-# searched for there (ListAuditEvents' filter takes 100).
-_REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{8,100}$")
+# Accept what Envoy and common clients generate; anything else is replaced, not trusted. At most
+# MAX_CALL_ID_LENGTH characters: the call's id is recorded as is in audit events and can be searched for
+# there (ListAuditEvents' filter takes as many).
+_REQUEST_ID_PATTERN = re.compile(rf"^[A-Za-z0-9._:-]{{8,{MAX_CALL_ID_LENGTH}}}$")
 
 access_log = logging.getLogger("emoney.access")
 _QUIET_PREFIX = "/grpc.health.v1.Health/"

@@ -29,23 +29,12 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Mapping
 
 from domain.ledger_rules import MAX_RESPONSE_BYTES
 from storage.audit import RequestContext
-from storage.ledger import require_request_hash, translated_failures
 from storage.unit_of_work import UnitOfWork
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The result of claiming a key: `claimed` (first time: go ahead) or what the original produced."""
-
-    claimed: bool
-    result_id: uuid.UUID
-    stored_response: bytes | None
 
 
 def request_hash(method: str, request: Mapping[str, Any] | bytes) -> bytes:
@@ -61,22 +50,6 @@ def request_hash(method: str, request: Mapping[str, Any] | bytes) -> bytes:
     return hashlib.sha256(method.encode() + b"\x00" + body).digest()
 
 
-async def claim(unit_of_work: UnitOfWork, context: RequestContext, result_id: uuid.UUID) -> Claim:
-    """Claim a key for a change that is not a ledger movement (ledger functions claim their own).
-
-    `result_id` names what this call will create; a replay gets the original call's result_id.
-    Raises AlreadyExists(REQUEST_ID_REUSED) when the key was used for a different request.
-    """
-    require_request_hash(context)
-    async with translated_failures():
-        cursor = await unit_of_work.connection.execute(
-            "select claimed, result_id, stored_response from ledger_claim_request(%s, %s, %s, %s, %s)",
-            (context.actor, context.method, context.request_id, context.request_hash, result_id),
-        )
-        claimed, original_result_id, stored_response = await cursor.fetchone()
-    return Claim(claimed, original_result_id, None if stored_response is None else bytes(stored_response))
-
-
 async def commit_with_response(unit_of_work: UnitOfWork, context: RequestContext, response: bytes) -> None:
     """Store the serialized reply with the key this transaction claimed, and commit — one round trip."""
     if len(response) > MAX_RESPONSE_BYTES:
@@ -88,7 +61,6 @@ async def commit_with_response(unit_of_work: UnitOfWork, context: RequestContext
             (response, context.actor, context.request_id),
         )
         await unit_of_work.commit()
-
 
 
 async def tenants_with_old_keys(unit_of_work: UnitOfWork, older_than: timedelta, limit: int) -> list[uuid.UUID]:

@@ -144,7 +144,8 @@ class AccountRecord:
 
     @property
     def available_minor(self) -> int:
-        return self.balance_minor - self.held_minor
+        """What the account can still spend: balance − held + overdraft limit (the API's `available_minor`)."""
+        return self.balance_minor - self.held_minor + self.overdraft_limit_minor
 
 
 @dataclass(frozen=True)
@@ -431,27 +432,6 @@ async def get_transfer(unit_of_work: UnitOfWork, transfer_id: uuid.UUID) -> Tran
 
 
 # -- holds ------------------------------------------------------------------------------------------
-
-
-async def authorize_hold(
-    unit_of_work: UnitOfWork,
-    context: RequestContext,
-    *,
-    account_id: uuid.UUID,
-    merchant_account_id: uuid.UUID,
-    amount_minor: int,
-    currency: str,
-    expires_at: datetime,
-    terminal_id: uuid.UUID | None = None,
-) -> Outcome[HoldRecord]:
-    """Reserve funds on the payer's account for a later capture: available drops, the ledger balance not."""
-    async with translated_failures():
-        cursor = await unit_of_work.connection.execute(
-            "select * from ledger_authorize_hold(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (account_id, merchant_account_id, terminal_id, amount_minor, currency, expires_at,
-             *_call_arguments(context)),
-        )
-        return _hold_outcome(await cursor.fetchone())
 
 
 async def capture_hold(

@@ -111,7 +111,7 @@ def account_message(account: AccountRecord) -> accounts_pb2.Account:
         status=account.status,
         balance_minor=account.balance_minor,
         held_minor=account.held_minor,
-        available_minor=account.balance_minor - account.held_minor + overdraft,
+        available_minor=account.available_minor,
         overdraft_limit_minor=overdraft,
         create_time=timestamp(account.created_at),
         currency_minor_units=minor_units(account.currency),

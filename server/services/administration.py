@@ -21,7 +21,7 @@ from domain.principal import Principal
 from domain.resource_names import SLUG_PATTERN, parse_tenant_name
 from server.services.changes import record_change
 from server.services.identity import hash_secret
-from domain.ledger_rules import currency_violations
+from domain.ledger_rules import MAX_ACTOR_LENGTH, MAX_CALL_ID_LENGTH, currency_violations
 from domain.validation import (
     bad_page_token,
     display_name_violations,
@@ -55,8 +55,6 @@ GRANTABLE_ROLES = {
 _CLIENT_ID_ALPHABET = string.ascii_lowercase + string.digits
 # Limits of the listing filters: the audit columns' own limits (0004's actor_text, request_id_text), and a
 # search text long enough for any e-mail address or name fragment a person would type.
-MAX_AUDIT_ACTOR_LENGTH = 200
-MAX_AUDIT_REQUEST_ID_LENGTH = 100
 MAX_USER_QUERY_LENGTH = 100
 
 
@@ -226,10 +224,10 @@ class AdministrationService:
     async def list_audit_events(self, caller: Principal, request) -> tuple[list[AuditEvent], str]:
         """The caller's tenant's audit events, newest first; the filters are exact matches and a period."""
         limit = page_size(request.page_size)
-        if len(request.actor) > MAX_AUDIT_ACTOR_LENGTH:
-            raise invalid("actor", TOO_LONG, f"must be at most {MAX_AUDIT_ACTOR_LENGTH} characters")
-        if len(request.request_id) > MAX_AUDIT_REQUEST_ID_LENGTH:
-            raise invalid("request_id", TOO_LONG, f"must be at most {MAX_AUDIT_REQUEST_ID_LENGTH} characters")
+        if len(request.actor) > MAX_ACTOR_LENGTH:
+            raise invalid("actor", TOO_LONG, f"must be at most {MAX_ACTOR_LENGTH} characters")
+        if len(request.request_id) > MAX_CALL_ID_LENGTH:
+            raise invalid("request_id", TOO_LONG, f"must be at most {MAX_CALL_ID_LENGTH} characters")
         start = optional_timestamp(request, "start_time")
         end = optional_timestamp(request, "end_time")
         before = _audit_position_before(request.page_token)

@@ -11,18 +11,18 @@ from __future__ import annotations
 import uuid
 from typing import Any, Mapping
 
+from domain.ledger_rules import MAX_CALL_ID_LENGTH
 from interceptors.call_state import current_method, current_request_id
 from storage import audit
 from storage.audit import RequestContext
 from storage.unit_of_work import UnitOfWork
 
-MAX_REQUEST_ID_LENGTH = 100  # the audit_events.request_id domain (migrations/0004)
 
 
 def change_context(actor: str) -> RequestContext:
     """The caller, this call's method and its request id (x-request-id, or the one the server gave it)."""
     request_id = current_request_id() or str(uuid.uuid4())
-    return RequestContext(actor=actor, method=current_method() or "internal", request_id=request_id[:MAX_REQUEST_ID_LENGTH])
+    return RequestContext(actor=actor, method=current_method() or "internal", request_id=request_id[:MAX_CALL_ID_LENGTH])
 
 
 async def record_change(unit_of_work: UnitOfWork, actor: str, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> None:

@@ -23,10 +23,10 @@ from typing import Awaitable, Callable, TypeVar
 from google.protobuf.message import Message
 
 from domain.errors import (
-    INVALID_FORMAT, MISMATCH, NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, TOO_LONG, FailedPrecondition, FieldViolation, NotFound,
+    INVALID_FORMAT, MISMATCH, NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, FailedPrecondition, NotFound,
     PermissionDenied,
 )
-from domain.ledger_rules import MAX_TRANSFER_MINOR, currency_violations
+from domain.ledger_rules import amount_violations, currency_violations, request_id_violations
 from server.payment_events import PaymentEvent, PaymentEventHub, notify_payment_event
 from domain.principal import Principal
 from server.services.accounts import caller_user_id, is_back_office, visible_account
@@ -42,7 +42,6 @@ from storage.object_store import ObjectStore
 from storage.tenants import slug_of
 from storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
-MAX_REQUEST_ID_LENGTH = 64
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud or typed without confusion
 CODE_LENGTH = 16  # 80 bits
 DEFAULT_CODE_TTL_S, MIN_CODE_TTL_S, MAX_CODE_TTL_S = 120, 10, 600
@@ -53,14 +52,7 @@ Reply = TypeVar("Reply", bound=Message)
 
 
 def validate_money(request_id: str, amount_minor: int, currency: str | None) -> None:
-    violations = []
-    if not request_id or len(request_id) > MAX_REQUEST_ID_LENGTH or not request_id.isprintable():
-        reason = REQUIRED if not request_id else TOO_LONG if len(request_id) > MAX_REQUEST_ID_LENGTH else INVALID_FORMAT
-        violations.append(
-            FieldViolation("request_id", f"is required: 1 to {MAX_REQUEST_ID_LENGTH} printable characters (a UUID is best)", reason)
-        )
-    if not 0 < amount_minor <= MAX_TRANSFER_MINOR:
-        violations.append(FieldViolation("amount_minor", f"must be between 1 and {MAX_TRANSFER_MINOR} minor units", OUT_OF_RANGE))
+    violations = request_id_violations(request_id) + amount_violations(amount_minor)
     if currency is not None:
         violations += currency_violations(currency)
     raise_if_violations(violations)

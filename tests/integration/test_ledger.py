@@ -13,6 +13,7 @@ from domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, No
 from domain.ledger_rules import BALANCE_SHARDS_BY_KIND, MAX_TRANSFER_MINOR
 from storage import audit, idempotency, ledger
 from tests.invariants.ledger_world import (  # noqa: F401 (fixtures)
+    authorize_hold,
     LedgerWorld, ledger_app_dsn, ledger_owner_dsn, ledger_units_of_work, new_context, world,
 )
 
@@ -297,15 +298,6 @@ async def test_a_failed_call_leaves_its_request_id_free(world):
     assert not (await world.move("p2p", payer, payee, 100, context=context)).replayed
 
 
-async def test_a_generic_claim_replays_its_result_id(world):
-    """idempotency.claim (for non-ledger calls) claims once and then returns the first result_id."""
-    context = new_context("test/CreateThing")
-    first_id, second_id = uuid.uuid4(), uuid.uuid4()
-    first = await world.run(lambda u: idempotency.claim(u, context, first_id))
-    second = await world.run(lambda u: idempotency.claim(u, context, second_id))
-    assert first.claimed and not second.claimed and second.result_id == first_id
-
-
 # -- hot accounts -------------------------------------------------------------------------------------
 
 
@@ -327,7 +319,7 @@ async def test_a_merchant_spends_what_its_shards_received(world):
 
 
 async def _authorize(world, payer, merchant, amount, expires_at=None, context=None):
-    return (await world.run(lambda u: ledger.authorize_hold(
+    return (await world.run(lambda u: authorize_hold(
         u, context or new_context("test/Authorize", amount=amount), account_id=payer, merchant_account_id=merchant,
         amount_minor=amount, currency="EUR", expires_at=expires_at or _soon()))).record
 

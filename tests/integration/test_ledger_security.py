@@ -12,6 +12,7 @@ from domain.errors import NotFound
 from domain.ledger_rules import AUDIT_STRIPES
 from storage import audit, ledger
 from tests.invariants.ledger_world import (  # noqa: F401 (fixtures)
+    authorize_hold,
     LedgerWorld, create_tenant, ledger_app_dsn, ledger_owner_dsn, ledger_units_of_work, new_context, world,
 )
 
@@ -26,7 +27,7 @@ async def busy_world(world: LedgerWorld) -> LedgerWorld:
     """A tenant with something in every ledger table."""
     payer, merchant = await world.open(balance_minor=1_000), await world.open("merchant")
     await world.move("payment", payer, merchant, 100)
-    await world.run(lambda u: ledger.authorize_hold(
+    await world.run(lambda u: authorize_hold(
         u, new_context(), account_id=payer, merchant_account_id=merchant, amount_minor=50, currency="EUR",
         expires_at=datetime.now(timezone.utc) + timedelta(minutes=5)))
     return world

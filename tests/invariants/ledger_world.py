@@ -7,6 +7,7 @@ own module, not in a conftest). Everything runs against the session's real Postg
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -28,6 +29,31 @@ def new_context(method: str = "test/Move", actor: str = "user:tester", request_i
     the same request are a retry; with a different request, a reuse)."""
     request_id = request_id or str(uuid.uuid4())
     return RequestContext(actor, method, request_id, idempotency.request_hash(method, {"request_id": request_id, **request}))
+
+
+async def authorize_hold(
+    unit_of_work: UnitOfWork,
+    context: RequestContext,
+    *,
+    account_id: uuid.UUID,
+    merchant_account_id: uuid.UUID,
+    amount_minor: int,
+    currency: str,
+    expires_at: datetime,
+    terminal_id: uuid.UUID | None = None,
+) -> ledger.Outcome[ledger.HoldRecord]:
+    """Reserve funds on the payer's account for a later capture: available drops, the ledger balance not.
+
+    ledger_authorize_hold() called directly: production reaches it only through a payment code
+    (payments_redeem_code, services/payments.py redeem_code), so the storage layer has no wrapper for it."""
+    async with ledger.translated_failures():
+        cursor = await unit_of_work.connection.execute(
+            "select * from ledger_authorize_hold(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (account_id, merchant_account_id, terminal_id, amount_minor, currency, expires_at,
+             *ledger._call_arguments(context)),
+        )
+        return ledger._hold_outcome(await cursor.fetchone())
+
 
 
 def create_tenant(owner_dsn: str, currency: str = "EUR") -> uuid.UUID:

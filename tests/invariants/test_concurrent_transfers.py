@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from domain.errors import DomainError, FailedPrecondition
 from storage import ledger
 from tests.invariants.ledger_world import (  # noqa: F401 (fixtures)
+    authorize_hold,
     LedgerWorld, ledger_app_dsn, ledger_owner_dsn, ledger_units_of_work, new_context, world,
 )
 
@@ -147,7 +148,7 @@ async def test_holds_and_payments_on_one_payer_never_overdraw(world):
     """Authorizations and payments racing on one payer never reserve or spend more than it has."""
     payer, merchant = await world.open(balance_minor=1_000), await world.open("merchant")
     expires_at = datetime.now(timezone.utc) + timedelta(minutes=5)
-    holds = [world.run(lambda u: ledger.authorize_hold(
+    holds = [world.run(lambda u: authorize_hold(
         u, new_context(), account_id=payer, merchant_account_id=merchant, amount_minor=100, currency="EUR",
         expires_at=expires_at)) for _ in range(15)]
     payments = [world.move("payment", payer, merchant, 100) for _ in range(15)]
@@ -163,7 +164,7 @@ async def test_holds_and_payments_on_one_payer_never_overdraw(world):
 async def test_capture_and_void_racing_resolve_a_hold_once(world):
     """Many captures and voids of one hold at once: exactly one wins, the rest see HOLD_ALREADY_RESOLVED."""
     payer, merchant = await world.open(balance_minor=1_000), await world.open("merchant")
-    hold = (await world.run(lambda u: ledger.authorize_hold(
+    hold = (await world.run(lambda u: authorize_hold(
         u, new_context(), account_id=payer, merchant_account_id=merchant, amount_minor=500, currency="EUR",
         expires_at=datetime.now(timezone.utc) + timedelta(minutes=5)))).record
     attempts = [world.run(lambda u: ledger.capture_hold(u, new_context(), hold.hold_id, 300)) for _ in range(10)]
