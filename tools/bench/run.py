@@ -38,13 +38,18 @@ import psutil
 
 from localstack.stack import DESCRIPTOR_PATH, ROOT, LocalStack
 from tools.bench.sampler import MACHINE, Sampler
+from tools.bench.references import (
+    PGBENCH_CLIENTS, BareReference, DatabaseCounters, database_scripts, prepare_bare_table, prepare_entry_point_accounts,
+    run_pgbench, start_bare_reference, superuser_dsn,
+)
 from tools.bench.seed import seed
 from tools.interruption import EXIT_CODE, Interruption
 from tools.throwaway import UNLIMITED_RATE_LIMITS, throwaway_stack
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_OUTPUT = ROOT / "test-artifacts" / "bench"
-CPU_GROUP_ORDER = ("k6", "envoy", "servers", "postgres", "redis", "seaweedfs", "openbao", "bench runner")
+CPU_GROUP_ORDER = ("k6", "pgbench", "envoy", "servers", "bare servers", "postgres", "redis", "seaweedfs", "openbao",
+                   "bench runner")
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
@@ -59,30 +64,47 @@ class Scenario:
     environment: dict[str, str] = field(default_factory=dict)
     vus: int | None = None  # None: the run's --vus
     note: str = ""
+    # The reference scenario this one's ratio is against (tools/bench/references.py); None: no ratio.
+    reference: str | None = None
+    runner: str = "k6"  # "k6", or "pgbench": the database alone
+
+
+REFERENCE_KEYS = ("bare_noop", "bare_transfer", "db_bare_statement")
 
 
 def scenarios(login_vus: int) -> list[Scenario]:
     return [
+        Scenario("bare_noop", "0. reference: bare no-op (plain grpc.aio, no interceptors), gRPC via Envoy", "baseline.js",
+                 environment={"BENCH_TARGET": "bare"}, reference="bare_noop",
+                 note="tools/bench/bare_server.py behind a second Envoy of the same configuration"),
+        Scenario("bare_transfer", "0. reference: bare transfer (one durable SQL statement), gRPC via Envoy", "p2p_grpc.js",
+                 environment={"BENCH_TARGET": "bare"}, reference="bare_transfer",
+                 note="the same k6 script and accounts; one UPDATE of two rows, synchronous commit"),
         Scenario("baseline_envoy", "1. baseline GetServerInfo (public, no DB), gRPC via Envoy", "baseline.js",
-                 environment={"BENCH_TARGET": "envoy"},
+                 environment={"BENCH_TARGET": "envoy"}, reference="bare_noop",
                  note="public, no token, no database; the rate limiter's one Redis call per request still runs"),
         Scenario("baseline_direct", "1. baseline GetServerInfo (public, no DB), gRPC to one server", "baseline.js",
-                 environment={"BENCH_TARGET": "direct"}, note="straight to one server process, no Envoy"),
-        Scenario("p2p_grpc", "2. P2P transfers, gRPC via Envoy (max)", "p2p_grpc.js",
+                 environment={"BENCH_TARGET": "direct"}, reference="bare_noop", note="straight to one server process, no Envoy"),
+        Scenario("p2p_grpc", "2. P2P transfers, gRPC via Envoy (max)", "p2p_grpc.js", reference="bare_transfer",
                  note="CreateTransfer between random customer accounts, 1 minor unit"),
         Scenario("p2p_grpc_fixed_rate", "2. P2P transfers, gRPC via Envoy (fixed rate)", "p2p_grpc.js", executor="rate",
                  note="constant arrival rate (--rate): the latency at that rate"),
         Scenario("p2p_json", "3. P2P transfers, JSON via Envoy (max)", "p2p_json.js", trend="http_req_duration",
-                 note="POST /v1/transfers, transcoded by Envoy"),
-        Scenario("hot_merchant", "4. hot merchant: customers pay one merchant", "hot_merchant.js",
+                 reference="bare_transfer", note="POST /v1/transfers, transcoded by Envoy"),
+        Scenario("hot_merchant", "4. hot merchant: customers pay one merchant", "hot_merchant.js", reference="bare_transfer",
                  note="CreateTransfer customer -> the one merchant account"),
-        Scenario("terminal_charge", "5. terminal charges of payment codes", "charge.js",
+        Scenario("terminal_charge", "5. terminal charges of payment codes", "charge.js", reference="bare_transfer",
                  note="per iteration the customer makes a code (CreatePaymentCode, measured apart), "
                       "then the terminal charges it (ChargePaymentCode: this row's rate and latency)"),
         Scenario("statement", "6. statement reads (ListAccountEntries)", "statement.js",
                  note="latest 20 entries of a random customer account"),
         Scenario("login", "7. logins (Argon2id)", "login.js", vus=login_vus,
                  note="AuthService.Login, Argon2id 19 MiB t=2 on the server"),
+        Scenario("db_bare_statement", "8. reference: database alone, the bare statement (pgbench)", "", runner="pgbench",
+                 reference="db_bare_statement", note=f"pgbench, {PGBENCH_CLIENTS} clients, as the application role"),
+        Scenario("db_entry_point", "8. database alone, the transfer entry point (pgbench)", "", runner="pgbench",
+                 reference="db_bare_statement",
+                 note="payments_create_transfer_in (what CreateTransfer runs), tenant set, one transaction each"),
     ]
 
 
@@ -113,14 +135,16 @@ def machine_info() -> dict:
 # -- the stack ----------------------------------------------------------------------------------
 
 
-def process_groups(stack: LocalStack, k6_pids: list[int]) -> dict:
+def process_groups(stack: LocalStack, k6_pids: list[int], bare: BareReference, pgbench_pids: list[int]) -> dict:
     def pids(*services) -> list[int]:
         return [service.process.pid for service in services if service is not None]
 
     return {
         "k6": lambda: list(k6_pids),
-        "envoy": lambda: pids(stack.envoy),
+        "pgbench": lambda: list(pgbench_pids),
+        "envoy": lambda: pids(stack.envoy, bare.envoy),
         "servers": lambda: [server.pid for server in stack.servers],
+        "bare servers": bare.pids,
         "postgres": lambda: pids(stack.postgres),
         "redis": lambda: pids(stack.redis),
         "seaweedfs": lambda: pids(stack.seaweedfs),
@@ -249,6 +273,7 @@ def result_of(scenario: Scenario, summary: dict, sampler: Sampler, args: argpars
         "machine_busy_cores": round(machine_busy, 3),
         "other_processes_cores": round(max(0.0, machine_busy - sum(cpu.values())), 3),
         "server_rss_max_mib": {name: round(value / 2**20, 1) for name, value in rss.items()},
+        **database_figures(sampler, window, int(ok), cpu),
     }
     if setup_trend.get("count"):
         result["setup_call"] = {
@@ -261,6 +286,52 @@ def result_of(scenario: Scenario, summary: dict, sampler: Sampler, args: argpars
     return result
 
 
+def database_figures(sampler: Sampler, window: tuple[float, float], operations: int, cpu: dict[str, float]) -> dict:
+    """Per operation in the window: WAL bytes and records, WAL fsyncs, commits, and PostgreSQL's CPU (ms)."""
+    grown = sampler.counters_between(*window)
+    if not operations:
+        return {"per_operation": {}}
+    duration = window[1] - window[0]
+    return {"per_operation": {
+        "wal_bytes": round(grown.get("wal_bytes", 0.0) / operations, 1),
+        "wal_records": round(grown.get("wal_records", 0.0) / operations, 2),
+        "wal_fsyncs": round(grown.get("wal_fsyncs", 0.0) / operations, 3),
+        "commits": round(grown.get("commits", 0.0) / operations, 2),
+        "database_cpu_ms": round(cpu.get("postgres", 0.0) * duration * 1000 / operations, 3),
+    }}
+
+
+def pgbench_result(scenario: Scenario, run, sampler: Sampler) -> dict:
+    window = (run.started_at, run.ended_at)
+    cpu = sampler.cpu_between(*window)
+    machine_busy = cpu.pop(MACHINE, 0.0)
+    duration = window[1] - window[0]
+    transactions = run.transactions()
+    return {
+        "key": scenario.key,
+        "title": scenario.title,
+        "note": scenario.note,
+        "executor": "pgbench",
+        "vus": PGBENCH_CLIENTS,
+        "target_rate_per_s": None,
+        "duration_s": round(duration, 1),
+        "requests": transactions,
+        "requests_per_s": round(transactions / duration, 1) if duration else 0.0,
+        "p50_ms": _round(run.percentile_ms(0.50)),
+        "p95_ms": _round(run.percentile_ms(0.95)),
+        "p99_ms": _round(run.percentile_ms(0.99)),
+        "max_ms": _round(max(run.latencies_ms, default=None) if run.latencies_ms else None),
+        "errors": run.failed(),
+        "dropped_iterations": 0,
+        "completed_after_end": 0,
+        "cpu_cores_used": cpu,
+        "machine_busy_cores": round(machine_busy, 3),
+        "other_processes_cores": round(max(0.0, machine_busy - sum(cpu.values())), 3),
+        "server_rss_max_mib": {},
+        **database_figures(sampler, window, transactions, cpu),
+    }
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
@@ -268,28 +339,46 @@ def _round(value: float | None) -> float | None:
 # -- output -------------------------------------------------------------------------------------
 
 
-def add_ratios(results: list[dict]) -> None:
-    baseline = next((result for result in results if result["key"] == "baseline_envoy"), None)
-    base = baseline["requests_per_s"] if baseline else 0
+def add_ratios(results: list[dict], chosen: list[Scenario]) -> None:
+    """Each scenario's throughput against its reference's, measured in the same run."""
+    rates = {result["key"]: result["requests_per_s"] for result in results}
+    references = {scenario.key: scenario.reference for scenario in chosen}
     for result in results:
-        result["ratio_to_baseline"] = round(result["requests_per_s"] / base, 3) if base else None
+        reference = references.get(result["key"])
+        result["reference"] = reference
+        base = rates.get(reference or "", 0)
+        result["ratio_to_reference"] = round(result["requests_per_s"] / base, 3) if base else None
 
 
 def table(results: list[dict]) -> str:
-    header = "| scenario | req/s | p50 ms | p95 ms | p99 ms | errors | × baseline |"
-    lines = [header, "|---|---:|---:|---:|---:|---:|---:|"]
+    header = "| scenario | req/s | p50 ms | p95 ms | p99 ms | errors | reference | × reference |"
+    lines = [header, "|---|---:|---:|---:|---:|---:|---|---:|"]
     for result in results:
-        ratio = result.get("ratio_to_baseline")
+        ratio = result.get("ratio_to_reference")
         title = result["title"]
         if result["target_rate_per_s"]:
             title += f" at {result['target_rate_per_s']}/s"
         errors = str(result["errors"])
         if result["dropped_iterations"]:
             errors += f" (+{result['dropped_iterations']} dropped)"
+        reference = result.get("reference") or ""
         lines.append(
             f"| {title} | {result['requests_per_s']:,.0f} | {_ms(result['p50_ms'])} | {_ms(result['p95_ms'])} | "
-            f"{_ms(result['p99_ms'])} | {errors} | {'' if ratio is None else f'{ratio:.2f}'} |"
+            f"{_ms(result['p99_ms'])} | {errors} | {'' if reference == result['key'] else reference} | "
+            f"{'' if ratio is None else f'{ratio:.2f}'} |"
         )
+    return "\n".join(lines)
+
+
+def database_table(results: list[dict]) -> str:
+    lines = ["| scenario | WAL bytes / op | WAL records / op | WAL fsyncs / op | commits / op | PostgreSQL CPU ms / op |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for result in results:
+        figures = result.get("per_operation") or {}
+        if not figures:
+            continue
+        lines.append(f"| {result['key']} | {figures['wal_bytes']:,.0f} | {figures['wal_records']:.1f} | "
+                     f"{figures['wal_fsyncs']:.2f} | {figures['commits']:.2f} | {figures['database_cpu_ms']:.2f} |")
     return "\n".join(lines)
 
 
@@ -396,12 +485,16 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     chosen = scenarios(args.login_vus)
     if args.only:
-        keys = {"baseline_envoy", *args.only.split(",")}
+        keys = set(args.only.split(","))
+        keys |= {scenario.reference for scenario in chosen if scenario.key in keys and scenario.reference}
         chosen = [scenario for scenario in chosen if scenario.key in keys]
     stack: LocalStack | None = None
+    bare: BareReference | None = None
+    counters: DatabaseCounters | None = None
     sampler: Sampler | None = None
     running: K6Run | None = None
     k6_pids: list[int] = []
+    pgbench_pids: list[int] = []
     results: list[dict] = []
     started = time.monotonic()
     failed = True
@@ -416,16 +509,31 @@ def main(argv: list[str] | None = None) -> int:
             seeded_at = time.monotonic()
             data = seed(stack.endpoints.envoy, stack.endpoints.grpc_servers[0], stack.demo, args.customers,
                         args.accounts_per_customer)
+            superuser = superuser_dsn(stack)
+            prepare_bare_table(superuser, [holding.account for holding in data.accounts])
+            prepare_entry_point_accounts(superuser, [holding.account for holding in data.accounts])
+            bare = start_bare_reference(stack, args.server_processes, work_dir)
+            data.bare = bare.address
             data_path = work_dir / "bench-data.json"
             data.write(data_path)
             print(f"bench: seeded in {time.monotonic() - seeded_at:.0f}s; {len(chosen)} scenarios, "
                   f"{args.warmup_s:g}s warm-up + {args.duration_s:g}s measured each", flush=True)
+            counters = DatabaseCounters(superuser)
             sampler = Sampler(
-                process_groups(stack, k6_pids),
+                process_groups(stack, k6_pids, bare, pgbench_pids),
                 {f"server-{index}": server.pid for index, server in enumerate(stack.servers)},
                 flat_groups=frozenset({"bench runner"}),
+                counters=counters,
             ).start()
+            scripts = database_scripts(stack.demo.tenant_id, len(data.accounts))
             for scenario in chosen:
+                if scenario.runner == "pgbench":
+                    result = pgbench_result(scenario, run_pgbench(stack, scenario.key, scripts[scenario.key],
+                                                                  args.duration_s, pgbench_pids), sampler)
+                    results.append(result)
+                    print(f"  {scenario.title:<62} {result['requests_per_s']:>9,.0f} tx/s   p50 {_ms(result['p50_ms']):>6}  "
+                          f"p99 {_ms(result['p99_ms']):>6} ms  errors {result['errors']}", flush=True)
+                    continue
                 running = K6Run(scenario, args, data_path, work_dir, log_dir)
                 running.start(k6_pids)
                 summary = running.wait()
@@ -445,6 +553,10 @@ def main(argv: list[str] | None = None) -> int:
             running.stop()
         if sampler is not None:
             sampler.stop()
+        if counters is not None:
+            counters.close()
+        if bare is not None:
+            bare.stop()
         if stack is not None:
             stack.stop()
             # The stack's logs (access logs: ~100 MB per 30 s scenario) are kept only when something failed.
@@ -457,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: interrupted; the stack is stopped", file=sys.stderr, flush=True)
         return EXIT_CODE
 
-    add_ratios(results)
+    add_ratios(results, chosen)
     report = {
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
@@ -475,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
             "k6": k6_version(),
             "rate_limits": UNLIMITED_RATE_LIMITS,
         },
-        "baseline": "baseline_envoy",
+        "references": list(REFERENCE_KEYS),
         "scenarios": results,
         "server_rss_mib": {
             name: {key.replace("_bytes", "_mib"): round(value / 2**20, 1) for key, value in values.items()}
@@ -492,6 +604,10 @@ def main(argv: list[str] | None = None) -> int:
         "CPU cores used during each measured phase, by process group, and the largest server RSS:",
         "",
         cpu_table(results),
+        "",
+        "The database per operation (pg_stat_wal, pg_stat_io, pg_stat_database; PostgreSQL's CPU from the sampler):",
+        "",
+        database_table(results),
         "",
     ])
     (output_dir / "bench.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -25,6 +25,7 @@ class _Sample:
     at: float
     cpu_s: dict[str, float]
     rss_bytes: dict[str, int]
+    counters: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -36,6 +37,8 @@ class Sampler:
     # groups counted without their children (the bench runner itself, whose children are the rest)
     flat_groups: frozenset[str] = frozenset()
     interval_s: float = 0.5
+    # Cumulative counters read at each sample (the database's WAL bytes and fsyncs), for counters_between.
+    counters: Callable[[], dict[str, float]] | None = None
     samples: list[_Sample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -111,29 +114,34 @@ class Sampler:
                     rss[name] = process.memory_info().rss if process is not None else 0
                 except psutil.Error:
                     rss[name] = 0
-            self.samples.append(_Sample(now, cpu, rss))
+            self.samples.append(_Sample(now, cpu, rss, self.counters() if self.counters else {}))
 
-    def _cpu_at(self, at: float) -> dict[str, float]:
-        """Cumulative CPU seconds per group at time `at`, interpolated between samples."""
+    def _at(self, at: float, values: Callable[[_Sample], dict[str, float]]) -> dict[str, float]:
+        """Cumulative values (CPU seconds per group, or counters) at time `at`, interpolated between samples."""
         times = [sample.at for sample in self.samples]
         index = bisect.bisect_left(times, at)
         if index <= 0:
-            return dict(self.samples[0].cpu_s)
+            return dict(values(self.samples[0]))
         if index >= len(self.samples):
-            return dict(self.samples[-1].cpu_s)
-        before, after = self.samples[index - 1], self.samples[index]
-        weight = (at - before.at) / max(after.at - before.at, 1e-9)
-        return {
-            name: before.cpu_s.get(name, 0.0) + weight * (after.cpu_s.get(name, 0.0) - before.cpu_s.get(name, 0.0))
-            for name in after.cpu_s
-        }
+            return dict(values(self.samples[-1]))
+        before, after = values(self.samples[index - 1]), values(self.samples[index])
+        weight = (at - self.samples[index - 1].at) / max(self.samples[index].at - self.samples[index - 1].at, 1e-9)
+        return {name: before.get(name, 0.0) + weight * (after.get(name, 0.0) - before.get(name, 0.0)) for name in after}
+
+    def counters_between(self, start: float, end: float) -> dict[str, float]:
+        """How much each counter grew between start and end."""
+        with self._lock:
+            if not self.samples or end <= start:
+                return {}
+            first, last = self._at(start, lambda s: s.counters), self._at(end, lambda s: s.counters)
+        return {name: max(0.0, last[name] - first.get(name, 0.0)) for name in last}
 
     def cpu_between(self, start: float, end: float) -> dict[str, float]:
         """Cores used per group between start and end (1.0 = one core busy all the time)."""
         with self._lock:
             if not self.samples or end <= start:
                 return {}
-            first, last = self._cpu_at(start), self._cpu_at(end)
+            first, last = self._at(start, lambda s: s.cpu_s), self._at(end, lambda s: s.cpu_s)
         return {name: round(max(0.0, last[name] - first.get(name, 0.0)) / (end - start), 3) for name in last}
 
     def rss_between(self, start: float, end: float) -> dict[str, int]:

@@ -53,6 +53,7 @@ class BenchData:
     merchant_token: str = ""
     merchant_account: str = ""
     terminal_token: str = ""
+    bare: str = ""  # the bare reference servers' Envoy (tools/bench/references.py)
 
     def write(self, path: Path) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
