@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from domain.failures import FAILURES
+
 ERROR_DOMAIN = "emoney.dev"
 
 # Why a field was refused: the `reason` of each google.rpc.BadRequest field violation, a stable code a
@@ -44,14 +46,23 @@ class FieldViolation:
 
 @dataclass
 class DomainError(Exception):
+    """A failure the caller is told about. Its reason is one of domain/failures.py's catalogue: a reason
+    that is not there is a bug, refused here as FieldViolation refuses an unknown violation reason."""
+
     message: str
-    reason: str = "UNSPECIFIED"
+    reason: str = "INTERNAL"
     metadata: dict[str, str] = field(default_factory=dict)
 
     code = grpc.StatusCode.UNKNOWN
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
+        _check_catalogued(self)
+
+
+def _check_catalogued(error: DomainError) -> None:
+    if error.reason and error.reason not in FAILURES:
+        raise ValueError(f"{type(error).__name__} reason {error.reason!r} is not in domain/failures.py's catalogue")
 
 
 @dataclass
@@ -65,9 +76,9 @@ class InvalidArgument(DomainError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if not self.reason:
             self.reason = self.violations[0].reason if self.violations else "INVALID_ARGUMENT"
+        super().__post_init__()
 
 
 @dataclass
@@ -121,3 +132,12 @@ class ResourceExhausted(DomainError):
     retry_after_ms: int | None = 1_000
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+# The domain error for each google.rpc.Code a catalogued failure can carry (storage/ledger.py builds the
+# ledger's failures with it).
+ERROR_FOR_CODE: dict[str, type[DomainError]] = {
+    cls.code.name: cls
+    for cls in (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, ServiceUnavailable, Unauthenticated,
+                PermissionDenied, ResourceExhausted)
+}

@@ -32,27 +32,18 @@ from interceptors.wrapping import AroundInterceptor, UndecodableRequest, tolerat
 from google.protobuf import duration_pb2
 
 from domain.errors import ERROR_DOMAIN, DomainError, InvalidArgument, ResourceExhausted
+from domain.failures import by_sqlstate
 from storage.ledger import domain_error_for
 
 logger = logging.getLogger("emoney.errors")
 
-# SQLSTATE (exact, then two-character class) → (code, reason, message shown to the client).
+# SQLSTATE (exact, then two-character class) → (code, reason, message shown to the client): PostgreSQL's
+# own SQLSTATEs in the catalogue (domain/failures.py; the ledger's EM class is storage/ledger.py's).
 SQLSTATE_TABLE: dict[str, tuple[grpc.StatusCode, str, str]] = {
-    "23505": (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_EXISTS", "the resource already exists"),
-    "23503": (grpc.StatusCode.FAILED_PRECONDITION, "REFERENCE_MISSING", "a referenced resource does not exist"),
-    "23514": (grpc.StatusCode.INVALID_ARGUMENT, "CONSTRAINT_VIOLATED", "a value breaks a rule of the ledger"),
-    "23502": (grpc.StatusCode.INVALID_ARGUMENT, "REQUIRED_VALUE_MISSING", "a required value is missing"),
-    "40001": (grpc.StatusCode.ABORTED, "CONCURRENT_UPDATE", "a concurrent change conflicted; retry the call"),
-    "40P01": (grpc.StatusCode.ABORTED, "CONCURRENT_UPDATE", "a concurrent change conflicted; retry the call"),
-    "55P03": (grpc.StatusCode.ABORTED, "CONCURRENT_UPDATE", "a concurrent change conflicted; retry the call"),
-    "57014": (grpc.StatusCode.DEADLINE_EXCEEDED, "DATABASE_TIMEOUT", "the database took too long to answer"),
-    "42501": (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED", "the caller may not do this"),
-    "22": (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_VALUE", "a value is out of range or malformed"),
-    "08": (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE", "the database is not reachable right now"),
-    "53": (grpc.StatusCode.UNAVAILABLE, "DATABASE_BUSY", "the database is overloaded; retry later"),
-    "57": (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE", "the database is not reachable right now"),
+    sqlstate: (grpc.StatusCode[failure.code], failure.reason, failure.message)
+    for sqlstate, failure in by_sqlstate().items() if not sqlstate.startswith("EM")
 }
-_UNAVAILABLE_DATABASE = (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE", "the database is not reachable right now")
+_UNAVAILABLE_DATABASE = SQLSTATE_TABLE["08"]
 
 
 # psycopg refuses some values itself, before PostgreSQL sees them (no SQLSTATE): a text value with a

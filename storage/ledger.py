@@ -38,7 +38,8 @@ from typing import AsyncIterator, Generic, TypeVar
 
 import psycopg
 
-from domain.errors import AlreadyExists, DomainError, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from domain.errors import ERROR_FOR_CODE, DomainError, NotFound
+from domain.failures import by_sqlstate
 from domain.ledger_rules import (
     ACCOUNT_KINDS,
     ACCOUNT_STATUSES,
@@ -60,35 +61,11 @@ class LedgerFailure:
     message: str
 
 
-# SQLSTATE (class EM, raised by ledger_fail() in SQL) -> the domain error it becomes.
+# SQLSTATE (class EM, raised by ledger_fail() in SQL) -> the domain error it becomes: the catalogue's
+# entries with an EM SQLSTATE (domain/failures.py).
 LEDGER_FAILURES: dict[str, LedgerFailure] = {
-    "EM001": LedgerFailure("INSUFFICIENT_FUNDS", FailedPrecondition, "the account's available balance is too low"),
-    "EM002": LedgerFailure("ACCOUNT_FROZEN", FailedPrecondition, "the account is frozen"),
-    "EM003": LedgerFailure("ACCOUNT_CLOSED", FailedPrecondition, "the account is closed"),
-    "EM004": LedgerFailure("ACCOUNT_NOT_FOUND", NotFound, "the account does not exist"),
-    "EM005": LedgerFailure("CURRENCY_MISMATCH", InvalidArgument, "the currency does not match the account's"),
-    "EM006": LedgerFailure("SAME_ACCOUNT", InvalidArgument, "the two accounts must differ"),
-    "EM007": LedgerFailure("AMOUNT_OUT_OF_RANGE", InvalidArgument, "the amount is out of range"),
-    "EM008": LedgerFailure("HOLD_NOT_FOUND", NotFound, "the authorization does not exist"),
-    "EM009": LedgerFailure("HOLD_ALREADY_RESOLVED", FailedPrecondition, "the authorization was already resolved"),
-    "EM010": LedgerFailure("HOLD_EXPIRED", FailedPrecondition, "the authorization has expired"),
-    "EM011": LedgerFailure("CAPTURE_EXCEEDS_HOLD", FailedPrecondition, "the capture is larger than the authorization"),
-    "EM012": LedgerFailure("REFUND_EXCEEDS_PAYMENT", FailedPrecondition, "the refunds would exceed the payment"),
-    "EM013": LedgerFailure("REQUEST_ID_REUSED", AlreadyExists, "this request_id was used for a different request"),
-    "EM014": LedgerFailure("ACCOUNT_NOT_EMPTY", FailedPrecondition, "only an account at zero, with nothing held, closes"),
-    "EM015": LedgerFailure("ACCOUNT_KIND_NOT_ALLOWED", InvalidArgument, "this kind of account cannot take part in this"),
-    "EM016": LedgerFailure("TRANSFER_NOT_FOUND", NotFound, "the payment does not exist"),
-    "EM017": LedgerFailure("TRANSFER_NOT_REFUNDABLE", FailedPrecondition, "only payments and captures can be refunded"),
-    "EM018": LedgerFailure("OWNER_NOT_FOUND", NotFound, "the account owner does not exist"),
-    "EM019": LedgerFailure("EXPIRY_OUT_OF_RANGE", InvalidArgument, "the expiry time is out of range"),
-    "EM020": LedgerFailure("NOT_ACCOUNT_OWNER", PermissionDenied, "you may send only from your own accounts"),
-    "EM021": LedgerFailure("PAYMENT_CODE_NOT_FOUND", NotFound, "payment code not found"),
-    "EM022": LedgerFailure("PAYMENT_CODE_USED", FailedPrecondition, "the payment code was already used"),
-    "EM023": LedgerFailure("PAYMENT_CODE_EXPIRED", FailedPrecondition, "the payment code has expired"),
-    "EM024": LedgerFailure("AMOUNT_EXCEEDS_CODE", FailedPrecondition, "the amount is above the code's maximum"),
-    "EM025": LedgerFailure(
-        "MERCHANT_ACCOUNT_MISSING", FailedPrecondition, "the terminal's merchant has no active account in this currency"
-    ),
+    sqlstate: LedgerFailure(failure.reason, ERROR_FOR_CODE[failure.code], failure.message)
+    for sqlstate, failure in sorted(by_sqlstate("EM").items())
 }
 
 

@@ -57,6 +57,7 @@ if str(ROOT) not in sys.path:  # run as a script: `interceptors` lives at the re
 from google.api import annotations_pb2, field_behavior_pb2  # noqa: E402
 from google.protobuf import descriptor_pb2  # noqa: E402
 
+from domain.failures import CATALOGUE  # noqa: E402
 from interceptors.access_policy import PUBLIC_METHODS  # noqa: E402
 
 OPENAPI_NAME = "openapi.json"
@@ -86,6 +87,14 @@ ERROR_STATUSES: dict[int, str] = {
     503: "UNAVAILABLE: a dependency or the server is unavailable; retry (with the same `requestId`).",
     504: "DEADLINE_EXCEEDED: the call took too long.",
 }
+
+
+
+def _reasons_for(http_status: int) -> str:
+    """The ErrorInfo reasons answered with this HTTP status, from the failure catalogue (domain/failures.py)."""
+    reasons = sorted(failure.reason for failure in CATALOGUE if failure.http_status == http_status)
+    return f"\n\nErrorInfo reasons: {', '.join(f'`{reason}`' for reason in reasons)}." if reasons else ""
+
 
 _F = descriptor_pb2.FieldDescriptorProto
 _SCALARS: dict[int, dict[str, Any]] = {
@@ -664,7 +673,7 @@ def build_openapi(descriptor_set: descriptor_pb2.FileDescriptorSet) -> dict[str,
 
     error_responses = {
         f"Error{status}": {
-            "description": description,
+            "description": description + _reasons_for(status),
             "content": {"application/json": {"schema": _ref(STATUS_SCHEMA)}},
         }
         for status, description in ERROR_STATUSES.items()
