@@ -1,7 +1,7 @@
 """Ledger rules and limits: pure data and checks, no I/O.
 
-The database enforces the same rules (migrations/0004_ledger.sql: CHECK constraints and the
-`ledger_*` functions); these constants let the service layer refuse a bad request before it reaches
+The database enforces the same rules (the tables' CHECK constraints and domains in
+migrations/0004_ledger.sql, the `ledger_*` functions in migrations/current/); these constants let the service layer refuse a bad request before it reaches
 the database, naming the field at fault, and keep every limit in one place on the Python side.
 Integration tests check that both sides agree (tests/integration/test_ledger_rules_agree.py).
 """

@@ -18,7 +18,10 @@ connection lost) cannot be replayed, so the hub ends every open subscription wit
 ended with `ResourceExhausted(WATCH_TOO_SLOW)` instead of letting its queue grow without bound.
 
 Payloads carry identifiers only (no amounts, no names): every role that may LISTEN on this database
-is one of ours, but the channel is shared by all tenants, so nothing in it needs hiding.
+is one of ours, but the channel is shared by all tenants, so nothing in it needs hiding. The database
+builds every payload, in one function (payments_notify, migrations/current/06_events.sql) that the SQL
+entry points and `notify_payment_event` below both call; this module only decodes it
+(`PaymentEvent.from_payload`).
 """
 
 from __future__ import annotations
@@ -71,18 +74,6 @@ class PaymentEvent:
         if len(self.account_ids) > MAX_ACCOUNTS_PER_EVENT:
             raise ValueError(f"a payment event names at most {MAX_ACCOUNTS_PER_EVENT} accounts")
 
-    def to_payload(self) -> str:
-        return json.dumps(
-            {
-                "tenantId": str(self.tenant_id),
-                "paymentId": str(self.payment_id),
-                "event": self.event,
-                "terminalId": None if self.terminal_id is None else str(self.terminal_id),
-                "accountIds": [str(account_id) for account_id in self.account_ids],
-            },
-            separators=(",", ":"),
-        )
-
     @classmethod
     def from_payload(cls, payload: str) -> "PaymentEvent":
         """Parse a NOTIFY payload; raises ValueError (or TypeError/KeyError) on anything malformed."""
@@ -102,14 +93,15 @@ class PaymentEvent:
 async def notify_payment_event(connection: psycopg.AsyncConnection, event: PaymentEvent) -> None:
     """Queue `event` in the caller's transaction: PostgreSQL sends it at commit, never on rollback.
 
-    Call it with the unit of work's connection, after the change it announces, before `commit()`.
+    Call it with the unit of work's connection, after the change it announces, before `commit()`. The
+    database builds the payload (payments_notify), as it does for the movements made in one SQL statement.
     """
     if connection.autocommit:
         raise ValueError("payment events are sent at commit: call this inside the payment's transaction")
-    payload = event.to_payload()
-    if len(payload.encode()) > MAX_PAYLOAD_BYTES:
-        raise ValueError(f"payment event payload over {MAX_PAYLOAD_BYTES} bytes")
-    await connection.execute("select pg_notify(%s, %s)", (CHANNEL, payload))
+    await connection.execute(
+        "select payments_notify(%s::uuid, %s::uuid, %s::text, %s::uuid, %s::uuid[])",
+        (event.tenant_id, event.payment_id, event.event, event.terminal_id, list(event.account_ids)),
+    )
 
 
 class Subscription:

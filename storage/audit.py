@@ -1,6 +1,6 @@
 """The audit log: append-only, hash-chained, written in the same transaction as the change.
 
-Design (migrations/0004_ledger.sql): each tenant has `AUDIT_STRIPES` independent chains ("stripes").
+Design (migrations/current/04_audit.sql): each tenant has `AUDIT_STRIPES` independent chains ("stripes").
 A transaction appends to the first stripe no other transaction holds (SKIP LOCKED, from a random
 start) and keeps it until commit, so the chain head is never a queue that every money movement waits
 in; each stripe is a complete chain on its own:

@@ -1,13 +1,15 @@
 """The double-entry ledger: accounts, transfers, holds, refunds, statements and reconciliation.
 
-Every money movement is ONE call of a PL/pgSQL function (migrations/0004_ledger.sql) that claims the
+Every money movement is ONE call of a PL/pgSQL function (migrations/current/) that claims the
 idempotency key, locks what it needs in a fixed order, checks the rules, writes the transfer, its
 two entries and the balances, and appends the audit event — so no row lock is ever held across a
 round trip between Python and the database, and the commit that follows is the only other trip.
 The hot paths (CreateTransfer, ChargePaymentCode, AuthorizePayment) go further: one entry-point
-function (migrations/0007, 0008, 0011) sets the tenant, checks the caller, moves the money, queues the
-receipt and announces the event, as ONE autocommit statement — one round trip in all.
-The functions are SECURITY INVOKER: they run as the application role, under row-level security.
+function (migrations/current/10_movements.sql, 12_payment_codes.sql) sets the tenant, checks the
+caller, moves the money, queues the receipt and announces the event, as ONE autocommit statement —
+one round trip in all.
+The entry points are SECURITY DEFINER functions of `emoney_ledger`, the only role that writes money
+(migration 0012); inside them row-level security still scopes every statement to the caller's tenant.
 
 Balances
     ledger balance = sum of the account's entries;  held = sum of its authorized holds;
@@ -337,9 +339,9 @@ async def create_customer_transfer(
     amount_minor: int,
     currency: str,
 ) -> Outcome[TransferRecord]:
-    """CreateTransfer in one statement and one round trip (migrations/0007, 0011): the caller's checks
-    (ACCOUNT_NOT_FOUND, NOT_ACCOUNT_OWNER), the movement (`payment` to a merchant, else `p2p`), its
-    receipt request and its live event, committed. Idempotent on (context.actor, context.request_id);
+    """CreateTransfer in one statement and one round trip (migrations/current/10_movements.sql): the
+    caller's checks (ACCOUNT_NOT_FOUND, NOT_ACCOUNT_OWNER), the movement (`payment` to a merchant, else
+    `p2p`), its receipt request and its live event, committed. Idempotent on (context.actor, context.request_id);
     a replay returns the transfer as it was created."""
     async with translated_failures():
         row = await units_of_work.one_statement(
@@ -364,8 +366,8 @@ async def redeem_payment_code(
     hold_expires_at: datetime | None,
 ) -> Outcome[TransferRecord] | Outcome[HoldRecord]:
     """ChargePaymentCode (`hold_expires_at` None: a payment) or AuthorizePayment (a hold), in one round
-    trip and one transaction (migrations/0008, 0011): the code locked and checked, the movement, the code
-    marked used, the receipt request and the live event, committed. A retry by the same terminal with
+    trip and one transaction (migrations/current/12_payment_codes.sql): the code locked and checked,
+    the movement, the code marked used, the receipt request and the live event, committed. A retry by the same terminal with
     the same request_id replays the original result as it was created."""
     async with translated_failures():
         if hold_expires_at is None:

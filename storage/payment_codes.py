@@ -1,5 +1,5 @@
-"""Payment-code repository (tenant-scoped). Redeeming a code is one SQL call: migrations/0008
-(`payments_charge_code`, `payments_authorize_code`, through storage.ledger.redeem_payment_code)."""
+"""Payment-code repository (tenant-scoped). Redeeming a code is one SQL call: migrations/current/12_payment_codes.sql
+(`payments_charge_code_in`, `payments_authorize_code_in`, through storage.ledger.redeem_payment_code)."""
 
 from __future__ import annotations
 

@@ -112,23 +112,19 @@ def render_receipt(payment: PaymentRow, tenant_slug: str) -> bytes:
 
 async def enqueue_receipt(unit_of_work: UnitOfWork, tenant_id: uuid.UUID, payment_id: uuid.UUID) -> None:
     """Ask for a receipt, in the payment's own transaction (idempotent: a second call changes nothing).
+    The request itself is the database's receipts_request (migrations/current/07_receipts.sql), the
+    one the SQL entry points make too.
 
     Raises ValueError when the tenant has no such payment: a receipt that could never be rendered
     would otherwise stay pending forever.
     """
     cursor = await unit_of_work.connection.execute(
-        """with payment as (
-               select exists (select from transfers where transfer_id = %(payment)s)
-                   or exists (select from holds where hold_id = %(payment)s) as found
-           ), queued as (
-               insert into receipt_outbox (tenant_id, payment_id)
-               select %(tenant)s, %(payment)s from payment where found
-                   on conflict do nothing
-           )
-           select found from payment""",
+        """select receipts_request(%(tenant)s, %(payment)s)
+            where exists (select from transfers where transfer_id = %(payment)s)
+               or exists (select from holds where hold_id = %(payment)s)""",
         {"tenant": tenant_id, "payment": payment_id},
     )
-    if not (await cursor.fetchone())[0]:
+    if await cursor.fetchone() is None:
         raise ValueError(f"no payment {payment_id} in this tenant to write a receipt for")
 
 

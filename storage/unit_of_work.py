@@ -180,7 +180,8 @@ class UnitOfWorkFactory:
         """A whole transaction that is ONE statement, in one network round trip: run `query` on an
         autocommit connection, so PostgreSQL commits it when it returns (or rolls it back when it
         fails). For an entry-point function that sets the tenant itself and does the whole business
-        operation (migrations/0011): nothing is locked while Python waits, and nothing is left open.
+        operation (the `*_in` functions of migrations/current/): nothing is locked while Python waits,
+        and nothing is left open.
         Returns the first row; a failure is raised as psycopg.Error, for the caller to translate.
         """
         try:

@@ -118,7 +118,8 @@ class PaymentsService:
     # -- transfers ------------------------------------------------------------------------------
 
     async def create_transfer(self, principal, method, request, build_reply, reply_type):
-        """One round trip: checks, movement, receipt request and live event in one SQL call (0007)."""
+        """One round trip: checks, movement, receipt request and live event in one SQL call
+        (payments_create_transfer_in, migrations/current/10_movements.sql)."""
         validate_money(request.request_id, request.amount_minor, request.currency)
         from_id = parse_resource_id(request.from_account, "accounts", "from_account")
         to_id = parse_resource_id(request.to_account, "accounts", "to_account")

@@ -9,9 +9,10 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from domain.ledger_rules import BALANCE_SHARDS_BY_KIND, MAX_TRANSFER_MINOR
-from storage import audit, idempotency, ledger
+from server.payment_events import CHANNEL, PaymentEvent
+from storage import audit, idempotency, ledger, payment_codes
 from tests.invariants.ledger_world import (  # noqa: F401 (fixtures)
     authorize_hold,
     LedgerWorld, ledger_app_dsn, ledger_owner_dsn, ledger_units_of_work, new_context, world,
@@ -635,3 +636,63 @@ async def test_reconciliation_reports_a_corrupted_balance_and_hold(world, owner_
     assert ("BALANCE_MISMATCH", str(account), 1_000, 1_007) in found
     assert ("HELD_MISMATCH", str(account), 100, 0) in found
     assert not report.ok
+
+
+async def test_one_statement_movements_request_their_receipt_and_announce_their_event(world, ledger_app_dsn):
+    """CreateTransfer, ChargePaymentCode and AuthorizePayment, one SQL statement each, request the receipt
+    and send the live event through the functions every movement uses (receipts_request, payments_notify):
+    each event decodes to its payment, both payments get a receipt, the hold waits for its capture's; and a
+    back-office caller cannot send from someone else's account (NOT_ACCOUNT_OWNER)."""
+    payer, merchant = await world.open(balance_minor=10_000), await world.open("merchant")
+    payer_user = (await world.account(payer)).owner_user_id
+    merchant_user = (await world.account(merchant)).owner_user_id
+    charge_code, authorize_code = uuid.uuid4().bytes * 2, uuid.uuid4().bytes * 2
+
+    async def add_terminal_and_codes(unit_of_work) -> uuid.UUID:
+        cursor = await unit_of_work.connection.execute(
+            """insert into terminals (tenant_id, merchant_user_id, display_name, client_id, secret_hash)
+               values (%s, %s, 'Till', %s, %s) returning terminal_id""",
+            (world.tenant_id, merchant_user, "term_" + uuid.uuid4().hex[:24], bytes(32)),
+        )
+        for code_hash in (charge_code, authorize_code):
+            await payment_codes.insert(unit_of_work, world.tenant_id, code_hash, payer, "EUR", 1_000, _soon(60), "user:tester")
+        return (await cursor.fetchone())[0]
+
+    def customer_transfer(caller: uuid.UUID, back_office: bool):
+        return ledger.create_customer_transfer(
+            world.units_of_work, world.tenant_id, new_context(), caller_user_id=caller, caller_is_back_office=back_office,
+            from_account_id=payer, to_account_id=merchant, amount_minor=100, currency="EUR",
+        )
+
+    def redeem(code_hash: bytes, hold_expires_at: datetime | None):
+        return ledger.redeem_payment_code(
+            world.units_of_work, world.tenant_id, new_context(), code_hash=code_hash, terminal_id=terminal,
+            amount_minor=200, currency="EUR", hold_expires_at=hold_expires_at,
+        )
+
+    async with await psycopg.AsyncConnection.connect(ledger_app_dsn, autocommit=True) as listener:
+        await listener.execute(f"listen {CHANNEL}")
+        transfer = (await customer_transfer(payer_user, back_office=False)).record
+        terminal = await world.run(add_terminal_and_codes)
+        charge = (await redeem(charge_code, None)).record
+        hold = (await redeem(authorize_code, _soon(60))).record
+        with pytest.raises(PermissionDenied) as refused:
+            await customer_transfer(merchant_user, back_office=True)
+        events = []
+        async for notification in listener.notifies(timeout=5):
+            if str(world.tenant_id) in notification.payload:
+                events.append(PaymentEvent.from_payload(notification.payload))
+            if len(events) == 3:
+                break
+    assert refused.value.reason == "NOT_ACCOUNT_OWNER"
+    assert events == [
+        PaymentEvent(world.tenant_id, transfer.transfer_id, "created", None, (payer, merchant)),
+        PaymentEvent(world.tenant_id, charge.transfer_id, "created", terminal, (payer, merchant)),
+        PaymentEvent(world.tenant_id, hold.hold_id, "created", terminal, (payer, merchant)),
+    ]
+
+    async def receipts_requested(unit_of_work) -> set[uuid.UUID]:
+        cursor = await unit_of_work.connection.execute("select payment_id from receipt_outbox")
+        return {row[0] for row in await cursor.fetchall()}
+
+    assert await world.read(receipts_requested) == {transfer.transfer_id, charge.transfer_id}

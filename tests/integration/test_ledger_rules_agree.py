@@ -14,13 +14,14 @@ from domain.currencies import CURRENCY_MINOR_UNITS
 from storage.ledger import LEDGER_FAILURES
 from tests.invariants.ledger_world import create_tenant
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+CURRENT_SQL = Path(__file__).resolve().parents[2] / "migrations" / "current"
 
 
 def latest_ledger_fail() -> str:
-    """The text of the last migration's definition of ledger_fail() (later ones replace it)."""
-    defining = [path for path in sorted(MIGRATIONS.glob("*.sql")) if "function ledger_fail(" in path.read_text()]
-    sql = defining[-1].read_text()
+    """The text of ledger_fail() as it stands today: its one definition in migrations/current/."""
+    defining = [path for path in sorted(CURRENT_SQL.glob("*.sql")) if "function ledger_fail(" in path.read_text()]
+    assert len(defining) == 1, defining
+    sql = defining[0].read_text()
     start = sql.index("function ledger_fail(")
     return sql[start:sql.index("$$;", start)]
 

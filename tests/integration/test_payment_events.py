@@ -8,11 +8,21 @@ import uuid
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from localstack import provisioning
 from domain.errors import ResourceExhausted, ServiceUnavailable
-from server.payment_events import CHANNEL, PaymentEvent, PaymentEventHub, Subscription, notify_payment_event
+from server.payment_events import (
+    CHANNEL,
+    EVENT_KINDS,
+    MAX_ACCOUNTS_PER_EVENT,
+    MAX_PAYLOAD_BYTES,
+    PaymentEvent,
+    PaymentEventHub,
+    Subscription,
+    notify_payment_event,
+)
 from storage.unit_of_work import UnitOfWorkFactory
 
 WAIT_S = 5.0
@@ -133,6 +143,30 @@ async def test_events_are_filtered_by_tenant_terminal_and_account(hub, units_of_
     assert await events_until(other_tenants_terminal, end_other_tenant.payment_id) == ids(
         in_other_tenant, end_other_tenant
     )
+
+
+async def test_the_payload_the_database_builds_is_what_python_decodes(app_dsn, units_of_work):
+    """One encoder, one decoder: payments_notify (migrations/current/06_events.sql, also called by the SQL
+    entry points) builds every payload and PaymentEvent.from_payload reads it back equal — each kind, with
+    and without a terminal, with no accounts and with the most an event may name, within MAX_PAYLOAD_BYTES."""
+    tenant = uuid.uuid4()
+    most_accounts = [uuid.uuid4() for _ in range(MAX_ACCOUNTS_PER_EVENT)]
+    sent = [
+        event(tenant, kind=kind, terminal_id=terminal, account_ids=accounts)
+        for kind in EVENT_KINDS
+        for terminal, accounts in ((None, ()), (uuid.uuid4(), most_accounts))
+    ]
+    async with await psycopg.AsyncConnection.connect(app_dsn, autocommit=True) as listener:
+        await listener.execute(sql.SQL("listen {}").format(sql.Identifier(CHANNEL)))
+        await commit_events(units_of_work, *sent)
+        payloads = []
+        async for notification in listener.notifies(timeout=WAIT_S):
+            if str(tenant) in notification.payload:  # the stack's servers may announce their own payments
+                payloads.append(notification.payload)
+            if len(payloads) == len(sent):
+                break
+    assert [PaymentEvent.from_payload(payload) for payload in payloads] == sent
+    assert max(len(payload.encode()) for payload in payloads) <= MAX_PAYLOAD_BYTES
 
 
 async def test_unreadable_payloads_are_skipped(hub, units_of_work):

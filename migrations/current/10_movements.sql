@@ -1,0 +1,273 @@
+-- Movements: transfers (p2p, payment, top-up, withdrawal), refunds, and the customer's CreateTransfer in
+-- one statement. Captures of holds are in 11_holds.sql, charges of payment codes in 12_payment_codes.sql.
+--
+-- Every movement is ONE call of an entry point (SECURITY DEFINER, owned by emoney_ledger: 09_accounts.sql
+-- says why) that claims the idempotency key, takes its audit stripe, checks and changes both accounts in
+-- account_id order (08_balances.sql: the legs, the floor, the locking order), writes the transfer and its
+-- two entries, and appends the audit event. So no row lock is ever held across a round trip between
+-- Python and the database. A replay of the same (caller, request_id) returns what the first call made.
+
+-- Write a transfer: both legs in account_id order, the transfer row, its two entries.
+create or replace function ledger_write_transfer(
+    tenant uuid, new_transfer_id uuid, transfer_kind text, debit accounts, credit accounts, amount bigint,
+    actor text, request_id text, related_transfer uuid, resolved_hold uuid, terminal uuid, released_held bigint
+) returns transfers
+    language plpgsql
+as $$
+#variable_conflict use_variable
+declare
+    written transfers;
+    debit_shard smallint;
+    credit_shard smallint;
+begin
+    -- Assignments, not PERFORM: a PERFORM starts an executor for every call, an assignment does not.
+    if debit.account_id < credit.account_id then
+        debit_shard := ledger_apply_leg(tenant, debit, -amount, -released_held);
+        credit_shard := ledger_apply_leg(tenant, credit, amount, 0);
+    else
+        credit_shard := ledger_apply_leg(tenant, credit, amount, 0);
+        debit_shard := ledger_apply_leg(tenant, debit, -amount, -released_held);
+    end if;
+    insert into transfers (tenant_id, transfer_id, kind, debit_account_id, credit_account_id, amount_minor, currency,
+                           request_id, actor, related_transfer_id, hold_id, terminal_id)
+    values (tenant, new_transfer_id, transfer_kind, debit.account_id, credit.account_id, amount, debit.currency,
+            request_id, actor, related_transfer, resolved_hold, terminal)
+    returning * into written;
+    insert into ledger_entries (tenant_id, transfer_id, account_id, amount_minor, currency, created_at)
+    values (tenant, new_transfer_id, debit.account_id, -amount, debit.currency, written.created_at),
+           (tenant, new_transfer_id, credit.account_id, amount, debit.currency, written.created_at);
+    return written;
+end
+$$;
+
+-- The transfer as its audit events record it.
+create or replace function ledger_transfer_summary(transfer transfers) returns jsonb
+    language sql immutable parallel safe
+    return jsonb_build_object(
+        'transferId', transfer.transfer_id, 'kind', transfer.kind, 'debitAccountId', transfer.debit_account_id,
+        'creditAccountId', transfer.credit_account_id, 'amountMinor', transfer.amount_minor::text,
+        'currency', transfer.currency, 'status', transfer.status, 'refundedMinor', transfer.refunded_minor::text);
+
+-- Result shape, the same for a first call and its replay (ledger_transfer_outcome, 0004): a new transfer
+-- straight from its row, a replay read back by id.
+create or replace function ledger_transfer_outcome_of(transfer transfers) returns ledger_transfer_outcome
+    language sql immutable parallel safe
+    return row(false, null, transfer.transfer_id, transfer.kind, transfer.debit_account_id, transfer.credit_account_id,
+               transfer.amount_minor, transfer.currency, transfer.status, transfer.refunded_minor, transfer.request_id,
+               transfer.actor, transfer.related_transfer_id, transfer.hold_id, transfer.terminal_id,
+               transfer.created_at)::ledger_transfer_outcome;
+
+create or replace function ledger_transfer_result(is_replay boolean, response bytea, wanted_transfer_id uuid)
+    returns setof ledger_transfer_outcome
+    language sql stable
+as $$
+    select is_replay, response, t.transfer_id, t.kind, t.debit_account_id, t.credit_account_id, t.amount_minor,
+           t.currency, t.status, t.refunded_minor, t.request_id, t.actor, t.related_transfer_id, t.hold_id,
+           t.terminal_id, t.created_at
+      from transfers t
+     where t.tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid and t.transfer_id = wanted_transfer_id
+$$;
+
+-- A p2p transfer, a payment, a top-up or a withdrawal (the service layer finds the float for the last two).
+create or replace function ledger_post_transfer(
+    transfer_kind text, debit_account_id uuid, credit_account_id uuid, amount_minor bigint, currency text,
+    terminal_id uuid, actor text, method text, request_id text, request_hash bytea
+) returns setof ledger_transfer_outcome
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, public, pg_temp
+as $$
+#variable_conflict use_variable
+declare
+    audit_stripe smallint;  -- held until commit: taken before any account lock
+    audit_event record;
+    tenant uuid := ledger_current_tenant();
+    claim record;
+    debit accounts;
+    credit accounts;
+    written transfers;
+begin
+    if transfer_kind is null or transfer_kind not in ('p2p', 'payment', 'top_up', 'withdrawal') then
+        raise exception using errcode = '22023', message = 'post_transfer moves p2p, payment, top_up or withdrawal';
+    end if;
+    if not ledger_amount_in_range(amount_minor) then
+        perform ledger_fail('AMOUNT_OUT_OF_RANGE', jsonb_build_object('maximumMinor', ledger_max_transfer_minor()::text));
+    end if;
+    if debit_account_id = credit_account_id then
+        perform ledger_fail('SAME_ACCOUNT', jsonb_build_object('accountId', debit_account_id));
+    end if;
+    claim := ledger_claim_request(actor, method, request_id, request_hash, gen_random_uuid());
+    if claim.claimed then
+        audit_stripe := audit_acquire_stripe();
+        debit := ledger_usable_account(tenant, debit_account_id, currency);
+        credit := ledger_usable_account(tenant, credit_account_id, currency);
+        if not ledger_kinds_allowed(transfer_kind, debit.kind, credit.kind) then
+            perform ledger_fail('ACCOUNT_KIND_NOT_ALLOWED', jsonb_build_object(
+                'transferKind', transfer_kind, 'debitKind', debit.kind, 'creditKind', credit.kind));
+        end if;
+        written := ledger_write_transfer(tenant, claim.result_id, transfer_kind, debit, credit, amount_minor,
+                                         actor, request_id, null, null, terminal_id, 0);
+        audit_event := audit_append(actor, method, request_id,
+                             jsonb_build_object('before', null, 'after', ledger_transfer_summary(written)));
+        return next ledger_transfer_outcome_of(written);
+        return;
+    end if;
+    return query select * from ledger_transfer_result(true, claim.stored_response, claim.result_id);
+end
+$$;
+
+-- Refund all or part of a payment (or capture). The payment row is locked, so concurrent refunds
+-- of one payment take turns and their total never exceeds what was paid.
+create or replace function ledger_refund(
+    payment_transfer_id uuid, amount_minor bigint, actor text, method text, request_id text, request_hash bytea
+) returns setof ledger_transfer_outcome
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, public, pg_temp
+as $$
+#variable_conflict use_variable
+declare
+    audit_stripe smallint;  -- held until commit: taken before any account lock
+    audit_event record;
+    tenant uuid := ledger_current_tenant();
+    claim record;
+    payment transfers;
+    merchant accounts;
+    customer accounts;
+    written transfers;
+begin
+    if not ledger_amount_in_range(amount_minor) then
+        perform ledger_fail('AMOUNT_OUT_OF_RANGE', jsonb_build_object('maximumMinor', ledger_max_transfer_minor()::text));
+    end if;
+    claim := ledger_claim_request(actor, method, request_id, request_hash, gen_random_uuid());
+    if claim.claimed then
+        audit_stripe := audit_acquire_stripe();
+        select * into payment from transfers t
+         where t.tenant_id = tenant and t.transfer_id = payment_transfer_id
+           for no key update;
+        if not found then
+            perform ledger_fail('TRANSFER_NOT_FOUND', jsonb_build_object('transferId', payment_transfer_id));
+        end if;
+        if payment.kind not in ('payment', 'capture') then
+            perform ledger_fail('TRANSFER_NOT_REFUNDABLE', jsonb_build_object('transferId', payment_transfer_id,
+                                                                              'kind', payment.kind));
+        end if;
+        if payment.refunded_minor + amount_minor > payment.amount_minor then
+            perform ledger_fail('REFUND_EXCEEDS_PAYMENT', jsonb_build_object(
+                'transferId', payment_transfer_id,
+                'refundableMinor', (payment.amount_minor - payment.refunded_minor)::text));
+        end if;
+        merchant := ledger_usable_account(tenant, payment.credit_account_id, payment.currency);
+        customer := ledger_usable_account(tenant, payment.debit_account_id, payment.currency);
+        written := ledger_write_transfer(tenant, claim.result_id, 'refund', merchant, customer, amount_minor,
+                                         actor, request_id, payment.transfer_id, null, payment.terminal_id, 0);
+        update transfers t
+           set refunded_minor = t.refunded_minor + amount_minor,
+               status = case when t.refunded_minor + amount_minor = t.amount_minor then 'refunded'
+                             else 'partially_refunded' end
+         where t.tenant_id = tenant and t.transfer_id = payment.transfer_id;
+        audit_event := audit_append(actor, method, request_id, jsonb_build_object(
+            'before', jsonb_build_object('transferId', payment.transfer_id, 'refundedMinor', payment.refunded_minor::text),
+            'after', jsonb_build_object('transferId', payment.transfer_id,
+                                        'refundedMinor', (payment.refunded_minor + amount_minor)::text,
+                                        'refund', ledger_transfer_summary(written))));
+    end if;
+    return query select * from ledger_transfer_result(not claim.claimed, claim.stored_response, claim.result_id);
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- CreateTransfer in ONE statement: the caller's checks, the movement, its receipt request and its live
+-- event. The service layer's rules for CreateTransfer, enforced here in the movement's own transaction:
+--   * an account the caller may not see (missing, or another customer's) is ACCOUNT_NOT_FOUND;
+--   * a back-office caller sees every account but may send only from its own: NOT_ACCOUNT_OWNER;
+--   * paying a merchant account is a `payment`, anything else a `p2p` transfer.
+-- A replay (same caller and request_id) returns the original transfer as it was created: a new
+-- transfer is always `completed` with nothing refunded, so the reply is rebuilt byte for byte from the
+-- row without storing it, even after later refunds changed the row.
+create or replace function payments_create_transfer(
+    caller_user_id uuid, caller_is_back_office boolean, from_account_id uuid, to_account_id uuid,
+    amount_minor bigint, currency text, actor text, method text, request_id text, request_hash bytea
+) returns setof ledger_transfer_outcome
+    language plpgsql
+    set search_path = pg_catalog, public
+as $$
+#variable_conflict use_variable
+declare
+    tenant uuid := ledger_current_tenant();
+    source_owner uuid;
+    target_kind text;
+    outcome ledger_transfer_outcome;
+begin
+    select a.owner_user_id into source_owner
+      from accounts a
+     where a.tenant_id = tenant and a.account_id = from_account_id;
+    if not found or not (caller_is_back_office or source_owner is not distinct from caller_user_id) then
+        perform ledger_fail('ACCOUNT_NOT_FOUND', jsonb_build_object('accountId', from_account_id));
+    end if;
+    if caller_user_id is null or source_owner is distinct from caller_user_id then
+        perform ledger_fail('NOT_ACCOUNT_OWNER', jsonb_build_object('accountId', from_account_id));
+    end if;
+    select a.kind into target_kind
+      from accounts a
+     where a.tenant_id = tenant and a.account_id = to_account_id;
+    select * into outcome
+      from ledger_post_transfer(case when target_kind = 'merchant' then 'payment' else 'p2p' end,
+                                from_account_id, to_account_id, amount_minor, currency, null,
+                                actor, method, request_id, request_hash);
+    if outcome.replayed then
+        if outcome.stored_response is null then
+            outcome.status := 'completed';
+            outcome.refunded_minor := 0;
+        end if;
+    else
+        perform receipts_request(tenant, outcome.transfer_id);
+        perform payments_notify(tenant, outcome.transfer_id, 'created', null,
+                                array[outcome.debit_account_id, outcome.credit_account_id]);
+    end if;
+    return next outcome;
+end
+$$;
+
+-- The entry point: it takes the tenant as its first argument and sets `app.tenant_id` itself, so the
+-- whole movement is ONE statement on an autocommit connection (storage/unit_of_work.py one_statement): its
+-- own transaction, committed when it returns — one round trip, sent with the extended protocol as a
+-- prepared statement, and no row lock held while Python waits (issue #6). The application role may call
+-- set_config anyway: this adds no privilege. Row-level security reads the setting in every statement the
+-- called function runs.
+create or replace function payments_create_transfer_in(
+    tenant uuid, caller_user_id uuid, caller_is_back_office boolean, from_account_id uuid, to_account_id uuid,
+    amount_minor bigint, currency text, actor text, method text, request_id text, request_hash bytea
+) returns setof ledger_transfer_outcome
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, public, pg_temp
+as $$
+begin
+    perform set_config('app.tenant_id', tenant::text, true);
+    return query select * from payments_create_transfer(caller_user_id, caller_is_back_office, from_account_id,
+        to_account_id, amount_minor, currency, actor, method, request_id, request_hash);
+end
+$$;
+
+-- Entry points owned by emoney_ledger. ALTER ... OWNER needs the new owner to hold CREATE on the schema at
+-- that moment; it keeps none afterwards. Nothing changes when it owns them already.
+grant create on schema public to emoney_ledger;
+alter function ledger_post_transfer(text, uuid, uuid, bigint, text, uuid, text, text, text, bytea) owner to emoney_ledger;
+alter function ledger_refund(uuid, bigint, text, text, text, bytea) owner to emoney_ledger;
+alter function payments_create_transfer_in(uuid, uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea)
+    owner to emoney_ledger;
+revoke create on schema public from emoney_ledger;
+
+grant execute on function
+    ledger_transfer_summary(transfers), ledger_transfer_outcome_of(transfers), ledger_transfer_result(boolean, bytea, uuid)
+to emoney_app, emoney_ledger;
+grant execute on function
+    ledger_write_transfer(uuid, uuid, text, accounts, accounts, bigint, text, text, uuid, uuid, uuid, bigint),
+    payments_create_transfer(uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea)
+to emoney_ledger;  -- only from inside an entry point
+grant execute on function
+    ledger_post_transfer(text, uuid, uuid, bigint, text, uuid, text, text, text, bytea),
+    ledger_refund(uuid, bigint, text, text, text, bytea),
+    payments_create_transfer_in(uuid, uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea)
+to emoney_app;

@@ -1,0 +1,196 @@
+-- Payment codes: a terminal's ChargePaymentCode or AuthorizePayment in ONE statement.
+--
+-- A customer's app shows a one-time code (only its SHA-256 is stored, 0005); the terminal redeems it: lock
+-- the code, check it, find the terminal's merchant account, move the money (or hold it), mark the code
+-- used, request the receipt and announce the live event — all in the entry point's one transaction.
+-- A code is used at most once; a retry by the same terminal with the same request_id finds the code used by
+-- itself and replays (its idempotency key is never forgotten: 05_idempotency.sql).
+--
+-- The failures (storage/ledger.py maps them):
+--   PAYMENT_CODE_NOT_FOUND   no such code in this tenant
+--   PAYMENT_CODE_USED        already used, by another caller or another request_id
+--   PAYMENT_CODE_EXPIRED     unused and past its expiry
+--   CURRENCY_MISMATCH        the request's currency is not the code's
+--   AMOUNT_EXCEEDS_CODE      above the code's maximum (detail: maxAmountMinor)
+--   MERCHANT_ACCOUNT_MISSING the terminal's merchant has no active merchant account in that currency
+
+-- Lock and check the code; the payer's and the merchant's accounts.
+create or replace function payments_redeemable_code(
+    code_hash bytea, terminal_id uuid, actor text, request_id text, currency text, amount_minor bigint,
+    out payer_account_id uuid, out merchant_account_id uuid
+)
+    language plpgsql
+    set search_path = pg_catalog, public
+as $$
+#variable_conflict use_variable
+declare
+    tenant uuid := ledger_current_tenant();
+    code payment_codes;
+begin
+    select * into code from payment_codes c
+     where c.tenant_id = tenant and c.code_hash = code_hash
+       for update;
+    if not found then
+        perform ledger_fail('PAYMENT_CODE_NOT_FOUND');
+    end if;
+    if code.used_at is not null and not (code.used_by = actor and code.used_request_id = request_id) then
+        perform ledger_fail('PAYMENT_CODE_USED');
+    end if;
+    if code.used_at is null and code.expires_at <= now() then
+        perform ledger_fail('PAYMENT_CODE_EXPIRED');
+    end if;
+    if code.currency <> currency then
+        perform ledger_fail('CURRENCY_MISMATCH', jsonb_build_object('codeCurrency', code.currency));
+    end if;
+    if amount_minor > code.max_amount_minor then
+        perform ledger_fail('AMOUNT_EXCEEDS_CODE', jsonb_build_object('maxAmountMinor', code.max_amount_minor::text));
+    end if;
+    select a.account_id into merchant_account_id
+      from terminals t
+      join accounts a on a.tenant_id = t.tenant_id and a.owner_user_id = t.merchant_user_id
+     where t.tenant_id = tenant and t.terminal_id = terminal_id
+       and a.kind = 'merchant' and a.currency = currency and a.status = 'active'
+     order by a.created_at, a.account_id
+     limit 1;
+    if merchant_account_id is null then
+        perform ledger_fail('MERCHANT_ACCOUNT_MISSING', jsonb_build_object('currency', currency));
+    end if;
+    payer_account_id := code.account_id;
+end
+$$;
+
+-- After the movement: mark the code used (first time only), request the receipt (of a payment; a hold
+-- gets its receipt when captured), announce the event.
+create or replace function payments_code_redeemed(
+    code_hash bytea, actor text, request_id text, produced uuid, receipt_for uuid, event text,
+    terminal_id uuid, payer_account_id uuid, merchant_account_id uuid
+) returns void
+    language plpgsql
+    set search_path = pg_catalog, public
+as $$
+#variable_conflict use_variable
+declare
+    tenant uuid := ledger_current_tenant();
+begin
+    update payment_codes c set used_at = now(), used_by = actor, used_request_id = request_id, used_for = produced
+     where c.tenant_id = tenant and c.code_hash = code_hash and c.used_at is null;
+    if receipt_for is not null then
+        perform receipts_request(tenant, receipt_for);
+    end if;
+    perform payments_notify(tenant, produced, event, terminal_id, array[payer_account_id, merchant_account_id]);
+end
+$$;
+
+-- ChargePaymentCode: a payment of the code's account to the terminal's merchant.
+create or replace function payments_charge_code(
+    code_hash bytea, terminal_id uuid, amount_minor bigint, currency text,
+    actor text, method text, request_id text, request_hash bytea
+) returns setof ledger_transfer_outcome
+    language plpgsql
+    set search_path = pg_catalog, public
+as $$
+#variable_conflict use_variable
+declare
+    code record;
+    outcome ledger_transfer_outcome;
+begin
+    code := payments_redeemable_code(code_hash, terminal_id, actor, request_id, currency, amount_minor);
+    select * into outcome
+      from ledger_post_transfer('payment', code.payer_account_id, code.merchant_account_id, amount_minor, currency,
+                                terminal_id, actor, method, request_id, request_hash);
+    if outcome.replayed then
+        if outcome.stored_response is null then  -- as created: later refunds do not change the replay
+            outcome.status := 'completed';
+            outcome.refunded_minor := 0;
+        end if;
+    else
+        perform payments_code_redeemed(code_hash, actor, request_id, outcome.transfer_id, outcome.transfer_id,
+                                       'created', terminal_id, code.payer_account_id, code.merchant_account_id);
+    end if;
+    return next outcome;
+end
+$$;
+
+-- AuthorizePayment: a hold on the code's account for the terminal's merchant.
+create or replace function payments_authorize_code(
+    code_hash bytea, terminal_id uuid, amount_minor bigint, currency text, expires_at timestamptz,
+    actor text, method text, request_id text, request_hash bytea
+) returns setof ledger_hold_outcome
+    language plpgsql
+    set search_path = pg_catalog, public
+as $$
+#variable_conflict use_variable
+declare
+    code record;
+    outcome ledger_hold_outcome;
+begin
+    code := payments_redeemable_code(code_hash, terminal_id, actor, request_id, currency, amount_minor);
+    select * into outcome
+      from ledger_authorize_hold(code.payer_account_id, code.merchant_account_id, terminal_id, amount_minor, currency,
+                                 expires_at, actor, method, request_id, request_hash);
+    if outcome.replayed then
+        if outcome.stored_response is null then  -- as created: a later capture or void does not change the replay
+            outcome.status := 'authorized';
+            outcome.captured_minor := 0;
+            outcome.resolved_at := null;
+            outcome.capture_transfer_id := null;
+        end if;
+    else
+        perform payments_code_redeemed(code_hash, actor, request_id, outcome.hold_id, null,
+                                       'created', terminal_id, code.payer_account_id, code.merchant_account_id);
+    end if;
+    return next outcome;
+end
+$$;
+
+-- The entry points: they take the tenant as their first argument and set `app.tenant_id` themselves, so a
+-- charge or an authorization is ONE statement on an autocommit connection — its own transaction, one round
+-- trip, and the code's row lock never held while Python waits (10_movements.sql says more).
+create or replace function payments_charge_code_in(
+    tenant uuid, code_hash bytea, terminal_id uuid, amount_minor bigint, currency text,
+    actor text, method text, request_id text, request_hash bytea
+) returns setof ledger_transfer_outcome
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, public, pg_temp
+as $$
+begin
+    perform set_config('app.tenant_id', tenant::text, true);
+    return query select * from payments_charge_code(code_hash, terminal_id, amount_minor, currency,
+        actor, method, request_id, request_hash);
+end
+$$;
+
+create or replace function payments_authorize_code_in(
+    tenant uuid, code_hash bytea, terminal_id uuid, amount_minor bigint, currency text, expires_at timestamptz,
+    actor text, method text, request_id text, request_hash bytea
+) returns setof ledger_hold_outcome
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, public, pg_temp
+as $$
+begin
+    perform set_config('app.tenant_id', tenant::text, true);
+    return query select * from payments_authorize_code(code_hash, terminal_id, amount_minor, currency, expires_at,
+        actor, method, request_id, request_hash);
+end
+$$;
+
+-- Entry points owned by emoney_ledger (09_accounts.sql says why). ALTER ... OWNER needs the new owner to
+-- hold CREATE on the schema at that moment; it keeps none afterwards. Nothing changes when it owns them.
+grant create on schema public to emoney_ledger;
+alter function payments_charge_code_in(uuid, bytea, uuid, bigint, text, text, text, text, bytea) owner to emoney_ledger;
+alter function payments_authorize_code_in(uuid, bytea, uuid, bigint, text, timestamptz, text, text, text, bytea)
+    owner to emoney_ledger;
+revoke create on schema public from emoney_ledger;
+
+grant execute on function
+    payments_redeemable_code(bytea, uuid, text, text, text, bigint),
+    payments_code_redeemed(bytea, text, text, uuid, uuid, text, uuid, uuid, uuid),
+    payments_charge_code(bytea, uuid, bigint, text, text, text, text, bytea),
+    payments_authorize_code(bytea, uuid, bigint, text, timestamptz, text, text, text, bytea)
+to emoney_ledger;  -- only from inside an entry point
+grant execute on function
+    payments_charge_code_in(uuid, bytea, uuid, bigint, text, text, text, text, bytea),
+    payments_authorize_code_in(uuid, bytea, uuid, bigint, text, timestamptz, text, text, text, bytea)
+to emoney_app;
