@@ -50,7 +50,16 @@ TRANSFER_KINDS = ("p2p", "payment", "top_up", "withdrawal", "capture", "refund")
 # The kinds post_transfer moves directly; captures and refunds come from holds and payments.
 POSTABLE_TRANSFER_KINDS = ("p2p", "payment", "top_up", "withdrawal")
 REFUNDABLE_TRANSFER_KINDS = ("payment", "capture")
+TRANSFER_STATUSES = ("completed", "partially_refunded", "refunded")
 HOLD_STATUSES = ("authorized", "captured", "voided", "expired")
+
+# -- payments: transfers and holds seen as one list (storage/payments_query.py) ---------------------
+
+HOLD_KIND = "hold"
+PAYMENT_KINDS = (*TRANSFER_KINDS, HOLD_KIND)
+PAYMENT_STATUSES = (*TRANSFER_STATUSES, *HOLD_STATUSES)
+# What a live payment event says happened (server/payment_events.py; migrations 0007 and 0008 send `created`).
+PAYMENT_EVENTS = ("created", "captured", "voided", "expired", "refunded")
 
 # Which account kinds each transfer kind may debit and credit (ledger_kinds_allowed() in SQL).
 TRANSFER_ACCOUNT_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {

@@ -9,6 +9,12 @@ from dataclasses import dataclass
 USER_ROLES = ("customer", "merchant", "operator", "tenant_admin", "platform_admin")
 TERMINAL_ROLE = "terminal"
 
+# Who may become a principal at all: the statuses of users, terminals and tenants (the CHECK constraints
+# of migrations 0002 and 0003 allow exactly these; only `active` ones log in).
+USER_STATUSES = ("active", "disabled")
+TERMINAL_STATUSES = ("active", "disabled")
+TENANT_STATUSES = ("active", "suspended")
+
 
 @dataclass(frozen=True)
 class Principal:

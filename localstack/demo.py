@@ -37,7 +37,7 @@ def _login(auth, role: str, seed: DemoSeed) -> str:
     return response.tokens.access_token
 
 
-def _own_account(accounts, token: str, kind: str) -> str:
+def _own_account(accounts, token: str, kind: accounts_pb2.AccountKind.ValueType) -> str:
     listed = accounts.ListAccounts(accounts_pb2.ListAccountsRequest(kind=kind), metadata=_bearer(token), timeout=TIMEOUT_S)
     if listed.accounts:
         return listed.accounts[0].name
@@ -56,8 +56,8 @@ def play_demo_story(envoy_address: str, seed: DemoSeed) -> list[str]:
             auth_pb2.LoginTerminalRequest(client_id=seed.terminal.client_id, client_secret=seed.terminal.client_secret),
             timeout=TIMEOUT_S,
         ).tokens.access_token
-        ana = _own_account(accounts, customer, "customer")
-        bakery = _own_account(accounts, merchant, "merchant")
+        ana = _own_account(accounts, customer, accounts_pb2.ACCOUNT_KIND_CUSTOMER)
+        bakery = _own_account(accounts, merchant, accounts_pb2.ACCOUNT_KIND_MERCHANT)
         payments.TopUp(
             payments_pb2.TopUpRequest(request_id=_request_id(seed, "top-up"), account=ana, amount_minor=5_000, currency="EUR"),
             metadata=_bearer(operator), timeout=TIMEOUT_S,
@@ -77,12 +77,17 @@ def play_demo_story(envoy_address: str, seed: DemoSeed) -> list[str]:
 
     lines = [f"Demo story: Ana ({ana}) paid the Corner Bakery ({bakery}) at its terminal with a payment code:"]
     lines += [
-        f"  {entry.create_time.ToDatetime():%Y-%m-%d %H:%M:%S}  {entry.kind:<8} {money(entry.amount_minor):>9} {final.currency}"
+        f"  {entry.create_time.ToDatetime():%Y-%m-%d %H:%M:%S}  {_kind_word(entry.kind):<8} {money(entry.amount_minor):>9} {final.currency}"
         f"  balance {money(entry.balance_after_minor):>9}"
         for entry in statement.entries
     ]
     lines.append(f"  available now: {money(final.available_minor)} {final.currency}")
     return lines
+
+
+def _kind_word(kind: payments_pb2.PaymentKind.ValueType) -> str:
+    """A payment kind as one short word for the banner: PAYMENT_KIND_TOP_UP → `top_up`."""
+    return payments_pb2.PaymentKind.Name(kind).removeprefix("PAYMENT_KIND_").lower()
 
 
 def _charge_once(payments, seed: DemoSeed, customer: str, terminal: str, account: str) -> payments_pb2.Payment:

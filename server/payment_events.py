@@ -40,11 +40,11 @@ import psycopg
 from psycopg import sql
 
 from domain.errors import DomainError, InvalidArgument, ResourceExhausted, ServiceUnavailable
+from domain.ledger_rules import PAYMENT_EVENTS
 
 logger = logging.getLogger("emoney.payment_events")
 
 CHANNEL = "emoney_payment_events"
-EVENT_KINDS = ("created", "captured", "voided", "expired", "refunded")
 
 # A payment touches two accounts; the bound keeps every payload far below PostgreSQL's 8000 bytes.
 MAX_ACCOUNTS_PER_EVENT = 8
@@ -64,12 +64,12 @@ RECONNECT_DELAY_MAX_S = 5.0
 class PaymentEvent:
     tenant_id: uuid.UUID
     payment_id: uuid.UUID
-    event: str  # one of EVENT_KINDS
+    event: str  # one of PAYMENT_EVENTS (domain/ledger_rules.py)
     terminal_id: uuid.UUID | None
     account_ids: tuple[uuid.UUID, ...]
 
     def __post_init__(self) -> None:
-        if self.event not in EVENT_KINDS:
+        if self.event not in PAYMENT_EVENTS:
             raise ValueError(f"unknown payment event {self.event!r}")
         if len(self.account_ids) > MAX_ACCOUNTS_PER_EVENT:
             raise ValueError(f"a payment event names at most {MAX_ACCOUNTS_PER_EVENT} accounts")

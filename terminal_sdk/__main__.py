@@ -37,11 +37,14 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from emoney.payments.v1 import payments_pb2
 from terminal_sdk.client import TerminalClient, TerminalError, tls_credentials
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 MONEY_COMMANDS = frozenset({"charge", "authorize", "capture", "void", "refund"})
 DEFAULT_SECRET_ENV = "EMONEY_TERMINAL_SECRET"
+STATUS_PREFIX = "PAYMENT_STATUS_"
+STATUS_NAMES = tuple(name for name, number in payments_pb2.PaymentStatus.items() if number != 0)
 
 
 def _payment_name(value: str) -> str:
@@ -50,6 +53,17 @@ def _payment_name(value: str) -> str:
     if not value:
         raise argparse.ArgumentTypeError("must not be empty")
     return value if value.startswith("payments/") else f"payments/{value}"
+
+
+def _payment_status(value: str) -> str:
+    """A PaymentStatus name: `PAYMENT_STATUS_COMPLETED`, or the short form `completed` (any case)."""
+    name = value.strip().upper()
+    if not name.startswith(STATUS_PREFIX):
+        name = STATUS_PREFIX + name
+    if name not in STATUS_NAMES:
+        choices = ", ".join(name.removeprefix(STATUS_PREFIX).lower() for name in STATUS_NAMES)
+        raise argparse.ArgumentTypeError(f"not a payment status: {value!r} (one of {choices})")
+    return name
 
 
 def _positive_int(value: str) -> int:
@@ -142,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list this terminal's payments, newest first (one JSON object per line)")
     listing.add_argument("--page-size", type=_positive_int, default=20)
     listing.add_argument("--limit", type=_positive_int, help="stop after this many payments")
-    listing.add_argument("--status", default="", help="only payments in this status")
+    listing.add_argument("--status", type=_payment_status, default=payments_pb2.PAYMENT_STATUS_UNSPECIFIED,
+                         help="only payments in this status: completed, authorized, ... (or PAYMENT_STATUS_COMPLETED, ...)")
 
     watch = commands.add_parser("watch", help="print payment events as they commit (one JSON object per line) until Ctrl-C")
     watch.add_argument("--count", type=_positive_int, help="stop after this many events")

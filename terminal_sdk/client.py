@@ -281,7 +281,7 @@ class TerminalClient:
     def refund(
         self, payment_name: str, amount_minor: int, request_id: str | None = None, *, timeout: float | None = None
     ) -> payments_pb2.Payment:
-        """Return all or part of a payment this terminal charged; returns the refund (kind `refund`)."""
+        """Return all or part of a payment this terminal charged; returns the refund (kind `PAYMENT_KIND_REFUND`)."""
         request_id = request_id or _new_request_id()
         request = payments_pb2.RefundPaymentRequest(request_id=request_id, name=payment_name, amount_minor=amount_minor)
         return self._call(self._payments.RefundPayment, request, request_id=request_id, timeout=timeout).payment
@@ -292,8 +292,14 @@ class TerminalClient:
         """One payment this terminal took part in: `payments/{id}`."""
         return self._call(self._payments.GetPayment, payments_pb2.GetPaymentRequest(name=name), timeout=timeout).payment
 
-    def list_payments(self, page_size: int = 20, *, status: str = "", timeout: float | None = None) -> Iterator[payments_pb2.Payment]:
-        """This terminal's payments, newest first, fetching page after page lazily (each page retried)."""
+    def list_payments(
+        self, page_size: int = 20, *, status: payments_pb2.PaymentStatus.ValueType | str = payments_pb2.PAYMENT_STATUS_UNSPECIFIED,
+        timeout: float | None = None,
+    ) -> Iterator[payments_pb2.Payment]:
+        """This terminal's payments, newest first, fetching page after page lazily (each page retried).
+
+        `status` filters: a `payments_pb2.PaymentStatus` value or its name (`"PAYMENT_STATUS_COMPLETED"`);
+        unspecified (the default) lists every status. An unknown name raises ValueError before any call."""
         page_token = ""
         while True:
             request = payments_pb2.ListPaymentsRequest(page_size=page_size, page_token=page_token, status=status)

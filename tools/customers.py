@@ -92,7 +92,7 @@ async def _open_customer(
     for _ in range(batch.accounts_per_customer):
         account = (
             await accounts.CreateAccount(
-                accounts_pb2.CreateAccountRequest(kind="customer", currency=batch.currency),
+                accounts_pb2.CreateAccountRequest(kind=accounts_pb2.ACCOUNT_KIND_CUSTOMER, currency=batch.currency),
                 metadata=bearer(token),
                 timeout=CALL_TIMEOUT_S,
             )

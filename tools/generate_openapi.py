@@ -25,7 +25,9 @@ The document describes what Envoy's gRPC-JSON transcoder serves, not an idealise
 - Schemas (components/schemas, named by the full proto name) for every message of the
   `emoney.*` files and everything they reference, plus google.rpc.Status with its
   ErrorInfo, BadRequest and RetryInfo details. proto3 JSON mapping: lowerCamel names,
-  64-bit integers as strings, Timestamp as date-time, bytes as base64, enums as names;
+  64-bit integers as strings, Timestamp as date-time, bytes as base64, enums as names (a
+  string schema with `enum` listing every value name, each value's comment in the description
+  and, in the same order, in `x-enum-descriptions`);
   `OUTPUT_ONLY` fields are readOnly, `REQUIRED` fields are required; oneofs are named in
   the descriptions and in `x-oneof`.
 - Errors: every operation lists the HTTP statuses the transcoder maps gRPC codes to (and
@@ -147,6 +149,7 @@ _ANY_SCHEMA = {
 _FILE_MESSAGE, _FILE_ENUM, _FILE_SERVICE = 4, 5, 6
 _MESSAGE_FIELD, _MESSAGE_NESTED, _MESSAGE_ENUM, _MESSAGE_ONEOF = 2, 3, 4, 8
 _SERVICE_METHOD = 2
+_ENUM_VALUE = 2
 
 _HTTP_VERBS = ("get", "put", "post", "delete", "patch")
 
@@ -163,6 +166,7 @@ class _Message:
 class _Enum:
     descriptor: descriptor_pb2.EnumDescriptorProto
     comment: str
+    value_comments: dict[str, str]
 
 
 class _Catalog:
@@ -178,7 +182,7 @@ class _Catalog:
             for index, message in enumerate(file.message_type):
                 self._add_message(prefix + message.name, message, (_FILE_MESSAGE, index), comments)
             for index, enum in enumerate(file.enum_type):
-                self.enums[prefix + enum.name] = _Enum(enum, comments.get((_FILE_ENUM, index), ""))
+                self._add_enum(prefix + enum.name, enum, (_FILE_ENUM, index), comments)
 
     def _add_message(self, name: str, message: descriptor_pb2.DescriptorProto, path: tuple[int, ...],
                      comments: dict[tuple[int, ...], str]) -> None:
@@ -191,7 +195,15 @@ class _Catalog:
         for index, nested in enumerate(message.nested_type):
             self._add_message(f"{name}.{nested.name}", nested, (*path, _MESSAGE_NESTED, index), comments)
         for index, enum in enumerate(message.enum_type):
-            self.enums[f"{name}.{enum.name}"] = _Enum(enum, comments.get((*path, _MESSAGE_ENUM, index), ""))
+            self._add_enum(f"{name}.{enum.name}", enum, (*path, _MESSAGE_ENUM, index), comments)
+
+    def _add_enum(self, name: str, enum: descriptor_pb2.EnumDescriptorProto, path: tuple[int, ...],
+                  comments: dict[tuple[int, ...], str]) -> None:
+        self.enums[name] = _Enum(
+            descriptor=enum,
+            comment=comments.get(path, ""),
+            value_comments={value.name: comments.get((*path, _ENUM_VALUE, i), "") for i, value in enumerate(enum.value)},
+        )
 
     def message(self, type_name: str) -> _Message:
         return self.messages[type_name.lstrip(".")]
@@ -301,8 +313,14 @@ class _SchemaBuilder:
         return self.schemas
 
     def _enum_schema(self, name: str) -> dict[str, Any]:
+        """JSON names the values (the transcoder prints names and reads names or numbers); each value's
+        comment is listed in the description and in `x-enum-descriptions` (what generators read)."""
         enum = self.catalog.enums[name]
-        return _with_description({"type": "string", "enum": [value.name for value in enum.descriptor.value]}, enum.comment)
+        names = [value.name for value in enum.descriptor.value]
+        notes = [" ".join(enum.value_comments.get(value, "").split()) for value in names]
+        listing = "\n".join(f"- `{value}`: {note}" if note else f"- `{value}`" for value, note in zip(names, notes))
+        schema: dict[str, Any] = {"type": "string", "enum": names, "x-enum-descriptions": notes}
+        return _with_description(schema, "\n\n".join(filter(None, [enum.comment, listing])))
 
     def message_schema(self, name: str, *, omit: Iterable[str] = ()) -> dict[str, Any]:
         message = self.catalog.messages[name]

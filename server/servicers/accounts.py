@@ -8,6 +8,7 @@ from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from interceptors.call_state import current_method, require_principal
 from server.services.accounts import AccountsService
 from server.servicers.converters import account_message, entry_message
+from server.servicers.enums import ACCOUNT_KIND, ACCOUNT_STATUS
 from domain.validation import optional_timestamp
 
 
@@ -20,7 +21,8 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServiceServicer):
         self._accounts = accounts
 
     async def CreateAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.CreateAccountResponse:
-        account = await self._accounts.create_account(require_principal(), request.kind, request.currency, request.owner, current_method())
+        kind = ACCOUNT_KIND.required(request.kind, "kind")
+        account = await self._accounts.create_account(require_principal(), kind, request.currency, request.owner, current_method())
         return accounts_pb2.CreateAccountResponse(account=account_message(account))
 
     async def GetAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.GetAccountResponse:
@@ -29,7 +31,8 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServiceServicer):
 
     async def ListAccounts(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.ListAccountsResponse:
         rows, next_token = await self._accounts.list_accounts(
-            require_principal(), request.page_size, request.page_token, request.owner, request.kind, request.status
+            require_principal(), request.page_size, request.page_token, request.owner,
+            ACCOUNT_KIND.filter(request.kind, "kind"), ACCOUNT_STATUS.filter(request.status, "status"),
         )
         return accounts_pb2.ListAccountsResponse(accounts=[account_message(row) for row in rows], next_page_token=next_token)
 

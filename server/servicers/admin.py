@@ -8,6 +8,7 @@ from emoney.admin.v1 import admin_pb2, admin_pb2_grpc
 from interceptors.call_state import require_principal
 from server.services.administration import AdministrationService
 from server.servicers.converters import audit_event_message, tenant_summary, terminal_message, timestamp, user_message
+from server.servicers.enums import ROLE
 from storage import audit, ledger
 from storage.unit_of_work import UnitOfWorkFactory
 
@@ -76,13 +77,13 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     async def CreateUser(self, request: admin_pb2.CreateUserRequest, context: grpc.aio.ServicerContext) -> admin_pb2.CreateUserResponse:
         user, password, slug = await self._administration.create_user(
-            require_principal(), request.email, request.display_name, list(request.roles)
+            require_principal(), request.email, request.display_name, ROLE.required_list(request.roles, "roles")
         )
         return admin_pb2.CreateUserResponse(user=user_message(user, slug), initial_password=password)
 
     async def ListUsers(self, request: admin_pb2.ListUsersRequest, context: grpc.aio.ServicerContext) -> admin_pb2.ListUsersResponse:
         rows, next_token, slug = await self._administration.list_users(
-            require_principal(), request.page_size, request.page_token, request.role, request.query
+            require_principal(), request.page_size, request.page_token, ROLE.filter(request.role, "role"), request.query
         )
         return admin_pb2.ListUsersResponse(users=[user_message(row, slug) for row in rows], next_page_token=next_token)
 

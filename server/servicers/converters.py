@@ -1,4 +1,5 @@
-"""Domain records → protobuf messages (one place, shared by the servicers)."""
+"""Domain records → protobuf messages (one place, shared by the servicers). Kinds, statuses and roles
+become the contract's enums through the tables in server/servicers/enums.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ from emoney.admin.v1 import admin_pb2
 from emoney.auth.v1 import auth_pb2
 from emoney.payments.v1 import payments_pb2
 from domain.currencies import minor_units
+from domain.ledger_rules import HOLD_KIND
 from server.services.identity import IssuedTokens
+from server.servicers.enums import (
+    ACCOUNT_KIND, ACCOUNT_STATUS, PAYMENT_KIND, PAYMENT_STATUS, ROLE, TENANT_STATUS, TERMINAL_STATUS, USER_STATUS,
+)
 from storage.audit import AuditEvent
 from storage.ledger import AccountRecord, EntryRecord, HoldRecord, TransferRecord
 from storage.payments_query import PaymentRow
@@ -37,8 +42,8 @@ def user_message(user: UserRecord, tenant_slug: str) -> auth_pb2.User:
         tenant=f"tenants/{tenant_slug}" if tenant_slug else "",
         email=user.email,
         display_name=user.display_name,
-        roles=list(user.roles),
-        status=user.status,
+        roles=ROLE.to_wire_list(user.roles),
+        status=USER_STATUS.to_wire(user.status),
         create_time=timestamp(user.created_at),
     )
 
@@ -50,7 +55,7 @@ def terminal_message(terminal: TerminalRecord) -> auth_pb2.Terminal:
         merchant=f"users/{terminal.merchant_user_id}",
         display_name=terminal.display_name,
         client_id=terminal.client_id,
-        status=terminal.status,
+        status=TERMINAL_STATUS.to_wire(terminal.status),
         create_time=timestamp(terminal.created_at),
     )
 
@@ -92,7 +97,8 @@ def public_tenant_message(tenant: PublicTenant | TenantRecord) -> auth_pb2.Tenan
 
 def tenant_summary(tenant: TenantRecord) -> admin_pb2.TenantSummary:
     return admin_pb2.TenantSummary(
-        tenant=public_tenant_message(tenant), status=tenant.status, create_time=timestamp(tenant.created_at)
+        tenant=public_tenant_message(tenant), status=TENANT_STATUS.to_wire(tenant.status),
+        create_time=timestamp(tenant.created_at),
     )
 
 
@@ -106,9 +112,9 @@ def account_message(account: AccountRecord) -> accounts_pb2.Account:
         name=f"accounts/{account.account_id}",
         account_id=str(account.account_id),
         owner=_name("users", account.owner_user_id),
-        kind=account.kind,
+        kind=ACCOUNT_KIND.to_wire(account.kind),
         currency=account.currency,
-        status=account.status,
+        status=ACCOUNT_STATUS.to_wire(account.status),
         balance_minor=account.balance_minor,
         held_minor=account.held_minor,
         available_minor=account.available_minor,
@@ -124,7 +130,7 @@ def entry_message(entry: EntryRecord) -> accounts_pb2.Entry:
         payment=_name("payments", entry.transfer_id),
         amount_minor=entry.amount_minor,
         balance_after_minor=entry.balance_after_minor,
-        kind=entry.transfer_kind,
+        kind=PAYMENT_KIND.to_wire(entry.transfer_kind),
         create_time=timestamp(entry.created_at),
     )
 
@@ -133,8 +139,8 @@ def transfer_payment(transfer: TransferRecord) -> payments_pb2.Payment:
     return payments_pb2.Payment(
         name=f"payments/{transfer.transfer_id}",
         payment_id=str(transfer.transfer_id),
-        kind=transfer.kind,
-        status=transfer.status,
+        kind=PAYMENT_KIND.to_wire(transfer.kind),
+        status=PAYMENT_STATUS.to_wire(transfer.status),
         from_account=_name("accounts", transfer.debit_account_id),
         to_account=_name("accounts", transfer.credit_account_id),
         amount_minor=transfer.amount_minor,
@@ -151,8 +157,8 @@ def hold_payment(hold: HoldRecord) -> payments_pb2.Payment:
     return payments_pb2.Payment(
         name=f"payments/{hold.hold_id}",
         payment_id=str(hold.hold_id),
-        kind="hold",
-        status=hold.status,
+        kind=PAYMENT_KIND.to_wire(HOLD_KIND),
+        status=PAYMENT_STATUS.to_wire(hold.status),
         from_account=_name("accounts", hold.account_id),
         to_account=_name("accounts", hold.merchant_account_id),
         amount_minor=hold.amount_minor,
@@ -170,8 +176,8 @@ def row_payment(row: PaymentRow) -> payments_pb2.Payment:
     return payments_pb2.Payment(
         name=f"payments/{row.payment_id}",
         payment_id=str(row.payment_id),
-        kind=row.kind,
-        status=row.status,
+        kind=PAYMENT_KIND.to_wire(row.kind),
+        status=PAYMENT_STATUS.to_wire(row.status),
         from_account=_name("accounts", row.from_account_id),
         to_account=_name("accounts", row.to_account_id),
         amount_minor=row.amount_minor,

@@ -12,6 +12,7 @@ from interceptors.call_state import current_method, require_principal
 from domain.errors import NotFound, ServiceUnavailable
 from server.services.payments import DEFAULT_HOLD_TTL_S, PaymentsService
 from server.servicers.converters import hold_payment, row_payment, timestamp, transfer_payment
+from server.servicers.enums import PAYMENT_EVENT_TYPE, PAYMENT_STATUS
 
 
 RECEIPT_URL_TTL_S = 300
@@ -87,7 +88,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         return payments_pb2.GetPaymentResponse(payment=row_payment(payment))
 
     async def ListPayments(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.ListPaymentsResponse:
-        rows, next_token = await self._payments.list_payments(require_principal(), request)
+        rows, next_token = await self._payments.list_payments(require_principal(), request, PAYMENT_STATUS.filter(request.status, "status"))
         return payments_pb2.ListPaymentsResponse(payments=[row_payment(row) for row in rows], next_page_token=next_token)
 
     async def WatchPayments(self, request, context: grpc.aio.ServicerContext):
@@ -108,7 +109,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                     payment = await self._payments.get_payment(require_principal(), f"payments/{event.payment_id}")
                 except NotFound:
                     continue  # not visible to this caller after all
-                yield payments_pb2.WatchPaymentsResponse(payment=row_payment(payment), event=event.event)
+                yield payments_pb2.WatchPaymentsResponse(payment=row_payment(payment), event=PAYMENT_EVENT_TYPE.to_wire(event.event))
 
     async def GetReceipt(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.GetReceiptResponse:
         content, url = await self._payments.receipt(require_principal(), request.payment)

@@ -30,6 +30,8 @@ from storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 BACK_OFFICE_ROLES = frozenset({"operator", "tenant_admin"})
 SELF_SERVICE_KINDS = {"customer": frozenset({"customer"}), "merchant": frozenset({"customer", "merchant"})}
+# The kinds CreateAccount opens; float accounts (`system_float`) are the ledger's own (ensure_float_account).
+OPENABLE_KINDS = ("customer", "merchant")
 
 
 def is_back_office(principal: Principal) -> bool:
@@ -53,8 +55,8 @@ class AccountsService:
         self._units_of_work = units_of_work
 
     async def create_account(self, principal: Principal, kind: str, currency: str, owner: str, method: str) -> AccountRecord:
-        if kind not in ("customer", "merchant"):
-            raise invalid("kind", NOT_ALLOWED, "must be `customer` or `merchant`")
+        if kind not in OPENABLE_KINDS:
+            raise invalid("kind", NOT_ALLOWED, "must be a customer or merchant account (the ledger opens float accounts itself)")
         owner_id = parse_resource_id(owner, "users", "owner") if owner else caller_user_id(principal)
         if owner_id is None:
             raise invalid("owner", REQUIRED, "is required when the caller is a terminal")
@@ -83,8 +85,9 @@ class AccountsService:
             return await visible_account(unit_of_work, principal, account_id)
 
     async def list_accounts(
-        self, principal: Principal, requested_page_size: int, page_token: str, owner: str, kind: str, status: str
+        self, principal: Principal, requested_page_size: int, page_token: str, owner: str, kind: str | None, status: str | None
     ) -> tuple[list[AccountRecord], str]:
+        """A page of accounts; `kind` and `status` None for every kind and status."""
         limit = page_size(requested_page_size)
         if kind and kind not in ACCOUNT_KINDS:
             raise invalid("kind", NOT_ALLOWED, f"must be one of {', '.join(ACCOUNT_KINDS)}")

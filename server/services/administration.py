@@ -161,8 +161,9 @@ class AdministrationService:
         return user, password, slug
 
     async def list_users(
-        self, caller: Principal, requested_page_size: int, page_token: str, role: str, query: str = ""
+        self, caller: Principal, requested_page_size: int, page_token: str, role: str | None, query: str = ""
     ) -> tuple[list[UserRecord], str, str]:
+        """A page of the caller's tenant's users; `role` None for every role."""
         limit = page_size(requested_page_size)
         if role:
             raise_if_violations(_role_violations([role], "role"))

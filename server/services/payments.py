@@ -26,7 +26,7 @@ from domain.errors import (
     INVALID_FORMAT, MISMATCH, NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, FailedPrecondition, NotFound,
     PermissionDenied,
 )
-from domain.ledger_rules import amount_violations, currency_violations, request_id_violations
+from domain.ledger_rules import PAYMENT_STATUSES, amount_violations, currency_violations, request_id_violations
 from server.payment_events import PaymentEvent, PaymentEventHub, notify_payment_event
 from domain.principal import Principal
 from server.services.accounts import caller_user_id, is_back_office, visible_account
@@ -46,7 +46,6 @@ CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud or
 CODE_LENGTH = 16  # 80 bits
 DEFAULT_CODE_TTL_S, MIN_CODE_TTL_S, MAX_CODE_TTL_S = 120, 10, 600
 DEFAULT_HOLD_TTL_S, MIN_HOLD_TTL_S, MAX_HOLD_TTL_S = 3600, 60, 7 * 24 * 3600
-PAYMENT_STATUSES = ("completed", "partially_refunded", "refunded", "authorized", "captured", "voided", "expired")
 
 Reply = TypeVar("Reply", bound=Message)
 
@@ -266,9 +265,11 @@ class PaymentsService:
         owned = set(await payments_query.owned_account_ids(unit_of_work, principal.resource_id))
         return payment.from_account_id in owned or payment.to_account_id in owned
 
-    async def list_payments(self, principal: Principal, request) -> tuple[list[PaymentRow], str]:
+    async def list_payments(self, principal: Principal, request, status: str | None) -> tuple[list[PaymentRow], str]:
+        """A page of the payments the caller may see, newest first; `status` None for every status (the
+        request's other filters are read from it)."""
         limit = page_size(request.page_size)
-        if request.status and request.status not in PAYMENT_STATUSES:
+        if status is not None and status not in PAYMENT_STATUSES:
             raise invalid("status", NOT_ALLOWED, f"must be one of {', '.join(PAYMENT_STATUSES)}")
         account_filter = parse_resource_id(request.account, "accounts", "account") if request.account else None
         terminal_filter = parse_resource_id(request.terminal, "terminals", "terminal") if request.terminal else None
@@ -285,7 +286,7 @@ class PaymentsService:
                 if not account_ids:
                     return [], ""
             rows = await payments_query.list_page(
-                unit_of_work, account_ids=account_ids, terminal_id=terminal_filter, status=request.status or None,
+                unit_of_work, account_ids=account_ids, terminal_id=terminal_filter, status=status,
                 start=start, end=end, before=before, limit=limit + 1,
             )
         return keyset_page(rows, limit, created_position("id", "payment_id"))

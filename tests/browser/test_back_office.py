@@ -71,8 +71,8 @@ def test_dashboard_shows_accounts_float_and_todays_payments(signed_in: Page, sta
     operator = bearer(login_as(stack, "operator"))
     listed = accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(page_size=100), metadata=operator, timeout=10)
     assert not listed.next_page_token, "the test expects one page of accounts"
-    people_accounts = [account for account in listed.accounts if account.kind != "system_float"]
-    float_minor = -sum(account.balance_minor for account in listed.accounts if account.kind == "system_float")
+    people_accounts = [account for account in listed.accounts if account.kind != accounts_pb2.ACCOUNT_KIND_SYSTEM_FLOAT]
+    float_minor = -sum(account.balance_minor for account in listed.accounts if account.kind == accounts_pb2.ACCOUNT_KIND_SYSTEM_FLOAT)
     expect(signed_in.get_by_test_id("stat-accounts").locator(".stat-value")).to_have_text(str(len(people_accounts)))
     expected_float = f"EUR {float_minor // 100:,}.{float_minor % 100:02d}"
     expect(signed_in.get_by_test_id("stat-float").locator(".stat-value")).to_have_text(expected_float)
@@ -85,7 +85,7 @@ def test_an_account_shows_and_takes_amounts_with_its_currencys_decimals(signed_i
     browser's own currency data says 0) shows 1250 minor units as IQD 1.250 and takes a top-up of 0.5."""
     session, _ = sign_up(stack.endpoints.envoy)
     account = accounts_stub(channel).CreateAccount(
-        accounts_pb2.CreateAccountRequest(kind="customer", currency="IQD"), metadata=bearer(session.tokens.access_token),
+        accounts_pb2.CreateAccountRequest(kind=accounts_pb2.ACCOUNT_KIND_CUSTOMER, currency="IQD"), metadata=bearer(session.tokens.access_token),
         timeout=10,
     ).account
     payments_stub(channel).TopUp(
@@ -116,7 +116,7 @@ def test_account_statement_freeze_and_unfreeze(signed_in: Page, stack, channel):
     expect(page.get_by_test_id("notice")).to_contain_text("frozen")
     assert accounts_stub(channel).GetAccount(
         accounts_pb2.GetAccountRequest(name=customer.account), metadata=bearer(customer.token), timeout=10
-    ).account.status == "frozen"
+    ).account.status == accounts_pb2.ACCOUNT_STATUS_FROZEN
     # A top-up from the page is refused, and said so in words.
     page.get_by_label("Top up (EUR)").fill("5")
     page.get_by_test_id("top-up").get_by_role("button").click()
@@ -175,7 +175,47 @@ def test_a_failed_reload_after_a_freeze_is_shown(signed_in: Page, stack, channel
     expect(page.get_by_test_id("freeze")).to_be_enabled()
     assert accounts_stub(channel).GetAccount(
         accounts_pb2.GetAccountRequest(name=customer.account), metadata=bearer(customer.token), timeout=10
-    ).account.status == "frozen"
+    ).account.status == accounts_pb2.ACCOUNT_STATUS_FROZEN
+
+
+def test_kind_and_status_filters_send_the_contracts_enums(signed_in: Page, stack, channel):
+    """The accounts and payments filters are enum values (ListAccounts' kind and status, ListPayments' status):
+    choosing one lists only what matches, with the value's label, and the choice lives in the page's URL."""
+    customer, shop = new_customer(stack, channel, funded_minor=2_000), new_shop(stack, channel)
+    operator = bearer(login_as(stack, "operator"))
+    accounts_stub(channel).FreezeAccount(accounts_pb2.FreezeAccountRequest(name=customer.account), metadata=operator, timeout=10)
+    page = signed_in
+    page.goto("/#/accounts")
+    with page.expect_request(lambda sent: sent.url.endswith("/emoney.accounts.v1.AccountsService/ListAccounts")) as sent:
+        page.locator("#field-status").select_option(label="Frozen")
+    sent_request = accounts_pb2.ListAccountsRequest.FromString(sent.value.post_data_buffer[5:])
+    assert sent_request.status == accounts_pb2.ACCOUNT_STATUS_FROZEN and sent_request.kind == accounts_pb2.ACCOUNT_KIND_UNSPECIFIED
+    expect(page).to_have_url(re.compile(r"#/accounts\?status=frozen$"))
+    rows = page.get_by_test_id("accounts").locator("tbody tr")
+    expect(rows.filter(has=page.locator(f'a[href="#/accounts/{_id(customer.account)}"]'))).to_have_count(1)
+    expect(page.get_by_test_id("accounts").locator(".badge")).not_to_have_count(0)
+    for badge in page.get_by_test_id("accounts").locator(".badge").all():
+        expect(badge).to_have_text("frozen")
+        expect(badge).to_have_class(re.compile(r"\bbadge-frozen\b"))
+
+    page.goto("/#/accounts?kind=merchant&status=active")
+    expect(page.locator("#field-kind")).to_have_value("merchant")
+    expect(page.get_by_test_id("accounts").locator("tbody tr").first).to_contain_text("merchant")
+    for row in page.get_by_test_id("accounts").locator("tbody tr").all():
+        expect(row).to_contain_text("merchant")
+        expect(row.locator(".badge")).to_have_text("active")
+
+    payment = _charge(channel, shop, new_customer(stack, channel, funded_minor=1_000), 300)
+    payments_stub(channel).RefundPayment(
+        payments_pb2.RefundPaymentRequest(request_id=request_id(), name=payment.name, amount_minor=100), metadata=bearer(shop.token), timeout=10,
+    )
+    page.goto("/#/payments?period=1&status=partially_refunded")
+    expect(page.locator("#field-status")).to_have_value("partially_refunded")
+    listed = page.get_by_test_id("payments")
+    expect(listed.locator(f'a[href="#/payments/{_id(payment.name)}"]')).to_have_count(1)
+    for badge in listed.locator(".badge").all():
+        expect(badge).to_have_text("partly refunded")
+        expect(badge).to_have_class(re.compile(r"\bbadge-partially_refunded\b"))
 
 
 def test_a_failed_reload_after_a_refund_is_shown(signed_in: Page, stack, channel):
@@ -237,7 +277,7 @@ def test_customers_search_and_a_persons_accounts(signed_in: Page, stack, channel
     a person's page lists their accounts."""
     customer = new_customer(stack, channel, funded_minor=1_000)
     email = admin_stub(channel).ListUsers(
-        admin_pb2.ListUsersRequest(page_size=100, role="customer"), metadata=bearer(login_as(stack, "operator")), timeout=10
+        admin_pb2.ListUsersRequest(page_size=100, role=auth_pb2.ROLE_CUSTOMER), metadata=bearer(login_as(stack, "operator")), timeout=10
     )
     person = next(user for user in email.users if user.name == customer.user)
     fragment = person.email.split("@")[0][2:].upper()

@@ -81,12 +81,12 @@ def test_operators_cannot_create_operators_but_tenant_admins_can(stack, tokens):
     """Finer rule: an operator may grant customer/merchant only."""
     with grpc.insecure_channel(stack.endpoints.envoy) as channel:
         admin = admin_stub(channel)
-        request = admin_pb2.CreateUserRequest(email=unique_email("op"), display_name="Op", roles=["operator"])
+        request = admin_pb2.CreateUserRequest(email=unique_email("op"), display_name="Op", roles=[auth_pb2.ROLE_OPERATOR])
         with pytest.raises(grpc.RpcError) as refused:
             admin.CreateUser(request, metadata=bearer(tokens["operator"]), timeout=10)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
         created = admin.CreateUser(request, metadata=bearer(tokens["tenant_admin"]), timeout=10)
-        assert list(created.user.roles) == ["operator"] and created.initial_password
+        assert list(created.user.roles) == [auth_pb2.ROLE_OPERATOR] and created.initial_password
 
 
 def test_permission_denied_is_403_on_the_json_face(envoy_url, tokens):
@@ -111,7 +111,7 @@ def test_cross_tenant_matrix(stack, tokens, other_tenant):
         admin, auth = admin_stub(channel), auth_stub(channel)
         tenant_a_users = admin.ListUsers(admin_pb2.ListUsersRequest(page_size=100), metadata=bearer(demo_operator), timeout=10).users
         tenant_a_terminals = admin.ListTerminals(admin_pb2.ListTerminalsRequest(page_size=100), metadata=bearer(demo_operator), timeout=10).terminals
-        merchant_a = next(user for user in tenant_a_users if "merchant" in user.roles)
+        merchant_a = next(user for user in tenant_a_users if auth_pb2.ROLE_MERCHANT in user.roles)
 
         seen_by_b = admin.ListUsers(admin_pb2.ListUsersRequest(page_size=100), metadata=bearer(tenant_b_admin), timeout=10).users
         assert {user.name for user in seen_by_b}.isdisjoint({user.name for user in tenant_a_users})
@@ -154,7 +154,7 @@ def test_suspension_stops_tokens_at_once_and_reactivation_restores_logins(stack,
     with grpc.insecure_channel(stack.endpoints.envoy) as channel:
         admin = admin_stub(channel)
         suspended = admin.SuspendTenant(admin_pb2.SuspendTenantRequest(name=f"tenants/{slug}"), metadata=bearer(tokens["platform_admin"]), timeout=10)
-        assert suspended.tenant.status == "suspended"
+        assert suspended.tenant.status == admin_pb2.TENANT_STATUS_SUSPENDED
         response = json_get(envoy_url, "/v1/users", tenant_admin_token)
         assert response.status_code == 401
         info = next(d for d in response.json()["details"] if d["@type"].endswith("ErrorInfo"))

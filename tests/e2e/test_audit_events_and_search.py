@@ -45,19 +45,19 @@ def town(stack, channel) -> Town:
     created, admin_token = create_tenant(stack, "audit")
     admin, accounts = admin_stub(channel), accounts_stub(channel)
     customer = admin.CreateUser(
-        admin_pb2.CreateUserRequest(email=unique_email("citizen"), display_name="Citizen", roles=["customer"]),
+        admin_pb2.CreateUserRequest(email=unique_email("citizen"), display_name="Citizen", roles=[auth_pb2.ROLE_CUSTOMER]),
         metadata=bearer(admin_token), timeout=10,
     )
     opened = [
         accounts.CreateAccount(
-            accounts_pb2.CreateAccountRequest(kind="customer", currency="EUR", owner=customer.user.name),
+            accounts_pb2.CreateAccountRequest(kind=accounts_pb2.ACCOUNT_KIND_CUSTOMER, currency="EUR", owner=customer.user.name),
             metadata=bearer(admin_token), timeout=10,
         ).account
         for _ in range(3)
     ]
     accounts.FreezeAccount(accounts_pb2.FreezeAccountRequest(name=opened[0].name), metadata=bearer(admin_token), timeout=10)
     customer_token = login(stack.endpoints.envoy, created.tenant.tenant.name, customer.user.email, customer.initial_password).tokens.access_token
-    accounts.CreateAccount(accounts_pb2.CreateAccountRequest(kind="customer", currency="EUR"), metadata=bearer(customer_token), timeout=10)
+    accounts.CreateAccount(accounts_pb2.CreateAccountRequest(kind=accounts_pb2.ACCOUNT_KIND_CUSTOMER, currency="EUR"), metadata=bearer(customer_token), timeout=10)
     return Town(admin_token, created.admin.name, customer_token, customer.user.name, opened[0].name)
 
 
@@ -168,7 +168,7 @@ def test_identity_and_access_changes_are_audited_without_personal_data(stack, ch
     platform_token, platform_subject = platform_login.tokens.access_token, platform_login.user.name
     admin, auth = admin_stub(channel), auth_stub(channel)
     merchant = admin.CreateUser(
-        admin_pb2.CreateUserRequest(email=unique_email("shop"), display_name="Corner Shop Secretname", roles=["merchant"]),
+        admin_pb2.CreateUserRequest(email=unique_email("shop"), display_name="Corner Shop Secretname", roles=[auth_pb2.ROLE_MERCHANT]),
         metadata=bearer(admin_token), timeout=10)
     terminal = admin.RegisterTerminal(
         admin_pb2.RegisterTerminalRequest(merchant=merchant.user.name, display_name="Till Secretname"),
@@ -269,9 +269,9 @@ def people(stack, channel) -> tuple[str, dict[str, admin_pb2.CreateUserResponse]
     _, admin_token = create_tenant(stack, "search")
     tag = uuid.uuid4().hex[:8]
     wanted = {
-        "quartz": ("Zoë Quartzmann", f"zq-{tag}@example.org", ["customer"]),
-        "quarry": ("Bakery Quarry", f"shop-{tag}@quarry.example", ["merchant"]),
-        "other": ("Olga Other", f"olga_{tag}@example.org", ["customer"]),
+        "quartz": ("Zoë Quartzmann", f"zq-{tag}@example.org", [auth_pb2.ROLE_CUSTOMER]),
+        "quarry": ("Bakery Quarry", f"shop-{tag}@quarry.example", [auth_pb2.ROLE_MERCHANT]),
+        "other": ("Olga Other", f"olga_{tag}@example.org", [auth_pb2.ROLE_CUSTOMER]),
     }
     made = {
         key: admin_stub(channel).CreateUser(
@@ -292,7 +292,7 @@ def test_search_matches_a_fragment_of_name_or_email_ignoring_case(channel, peopl
     token, made = people
     assert _search(channel, token, "QUARTZ") == [made["quartz"].user.email]
     assert _search(channel, token, "quar") == [made["quartz"].user.email, made["quarry"].user.email]
-    assert _search(channel, token, "quar", role="merchant") == [made["quarry"].user.email]
+    assert _search(channel, token, "quar", role=auth_pb2.ROLE_MERCHANT) == [made["quarry"].user.email]
     assert _search(channel, token, "@QUARRY.example") == [made["quarry"].user.email]
     assert _search(channel, token, "  olga ") == [made["other"].user.email]
     assert _search(channel, token, "nobody-is-called-this") == []

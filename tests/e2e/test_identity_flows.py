@@ -41,7 +41,8 @@ def test_json_sign_up_login_refresh_logout(envoy_url):
         {"email": email, "password": "a long passphrase", "displayName": "Json Person"},
     )
     assert signed_up.status_code == 200, signed_up.text
-    assert signed_up.json()["user"]["roles"] == ["customer"]
+    assert signed_up.json()["user"]["roles"] == ["ROLE_CUSTOMER"]
+    assert signed_up.json()["user"]["status"] == "USER_STATUS_ACTIVE"
 
     logged_in = json_post(envoy_url, "/v1/tenants/demo-city/sessions:login", {"email": email, "password": "a long passphrase"})
     assert logged_in.status_code == 200
@@ -147,7 +148,7 @@ def test_terminal_lifecycle_natively(stack):
     with grpc.insecure_channel(address) as channel:
         admin, auth = admin_stub(channel), auth_stub(channel)
         merchant = admin.CreateUser(
-            admin_pb2.CreateUserRequest(email=unique_email("shop"), display_name="Shop", roles=["merchant"]),
+            admin_pb2.CreateUserRequest(email=unique_email("shop"), display_name="Shop", roles=[auth_pb2.ROLE_MERCHANT]),
             metadata=bearer(operator), timeout=10,
         ).user
         registered = admin.RegisterTerminal(

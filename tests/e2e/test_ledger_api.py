@@ -38,13 +38,15 @@ def test_citizen_pays_at_a_terminal_gets_a_refund_and_sees_the_statement(stack, 
         payments_pb2.ChargePaymentCodeRequest(request_id=request_id(), code=code, amount_minor=1_250, currency="EUR"),
         metadata=bearer(shop.terminal_token), timeout=10,
     ).payment
-    assert (charged.kind, charged.status, charged.amount_minor, charged.terminal) == ("payment", "completed", 1_250, shop.terminal)
+    assert (charged.kind, charged.status, charged.amount_minor, charged.terminal) == (
+        payments_pb2.PAYMENT_KIND_PAYMENT, payments_pb2.PAYMENT_STATUS_COMPLETED, 1_250, shop.terminal
+    )
 
     refund = payments_stub(channel).RefundPayment(
         payments_pb2.RefundPaymentRequest(request_id=request_id(), name=charged.name, amount_minor=250),
         metadata=bearer(shop.token), timeout=10,
     ).payment
-    assert refund.kind == "refund" and refund.related_payment == charged.name
+    assert refund.kind == payments_pb2.PAYMENT_KIND_REFUND and refund.related_payment == charged.name
 
     assert balance(channel, ana.token, ana.account).balance_minor == 10_000 - 1_250 + 250
     assert balance(channel, shop.token, shop.account).balance_minor == 1_250 - 250
@@ -52,10 +54,11 @@ def test_citizen_pays_at_a_terminal_gets_a_refund_and_sees_the_statement(stack, 
         accounts_pb2.ListAccountEntriesRequest(account=ana.account), metadata=bearer(ana.token), timeout=10
     ).entries
     assert [(e.kind, e.amount_minor, e.balance_after_minor) for e in entries] == [
-        ("top_up", 10_000, 10_000), ("payment", -1_250, 8_750), ("refund", 250, 9_000)
+        (payments_pb2.PAYMENT_KIND_TOP_UP, 10_000, 10_000), (payments_pb2.PAYMENT_KIND_PAYMENT, -1_250, 8_750),
+        (payments_pb2.PAYMENT_KIND_REFUND, 250, 9_000),
     ]
     refreshed = payments_stub(channel).GetPayment(payments_pb2.GetPaymentRequest(name=charged.name), metadata=bearer(ana.token), timeout=10)
-    assert (refreshed.payment.status, refreshed.payment.refunded_minor) == ("partially_refunded", 250)
+    assert (refreshed.payment.status, refreshed.payment.refunded_minor) == (payments_pb2.PAYMENT_STATUS_PARTIALLY_REFUNDED, 250)
 
 
 def test_a_payment_code_works_once(stack, channel):
@@ -128,7 +131,7 @@ def test_holds_reserve_then_capture_part_and_release_the_rest(stack, channel):
         payments_pb2.CapturePaymentRequest(request_id=request_id(), name=hold.name, amount_minor=2_000),
         metadata=bearer(shop.terminal_token), timeout=10,
     ).payment
-    assert (captured.status, captured.captured_minor) == ("captured", 2_000)
+    assert (captured.status, captured.captured_minor) == (payments_pb2.PAYMENT_STATUS_CAPTURED, 2_000)
     after = balance(channel, ana.token, ana.account)
     assert (after.balance_minor, after.held_minor, after.available_minor) == (8_000, 0, 8_000)
     with pytest.raises(grpc.RpcError) as twice:
@@ -205,7 +208,7 @@ def test_another_tenant_sees_and_touches_nothing(stack, channel):
             call()
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     account = balance(channel, ana.token, ana.account)
-    assert (account.balance_minor, account.status) == (1_000, "active")
+    assert (account.balance_minor, account.status) == (1_000, accounts_pb2.ACCOUNT_STATUS_ACTIVE)
 
 
 def test_withdraw_close_and_balance_at(stack, channel):
@@ -221,9 +224,9 @@ def test_withdraw_close_and_balance_at(stack, channel):
         payments_pb2.WithdrawRequest(request_id=request_id(), account=ana.account, amount_minor=900, currency="EUR"),
         metadata=bearer(operator), timeout=10,
     ).payment
-    assert (withdrawn.kind, withdrawn.from_account) == ("withdrawal", ana.account)
+    assert (withdrawn.kind, withdrawn.from_account) == (payments_pb2.PAYMENT_KIND_WITHDRAWAL, ana.account)
     closed = accounts_stub(channel).CloseAccount(accounts_pb2.CloseAccountRequest(name=ana.account), metadata=bearer(operator), timeout=10)
-    assert closed.account.status == "closed"
+    assert closed.account.status == accounts_pb2.ACCOUNT_STATUS_CLOSED
     past = accounts_stub(channel).GetBalanceAt(
         accounts_pb2.GetBalanceAtRequest(account=ana.account, time=funded_at), metadata=bearer(ana.token), timeout=10
     )
@@ -244,11 +247,11 @@ def test_list_payments_filters_and_visibility(stack, channel):
     theirs = payments_stub(channel).ListPayments(payments_pb2.ListPaymentsRequest(), metadata=bearer(other_shop.terminal_token), timeout=10)
     assert theirs.payments == []
     by_account = payments_stub(channel).ListPayments(
-        payments_pb2.ListPaymentsRequest(account=ana.account, status="completed"), metadata=bearer(ana.token), timeout=10
+        payments_pb2.ListPaymentsRequest(account=ana.account, status=payments_pb2.PAYMENT_STATUS_COMPLETED), metadata=bearer(ana.token), timeout=10
     )
-    assert {p.kind for p in by_account.payments} == {"top_up", "payment"}
+    assert {p.kind for p in by_account.payments} == {payments_pb2.PAYMENT_KIND_TOP_UP, payments_pb2.PAYMENT_KIND_PAYMENT}
     refunded_only = payments_stub(channel).ListPayments(
-        payments_pb2.ListPaymentsRequest(account=ana.account, status="refunded"), metadata=bearer(ana.token), timeout=10
+        payments_pb2.ListPaymentsRequest(account=ana.account, status=payments_pb2.PAYMENT_STATUS_REFUNDED), metadata=bearer(ana.token), timeout=10
     )
     assert refunded_only.payments == []
 
@@ -261,6 +264,15 @@ def _field_violations(error: grpc.RpcError) -> list[str]:
     return []
 
 
+def _json_violations(body: dict) -> list[tuple[str, str]]:
+    """(field, reason) of each BadRequest field violation of a JSON google.rpc.Status body."""
+    return [
+        (violation["field"], violation["reason"])
+        for detail in body["details"] if detail["@type"].endswith("/google.rpc.BadRequest")
+        for violation in detail["fieldViolations"]
+    ]
+
+
 @pytest.mark.parametrize("currency", ["ABC", "XAU", "XTS", "XXX"])
 def test_an_account_in_a_code_that_is_no_currency_is_refused(stack, channel, envoy_url, currency):
     """Three capital letters are not enough: ABC exists nowhere, and metals, XTS and XXX have no minor units.
@@ -269,11 +281,12 @@ def test_an_account_in_a_code_that_is_no_currency_is_refused(stack, channel, env
     token = session.tokens.access_token
     with pytest.raises(grpc.RpcError) as refused:
         accounts_stub(channel).CreateAccount(
-            accounts_pb2.CreateAccountRequest(kind="customer", currency=currency), metadata=bearer(token), timeout=10
+            accounts_pb2.CreateAccountRequest(kind=accounts_pb2.ACCOUNT_KIND_CUSTOMER, currency=currency), metadata=bearer(token), timeout=10
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _field_violations(refused.value) == ["currency"]
-    over_json = json_post(envoy_url, "/v1/accounts", {"kind": "customer", "currency": currency}, token)
+    over_json = json_post(envoy_url, "/v1/accounts", {"kind": "ACCOUNT_KIND_CUSTOMER", "currency": currency}, token)
     assert over_json.status_code == 400 and over_json.json()["code"] == 3, over_json.text
+    assert _json_violations(over_json.json()) == [("currency", "INVALID_FORMAT")], over_json.text
     listed = accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(), metadata=bearer(token), timeout=10)
     assert list(listed.accounts) == []
 
@@ -284,7 +297,7 @@ def test_an_account_says_how_many_decimals_its_currency_has(stack, channel, envo
     token = session.tokens.access_token
     for currency, decimals in (("JPY", 0), ("EUR", 2), ("BHD", 3)):
         created = accounts_stub(channel).CreateAccount(
-            accounts_pb2.CreateAccountRequest(kind="customer", currency=currency), metadata=bearer(token), timeout=10
+            accounts_pb2.CreateAccountRequest(kind=accounts_pb2.ACCOUNT_KIND_CUSTOMER, currency=currency), metadata=bearer(token), timeout=10
         ).account
         assert created.HasField("currency_minor_units") and created.currency_minor_units == decimals, created
         over_json = json_get(envoy_url, f"/v1/{created.name}", token).json()["account"]

@@ -19,6 +19,7 @@ import requests
 
 from emoney.accounts.v1 import accounts_pb2
 from emoney.admin.v1 import admin_pb2, admin_pb2_grpc
+from emoney.auth.v1 import auth_pb2
 from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
 from tests.fixtures import grpc_web
 from tests.fixtures.identity import bearer, create_tenant, login_as
@@ -56,7 +57,7 @@ async def test_watch_delivers_a_payment_committed_after_the_stream_opened(stack,
         charged = await asyncio.to_thread(_charge, channel, shop, ana, 321)
         event = await asyncio.wait_for(stream.read(), timeout=10)
         stream.cancel()
-    assert (event.event, event.payment.name, event.payment.amount_minor) == ("created", charged.name, 321)
+    assert (event.event, event.payment.name, event.payment.amount_minor) == (payments_pb2.PAYMENT_EVENT_TYPE_CREATED, charged.name, 321)
 
 
 def test_watch_streams_newline_delimited_json(stack, channel, envoy_url):
@@ -74,7 +75,8 @@ def test_watch_streams_newline_delimited_json(stack, channel, envoy_url):
                 break
         charger.join()
     event = json.loads(lines[0].lstrip("[,").rstrip(",]"))
-    assert event["event"] == "created" and event["payment"]["amountMinor"] == "111"
+    assert event["event"] == "PAYMENT_EVENT_TYPE_CREATED" and event["payment"]["amountMinor"] == "111"
+    assert (event["payment"]["kind"], event["payment"]["status"]) == ("PAYMENT_KIND_PAYMENT", "PAYMENT_STATUS_COMPLETED")
 
 
 def test_watch_over_grpc_web(stack, channel, envoy_url):
@@ -174,7 +176,7 @@ def test_an_expired_hold_releases_itself_without_anyone_calling(stack, channel):
         time.sleep(0.2)
     assert balance(channel, ana.token, ana.account).available_minor == 5_000
     status = payments_stub(channel).GetPayment(payments_pb2.GetPaymentRequest(name=hold.name), metadata=bearer(ana.token), timeout=10)
-    assert status.payment.status == "expired"
+    assert status.payment.status == payments_pb2.PAYMENT_STATUS_EXPIRED
 
 
 def test_reconciliation_and_audit_chain_report_corruption(stack, channel):
@@ -186,7 +188,7 @@ def test_reconciliation_and_audit_chain_report_corruption(stack, channel):
 
 
     account = accounts_stub(channel).CreateAccount(
-        accounts_pb2.CreateAccountRequest(kind="customer", currency="EUR", owner=created.admin.name), metadata=bearer(admin_token), timeout=10
+        accounts_pb2.CreateAccountRequest(kind=accounts_pb2.ACCOUNT_KIND_CUSTOMER, currency="EUR", owner=created.admin.name), metadata=bearer(admin_token), timeout=10
     ).account
     payments_stub(channel).TopUp(
         payments_pb2.TopUpRequest(request_id=request_id(), account=account.name, amount_minor=700, currency="EUR"), metadata=bearer(admin_token), timeout=10
@@ -238,8 +240,10 @@ async def test_a_transfer_to_a_merchant_is_a_payment_announced_with_its_receipt_
         )
         event = await asyncio.wait_for(stream.read(), timeout=10)
         stream.cancel()
-    assert (first.payment.kind, first.payment.status, first.payment.amount_minor) == ("payment", "completed", 700)
-    assert (event.event, event.payment.name) == ("created", first.payment.name)
+    assert (first.payment.kind, first.payment.status, first.payment.amount_minor) == (
+        payments_pb2.PAYMENT_KIND_PAYMENT, payments_pb2.PAYMENT_STATUS_COMPLETED, 700
+    )
+    assert (event.event, event.payment.name) == (payments_pb2.PAYMENT_EVENT_TYPE_CREATED, first.payment.name)
     payment_id = first.payment.name.removeprefix("payments/")
     with psycopg.connect(_tenant_dsn(stack)) as connection:
         queued = connection.execute("select count(*) from receipt_outbox where payment_id = %s", (payment_id,)).fetchone()[0]
@@ -293,11 +297,11 @@ def test_every_payment_code_rule_refuses_clearly_and_moves_nothing(stack, channe
     # A terminal of a merchant without a merchant account: the code stays unused.
     operator = login_as(stack, "operator")
     admin = admin_pb2_grpc.AdminServiceStub(channel)
-    bare = admin.CreateUser(admin_pb2.CreateUserRequest(email=f"bare-{request_id()[:8]}@shop.example", display_name="Bare", roles=["merchant"]),
+    bare = admin.CreateUser(admin_pb2.CreateUserRequest(email=f"bare-{request_id()[:8]}@shop.example", display_name="Bare", roles=[auth_pb2.ROLE_MERCHANT]),
                             metadata=bearer(operator), timeout=10)
     registered = admin.RegisterTerminal(admin_pb2.RegisterTerminalRequest(merchant=bare.user.name, display_name="Till"),
                                         metadata=bearer(operator), timeout=10)
-    from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
+    from emoney.auth.v1 import auth_pb2_grpc
 
     bare_terminal = auth_pb2_grpc.AuthServiceStub(channel).LoginTerminal(
         auth_pb2.LoginTerminalRequest(client_id=registered.terminal.client_id, client_secret=registered.client_secret), timeout=10
@@ -321,7 +325,7 @@ def test_every_payment_code_rule_refuses_clearly_and_moves_nothing(stack, channe
     assert (expired.value.code(), _error_info(expired.value).reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PAYMENT_CODE_EXPIRED")
 
     # The first code, refused above for reasons of the request, still pays once.
-    assert charge(code, 1_000).payment.status == "completed"
+    assert charge(code, 1_000).payment.status == payments_pb2.PAYMENT_STATUS_COMPLETED
     assert balance(channel, ana.token, ana.account).balance_minor == 4_000
 
 
@@ -339,6 +343,6 @@ def test_an_authorization_retried_after_its_capture_replays_as_created(stack, ch
     )
     again = payments_stub(channel).AuthorizePayment(request, metadata=bearer(shop.terminal_token), timeout=10)
     assert again.SerializeToString(deterministic=True) == first.SerializeToString(deterministic=True)
-    assert first.payment.status == "authorized"
+    assert first.payment.status == payments_pb2.PAYMENT_STATUS_AUTHORIZED
     account = balance(channel, ana.token, ana.account)
     assert (account.balance_minor, account.held_minor) == (3_500, 0)

@@ -139,8 +139,11 @@ def _schema(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
 
 
 def _undocumented_keys(document: dict[str, Any], value: Any, schema: dict[str, Any], where: str = "") -> Iterator[str]:
-    """Keys of a JSON value that its schema does not declare (recursively through objects and arrays)."""
+    """Keys of a JSON value that its schema does not declare (recursively through objects and arrays), and
+    enum values (kinds, statuses, roles: names on the JSON face) that their schema does not list."""
     schema = _schema(document, schema)
+    if "enum" in schema and value not in schema["enum"]:
+        yield f"{where}={value!r}"
     if isinstance(value, dict) and "properties" in schema:
         for key, item in value.items():
             if key not in schema["properties"]:

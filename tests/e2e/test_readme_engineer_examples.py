@@ -64,6 +64,9 @@ def test_calling_it_block_runs(stack):
     assert '"status": "SERVING"' in output  # health
     assert "HTTP/1.1 404" in output and "TENANT_NOT_FOUND" in output
     assert '"email":"operator@demo-city.example"' in output  # JSON GetCurrentUser
+    # enums by name on the JSON face: the user's roles and status, and ListUsers filtered by role
+    assert '"roles":["ROLE_OPERATOR"],"status":"USER_STATUS_ACTIVE"' in output
+    assert '"users":[' in output and '"roles":["ROLE_CUSTOMER"]' not in output
     assert '"email": "operator@demo-city.example"' in output  # grpcurl GetCurrentUser
 
 
@@ -109,5 +112,6 @@ def test_readme_block_runs(stack, through):
     assert '"users"' in output  # buf curl ListUsers
     # grpcurl prints the JSON names of the descriptors reflection serves: the stream shows the charge made while
     # it was open.
-    assert '"event": "created"' in output
+    assert '"event": "PAYMENT_EVENT_TYPE_CREATED"' in output
+    assert '"kind": "PAYMENT_KIND_PAYMENT"' in output
     assert '"amountMinor": "300"' in output

@@ -20,6 +20,8 @@ import pytest
 
 from emoney.accounts.v1 import accounts_pb2
 from emoney.admin.v1 import admin_pb2
+from emoney.auth.v1 import auth_pb2
+from emoney.payments.v1 import payments_pb2
 from terminal_sdk import TerminalClient, TerminalError
 from tests.fixtures.identity import DEMO_TENANT, admin_stub, bearer, login, login_as, unique_email
 from tests.fixtures.ledger import Holder, accounts_stub, balance, new_customer, payment_code
@@ -49,12 +51,12 @@ def new_till(stack, channel: grpc.Channel) -> Till:
     operator = login_as(stack, "operator")
     admin = admin_stub(channel)
     merchant = admin.CreateUser(
-        admin_pb2.CreateUserRequest(email=unique_email("till"), display_name="Till Shop", roles=["merchant"]),
+        admin_pb2.CreateUserRequest(email=unique_email("till"), display_name="Till Shop", roles=[auth_pb2.ROLE_MERCHANT]),
         metadata=bearer(operator), timeout=10,
     )
     token = login(stack.endpoints.envoy, DEMO_TENANT, merchant.user.email, merchant.initial_password).tokens.access_token
     account = accounts_stub(channel).CreateAccount(
-        accounts_pb2.CreateAccountRequest(kind="merchant", currency="EUR"), metadata=bearer(token), timeout=10
+        accounts_pb2.CreateAccountRequest(kind=accounts_pb2.ACCOUNT_KIND_MERCHANT, currency="EUR"), metadata=bearer(token), timeout=10
     ).account
     registered = admin.RegisterTerminal(
         admin_pb2.RegisterTerminalRequest(merchant=merchant.user.name, display_name="SDK till"), metadata=bearer(operator), timeout=10
@@ -132,7 +134,9 @@ def test_logs_in_and_charges_a_payment_code(stack, channel):
         assert client.terminal.name == till.terminal
         assert client.token_expire_time is not None
         payment = client.charge(payment_code(channel, ana, 2_000), 1_250, "EUR")
-    assert (payment.kind, payment.status, payment.amount_minor, payment.terminal) == ("payment", "completed", 1_250, till.terminal)
+    assert (payment.kind, payment.status, payment.amount_minor, payment.terminal) == (
+        payments_pb2.PAYMENT_KIND_PAYMENT, payments_pb2.PAYMENT_STATUS_COMPLETED, 1_250, till.terminal
+    )
     assert payment.to_account == till.account and payment.request_id
     assert balance_of(channel, ana) == 3_750
 
@@ -143,14 +147,21 @@ def test_refund_and_get_payment(stack, channel):
     with client_for(till, stack.endpoints.envoy) as client:
         paid = client.charge(payment_code(channel, ana, 2_000), 2_000, "EUR")
         refund = client.refund(paid.name, 500)
-        assert (refund.kind, refund.amount_minor, refund.related_payment) == ("refund", 500, paid.name)
+        assert (refund.kind, refund.amount_minor, refund.related_payment) == (payments_pb2.PAYMENT_KIND_REFUND, 500, paid.name)
         again = client.get_payment(paid.name)
         assert again.refunded_minor == 500 and again.amount_minor == 2_000
         with pytest.raises(TerminalError) as too_much:
             client.refund(paid.name, 1_600)
         assert too_much.value.reason == "REFUND_EXCEEDS_PAYMENT" and too_much.value.request_id
         listed = {payment.name for payment in client.list_payments(page_size=1)}  # one per page: exercises paging
+        # the status filter, as an enum value or by its name
+        partly = {payment.name for payment in client.list_payments(status=payments_pb2.PAYMENT_STATUS_PARTIALLY_REFUNDED)}
+        completed = {payment.name for payment in client.list_payments(status="PAYMENT_STATUS_COMPLETED")}
+        with pytest.raises(ValueError):
+            next(client.list_payments(status="completed"))  # not a name of the contract: refused before any call
     assert {paid.name, refund.name} <= listed
+    assert paid.name in partly and refund.name not in partly
+    assert refund.name in completed and paid.name not in completed
     assert balance_of(channel, ana) == 3_500
 
 
@@ -159,13 +170,13 @@ def test_authorize_capture_and_void(stack, channel):
     ana, till = new_customer(stack, channel, funded_minor=5_000), new_till(stack, channel)
     with client_for(till, stack.endpoints.envoy) as client:
         hold = client.authorize(payment_code(channel, ana, 3_000), 3_000, "EUR", ttl_seconds=600)
-        assert (hold.kind, hold.status, hold.amount_minor) == ("hold", "authorized", 3_000)
+        assert (hold.kind, hold.status, hold.amount_minor) == (payments_pb2.PAYMENT_KIND_HOLD, payments_pb2.PAYMENT_STATUS_AUTHORIZED, 3_000)
         assert balance(channel, ana.token, ana.account).available_minor == 2_000
         captured = client.capture(hold.name, 1_800)
-        assert (captured.status, captured.captured_minor) == ("captured", 1_800)
+        assert (captured.status, captured.captured_minor) == (payments_pb2.PAYMENT_STATUS_CAPTURED, 1_800)
         second = client.authorize(payment_code(channel, ana, 1_000), 1_000, "EUR")
         voided = client.void(second.name)
-        assert voided.status == "voided"
+        assert voided.status == payments_pb2.PAYMENT_STATUS_VOIDED
     account = balance(channel, ana.token, ana.account)
     assert (account.balance_minor, account.held_minor, account.available_minor) == (3_200, 0, 3_200)
 
@@ -204,7 +215,7 @@ def test_charge_retried_after_unavailable_succeeds_once(stack, channel, caplog):
             charger.join(timeout=15)
             assert not charger.is_alive() and "payment" in outcome
             payment = outcome["payment"]
-            assert payment.status == "completed" and payment.amount_minor == 1_500
+            assert payment.status == payments_pb2.PAYMENT_STATUS_COMPLETED and payment.amount_minor == 1_500
             assert len(payments_with_request_id(client, payment.request_id)) == 1
     finally:
         proxy.disable()
@@ -225,7 +236,7 @@ def test_charge_retried_after_deadline_exceeded_replays_the_committed_payment(st
             proxy.reply_delay_s = 2.0  # the next reply chunk is held back past the 1.5 s deadline
             threading.Timer(0.8, lambda: setattr(proxy, "reply_delay_s", 0.0)).start()  # later chunks flow again
             payment = client.charge(code, 1_500, "EUR")
-            assert payment.status == "completed"
+            assert payment.status == payments_pb2.PAYMENT_STATUS_COMPLETED
             assert len(payments_with_request_id(client, payment.request_id)) == 1
     finally:
         proxy.disable()
@@ -284,7 +295,7 @@ def test_watch_yields_the_next_charge(stack, channel):
         events.cancel()
         assert list(events) == []
     event = received["event"]
-    assert (event.event, event.payment.name, event.payment.amount_minor) == ("created", charged.name, 700)
+    assert (event.event, event.payment.name, event.payment.amount_minor) == (payments_pb2.PAYMENT_EVENT_TYPE_CREATED, charged.name, 700)
 
 
 def _cli(args: list[str], secret: str | None, **kwargs) -> subprocess.CompletedProcess:
@@ -306,12 +317,20 @@ def test_cli_charges_with_the_secret_from_the_environment(stack, channel):
     done = _cli([*common, "charge", "--code", code, "--amount-minor", "1250", "--currency", "EUR"], till.client_secret)
     assert done.returncode == 0, done.stderr
     payment = json.loads(done.stdout)
-    assert (payment["kind"], payment["amountMinor"], payment["terminal"]) == ("payment", "1250", till.terminal)
+    assert (payment["kind"], payment["status"], payment["amountMinor"], payment["terminal"]) == (
+        "PAYMENT_KIND_PAYMENT", "PAYMENT_STATUS_COMPLETED", "1250", till.terminal
+    )
     assert till.client_secret not in done.stdout + done.stderr
 
     listed = _cli([*common, "list", "--limit", "1"], till.client_secret)
     assert listed.returncode == 0, listed.stderr
     assert [json.loads(line)["name"] for line in listed.stdout.splitlines()] == [payment["name"]]
+    for status, expected in (("completed", [payment["name"]]), ("PAYMENT_STATUS_REFUNDED", [])):
+        filtered = _cli([*common, "list", "--status", status], till.client_secret)
+        assert filtered.returncode == 0, filtered.stderr
+        assert [json.loads(line)["name"] for line in filtered.stdout.splitlines()] == expected
+    bad_status = _cli([*common, "list", "--status", "spent"], till.client_secret)
+    assert bad_status.returncode == 2 and "not a payment status" in bad_status.stderr
 
     refused = _cli([*common, "charge", "--code", code, "--amount-minor", "1250", "--currency", "EUR"], till.client_secret)
     assert refused.returncode == 1 and refused.stdout == ""

@@ -20,6 +20,8 @@ import requests
 
 from emoney.accounts.v1 import accounts_pb2
 from emoney.admin.v1 import admin_pb2
+from emoney.auth.v1 import auth_pb2
+from emoney.payments.v1 import payments_pb2
 from emoney.platform.v1 import platform_pb2, platform_pb2_grpc
 from localstack.certificates import LocalPki, ensure_local_pki
 from localstack.envoy import EnvoyService, start_envoy
@@ -103,12 +105,12 @@ def new_terminal(stack, channel: grpc.Channel) -> Terminal:
     operator = login_as(stack, "operator")
     admin = admin_stub(channel)
     merchant = admin.CreateUser(
-        admin_pb2.CreateUserRequest(email=unique_email("tls-till"), display_name="TLS Shop", roles=["merchant"]),
+        admin_pb2.CreateUserRequest(email=unique_email("tls-till"), display_name="TLS Shop", roles=[auth_pb2.ROLE_MERCHANT]),
         metadata=bearer(operator), timeout=10,
     )
     token = login(stack.endpoints.envoy, DEMO_TENANT, merchant.user.email, merchant.initial_password).tokens.access_token
     account = accounts_stub(channel).CreateAccount(
-        accounts_pb2.CreateAccountRequest(kind="merchant", currency="EUR"), metadata=bearer(token), timeout=10
+        accounts_pb2.CreateAccountRequest(kind=accounts_pb2.ACCOUNT_KIND_MERCHANT, currency="EUR"), metadata=bearer(token), timeout=10
     ).account
     registered = admin.RegisterTerminal(
         admin_pb2.RegisterTerminalRequest(merchant=merchant.user.name, display_name="TLS till"), metadata=bearer(operator), timeout=10
@@ -168,7 +170,9 @@ def test_terminal_charges_a_payment_code_over_tls(stack, channel, tls_envoy, pki
         assert client.terminal.name == till.name
         payment = client.charge(payment_code(channel, ana, 2_000), 1_250, "EUR")
         assert client.get_payment(payment.name).amount_minor == 1_250
-    assert (payment.kind, payment.status, payment.to_account, payment.terminal) == ("payment", "completed", till.account, till.name)
+    assert (payment.kind, payment.status, payment.to_account, payment.terminal) == (
+        payments_pb2.PAYMENT_KIND_PAYMENT, payments_pb2.PAYMENT_STATUS_COMPLETED, till.account, till.name
+    )
     assert balance(channel, ana.token, ana.account).balance_minor == 3_750
 
 
@@ -247,7 +251,7 @@ def test_mtls_terminal_with_the_local_client_certificate_charges(stack, channel,
         ca_path=pki.ca_cert_path, client_cert_path=pki.client_cert_path, client_key_path=pki.client_key_path,
     ) as client:
         payment = client.charge(payment_code(channel, ana, 1_000), 1_000, "EUR")
-    assert (payment.status, payment.terminal) == ("completed", till.name)
+    assert (payment.status, payment.terminal) == (payments_pb2.PAYMENT_STATUS_COMPLETED, till.name)
     assert balance(channel, ana.token, ana.account).balance_minor == 4_000
 
     log_path = mtls_envoy.config_path.parent / "envoy-access.log"

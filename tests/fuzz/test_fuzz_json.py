@@ -272,7 +272,7 @@ def test_grpc_web_frames(method: Method, world: FuzzWorld, http: requests.Sessio
 
 
 def test_two_megabyte_body_is_refused_clearly(world: FuzzWorld, http: requests.Session, envoy_url: str) -> None:
-    body = json.dumps({"email": "a" * (2 << 20), "displayName": "Big", "roles": ["customer"]}).encode()
+    body = json.dumps({"email": "a" * (2 << 20), "displayName": "Big", "roles": ["ROLE_CUSTOMER"]}).encode()
     headers = {"content-type": "application/json", "authorization": f"Bearer {world.tokens['operator']}"}
     response = send(http, "POST", f"{envoy_url}/v1/users", headers, body)
     assert response.status_code in (400, 413, 429), response.status_code
@@ -306,7 +306,7 @@ def test_100k_character_strings_are_refused(world: FuzzWorld, http: requests.Ses
     cases = [
         ("/v1/tenants/demo-city/users:signUp", None, {"email": long_text + "@example.org", "password": "correct horse 1", "displayName": "X"}, 400),
         ("/v1/tenants/demo-city/users:signUp", None, {"email": "fuzz-long@example.org", "password": "correct horse 1", "displayName": long_text}, 400),
-        ("/v1/users", "operator", {"email": "fuzz-long@example.org", "displayName": long_text, "roles": ["customer"]}, 400),
+        ("/v1/users", "operator", {"email": "fuzz-long@example.org", "displayName": long_text, "roles": ["ROLE_CUSTOMER"]}, 400),
         ("/v1/tenants/demo-city/sessions:login", None, {"email": long_text, "password": "x"}, 401),
         ("/v1/transfers", "customer", {"requestId": long_text, "fromAccount": world.names["accounts"][0],
                                         "toAccount": world.names["accounts"][1], "amountMinor": "1", "currency": "EUR"}, 400),

@@ -51,6 +51,7 @@ from tests.fuzz.strategies import (
     methods,
     request_messages,
     role_strategy,
+    varint,
     write_summary,
 )
 
@@ -350,7 +351,7 @@ def test_100k_character_strings_are_refused(method: Method, field_name: str, wor
 
 def test_repeated_field_with_100k_entries_is_refused(world: FuzzWorld, channel: grpc.Channel) -> None:
     method = next(method for method in UNARY if method.name == "CreateUser")
-    request = admin_pb2.CreateUserRequest(email="fuzz-roles@example.org", display_name="Roles", roles=["customer"] * 100_000)
+    request = admin_pb2.CreateUserRequest(email="fuzz-roles@example.org", display_name="Roles", roles=[auth_pb2.ROLE_CUSTOMER] * 100_000)
     code, details, _, _ = call_unary(channel, method, request.SerializeToString(), _auth(world, "operator"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
 
@@ -370,10 +371,14 @@ def _timestamp_request(name: str, field: str, seconds: int, nanos: int = 0):
     return method, request.SerializeToString()
 
 
+def _length_delimited(field_number: int, payload: bytes) -> bytes:
+    return varint(field_number << 3 | 2) + varint(len(payload)) + payload
+
+
 FOUND = {
     # bytes that are not a protobuf message: gRPC answered UNKNOWN (HTTP 500 on the JSON face)
     "undecodable bytes": (_method("GetTenant"), b"\xff\xff\xff\xff", "none", grpc.StatusCode.INVALID_ARGUMENT),
-    "string field not UTF-8": (_method("ListUsers"), b"\x1a\x02\xff\xfe", "operator", grpc.StatusCode.INVALID_ARGUMENT),
+    "string field not UTF-8": (_method("ListUsers"), b"\x22\x02\xff\xfe", "operator", grpc.StatusCode.INVALID_ARGUMENT),  # query
     # Timestamps outside 0001..9999: the conversion to datetime raised (INTERNAL)
     "start_time 2**62 s": (*_timestamp_request("ListAccountEntries", "start_time", 2**62), "operator", grpc.StatusCode.INVALID_ARGUMENT),
     "time -2**62 s, nanos -5": (*_timestamp_request("GetBalanceAt", "time", -(2**62), -5), "operator", grpc.StatusCode.INVALID_ARGUMENT),
@@ -381,9 +386,14 @@ FOUND = {
     # a NUL character in a text value that reaches PostgreSQL: psycopg refused it (INTERNAL)
     "client_id NUL": (_method("LoginTerminal"), auth_pb2.LoginTerminalRequest(client_id="\x00", client_secret="0" * 10).SerializeToString(),
                       "none", grpc.StatusCode.INVALID_ARGUMENT),
-    # an error quoting 40 KB of input: trailers beyond what clients accept (the client gave up reading them)
-    "roles quoted in the error": (_method("CreateUser"), admin_pb2.CreateUserRequest(email="fuzz@example.org", roles=["r" * 4_000] * 10).SerializeToString(),
+    # an error quoting 40 KB of input: trailers beyond what clients accept (the client gave up reading them).
+    # Roles were strings then; the same bytes now read as 40,000 packed enum values the contract does not know.
+    "roles quoted in the error": (_method("CreateUser"), admin_pb2.CreateUserRequest(email="fuzz@example.org").SerializeToString()
+                                  + b"".join(_length_delimited(3, b"r" * 4_000) for _ in range(10)),
                                   "operator", grpc.StatusCode.INVALID_ARGUMENT),
+    # an enum number the contract does not know (proto3 enums are open): INVALID_ARGUMENT, not INTERNAL
+    "unknown account kind": (_method("CreateAccount"), b"\x08\x63", "operator", grpc.StatusCode.INVALID_ARGUMENT),
+    "negative payment status filter": (_method("ListPayments"), b"\x28" + varint(-1), "operator", grpc.StatusCode.INVALID_ARGUMENT),
 }
 
 

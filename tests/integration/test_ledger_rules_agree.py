@@ -101,3 +101,44 @@ def test_the_database_refuses_an_account_in_a_code_that_is_no_currency(owner_dsn
 def test_the_database_refuses_a_tenant_whose_default_is_no_currency(owner_dsn):
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
         create_tenant(owner_dsn, currency="ABC")
+
+
+def _allowed_words(definition: str) -> tuple[str, ...]:
+    """The quoted words of a CHECK (... in ('a', 'b')) or ARRAY['a'::text, ...] definition, in order."""
+    return tuple(re.findall(r"'([a-z0-9_]+)'", definition))
+
+
+def test_the_domain_lists_are_the_databases(owner_dsn):
+    """Kinds and statuses: each domain list (the single source the contract's enums are mapped from,
+    server/servicers/enums.py) allows exactly what the database's CHECK constraints and domains allow."""
+    from domain import principal
+
+    with psycopg.connect(owner_dsn) as owner:
+        domains = dict(owner.execute(
+            """select t.typname, pg_get_constraintdef(c.oid) from pg_type t join pg_constraint c on c.contypid = t.oid
+                where t.typname in ('account_kind', 'account_status', 'transfer_kind', 'transfer_status', 'hold_status')"""
+        ).fetchall())
+        checks = dict(owner.execute(
+            """select c.conrelid::regclass::text, pg_get_constraintdef(c.oid) from pg_constraint c
+                where c.contype = 'c' and c.conrelid::regclass::text in ('tenants', 'users', 'terminals')
+                  and pg_get_constraintdef(c.oid) like '%status%'"""
+        ).fetchall())
+        roles = owner.execute(
+            """select pg_get_constraintdef(c.oid) from pg_constraint c
+                where c.contype = 'c' and c.conrelid = 'users'::regclass and pg_get_constraintdef(c.oid) like '%roles%'"""
+        ).fetchall()
+    assert {name: set(_allowed_words(definition)) for name, definition in domains.items()} == {
+        "account_kind": set(ledger_rules.ACCOUNT_KINDS),
+        "account_status": set(ledger_rules.ACCOUNT_STATUSES),
+        "transfer_kind": set(ledger_rules.TRANSFER_KINDS),
+        "transfer_status": set(ledger_rules.TRANSFER_STATUSES),
+        "hold_status": set(ledger_rules.HOLD_STATUSES),
+    }
+    assert {table: set(_allowed_words(definition)) for table, definition in checks.items()} == {
+        "tenants": set(principal.TENANT_STATUSES),
+        "users": set(principal.USER_STATUSES),
+        "terminals": set(principal.TERMINAL_STATUSES),
+    }
+    assert [set(_allowed_words(definition)) for (definition,) in roles] == [set(principal.USER_ROLES)]
+    assert set(ledger_rules.PAYMENT_STATUSES) == set(ledger_rules.TRANSFER_STATUSES) | set(ledger_rules.HOLD_STATUSES)
+    assert set(ledger_rules.PAYMENT_KINDS) == set(ledger_rules.TRANSFER_KINDS) | {ledger_rules.HOLD_KIND}

@@ -212,6 +212,46 @@ def test_every_message_of_the_contract_has_a_schema(document, descriptor_set):
                 assert f"{file.package}.{message.name}" in schemas
 
 
+def _enum_fields(descriptor_set) -> Iterator[tuple[str, descriptor_pb2.FieldDescriptorProto]]:
+    """(message full name, field) of every enum-typed field of the emoney.* messages."""
+    for file in descriptor_set.file:
+        if file.package.startswith("emoney."):
+            for message in file.message_type:
+                for field in message.field:
+                    if field.type == descriptor_pb2.FieldDescriptorProto.TYPE_ENUM:
+                        yield f"{file.package}.{message.name}", field
+
+
+def test_enums_are_their_value_names(document, descriptor_set):
+    """Every enum field (kinds, statuses, roles, payment events) refers to a string schema whose `enum` lists
+    the value names, as the JSON face prints them, with each value's comment; none is a bare string."""
+    schemas = document["components"]["schemas"]
+    enums = {
+        f"{file.package}.{enum.name}": [value.name for value in enum.value]
+        for file in descriptor_set.file if file.package.startswith("emoney.") for enum in file.enum_type
+    }
+    fields = list(_enum_fields(descriptor_set))
+    assert {field.type_name.lstrip(".") for _, field in fields} == set(enums)  # every enum is used
+    for message_name, field in fields:
+        schema = schemas[message_name]["properties"][field.json_name]
+        if field.label == descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED:
+            assert schema["type"] == "array", (message_name, field.name)
+            schema = schema["items"]
+        assert schema["$ref"] == f"#/components/schemas/{field.type_name.lstrip('.')}", (message_name, field.name)
+    for name, values in enums.items():
+        schema = schemas[name]
+        assert (schema["type"], schema["enum"]) == ("string", values), name
+        assert values[0].endswith("_UNSPECIFIED")
+        assert len(schema["x-enum-descriptions"]) == len(values) and all(schema["x-enum-descriptions"]), name
+        assert all(f"`{value}`" in schema["description"] for value in values), name
+    account = schemas["emoney.accounts.v1.Account"]["properties"]
+    assert account["kind"]["$ref"].endswith("/emoney.accounts.v1.AccountKind")
+    assert "ACCOUNT_KIND_CUSTOMER" in schemas["emoney.accounts.v1.AccountKind"]["enum"]
+    list_accounts = document["paths"]["/v1/accounts"]["get"]["parameters"]
+    kind = next(parameter for parameter in list_accounts if parameter["name"] == "kind")
+    assert kind["schema"] == {"$ref": "#/components/schemas/emoney.accounts.v1.AccountKind"}
+
+
 def test_descriptions_come_from_the_proto_comments(document):
     get_account = document["paths"]["/v1/accounts/{accountId}"]["get"]
     assert get_account["summary"].startswith("GetAccount returns an account")

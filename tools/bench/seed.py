@@ -67,14 +67,14 @@ async def _new_merchant(channel: grpc.aio.Channel, operator_token: str, run_id: 
     auth = auth_pb2_grpc.AuthServiceStub(channel)
     accounts = accounts_pb2_grpc.AccountsServiceStub(channel)
     created = await admin.CreateUser(
-        admin_pb2.CreateUserRequest(email=f"bench-shop-{run_id}@bench.example", display_name="Bench Shop", roles=["merchant"]),
+        admin_pb2.CreateUserRequest(email=f"bench-shop-{run_id}@bench.example", display_name="Bench Shop", roles=[auth_pb2.ROLE_MERCHANT]),
         metadata=bearer(operator_token),
         timeout=CALL_TIMEOUT_S,
     )
     token = await log_in(channel, created.user.email, created.initial_password)
     account = (
         await accounts.CreateAccount(
-            accounts_pb2.CreateAccountRequest(kind="merchant", currency=CURRENCY), metadata=bearer(token), timeout=CALL_TIMEOUT_S
+            accounts_pb2.CreateAccountRequest(kind=accounts_pb2.ACCOUNT_KIND_MERCHANT, currency=CURRENCY), metadata=bearer(token), timeout=CALL_TIMEOUT_S
         )
     ).account.name
     registered = await admin.RegisterTerminal(

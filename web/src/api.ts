@@ -9,21 +9,21 @@ import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { AccountsService } from "../../generated/ts/emoney/accounts/v1/accounts_pb";
 import { AdminService } from "../../generated/ts/emoney/admin/v1/admin_pb";
-import { AuthService, type Tokens, type User } from "../../generated/ts/emoney/auth/v1/auth_pb";
+import { AuthService, Role, type Tokens, type User } from "../../generated/ts/emoney/auth/v1/auth_pb";
 import { PaymentsService } from "../../generated/ts/emoney/payments/v1/payments_pb";
 
 const STORAGE_KEY = "emoney.back-office.session";
 const REFRESH_MARGIN_MS = 30_000;
 /** Methods that need no token (interceptors/access_policy.py: PUBLIC_METHODS). */
 const PUBLIC_METHODS = new Set(["GetTenant", "Login", "SignUp", "LoginTerminal", "RefreshToken"]);
-export const BACK_OFFICE_ROLES = ["operator", "tenant_admin"];
+export const BACK_OFFICE_ROLES: readonly Role[] = [Role.OPERATOR, Role.TENANT_ADMIN];
 
 export interface Session {
   tenant: string; // tenants/{slug}
   accessToken: string;
   accessExpiresAtMs: number;
   refreshToken: string;
-  user: { name: string; email: string; displayName: string; roles: string[] };
+  user: { name: string; email: string; displayName: string; roles: Role[] };
 }
 
 let session: Session | null = loadSession();

@@ -58,8 +58,9 @@ export function table(testid: string, headings: string[], rows: Child[][], empty
   );
 }
 
-export function badge(text: string): HTMLElement {
-  return h("span", { class: `badge badge-${text.replace(/[^a-z_]/g, "")}` }, text.replace(/_/g, " "));
+/** A pill showing `text`, coloured by `tone` (the CSS class `badge-<tone>`, e.g. `badge-frozen`). */
+export function badge(text: string, tone: string): HTMLElement {
+  return h("span", { class: `badge badge-${tone.replace(/[^a-z_]/g, "")}` }, text);
 }
 
 /** A labelled form field. */

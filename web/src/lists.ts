@@ -2,11 +2,12 @@
 // shared tables.
 import type { Account } from "../../generated/ts/emoney/accounts/v1/accounts_pb";
 import type { User } from "../../generated/ts/emoney/auth/v1/auth_pb";
-import type { Payment } from "../../generated/ts/emoney/payments/v1/payments_pb";
+import { PaymentKind, PaymentStatus, type Payment } from "../../generated/ts/emoney/payments/v1/payments_pb";
 import { admin, currentSession, idOf } from "./api";
-import { badge, h, link, table } from "./dom";
+import { h, link, table } from "./dom";
+import { accountKindLabel, accountStatusBadge, paymentKindLabel, paymentStatusBadge } from "./enums";
 import { formatMoney } from "./money";
-import { kindLabel, shortId, when } from "./ui";
+import { shortId, when } from "./ui";
 
 export const PAGE_SIZE = 100;
 
@@ -103,9 +104,9 @@ export function accountsTable(testid: string, accounts: Account[], owners?: Map<
     ["Account", "Kind", "Owner", "Status", "Balance", "Held", "Available", "Opened"],
     accounts.map((account) => [
       accountLink(account.name),
-      kindLabel(account.kind),
+      accountKindLabel(account.kind),
       account.owner ? link(`#/users/${idOf(account.owner)}`, owners?.get(account.owner) ?? shortId(account.owner)) : "system",
-      badge(account.status),
+      accountStatusBadge(account.status),
       h("span", { class: "money" }, formatMoney(account.balanceMinor, account.currency, account.currencyMinorUnits)),
       h("span", { class: "money" }, formatMoney(account.heldMinor, account.currency, account.currencyMinorUnits)),
       h("span", { class: "money" }, formatMoney(account.availableMinor, account.currency, account.currencyMinorUnits)),
@@ -125,8 +126,8 @@ export function paymentsTable(testid: string, payments: Payment[], actions?: (pa
       const cells = [
         paymentLink(payment.name),
         when(payment.createTime),
-        kindLabel(payment.kind),
-        badge(payment.status),
+        paymentKindLabel(payment.kind),
+        paymentStatusBadge(payment.status),
         accountLink(payment.fromAccount),
         accountLink(payment.toAccount),
         h("span", { class: "money" }, formatMoney(payment.amountMinor, payment.currency)),
@@ -139,9 +140,12 @@ export function paymentsTable(testid: string, payments: Payment[], actions?: (pa
   );
 }
 
+const REFUNDABLE_KINDS: readonly PaymentKind[] = [PaymentKind.PAYMENT, PaymentKind.CAPTURE];
+const REFUNDABLE_STATUSES: readonly PaymentStatus[] = [PaymentStatus.COMPLETED, PaymentStatus.PARTIALLY_REFUNDED];
+
 /** Payments that can still be refunded (server: REFUNDABLE_TRANSFER_KINDS), and how much is left. */
 export function refundableMinor(payment: Payment): bigint {
-  if (!["payment", "capture"].includes(payment.kind)) return 0n;
-  if (!["completed", "partially_refunded"].includes(payment.status)) return 0n;
+  if (!REFUNDABLE_KINDS.includes(payment.kind)) return 0n;
+  if (!REFUNDABLE_STATUSES.includes(payment.status)) return 0n;
   return payment.amountMinor - payment.refundedMinor;
 }

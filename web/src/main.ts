@@ -1,4 +1,5 @@
 // The back office: a single page with hash routes (#/accounts/…), so Envoy serves a fixed set of files.
+import { Role } from "../../generated/ts/emoney/auth/v1/auth_pb";
 import { auth, currentSession, onSignedOut, signOut } from "./api";
 import { h, link, replace } from "./dom";
 import { clearMessages, navigate, say, setMessageArea, showError, takePendingMessage } from "./ui";
@@ -14,8 +15,8 @@ import type { Screen } from "./screen";
 
 const ROUTES: [RegExp, Screen][] = [
   [/^\/$/, dashboardScreen],
-  [/^\/customers$/, peopleScreen("customer")],
-  [/^\/merchants$/, peopleScreen("merchant")],
+  [/^\/customers$/, peopleScreen(Role.CUSTOMER)],
+  [/^\/merchants$/, peopleScreen(Role.MERCHANT)],
   [/^\/users\/([\w-]+)$/, personScreen],
   [/^\/accounts$/, accountsScreen],
   [/^\/accounts\/([\w-]+)$/, accountScreen],

@@ -86,11 +86,6 @@ export function since(days: number): Timestamp | undefined {
   return days ? timestampFromMs(Date.now() - days * DAY_MS) : undefined;
 }
 
-/** An account, payment or entry kind as people read it: `top_up` → `top up`. */
-export function kindLabel(kind: string): string {
-  return kind.replaceAll("_", " ");
-}
-
 /** A short form of a UUID resource name for tables: `accounts/0a1b2c3d-…` → `0a1b2c3d`. */
 export function shortId(name: string): string {
   return idOf(name).slice(0, 8);

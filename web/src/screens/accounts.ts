@@ -1,15 +1,16 @@
-import type { Account } from "../../../generated/ts/emoney/accounts/v1/accounts_pb";
+import { AccountKind, AccountStatus, type Account } from "../../../generated/ts/emoney/accounts/v1/accounts_pb";
 import { accounts, idOf, newRequestId, payments } from "../api";
-import { badge, field, h, input, link, replace, select, table } from "../dom";
+import { field, h, input, link, replace, select, table } from "../dom";
+import { ACCOUNT_KIND_LABELS, ACCOUNT_STATUS_LABELS, accountKindLabel, accountStatusBadge, capitalized, filterOptions, fromSlug, paymentKindLabel } from "../enums";
 import { accountsTable, collect, findUser, PAGE_SIZE, paymentLink, paymentsTable, refundableMinor } from "../lists";
 import { amountText, formatMoney, parseAmount } from "../money";
-import { act, card, kindLabel, loading, page, say, shortId, since, stat, when } from "../ui";
+import { act, card, loading, page, say, shortId, since, stat, when } from "../ui";
 import { refundForm } from "./payments";
 import type { Screen } from "../screen";
 
 export const accountsScreen: Screen = async (main, _params, query) => {
-  const kind = select("kind", [["", "All kinds"], ["customer", "Customer"], ["merchant", "Merchant"], ["system_float", "Float"]], query.get("kind") ?? "");
-  const status = select("status", [["", "Any status"], ["active", "Active"], ["frozen", "Frozen"], ["closed", "Closed"]], query.get("status") ?? "");
+  const kind = select("kind", filterOptions(AccountKind, ACCOUNT_KIND_LABELS, "All kinds"), query.get("kind") ?? "");
+  const status = select("status", filterOptions(AccountStatus, ACCOUNT_STATUS_LABELS, "Any status"), query.get("status") ?? "");
   const results = h("div", null, loading());
   const filter = () => {
     const next = new URLSearchParams();
@@ -21,7 +22,12 @@ export const accountsScreen: Screen = async (main, _params, query) => {
   status.addEventListener("change", filter);
   replace(main, page("Accounts", h("div", { class: "toolbar" }, kind, status), results));
   const listed = await collect(async (pageToken) => {
-    const answer = await accounts.listAccounts({ pageSize: PAGE_SIZE, pageToken, kind: kind.value, status: status.value });
+    const answer = await accounts.listAccounts({
+      pageSize: PAGE_SIZE,
+      pageToken,
+      kind: fromSlug<AccountKind>(AccountKind, kind.value),
+      status: fromSlug<AccountStatus>(AccountStatus, status.value),
+    });
     return { items: answer.accounts, nextPageToken: answer.nextPageToken };
   }, 10);
   replace(results, accountsTable("accounts", listed.items), listed.complete ? null : h("p", { class: "muted" }, "Showing the first 1,000."));
@@ -66,13 +72,13 @@ export const accountScreen: Screen = async (main, [accountId]) => {
       stat("Balance", formatMoney(account.balanceMinor, account.currency, account.currencyMinorUnits), "account-balance"),
       stat("Held", formatMoney(account.heldMinor, account.currency, account.currencyMinorUnits), "account-held"),
       stat("Available", formatMoney(account.availableMinor, account.currency, account.currencyMinorUnits), "account-available"),
-      stat("Status", badge(account.status), "account-status"),
+      stat("Status", accountStatusBadge(account.status), "account-status"),
     );
     let owner: HTMLElement | string = "the tenant (system account)";
     if (account.owner) owner = link(`#/users/${idOf(account.owner)}`, await ownerName(account.owner));
     const actions = h("div", { class: "actions" });
-    if (account.status !== "closed" && account.kind !== "system_float") {
-      const frozen = account.status === "frozen";
+    if (account.status !== AccountStatus.CLOSED && account.kind !== AccountKind.SYSTEM_FLOAT) {
+      const frozen = account.status === AccountStatus.FROZEN;
       const toggle = h("button", { class: frozen ? "primary" : "danger", testid: frozen ? "unfreeze" : "freeze" }, frozen ? "Unfreeze" : "Freeze");
       toggle.addEventListener("click", () =>
         act(toggle, async () => {
@@ -100,7 +106,7 @@ export const accountScreen: Screen = async (main, [accountId]) => {
     replace(
       main,
       page(
-        `${account.kind === "system_float" ? "Float" : account.kind.charAt(0).toUpperCase() + account.kind.slice(1)} account ${shortId(account.name)}`,
+        `${capitalized(accountKindLabel(account.kind))} account ${shortId(account.name)}`,
         h("p", { class: "muted", testid: "account-owner" }, "Held by ", owner, ` · ${account.currency} · opened ${when(account.createTime)}`),
         summary,
         actions,
@@ -137,7 +143,7 @@ async function renderStatement(container: HTMLElement, account: Account): Promis
     for (const entry of answer.entries) {
       entries.push([
         h("span", null, when(entry.createTime)),
-        h("span", null, kindLabel(entry.kind)),
+        h("span", null, paymentKindLabel(entry.kind)),
         h("span", null, paymentLink(entry.payment)),
         h("span", { class: entry.amountMinor < 0n ? "money debit" : "money credit" }, formatMoney(entry.amountMinor, account.currency, account.currencyMinorUnits)),
         h("span", { class: "money" }, formatMoney(entry.balanceAfterMinor, account.currency, account.currencyMinorUnits)),

@@ -1,12 +1,15 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { Account } from "../../../generated/ts/emoney/accounts/v1/accounts_pb";
-import type { Payment } from "../../../generated/ts/emoney/payments/v1/payments_pb";
+import { AccountKind, AccountStatus, type Account } from "../../../generated/ts/emoney/accounts/v1/accounts_pb";
+import { PaymentKind, type Payment } from "../../../generated/ts/emoney/payments/v1/payments_pb";
 import { accounts, payments } from "../api";
 import { h, link, replace } from "../dom";
 import { collect, PAGE_SIZE, paymentsTable } from "../lists";
 import { formatMoney } from "../money";
 import { card, loading, page, stat } from "../ui";
 import type { Screen } from "../screen";
+
+/** Payments that moved money from people to people or shops today (not top-ups, cash-outs, holds or refunds). */
+const MOVING_KINDS: readonly PaymentKind[] = [PaymentKind.PAYMENT, PaymentKind.P2P, PaymentKind.CAPTURE];
 
 /** Sums of minor units per currency, shown one line per currency. */
 function perCurrency(items: { currency: string; amountMinor: bigint }[]): Map<string, bigint> {
@@ -34,14 +37,14 @@ export const dashboardScreen: Screen = async (main) => {
       return { items: answer.payments, nextPageToken: answer.nextPageToken };
     }, 20),
   ]);
-  const held: Account[] = allAccounts.items.filter((account) => account.kind !== "system_float");
-  const floats = allAccounts.items.filter((account) => account.kind === "system_float");
+  const held: Account[] = allAccounts.items.filter((account) => account.kind !== AccountKind.SYSTEM_FLOAT);
+  const floats = allAccounts.items.filter((account) => account.kind === AccountKind.SYSTEM_FLOAT);
   // The float accounts carry the other side of every top-up and cash-out: the money in circulation is
   // minus their balance. (No float account yet: nothing was ever topped up.)
   const totalFloat = perCurrency(floats.map((account) => ({ currency: account.currency, amountMinor: -account.balanceMinor })));
-  const moved: Payment[] = today.items.filter((payment) => ["payment", "p2p", "capture"].includes(payment.kind));
-  const count = (kind: string) => held.filter((account) => account.kind === kind).length;
-  const frozen = held.filter((account) => account.status === "frozen").length;
+  const moved: Payment[] = today.items.filter((payment) => MOVING_KINDS.includes(payment.kind));
+  const count = (kind: AccountKind) => held.filter((account) => account.kind === kind).length;
+  const frozen = held.filter((account) => account.status === AccountStatus.FROZEN).length;
   const partial = !allAccounts.complete || !today.complete;
   replace(
     main,
@@ -51,7 +54,7 @@ export const dashboardScreen: Screen = async (main) => {
         "div",
         { class: "stats" },
         stat("Accounts", String(held.length), "stat-accounts"),
-        stat("Customer / merchant accounts", `${count("customer")} / ${count("merchant")}`, "stat-kinds"),
+        stat("Customer / merchant accounts", `${count(AccountKind.CUSTOMER)} / ${count(AccountKind.MERCHANT)}`, "stat-kinds"),
         stat("Frozen accounts", String(frozen), "stat-frozen"),
         stat("Total float (money in circulation)", moneyLines(totalFloat), "stat-float"),
         stat("Payments today", String(moved.length), "stat-payments-today"),

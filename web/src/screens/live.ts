@@ -1,24 +1,25 @@
 // Payments as they commit: the server stream WatchPayments over grpc-web, reconnecting by itself.
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Payment } from "../../../generated/ts/emoney/payments/v1/payments_pb";
+import type { Payment, PaymentEventType } from "../../../generated/ts/emoney/payments/v1/payments_pb";
 import { payments } from "../api";
-import { badge, h, replace } from "../dom";
+import { h, replace } from "../dom";
+import { paymentEventBadge, paymentKindLabel } from "../enums";
 import { describeError } from "../errors";
 import { accountLink, paymentLink } from "../lists";
 import { formatMoney } from "../money";
-import { kindLabel, page, when } from "../ui";
+import { page, when } from "../ui";
 import type { Screen } from "../screen";
 
 const MAX_ROWS = 200;
 const RETRY_DELAYS_MS = [1_000, 2_000, 5_000, 10_000];
 
-function row(event: string, payment: Payment): HTMLElement {
+function row(event: PaymentEventType, payment: Payment): HTMLElement {
   return h(
     "tr",
     { class: "fresh", testid: "live-event", attrs: { "data-payment": payment.name } },
     h("td", null, when(payment.createTime)),
-    h("td", null, badge(event)),
-    h("td", null, kindLabel(payment.kind)),
+    h("td", null, paymentEventBadge(event)),
+    h("td", null, paymentKindLabel(payment.kind)),
     h("td", null, paymentLink(payment.name)),
     h("td", null, accountLink(payment.fromAccount)),
     h("td", null, accountLink(payment.toAccount)),

@@ -1,9 +1,10 @@
-import type { Payment } from "../../../generated/ts/emoney/payments/v1/payments_pb";
+import { PaymentKind, PaymentStatus, type Payment } from "../../../generated/ts/emoney/payments/v1/payments_pb";
 import { idOf, newRequestId, payments } from "../api";
-import { badge, h, input, link, replace, select, table } from "../dom";
+import { h, input, link, replace, select, table } from "../dom";
+import { filterOptions, fromSlug, PAYMENT_STATUS_LABELS, paymentKindLabel, paymentStatusBadge } from "../enums";
 import { accountLink, paymentLink, paymentsTable, refundableMinor } from "../lists";
 import { amountText, formatMoney, parseAmount } from "../money";
-import { act, card, kindLabel, loading, page, say, shortId, since, when } from "../ui";
+import { act, card, loading, page, say, shortId, since, when } from "../ui";
 import type { Screen } from "../screen";
 
 /** A refund of all or part of what is left of `payment`; `done` is called with the refund. */
@@ -24,7 +25,7 @@ export function refundForm(payment: Payment, done: (refund: Payment) => Promise<
   return form;
 }
 
-const STATUSES: [string, string][] = [["", "Any status"], ["completed", "Completed"], ["partially_refunded", "Partly refunded"], ["refunded", "Refunded"], ["authorized", "Authorized (held)"], ["captured", "Captured"], ["voided", "Voided"], ["expired", "Expired"]];
+const STATUSES = filterOptions(PaymentStatus, PAYMENT_STATUS_LABELS, "Any status");
 const PERIODS: [string, string][] = [["1", "Today and yesterday"], ["7", "Last 7 days"], ["30", "Last 30 days"], ["0", "Everything"]];
 
 export const paymentsScreen: Screen = async (main, _params, query) => {
@@ -56,7 +57,7 @@ export const paymentsScreen: Screen = async (main, _params, query) => {
     const answer = await payments.listPayments({
       pageSize: 50,
       pageToken,
-      status: status.value,
+      status: fromSlug<PaymentStatus>(PaymentStatus, status.value),
       account: account ? `accounts/${account}` : "",
       startTime: since(Number(period.value)),
     });
@@ -88,11 +89,11 @@ export const paymentScreen: Screen = async (main, [paymentId]) => {
     const payment = (await payments.getPayment({ name })).payment!;
     const left = refundableMinor(payment);
     const details = table("payment-details", ["", ""], [
-      ["Kind", kindLabel(payment.kind)],
-      ["Status", badge(payment.status)],
+      ["Kind", paymentKindLabel(payment.kind)],
+      ["Status", paymentStatusBadge(payment.status)],
       ["Amount", h("span", { class: "money", testid: "payment-amount" }, formatMoney(payment.amountMinor, payment.currency))],
       ["Refunded", h("span", { class: "money", testid: "payment-refunded" }, formatMoney(payment.refundedMinor, payment.currency))],
-      payment.kind === "hold" ? ["Captured", formatMoney(payment.capturedMinor, payment.currency)] : null,
+      payment.kind === PaymentKind.HOLD ? ["Captured", formatMoney(payment.capturedMinor, payment.currency)] : null,
       ["From", accountLink(payment.fromAccount, payment.fromAccount)],
       ["To", accountLink(payment.toAccount, payment.toAccount)],
       ["Terminal", payment.terminal || "—"],
@@ -118,7 +119,7 @@ export const paymentScreen: Screen = async (main, [paymentId]) => {
           ? card(`Refund (up to ${formatMoney(left, payment.currency)})`, refundForm(payment, async (refund) =>
               render(`Refunded ${formatMoney(refund.amountMinor, refund.currency)}.`)))
           : null,
-        payment.kind === "hold" ? null : card("Receipt", showReceipt, receipt),
+        payment.kind === PaymentKind.HOLD ? null : card("Receipt", showReceipt, receipt),
       ),
     );
     if (notice) say("notice", notice);

@@ -1,23 +1,28 @@
-import type { User } from "../../../generated/ts/emoney/auth/v1/auth_pb";
+import { AccountKind } from "../../../generated/ts/emoney/accounts/v1/accounts_pb";
+import { Role, type User } from "../../../generated/ts/emoney/auth/v1/auth_pb";
 import { accounts, admin, idOf } from "../api";
-import { badge, field, h, input, link, replace, select, table } from "../dom";
+import { field, h, input, link, replace, select, table } from "../dom";
+import { accountKindLabel, fromSlug, roleLabel, slugOf, userStatusBadge } from "../enums";
 import { accountsTable, findUser, forgetUsers, PAGE_SIZE } from "../lists";
 import { act, card, loading, navigate, page, say, showError, when } from "../ui";
 import type { Screen } from "../screen";
 
-const TITLES: Record<string, string> = { customer: "Customers", merchant: "Merchants" };
+/** The people screens: one per role, and the kind of account each role's people may hold. */
+type PeopleRole = Role.CUSTOMER | Role.MERCHANT;
+const TITLES: Record<PeopleRole, string> = { [Role.CUSTOMER]: "Customers", [Role.MERCHANT]: "Merchants" };
+const ACCOUNT_KIND_OF_ROLE: Partial<Record<Role, AccountKind>> = { [Role.CUSTOMER]: AccountKind.CUSTOMER, [Role.MERCHANT]: AccountKind.MERCHANT };
 
 const SEARCH_PAGE_SIZE = 50;
 const SEARCH_DELAY_MS = 250;
 const MAX_QUERY_LENGTH = 100; // the server's limit on ListUsers' query
 
-export function peopleScreen(role: "customer" | "merchant"): Screen {
+export function peopleScreen(role: PeopleRole): Screen {
   return async (main, _params, query) => {
     const search = input("search", { type: "search", placeholder: "Search by name or e-mail", value: query.get("q") ?? "", autocomplete: "off", maxlength: String(MAX_QUERY_LENGTH) });
     const results = h("div", null, loading());
     const more = h("button", { testid: "people-more" }, "Show more");
     more.hidden = true;
-    replace(main, page(TITLES[role], h("div", { class: "toolbar" }, search), results, more, card(`New ${role}`, newUserForm(role))));
+    replace(main, page(TITLES[role], h("div", { class: "toolbar" }, search), results, more, card(`New ${roleLabel(role)}`, newUserForm(role))));
     // The server searches (ListUsers' query: a case-insensitive fragment of the name or e-mail
     // address); answers to an older text are dropped when a newer search has started.
     const found: User[] = [];
@@ -39,7 +44,7 @@ export function peopleScreen(role: "customer" | "merchant"): Screen {
         table(
           "people",
           ["Name", "E-mail", "Status", "Since"],
-          found.map((user) => [link(`#/users/${idOf(user.name)}`, user.displayName), user.email, badge(user.status), when(user.createTime)]),
+          found.map((user) => [link(`#/users/${idOf(user.name)}`, user.displayName), user.email, userStatusBadge(user.status), when(user.createTime)]),
           searched ? "Nobody matches." : `No ${TITLES[role].toLowerCase()} yet.`,
         ),
       );
@@ -58,10 +63,10 @@ export function peopleScreen(role: "customer" | "merchant"): Screen {
   };
 }
 
-function newUserForm(role: string): HTMLFormElement {
+function newUserForm(role: PeopleRole): HTMLFormElement {
   const name = input("display-name", { required: true, maxlength: "200" });
   const email = input("new-email", { type: "email", required: true });
-  const form = h("form", { class: "inline-form", testid: "new-user" }, field("Name", name), field("E-mail", email), h("button", { attrs: { type: "submit" } }, `Create ${role}`));
+  const form = h("form", { class: "inline-form", testid: "new-user" }, field("Name", name), field("E-mail", email), h("button", { attrs: { type: "submit" } }, `Create ${roleLabel(role)}`));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     let created = "";
@@ -88,14 +93,14 @@ export const personScreen: Screen = async (main, [userId]) => {
   }
   const render = async () => {
     const owned = await accounts.listAccounts({ owner: name, pageSize: PAGE_SIZE });
-    const kinds = user.roles.filter((role) => role === "customer" || role === "merchant");
-    const kind = select("account-kind", kinds.map((role) => [role, `${role} account`]));
+    const kinds = user.roles.flatMap((role) => ACCOUNT_KIND_OF_ROLE[role] ?? []);
+    const kind = select("account-kind", kinds.map((accountKind) => [slugOf(AccountKind, accountKind), `${accountKindLabel(accountKind)} account`]));
     const currency = input("currency", { value: "", placeholder: "default", size: "5", maxlength: "3" });
     const open = h("form", { class: "inline-form", testid: "open-account" }, field("Kind", kind), field("Currency", currency), h("button", { attrs: { type: "submit" } }, "Open account"));
     open.addEventListener("submit", async (event) => {
       event.preventDefault();
       await act(open, async () => {
-        await accounts.createAccount({ owner: name, kind: kind.value, currency: currency.value.trim().toUpperCase() });
+        await accounts.createAccount({ owner: name, kind: fromSlug<AccountKind>(AccountKind, kind.value), currency: currency.value.trim().toUpperCase() });
         await render();
         say("notice", "The account is open.");
       });
@@ -104,7 +109,7 @@ export const personScreen: Screen = async (main, [userId]) => {
       main,
       page(
         user.displayName,
-        h("p", { class: "muted" }, user.email, " · ", user.roles.join(", "), " · ", badge(user.status), ` · since ${when(user.createTime)}`),
+        h("p", { class: "muted" }, user.email, " · ", user.roles.map(roleLabel).join(", "), " · ", userStatusBadge(user.status), ` · since ${when(user.createTime)}`),
         card("Accounts", accountsTable("person-accounts", owned.accounts, new Map([[name, user.displayName]]))),
         kinds.length ? card("Open an account", open) : null,
       ),

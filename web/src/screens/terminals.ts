@@ -1,13 +1,14 @@
-import type { Terminal } from "../../../generated/ts/emoney/auth/v1/auth_pb";
+import { Role, TerminalStatus, type Terminal } from "../../../generated/ts/emoney/auth/v1/auth_pb";
 import { admin, idOf } from "../api";
-import { badge, field, h, input, link, replace, select, table } from "../dom";
+import { field, h, input, link, replace, select, table } from "../dom";
+import { terminalStatusBadge } from "../enums";
 import { collect, PAGE_SIZE, userDirectory } from "../lists";
 import { act, card, loading, page, say, shortId, when } from "../ui";
 import type { Screen } from "../screen";
 
 export const terminalsScreen: Screen = async (main) => {
   replace(main, page("Terminals", loading()));
-  const merchants = (await userDirectory()).users.filter((user) => user.roles.includes("merchant"));
+  const merchants = (await userDirectory()).users.filter((user) => user.roles.includes(Role.MERCHANT));
   const merchantNames = new Map(merchants.map((user) => [user.name, user.displayName]));
   const list = h("div", null, loading());
   const secret = h("div", { testid: "terminal-secret-area" });
@@ -26,9 +27,9 @@ export const terminalsScreen: Screen = async (main) => {
           terminal.displayName,
           link(`#/users/${idOf(terminal.merchant)}`, merchantNames.get(terminal.merchant) ?? shortId(terminal.merchant)),
           h("code", null, terminal.clientId),
-          badge(terminal.status),
+          terminalStatusBadge(terminal.status),
           when(terminal.createTime),
-          terminal.status === "active" ? disableButton(terminal) : "",
+          terminal.status === TerminalStatus.ACTIVE ? disableButton(terminal) : "",
         ]),
         "No terminals yet.",
       ),

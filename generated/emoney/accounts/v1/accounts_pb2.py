@@ -22,12 +22,13 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from emoney.payments.v1 import payments_pb2 as emoney_dot_payments_dot_v1_dot_payments__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!emoney/accounts/v1/accounts.proto\x12\x12\x65money.accounts.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x02\n\x07\x41\x63\x63ount\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\naccount_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x14\n\x06status\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1b\n\rbalance_minor\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x18\n\nheld_minor\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x61vailable_minor\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12#\n\x15overdraft_limit_minor\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\'\n\x14\x63urrency_minor_units\x18\x0c \x01(\x05\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x42\x17\n\x15_currency_minor_units\"K\n\x14\x43reateAccountRequest\x12\x12\n\x04kind\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\"E\n\x15\x43reateAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\"\'\n\x11GetAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"B\n\x12GetAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\"i\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\"^\n\x14ListAccountsResponse\x12-\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1b.emoney.accounts.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x9c\x01\n\x05\x45ntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\x03\x12\x0f\n\x07payment\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x1b\n\x13\x62\x61lance_after_minor\x18\x04 \x01(\x03\x12\x0c\n\x04kind\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb7\x01\n\x19ListAccountEntriesRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x1aListAccountEntriesResponse\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.emoney.accounts.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x13GetBalanceAtRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"?\n\x14GetBalanceAtResponse\x12\x15\n\rbalance_minor\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"*\n\x14\x46reezeAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"E\n\x15\x46reezeAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\",\n\x16UnfreezeAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"G\n\x17UnfreezeAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\")\n\x13\x43loseAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"D\n\x14\x43loseAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account2\xe9\x08\n\x0f\x41\x63\x63ountsService\x12}\n\rCreateAccount\x12(.emoney.accounts.v1.CreateAccountRequest\x1a).emoney.accounts.v1.CreateAccountResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/accounts:\x01*\x12z\n\nGetAccount\x12%.emoney.accounts.v1.GetAccountRequest\x1a&.emoney.accounts.v1.GetAccountResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/{name=accounts/*}\x12w\n\x0cListAccounts\x12\'.emoney.accounts.v1.ListAccountsRequest\x1a(.emoney.accounts.v1.ListAccountsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/accounts\x12\x9d\x01\n\x12ListAccountEntries\x12-.emoney.accounts.v1.ListAccountEntriesRequest\x1a..emoney.accounts.v1.ListAccountEntriesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{account=accounts/*}/entries\x12\x8d\x01\n\x0cGetBalanceAt\x12\'.emoney.accounts.v1.GetBalanceAtRequest\x1a(.emoney.accounts.v1.GetBalanceAtResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{account=accounts/*}:balanceAt\x12\x8d\x01\n\rFreezeAccount\x12(.emoney.accounts.v1.FreezeAccountRequest\x1a).emoney.accounts.v1.FreezeAccountResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/{name=accounts/*}:freeze:\x01*\x12\x95\x01\n\x0fUnfreezeAccount\x12*.emoney.accounts.v1.UnfreezeAccountRequest\x1a+.emoney.accounts.v1.UnfreezeAccountResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/{name=accounts/*}:unfreeze:\x01*\x12\x89\x01\n\x0c\x43loseAccount\x12\'.emoney.accounts.v1.CloseAccountRequest\x1a(.emoney.accounts.v1.CloseAccountResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/{name=accounts/*}:close:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!emoney/accounts/v1/accounts.proto\x12\x12\x65money.accounts.v1\x1a!emoney/payments/v1/payments.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x03\n\x07\x41\x63\x63ount\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\naccount_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\r\n\x05owner\x18\x03 \x01(\t\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKind\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x37\n\x06status\x18\x06 \x01(\x0e\x32!.emoney.accounts.v1.AccountStatusB\x04\xe2\x41\x01\x03\x12\x1b\n\rbalance_minor\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x18\n\nheld_minor\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x61vailable_minor\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12#\n\x15overdraft_limit_minor\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\'\n\x14\x63urrency_minor_units\x18\x0c \x01(\x05\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x42\x17\n\x15_currency_minor_units\"l\n\x14\x43reateAccountRequest\x12\x33\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKindB\x04\xe2\x41\x01\x02\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\"E\n\x15\x43reateAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\"\'\n\x11GetAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"B\n\x12GetAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\"\xad\x01\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKind\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.emoney.accounts.v1.AccountStatus\"^\n\x14ListAccountsResponse\x12-\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1b.emoney.accounts.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xbd\x01\n\x05\x45ntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\x03\x12\x0f\n\x07payment\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x1b\n\x13\x62\x61lance_after_minor\x18\x04 \x01(\x03\x12-\n\x04kind\x18\x05 \x01(\x0e\x32\x1f.emoney.payments.v1.PaymentKind\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb7\x01\n\x19ListAccountEntriesRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x1aListAccountEntriesResponse\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.emoney.accounts.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x13GetBalanceAtRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"?\n\x14GetBalanceAtResponse\x12\x15\n\rbalance_minor\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"*\n\x14\x46reezeAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"E\n\x15\x46reezeAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\",\n\x16UnfreezeAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"G\n\x17UnfreezeAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\")\n\x13\x43loseAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"D\n\x14\x43loseAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account*\x80\x01\n\x0b\x41\x63\x63ountKind\x12\x1c\n\x18\x41\x43\x43OUNT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_KIND_CUSTOMER\x10\x01\x12\x19\n\x15\x41\x43\x43OUNT_KIND_MERCHANT\x10\x02\x12\x1d\n\x19\x41\x43\x43OUNT_KIND_SYSTEM_FLOAT\x10\x03*\x80\x01\n\rAccountStatus\x12\x1e\n\x1a\x41\x43\x43OUNT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_FROZEN\x10\x02\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_CLOSED\x10\x03\x32\xe9\x08\n\x0f\x41\x63\x63ountsService\x12}\n\rCreateAccount\x12(.emoney.accounts.v1.CreateAccountRequest\x1a).emoney.accounts.v1.CreateAccountResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/accounts:\x01*\x12z\n\nGetAccount\x12%.emoney.accounts.v1.GetAccountRequest\x1a&.emoney.accounts.v1.GetAccountResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/{name=accounts/*}\x12w\n\x0cListAccounts\x12\'.emoney.accounts.v1.ListAccountsRequest\x1a(.emoney.accounts.v1.ListAccountsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/accounts\x12\x9d\x01\n\x12ListAccountEntries\x12-.emoney.accounts.v1.ListAccountEntriesRequest\x1a..emoney.accounts.v1.ListAccountEntriesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{account=accounts/*}/entries\x12\x8d\x01\n\x0cGetBalanceAt\x12\'.emoney.accounts.v1.GetBalanceAtRequest\x1a(.emoney.accounts.v1.GetBalanceAtResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{account=accounts/*}:balanceAt\x12\x8d\x01\n\rFreezeAccount\x12(.emoney.accounts.v1.FreezeAccountRequest\x1a).emoney.accounts.v1.FreezeAccountResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/{name=accounts/*}:freeze:\x01*\x12\x95\x01\n\x0fUnfreezeAccount\x12*.emoney.accounts.v1.UnfreezeAccountRequest\x1a+.emoney.accounts.v1.UnfreezeAccountResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/{name=accounts/*}:unfreeze:\x01*\x12\x89\x01\n\x0c\x43loseAccount\x12\'.emoney.accounts.v1.CloseAccountRequest\x1a(.emoney.accounts.v1.CloseAccountResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/{name=accounts/*}:close:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -84,42 +85,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCOUNTSSERVICE'].methods_by_name['UnfreezeAccount']._serialized_options = b'\202\323\344\223\002#\"\036/v1/{name=accounts/*}:unfreeze:\001*'
   _globals['_ACCOUNTSSERVICE'].methods_by_name['CloseAccount']._loaded_options = None
   _globals['_ACCOUNTSSERVICE'].methods_by_name['CloseAccount']._serialized_options = b'\202\323\344\223\002 \"\033/v1/{name=accounts/*}:close:\001*'
-  _globals['_ACCOUNT']._serialized_start=154
-  _globals['_ACCOUNT']._serialized_end=522
-  _globals['_CREATEACCOUNTREQUEST']._serialized_start=524
-  _globals['_CREATEACCOUNTREQUEST']._serialized_end=599
-  _globals['_CREATEACCOUNTRESPONSE']._serialized_start=601
-  _globals['_CREATEACCOUNTRESPONSE']._serialized_end=670
-  _globals['_GETACCOUNTREQUEST']._serialized_start=672
-  _globals['_GETACCOUNTREQUEST']._serialized_end=711
-  _globals['_GETACCOUNTRESPONSE']._serialized_start=713
-  _globals['_GETACCOUNTRESPONSE']._serialized_end=779
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=781
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=886
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=888
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=982
-  _globals['_ENTRY']._serialized_start=985
-  _globals['_ENTRY']._serialized_end=1141
-  _globals['_LISTACCOUNTENTRIESREQUEST']._serialized_start=1144
-  _globals['_LISTACCOUNTENTRIESREQUEST']._serialized_end=1327
-  _globals['_LISTACCOUNTENTRIESRESPONSE']._serialized_start=1329
-  _globals['_LISTACCOUNTENTRIESRESPONSE']._serialized_end=1426
-  _globals['_GETBALANCEATREQUEST']._serialized_start=1428
-  _globals['_GETBALANCEATREQUEST']._serialized_end=1520
-  _globals['_GETBALANCEATRESPONSE']._serialized_start=1522
-  _globals['_GETBALANCEATRESPONSE']._serialized_end=1585
-  _globals['_FREEZEACCOUNTREQUEST']._serialized_start=1587
-  _globals['_FREEZEACCOUNTREQUEST']._serialized_end=1629
-  _globals['_FREEZEACCOUNTRESPONSE']._serialized_start=1631
-  _globals['_FREEZEACCOUNTRESPONSE']._serialized_end=1700
-  _globals['_UNFREEZEACCOUNTREQUEST']._serialized_start=1702
-  _globals['_UNFREEZEACCOUNTREQUEST']._serialized_end=1746
-  _globals['_UNFREEZEACCOUNTRESPONSE']._serialized_start=1748
-  _globals['_UNFREEZEACCOUNTRESPONSE']._serialized_end=1819
-  _globals['_CLOSEACCOUNTREQUEST']._serialized_start=1821
-  _globals['_CLOSEACCOUNTREQUEST']._serialized_end=1862
-  _globals['_CLOSEACCOUNTRESPONSE']._serialized_start=1864
-  _globals['_CLOSEACCOUNTRESPONSE']._serialized_end=1932
-  _globals['_ACCOUNTSSERVICE']._serialized_start=1935
-  _globals['_ACCOUNTSSERVICE']._serialized_end=3064
+  _globals['_ACCOUNTKIND']._serialized_start=2173
+  _globals['_ACCOUNTKIND']._serialized_end=2301
+  _globals['_ACCOUNTSTATUS']._serialized_start=2304
+  _globals['_ACCOUNTSTATUS']._serialized_end=2432
+  _globals['_ACCOUNT']._serialized_start=189
+  _globals['_ACCOUNT']._serialized_end=625
+  _globals['_CREATEACCOUNTREQUEST']._serialized_start=627
+  _globals['_CREATEACCOUNTREQUEST']._serialized_end=735
+  _globals['_CREATEACCOUNTRESPONSE']._serialized_start=737
+  _globals['_CREATEACCOUNTRESPONSE']._serialized_end=806
+  _globals['_GETACCOUNTREQUEST']._serialized_start=808
+  _globals['_GETACCOUNTREQUEST']._serialized_end=847
+  _globals['_GETACCOUNTRESPONSE']._serialized_start=849
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=915
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=918
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=1091
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=1093
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=1187
+  _globals['_ENTRY']._serialized_start=1190
+  _globals['_ENTRY']._serialized_end=1379
+  _globals['_LISTACCOUNTENTRIESREQUEST']._serialized_start=1382
+  _globals['_LISTACCOUNTENTRIESREQUEST']._serialized_end=1565
+  _globals['_LISTACCOUNTENTRIESRESPONSE']._serialized_start=1567
+  _globals['_LISTACCOUNTENTRIESRESPONSE']._serialized_end=1664
+  _globals['_GETBALANCEATREQUEST']._serialized_start=1666
+  _globals['_GETBALANCEATREQUEST']._serialized_end=1758
+  _globals['_GETBALANCEATRESPONSE']._serialized_start=1760
+  _globals['_GETBALANCEATRESPONSE']._serialized_end=1823
+  _globals['_FREEZEACCOUNTREQUEST']._serialized_start=1825
+  _globals['_FREEZEACCOUNTREQUEST']._serialized_end=1867
+  _globals['_FREEZEACCOUNTRESPONSE']._serialized_start=1869
+  _globals['_FREEZEACCOUNTRESPONSE']._serialized_end=1938
+  _globals['_UNFREEZEACCOUNTREQUEST']._serialized_start=1940
+  _globals['_UNFREEZEACCOUNTREQUEST']._serialized_end=1984
+  _globals['_UNFREEZEACCOUNTRESPONSE']._serialized_start=1986
+  _globals['_UNFREEZEACCOUNTRESPONSE']._serialized_end=2057
+  _globals['_CLOSEACCOUNTREQUEST']._serialized_start=2059
+  _globals['_CLOSEACCOUNTREQUEST']._serialized_end=2100
+  _globals['_CLOSEACCOUNTRESPONSE']._serialized_start=2102
+  _globals['_CLOSEACCOUNTRESPONSE']._serialized_end=2170
+  _globals['_ACCOUNTSSERVICE']._serialized_start=2435
+  _globals['_ACCOUNTSSERVICE']._serialized_end=3564
 # @@protoc_insertion_point(module_scope)

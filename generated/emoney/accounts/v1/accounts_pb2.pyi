@@ -4,10 +4,12 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from emoney.payments.v1 import payments_pb2 as _payments_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +20,74 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _AccountKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccountKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccountKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCOUNT_KIND_UNSPECIFIED: _AccountKind.ValueType  # 0
+    """Not set. Refused where a kind is required; in a list filter, every kind."""
+    ACCOUNT_KIND_CUSTOMER: _AccountKind.ValueType  # 1
+    """A citizen's account: sends and receives transfers, pays merchants."""
+    ACCOUNT_KIND_MERCHANT: _AccountKind.ValueType  # 2
+    """A merchant's account: paid by customers at its terminals, refunds them."""
+    ACCOUNT_KIND_SYSTEM_FLOAT: _AccountKind.ValueType  # 3
+    """The tenant's float in one currency, opened by the ledger itself (no
+    owner): top-ups are paid from it and withdrawals into it, so its balance
+    is minus the money in circulation.
+    """
+
+class AccountKind(_AccountKind, metaclass=_AccountKindEnumTypeWrapper):
+    """AccountKind says whose money an account holds, and so which payments may
+    debit and credit it.
+    """
+
+ACCOUNT_KIND_UNSPECIFIED: AccountKind.ValueType  # 0
+"""Not set. Refused where a kind is required; in a list filter, every kind."""
+ACCOUNT_KIND_CUSTOMER: AccountKind.ValueType  # 1
+"""A citizen's account: sends and receives transfers, pays merchants."""
+ACCOUNT_KIND_MERCHANT: AccountKind.ValueType  # 2
+"""A merchant's account: paid by customers at its terminals, refunds them."""
+ACCOUNT_KIND_SYSTEM_FLOAT: AccountKind.ValueType  # 3
+"""The tenant's float in one currency, opened by the ledger itself (no
+owner): top-ups are paid from it and withdrawals into it, so its balance
+is minus the money in circulation.
+"""
+Global___AccountKind: _TypeAlias = AccountKind  # noqa: Y015
+
+class _AccountStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AccountStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccountStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACCOUNT_STATUS_UNSPECIFIED: _AccountStatus.ValueType  # 0
+    """Not set. Never in an account; in a list filter, every status."""
+    ACCOUNT_STATUS_ACTIVE: _AccountStatus.ValueType  # 1
+    """Sends and receives money."""
+    ACCOUNT_STATUS_FROZEN: _AccountStatus.ValueType  # 2
+    """Stopped by an operator (FreezeAccount): neither sends nor receives until
+    unfrozen.
+    """
+    ACCOUNT_STATUS_CLOSED: _AccountStatus.ValueType  # 3
+    """Closed for good (CloseAccount), at a zero balance with nothing held."""
+
+class AccountStatus(_AccountStatus, metaclass=_AccountStatusEnumTypeWrapper):
+    """AccountStatus says whether an account can move money."""
+
+ACCOUNT_STATUS_UNSPECIFIED: AccountStatus.ValueType  # 0
+"""Not set. Never in an account; in a list filter, every status."""
+ACCOUNT_STATUS_ACTIVE: AccountStatus.ValueType  # 1
+"""Sends and receives money."""
+ACCOUNT_STATUS_FROZEN: AccountStatus.ValueType  # 2
+"""Stopped by an operator (FreezeAccount): neither sends nor receives until
+unfrozen.
+"""
+ACCOUNT_STATUS_CLOSED: AccountStatus.ValueType  # 3
+"""Closed for good (CloseAccount), at a zero balance with nothing held."""
+Global___AccountStatus: _TypeAlias = AccountStatus  # noqa: Y015
 
 @_typing.final
 class Account(_message.Message):
@@ -43,12 +113,12 @@ class Account(_message.Message):
     """Stable identifier (UUID)."""
     owner: _builtins.str
     """The owner: `users/{user_id}`; empty for the tenant's system accounts."""
-    kind: _builtins.str
-    """`customer`, `merchant` or `system_float`."""
+    kind: Global___AccountKind.ValueType
+    """Whose money the account holds."""
     currency: _builtins.str
     """ISO-4217 currency code, for example "EUR"."""
-    status: _builtins.str
-    """`active`, `frozen` or `closed`."""
+    status: Global___AccountStatus.ValueType
+    """Whether the account can move money."""
     balance_minor: _builtins.int
     """Ledger balance in minor units: the sum of all entries."""
     held_minor: _builtins.int
@@ -72,9 +142,9 @@ class Account(_message.Message):
         name: _builtins.str = ...,
         account_id: _builtins.str = ...,
         owner: _builtins.str = ...,
-        kind: _builtins.str = ...,
+        kind: Global___AccountKind.ValueType = ...,
         currency: _builtins.str = ...,
-        status: _builtins.str = ...,
+        status: Global___AccountStatus.ValueType = ...,
         balance_minor: _builtins.int = ...,
         held_minor: _builtins.int = ...,
         available_minor: _builtins.int = ...,
@@ -101,8 +171,8 @@ class CreateAccountRequest(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
-    kind: _builtins.str
-    """`customer` or `merchant`."""
+    kind: Global___AccountKind.ValueType
+    """`ACCOUNT_KIND_CUSTOMER` or `ACCOUNT_KIND_MERCHANT` (the ledger opens float accounts itself)."""
     currency: _builtins.str
     """ISO-4217 currency code; empty means the tenant's default currency."""
     owner: _builtins.str
@@ -110,7 +180,7 @@ class CreateAccountRequest(_message.Message):
     def __init__(
         self,
         *,
-        kind: _builtins.str = ...,
+        kind: Global___AccountKind.ValueType = ...,
         currency: _builtins.str = ...,
         owner: _builtins.str = ...,
     ) -> None: ...
@@ -209,18 +279,18 @@ class ListAccountsRequest(_message.Message):
     """The `next_page_token` of the previous page; empty for the first page."""
     owner: _builtins.str
     """Only accounts of this owner (`users/{user_id}`); operators only."""
-    kind: _builtins.str
-    """Only accounts of this kind."""
-    status: _builtins.str
-    """Only accounts in this status."""
+    kind: Global___AccountKind.ValueType
+    """Only accounts of this kind; `ACCOUNT_KIND_UNSPECIFIED` (the default) for every kind."""
+    status: Global___AccountStatus.ValueType
+    """Only accounts in this status; `ACCOUNT_STATUS_UNSPECIFIED` (the default) for every status."""
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         owner: _builtins.str = ...,
-        kind: _builtins.str = ...,
-        status: _builtins.str = ...,
+        kind: Global___AccountKind.ValueType = ...,
+        status: Global___AccountStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -278,8 +348,8 @@ class Entry(_message.Message):
     """Signed amount in minor units: positive credits, negative debits."""
     balance_after_minor: _builtins.int
     """Ledger balance of the account after this entry."""
-    kind: _builtins.str
-    """What kind of movement: `p2p`, `payment`, `top_up`, `withdrawal`, `capture`, `refund`."""
+    kind: _payments_pb2.PaymentKind.ValueType
+    """The kind of the payment that wrote the entry (never `PAYMENT_KIND_HOLD`: a hold writes no entries)."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the entry was written."""
@@ -291,7 +361,7 @@ class Entry(_message.Message):
         payment: _builtins.str = ...,
         amount_minor: _builtins.int = ...,
         balance_after_minor: _builtins.int = ...,
-        kind: _builtins.str = ...,
+        kind: _payments_pb2.PaymentKind.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015

@@ -9,6 +9,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -19,6 +20,34 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _TenantStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TenantStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TenantStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TENANT_STATUS_UNSPECIFIED: _TenantStatus.ValueType  # 0
+    """Not set. Never in a tenant."""
+    TENANT_STATUS_ACTIVE: _TenantStatus.ValueType  # 1
+    """Its people and terminals log in and pay."""
+    TENANT_STATUS_SUSPENDED: _TenantStatus.ValueType  # 2
+    """Suspended by a platform administrator (SuspendTenant): no one logs in and
+    its tokens stopped working, until ReactivateTenant.
+    """
+
+class TenantStatus(_TenantStatus, metaclass=_TenantStatusEnumTypeWrapper):
+    """TenantStatus says whether a tenant is open."""
+
+TENANT_STATUS_UNSPECIFIED: TenantStatus.ValueType  # 0
+"""Not set. Never in a tenant."""
+TENANT_STATUS_ACTIVE: TenantStatus.ValueType  # 1
+"""Its people and terminals log in and pay."""
+TENANT_STATUS_SUSPENDED: TenantStatus.ValueType  # 2
+"""Suspended by a platform administrator (SuspendTenant): no one logs in and
+its tokens stopped working, until ReactivateTenant.
+"""
+Global___TenantStatus: _TypeAlias = TenantStatus  # noqa: Y015
 
 @_typing.final
 class VerifyAuditChainRequest(_message.Message):
@@ -52,7 +81,10 @@ class BrokenLink(_message.Message):
     sequence: _builtins.int
     """Sequence number of the event within its chain."""
     problem: _builtins.str
-    """`HASH_MISMATCH`, `LINK_BROKEN`, `SEQUENCE_GAP` or `HEAD_MISMATCH`."""
+    """`HASH_MISMATCH`, `LINK_BROKEN`, `SEQUENCE_GAP` or `HEAD_MISMATCH`. A
+    string code, like an error reason, not an enum: a stable UPPER_SNAKE
+    identifier from a set that may grow without a contract change.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the event was written, if it still exists."""
@@ -182,7 +214,11 @@ class AuditEvent(_message.Message):
     request_id: _builtins.str
     """The request id of the call that made the change."""
     summary_json: _builtins.str
-    """What changed, as a JSON object (typically `{"before": ..., "after": ...}`)."""
+    """What changed, as a JSON object (typically `{"before": ..., "after": ...}`).
+    Kinds, statuses and roles in it are the stored lower-case values
+    (`"status": "disabled"`), not the contract's enum names: the summary is
+    written once and hash-chained, whatever the contract calls them later.
+    """
     hash_hex: _builtins.str
     """The event's chain hash (SHA-256), in lower-case hexadecimal."""
     @_builtins.property
@@ -265,7 +301,10 @@ class Discrepancy(_message.Message):
     EXPECTED_MINOR_FIELD_NUMBER: _builtins.int
     ACTUAL_MINOR_FIELD_NUMBER: _builtins.int
     check: _builtins.str
-    """`CURRENCY_UNBALANCED`, `BALANCE_MISMATCH`, `HELD_MISMATCH`, `TRANSFER_ENTRIES_MISMATCH`, ..."""
+    """`CURRENCY_UNBALANCED`, `BALANCE_MISMATCH`, `HELD_MISMATCH`, `TRANSFER_ENTRIES_MISMATCH`, ...
+    A string code, like an error reason, not an enum: a stable UPPER_SNAKE
+    identifier from a set that grows with the checks.
+    """
     subject: _builtins.str
     """The currency, account, transfer or hold concerned."""
     expected_minor: _builtins.int
@@ -347,8 +386,8 @@ class TenantSummary(_message.Message):
     TENANT_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
-    status: _builtins.str
-    """`active` or `suspended`."""
+    status: Global___TenantStatus.ValueType
+    """Whether the tenant's people and terminals can log in."""
     @_builtins.property
     def tenant(self) -> _auth_pb2.Tenant:
         """The tenant's public profile."""
@@ -361,7 +400,7 @@ class TenantSummary(_message.Message):
         self,
         *,
         tenant: _auth_pb2.Tenant | None = ...,
-        status: _builtins.str = ...,
+        status: Global___TenantStatus.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "tenant", b"tenant"]  # noqa: Y015
@@ -604,15 +643,17 @@ class CreateUserRequest(_message.Message):
     display_name: _builtins.str
     """Name shown to people (1 to 200 characters)."""
     @_builtins.property
-    def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Roles among `customer`, `merchant`, `operator`, `tenant_admin`."""
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[_auth_pb2.Role.ValueType]:
+        """One to four roles among `ROLE_CUSTOMER`, `ROLE_MERCHANT`, `ROLE_OPERATOR`
+        and `ROLE_TENANT_ADMIN` (platform administrators are not created here).
+        """
 
     def __init__(
         self,
         *,
         email: _builtins.str = ...,
         display_name: _builtins.str = ...,
-        roles: _abc.Iterable[_builtins.str] | None = ...,
+        roles: _abc.Iterable[_auth_pb2.Role.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -664,8 +705,8 @@ class ListUsersRequest(_message.Message):
     """At most this many users (1 to 100; 0 means 20)."""
     page_token: _builtins.str
     """The `next_page_token` of the previous page; empty for the first page."""
-    role: _builtins.str
-    """Only users holding this role; empty for all."""
+    role: _auth_pb2.Role.ValueType
+    """Only users holding this role; `ROLE_UNSPECIFIED` (the default) for all."""
     query: _builtins.str
     """Only users whose e-mail address or display name contains this text,
     ignoring case (at most 100 characters); empty for all.
@@ -675,7 +716,7 @@ class ListUsersRequest(_message.Message):
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
-        role: _builtins.str = ...,
+        role: _auth_pb2.Role.ValueType = ...,
         query: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
@@ -723,7 +764,7 @@ class RegisterTerminalRequest(_message.Message):
     MERCHANT_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     merchant: _builtins.str
-    """The merchant who owns it: `users/{user_id}`, a user with the `merchant` role."""
+    """The merchant who owns it: `users/{user_id}`, an active user with `ROLE_MERCHANT`."""
     display_name: _builtins.str
     """Name shown to people (1 to 200 characters)."""
     def __init__(

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,110 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _Role:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ROLE_UNSPECIFIED: _Role.ValueType  # 0
+    """Not set. Never held; refused where a role is required; in a list filter,
+    every role.
+    """
+    ROLE_CUSTOMER: _Role.ValueType  # 1
+    """A citizen: their own accounts, transfers and payment codes."""
+    ROLE_MERCHANT: _Role.ValueType  # 2
+    """A shop: as a customer, plus merchant accounts, their terminals' payments
+    and refunds.
+    """
+    ROLE_OPERATOR: _Role.ValueType  # 3
+    """The tenant's back office: users, accounts, payments, terminals and the
+    audit log; may create customers and merchants.
+    """
+    ROLE_TENANT_ADMIN: _Role.ValueType  # 4
+    """As an operator, and may create operators and tenant administrators."""
+    ROLE_PLATFORM_ADMIN: _Role.ValueType  # 5
+    """Runs the platform from the `platform` tenant: creates, suspends and
+    reactivates tenants.
+    """
+
+class Role(_Role, metaclass=_RoleEnumTypeWrapper):
+    """Role is what a user may do in their tenant. A user holds one or more."""
+
+ROLE_UNSPECIFIED: Role.ValueType  # 0
+"""Not set. Never held; refused where a role is required; in a list filter,
+every role.
+"""
+ROLE_CUSTOMER: Role.ValueType  # 1
+"""A citizen: their own accounts, transfers and payment codes."""
+ROLE_MERCHANT: Role.ValueType  # 2
+"""A shop: as a customer, plus merchant accounts, their terminals' payments
+and refunds.
+"""
+ROLE_OPERATOR: Role.ValueType  # 3
+"""The tenant's back office: users, accounts, payments, terminals and the
+audit log; may create customers and merchants.
+"""
+ROLE_TENANT_ADMIN: Role.ValueType  # 4
+"""As an operator, and may create operators and tenant administrators."""
+ROLE_PLATFORM_ADMIN: Role.ValueType  # 5
+"""Runs the platform from the `platform` tenant: creates, suspends and
+reactivates tenants.
+"""
+Global___Role: _TypeAlias = Role  # noqa: Y015
+
+class _UserStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UserStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UserStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    USER_STATUS_UNSPECIFIED: _UserStatus.ValueType  # 0
+    """Not set. Never in a user."""
+    USER_STATUS_ACTIVE: _UserStatus.ValueType  # 1
+    """Logs in and calls as their roles allow."""
+    USER_STATUS_DISABLED: _UserStatus.ValueType  # 2
+    """Can no longer log in; their tokens no longer work."""
+
+class UserStatus(_UserStatus, metaclass=_UserStatusEnumTypeWrapper):
+    """UserStatus says whether a user can log in."""
+
+USER_STATUS_UNSPECIFIED: UserStatus.ValueType  # 0
+"""Not set. Never in a user."""
+USER_STATUS_ACTIVE: UserStatus.ValueType  # 1
+"""Logs in and calls as their roles allow."""
+USER_STATUS_DISABLED: UserStatus.ValueType  # 2
+"""Can no longer log in; their tokens no longer work."""
+Global___UserStatus: _TypeAlias = UserStatus  # noqa: Y015
+
+class _TerminalStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TerminalStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TerminalStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TERMINAL_STATUS_UNSPECIFIED: _TerminalStatus.ValueType  # 0
+    """Not set. Never in a terminal."""
+    TERMINAL_STATUS_ACTIVE: _TerminalStatus.ValueType  # 1
+    """Logs in and charges payment codes."""
+    TERMINAL_STATUS_DISABLED: _TerminalStatus.ValueType  # 2
+    """Disabled for good (DisableTerminal): can no longer log in, and its
+    access token stopped working at once.
+    """
+
+class TerminalStatus(_TerminalStatus, metaclass=_TerminalStatusEnumTypeWrapper):
+    """TerminalStatus says whether a payment terminal can log in."""
+
+TERMINAL_STATUS_UNSPECIFIED: TerminalStatus.ValueType  # 0
+"""Not set. Never in a terminal."""
+TERMINAL_STATUS_ACTIVE: TerminalStatus.ValueType  # 1
+"""Logs in and charges payment codes."""
+TERMINAL_STATUS_DISABLED: TerminalStatus.ValueType  # 2
+"""Disabled for good (DisableTerminal): can no longer log in, and its
+access token stopped working at once.
+"""
+Global___TerminalStatus: _TypeAlias = TerminalStatus  # noqa: Y015
 
 @_typing.final
 class GetTenantRequest(_message.Message):
@@ -129,11 +234,11 @@ class User(_message.Message):
     """E-mail address used to log in, lower-case."""
     display_name: _builtins.str
     """Name shown to people."""
-    status: _builtins.str
-    """`active` or `disabled`."""
+    status: Global___UserStatus.ValueType
+    """Whether the user can log in."""
     @_builtins.property
-    def roles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Roles: `customer`, `merchant`, `operator`, `tenant_admin`, `platform_admin`."""
+    def roles(self) -> _containers.RepeatedScalarFieldContainer[Global___Role.ValueType]:
+        """What the user may do; at least one role."""
 
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
@@ -147,8 +252,8 @@ class User(_message.Message):
         tenant: _builtins.str = ...,
         email: _builtins.str = ...,
         display_name: _builtins.str = ...,
-        roles: _abc.Iterable[_builtins.str] | None = ...,
-        status: _builtins.str = ...,
+        roles: _abc.Iterable[Global___Role.ValueType] | None = ...,
+        status: Global___UserStatus.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
@@ -182,8 +287,8 @@ class Terminal(_message.Message):
     """Name shown to people, for example "Bakery till 1"."""
     client_id: _builtins.str
     """Public client id the terminal logs in with."""
-    status: _builtins.str
-    """`active` or `disabled`."""
+    status: Global___TerminalStatus.ValueType
+    """Whether the terminal can log in."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the terminal was registered."""
@@ -196,7 +301,7 @@ class Terminal(_message.Message):
         merchant: _builtins.str = ...,
         display_name: _builtins.str = ...,
         client_id: _builtins.str = ...,
-        status: _builtins.str = ...,
+        status: Global___TerminalStatus.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
@@ -223,7 +328,9 @@ class Tokens(_message.Message):
     refresh_token: _builtins.str
     """Opaque single-use refresh token; empty for terminals."""
     token_type: _builtins.str
-    """Always "Bearer"."""
+    """Always "Bearer". A string, not an enum: it is OAuth 2.0's `token_type`
+    (RFC 6749, section 7.1), whose values are an open registry.
+    """
     @_builtins.property
     def access_token_expire_time(self) -> _timestamp_pb2.Timestamp:
         """When the access token stops working."""

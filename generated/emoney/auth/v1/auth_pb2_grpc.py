@@ -105,7 +105,7 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SignUp(self, request, context):
-        """SignUp registers a citizen (role `customer`) in an active tenant and logs
+        """SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant and logs
         them in. No login is needed; it is rate limited per client address.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

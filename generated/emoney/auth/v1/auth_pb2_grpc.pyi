@@ -47,7 +47,7 @@ class AuthServiceStub:
     malformed name answers INVALID_ARGUMENT. No login is needed.
     """
     SignUp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SignUpRequest, _auth_pb2.SignUpResponse]
-    """SignUp registers a citizen (role `customer`) in an active tenant and logs
+    """SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant and logs
     them in. No login is needed; it is rate limited per client address.
     """
     Login: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]
@@ -94,7 +94,7 @@ class AuthServiceAsyncStub(AuthServiceStub):
     malformed name answers INVALID_ARGUMENT. No login is needed.
     """
     SignUp: _aio.UnaryUnaryMultiCallable[_auth_pb2.SignUpRequest, _auth_pb2.SignUpResponse]  # type: ignore[assignment]
-    """SignUp registers a citizen (role `customer`) in an active tenant and logs
+    """SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant and logs
     them in. No login is needed; it is rate limited per client address.
     """
     Login: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]  # type: ignore[assignment]
@@ -150,7 +150,7 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.SignUpRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.SignUpResponse, _abc.Awaitable[_auth_pb2.SignUpResponse]]:
-        """SignUp registers a citizen (role `customer`) in an active tenant and logs
+        """SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant and logs
         them in. No login is needed; it is rate limited per client address.
         """
 

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,6 +19,142 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _PaymentKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PaymentKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYMENT_KIND_UNSPECIFIED: _PaymentKind.ValueType  # 0
+    """Not set. Never in a payment."""
+    PAYMENT_KIND_P2P: _PaymentKind.ValueType  # 1
+    """A transfer between two customers (CreateTransfer)."""
+    PAYMENT_KIND_PAYMENT: _PaymentKind.ValueType  # 2
+    """A customer paid a merchant with a payment code at a terminal
+    (ChargePaymentCode).
+    """
+    PAYMENT_KIND_TOP_UP: _PaymentKind.ValueType  # 3
+    """Cash in: an account credited from the tenant's float (TopUp)."""
+    PAYMENT_KIND_WITHDRAWAL: _PaymentKind.ValueType  # 4
+    """Cash out: an account debited back into the tenant's float (Withdraw)."""
+    PAYMENT_KIND_CAPTURE: _PaymentKind.ValueType  # 5
+    """What a capture took of a hold, paid to the merchant (CapturePayment)."""
+    PAYMENT_KIND_REFUND: _PaymentKind.ValueType  # 6
+    """Money a merchant returned to the payer of a payment or capture
+    (RefundPayment).
+    """
+    PAYMENT_KIND_HOLD: _PaymentKind.ValueType  # 7
+    """An amount reserved on a customer's account for a merchant
+    (AuthorizePayment); it moves nothing until captured.
+    """
+
+class PaymentKind(_PaymentKind, metaclass=_PaymentKindEnumTypeWrapper):
+    """PaymentKind says what a payment moved money for, or that it is a hold."""
+
+PAYMENT_KIND_UNSPECIFIED: PaymentKind.ValueType  # 0
+"""Not set. Never in a payment."""
+PAYMENT_KIND_P2P: PaymentKind.ValueType  # 1
+"""A transfer between two customers (CreateTransfer)."""
+PAYMENT_KIND_PAYMENT: PaymentKind.ValueType  # 2
+"""A customer paid a merchant with a payment code at a terminal
+(ChargePaymentCode).
+"""
+PAYMENT_KIND_TOP_UP: PaymentKind.ValueType  # 3
+"""Cash in: an account credited from the tenant's float (TopUp)."""
+PAYMENT_KIND_WITHDRAWAL: PaymentKind.ValueType  # 4
+"""Cash out: an account debited back into the tenant's float (Withdraw)."""
+PAYMENT_KIND_CAPTURE: PaymentKind.ValueType  # 5
+"""What a capture took of a hold, paid to the merchant (CapturePayment)."""
+PAYMENT_KIND_REFUND: PaymentKind.ValueType  # 6
+"""Money a merchant returned to the payer of a payment or capture
+(RefundPayment).
+"""
+PAYMENT_KIND_HOLD: PaymentKind.ValueType  # 7
+"""An amount reserved on a customer's account for a merchant
+(AuthorizePayment); it moves nothing until captured.
+"""
+Global___PaymentKind: _TypeAlias = PaymentKind  # noqa: Y015
+
+class _PaymentStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PaymentStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYMENT_STATUS_UNSPECIFIED: _PaymentStatus.ValueType  # 0
+    """Not set. Never in a payment; in a list filter, every status."""
+    PAYMENT_STATUS_COMPLETED: _PaymentStatus.ValueType  # 1
+    """The money moved (every kind but a hold)."""
+    PAYMENT_STATUS_PARTIALLY_REFUNDED: _PaymentStatus.ValueType  # 2
+    """A payment or capture of which part has been refunded."""
+    PAYMENT_STATUS_REFUNDED: _PaymentStatus.ValueType  # 3
+    """A payment or capture refunded in full."""
+    PAYMENT_STATUS_AUTHORIZED: _PaymentStatus.ValueType  # 4
+    """A hold still reserving its amount, until captured, voided or expired."""
+    PAYMENT_STATUS_CAPTURED: _PaymentStatus.ValueType  # 5
+    """A hold that was captured, in part or in full; the rest was released."""
+    PAYMENT_STATUS_VOIDED: _PaymentStatus.ValueType  # 6
+    """A hold released without taking anything (VoidPayment)."""
+    PAYMENT_STATUS_EXPIRED: _PaymentStatus.ValueType  # 7
+    """A hold that released itself at its `expire_time`."""
+
+class PaymentStatus(_PaymentStatus, metaclass=_PaymentStatusEnumTypeWrapper):
+    """PaymentStatus says where a payment stands."""
+
+PAYMENT_STATUS_UNSPECIFIED: PaymentStatus.ValueType  # 0
+"""Not set. Never in a payment; in a list filter, every status."""
+PAYMENT_STATUS_COMPLETED: PaymentStatus.ValueType  # 1
+"""The money moved (every kind but a hold)."""
+PAYMENT_STATUS_PARTIALLY_REFUNDED: PaymentStatus.ValueType  # 2
+"""A payment or capture of which part has been refunded."""
+PAYMENT_STATUS_REFUNDED: PaymentStatus.ValueType  # 3
+"""A payment or capture refunded in full."""
+PAYMENT_STATUS_AUTHORIZED: PaymentStatus.ValueType  # 4
+"""A hold still reserving its amount, until captured, voided or expired."""
+PAYMENT_STATUS_CAPTURED: PaymentStatus.ValueType  # 5
+"""A hold that was captured, in part or in full; the rest was released."""
+PAYMENT_STATUS_VOIDED: PaymentStatus.ValueType  # 6
+"""A hold released without taking anything (VoidPayment)."""
+PAYMENT_STATUS_EXPIRED: PaymentStatus.ValueType  # 7
+"""A hold that released itself at its `expire_time`."""
+Global___PaymentStatus: _TypeAlias = PaymentStatus  # noqa: Y015
+
+class _PaymentEventType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PaymentEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PaymentEventType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PAYMENT_EVENT_TYPE_UNSPECIFIED: _PaymentEventType.ValueType  # 0
+    """Not set. Never in an event."""
+    PAYMENT_EVENT_TYPE_CREATED: _PaymentEventType.ValueType  # 1
+    """A payment was made or a hold authorized."""
+    PAYMENT_EVENT_TYPE_CAPTURED: _PaymentEventType.ValueType  # 2
+    """A hold was captured."""
+    PAYMENT_EVENT_TYPE_VOIDED: _PaymentEventType.ValueType  # 3
+    """A hold was voided."""
+    PAYMENT_EVENT_TYPE_EXPIRED: _PaymentEventType.ValueType  # 4
+    """A hold expired."""
+    PAYMENT_EVENT_TYPE_REFUNDED: _PaymentEventType.ValueType  # 5
+    """A refund was made (the event's payment is the refund)."""
+
+class PaymentEventType(_PaymentEventType, metaclass=_PaymentEventTypeEnumTypeWrapper):
+    """PaymentEventType says what happened to a payment, in a WatchPayments event."""
+
+PAYMENT_EVENT_TYPE_UNSPECIFIED: PaymentEventType.ValueType  # 0
+"""Not set. Never in an event."""
+PAYMENT_EVENT_TYPE_CREATED: PaymentEventType.ValueType  # 1
+"""A payment was made or a hold authorized."""
+PAYMENT_EVENT_TYPE_CAPTURED: PaymentEventType.ValueType  # 2
+"""A hold was captured."""
+PAYMENT_EVENT_TYPE_VOIDED: PaymentEventType.ValueType  # 3
+"""A hold was voided."""
+PAYMENT_EVENT_TYPE_EXPIRED: PaymentEventType.ValueType  # 4
+"""A hold expired."""
+PAYMENT_EVENT_TYPE_REFUNDED: PaymentEventType.ValueType  # 5
+"""A refund was made (the event's payment is the refund)."""
+Global___PaymentEventType: _TypeAlias = PaymentEventType  # noqa: Y015
 
 @_typing.final
 class Payment(_message.Message):
@@ -44,10 +181,12 @@ class Payment(_message.Message):
     """Resource name: `payments/{payment_id}`."""
     payment_id: _builtins.str
     """Stable identifier (UUID)."""
-    kind: _builtins.str
-    """`p2p`, `payment`, `hold`, `top_up`, `withdrawal`, `refund`."""
-    status: _builtins.str
-    """`completed`, `authorized`, `voided`, `expired`, `captured`."""
+    kind: Global___PaymentKind.ValueType
+    """What kind of movement (or hold) it is."""
+    status: Global___PaymentStatus.ValueType
+    """Where it stands: a movement is completed (then maybe refunded), a hold
+    authorized until captured, voided or expired.
+    """
     from_account: _builtins.str
     """Account debited: `accounts/{account_id}`."""
     to_account: _builtins.str
@@ -79,8 +218,8 @@ class Payment(_message.Message):
         *,
         name: _builtins.str = ...,
         payment_id: _builtins.str = ...,
-        kind: _builtins.str = ...,
-        status: _builtins.str = ...,
+        kind: Global___PaymentKind.ValueType = ...,
+        status: Global___PaymentStatus.ValueType = ...,
         from_account: _builtins.str = ...,
         to_account: _builtins.str = ...,
         amount_minor: _builtins.int = ...,
@@ -330,7 +469,7 @@ class AuthorizePaymentResponse(_message.Message):
     PAYMENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def payment(self) -> Global___Payment:
-        """The hold, status `authorized`."""
+        """The hold, status `PAYMENT_STATUS_AUTHORIZED`."""
 
     def __init__(
         self,
@@ -488,7 +627,7 @@ class RefundPaymentResponse(_message.Message):
     PAYMENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def payment(self) -> Global___Payment:
-        """The refund, a payment of kind `refund`."""
+        """The refund, a payment of kind `PAYMENT_KIND_REFUND`."""
 
     def __init__(
         self,
@@ -546,7 +685,7 @@ class TopUpResponse(_message.Message):
     PAYMENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def payment(self) -> Global___Payment:
-        """The top-up, a payment of kind `top_up`."""
+        """The top-up, a payment of kind `PAYMENT_KIND_TOP_UP`."""
 
     def __init__(
         self,
@@ -604,7 +743,7 @@ class WithdrawResponse(_message.Message):
     PAYMENT_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def payment(self) -> Global___Payment:
-        """The withdrawal, a payment of kind `withdrawal`."""
+        """The withdrawal, a payment of kind `PAYMENT_KIND_WITHDRAWAL`."""
 
     def __init__(
         self,
@@ -686,8 +825,8 @@ class ListPaymentsRequest(_message.Message):
     """Only payments debiting or crediting this account."""
     terminal: _builtins.str
     """Only payments made by this terminal."""
-    status: _builtins.str
-    """Only payments in this status."""
+    status: Global___PaymentStatus.ValueType
+    """Only payments in this status; `PAYMENT_STATUS_UNSPECIFIED` (the default) for every status."""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """Only payments created at or after this instant."""
@@ -703,7 +842,7 @@ class ListPaymentsRequest(_message.Message):
         page_token: _builtins.str = ...,
         account: _builtins.str = ...,
         terminal: _builtins.str = ...,
-        status: _builtins.str = ...,
+        status: Global___PaymentStatus.ValueType = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
@@ -775,8 +914,8 @@ class WatchPaymentsResponse(_message.Message):
 
     PAYMENT_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
-    event: _builtins.str
-    """What happened: `created`, `captured`, `voided`, `expired`, `refunded`."""
+    event: Global___PaymentEventType.ValueType
+    """What happened."""
     @_builtins.property
     def payment(self) -> Global___Payment:
         """The payment as it is after the event."""
@@ -785,7 +924,7 @@ class WatchPaymentsResponse(_message.Message):
         self,
         *,
         payment: Global___Payment | None = ...,
-        event: _builtins.str = ...,
+        event: Global___PaymentEventType.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["payment", b"payment"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -828,7 +967,9 @@ class GetReceiptResponse(_message.Message):
     DOWNLOAD_URL_FIELD_NUMBER: _builtins.int
     DOWNLOAD_URL_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     content_type: _builtins.str
-    """MIME type of `content`, for example "application/json"."""
+    """MIME type of `content`, for example "application/json". A string, not an
+    enum: media types are an open, IANA-registered set.
+    """
     content: _builtins.bytes
     """The receipt document."""
     download_url: _builtins.str

@@ -2,8 +2,10 @@
 // @generated from file emoney/accounts/v1/accounts.proto (package emoney.accounts.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { PaymentKind } from "../../payments/v1/payments_pb";
+import { file_emoney_payments_v1_payments } from "../../payments/v1/payments_pb";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb";
 import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file emoney/accounts/v1/accounts.proto.
  */
 export const file_emoney_accounts_v1_accounts: GenFile = /*@__PURE__*/
-  fileDesc("CiFlbW9uZXkvYWNjb3VudHMvdjEvYWNjb3VudHMucHJvdG8SEmVtb25leS5hY2NvdW50cy52MSLwAgoHQWNjb3VudBISCgRuYW1lGAEgASgJQgTiQQEDEhgKCmFjY291bnRfaWQYAiABKAlCBOJBAQMSDQoFb3duZXIYAyABKAkSDAoEa2luZBgEIAEoCRIQCghjdXJyZW5jeRgFIAEoCRIUCgZzdGF0dXMYBiABKAlCBOJBAQMSGwoNYmFsYW5jZV9taW5vchgHIAEoA0IE4kEBAxIYCgpoZWxkX21pbm9yGAggASgDQgTiQQEDEh0KD2F2YWlsYWJsZV9taW5vchgJIAEoA0IE4kEBAxIjChVvdmVyZHJhZnRfbGltaXRfbWlub3IYCiABKANCBOJBAQMSNQoLY3JlYXRlX3RpbWUYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEicKFGN1cnJlbmN5X21pbm9yX3VuaXRzGAwgASgFQgTiQQEDSACIAQFCFwoVX2N1cnJlbmN5X21pbm9yX3VuaXRzIksKFENyZWF0ZUFjY291bnRSZXF1ZXN0EhIKBGtpbmQYASABKAlCBOJBAQISEAoIY3VycmVuY3kYAiABKAkSDQoFb3duZXIYAyABKAkiRQoVQ3JlYXRlQWNjb3VudFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudCInChFHZXRBY2NvdW50UmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECIkIKEkdldEFjY291bnRSZXNwb25zZRIsCgdhY2NvdW50GAEgASgLMhsuZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnQiaQoTTGlzdEFjY291bnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRINCgVvd25lchgDIAEoCRIMCgRraW5kGAQgASgJEg4KBnN0YXR1cxgFIAEoCSJeChRMaXN0QWNjb3VudHNSZXNwb25zZRItCghhY2NvdW50cxgBIAMoCzIbLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKcAQoFRW50cnkSEAoIZW50cnlfaWQYASABKAMSDwoHcGF5bWVudBgCIAEoCRIUCgxhbW91bnRfbWlub3IYAyABKAMSGwoTYmFsYW5jZV9hZnRlcl9taW5vchgEIAEoAxIMCgRraW5kGAUgASgJEi8KC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK3AQoZTGlzdEFjY291bnRFbnRyaWVzUmVxdWVzdBIVCgdhY2NvdW50GAEgASgJQgTiQQECEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJEi4KCnN0YXJ0X3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJhChpMaXN0QWNjb3VudEVudHJpZXNSZXNwb25zZRIqCgdlbnRyaWVzGAEgAygLMhkuZW1vbmV5LmFjY291bnRzLnYxLkVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJcChNHZXRCYWxhbmNlQXRSZXF1ZXN0EhUKB2FjY291bnQYASABKAlCBOJBAQISLgoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQIiPwoUR2V0QmFsYW5jZUF0UmVzcG9uc2USFQoNYmFsYW5jZV9taW5vchgBIAEoAxIQCghjdXJyZW5jeRgCIAEoCSIqChRGcmVlemVBY2NvdW50UmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECIkUKFUZyZWV6ZUFjY291bnRSZXNwb25zZRIsCgdhY2NvdW50GAEgASgLMhsuZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnQiLAoWVW5mcmVlemVBY2NvdW50UmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECIkcKF1VuZnJlZXplQWNjb3VudFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudCIpChNDbG9zZUFjY291bnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiRAoUQ2xvc2VBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50MukICg9BY2NvdW50c1NlcnZpY2USfQoNQ3JlYXRlQWNjb3VudBIoLmVtb25leS5hY2NvdW50cy52MS5DcmVhdGVBY2NvdW50UmVxdWVzdBopLmVtb25leS5hY2NvdW50cy52MS5DcmVhdGVBY2NvdW50UmVzcG9uc2UiF4LT5JMCESIML3YxL2FjY291bnRzOgEqEnoKCkdldEFjY291bnQSJS5lbW9uZXkuYWNjb3VudHMudjEuR2V0QWNjb3VudFJlcXVlc3QaJi5lbW9uZXkuYWNjb3VudHMudjEuR2V0QWNjb3VudFJlc3BvbnNlIh2C0+STAhcSFS92MS97bmFtZT1hY2NvdW50cy8qfRJ3CgxMaXN0QWNjb3VudHMSJy5lbW9uZXkuYWNjb3VudHMudjEuTGlzdEFjY291bnRzUmVxdWVzdBooLmVtb25leS5hY2NvdW50cy52MS5MaXN0QWNjb3VudHNSZXNwb25zZSIUgtPkkwIOEgwvdjEvYWNjb3VudHMSnQEKEkxpc3RBY2NvdW50RW50cmllcxItLmVtb25leS5hY2NvdW50cy52MS5MaXN0QWNjb3VudEVudHJpZXNSZXF1ZXN0Gi4uZW1vbmV5LmFjY291bnRzLnYxLkxpc3RBY2NvdW50RW50cmllc1Jlc3BvbnNlIiiC0+STAiISIC92MS97YWNjb3VudD1hY2NvdW50cy8qfS9lbnRyaWVzEo0BCgxHZXRCYWxhbmNlQXQSJy5lbW9uZXkuYWNjb3VudHMudjEuR2V0QmFsYW5jZUF0UmVxdWVzdBooLmVtb25leS5hY2NvdW50cy52MS5HZXRCYWxhbmNlQXRSZXNwb25zZSIqgtPkkwIkEiIvdjEve2FjY291bnQ9YWNjb3VudHMvKn06YmFsYW5jZUF0Eo0BCg1GcmVlemVBY2NvdW50EiguZW1vbmV5LmFjY291bnRzLnYxLkZyZWV6ZUFjY291bnRSZXF1ZXN0GikuZW1vbmV5LmFjY291bnRzLnYxLkZyZWV6ZUFjY291bnRSZXNwb25zZSIngtPkkwIhIhwvdjEve25hbWU9YWNjb3VudHMvKn06ZnJlZXplOgEqEpUBCg9VbmZyZWV6ZUFjY291bnQSKi5lbW9uZXkuYWNjb3VudHMudjEuVW5mcmVlemVBY2NvdW50UmVxdWVzdBorLmVtb25leS5hY2NvdW50cy52MS5VbmZyZWV6ZUFjY291bnRSZXNwb25zZSIpgtPkkwIjIh4vdjEve25hbWU9YWNjb3VudHMvKn06dW5mcmVlemU6ASoSiQEKDENsb3NlQWNjb3VudBInLmVtb25leS5hY2NvdW50cy52MS5DbG9zZUFjY291bnRSZXF1ZXN0GiguZW1vbmV5LmFjY291bnRzLnYxLkNsb3NlQWNjb3VudFJlc3BvbnNlIiaC0+STAiAiGy92MS97bmFtZT1hY2NvdW50cy8qfTpjbG9zZToBKmIGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+  fileDesc("CiFlbW9uZXkvYWNjb3VudHMvdjEvYWNjb3VudHMucHJvdG8SEmVtb25leS5hY2NvdW50cy52MSK0AwoHQWNjb3VudBISCgRuYW1lGAEgASgJQgTiQQEDEhgKCmFjY291bnRfaWQYAiABKAlCBOJBAQMSDQoFb3duZXIYAyABKAkSLQoEa2luZBgEIAEoDjIfLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50S2luZBIQCghjdXJyZW5jeRgFIAEoCRI3CgZzdGF0dXMYBiABKA4yIS5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudFN0YXR1c0IE4kEBAxIbCg1iYWxhbmNlX21pbm9yGAcgASgDQgTiQQEDEhgKCmhlbGRfbWlub3IYCCABKANCBOJBAQMSHQoPYXZhaWxhYmxlX21pbm9yGAkgASgDQgTiQQEDEiMKFW92ZXJkcmFmdF9saW1pdF9taW5vchgKIAEoA0IE4kEBAxI1CgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSJwoUY3VycmVuY3lfbWlub3JfdW5pdHMYDCABKAVCBOJBAQNIAIgBAUIXChVfY3VycmVuY3lfbWlub3JfdW5pdHMibAoUQ3JlYXRlQWNjb3VudFJlcXVlc3QSMwoEa2luZBgBIAEoDjIfLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50S2luZEIE4kEBAhIQCghjdXJyZW5jeRgCIAEoCRINCgVvd25lchgDIAEoCSJFChVDcmVhdGVBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50IicKEUdldEFjY291bnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiQgoSR2V0QWNjb3VudFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudCKtAQoTTGlzdEFjY291bnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRINCgVvd25lchgDIAEoCRItCgRraW5kGAQgASgOMh8uZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnRLaW5kEjEKBnN0YXR1cxgFIAEoDjIhLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50U3RhdHVzIl4KFExpc3RBY2NvdW50c1Jlc3BvbnNlEi0KCGFjY291bnRzGAEgAygLMhsuZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIr0BCgVFbnRyeRIQCghlbnRyeV9pZBgBIAEoAxIPCgdwYXltZW50GAIgASgJEhQKDGFtb3VudF9taW5vchgDIAEoAxIbChNiYWxhbmNlX2FmdGVyX21pbm9yGAQgASgDEi0KBGtpbmQYBSABKA4yHy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudEtpbmQSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrcBChlMaXN0QWNjb3VudEVudHJpZXNSZXF1ZXN0EhUKB2FjY291bnQYASABKAlCBOJBAQISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImEKGkxpc3RBY2NvdW50RW50cmllc1Jlc3BvbnNlEioKB2VudHJpZXMYASADKAsyGS5lbW9uZXkuYWNjb3VudHMudjEuRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlwKE0dldEJhbGFuY2VBdFJlcXVlc3QSFQoHYWNjb3VudBgBIAEoCUIE4kEBAhIuCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAiI/ChRHZXRCYWxhbmNlQXRSZXNwb25zZRIVCg1iYWxhbmNlX21pbm9yGAEgASgDEhAKCGN1cnJlbmN5GAIgASgJIioKFEZyZWV6ZUFjY291bnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiRQoVRnJlZXplQWNjb3VudFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudCIsChZVbmZyZWV6ZUFjY291bnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiRwoXVW5mcmVlemVBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50IikKE0Nsb3NlQWNjb3VudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJEChRDbG9zZUFjY291bnRSZXNwb25zZRIsCgdhY2NvdW50GAEgASgLMhsuZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnQqgAEKC0FjY291bnRLaW5kEhwKGEFDQ09VTlRfS0lORF9VTlNQRUNJRklFRBAAEhkKFUFDQ09VTlRfS0lORF9DVVNUT01FUhABEhkKFUFDQ09VTlRfS0lORF9NRVJDSEFOVBACEh0KGUFDQ09VTlRfS0lORF9TWVNURU1fRkxPQVQQAyqAAQoNQWNjb3VudFN0YXR1cxIeChpBQ0NPVU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUFDQ09VTlRfU1RBVFVTX0FDVElWRRABEhkKFUFDQ09VTlRfU1RBVFVTX0ZST1pFThACEhkKFUFDQ09VTlRfU1RBVFVTX0NMT1NFRBADMukICg9BY2NvdW50c1NlcnZpY2USfQoNQ3JlYXRlQWNjb3VudBIoLmVtb25leS5hY2NvdW50cy52MS5DcmVhdGVBY2NvdW50UmVxdWVzdBopLmVtb25leS5hY2NvdW50cy52MS5DcmVhdGVBY2NvdW50UmVzcG9uc2UiF4LT5JMCESIML3YxL2FjY291bnRzOgEqEnoKCkdldEFjY291bnQSJS5lbW9uZXkuYWNjb3VudHMudjEuR2V0QWNjb3VudFJlcXVlc3QaJi5lbW9uZXkuYWNjb3VudHMudjEuR2V0QWNjb3VudFJlc3BvbnNlIh2C0+STAhcSFS92MS97bmFtZT1hY2NvdW50cy8qfRJ3CgxMaXN0QWNjb3VudHMSJy5lbW9uZXkuYWNjb3VudHMudjEuTGlzdEFjY291bnRzUmVxdWVzdBooLmVtb25leS5hY2NvdW50cy52MS5MaXN0QWNjb3VudHNSZXNwb25zZSIUgtPkkwIOEgwvdjEvYWNjb3VudHMSnQEKEkxpc3RBY2NvdW50RW50cmllcxItLmVtb25leS5hY2NvdW50cy52MS5MaXN0QWNjb3VudEVudHJpZXNSZXF1ZXN0Gi4uZW1vbmV5LmFjY291bnRzLnYxLkxpc3RBY2NvdW50RW50cmllc1Jlc3BvbnNlIiiC0+STAiISIC92MS97YWNjb3VudD1hY2NvdW50cy8qfS9lbnRyaWVzEo0BCgxHZXRCYWxhbmNlQXQSJy5lbW9uZXkuYWNjb3VudHMudjEuR2V0QmFsYW5jZUF0UmVxdWVzdBooLmVtb25leS5hY2NvdW50cy52MS5HZXRCYWxhbmNlQXRSZXNwb25zZSIqgtPkkwIkEiIvdjEve2FjY291bnQ9YWNjb3VudHMvKn06YmFsYW5jZUF0Eo0BCg1GcmVlemVBY2NvdW50EiguZW1vbmV5LmFjY291bnRzLnYxLkZyZWV6ZUFjY291bnRSZXF1ZXN0GikuZW1vbmV5LmFjY291bnRzLnYxLkZyZWV6ZUFjY291bnRSZXNwb25zZSIngtPkkwIhIhwvdjEve25hbWU9YWNjb3VudHMvKn06ZnJlZXplOgEqEpUBCg9VbmZyZWV6ZUFjY291bnQSKi5lbW9uZXkuYWNjb3VudHMudjEuVW5mcmVlemVBY2NvdW50UmVxdWVzdBorLmVtb25leS5hY2NvdW50cy52MS5VbmZyZWV6ZUFjY291bnRSZXNwb25zZSIpgtPkkwIjIh4vdjEve25hbWU9YWNjb3VudHMvKn06dW5mcmVlemU6ASoSiQEKDENsb3NlQWNjb3VudBInLmVtb25leS5hY2NvdW50cy52MS5DbG9zZUFjY291bnRSZXF1ZXN0GiguZW1vbmV5LmFjY291bnRzLnYxLkNsb3NlQWNjb3VudFJlc3BvbnNlIiaC0+STAiAiGy92MS97bmFtZT1hY2NvdW50cy8qfTpjbG9zZToBKmIGcHJvdG8z", [file_emoney_payments_v1_payments, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
 
 /**
  * Account is one e-money account in one currency.
@@ -44,11 +46,11 @@ export type Account = Message<"emoney.accounts.v1.Account"> & {
   owner: string;
 
   /**
-   * `customer`, `merchant` or `system_float`.
+   * Whose money the account holds.
    *
-   * @generated from field: string kind = 4;
+   * @generated from field: emoney.accounts.v1.AccountKind kind = 4;
    */
-  kind: string;
+  kind: AccountKind;
 
   /**
    * ISO-4217 currency code, for example "EUR".
@@ -58,11 +60,11 @@ export type Account = Message<"emoney.accounts.v1.Account"> & {
   currency: string;
 
   /**
-   * `active`, `frozen` or `closed`.
+   * Whether the account can move money.
    *
-   * @generated from field: string status = 6;
+   * @generated from field: emoney.accounts.v1.AccountStatus status = 6;
    */
-  status: string;
+  status: AccountStatus;
 
   /**
    * Ledger balance in minor units: the sum of all entries.
@@ -123,11 +125,11 @@ export const AccountSchema: GenMessage<Account> = /*@__PURE__*/
  */
 export type CreateAccountRequest = Message<"emoney.accounts.v1.CreateAccountRequest"> & {
   /**
-   * `customer` or `merchant`.
+   * `ACCOUNT_KIND_CUSTOMER` or `ACCOUNT_KIND_MERCHANT` (the ledger opens float accounts itself).
    *
-   * @generated from field: string kind = 1;
+   * @generated from field: emoney.accounts.v1.AccountKind kind = 1;
    */
-  kind: string;
+  kind: AccountKind;
 
   /**
    * ISO-4217 currency code; empty means the tenant's default currency.
@@ -242,18 +244,18 @@ export type ListAccountsRequest = Message<"emoney.accounts.v1.ListAccountsReques
   owner: string;
 
   /**
-   * Only accounts of this kind.
+   * Only accounts of this kind; `ACCOUNT_KIND_UNSPECIFIED` (the default) for every kind.
    *
-   * @generated from field: string kind = 4;
+   * @generated from field: emoney.accounts.v1.AccountKind kind = 4;
    */
-  kind: string;
+  kind: AccountKind;
 
   /**
-   * Only accounts in this status.
+   * Only accounts in this status; `ACCOUNT_STATUS_UNSPECIFIED` (the default) for every status.
    *
-   * @generated from field: string status = 5;
+   * @generated from field: emoney.accounts.v1.AccountStatus status = 5;
    */
-  status: string;
+  status: AccountStatus;
 };
 
 /**
@@ -326,11 +328,11 @@ export type Entry = Message<"emoney.accounts.v1.Entry"> & {
   balanceAfterMinor: bigint;
 
   /**
-   * What kind of movement: `p2p`, `payment`, `top_up`, `withdrawal`, `capture`, `refund`.
+   * The kind of the payment that wrote the entry (never `PAYMENT_KIND_HOLD`: a hold writes no entries).
    *
-   * @generated from field: string kind = 5;
+   * @generated from field: emoney.payments.v1.PaymentKind kind = 5;
    */
-  kind: string;
+  kind: PaymentKind;
 
   /**
    * When the entry was written.
@@ -605,6 +607,92 @@ export type CloseAccountResponse = Message<"emoney.accounts.v1.CloseAccountRespo
  */
 export const CloseAccountResponseSchema: GenMessage<CloseAccountResponse> = /*@__PURE__*/
   messageDesc(file_emoney_accounts_v1_accounts, 17);
+
+/**
+ * AccountKind says whose money an account holds, and so which payments may
+ * debit and credit it.
+ *
+ * @generated from enum emoney.accounts.v1.AccountKind
+ */
+export enum AccountKind {
+  /**
+   * Not set. Refused where a kind is required; in a list filter, every kind.
+   *
+   * @generated from enum value: ACCOUNT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A citizen's account: sends and receives transfers, pays merchants.
+   *
+   * @generated from enum value: ACCOUNT_KIND_CUSTOMER = 1;
+   */
+  CUSTOMER = 1,
+
+  /**
+   * A merchant's account: paid by customers at its terminals, refunds them.
+   *
+   * @generated from enum value: ACCOUNT_KIND_MERCHANT = 2;
+   */
+  MERCHANT = 2,
+
+  /**
+   * The tenant's float in one currency, opened by the ledger itself (no
+   * owner): top-ups are paid from it and withdrawals into it, so its balance
+   * is minus the money in circulation.
+   *
+   * @generated from enum value: ACCOUNT_KIND_SYSTEM_FLOAT = 3;
+   */
+  SYSTEM_FLOAT = 3,
+}
+
+/**
+ * Describes the enum emoney.accounts.v1.AccountKind.
+ */
+export const AccountKindSchema: GenEnum<AccountKind> = /*@__PURE__*/
+  enumDesc(file_emoney_accounts_v1_accounts, 0);
+
+/**
+ * AccountStatus says whether an account can move money.
+ *
+ * @generated from enum emoney.accounts.v1.AccountStatus
+ */
+export enum AccountStatus {
+  /**
+   * Not set. Never in an account; in a list filter, every status.
+   *
+   * @generated from enum value: ACCOUNT_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Sends and receives money.
+   *
+   * @generated from enum value: ACCOUNT_STATUS_ACTIVE = 1;
+   */
+  ACTIVE = 1,
+
+  /**
+   * Stopped by an operator (FreezeAccount): neither sends nor receives until
+   * unfrozen.
+   *
+   * @generated from enum value: ACCOUNT_STATUS_FROZEN = 2;
+   */
+  FROZEN = 2,
+
+  /**
+   * Closed for good (CloseAccount), at a zero balance with nothing held.
+   *
+   * @generated from enum value: ACCOUNT_STATUS_CLOSED = 3;
+   */
+  CLOSED = 3,
+}
+
+/**
+ * Describes the enum emoney.accounts.v1.AccountStatus.
+ */
+export const AccountStatusSchema: GenEnum<AccountStatus> = /*@__PURE__*/
+  enumDesc(file_emoney_accounts_v1_accounts, 1);
 
 /**
  * AccountsService manages e-money accounts: opening, balances, statements,

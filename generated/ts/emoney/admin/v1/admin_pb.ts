@@ -2,9 +2,9 @@
 // @generated from file emoney/admin/v1/admin.proto (package emoney.admin.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Tenant, Terminal, User } from "../../auth/v1/auth_pb";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Role, Tenant, Terminal, User } from "../../auth/v1/auth_pb";
 import { file_emoney_auth_v1_auth } from "../../auth/v1/auth_pb";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb";
 import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb";
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file emoney/admin/v1/admin.proto.
  */
 export const file_emoney_admin_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChtlbW9uZXkvYWRtaW4vdjEvYWRtaW4ucHJvdG8SD2Vtb25leS5hZG1pbi52MSIZChdWZXJpZnlBdWRpdENoYWluUmVxdWVzdCJwCgpCcm9rZW5MaW5rEg4KBnN0cmlwZRgBIAEoBRIQCghzZXF1ZW5jZRgCIAEoAxIPCgdwcm9ibGVtGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKKAQoYVmVyaWZ5QXVkaXRDaGFpblJlc3BvbnNlEgoKAm9rGAEgASgIEhcKD3N0cmlwZXNfY2hlY2tlZBgCIAEoBRIWCg5ldmVudHNfY2hlY2tlZBgDIAEoAxIxCgxicm9rZW5fbGlua3MYBCADKAsyGy5lbW9uZXkuYWRtaW4udjEuQnJva2VuTGluayLAAQoWTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRINCgVhY3RvchgDIAEoCRISCgpyZXF1ZXN0X2lkGAQgASgJEi4KCnN0YXJ0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK6AQoKQXVkaXRFdmVudBIOCgZzdHJpcGUYASABKAUSEAoIc2VxdWVuY2UYAiABKAMSLwoLY3JlYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAQgASgJEg4KBm1ldGhvZBgFIAEoCRISCgpyZXF1ZXN0X2lkGAYgASgJEhQKDHN1bW1hcnlfanNvbhgHIAEoCRIQCghoYXNoX2hleBgIIAEoCSJlChdMaXN0QXVkaXRFdmVudHNSZXNwb25zZRIxCgxhdWRpdF9ldmVudHMYASADKAsyGy5lbW9uZXkuYWRtaW4udjEuQXVkaXRFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGAoWUmVjb25jaWxlTGVkZ2VyUmVxdWVzdCJbCgtEaXNjcmVwYW5jeRINCgVjaGVjaxgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEhYKDmV4cGVjdGVkX21pbm9yGAMgASgDEhQKDGFjdHVhbF9taW5vchgEIAEoAyLrAQoXUmVjb25jaWxlTGVkZ2VyUmVzcG9uc2USCgoCb2sYASABKAgSLgoKY2hlY2tfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQYWNjb3VudHNfY2hlY2tlZBgDIAEoAxIZChF0cmFuc2ZlcnNfY2hlY2tlZBgEIAEoAxIXCg9lbnRyaWVzX2NoZWNrZWQYBSABKAMSMwoNZGlzY3JlcGFuY2llcxgGIAMoCzIcLmVtb25leS5hZG1pbi52MS5EaXNjcmVwYW5jeRIRCgl0cnVuY2F0ZWQYByABKAgihAEKDVRlbmFudFN1bW1hcnkSJgoGdGVuYW50GAEgASgLMhYuZW1vbmV5LmF1dGgudjEuVGVuYW50EhQKBnN0YXR1cxgCIAEoCUIE4kEBAxI1CgtjcmVhdGVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMiogEKE0NyZWF0ZVRlbmFudFJlcXVlc3QSEgoEc2x1ZxgBIAEoCUIE4kEBAhIaCgxkaXNwbGF5X25hbWUYAiABKAlCBOJBAQISHgoQZGVmYXVsdF9jdXJyZW5jeRgDIAEoCUIE4kEBAhIZCgthZG1pbl9lbWFpbBgEIAEoCUIE4kEBAhIgChJhZG1pbl9kaXNwbGF5X25hbWUYBSABKAlCBOJBAQIiiwEKFENyZWF0ZVRlbmFudFJlc3BvbnNlEi4KBnRlbmFudBgBIAEoCzIeLmVtb25leS5hZG1pbi52MS5UZW5hbnRTdW1tYXJ5EiMKBWFkbWluGAIgASgLMhQuZW1vbmV5LmF1dGgudjEuVXNlchIeChZhZG1pbl9pbml0aWFsX3Bhc3N3b3JkGAMgASgJIjsKEkxpc3RUZW5hbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJfChNMaXN0VGVuYW50c1Jlc3BvbnNlEi8KB3RlbmFudHMYASADKAsyHi5lbW9uZXkuYWRtaW4udjEuVGVuYW50U3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKgoUU3VzcGVuZFRlbmFudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJHChVTdXNwZW5kVGVuYW50UmVzcG9uc2USLgoGdGVuYW50GAEgASgLMh4uZW1vbmV5LmFkbWluLnYxLlRlbmFudFN1bW1hcnkiLQoXUmVhY3RpdmF0ZVRlbmFudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJKChhSZWFjdGl2YXRlVGVuYW50UmVzcG9uc2USLgoGdGVuYW50GAEgASgLMh4uZW1vbmV5LmFkbWluLnYxLlRlbmFudFN1bW1hcnkiWQoRQ3JlYXRlVXNlclJlcXVlc3QSEwoFZW1haWwYASABKAlCBOJBAQISGgoMZGlzcGxheV9uYW1lGAIgASgJQgTiQQECEhMKBXJvbGVzGAMgAygJQgTiQQECIlIKEkNyZWF0ZVVzZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuZW1vbmV5LmF1dGgudjEuVXNlchIYChBpbml0aWFsX3Bhc3N3b3JkGAIgASgJIlYKEExpc3RVc2Vyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDAoEcm9sZRgDIAEoCRINCgVxdWVyeRgEIAEoCSJRChFMaXN0VXNlcnNSZXNwb25zZRIjCgV1c2VycxgBIAMoCzIULmVtb25leS5hdXRoLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIk0KF1JlZ2lzdGVyVGVybWluYWxSZXF1ZXN0EhYKCG1lcmNoYW50GAEgASgJQgTiQQECEhoKDGRpc3BsYXlfbmFtZRgCIAEoCUIE4kEBAiJdChhSZWdpc3RlclRlcm1pbmFsUmVzcG9uc2USKgoIdGVybWluYWwYASABKAsyGC5lbW9uZXkuYXV0aC52MS5UZXJtaW5hbBIVCg1jbGllbnRfc2VjcmV0GAIgASgJIiwKFkRpc2FibGVUZXJtaW5hbFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJFChdEaXNhYmxlVGVybWluYWxSZXNwb25zZRIqCgh0ZXJtaW5hbBgBIAEoCzIYLmVtb25leS5hdXRoLnYxLlRlcm1pbmFsIj0KFExpc3RUZXJtaW5hbHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIl0KFUxpc3RUZXJtaW5hbHNSZXNwb25zZRIrCgl0ZXJtaW5hbHMYASADKAsyGC5lbW9uZXkuYXV0aC52MS5UZXJtaW5hbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkyhAwKDEFkbWluU2VydmljZRJzCgxDcmVhdGVUZW5hbnQSJC5lbW9uZXkuYWRtaW4udjEuQ3JlYXRlVGVuYW50UmVxdWVzdBolLmVtb25leS5hZG1pbi52MS5DcmVhdGVUZW5hbnRSZXNwb25zZSIWgtPkkwIQIgsvdjEvdGVuYW50czoBKhJtCgtMaXN0VGVuYW50cxIjLmVtb25leS5hZG1pbi52MS5MaXN0VGVuYW50c1JlcXVlc3QaJC5lbW9uZXkuYWRtaW4udjEuTGlzdFRlbmFudHNSZXNwb25zZSITgtPkkwINEgsvdjEvdGVuYW50cxKHAQoNU3VzcGVuZFRlbmFudBIlLmVtb25leS5hZG1pbi52MS5TdXNwZW5kVGVuYW50UmVxdWVzdBomLmVtb25leS5hZG1pbi52MS5TdXNwZW5kVGVuYW50UmVzcG9uc2UiJ4LT5JMCISIcL3YxL3tuYW1lPXRlbmFudHMvKn06c3VzcGVuZDoBKhKTAQoQUmVhY3RpdmF0ZVRlbmFudBIoLmVtb25leS5hZG1pbi52MS5SZWFjdGl2YXRlVGVuYW50UmVxdWVzdBopLmVtb25leS5hZG1pbi52MS5SZWFjdGl2YXRlVGVuYW50UmVzcG9uc2UiKoLT5JMCJCIfL3YxL3tuYW1lPXRlbmFudHMvKn06cmVhY3RpdmF0ZToBKhJrCgpDcmVhdGVVc2VyEiIuZW1vbmV5LmFkbWluLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiMuZW1vbmV5LmFkbWluLnYxLkNyZWF0ZVVzZXJSZXNwb25zZSIUgtPkkwIOIgkvdjEvdXNlcnM6ASoSZQoJTGlzdFVzZXJzEiEuZW1vbmV5LmFkbWluLnYxLkxpc3RVc2Vyc1JlcXVlc3QaIi5lbW9uZXkuYWRtaW4udjEuTGlzdFVzZXJzUmVzcG9uc2UiEYLT5JMCCxIJL3YxL3VzZXJzEoEBChBSZWdpc3RlclRlcm1pbmFsEiguZW1vbmV5LmFkbWluLnYxLlJlZ2lzdGVyVGVybWluYWxSZXF1ZXN0GikuZW1vbmV5LmFkbWluLnYxLlJlZ2lzdGVyVGVybWluYWxSZXNwb25zZSIYgtPkkwISIg0vdjEvdGVybWluYWxzOgEqEo8BCg9EaXNhYmxlVGVybWluYWwSJy5lbW9uZXkuYWRtaW4udjEuRGlzYWJsZVRlcm1pbmFsUmVxdWVzdBooLmVtb25leS5hZG1pbi52MS5EaXNhYmxlVGVybWluYWxSZXNwb25zZSIpgtPkkwIjIh4vdjEve25hbWU9dGVybWluYWxzLyp9OmRpc2FibGU6ASoSdQoNTGlzdFRlcm1pbmFscxIlLmVtb25leS5hZG1pbi52MS5MaXN0VGVybWluYWxzUmVxdWVzdBomLmVtb25leS5hZG1pbi52MS5MaXN0VGVybWluYWxzUmVzcG9uc2UiFYLT5JMCDxINL3YxL3Rlcm1pbmFscxKHAQoQVmVyaWZ5QXVkaXRDaGFpbhIoLmVtb25leS5hZG1pbi52MS5WZXJpZnlBdWRpdENoYWluUmVxdWVzdBopLmVtb25leS5hZG1pbi52MS5WZXJpZnlBdWRpdENoYWluUmVzcG9uc2UiHoLT5JMCGCITL3YxL2F1ZGl0TG9nOnZlcmlmeToBKhJ9Cg9MaXN0QXVkaXRFdmVudHMSJy5lbW9uZXkuYWRtaW4udjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBooLmVtb25leS5hZG1pbi52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZSIXgtPkkwIREg8vdjEvYXVkaXRFdmVudHMShQEKD1JlY29uY2lsZUxlZGdlchInLmVtb25leS5hZG1pbi52MS5SZWNvbmNpbGVMZWRnZXJSZXF1ZXN0GiguZW1vbmV5LmFkbWluLnYxLlJlY29uY2lsZUxlZGdlclJlc3BvbnNlIh+C0+STAhkiFC92MS9sZWRnZXI6cmVjb25jaWxlOgEqYgZwcm90bzM", [file_emoney_auth_v1_auth, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+  fileDesc("ChtlbW9uZXkvYWRtaW4vdjEvYWRtaW4ucHJvdG8SD2Vtb25leS5hZG1pbi52MSIZChdWZXJpZnlBdWRpdENoYWluUmVxdWVzdCJwCgpCcm9rZW5MaW5rEg4KBnN0cmlwZRgBIAEoBRIQCghzZXF1ZW5jZRgCIAEoAxIPCgdwcm9ibGVtGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKKAQoYVmVyaWZ5QXVkaXRDaGFpblJlc3BvbnNlEgoKAm9rGAEgASgIEhcKD3N0cmlwZXNfY2hlY2tlZBgCIAEoBRIWCg5ldmVudHNfY2hlY2tlZBgDIAEoAxIxCgxicm9rZW5fbGlua3MYBCADKAsyGy5lbW9uZXkuYWRtaW4udjEuQnJva2VuTGluayLAAQoWTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRINCgVhY3RvchgDIAEoCRISCgpyZXF1ZXN0X2lkGAQgASgJEi4KCnN0YXJ0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK6AQoKQXVkaXRFdmVudBIOCgZzdHJpcGUYASABKAUSEAoIc2VxdWVuY2UYAiABKAMSLwoLY3JlYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAQgASgJEg4KBm1ldGhvZBgFIAEoCRISCgpyZXF1ZXN0X2lkGAYgASgJEhQKDHN1bW1hcnlfanNvbhgHIAEoCRIQCghoYXNoX2hleBgIIAEoCSJlChdMaXN0QXVkaXRFdmVudHNSZXNwb25zZRIxCgxhdWRpdF9ldmVudHMYASADKAsyGy5lbW9uZXkuYWRtaW4udjEuQXVkaXRFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGAoWUmVjb25jaWxlTGVkZ2VyUmVxdWVzdCJbCgtEaXNjcmVwYW5jeRINCgVjaGVjaxgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEhYKDmV4cGVjdGVkX21pbm9yGAMgASgDEhQKDGFjdHVhbF9taW5vchgEIAEoAyLrAQoXUmVjb25jaWxlTGVkZ2VyUmVzcG9uc2USCgoCb2sYASABKAgSLgoKY2hlY2tfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQYWNjb3VudHNfY2hlY2tlZBgDIAEoAxIZChF0cmFuc2ZlcnNfY2hlY2tlZBgEIAEoAxIXCg9lbnRyaWVzX2NoZWNrZWQYBSABKAMSMwoNZGlzY3JlcGFuY2llcxgGIAMoCzIcLmVtb25leS5hZG1pbi52MS5EaXNjcmVwYW5jeRIRCgl0cnVuY2F0ZWQYByABKAgiowEKDVRlbmFudFN1bW1hcnkSJgoGdGVuYW50GAEgASgLMhYuZW1vbmV5LmF1dGgudjEuVGVuYW50EjMKBnN0YXR1cxgCIAEoDjIdLmVtb25leS5hZG1pbi52MS5UZW5hbnRTdGF0dXNCBOJBAQMSNQoLY3JlYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDIqIBChNDcmVhdGVUZW5hbnRSZXF1ZXN0EhIKBHNsdWcYASABKAlCBOJBAQISGgoMZGlzcGxheV9uYW1lGAIgASgJQgTiQQECEh4KEGRlZmF1bHRfY3VycmVuY3kYAyABKAlCBOJBAQISGQoLYWRtaW5fZW1haWwYBCABKAlCBOJBAQISIAoSYWRtaW5fZGlzcGxheV9uYW1lGAUgASgJQgTiQQECIosBChRDcmVhdGVUZW5hbnRSZXNwb25zZRIuCgZ0ZW5hbnQYASABKAsyHi5lbW9uZXkuYWRtaW4udjEuVGVuYW50U3VtbWFyeRIjCgVhZG1pbhgCIAEoCzIULmVtb25leS5hdXRoLnYxLlVzZXISHgoWYWRtaW5faW5pdGlhbF9wYXNzd29yZBgDIAEoCSI7ChJMaXN0VGVuYW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiXwoTTGlzdFRlbmFudHNSZXNwb25zZRIvCgd0ZW5hbnRzGAEgAygLMh4uZW1vbmV5LmFkbWluLnYxLlRlbmFudFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIioKFFN1c3BlbmRUZW5hbnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiRwoVU3VzcGVuZFRlbmFudFJlc3BvbnNlEi4KBnRlbmFudBgBIAEoCzIeLmVtb25leS5hZG1pbi52MS5UZW5hbnRTdW1tYXJ5Ii0KF1JlYWN0aXZhdGVUZW5hbnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiSgoYUmVhY3RpdmF0ZVRlbmFudFJlc3BvbnNlEi4KBnRlbmFudBgBIAEoCzIeLmVtb25leS5hZG1pbi52MS5UZW5hbnRTdW1tYXJ5Im8KEUNyZWF0ZVVzZXJSZXF1ZXN0EhMKBWVtYWlsGAEgASgJQgTiQQECEhoKDGRpc3BsYXlfbmFtZRgCIAEoCUIE4kEBAhIpCgVyb2xlcxgDIAMoDjIULmVtb25leS5hdXRoLnYxLlJvbGVCBOJBAQIiUgoSQ3JlYXRlVXNlclJlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5lbW9uZXkuYXV0aC52MS5Vc2VyEhgKEGluaXRpYWxfcGFzc3dvcmQYAiABKAkibAoQTGlzdFVzZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIiCgRyb2xlGAMgASgOMhQuZW1vbmV5LmF1dGgudjEuUm9sZRINCgVxdWVyeRgEIAEoCSJRChFMaXN0VXNlcnNSZXNwb25zZRIjCgV1c2VycxgBIAMoCzIULmVtb25leS5hdXRoLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIk0KF1JlZ2lzdGVyVGVybWluYWxSZXF1ZXN0EhYKCG1lcmNoYW50GAEgASgJQgTiQQECEhoKDGRpc3BsYXlfbmFtZRgCIAEoCUIE4kEBAiJdChhSZWdpc3RlclRlcm1pbmFsUmVzcG9uc2USKgoIdGVybWluYWwYASABKAsyGC5lbW9uZXkuYXV0aC52MS5UZXJtaW5hbBIVCg1jbGllbnRfc2VjcmV0GAIgASgJIiwKFkRpc2FibGVUZXJtaW5hbFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJFChdEaXNhYmxlVGVybWluYWxSZXNwb25zZRIqCgh0ZXJtaW5hbBgBIAEoCzIYLmVtb25leS5hdXRoLnYxLlRlcm1pbmFsIj0KFExpc3RUZXJtaW5hbHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIl0KFUxpc3RUZXJtaW5hbHNSZXNwb25zZRIrCgl0ZXJtaW5hbHMYASADKAsyGC5lbW9uZXkuYXV0aC52MS5UZXJtaW5hbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqZAoMVGVuYW50U3RhdHVzEh0KGVRFTkFOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRURU5BTlRfU1RBVFVTX0FDVElWRRABEhsKF1RFTkFOVF9TVEFUVVNfU1VTUEVOREVEEAIyhAwKDEFkbWluU2VydmljZRJzCgxDcmVhdGVUZW5hbnQSJC5lbW9uZXkuYWRtaW4udjEuQ3JlYXRlVGVuYW50UmVxdWVzdBolLmVtb25leS5hZG1pbi52MS5DcmVhdGVUZW5hbnRSZXNwb25zZSIWgtPkkwIQIgsvdjEvdGVuYW50czoBKhJtCgtMaXN0VGVuYW50cxIjLmVtb25leS5hZG1pbi52MS5MaXN0VGVuYW50c1JlcXVlc3QaJC5lbW9uZXkuYWRtaW4udjEuTGlzdFRlbmFudHNSZXNwb25zZSITgtPkkwINEgsvdjEvdGVuYW50cxKHAQoNU3VzcGVuZFRlbmFudBIlLmVtb25leS5hZG1pbi52MS5TdXNwZW5kVGVuYW50UmVxdWVzdBomLmVtb25leS5hZG1pbi52MS5TdXNwZW5kVGVuYW50UmVzcG9uc2UiJ4LT5JMCISIcL3YxL3tuYW1lPXRlbmFudHMvKn06c3VzcGVuZDoBKhKTAQoQUmVhY3RpdmF0ZVRlbmFudBIoLmVtb25leS5hZG1pbi52MS5SZWFjdGl2YXRlVGVuYW50UmVxdWVzdBopLmVtb25leS5hZG1pbi52MS5SZWFjdGl2YXRlVGVuYW50UmVzcG9uc2UiKoLT5JMCJCIfL3YxL3tuYW1lPXRlbmFudHMvKn06cmVhY3RpdmF0ZToBKhJrCgpDcmVhdGVVc2VyEiIuZW1vbmV5LmFkbWluLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiMuZW1vbmV5LmFkbWluLnYxLkNyZWF0ZVVzZXJSZXNwb25zZSIUgtPkkwIOIgkvdjEvdXNlcnM6ASoSZQoJTGlzdFVzZXJzEiEuZW1vbmV5LmFkbWluLnYxLkxpc3RVc2Vyc1JlcXVlc3QaIi5lbW9uZXkuYWRtaW4udjEuTGlzdFVzZXJzUmVzcG9uc2UiEYLT5JMCCxIJL3YxL3VzZXJzEoEBChBSZWdpc3RlclRlcm1pbmFsEiguZW1vbmV5LmFkbWluLnYxLlJlZ2lzdGVyVGVybWluYWxSZXF1ZXN0GikuZW1vbmV5LmFkbWluLnYxLlJlZ2lzdGVyVGVybWluYWxSZXNwb25zZSIYgtPkkwISIg0vdjEvdGVybWluYWxzOgEqEo8BCg9EaXNhYmxlVGVybWluYWwSJy5lbW9uZXkuYWRtaW4udjEuRGlzYWJsZVRlcm1pbmFsUmVxdWVzdBooLmVtb25leS5hZG1pbi52MS5EaXNhYmxlVGVybWluYWxSZXNwb25zZSIpgtPkkwIjIh4vdjEve25hbWU9dGVybWluYWxzLyp9OmRpc2FibGU6ASoSdQoNTGlzdFRlcm1pbmFscxIlLmVtb25leS5hZG1pbi52MS5MaXN0VGVybWluYWxzUmVxdWVzdBomLmVtb25leS5hZG1pbi52MS5MaXN0VGVybWluYWxzUmVzcG9uc2UiFYLT5JMCDxINL3YxL3Rlcm1pbmFscxKHAQoQVmVyaWZ5QXVkaXRDaGFpbhIoLmVtb25leS5hZG1pbi52MS5WZXJpZnlBdWRpdENoYWluUmVxdWVzdBopLmVtb25leS5hZG1pbi52MS5WZXJpZnlBdWRpdENoYWluUmVzcG9uc2UiHoLT5JMCGCITL3YxL2F1ZGl0TG9nOnZlcmlmeToBKhJ9Cg9MaXN0QXVkaXRFdmVudHMSJy5lbW9uZXkuYWRtaW4udjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBooLmVtb25leS5hZG1pbi52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZSIXgtPkkwIREg8vdjEvYXVkaXRFdmVudHMShQEKD1JlY29uY2lsZUxlZGdlchInLmVtb25leS5hZG1pbi52MS5SZWNvbmNpbGVMZWRnZXJSZXF1ZXN0GiguZW1vbmV5LmFkbWluLnYxLlJlY29uY2lsZUxlZGdlclJlc3BvbnNlIh+C0+STAhkiFC92MS9sZWRnZXI6cmVjb25jaWxlOgEqYgZwcm90bzM", [file_emoney_auth_v1_auth, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
 
 /**
  * VerifyAuditChainRequest has no fields: the caller's tenant is verified.
@@ -54,7 +54,9 @@ export type BrokenLink = Message<"emoney.admin.v1.BrokenLink"> & {
   sequence: bigint;
 
   /**
-   * `HASH_MISMATCH`, `LINK_BROKEN`, `SEQUENCE_GAP` or `HEAD_MISMATCH`.
+   * `HASH_MISMATCH`, `LINK_BROKEN`, `SEQUENCE_GAP` or `HEAD_MISMATCH`. A
+   * string code, like an error reason, not an enum: a stable UPPER_SNAKE
+   * identifier from a set that may grow without a contract change.
    *
    * @generated from field: string problem = 3;
    */
@@ -224,6 +226,9 @@ export type AuditEvent = Message<"emoney.admin.v1.AuditEvent"> & {
 
   /**
    * What changed, as a JSON object (typically `{"before": ..., "after": ...}`).
+   * Kinds, statuses and roles in it are the stored lower-case values
+   * (`"status": "disabled"`), not the contract's enum names: the summary is
+   * written once and hash-chained, whatever the contract calls them later.
    *
    * @generated from field: string summary_json = 7;
    */
@@ -295,6 +300,8 @@ export const ReconcileLedgerRequestSchema: GenMessage<ReconcileLedgerRequest> = 
 export type Discrepancy = Message<"emoney.admin.v1.Discrepancy"> & {
   /**
    * `CURRENCY_UNBALANCED`, `BALANCE_MISMATCH`, `HELD_MISMATCH`, `TRANSFER_ENTRIES_MISMATCH`, ...
+   * A string code, like an error reason, not an enum: a stable UPPER_SNAKE
+   * identifier from a set that grows with the checks.
    *
    * @generated from field: string check = 1;
    */
@@ -406,11 +413,11 @@ export type TenantSummary = Message<"emoney.admin.v1.TenantSummary"> & {
   tenant?: Tenant | undefined;
 
   /**
-   * `active` or `suspended`.
+   * Whether the tenant's people and terminals can log in.
    *
-   * @generated from field: string status = 2;
+   * @generated from field: emoney.admin.v1.TenantStatus status = 2;
    */
-  status: string;
+  status: TenantStatus;
 
   /**
    * When the tenant was created.
@@ -672,11 +679,12 @@ export type CreateUserRequest = Message<"emoney.admin.v1.CreateUserRequest"> & {
   displayName: string;
 
   /**
-   * Roles among `customer`, `merchant`, `operator`, `tenant_admin`.
+   * One to four roles among `ROLE_CUSTOMER`, `ROLE_MERCHANT`, `ROLE_OPERATOR`
+   * and `ROLE_TENANT_ADMIN` (platform administrators are not created here).
    *
-   * @generated from field: repeated string roles = 3;
+   * @generated from field: repeated emoney.auth.v1.Role roles = 3;
    */
-  roles: string[];
+  roles: Role[];
 };
 
 /**
@@ -735,11 +743,11 @@ export type ListUsersRequest = Message<"emoney.admin.v1.ListUsersRequest"> & {
   pageToken: string;
 
   /**
-   * Only users holding this role; empty for all.
+   * Only users holding this role; `ROLE_UNSPECIFIED` (the default) for all.
    *
-   * @generated from field: string role = 3;
+   * @generated from field: emoney.auth.v1.Role role = 3;
    */
-  role: string;
+  role: Role;
 
   /**
    * Only users whose e-mail address or display name contains this text,
@@ -792,7 +800,7 @@ export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE_
  */
 export type RegisterTerminalRequest = Message<"emoney.admin.v1.RegisterTerminalRequest"> & {
   /**
-   * The merchant who owns it: `users/{user_id}`, a user with the `merchant` role.
+   * The merchant who owns it: `users/{user_id}`, an active user with `ROLE_MERCHANT`.
    *
    * @generated from field: string merchant = 1;
    */
@@ -938,6 +946,41 @@ export type ListTerminalsResponse = Message<"emoney.admin.v1.ListTerminalsRespon
  */
 export const ListTerminalsResponseSchema: GenMessage<ListTerminalsResponse> = /*@__PURE__*/
   messageDesc(file_emoney_admin_v1_admin, 27);
+
+/**
+ * TenantStatus says whether a tenant is open.
+ *
+ * @generated from enum emoney.admin.v1.TenantStatus
+ */
+export enum TenantStatus {
+  /**
+   * Not set. Never in a tenant.
+   *
+   * @generated from enum value: TENANT_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Its people and terminals log in and pay.
+   *
+   * @generated from enum value: TENANT_STATUS_ACTIVE = 1;
+   */
+  ACTIVE = 1,
+
+  /**
+   * Suspended by a platform administrator (SuspendTenant): no one logs in and
+   * its tokens stopped working, until ReactivateTenant.
+   *
+   * @generated from enum value: TENANT_STATUS_SUSPENDED = 2;
+   */
+  SUSPENDED = 2,
+}
+
+/**
+ * Describes the enum emoney.admin.v1.TenantStatus.
+ */
+export const TenantStatusSchema: GenEnum<TenantStatus> = /*@__PURE__*/
+  enumDesc(file_emoney_admin_v1_admin, 0);
 
 /**
  * AdminService is the back office's identity management: tenants (platform

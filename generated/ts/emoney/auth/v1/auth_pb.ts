@@ -2,8 +2,8 @@
 // @generated from file emoney/auth/v1/auth.proto (package emoney.auth.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb";
 import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file emoney/auth/v1/auth.proto.
  */
 export const file_emoney_auth_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("ChllbW9uZXkvYXV0aC92MS9hdXRoLnByb3RvEg5lbW9uZXkuYXV0aC52MSImChBHZXRUZW5hbnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiOwoRR2V0VGVuYW50UmVzcG9uc2USJgoGdGVuYW50GAEgASgLMhYuZW1vbmV5LmF1dGgudjEuVGVuYW50IoUBCgZUZW5hbnQSEgoEbmFtZRgBIAEoCUIE4kEBAxIXCgl0ZW5hbnRfaWQYAiABKAlCBOJBAQMSEgoEc2x1ZxgDIAEoCUIE4kEBAxIaCgxkaXNwbGF5X25hbWUYBCABKAlCBOJBAQMSHgoQZGVmYXVsdF9jdXJyZW5jeRgFIAEoCUIE4kEBAyLIAQoEVXNlchISCgRuYW1lGAEgASgJQgTiQQEDEhUKB3VzZXJfaWQYAiABKAlCBOJBAQMSFAoGdGVuYW50GAMgASgJQgTiQQEDEg0KBWVtYWlsGAQgASgJEhQKDGRpc3BsYXlfbmFtZRgFIAEoCRINCgVyb2xlcxgGIAMoCRIUCgZzdGF0dXMYByABKAlCBOJBAQMSNQoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDIscBCghUZXJtaW5hbBISCgRuYW1lGAEgASgJQgTiQQEDEhkKC3Rlcm1pbmFsX2lkGAIgASgJQgTiQQEDEhAKCG1lcmNoYW50GAMgASgJEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRIXCgljbGllbnRfaWQYBSABKAlCBOJBAQMSFAoGc3RhdHVzGAYgASgJQgTiQQEDEjUKC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAyLGAQoGVG9rZW5zEhQKDGFjY2Vzc190b2tlbhgBIAEoCRI8ChhhY2Nlc3NfdG9rZW5fZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXJlZnJlc2hfdG9rZW4YAyABKAkSPQoZcmVmcmVzaF90b2tlbl9leHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKdG9rZW5fdHlwZRgFIAEoCSJuCg1TaWduVXBSZXF1ZXN0EhQKBnRlbmFudBgBIAEoCUIE4kEBAhITCgVlbWFpbBgCIAEoCUIE4kEBAhIWCghwYXNzd29yZBgDIAEoCUIE4kEBAhIaCgxkaXNwbGF5X25hbWUYBCABKAlCBOJBAQIiXAoOU2lnblVwUmVzcG9uc2USIgoEdXNlchgBIAEoCzIULmVtb25leS5hdXRoLnYxLlVzZXISJgoGdG9rZW5zGAIgASgLMhYuZW1vbmV5LmF1dGgudjEuVG9rZW5zIlEKDExvZ2luUmVxdWVzdBIUCgZ0ZW5hbnQYASABKAlCBOJBAQISEwoFZW1haWwYAiABKAlCBOJBAQISFgoIcGFzc3dvcmQYAyABKAlCBOJBAQIiWwoNTG9naW5SZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuZW1vbmV5LmF1dGgudjEuVXNlchImCgZ0b2tlbnMYAiABKAsyFi5lbW9uZXkuYXV0aC52MS5Ub2tlbnMiTAoUTG9naW5UZXJtaW5hbFJlcXVlc3QSFwoJY2xpZW50X2lkGAEgASgJQgTiQQECEhsKDWNsaWVudF9zZWNyZXQYAiABKAlCBOJBAQIiawoVTG9naW5UZXJtaW5hbFJlc3BvbnNlEioKCHRlcm1pbmFsGAEgASgLMhguZW1vbmV5LmF1dGgudjEuVGVybWluYWwSJgoGdG9rZW5zGAIgASgLMhYuZW1vbmV5LmF1dGgudjEuVG9rZW5zIjIKE1JlZnJlc2hUb2tlblJlcXVlc3QSGwoNcmVmcmVzaF90b2tlbhgBIAEoCUIE4kEBAiI+ChRSZWZyZXNoVG9rZW5SZXNwb25zZRImCgZ0b2tlbnMYASABKAsyFi5lbW9uZXkuYXV0aC52MS5Ub2tlbnMiLAoNTG9nb3V0UmVxdWVzdBIbCg1yZWZyZXNoX3Rva2VuGAEgASgJQgTiQQECIhAKDkxvZ291dFJlc3BvbnNlIhcKFUdldEN1cnJlbnRVc2VyUmVxdWVzdCJ2ChZHZXRDdXJyZW50VXNlclJlc3BvbnNlEiQKBHVzZXIYASABKAsyFC5lbW9uZXkuYXV0aC52MS5Vc2VySAASLAoIdGVybWluYWwYAiABKAsyGC5lbW9uZXkuYXV0aC52MS5UZXJtaW5hbEgAQggKBmNhbGxlciJTChVDaGFuZ2VQYXNzd29yZFJlcXVlc3QSHgoQY3VycmVudF9wYXNzd29yZBgBIAEoCUIE4kEBAhIaCgxuZXdfcGFzc3dvcmQYAiABKAlCBOJBAQIiGAoWQ2hhbmdlUGFzc3dvcmRSZXNwb25zZTLgBwoLQXV0aFNlcnZpY2USbgoJR2V0VGVuYW50EiAuZW1vbmV5LmF1dGgudjEuR2V0VGVuYW50UmVxdWVzdBohLmVtb25leS5hdXRoLnYxLkdldFRlbmFudFJlc3BvbnNlIhyC0+STAhYSFC92MS97bmFtZT10ZW5hbnRzLyp9EncKBlNpZ25VcBIdLmVtb25leS5hdXRoLnYxLlNpZ25VcFJlcXVlc3QaHi5lbW9uZXkuYXV0aC52MS5TaWduVXBSZXNwb25zZSIugtPkkwIoIiMvdjEve3RlbmFudD10ZW5hbnRzLyp9L3VzZXJzOnNpZ25VcDoBKhJ2CgVMb2dpbhIcLmVtb25leS5hdXRoLnYxLkxvZ2luUmVxdWVzdBodLmVtb25leS5hdXRoLnYxLkxvZ2luUmVzcG9uc2UiMILT5JMCKiIlL3YxL3t0ZW5hbnQ9dGVuYW50cy8qfS9zZXNzaW9uczpsb2dpbjoBKhKDAQoNTG9naW5UZXJtaW5hbBIkLmVtb25leS5hdXRoLnYxLkxvZ2luVGVybWluYWxSZXF1ZXN0GiUuZW1vbmV5LmF1dGgudjEuTG9naW5UZXJtaW5hbFJlc3BvbnNlIiWC0+STAh8iGi92MS90ZXJtaW5hbFNlc3Npb25zOmxvZ2luOgEqEnoKDFJlZnJlc2hUb2tlbhIjLmVtb25leS5hdXRoLnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaJC5lbW9uZXkuYXV0aC52MS5SZWZyZXNoVG9rZW5SZXNwb25zZSIfgtPkkwIZIhQvdjEvc2Vzc2lvbnM6cmVmcmVzaDoBKhJnCgZMb2dvdXQSHS5lbW9uZXkuYXV0aC52MS5Mb2dvdXRSZXF1ZXN0Gh4uZW1vbmV5LmF1dGgudjEuTG9nb3V0UmVzcG9uc2UiHoLT5JMCGCITL3YxL3Nlc3Npb25zOmxvZ291dDoBKhJ4Cg5HZXRDdXJyZW50VXNlchIlLmVtb25leS5hdXRoLnYxLkdldEN1cnJlbnRVc2VyUmVxdWVzdBomLmVtb25leS5hdXRoLnYxLkdldEN1cnJlbnRVc2VyUmVzcG9uc2UiF4LT5JMCERIPL3YxL2N1cnJlbnRVc2VyEooBCg5DaGFuZ2VQYXNzd29yZBIlLmVtb25leS5hdXRoLnYxLkNoYW5nZVBhc3N3b3JkUmVxdWVzdBomLmVtb25leS5hdXRoLnYxLkNoYW5nZVBhc3N3b3JkUmVzcG9uc2UiKYLT5JMCIyIeL3YxL2N1cnJlbnRVc2VyOmNoYW5nZVBhc3N3b3JkOgEqYgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+  fileDesc("ChllbW9uZXkvYXV0aC92MS9hdXRoLnByb3RvEg5lbW9uZXkuYXV0aC52MSImChBHZXRUZW5hbnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiOwoRR2V0VGVuYW50UmVzcG9uc2USJgoGdGVuYW50GAEgASgLMhYuZW1vbmV5LmF1dGgudjEuVGVuYW50IoUBCgZUZW5hbnQSEgoEbmFtZRgBIAEoCUIE4kEBAxIXCgl0ZW5hbnRfaWQYAiABKAlCBOJBAQMSEgoEc2x1ZxgDIAEoCUIE4kEBAxIaCgxkaXNwbGF5X25hbWUYBCABKAlCBOJBAQMSHgoQZGVmYXVsdF9jdXJyZW5jeRgFIAEoCUIE4kEBAyL6AQoEVXNlchISCgRuYW1lGAEgASgJQgTiQQEDEhUKB3VzZXJfaWQYAiABKAlCBOJBAQMSFAoGdGVuYW50GAMgASgJQgTiQQEDEg0KBWVtYWlsGAQgASgJEhQKDGRpc3BsYXlfbmFtZRgFIAEoCRIjCgVyb2xlcxgGIAMoDjIULmVtb25leS5hdXRoLnYxLlJvbGUSMAoGc3RhdHVzGAcgASgOMhouZW1vbmV5LmF1dGgudjEuVXNlclN0YXR1c0IE4kEBAxI1CgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMi5wEKCFRlcm1pbmFsEhIKBG5hbWUYASABKAlCBOJBAQMSGQoLdGVybWluYWxfaWQYAiABKAlCBOJBAQMSEAoIbWVyY2hhbnQYAyABKAkSFAoMZGlzcGxheV9uYW1lGAQgASgJEhcKCWNsaWVudF9pZBgFIAEoCUIE4kEBAxI0CgZzdGF0dXMYBiABKA4yHi5lbW9uZXkuYXV0aC52MS5UZXJtaW5hbFN0YXR1c0IE4kEBAxI1CgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMixgEKBlRva2VucxIUCgxhY2Nlc3NfdG9rZW4YASABKAkSPAoYYWNjZXNzX3Rva2VuX2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1yZWZyZXNoX3Rva2VuGAMgASgJEj0KGXJlZnJlc2hfdG9rZW5fZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnRva2VuX3R5cGUYBSABKAkibgoNU2lnblVwUmVxdWVzdBIUCgZ0ZW5hbnQYASABKAlCBOJBAQISEwoFZW1haWwYAiABKAlCBOJBAQISFgoIcGFzc3dvcmQYAyABKAlCBOJBAQISGgoMZGlzcGxheV9uYW1lGAQgASgJQgTiQQECIlwKDlNpZ25VcFJlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5lbW9uZXkuYXV0aC52MS5Vc2VyEiYKBnRva2VucxgCIAEoCzIWLmVtb25leS5hdXRoLnYxLlRva2VucyJRCgxMb2dpblJlcXVlc3QSFAoGdGVuYW50GAEgASgJQgTiQQECEhMKBWVtYWlsGAIgASgJQgTiQQECEhYKCHBhc3N3b3JkGAMgASgJQgTiQQECIlsKDUxvZ2luUmVzcG9uc2USIgoEdXNlchgBIAEoCzIULmVtb25leS5hdXRoLnYxLlVzZXISJgoGdG9rZW5zGAIgASgLMhYuZW1vbmV5LmF1dGgudjEuVG9rZW5zIkwKFExvZ2luVGVybWluYWxSZXF1ZXN0EhcKCWNsaWVudF9pZBgBIAEoCUIE4kEBAhIbCg1jbGllbnRfc2VjcmV0GAIgASgJQgTiQQECImsKFUxvZ2luVGVybWluYWxSZXNwb25zZRIqCgh0ZXJtaW5hbBgBIAEoCzIYLmVtb25leS5hdXRoLnYxLlRlcm1pbmFsEiYKBnRva2VucxgCIAEoCzIWLmVtb25leS5hdXRoLnYxLlRva2VucyIyChNSZWZyZXNoVG9rZW5SZXF1ZXN0EhsKDXJlZnJlc2hfdG9rZW4YASABKAlCBOJBAQIiPgoUUmVmcmVzaFRva2VuUmVzcG9uc2USJgoGdG9rZW5zGAEgASgLMhYuZW1vbmV5LmF1dGgudjEuVG9rZW5zIiwKDUxvZ291dFJlcXVlc3QSGwoNcmVmcmVzaF90b2tlbhgBIAEoCUIE4kEBAiIQCg5Mb2dvdXRSZXNwb25zZSIXChVHZXRDdXJyZW50VXNlclJlcXVlc3QidgoWR2V0Q3VycmVudFVzZXJSZXNwb25zZRIkCgR1c2VyGAEgASgLMhQuZW1vbmV5LmF1dGgudjEuVXNlckgAEiwKCHRlcm1pbmFsGAIgASgLMhguZW1vbmV5LmF1dGgudjEuVGVybWluYWxIAEIICgZjYWxsZXIiUwoVQ2hhbmdlUGFzc3dvcmRSZXF1ZXN0Eh4KEGN1cnJlbnRfcGFzc3dvcmQYASABKAlCBOJBAQISGgoMbmV3X3Bhc3N3b3JkGAIgASgJQgTiQQECIhgKFkNoYW5nZVBhc3N3b3JkUmVzcG9uc2UqhQEKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEhEKDVJPTEVfQ1VTVE9NRVIQARIRCg1ST0xFX01FUkNIQU5UEAISEQoNUk9MRV9PUEVSQVRPUhADEhUKEVJPTEVfVEVOQU5UX0FETUlOEAQSFwoTUk9MRV9QTEFURk9STV9BRE1JThAFKlsKClVzZXJTdGF0dXMSGwoXVVNFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJVU0VSX1NUQVRVU19BQ1RJVkUQARIYChRVU0VSX1NUQVRVU19ESVNBQkxFRBACKmsKDlRlcm1pbmFsU3RhdHVzEh8KG1RFUk1JTkFMX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFlRFUk1JTkFMX1NUQVRVU19BQ1RJVkUQARIcChhURVJNSU5BTF9TVEFUVVNfRElTQUJMRUQQAjLgBwoLQXV0aFNlcnZpY2USbgoJR2V0VGVuYW50EiAuZW1vbmV5LmF1dGgudjEuR2V0VGVuYW50UmVxdWVzdBohLmVtb25leS5hdXRoLnYxLkdldFRlbmFudFJlc3BvbnNlIhyC0+STAhYSFC92MS97bmFtZT10ZW5hbnRzLyp9EncKBlNpZ25VcBIdLmVtb25leS5hdXRoLnYxLlNpZ25VcFJlcXVlc3QaHi5lbW9uZXkuYXV0aC52MS5TaWduVXBSZXNwb25zZSIugtPkkwIoIiMvdjEve3RlbmFudD10ZW5hbnRzLyp9L3VzZXJzOnNpZ25VcDoBKhJ2CgVMb2dpbhIcLmVtb25leS5hdXRoLnYxLkxvZ2luUmVxdWVzdBodLmVtb25leS5hdXRoLnYxLkxvZ2luUmVzcG9uc2UiMILT5JMCKiIlL3YxL3t0ZW5hbnQ9dGVuYW50cy8qfS9zZXNzaW9uczpsb2dpbjoBKhKDAQoNTG9naW5UZXJtaW5hbBIkLmVtb25leS5hdXRoLnYxLkxvZ2luVGVybWluYWxSZXF1ZXN0GiUuZW1vbmV5LmF1dGgudjEuTG9naW5UZXJtaW5hbFJlc3BvbnNlIiWC0+STAh8iGi92MS90ZXJtaW5hbFNlc3Npb25zOmxvZ2luOgEqEnoKDFJlZnJlc2hUb2tlbhIjLmVtb25leS5hdXRoLnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaJC5lbW9uZXkuYXV0aC52MS5SZWZyZXNoVG9rZW5SZXNwb25zZSIfgtPkkwIZIhQvdjEvc2Vzc2lvbnM6cmVmcmVzaDoBKhJnCgZMb2dvdXQSHS5lbW9uZXkuYXV0aC52MS5Mb2dvdXRSZXF1ZXN0Gh4uZW1vbmV5LmF1dGgudjEuTG9nb3V0UmVzcG9uc2UiHoLT5JMCGCITL3YxL3Nlc3Npb25zOmxvZ291dDoBKhJ4Cg5HZXRDdXJyZW50VXNlchIlLmVtb25leS5hdXRoLnYxLkdldEN1cnJlbnRVc2VyUmVxdWVzdBomLmVtb25leS5hdXRoLnYxLkdldEN1cnJlbnRVc2VyUmVzcG9uc2UiF4LT5JMCERIPL3YxL2N1cnJlbnRVc2VyEooBCg5DaGFuZ2VQYXNzd29yZBIlLmVtb25leS5hdXRoLnYxLkNoYW5nZVBhc3N3b3JkUmVxdWVzdBomLmVtb25leS5hdXRoLnYxLkNoYW5nZVBhc3N3b3JkUmVzcG9uc2UiKYLT5JMCIyIeL3YxL2N1cnJlbnRVc2VyOmNoYW5nZVBhc3N3b3JkOgEqYgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
 
 /**
  * GetTenantRequest names the tenant to look up.
@@ -150,18 +150,18 @@ export type User = Message<"emoney.auth.v1.User"> & {
   displayName: string;
 
   /**
-   * Roles: `customer`, `merchant`, `operator`, `tenant_admin`, `platform_admin`.
+   * What the user may do; at least one role.
    *
-   * @generated from field: repeated string roles = 6;
+   * @generated from field: repeated emoney.auth.v1.Role roles = 6;
    */
-  roles: string[];
+  roles: Role[];
 
   /**
-   * `active` or `disabled`.
+   * Whether the user can log in.
    *
-   * @generated from field: string status = 7;
+   * @generated from field: emoney.auth.v1.UserStatus status = 7;
    */
-  status: string;
+  status: UserStatus;
 
   /**
    * When the user was created.
@@ -220,11 +220,11 @@ export type Terminal = Message<"emoney.auth.v1.Terminal"> & {
   clientId: string;
 
   /**
-   * `active` or `disabled`.
+   * Whether the terminal can log in.
    *
-   * @generated from field: string status = 6;
+   * @generated from field: emoney.auth.v1.TerminalStatus status = 6;
    */
-  status: string;
+  status: TerminalStatus;
 
   /**
    * When the terminal was registered.
@@ -276,7 +276,8 @@ export type Tokens = Message<"emoney.auth.v1.Tokens"> & {
   refreshTokenExpireTime?: Timestamp | undefined;
 
   /**
-   * Always "Bearer".
+   * Always "Bearer". A string, not an enum: it is OAuth 2.0's `token_type`
+   * (RFC 6749, section 7.1), whose values are an open registry.
    *
    * @generated from field: string token_type = 5;
    */
@@ -653,6 +654,134 @@ export const ChangePasswordResponseSchema: GenMessage<ChangePasswordResponse> = 
   messageDesc(file_emoney_auth_v1_auth, 19);
 
 /**
+ * Role is what a user may do in their tenant. A user holds one or more.
+ *
+ * @generated from enum emoney.auth.v1.Role
+ */
+export enum Role {
+  /**
+   * Not set. Never held; refused where a role is required; in a list filter,
+   * every role.
+   *
+   * @generated from enum value: ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A citizen: their own accounts, transfers and payment codes.
+   *
+   * @generated from enum value: ROLE_CUSTOMER = 1;
+   */
+  CUSTOMER = 1,
+
+  /**
+   * A shop: as a customer, plus merchant accounts, their terminals' payments
+   * and refunds.
+   *
+   * @generated from enum value: ROLE_MERCHANT = 2;
+   */
+  MERCHANT = 2,
+
+  /**
+   * The tenant's back office: users, accounts, payments, terminals and the
+   * audit log; may create customers and merchants.
+   *
+   * @generated from enum value: ROLE_OPERATOR = 3;
+   */
+  OPERATOR = 3,
+
+  /**
+   * As an operator, and may create operators and tenant administrators.
+   *
+   * @generated from enum value: ROLE_TENANT_ADMIN = 4;
+   */
+  TENANT_ADMIN = 4,
+
+  /**
+   * Runs the platform from the `platform` tenant: creates, suspends and
+   * reactivates tenants.
+   *
+   * @generated from enum value: ROLE_PLATFORM_ADMIN = 5;
+   */
+  PLATFORM_ADMIN = 5,
+}
+
+/**
+ * Describes the enum emoney.auth.v1.Role.
+ */
+export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
+  enumDesc(file_emoney_auth_v1_auth, 0);
+
+/**
+ * UserStatus says whether a user can log in.
+ *
+ * @generated from enum emoney.auth.v1.UserStatus
+ */
+export enum UserStatus {
+  /**
+   * Not set. Never in a user.
+   *
+   * @generated from enum value: USER_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Logs in and calls as their roles allow.
+   *
+   * @generated from enum value: USER_STATUS_ACTIVE = 1;
+   */
+  ACTIVE = 1,
+
+  /**
+   * Can no longer log in; their tokens no longer work.
+   *
+   * @generated from enum value: USER_STATUS_DISABLED = 2;
+   */
+  DISABLED = 2,
+}
+
+/**
+ * Describes the enum emoney.auth.v1.UserStatus.
+ */
+export const UserStatusSchema: GenEnum<UserStatus> = /*@__PURE__*/
+  enumDesc(file_emoney_auth_v1_auth, 1);
+
+/**
+ * TerminalStatus says whether a payment terminal can log in.
+ *
+ * @generated from enum emoney.auth.v1.TerminalStatus
+ */
+export enum TerminalStatus {
+  /**
+   * Not set. Never in a terminal.
+   *
+   * @generated from enum value: TERMINAL_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Logs in and charges payment codes.
+   *
+   * @generated from enum value: TERMINAL_STATUS_ACTIVE = 1;
+   */
+  ACTIVE = 1,
+
+  /**
+   * Disabled for good (DisableTerminal): can no longer log in, and its
+   * access token stopped working at once.
+   *
+   * @generated from enum value: TERMINAL_STATUS_DISABLED = 2;
+   */
+  DISABLED = 2,
+}
+
+/**
+ * Describes the enum emoney.auth.v1.TerminalStatus.
+ */
+export const TerminalStatusSchema: GenEnum<TerminalStatus> = /*@__PURE__*/
+  enumDesc(file_emoney_auth_v1_auth, 2);
+
+/**
  * AuthService answers who a caller is and which tenant they belong to: sign-up,
  * login for people and terminals, token refresh and logout.
  *
@@ -678,7 +807,7 @@ export const AuthService: GenService<{
     output: typeof GetTenantResponseSchema;
   },
   /**
-   * SignUp registers a citizen (role `customer`) in an active tenant and logs
+   * SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant and logs
    * them in. No login is needed; it is rate limited per client address.
    *
    * @generated from rpc emoney.auth.v1.AuthService.SignUp

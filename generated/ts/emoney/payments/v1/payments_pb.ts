@@ -2,8 +2,8 @@
 // @generated from file emoney/payments/v1/payments.proto (package emoney.payments.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb";
 import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file emoney/payments/v1/payments.proto.
  */
 export const file_emoney_payments_v1_payments: GenFile = /*@__PURE__*/
-  fileDesc("CiFlbW9uZXkvcGF5bWVudHMvdjEvcGF5bWVudHMucHJvdG8SEmVtb25leS5wYXltZW50cy52MSLGAwoHUGF5bWVudBISCgRuYW1lGAEgASgJQgTiQQEDEhgKCnBheW1lbnRfaWQYAiABKAlCBOJBAQMSEgoEa2luZBgDIAEoCUIE4kEBAxIUCgZzdGF0dXMYBCABKAlCBOJBAQMSGgoMZnJvbV9hY2NvdW50GAUgASgJQgTiQQEDEhgKCnRvX2FjY291bnQYBiABKAlCBOJBAQMSGgoMYW1vdW50X21pbm9yGAcgASgDQgTiQQEDEhYKCGN1cnJlbmN5GAggASgJQgTiQQEDEhwKDmNhcHR1cmVkX21pbm9yGAkgASgDQgTiQQEDEhwKDnJlZnVuZGVkX21pbm9yGAogASgDQgTiQQEDEhYKCHRlcm1pbmFsGAsgASgJQgTiQQEDEh0KD3JlbGF0ZWRfcGF5bWVudBgMIAEoCUIE4kEBAxIYCgpyZXF1ZXN0X2lkGA4gASgJQgTiQQEDEjUKC2NyZWF0ZV90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI1CgtleHBpcmVfdGltZRgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMimwEKFUNyZWF0ZVRyYW5zZmVyUmVxdWVzdBIYCgpyZXF1ZXN0X2lkGAEgASgJQgTiQQECEhoKDGZyb21fYWNjb3VudBgCIAEoCUIE4kEBAhIYCgp0b19hY2NvdW50GAMgASgJQgTiQQECEhoKDGFtb3VudF9taW5vchgEIAEoA0IE4kEBAhIWCghjdXJyZW5jeRgFIAEoCUIE4kEBAiJGChZDcmVhdGVUcmFuc2ZlclJlc3BvbnNlEiwKB3BheW1lbnQYASABKAsyGy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudCJ+ChhDcmVhdGVQYXltZW50Q29kZVJlcXVlc3QSFQoHYWNjb3VudBgBIAEoCUIE4kEBAhIeChBtYXhfYW1vdW50X21pbm9yGAIgASgDQgTiQQECEhYKCGN1cnJlbmN5GAMgASgJQgTiQQECEhMKC3R0bF9zZWNvbmRzGAQgASgFIloKGUNyZWF0ZVBheW1lbnRDb2RlUmVzcG9uc2USDAoEY29kZRgBIAEoCRIvCgtleHBpcmVfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAifAoYQ2hhcmdlUGF5bWVudENvZGVSZXF1ZXN0EhgKCnJlcXVlc3RfaWQYASABKAlCBOJBAQISEgoEY29kZRgCIAEoCUIE4kEBAhIaCgxhbW91bnRfbWlub3IYAyABKANCBOJBAQISFgoIY3VycmVuY3kYBCABKAlCBOJBAQIiSQoZQ2hhcmdlUGF5bWVudENvZGVSZXNwb25zZRIsCgdwYXltZW50GAEgASgLMhsuZW1vbmV5LnBheW1lbnRzLnYxLlBheW1lbnQikAEKF0F1dGhvcml6ZVBheW1lbnRSZXF1ZXN0EhgKCnJlcXVlc3RfaWQYASABKAlCBOJBAQISEgoEY29kZRgCIAEoCUIE4kEBAhIaCgxhbW91bnRfbWlub3IYAyABKANCBOJBAQISFgoIY3VycmVuY3kYBCABKAlCBOJBAQISEwoLdHRsX3NlY29uZHMYBSABKAUiSAoYQXV0aG9yaXplUGF5bWVudFJlc3BvbnNlEiwKB3BheW1lbnQYASABKAsyGy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudCJhChVDYXB0dXJlUGF5bWVudFJlcXVlc3QSGAoKcmVxdWVzdF9pZBgBIAEoCUIE4kEBAhISCgRuYW1lGAIgASgJQgTiQQECEhoKDGFtb3VudF9taW5vchgDIAEoA0IE4kEBAiJGChZDYXB0dXJlUGF5bWVudFJlc3BvbnNlEiwKB3BheW1lbnQYASABKAsyGy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudCJCChJWb2lkUGF5bWVudFJlcXVlc3QSGAoKcmVxdWVzdF9pZBgBIAEoCUIE4kEBAhISCgRuYW1lGAIgASgJQgTiQQECIkMKE1ZvaWRQYXltZW50UmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50ImAKFFJlZnVuZFBheW1lbnRSZXF1ZXN0EhgKCnJlcXVlc3RfaWQYASABKAlCBOJBAQISEgoEbmFtZRgCIAEoCUIE4kEBAhIaCgxhbW91bnRfbWlub3IYAyABKANCBOJBAQIiRQoVUmVmdW5kUGF5bWVudFJlc3BvbnNlEiwKB3BheW1lbnQYASABKAsyGy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudCJzCgxUb3BVcFJlcXVlc3QSGAoKcmVxdWVzdF9pZBgBIAEoCUIE4kEBAhIVCgdhY2NvdW50GAIgASgJQgTiQQECEhoKDGFtb3VudF9taW5vchgDIAEoA0IE4kEBAhIWCghjdXJyZW5jeRgEIAEoCUIE4kEBAiI9Cg1Ub3BVcFJlc3BvbnNlEiwKB3BheW1lbnQYASABKAsyGy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudCJ2Cg9XaXRoZHJhd1JlcXVlc3QSGAoKcmVxdWVzdF9pZBgBIAEoCUIE4kEBAhIVCgdhY2NvdW50GAIgASgJQgTiQQECEhoKDGFtb3VudF9taW5vchgDIAEoA0IE4kEBAhIWCghjdXJyZW5jeRgEIAEoCUIE4kEBAiJAChBXaXRoZHJhd1Jlc3BvbnNlEiwKB3BheW1lbnQYASABKAsyGy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudCInChFHZXRQYXltZW50UmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECIkIKEkdldFBheW1lbnRSZXNwb25zZRIsCgdwYXltZW50GAEgASgLMhsuZW1vbmV5LnBheW1lbnRzLnYxLlBheW1lbnQizQEKE0xpc3RQYXltZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSDwoHYWNjb3VudBgDIAEoCRIQCgh0ZXJtaW5hbBgEIAEoCRIOCgZzdGF0dXMYBSABKAkSLgoKc3RhcnRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIl4KFExpc3RQYXltZW50c1Jlc3BvbnNlEi0KCHBheW1lbnRzGAEgAygLMhsuZW1vbmV5LnBheW1lbnRzLnYxLlBheW1lbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIicKFFdhdGNoUGF5bWVudHNSZXF1ZXN0Eg8KB2FjY291bnQYASABKAkiVAoVV2F0Y2hQYXltZW50c1Jlc3BvbnNlEiwKB3BheW1lbnQYASABKAsyGy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudBINCgVldmVudBgCIAEoCSIqChFHZXRSZWNlaXB0UmVxdWVzdBIVCgdwYXltZW50GAEgASgJQgTiQQECIo8BChJHZXRSZWNlaXB0UmVzcG9uc2USFAoMY29udGVudF90eXBlGAEgASgJEg8KB2NvbnRlbnQYAiABKAwSFAoMZG93bmxvYWRfdXJsGAMgASgJEjwKGGRvd25sb2FkX3VybF9leHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAy/A0KD1BheW1lbnRzU2VydmljZRKBAQoOQ3JlYXRlVHJhbnNmZXISKS5lbW9uZXkucGF5bWVudHMudjEuQ3JlYXRlVHJhbnNmZXJSZXF1ZXN0GiouZW1vbmV5LnBheW1lbnRzLnYxLkNyZWF0ZVRyYW5zZmVyUmVzcG9uc2UiGILT5JMCEiINL3YxL3RyYW5zZmVyczoBKhKNAQoRQ3JlYXRlUGF5bWVudENvZGUSLC5lbW9uZXkucGF5bWVudHMudjEuQ3JlYXRlUGF5bWVudENvZGVSZXF1ZXN0Gi0uZW1vbmV5LnBheW1lbnRzLnYxLkNyZWF0ZVBheW1lbnRDb2RlUmVzcG9uc2UiG4LT5JMCFSIQL3YxL3BheW1lbnRDb2RlczoBKhKUAQoRQ2hhcmdlUGF5bWVudENvZGUSLC5lbW9uZXkucGF5bWVudHMudjEuQ2hhcmdlUGF5bWVudENvZGVSZXF1ZXN0Gi0uZW1vbmV5LnBheW1lbnRzLnYxLkNoYXJnZVBheW1lbnRDb2RlUmVzcG9uc2UiIoLT5JMCHCIXL3YxL3BheW1lbnRDb2RlczpjaGFyZ2U6ASoSkAEKEEF1dGhvcml6ZVBheW1lbnQSKy5lbW9uZXkucGF5bWVudHMudjEuQXV0aG9yaXplUGF5bWVudFJlcXVlc3QaLC5lbW9uZXkucGF5bWVudHMudjEuQXV0aG9yaXplUGF5bWVudFJlc3BvbnNlIiGC0+STAhsiFi92MS9wYXltZW50czphdXRob3JpemU6ASoSkQEKDkNhcHR1cmVQYXltZW50EikuZW1vbmV5LnBheW1lbnRzLnYxLkNhcHR1cmVQYXltZW50UmVxdWVzdBoqLmVtb25leS5wYXltZW50cy52MS5DYXB0dXJlUGF5bWVudFJlc3BvbnNlIiiC0+STAiIiHS92MS97bmFtZT1wYXltZW50cy8qfTpjYXB0dXJlOgEqEoUBCgtWb2lkUGF5bWVudBImLmVtb25leS5wYXltZW50cy52MS5Wb2lkUGF5bWVudFJlcXVlc3QaJy5lbW9uZXkucGF5bWVudHMudjEuVm9pZFBheW1lbnRSZXNwb25zZSIlgtPkkwIfIhovdjEve25hbWU9cGF5bWVudHMvKn06dm9pZDoBKhKNAQoNUmVmdW5kUGF5bWVudBIoLmVtb25leS5wYXltZW50cy52MS5SZWZ1bmRQYXltZW50UmVxdWVzdBopLmVtb25leS5wYXltZW50cy52MS5SZWZ1bmRQYXltZW50UmVzcG9uc2UiJ4LT5JMCISIcL3YxL3tuYW1lPXBheW1lbnRzLyp9OnJlZnVuZDoBKhJ3CgVUb3BVcBIgLmVtb25leS5wYXltZW50cy52MS5Ub3BVcFJlcXVlc3QaIS5lbW9uZXkucGF5bWVudHMudjEuVG9wVXBSZXNwb25zZSIpgtPkkwIjIh4vdjEve2FjY291bnQ9YWNjb3VudHMvKn06dG9wVXA6ASoSgwEKCFdpdGhkcmF3EiMuZW1vbmV5LnBheW1lbnRzLnYxLldpdGhkcmF3UmVxdWVzdBokLmVtb25leS5wYXltZW50cy52MS5XaXRoZHJhd1Jlc3BvbnNlIiyC0+STAiYiIS92MS97YWNjb3VudD1hY2NvdW50cy8qfTp3aXRoZHJhdzoBKhJ6CgpHZXRQYXltZW50EiUuZW1vbmV5LnBheW1lbnRzLnYxLkdldFBheW1lbnRSZXF1ZXN0GiYuZW1vbmV5LnBheW1lbnRzLnYxLkdldFBheW1lbnRSZXNwb25zZSIdgtPkkwIXEhUvdjEve25hbWU9cGF5bWVudHMvKn0SdwoMTGlzdFBheW1lbnRzEicuZW1vbmV5LnBheW1lbnRzLnYxLkxpc3RQYXltZW50c1JlcXVlc3QaKC5lbW9uZXkucGF5bWVudHMudjEuTGlzdFBheW1lbnRzUmVzcG9uc2UiFILT5JMCDhIML3YxL3BheW1lbnRzEoIBCg1XYXRjaFBheW1lbnRzEiguZW1vbmV5LnBheW1lbnRzLnYxLldhdGNoUGF5bWVudHNSZXF1ZXN0GikuZW1vbmV5LnBheW1lbnRzLnYxLldhdGNoUGF5bWVudHNSZXNwb25zZSIagtPkkwIUEhIvdjEvcGF5bWVudHM6d2F0Y2gwARKFAQoKR2V0UmVjZWlwdBIlLmVtb25leS5wYXltZW50cy52MS5HZXRSZWNlaXB0UmVxdWVzdBomLmVtb25leS5wYXltZW50cy52MS5HZXRSZWNlaXB0UmVzcG9uc2UiKILT5JMCIhIgL3YxL3twYXltZW50PXBheW1lbnRzLyp9L3JlY2VpcHRiBnByb3RvMw", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+  fileDesc("CiFlbW9uZXkvcGF5bWVudHMvdjEvcGF5bWVudHMucHJvdG8SEmVtb25leS5wYXltZW50cy52MSKKBAoHUGF5bWVudBISCgRuYW1lGAEgASgJQgTiQQEDEhgKCnBheW1lbnRfaWQYAiABKAlCBOJBAQMSMwoEa2luZBgDIAEoDjIfLmVtb25leS5wYXltZW50cy52MS5QYXltZW50S2luZEIE4kEBAxI3CgZzdGF0dXMYBCABKA4yIS5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudFN0YXR1c0IE4kEBAxIaCgxmcm9tX2FjY291bnQYBSABKAlCBOJBAQMSGAoKdG9fYWNjb3VudBgGIAEoCUIE4kEBAxIaCgxhbW91bnRfbWlub3IYByABKANCBOJBAQMSFgoIY3VycmVuY3kYCCABKAlCBOJBAQMSHAoOY2FwdHVyZWRfbWlub3IYCSABKANCBOJBAQMSHAoOcmVmdW5kZWRfbWlub3IYCiABKANCBOJBAQMSFgoIdGVybWluYWwYCyABKAlCBOJBAQMSHQoPcmVsYXRlZF9wYXltZW50GAwgASgJQgTiQQEDEhgKCnJlcXVlc3RfaWQYDiABKAlCBOJBAQMSNQoLY3JlYXRlX3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC2V4cGlyZV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAyKbAQoVQ3JlYXRlVHJhbnNmZXJSZXF1ZXN0EhgKCnJlcXVlc3RfaWQYASABKAlCBOJBAQISGgoMZnJvbV9hY2NvdW50GAIgASgJQgTiQQECEhgKCnRvX2FjY291bnQYAyABKAlCBOJBAQISGgoMYW1vdW50X21pbm9yGAQgASgDQgTiQQECEhYKCGN1cnJlbmN5GAUgASgJQgTiQQECIkYKFkNyZWF0ZVRyYW5zZmVyUmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50In4KGENyZWF0ZVBheW1lbnRDb2RlUmVxdWVzdBIVCgdhY2NvdW50GAEgASgJQgTiQQECEh4KEG1heF9hbW91bnRfbWlub3IYAiABKANCBOJBAQISFgoIY3VycmVuY3kYAyABKAlCBOJBAQISEwoLdHRsX3NlY29uZHMYBCABKAUiWgoZQ3JlYXRlUGF5bWVudENvZGVSZXNwb25zZRIMCgRjb2RlGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ8ChhDaGFyZ2VQYXltZW50Q29kZVJlcXVlc3QSGAoKcmVxdWVzdF9pZBgBIAEoCUIE4kEBAhISCgRjb2RlGAIgASgJQgTiQQECEhoKDGFtb3VudF9taW5vchgDIAEoA0IE4kEBAhIWCghjdXJyZW5jeRgEIAEoCUIE4kEBAiJJChlDaGFyZ2VQYXltZW50Q29kZVJlc3BvbnNlEiwKB3BheW1lbnQYASABKAsyGy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudCKQAQoXQXV0aG9yaXplUGF5bWVudFJlcXVlc3QSGAoKcmVxdWVzdF9pZBgBIAEoCUIE4kEBAhISCgRjb2RlGAIgASgJQgTiQQECEhoKDGFtb3VudF9taW5vchgDIAEoA0IE4kEBAhIWCghjdXJyZW5jeRgEIAEoCUIE4kEBAhITCgt0dGxfc2Vjb25kcxgFIAEoBSJIChhBdXRob3JpemVQYXltZW50UmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50ImEKFUNhcHR1cmVQYXltZW50UmVxdWVzdBIYCgpyZXF1ZXN0X2lkGAEgASgJQgTiQQECEhIKBG5hbWUYAiABKAlCBOJBAQISGgoMYW1vdW50X21pbm9yGAMgASgDQgTiQQECIkYKFkNhcHR1cmVQYXltZW50UmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50IkIKElZvaWRQYXltZW50UmVxdWVzdBIYCgpyZXF1ZXN0X2lkGAEgASgJQgTiQQECEhIKBG5hbWUYAiABKAlCBOJBAQIiQwoTVm9pZFBheW1lbnRSZXNwb25zZRIsCgdwYXltZW50GAEgASgLMhsuZW1vbmV5LnBheW1lbnRzLnYxLlBheW1lbnQiYAoUUmVmdW5kUGF5bWVudFJlcXVlc3QSGAoKcmVxdWVzdF9pZBgBIAEoCUIE4kEBAhISCgRuYW1lGAIgASgJQgTiQQECEhoKDGFtb3VudF9taW5vchgDIAEoA0IE4kEBAiJFChVSZWZ1bmRQYXltZW50UmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50InMKDFRvcFVwUmVxdWVzdBIYCgpyZXF1ZXN0X2lkGAEgASgJQgTiQQECEhUKB2FjY291bnQYAiABKAlCBOJBAQISGgoMYW1vdW50X21pbm9yGAMgASgDQgTiQQECEhYKCGN1cnJlbmN5GAQgASgJQgTiQQECIj0KDVRvcFVwUmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50InYKD1dpdGhkcmF3UmVxdWVzdBIYCgpyZXF1ZXN0X2lkGAEgASgJQgTiQQECEhUKB2FjY291bnQYAiABKAlCBOJBAQISGgoMYW1vdW50X21pbm9yGAMgASgDQgTiQQECEhYKCGN1cnJlbmN5GAQgASgJQgTiQQECIkAKEFdpdGhkcmF3UmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50IicKEUdldFBheW1lbnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiQgoSR2V0UGF5bWVudFJlc3BvbnNlEiwKB3BheW1lbnQYASABKAsyGy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudCLwAQoTTGlzdFBheW1lbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIPCgdhY2NvdW50GAMgASgJEhAKCHRlcm1pbmFsGAQgASgJEjEKBnN0YXR1cxgFIAEoDjIhLmVtb25leS5wYXltZW50cy52MS5QYXltZW50U3RhdHVzEi4KCnN0YXJ0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJeChRMaXN0UGF5bWVudHNSZXNwb25zZRItCghwYXltZW50cxgBIAMoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSInChRXYXRjaFBheW1lbnRzUmVxdWVzdBIPCgdhY2NvdW50GAEgASgJInoKFVdhdGNoUGF5bWVudHNSZXNwb25zZRIsCgdwYXltZW50GAEgASgLMhsuZW1vbmV5LnBheW1lbnRzLnYxLlBheW1lbnQSMwoFZXZlbnQYAiABKA4yJC5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudEV2ZW50VHlwZSIqChFHZXRSZWNlaXB0UmVxdWVzdBIVCgdwYXltZW50GAEgASgJQgTiQQECIo8BChJHZXRSZWNlaXB0UmVzcG9uc2USFAoMY29udGVudF90eXBlGAEgASgJEg8KB2NvbnRlbnQYAiABKAwSFAoMZG93bmxvYWRfdXJsGAMgASgJEjwKGGRvd25sb2FkX3VybF9leHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAq2wEKC1BheW1lbnRLaW5kEhwKGFBBWU1FTlRfS0lORF9VTlNQRUNJRklFRBAAEhQKEFBBWU1FTlRfS0lORF9QMlAQARIYChRQQVlNRU5UX0tJTkRfUEFZTUVOVBACEhcKE1BBWU1FTlRfS0lORF9UT1BfVVAQAxIbChdQQVlNRU5UX0tJTkRfV0lUSERSQVdBTBAEEhgKFFBBWU1FTlRfS0lORF9DQVBUVVJFEAUSFwoTUEFZTUVOVF9LSU5EX1JFRlVORBAGEhUKEVBBWU1FTlRfS0lORF9IT0xEEAcqhAIKDVBheW1lbnRTdGF0dXMSHgoaUEFZTUVOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIcChhQQVlNRU5UX1NUQVRVU19DT01QTEVURUQQARIlCiFQQVlNRU5UX1NUQVRVU19QQVJUSUFMTFlfUkVGVU5ERUQQAhIbChdQQVlNRU5UX1NUQVRVU19SRUZVTkRFRBADEh0KGVBBWU1FTlRfU1RBVFVTX0FVVEhPUklaRUQQBBIbChdQQVlNRU5UX1NUQVRVU19DQVBUVVJFRBAFEhkKFVBBWU1FTlRfU1RBVFVTX1ZPSURFRBAGEhoKFlBBWU1FTlRfU1RBVFVTX0VYUElSRUQQByrXAQoQUGF5bWVudEV2ZW50VHlwZRIiCh5QQVlNRU5UX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIeChpQQVlNRU5UX0VWRU5UX1RZUEVfQ1JFQVRFRBABEh8KG1BBWU1FTlRfRVZFTlRfVFlQRV9DQVBUVVJFRBACEh0KGVBBWU1FTlRfRVZFTlRfVFlQRV9WT0lERUQQAxIeChpQQVlNRU5UX0VWRU5UX1RZUEVfRVhQSVJFRBAEEh8KG1BBWU1FTlRfRVZFTlRfVFlQRV9SRUZVTkRFRBAFMvwNCg9QYXltZW50c1NlcnZpY2USgQEKDkNyZWF0ZVRyYW5zZmVyEikuZW1vbmV5LnBheW1lbnRzLnYxLkNyZWF0ZVRyYW5zZmVyUmVxdWVzdBoqLmVtb25leS5wYXltZW50cy52MS5DcmVhdGVUcmFuc2ZlclJlc3BvbnNlIhiC0+STAhIiDS92MS90cmFuc2ZlcnM6ASoSjQEKEUNyZWF0ZVBheW1lbnRDb2RlEiwuZW1vbmV5LnBheW1lbnRzLnYxLkNyZWF0ZVBheW1lbnRDb2RlUmVxdWVzdBotLmVtb25leS5wYXltZW50cy52MS5DcmVhdGVQYXltZW50Q29kZVJlc3BvbnNlIhuC0+STAhUiEC92MS9wYXltZW50Q29kZXM6ASoSlAEKEUNoYXJnZVBheW1lbnRDb2RlEiwuZW1vbmV5LnBheW1lbnRzLnYxLkNoYXJnZVBheW1lbnRDb2RlUmVxdWVzdBotLmVtb25leS5wYXltZW50cy52MS5DaGFyZ2VQYXltZW50Q29kZVJlc3BvbnNlIiKC0+STAhwiFy92MS9wYXltZW50Q29kZXM6Y2hhcmdlOgEqEpABChBBdXRob3JpemVQYXltZW50EisuZW1vbmV5LnBheW1lbnRzLnYxLkF1dGhvcml6ZVBheW1lbnRSZXF1ZXN0GiwuZW1vbmV5LnBheW1lbnRzLnYxLkF1dGhvcml6ZVBheW1lbnRSZXNwb25zZSIhgtPkkwIbIhYvdjEvcGF5bWVudHM6YXV0aG9yaXplOgEqEpEBCg5DYXB0dXJlUGF5bWVudBIpLmVtb25leS5wYXltZW50cy52MS5DYXB0dXJlUGF5bWVudFJlcXVlc3QaKi5lbW9uZXkucGF5bWVudHMudjEuQ2FwdHVyZVBheW1lbnRSZXNwb25zZSIogtPkkwIiIh0vdjEve25hbWU9cGF5bWVudHMvKn06Y2FwdHVyZToBKhKFAQoLVm9pZFBheW1lbnQSJi5lbW9uZXkucGF5bWVudHMudjEuVm9pZFBheW1lbnRSZXF1ZXN0GicuZW1vbmV5LnBheW1lbnRzLnYxLlZvaWRQYXltZW50UmVzcG9uc2UiJYLT5JMCHyIaL3YxL3tuYW1lPXBheW1lbnRzLyp9OnZvaWQ6ASoSjQEKDVJlZnVuZFBheW1lbnQSKC5lbW9uZXkucGF5bWVudHMudjEuUmVmdW5kUGF5bWVudFJlcXVlc3QaKS5lbW9uZXkucGF5bWVudHMudjEuUmVmdW5kUGF5bWVudFJlc3BvbnNlIieC0+STAiEiHC92MS97bmFtZT1wYXltZW50cy8qfTpyZWZ1bmQ6ASoSdwoFVG9wVXASIC5lbW9uZXkucGF5bWVudHMudjEuVG9wVXBSZXF1ZXN0GiEuZW1vbmV5LnBheW1lbnRzLnYxLlRvcFVwUmVzcG9uc2UiKYLT5JMCIyIeL3YxL3thY2NvdW50PWFjY291bnRzLyp9OnRvcFVwOgEqEoMBCghXaXRoZHJhdxIjLmVtb25leS5wYXltZW50cy52MS5XaXRoZHJhd1JlcXVlc3QaJC5lbW9uZXkucGF5bWVudHMudjEuV2l0aGRyYXdSZXNwb25zZSIsgtPkkwImIiEvdjEve2FjY291bnQ9YWNjb3VudHMvKn06d2l0aGRyYXc6ASoSegoKR2V0UGF5bWVudBIlLmVtb25leS5wYXltZW50cy52MS5HZXRQYXltZW50UmVxdWVzdBomLmVtb25leS5wYXltZW50cy52MS5HZXRQYXltZW50UmVzcG9uc2UiHYLT5JMCFxIVL3YxL3tuYW1lPXBheW1lbnRzLyp9EncKDExpc3RQYXltZW50cxInLmVtb25leS5wYXltZW50cy52MS5MaXN0UGF5bWVudHNSZXF1ZXN0GiguZW1vbmV5LnBheW1lbnRzLnYxLkxpc3RQYXltZW50c1Jlc3BvbnNlIhSC0+STAg4SDC92MS9wYXltZW50cxKCAQoNV2F0Y2hQYXltZW50cxIoLmVtb25leS5wYXltZW50cy52MS5XYXRjaFBheW1lbnRzUmVxdWVzdBopLmVtb25leS5wYXltZW50cy52MS5XYXRjaFBheW1lbnRzUmVzcG9uc2UiGoLT5JMCFBISL3YxL3BheW1lbnRzOndhdGNoMAEShQEKCkdldFJlY2VpcHQSJS5lbW9uZXkucGF5bWVudHMudjEuR2V0UmVjZWlwdFJlcXVlc3QaJi5lbW9uZXkucGF5bWVudHMudjEuR2V0UmVjZWlwdFJlc3BvbnNlIiiC0+STAiISIC92MS97cGF5bWVudD1wYXltZW50cy8qfS9yZWNlaXB0YgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
 
 /**
  * Payment is one movement of money, or a hold that may become one.
@@ -37,18 +37,19 @@ export type Payment = Message<"emoney.payments.v1.Payment"> & {
   paymentId: string;
 
   /**
-   * `p2p`, `payment`, `hold`, `top_up`, `withdrawal`, `refund`.
+   * What kind of movement (or hold) it is.
    *
-   * @generated from field: string kind = 3;
+   * @generated from field: emoney.payments.v1.PaymentKind kind = 3;
    */
-  kind: string;
+  kind: PaymentKind;
 
   /**
-   * `completed`, `authorized`, `voided`, `expired`, `captured`.
+   * Where it stands: a movement is completed (then maybe refunded), a hold
+   * authorized until captured, voided or expired.
    *
-   * @generated from field: string status = 4;
+   * @generated from field: emoney.payments.v1.PaymentStatus status = 4;
    */
-  status: string;
+  status: PaymentStatus;
 
   /**
    * Account debited: `accounts/{account_id}`.
@@ -394,7 +395,7 @@ export const AuthorizePaymentRequestSchema: GenMessage<AuthorizePaymentRequest> 
  */
 export type AuthorizePaymentResponse = Message<"emoney.payments.v1.AuthorizePaymentResponse"> & {
   /**
-   * The hold, status `authorized`.
+   * The hold, status `PAYMENT_STATUS_AUTHORIZED`.
    *
    * @generated from field: emoney.payments.v1.Payment payment = 1;
    */
@@ -555,7 +556,7 @@ export const RefundPaymentRequestSchema: GenMessage<RefundPaymentRequest> = /*@_
  */
 export type RefundPaymentResponse = Message<"emoney.payments.v1.RefundPaymentResponse"> & {
   /**
-   * The refund, a payment of kind `refund`.
+   * The refund, a payment of kind `PAYMENT_KIND_REFUND`.
    *
    * @generated from field: emoney.payments.v1.Payment payment = 1;
    */
@@ -618,7 +619,7 @@ export const TopUpRequestSchema: GenMessage<TopUpRequest> = /*@__PURE__*/
  */
 export type TopUpResponse = Message<"emoney.payments.v1.TopUpResponse"> & {
   /**
-   * The top-up, a payment of kind `top_up`.
+   * The top-up, a payment of kind `PAYMENT_KIND_TOP_UP`.
    *
    * @generated from field: emoney.payments.v1.Payment payment = 1;
    */
@@ -681,7 +682,7 @@ export const WithdrawRequestSchema: GenMessage<WithdrawRequest> = /*@__PURE__*/
  */
 export type WithdrawResponse = Message<"emoney.payments.v1.WithdrawResponse"> & {
   /**
-   * The withdrawal, a payment of kind `withdrawal`.
+   * The withdrawal, a payment of kind `PAYMENT_KIND_WITHDRAWAL`.
    *
    * @generated from field: emoney.payments.v1.Payment payment = 1;
    */
@@ -772,11 +773,11 @@ export type ListPaymentsRequest = Message<"emoney.payments.v1.ListPaymentsReques
   terminal: string;
 
   /**
-   * Only payments in this status.
+   * Only payments in this status; `PAYMENT_STATUS_UNSPECIFIED` (the default) for every status.
    *
-   * @generated from field: string status = 5;
+   * @generated from field: emoney.payments.v1.PaymentStatus status = 5;
    */
-  status: string;
+  status: PaymentStatus;
 
   /**
    * Only payments created at or after this instant.
@@ -864,11 +865,11 @@ export type WatchPaymentsResponse = Message<"emoney.payments.v1.WatchPaymentsRes
   payment?: Payment | undefined;
 
   /**
-   * What happened: `created`, `captured`, `voided`, `expired`, `refunded`.
+   * What happened.
    *
-   * @generated from field: string event = 2;
+   * @generated from field: emoney.payments.v1.PaymentEventType event = 2;
    */
-  event: string;
+  event: PaymentEventType;
 };
 
 /**
@@ -906,7 +907,8 @@ export const GetReceiptRequestSchema: GenMessage<GetReceiptRequest> = /*@__PURE_
  */
 export type GetReceiptResponse = Message<"emoney.payments.v1.GetReceiptResponse"> & {
   /**
-   * MIME type of `content`, for example "application/json".
+   * MIME type of `content`, for example "application/json". A string, not an
+   * enum: media types are an open, IANA-registered set.
    *
    * @generated from field: string content_type = 1;
    */
@@ -940,6 +942,202 @@ export type GetReceiptResponse = Message<"emoney.payments.v1.GetReceiptResponse"
  */
 export const GetReceiptResponseSchema: GenMessage<GetReceiptResponse> = /*@__PURE__*/
   messageDesc(file_emoney_payments_v1_payments, 26);
+
+/**
+ * PaymentKind says what a payment moved money for, or that it is a hold.
+ *
+ * @generated from enum emoney.payments.v1.PaymentKind
+ */
+export enum PaymentKind {
+  /**
+   * Not set. Never in a payment.
+   *
+   * @generated from enum value: PAYMENT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A transfer between two customers (CreateTransfer).
+   *
+   * @generated from enum value: PAYMENT_KIND_P2P = 1;
+   */
+  P2P = 1,
+
+  /**
+   * A customer paid a merchant with a payment code at a terminal
+   * (ChargePaymentCode).
+   *
+   * @generated from enum value: PAYMENT_KIND_PAYMENT = 2;
+   */
+  PAYMENT = 2,
+
+  /**
+   * Cash in: an account credited from the tenant's float (TopUp).
+   *
+   * @generated from enum value: PAYMENT_KIND_TOP_UP = 3;
+   */
+  TOP_UP = 3,
+
+  /**
+   * Cash out: an account debited back into the tenant's float (Withdraw).
+   *
+   * @generated from enum value: PAYMENT_KIND_WITHDRAWAL = 4;
+   */
+  WITHDRAWAL = 4,
+
+  /**
+   * What a capture took of a hold, paid to the merchant (CapturePayment).
+   *
+   * @generated from enum value: PAYMENT_KIND_CAPTURE = 5;
+   */
+  CAPTURE = 5,
+
+  /**
+   * Money a merchant returned to the payer of a payment or capture
+   * (RefundPayment).
+   *
+   * @generated from enum value: PAYMENT_KIND_REFUND = 6;
+   */
+  REFUND = 6,
+
+  /**
+   * An amount reserved on a customer's account for a merchant
+   * (AuthorizePayment); it moves nothing until captured.
+   *
+   * @generated from enum value: PAYMENT_KIND_HOLD = 7;
+   */
+  HOLD = 7,
+}
+
+/**
+ * Describes the enum emoney.payments.v1.PaymentKind.
+ */
+export const PaymentKindSchema: GenEnum<PaymentKind> = /*@__PURE__*/
+  enumDesc(file_emoney_payments_v1_payments, 0);
+
+/**
+ * PaymentStatus says where a payment stands.
+ *
+ * @generated from enum emoney.payments.v1.PaymentStatus
+ */
+export enum PaymentStatus {
+  /**
+   * Not set. Never in a payment; in a list filter, every status.
+   *
+   * @generated from enum value: PAYMENT_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The money moved (every kind but a hold).
+   *
+   * @generated from enum value: PAYMENT_STATUS_COMPLETED = 1;
+   */
+  COMPLETED = 1,
+
+  /**
+   * A payment or capture of which part has been refunded.
+   *
+   * @generated from enum value: PAYMENT_STATUS_PARTIALLY_REFUNDED = 2;
+   */
+  PARTIALLY_REFUNDED = 2,
+
+  /**
+   * A payment or capture refunded in full.
+   *
+   * @generated from enum value: PAYMENT_STATUS_REFUNDED = 3;
+   */
+  REFUNDED = 3,
+
+  /**
+   * A hold still reserving its amount, until captured, voided or expired.
+   *
+   * @generated from enum value: PAYMENT_STATUS_AUTHORIZED = 4;
+   */
+  AUTHORIZED = 4,
+
+  /**
+   * A hold that was captured, in part or in full; the rest was released.
+   *
+   * @generated from enum value: PAYMENT_STATUS_CAPTURED = 5;
+   */
+  CAPTURED = 5,
+
+  /**
+   * A hold released without taking anything (VoidPayment).
+   *
+   * @generated from enum value: PAYMENT_STATUS_VOIDED = 6;
+   */
+  VOIDED = 6,
+
+  /**
+   * A hold that released itself at its `expire_time`.
+   *
+   * @generated from enum value: PAYMENT_STATUS_EXPIRED = 7;
+   */
+  EXPIRED = 7,
+}
+
+/**
+ * Describes the enum emoney.payments.v1.PaymentStatus.
+ */
+export const PaymentStatusSchema: GenEnum<PaymentStatus> = /*@__PURE__*/
+  enumDesc(file_emoney_payments_v1_payments, 1);
+
+/**
+ * PaymentEventType says what happened to a payment, in a WatchPayments event.
+ *
+ * @generated from enum emoney.payments.v1.PaymentEventType
+ */
+export enum PaymentEventType {
+  /**
+   * Not set. Never in an event.
+   *
+   * @generated from enum value: PAYMENT_EVENT_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A payment was made or a hold authorized.
+   *
+   * @generated from enum value: PAYMENT_EVENT_TYPE_CREATED = 1;
+   */
+  CREATED = 1,
+
+  /**
+   * A hold was captured.
+   *
+   * @generated from enum value: PAYMENT_EVENT_TYPE_CAPTURED = 2;
+   */
+  CAPTURED = 2,
+
+  /**
+   * A hold was voided.
+   *
+   * @generated from enum value: PAYMENT_EVENT_TYPE_VOIDED = 3;
+   */
+  VOIDED = 3,
+
+  /**
+   * A hold expired.
+   *
+   * @generated from enum value: PAYMENT_EVENT_TYPE_EXPIRED = 4;
+   */
+  EXPIRED = 4,
+
+  /**
+   * A refund was made (the event's payment is the refund).
+   *
+   * @generated from enum value: PAYMENT_EVENT_TYPE_REFUNDED = 5;
+   */
+  REFUNDED = 5,
+}
+
+/**
+ * Describes the enum emoney.payments.v1.PaymentEventType.
+ */
+export const PaymentEventTypeSchema: GenEnum<PaymentEventType> = /*@__PURE__*/
+  enumDesc(file_emoney_payments_v1_payments, 2);
 
 /**
  * PaymentsService moves money on the double-entry ledger: transfers between
