@@ -28,7 +28,8 @@ import pytest
 import yaml
 
 from domain.config import MAX_REQUEST_HEADER_BYTES
-from localstack.envoy import MAX_REQUEST_BODY_BYTES, render_envoy_config
+from envoy_config.bootstrap import render_envoy_config
+from envoy_config.limits import MAX_REQUEST_BODY_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOT_PATH = Path(__file__).resolve().parent / "envoy_config_snapshot.yaml"
