@@ -26,7 +26,7 @@ def parse_trusted_proxies(text: str) -> list[ipaddress.IPv4Network | ipaddress.I
 
 
 # Largest set of request headers (names + values, pseudo-headers included) a client may send. Envoy
-# refuses more from HTTP clients (envoy/http_guard.lua, given this value by localstack/envoy.py: 431 /
+# refuses more from HTTP clients (envoy/http_guard.lua, given this value by envoy_config/http_filters.py: 431 /
 # RESOURCE_EXHAUSTED); native gRPC calls meet the servers' limit, `max_metadata_bytes` below.
 MAX_REQUEST_HEADER_BYTES = 16 << 10
 # What Envoy adds to a request on its way to a server (x-request-id, x-forwarded-for,

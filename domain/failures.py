@@ -6,6 +6,7 @@ Produced from here, never written again:
 - the domain errors' reasons are checked against it (domain/errors.py: an unknown reason is a bug);
 - the ledger's SQLSTATEs (class EM, raised by `ledger_fail()`; storage/ledger.py `LEDGER_FAILURES`) and
   PostgreSQL's own (interceptors/error_mapping.py `SQLSTATE_TABLE`);
+- Envoy's own replies: their codes, reasons and messages (envoy_config/local_replies.py);
 - the OpenAPI document's list of reasons per HTTP status (tools/generate_openapi.py);
 - the back office's sentences (`make proto` writes generated/ts/failures.ts for web/src/errors.ts).
 
@@ -172,7 +173,7 @@ CATALOGUE: tuple[Failure, ...] = (
     Failure("MISSING_REQUEST", "INVALID_ARGUMENT", "the call carried no request message"),
     Failure("REQUEST_NOT_RECEIVED", "INVALID_ARGUMENT", "the request message did not arrive"),
     Failure("INTERNAL", "INTERNAL", "an unexpected error; the request id identifies it"),
-    # -- Envoy's own replies (localstack/envoy.py LOCAL_REPLY_GRPC_CODES) --------------------------------
+    # -- Envoy's own replies (envoy_config/local_replies.py) ------------------------------------------------
     Failure("METHOD_NOT_FOUND", "NOT_FOUND", "no API method at this path and HTTP method"),
     Failure("REQUEST_TIMEOUT", "DEADLINE_EXCEEDED", "the request headers were not received in time"),
     Failure("ABORTED", "ABORTED", "the call was aborted; retry it"),

@@ -1,6 +1,6 @@
 -- Envoy's checks on requests from HTTP clients (JSON and grpc-web) before they become gRPC calls.
--- Native gRPC requests never run this script: localstack/envoy.py wraps the filter in a matcher that
--- skips it for their content type, so the terminals' path pays nothing for it.
+-- Native gRPC requests never run this script: envoy_config/http_filters.py wraps the filter in a
+-- matcher that skips it for their content type, so the terminals' path pays nothing for it.
 --
 -- Why: gRPC core parses some request headers itself (grpc-timeout, grpc-encoding, grpc-status, every
 -- `*-bin` header as base64, ...) and fails a call as INTERNAL (HTTP 500) before any of our code runs
@@ -20,7 +20,7 @@
 -- grpc-web clients get HTTP 200 and the gRPC status in a trailers frame.
 --
 -- MAX_REQUEST_BODY_BYTES and MAX_REQUEST_HEADER_BYTES are defined on the lines above this text by
--- localstack/envoy.py.
+-- envoy_config/http_filters.py (http_guard_source).
 
 local GRPC_WEB = "grpc-web"
 local JSON = "json"

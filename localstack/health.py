@@ -12,6 +12,8 @@ import urllib.request
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from envoy_config.routes import GRPC_CLUSTER
+
 SERVING = health_pb2.HealthCheckResponse.SERVING
 CHECK_TIMEOUT_S = 2.0
 POLL_INTERVAL_S = 0.2
@@ -49,8 +51,8 @@ def wait_for_serving(address: str, timeout_s: float, service: str = "") -> None:
         raise TimeoutError(f"{address} service {service!r} not SERVING after {timeout_s:g}s (last status {name})")
 
 
-# The servers' cluster in Envoy's configuration (envoy/envoy.yaml.template).
-SERVERS_CLUSTER = "emoney_grpc"
+# The servers' cluster in Envoy's configuration (envoy_config/routes.py).
+SERVERS_CLUSTER = GRPC_CLUSTER
 
 
 def envoy_upstreams(admin_address: str, cluster: str = SERVERS_CLUSTER) -> dict[str, dict]:

@@ -5,6 +5,11 @@
 freshness-checked with the rest of `generated/`. Envoy serves it at `/openapi.json`
 (and a browsable page at `/docs`).
 
+What this document and Envoy's configuration must agree on comes from the one route map,
+envoy_config/routes.py: the packages documented (the ones the transcoder serves), the document's
+file name, the server URL (the prefix that goes to the gRPC servers), and the paths Envoy answers
+itself, which no GET binding may take (it would never be reached).
+
 The document describes what Envoy's gRPC-JSON transcoder serves, not an idealised REST API:
 
 - One operation per `google.api.http` binding (additional bindings included) of every
@@ -60,11 +65,16 @@ from google.api import annotations_pb2, field_behavior_pb2  # noqa: E402
 from google.protobuf import descriptor_pb2  # noqa: E402
 
 from domain.failures import CATALOGUE  # noqa: E402
+from envoy_config.routes import (  # noqa: E402
+    API_PREFIX,
+    ENVOY_SERVED_METHODS,
+    ENVOY_SERVED_PATHS,
+    OPENAPI_NAME,
+    SERVICE_PACKAGE_PREFIX,
+)
 from interceptors.access_policy import PUBLIC_METHODS  # noqa: E402
 
-OPENAPI_NAME = "openapi.json"
 DESCRIPTOR_NAME = "emoney.binpb"
-SERVICE_PACKAGE_PREFIX = "emoney."
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "v1"
 SECURITY_SCHEME = "bearerAuth"
@@ -680,6 +690,9 @@ def build_openapi(descriptor_set: descriptor_pb2.FileDescriptorSet) -> dict[str,
                         raise ValueError(f"duplicate operationId {operation_id}")
                     operation_ids.add(operation_id)
                     path, operation = _operation(builder, file.package, service, method, comment, http_method, template, body, operation_id)
+                    if path in ENVOY_SERVED_PATHS and http_method.upper() in ENVOY_SERVED_METHODS:
+                        raise ValueError(f"{http_method.upper()} {path} ({operation_id}) is answered by Envoy itself "
+                                         "(envoy_config/routes.py): the method would never be reached")
                     existing = paths.setdefault(path, {})
                     if http_method in existing:
                         raise ValueError(f"{http_method.upper()} {path} is bound twice")
@@ -717,7 +730,7 @@ def build_openapi(descriptor_set: descriptor_pb2.FileDescriptorSet) -> dict[str,
                 "- Money-moving calls take a client `requestId` (idempotency key): retry with the same one."
             ),
         },
-        "servers": [{"url": "/", "description": "The Envoy listener that serves this document"}],
+        "servers": [{"url": API_PREFIX, "description": "The Envoy listener that serves this document"}],
         "tags": sorted(tags, key=lambda tag: tag["name"]),
         "paths": paths,
         "components": {

@@ -19,8 +19,8 @@ import pytest
 import requests
 from google.protobuf.internal.encoder import _VarintBytes
 
-from localstack.envoy import MAX_REQUEST_BODY_BYTES, MAX_REQUEST_HEADERS_KB
 from domain.config import MAX_REQUEST_HEADER_BYTES
+from envoy_config.limits import MAX_REQUEST_BODY_BYTES, MAX_REQUEST_HEADERS_KB
 from tests.fixtures import grpc_web
 from localstack.health import envoy_upstreams
 from tests.fixtures.http2 import Http2Connection

