@@ -41,7 +41,7 @@ def build_interceptors(
         MetricsInterceptor(metrics),
         RequestHeadersInterceptor(max_metadata_bytes),
         AdmissionInterceptor(admission),
-        AuthenticationInterceptor(key_refresher, sessions),
+        AuthenticationInterceptor(key_refresher, sessions, (rate_limiter, rate_limit_policy)),
         AuthorizationInterceptor(),
         RateLimitInterceptor(rate_limiter, rate_limit_policy),
         ErrorMappingInterceptor(),

@@ -2,8 +2,10 @@
 
 The token is read from the `authorization` metadata (`Bearer <jwt>`; Envoy
 passes the same header through for JSON and grpc-web), verified (EdDSA only,
-every claim required), then checked against Redis in one round trip: revoked
-`jti` (logout), suspended tenant, disabled terminal. The principal is put on the
+every claim required), then checked against Redis: revoked `jti` (logout),
+suspended tenant, disabled terminal — in the same round trip (one Lua script,
+storage/rate_limits.py `admit`) as the call's rate limit, which is then charged
+here instead of in the rate-limit interceptor: one Redis round trip per call. The principal is put on the
 call state for the layers below. When Redis cannot answer, the call is refused
 with UNAVAILABLE: revocations live there, so we fail closed.
 """
@@ -18,13 +20,15 @@ import grpc
 import redis.exceptions
 
 from interceptors.access_policy import is_public
-from interceptors.call_state import current_call
+from interceptors.call_state import CallState, current_call
 from interceptors.error_mapping import abort_with_domain_error
+from interceptors.rate_limit import RateLimitPolicy, client_address_of, rate_limited
 from interceptors.wrapping import AroundInterceptor
-from domain.errors import ServiceUnavailable, Unauthenticated
+from domain.errors import ResourceExhausted, ServiceUnavailable, Unauthenticated
 from domain.principal import Principal
 from domain.tokens import KeyRingRefresher, TokenError
-from storage.sessions import SessionStore
+from storage.rate_limits import RateLimiter
+from storage.sessions import DENIALS, SessionStore, denial_keys
 
 logger = logging.getLogger("emoney.auth")
 MAX_AUTHORIZATION_HEADER_LENGTH = 4096 + len("Bearer ")
@@ -41,43 +45,61 @@ def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
 
 
 class AuthenticationInterceptor(AroundInterceptor):
-    def __init__(self, key_refresher: KeyRingRefresher, sessions: SessionStore) -> None:
+    def __init__(self, key_refresher: KeyRingRefresher, sessions: SessionStore,
+                 rate_limits: tuple[RateLimiter, RateLimitPolicy] | None = None) -> None:
         # The refresher verifies with the current key ring and reloads it once when a token
         # names a kid this process does not know yet (another server rotated the key).
         self._key_refresher = key_refresher
         self._sessions = sessions
+        # With the limiter and its policy, the token check and the rate limit share one round trip.
+        self._rate_limits = rate_limits
 
     @contextlib.asynccontextmanager
     async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         if not is_public(method):
-            try:
-                principal = await self._authenticate(context)
-            except (Unauthenticated, ServiceUnavailable) as error:
-                await abort_with_domain_error(context, error)
             state = current_call.get()
+            try:
+                principal = await self._verify(context)
+                await self._check_sessions(method, principal, state)
+            except (Unauthenticated, ServiceUnavailable, ResourceExhausted) as error:
+                await abort_with_domain_error(context, error)
             if state is not None:
                 state.principal = principal
         yield
 
-    async def _authenticate(self, context: grpc.aio.ServicerContext) -> Principal:
+    async def _verify(self, context: grpc.aio.ServicerContext) -> Principal:
         token = bearer_token(context)
         if token is None:
             raise Unauthenticated(
                 message="this method needs `authorization: Bearer <access token>`", reason="CREDENTIALS_MISSING"
             )
-        principal = await self._verify(token)
         try:
-            denial = await self._sessions.denial(principal.token_id, principal.tenant_id, principal.subject)
+            return await self._key_refresher.verify(token)
+        except TokenError as error:
+            raise Unauthenticated(message=str(error), reason=error.reason) from None
+
+    async def _check_sessions(self, method: str, principal: Principal, state: CallState | None) -> None:
+        """Revoked, suspended or disabled: UNAUTHENTICATED. Over its rate limit (when charged here):
+        RESOURCE_EXHAUSTED. Redis away: UNAVAILABLE — revocations live there, so we fail closed."""
+        keys = denial_keys(principal.token_id, principal.tenant_id, principal.subject)
+        limiter, policy = self._rate_limits or (None, None)
+        group = policy.group_for(method) if policy is not None else None
+        try:
+            if limiter is None or group is None:
+                denial = await self._sessions.denial(principal.token_id, principal.tenant_id, principal.subject)
+                retry_after_ms = 0
+            else:
+                buckets = policy.buckets_for(group, principal, client_address_of(state))
+                admission = await limiter.admit(keys, buckets)
+                denial = None if admission.denied is None else DENIALS[admission.denied]
+                retry_after_ms = admission.retry_after_ms
+                if state is not None:
+                    state.rate_limit_charged = True
         except redis.exceptions.RedisError:
             raise ServiceUnavailable(
                 message="sessions cannot be checked right now; retry shortly", reason="SESSION_STORE_UNAVAILABLE"
             ) from None
         if denial is not None:
             raise Unauthenticated(message="the access token is no longer valid", reason=denial)
-        return principal
-
-    async def _verify(self, token: str) -> Principal:
-        try:
-            return await self._key_refresher.verify(token)
-        except TokenError as error:
-            raise Unauthenticated(message=str(error), reason=error.reason) from None
+        if retry_after_ms > 0:
+            raise rate_limited(group, retry_after_ms)

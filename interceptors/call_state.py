@@ -28,6 +28,8 @@ class CallState:
     principal: Principal | None = None
     # The caller's network address: the peer, or the one Envoy saw when the call came through Envoy.
     client_address: str = ""
+    # The call's rate limit was checked and consumed with its token check (interceptors/authentication.py).
+    rate_limit_charged: bool = False
     # Envoy made this call from a JSON request: errors name fields in JSON spelling (interceptors/json_names.py).
     transcoded_from_json: bool = False
 

@@ -1,7 +1,10 @@
 """Rate-limit interceptor: per tenant and per caller, limits per method group, enforced in Redis.
 
-It runs after authentication (so it knows the principal) and outside error
-mapping, so it answers refusals itself:
+An authenticated call is charged by the authentication interceptor, in the same
+Redis round trip as its token check (storage/rate_limits.py `admit`); this
+interceptor charges the others (login, sign-up, public lookups) and any call the
+authentication interceptor was built without the limiter for. It runs outside
+error mapping, so it answers refusals itself:
 
 - over a limit → RESOURCE_EXHAUSTED, reason `RATE_LIMITED`, with a
   `google.rpc.RetryInfo` saying when to retry (HTTP 429 on the JSON face);
@@ -204,10 +207,19 @@ def _host_of(address: str) -> str:
     return address
 
 
-def _client_address(state: CallState | None) -> str:
+def client_address_of(state: CallState | None) -> str:
     if state is None:
         return ""
     return state.client_address or state.peer
+
+
+def rate_limited(group: str, retry_after_ms: int) -> ResourceExhausted:
+    return ResourceExhausted(
+        message=f"too many requests; retry in {retry_after_ms / 1000:.3g} s",
+        reason="RATE_LIMITED",
+        metadata={"group": group},
+        retry_after_ms=retry_after_ms,
+    )
 
 
 class RateLimitInterceptor(AroundInterceptor):
@@ -218,10 +230,11 @@ class RateLimitInterceptor(AroundInterceptor):
     @contextlib.asynccontextmanager
     async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         group = self._policy.group_for(method)
-        if group is not None:
-            state = current_call.get()
+        state = current_call.get()
+        # An authenticated call was charged with its token check, in one round trip (authentication.py).
+        if group is not None and not (state is not None and state.rate_limit_charged):
             principal = None if state is None else state.principal
-            buckets = self._policy.buckets_for(group, principal, _client_address(state))
+            buckets = self._policy.buckets_for(group, principal, client_address_of(state))
             await self._enforce(method, group, buckets, context)
         yield
 
@@ -241,12 +254,4 @@ class RateLimitInterceptor(AroundInterceptor):
             )
             return
         if retry_after_ms > 0:
-            await abort_with_domain_error(
-                context,
-                ResourceExhausted(
-                    message=f"too many requests; retry in {retry_after_ms / 1000:.3g} s",
-                    reason="RATE_LIMITED",
-                    metadata={"group": group},
-                    retry_after_ms=retry_after_ms,
-                ),
-            )
+            await abort_with_domain_error(context, rate_limited(group, retry_after_ms))

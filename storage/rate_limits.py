@@ -48,20 +48,27 @@ MAX_BURST = 1_000_000
 MAX_BUCKETS_PER_CALL = 8
 DEFAULT_TIMEOUT_S = 1.0
 
-# KEYS: one per bucket. ARGV[1]: cost. Then, per bucket i, ARGV[2i]: emission interval in µs and
-# ARGV[2i+1]: tolerance in µs (interval × burst). Returns 0 when allowed (all buckets consumed),
-# else the longest wait in ms after which the same call would be allowed (nothing consumed).
-# All arithmetic is on whole microseconds, exact in Lua's doubles (below 2^53).
-GCRA_SCRIPT = """
+# KEYS: first ARGV[1] denial keys (an authenticated call's revocation, suspension and disabling marks, in
+# order of precedence), then one per bucket. ARGV[2]: cost. Then, per bucket j, ARGV[2j+1]: emission
+# interval in µs and ARGV[2j+2]: tolerance in µs (interval × burst). Returns -i when denial key i exists
+# (nothing consumed), 0 when allowed (all buckets consumed), else the longest wait in ms after which the
+# same call would be allowed (nothing consumed). All arithmetic is on whole microseconds, exact in Lua's
+# doubles (below 2^53).
+ADMIT_SCRIPT = """
 redis.replicate_commands()  -- replicate the SETs, not the script, since TIME differs per replica
+local denials = tonumber(ARGV[1])
+for i = 1, denials do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return -i end
+end
 local time = redis.call('TIME')
 local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local cost = tonumber(ARGV[1])
+local cost = tonumber(ARGV[2])
 local new_tats_us = {}
 local retry_after_us = 0
-for i, key in ipairs(KEYS) do
-  local interval_us = tonumber(ARGV[2 * i])
-  local tolerance_us = tonumber(ARGV[2 * i + 1])
+for j = 1, #KEYS - denials do
+  local key = KEYS[denials + j]
+  local interval_us = tonumber(ARGV[2 * j + 1])
+  local tolerance_us = tonumber(ARGV[2 * j + 2])
   local tat_us = tonumber(redis.call('GET', key) or '0')
   if tat_us < now_us then tat_us = now_us end
   -- A TAT left by a slower, older limit is capped, so a changed limit takes effect at once.
@@ -71,17 +78,26 @@ for i, key in ipairs(KEYS) do
   if allowed_at_us > now_us then
     retry_after_us = math.max(retry_after_us, allowed_at_us - now_us)
   end
-  new_tats_us[i] = new_tat_us
+  new_tats_us[j] = new_tat_us
 end
 if retry_after_us > 0 then
   return math.ceil(retry_after_us / 1000)
 end
-for i, key in ipairs(KEYS) do
-  local full_again_ms = math.ceil((new_tats_us[i] - now_us) / 1000)
-  redis.call('SET', key, string.format('%d', new_tats_us[i]), 'PX', full_again_ms)
+for j = 1, #KEYS - denials do
+  local full_again_ms = math.ceil((new_tats_us[j] - now_us) / 1000)
+  redis.call('SET', KEYS[denials + j], string.format('%d', new_tats_us[j]), 'PX', full_again_ms)
 end
 return 0
 """
+
+
+@dataclass(frozen=True)
+class Admission:
+    """One call's answer: `denied` (the index of the first denial key that exists) or `retry_after_ms`
+    (0: allowed and consumed)."""
+
+    denied: int | None
+    retry_after_ms: int
 
 
 @dataclass(frozen=True)
@@ -123,7 +139,7 @@ class RateLimiter:
         # The client's socket timeouts bound each attempt; this bounds the whole call, retries included.
         self._timeout_s = timeout_s
         # register_script sends EVALSHA and falls back to loading the script on NOSCRIPT.
-        self._script = client.register_script(GCRA_SCRIPT)
+        self._script = client.register_script(ADMIT_SCRIPT)
 
     async def acquire(self, buckets: Sequence[Bucket], cost: int = 1) -> int:
         """0 if the call is allowed (every bucket consumed); else the wait in ms (> 0), nothing consumed.
@@ -131,19 +147,24 @@ class RateLimiter:
         Raises a `redis.exceptions.RedisError` when Redis cannot answer within the timeout, and a ValueError
         for a call no Redis should see (no buckets, a repeated one, a cost above a burst, keys in two slots).
         """
+        return (await self.admit([], buckets, cost)).retry_after_ms
+
+    async def admit(self, denial_keys: Sequence[str], buckets: Sequence[Bucket], cost: int = 1) -> Admission:
+        """`acquire`, first checking that none of `denial_keys` exists (an authenticated call's revocation
+        marks, storage/sessions.py), in the same round trip: a denied call consumes nothing."""
         _check_request(buckets, cost)
-        keys = [self._key_prefix + bucket.key for bucket in buckets]
+        keys = [*denial_keys, *(self._key_prefix + bucket.key for bucket in buckets)]
         if not share_one_slot(keys):
-            raise ValueError(f"the buckets of one call must share a hash slot (one hash tag), not {keys}")
-        arguments: list[int] = [cost]
+            raise ValueError(f"the keys of one call must share a hash slot (one hash tag), not {keys}")
+        arguments: list[int] = [len(denial_keys), cost]
         for bucket in buckets:
             arguments += [bucket.limit.emission_interval_us, bucket.limit.tolerance_us]
         try:
             async with asyncio.timeout(self._timeout_s):
-                retry_after_ms = await self._script(keys=keys, args=arguments)
+                answer = int(await self._script(keys=keys, args=arguments))
         except TimeoutError as error:
             raise redis.exceptions.TimeoutError(f"rate limiter: no answer within {self._timeout_s:g} s") from error
-        return int(retry_after_ms)
+        return Admission(-answer - 1, 0) if answer < 0 else Admission(None, answer)
 
 
 def _check_request(buckets: Sequence[Bucket], cost: int) -> None:

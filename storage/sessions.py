@@ -1,7 +1,7 @@
 """Session state every call checks, kept in Redis: revoked access tokens, suspended tenants and
 disabled terminals.
 
-One round trip per authenticated call (MGET of three keys, all tagged with the
+Checked once per authenticated call, in the same round trip as its rate limit (three keys, all tagged with the
 caller's tenant so that they share one hash slot on a Redis Cluster; the names
 are in storage/redis_keys.py). PostgreSQL remains the source of truth for
 suspensions; servers copy them into Redis at start, so a Redis that lost its
@@ -41,17 +41,17 @@ class SessionStore:
         await self._client.set(disabled_subject_key(tenant_id, subject), b"1")
 
     async def denial(self, token_id: str, tenant_id: uuid.UUID, subject: str) -> str | None:
-        """Why this token may not be used (`TOKEN_REVOKED`, `TENANT_SUSPENDED`, `PRINCIPAL_DISABLED`),
-        or None; one round trip."""
-        revoked, suspended, disabled = await self._client.mget(
-            revoked_token_key(tenant_id, token_id),
-            suspended_tenant_key(tenant_id),
-            disabled_subject_key(tenant_id, subject),
-        )
-        if suspended is not None:
-            return "TENANT_SUSPENDED"
-        if revoked is not None:
-            return "TOKEN_REVOKED"
-        if disabled is not None:
-            return "PRINCIPAL_DISABLED"
-        return None
+        """Why this token may not be used (`TENANT_SUSPENDED`, `TOKEN_REVOKED`, `PRINCIPAL_DISABLED`, in
+        that order), or None; one round trip. A server checks it together with the call's rate limit
+        (interceptors/authentication.py, storage/rate_limits.py `admit`); this is the check alone."""
+        marks = await self._client.mget(*denial_keys(token_id, tenant_id, subject))
+        return next((reason for reason, mark in zip(DENIALS, marks) if mark is not None), None)
+
+
+# What denies a token, in order of precedence, and the key that marks it (all in the tenant's hash slot).
+DENIALS = ("TENANT_SUSPENDED", "TOKEN_REVOKED", "PRINCIPAL_DISABLED")
+
+
+def denial_keys(token_id: str, tenant_id: uuid.UUID, subject: str) -> list[str]:
+    """The keys of DENIALS, in the same order."""
+    return [suspended_tenant_key(tenant_id), revoked_token_key(tenant_id, token_id), disabled_subject_key(tenant_id, subject)]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import redis
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -99,3 +100,21 @@ def test_one_tenant_at_its_limit_does_not_affect_another(stack, strict_front):
     statuses_a = [json_get(f"http://{envoy}", "/v1/currentUser", token_a).status_code for _ in range(7)]
     assert statuses_a[:5] == [200] * 5 and statuses_a[-1] == 429
     assert json_get(f"http://{envoy}", "/v1/currentUser", token_b).status_code == 200
+
+
+def _command_calls(redis_client: redis.Redis) -> dict[str, int]:
+    return {name.removeprefix("cmdstat_"): stats["calls"] for name, stats in redis_client.info("commandstats").items()}
+
+
+def test_an_authenticated_call_costs_one_redis_round_trip(stack, strict_front):
+    """The token's revocation check and the call's rate limit are one script (storage/rate_limits.py
+    `admit`): one script per call and no MGET of its own."""
+    envoy, _ = strict_front
+    _, token = create_tenant(stack, "echo")
+    redis_client = redis.Redis.from_url(stack.redis.url(1))
+    before = _command_calls(redis_client)
+    statuses = [json_get(f"http://{envoy}", "/v1/currentUser", token).status_code for _ in range(3)]
+    after = _command_calls(redis_client)
+    assert statuses == [200] * 3
+    scripts = sum(after.get(name, 0) - before.get(name, 0) for name in ("evalsha", "eval"))
+    assert scripts == 3 and after.get("mget", 0) == before.get("mget", 0), (before, after)

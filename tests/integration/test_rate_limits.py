@@ -25,7 +25,7 @@ from interceptors.wrapping import AroundInterceptor
 from localstack.processes import free_port
 from domain.config import Settings
 from domain.principal import Principal
-from storage.rate_limits import Bucket, Limit, RateLimiter
+from storage.rate_limits import Admission, Bucket, Limit, RateLimiter
 from storage.redis_store import build_redis
 
 # Slow enough that nothing refills while a test runs: only the burst counts.
@@ -333,3 +333,19 @@ async def test_a_write_on_a_connection_closed_under_it_is_a_connection_error(sta
         assert await client.ping()  # the next call gets a working connection
     finally:
         await client.aclose()
+
+
+async def test_a_denied_call_is_told_which_mark_denied_it_and_consumes_nothing(limiter, redis_client, key_prefix):
+    """admit(): the first existing denial key (in the order given) wins, before any bucket is touched;
+    without one, the buckets are charged as by acquire()."""
+    marks = [f"{key_prefix}mark:{{t}}:first", f"{key_prefix}mark:{{t}}:second"]
+    bucket = Bucket("admit:{t}", Limit(rate_per_s=1, burst=1))
+    await redis_client.set(marks[1], b"1")
+    assert await limiter.admit(marks, [bucket]) == Admission(denied=1, retry_after_ms=0)
+    await redis_client.set(marks[0], b"1")
+    assert await limiter.admit(marks, [bucket]) == Admission(denied=0, retry_after_ms=0)
+    assert await redis_client.get(key_prefix + bucket.key) is None  # nothing consumed
+    await redis_client.delete(*marks)
+    assert await limiter.admit(marks, [bucket]) == Admission(denied=None, retry_after_ms=0)
+    refused = await limiter.admit(marks, [bucket])
+    assert refused.denied is None and refused.retry_after_ms > 0
