@@ -13,9 +13,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from localstack import provisioning
 from domain.errors import ResourceExhausted, ServiceUnavailable
+from domain.ledger_rules import PAYMENT_EVENTS
 from server.payment_events import (
     CHANNEL,
-    EVENT_KINDS,
     MAX_ACCOUNTS_PER_EVENT,
     MAX_PAYLOAD_BYTES,
     PaymentEvent,
@@ -153,7 +153,7 @@ async def test_the_payload_the_database_builds_is_what_python_decodes(app_dsn, u
     most_accounts = [uuid.uuid4() for _ in range(MAX_ACCOUNTS_PER_EVENT)]
     sent = [
         event(tenant, kind=kind, terminal_id=terminal, account_ids=accounts)
-        for kind in EVENT_KINDS
+        for kind in PAYMENT_EVENTS
         for terminal, accounts in ((None, ()), (uuid.uuid4(), most_accounts))
     ]
     async with await psycopg.AsyncConnection.connect(app_dsn, autocommit=True) as listener:
