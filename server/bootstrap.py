@@ -47,6 +47,7 @@ from server.services.accounts import AccountsService
 from server.services.administration import AdministrationService
 from server.services.payments import PaymentsService
 from server.services.identity import IdentityService
+from server.services.transactions import Transactions
 from server.services.tenants import TenantDirectory
 from domain.tokens import KeyRing, KeyRingRefresher, TokenService
 from storage import tenants as tenant_repository
@@ -278,15 +279,16 @@ async def build_application(settings: Settings) -> Application:
     metrics.database_reads = units_of_work.reads
     # The hub shares the pool's connection settings (the password arrives there from the secrets store).
     payment_events = PaymentEventHub(settings.database_url, pool.kwargs)
-    identity = IdentityService(units_of_work, passwords, tokens, sessions, refresh_ttl_s=settings.refresh_token_ttl_s)
+    transactions = Transactions(units_of_work)
+    identity = IdentityService(transactions, passwords, tokens, sessions, refresh_ttl_s=settings.refresh_token_ttl_s)
     service_names = (PLATFORM_SERVICE, AUTH_SERVICE, ADMIN_SERVICE, ACCOUNTS_SERVICE, PAYMENTS_SERVICE)
     platform_pb2_grpc.add_PlatformServiceServicer_to_server(PlatformServicer(ServerInstance(service_names)), server)
-    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(TenantDirectory(units_of_work), identity), server)
+    auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(TenantDirectory(transactions), identity), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(AdministrationService(units_of_work, passwords, sessions), units_of_work), server
+        AdminServicer(AdministrationService(transactions, passwords, sessions)), server
     )
-    accounts_pb2_grpc.add_AccountsServiceServicer_to_server(AccountsServicer(AccountsService(units_of_work)), server)
-    payments_pb2_grpc.add_PaymentsServiceServicer_to_server(PaymentsServicer(PaymentsService(units_of_work, payment_events, objects)), server)
+    accounts_pb2_grpc.add_AccountsServiceServicer_to_server(AccountsServicer(AccountsService(transactions)), server)
+    payments_pb2_grpc.add_PaymentsServiceServicer_to_server(PaymentsServicer(PaymentsService(transactions, payment_events, objects)), server)
 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -5,7 +5,7 @@ transaction commits (never for a rolled-back change), in commit order, to every 
 listening on the database — so a `WatchPayments` stream on any process sees a payment the moment
 it is durable, with no extra infrastructure.
 
-    service layer (in the payment's transaction)   notify_payment_event(connection, event)
+    storage (in the payment's transaction)         notify_payment_event(connection, event)
     each server process                            PaymentEventHub.run(): one autocommit connection
                                                    doing LISTEN, dispatching to matching subscribers
     WatchPayments                                  async with hub.subscribe(...) as events:
@@ -41,6 +41,7 @@ from psycopg import sql
 
 from domain.errors import DomainError, InvalidArgument, ResourceExhausted, ServiceUnavailable
 from domain.ledger_rules import PAYMENT_EVENTS
+from storage.movements import notify_payment
 
 logger = logging.getLogger("emoney.payment_events")
 
@@ -93,14 +94,11 @@ class PaymentEvent:
 async def notify_payment_event(connection: psycopg.AsyncConnection, event: PaymentEvent) -> None:
     """Queue `event` in the caller's transaction: PostgreSQL sends it at commit, never on rollback.
 
-    Call it with the unit of work's connection, after the change it announces, before `commit()`. The
-    database builds the payload (payments_notify), as it does for the movements made in one SQL statement.
+    Call it with the unit of work's connection, after the change it announces, before `commit()`
+    (storage.movements.notify_payment, the one place that asks the database to send one).
     """
-    if connection.autocommit:
-        raise ValueError("payment events are sent at commit: call this inside the payment's transaction")
-    await connection.execute(
-        "select payments_notify(%s::uuid, %s::uuid, %s::text, %s::uuid, %s::uuid[])",
-        (event.tenant_id, event.payment_id, event.event, event.terminal_id, list(event.account_ids)),
+    await notify_payment(
+        connection, event.tenant_id, event.payment_id, event.event, event.terminal_id, event.account_ids
     )
 
 

@@ -5,23 +5,24 @@ change it guards, together with a sha256 of the request. The ledger functions cl
 first statement, so:
 
 * a retry after the original committed finds the key and gets the original result back
-  (`Outcome.replayed`, with the stored reply bytes if the service stored them);
+  (`Outcome.replayed`, with the stored reply bytes if the movement stored them);
 * a duplicate arriving while the original is still running waits on the original's uncommitted key
   (PostgreSQL blocks the second INSERT of a unique key), then finds it — exactly one movement;
 * the same key with a different request hash is REQUEST_ID_REUSED (ALREADY_EXISTS);
 * a call that fails rolls back with its key, so the client may retry it.
 
-Storing the serialized gRPC reply without a second round trip while row locks are held: the
-service builds the reply from the movement's result and calls `commit_with_response`, which sends
-the UPDATE of the key and the COMMIT in one pipeline — the one round trip a commit costs anyway.
+Storing the serialized reply without a second round trip while row locks are held: a movement that
+runs in a storage transaction (storage/movements.py) calls `commit_with_response` with the bytes its
+caller's `serialize` gave for the record, which sends the UPDATE of the key and the COMMIT in one
+pipeline — the one round trip a commit costs anyway. Which bytes those are, and turning them back into
+a reply on a replay, is server/servicers/idempotent.py's business, the one place that does it:
 
     async with units_of_work(tenant_id) as unit_of_work:
         outcome = await ledger.post_transfer(unit_of_work, context, ...)
         if outcome.replayed:
-            return Reply.FromString(outcome.stored_response) if outcome.stored_response else build(outcome.record)
-        reply = build(outcome.record)
-        await idempotency.commit_with_response(unit_of_work, context, reply.SerializeToString())
-        return reply
+            return outcome  # outcome.stored_response: the bytes stored by the original call
+        await idempotency.commit_with_response(unit_of_work, context, serialize(outcome.record))
+        return outcome
 """
 
 from __future__ import annotations

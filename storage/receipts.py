@@ -2,7 +2,8 @@
 
 No payment waits for, or fails because of, object storage (transactional outbox):
 
-    service layer, in the payment's transaction    enqueue_receipt(unit_of_work, tenant_id, payment_id)
+    storage.movements, in the payment's transaction enqueue_receipt(unit_of_work, tenant_id, payment_id)
+    (the SQL entry points: receipts_request)
     ReceiptWriter.run() in every server process    for each tenant with pending rows (SECURITY DEFINER
                                                    lookup), in a unit of work scoped to that tenant:
                                                    lock a batch (FOR UPDATE SKIP LOCKED), render,

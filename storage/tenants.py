@@ -6,6 +6,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
+
 from storage.unit_of_work import UnitOfWork
 
 
@@ -26,12 +28,18 @@ async def find_public_tenant(unit_of_work: UnitOfWork, slug: str) -> PublicTenan
     return None if row is None else PublicTenant(*row)
 
 
-async def insert_tenant(unit_of_work: UnitOfWork, tenant_id: uuid.UUID, slug: str, display_name: str, currency: str) -> None:
-    """Insert a tenant; the unit of work must be scoped to `tenant_id` (RLS checks the new row)."""
-    await unit_of_work.connection.execute(
-        "insert into tenants (tenant_id, slug, display_name, default_currency) values (%s, %s, %s, %s)",
-        (tenant_id, slug, display_name, currency),
-    )
+async def insert_tenant(unit_of_work: UnitOfWork, tenant_id: uuid.UUID, slug: str, display_name: str, currency: str) -> bool:
+    """Insert a tenant; the unit of work must be scoped to `tenant_id` (RLS checks the new row).
+
+    False when the slug is taken: the transaction is then failed, and its unit of work must be left."""
+    try:
+        await unit_of_work.connection.execute(
+            "insert into tenants (tenant_id, slug, display_name, default_currency) values (%s, %s, %s, %s)",
+            (tenant_id, slug, display_name, currency),
+        )
+    except psycopg.errors.UniqueViolation:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -85,3 +93,16 @@ async def slug_of(unit_of_work: UnitOfWork, tenant_id: uuid.UUID) -> str:
     cursor = await unit_of_work.connection.execute("select slug from tenants where tenant_id = %s", (tenant_id,))
     row = await cursor.fetchone()
     return "" if row is None else row[0]
+
+
+async def default_currency(unit_of_work: UnitOfWork, tenant_id: uuid.UUID) -> str:
+    """The currency the unit of work's own tenant opens accounts in when none is asked for."""
+    cursor = await unit_of_work.connection.execute("select default_currency from tenants where tenant_id = %s", (tenant_id,))
+    return (await cursor.fetchone())[0]
+
+
+async def is_active(unit_of_work: UnitOfWork, tenant_id: uuid.UUID) -> bool:
+    """Whether the unit of work's own tenant exists and is not suspended."""
+    cursor = await unit_of_work.connection.execute("select status from tenants where tenant_id = %s", (tenant_id,))
+    row = await cursor.fetchone()
+    return row is not None and row[0] == "active"

@@ -1,4 +1,4 @@
-"""AccountsService: translate requests, call the service layer, translate results."""
+"""AccountsService: requests become commands, the service layer's records become replies."""
 
 from __future__ import annotations
 
@@ -6,14 +6,11 @@ import grpc
 
 from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from interceptors.call_state import current_method, require_principal
+from server.services import commands
 from server.services.accounts import AccountsService
 from server.servicers.converters import account_message, entry_message
 from server.servicers.enums import ACCOUNT_KIND, ACCOUNT_STATUS
 from domain.validation import optional_timestamp
-
-
-def _time(message, field: str):
-    return optional_timestamp(message, field)
 
 
 class AccountsServicer(accounts_pb2_grpc.AccountsServiceServicer):
@@ -21,8 +18,8 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServiceServicer):
         self._accounts = accounts
 
     async def CreateAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.CreateAccountResponse:
-        kind = ACCOUNT_KIND.required(request.kind, "kind")
-        account = await self._accounts.create_account(require_principal(), kind, request.currency, request.owner, current_method())
+        command = commands.OpenAccount(ACCOUNT_KIND.required(request.kind, "kind"), request.currency, request.owner)
+        account = await self._accounts.create_account(require_principal(), current_method(), command)
         return accounts_pb2.CreateAccountResponse(account=account_message(account))
 
     async def GetAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.GetAccountResponse:
@@ -30,31 +27,34 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServiceServicer):
         return accounts_pb2.GetAccountResponse(account=account_message(account))
 
     async def ListAccounts(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.ListAccountsResponse:
-        rows, next_token = await self._accounts.list_accounts(
-            require_principal(), request.page_size, request.page_token, request.owner,
+        command = commands.ListAccounts(
+            commands.Page(request.page_size, request.page_token), request.owner,
             ACCOUNT_KIND.filter(request.kind, "kind"), ACCOUNT_STATUS.filter(request.status, "status"),
         )
+        rows, next_token = await self._accounts.list_accounts(require_principal(), command)
         return accounts_pb2.ListAccountsResponse(accounts=[account_message(row) for row in rows], next_page_token=next_token)
 
     async def ListAccountEntries(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.ListAccountEntriesResponse:
-        rows, next_token = await self._accounts.list_entries(
-            require_principal(), request.account, request.page_size, request.page_token,
-            _time(request, "start_time"), _time(request, "end_time"),
+        command = commands.ListEntries(
+            request.account, commands.Page(request.page_size, request.page_token),
+            optional_timestamp(request, "start_time"), optional_timestamp(request, "end_time"),
         )
+        rows, next_token = await self._accounts.list_entries(require_principal(), command)
         return accounts_pb2.ListAccountEntriesResponse(entries=[entry_message(row) for row in rows], next_page_token=next_token)
 
     async def GetBalanceAt(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.GetBalanceAtResponse:
-        balance_minor, currency = await self._accounts.balance_at(require_principal(), request.account, _time(request, "time"))
+        instant = optional_timestamp(request, "time")
+        balance_minor, currency = await self._accounts.balance_at(require_principal(), request.account, instant)
         return accounts_pb2.GetBalanceAtResponse(balance_minor=balance_minor, currency=currency)
 
     async def FreezeAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.FreezeAccountResponse:
-        account = await self._accounts.set_status(require_principal(), request.name, "frozen", current_method())
+        account = await self._accounts.set_status(require_principal(), current_method(), request.name, "frozen")
         return accounts_pb2.FreezeAccountResponse(account=account_message(account))
 
     async def UnfreezeAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.UnfreezeAccountResponse:
-        account = await self._accounts.set_status(require_principal(), request.name, "active", current_method())
+        account = await self._accounts.set_status(require_principal(), current_method(), request.name, "active")
         return accounts_pb2.UnfreezeAccountResponse(account=account_message(account))
 
     async def CloseAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.CloseAccountResponse:
-        account = await self._accounts.set_status(require_principal(), request.name, "closed", current_method())
+        account = await self._accounts.set_status(require_principal(), current_method(), request.name, "closed")
         return accounts_pb2.CloseAccountResponse(account=account_message(account))

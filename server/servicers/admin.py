@@ -1,26 +1,25 @@
-"""AdminService: translate requests, call the service layer, translate results."""
+"""AdminService: requests become commands, the service layer's records become replies (every call goes
+through the service layer)."""
 
 from __future__ import annotations
 
 import grpc
 
 from emoney.admin.v1 import admin_pb2, admin_pb2_grpc
+from domain.validation import optional_timestamp
 from interceptors.call_state import require_principal
+from server.services import commands
 from server.services.administration import AdministrationService
 from server.servicers.converters import audit_event_message, tenant_summary, terminal_message, timestamp, user_message
 from server.servicers.enums import ROLE
-from storage import audit, ledger
-from storage.unit_of_work import UnitOfWorkFactory
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, administration: AdministrationService, units_of_work: UnitOfWorkFactory) -> None:
+    def __init__(self, administration: AdministrationService) -> None:
         self._administration = administration
-        self._units_of_work = units_of_work
 
     async def VerifyAuditChain(self, request, context: grpc.aio.ServicerContext) -> admin_pb2.VerifyAuditChainResponse:
-        async with self._units_of_work.reader(require_principal().tenant_id) as unit_of_work:
-            verification = await audit.verify_audit_chain(unit_of_work)
+        verification = await self._administration.verify_audit_chain(require_principal())
         return admin_pb2.VerifyAuditChainResponse(
             ok=verification.ok,
             stripes_checked=verification.stripes_checked,
@@ -32,12 +31,15 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
 
     async def ListAuditEvents(self, request: admin_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext) -> admin_pb2.ListAuditEventsResponse:
-        rows, next_token = await self._administration.list_audit_events(require_principal(), request)
+        command = commands.ListAuditEvents(
+            commands.Page(request.page_size, request.page_token), request.actor, request.request_id,
+            optional_timestamp(request, "start_time"), optional_timestamp(request, "end_time"),
+        )
+        rows, next_token = await self._administration.list_audit_events(require_principal(), command)
         return admin_pb2.ListAuditEventsResponse(audit_events=[audit_event_message(row) for row in rows], next_page_token=next_token)
 
     async def ReconcileLedger(self, request, context: grpc.aio.ServicerContext) -> admin_pb2.ReconcileLedgerResponse:
-        async with self._units_of_work.reader(require_principal().tenant_id) as unit_of_work:
-            report = await ledger.reconcile(unit_of_work)
+        report = await self._administration.reconcile_ledger(require_principal())
         return admin_pb2.ReconcileLedgerResponse(
             ok=report.ok,
             check_time=timestamp(report.checked_at),
@@ -52,9 +54,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         )
 
     async def CreateTenant(self, request: admin_pb2.CreateTenantRequest, context: grpc.aio.ServicerContext) -> admin_pb2.CreateTenantResponse:
-        created = await self._administration.create_tenant(
-            require_principal(), request.slug, request.display_name, request.default_currency, request.admin_email, request.admin_display_name
+        command = commands.CreateTenant(
+            request.slug, request.display_name, request.default_currency, request.admin_email, request.admin_display_name
         )
+        created = await self._administration.create_tenant(require_principal(), command)
         return admin_pb2.CreateTenantResponse(
             tenant=tenant_summary(created.tenant),
             admin=user_message(created.admin, created.tenant.slug),
@@ -76,15 +79,15 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         return admin_pb2.ReactivateTenantResponse(tenant=tenant_summary(tenant))
 
     async def CreateUser(self, request: admin_pb2.CreateUserRequest, context: grpc.aio.ServicerContext) -> admin_pb2.CreateUserResponse:
-        user, password, slug = await self._administration.create_user(
-            require_principal(), request.email, request.display_name, ROLE.required_list(request.roles, "roles")
-        )
+        command = commands.CreateUser(request.email, request.display_name, tuple(ROLE.required_list(request.roles, "roles")))
+        user, password, slug = await self._administration.create_user(require_principal(), command)
         return admin_pb2.CreateUserResponse(user=user_message(user, slug), initial_password=password)
 
     async def ListUsers(self, request: admin_pb2.ListUsersRequest, context: grpc.aio.ServicerContext) -> admin_pb2.ListUsersResponse:
-        rows, next_token, slug = await self._administration.list_users(
-            require_principal(), request.page_size, request.page_token, ROLE.filter(request.role, "role"), request.query
+        command = commands.ListUsers(
+            commands.Page(request.page_size, request.page_token), ROLE.filter(request.role, "role"), request.query
         )
+        rows, next_token, slug = await self._administration.list_users(require_principal(), command)
         return admin_pb2.ListUsersResponse(users=[user_message(row, slug) for row in rows], next_page_token=next_token)
 
     async def RegisterTerminal(

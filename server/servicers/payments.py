@@ -1,4 +1,5 @@
-"""PaymentsService: translate requests, call the service layer, translate results."""
+"""PaymentsService: requests become commands, the service layer's records become replies (money calls
+answered through server/servicers/idempotent.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,25 @@ import grpc
 from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
 from interceptors.call_state import current_method, require_principal
 from domain.errors import NotFound, ServiceUnavailable
+from domain.validation import optional_timestamp
+from server.services import commands
 from server.services.payments import DEFAULT_HOLD_TTL_S, PaymentsService
 from server.servicers.converters import hold_payment, row_payment, timestamp, transfer_payment
 from server.servicers.enums import PAYMENT_EVENT_TYPE, PAYMENT_STATUS
+from server.servicers.idempotent import answer
 
 
 RECEIPT_URL_TTL_S = 300
 WATCH_READY_TIMEOUT_S = 5.0
+
+
+def _canonical(request) -> bytes:
+    """The request as idempotency compares it: serialized deterministically (commands.py says why)."""
+    return request.SerializeToString(deterministic=True)
+
+
+def _resolution(request, amount_minor: int) -> commands.ResolvePayment:
+    return commands.ResolvePayment(request.request_id, _canonical(request), request.name, amount_minor)
 
 
 class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
@@ -24,63 +37,70 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         self._payments = payments
 
     async def CreateTransfer(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.CreateTransferResponse:
-        return await self._payments.create_transfer(
-            require_principal(), current_method(), request,
-            lambda record: payments_pb2.CreateTransferResponse(payment=transfer_payment(record)),
-            payments_pb2.CreateTransferResponse,
+        command = commands.CreateTransfer(
+            request.request_id, _canonical(request), request.from_account, request.to_account, request.amount_minor,
+            request.currency,
+        )
+        return await answer(
+            payments_pb2.CreateTransferResponse, transfer_payment,
+            lambda serialize: self._payments.create_transfer(require_principal(), current_method(), command),
         )
 
     async def TopUp(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.TopUpResponse:
-        return await self._payments.top_up_or_withdraw(
-            require_principal(), current_method(), request, "top_up",
-            lambda record: payments_pb2.TopUpResponse(payment=transfer_payment(record)), payments_pb2.TopUpResponse,
-        )
+        return await self._move_float(request, "top_up", payments_pb2.TopUpResponse)
 
     async def Withdraw(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.WithdrawResponse:
-        return await self._payments.top_up_or_withdraw(
-            require_principal(), current_method(), request, "withdrawal",
-            lambda record: payments_pb2.WithdrawResponse(payment=transfer_payment(record)), payments_pb2.WithdrawResponse,
+        return await self._move_float(request, "withdrawal", payments_pb2.WithdrawResponse)
+
+    async def _move_float(self, request, kind: str, reply_type):
+        command = commands.MoveFloat(
+            request.request_id, _canonical(request), kind, request.account, request.amount_minor, request.currency
+        )
+        return await answer(
+            reply_type, transfer_payment,
+            lambda serialize: self._payments.top_up_or_withdraw(require_principal(), current_method(), command, serialize),
         )
 
     async def CreatePaymentCode(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.CreatePaymentCodeResponse:
-        code, expires_at = await self._payments.create_payment_code(
-            require_principal(), request.account, request.max_amount_minor, request.currency, request.ttl_seconds
-        )
+        command = commands.CreatePaymentCode(request.account, request.max_amount_minor, request.currency, request.ttl_seconds)
+        code, expires_at = await self._payments.create_payment_code(require_principal(), command)
         return payments_pb2.CreatePaymentCodeResponse(code=code, expire_time=timestamp(expires_at))
 
     async def ChargePaymentCode(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.ChargePaymentCodeResponse:
-        return await self._payments.redeem_code(
-            require_principal(), current_method(), request, hold_ttl_s=None,
-            build_reply=lambda record: payments_pb2.ChargePaymentCodeResponse(payment=transfer_payment(record)),
-            reply_type=payments_pb2.ChargePaymentCodeResponse,
-        )
+        return await self._redeem(request, None, payments_pb2.ChargePaymentCodeResponse, transfer_payment)
 
     async def AuthorizePayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.AuthorizePaymentResponse:
-        return await self._payments.redeem_code(
-            require_principal(), current_method(), request, hold_ttl_s=request.ttl_seconds or DEFAULT_HOLD_TTL_S,
-            build_reply=lambda record: payments_pb2.AuthorizePaymentResponse(payment=hold_payment(record)),
-            reply_type=payments_pb2.AuthorizePaymentResponse,
+        hold_ttl_s = request.ttl_seconds or DEFAULT_HOLD_TTL_S
+        return await self._redeem(request, hold_ttl_s, payments_pb2.AuthorizePaymentResponse, hold_payment)
+
+    async def _redeem(self, request, hold_ttl_s: int | None, reply_type, payment_of):
+        command = commands.RedeemCode(
+            request.request_id, _canonical(request), request.code, request.amount_minor, request.currency, hold_ttl_s
+        )
+        return await answer(
+            reply_type, payment_of,
+            lambda serialize: self._payments.redeem_code(require_principal(), current_method(), command),
         )
 
     async def CapturePayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.CapturePaymentResponse:
-        return await self._payments.capture(
-            require_principal(), current_method(), request,
-            lambda record: payments_pb2.CapturePaymentResponse(payment=hold_payment(record)),
-            payments_pb2.CapturePaymentResponse,
+        command = _resolution(request, request.amount_minor)
+        return await answer(
+            payments_pb2.CapturePaymentResponse, hold_payment,
+            lambda serialize: self._payments.capture(require_principal(), current_method(), command, serialize),
         )
 
     async def VoidPayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.VoidPaymentResponse:
-        return await self._payments.void(
-            require_principal(), current_method(), request,
-            lambda record: payments_pb2.VoidPaymentResponse(payment=hold_payment(record)),
-            payments_pb2.VoidPaymentResponse,
+        command = _resolution(request, 0)
+        return await answer(
+            payments_pb2.VoidPaymentResponse, hold_payment,
+            lambda serialize: self._payments.void(require_principal(), current_method(), command, serialize),
         )
 
     async def RefundPayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.RefundPaymentResponse:
-        return await self._payments.refund(
-            require_principal(), current_method(), request,
-            lambda record: payments_pb2.RefundPaymentResponse(payment=transfer_payment(record)),
-            payments_pb2.RefundPaymentResponse,
+        command = _resolution(request, request.amount_minor)
+        return await answer(
+            payments_pb2.RefundPaymentResponse, transfer_payment,
+            lambda serialize: self._payments.refund(require_principal(), current_method(), command, serialize),
         )
 
     async def GetPayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.GetPaymentResponse:
@@ -88,7 +108,12 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         return payments_pb2.GetPaymentResponse(payment=row_payment(payment))
 
     async def ListPayments(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.ListPaymentsResponse:
-        rows, next_token = await self._payments.list_payments(require_principal(), request, PAYMENT_STATUS.filter(request.status, "status"))
+        command = commands.ListPayments(
+            commands.Page(request.page_size, request.page_token), request.account, request.terminal,
+            PAYMENT_STATUS.filter(request.status, "status"),
+            optional_timestamp(request, "start_time"), optional_timestamp(request, "end_time"),
+        )
+        rows, next_token = await self._payments.list_payments(require_principal(), command)
         return payments_pb2.ListPaymentsResponse(payments=[row_payment(row) for row in rows], next_page_token=next_token)
 
     async def WatchPayments(self, request, context: grpc.aio.ServicerContext):

@@ -13,14 +13,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-import psycopg
-
 from domain.errors import AlreadyExists, FailedPrecondition, NotFound, PermissionDenied
 from domain.passwords import PasswordHasher
 from domain.principal import Principal
 from domain.resource_names import SLUG_PATTERN, parse_tenant_name
+from server.services import commands
 from server.services.changes import record_change
 from server.services.identity import hash_secret
+from server.services.transactions import Transactions
 from domain.ledger_rules import MAX_ACTOR_LENGTH, MAX_CALL_ID_LENGTH, currency_violations
 from domain.validation import (
     bad_page_token,
@@ -33,18 +33,17 @@ from domain.validation import (
     keyset_position,
     invalid,
     normalize_email,
-    optional_timestamp,
     page_size,
     parse_resource_id,
     raise_if_violations,
 )
 from domain.errors import INVALID_FORMAT, NOT_ALLOWED, REQUIRED, TOO_LONG, FieldViolation
-from storage import audit, tenants, terminals, users
-from storage.audit import AuditEvent
+from storage import audit, ledger, tenants, terminals, users
+from storage.audit import AuditEvent, AuditVerification
+from storage.ledger import ReconciliationReport
 from storage.sessions import SessionStore
 from storage.tenants import TenantRecord
 from storage.terminals import TerminalRecord
-from storage.unit_of_work import UnitOfWorkFactory
 from storage.users import UserRecord
 
 # Roles each back-office role may grant when creating a user.
@@ -70,17 +69,16 @@ class CreatedTenant:
 
 
 class AdministrationService:
-    def __init__(self, units_of_work: UnitOfWorkFactory, passwords: PasswordHasher, sessions: SessionStore) -> None:
-        self._units_of_work = units_of_work
+    def __init__(self, transactions: Transactions, passwords: PasswordHasher, sessions: SessionStore) -> None:
+        self._transactions = transactions
         self._passwords = passwords
         self._sessions = sessions
 
     # -- tenants (platform administrators) ------------------------------------------------------
 
-    async def create_tenant(
-        self, caller: Principal, slug: str, display_name: str, currency: str, admin_email: str, admin_display_name: str
-    ) -> CreatedTenant:
-        admin_email = normalize_email(admin_email)
+    async def create_tenant(self, caller: Principal, command: commands.CreateTenant) -> CreatedTenant:
+        slug, display_name, currency = command.slug, command.display_name, command.default_currency
+        admin_email, admin_display_name = normalize_email(command.admin_email), command.admin_display_name
         violations = display_name_violations(display_name) + display_name_violations(admin_display_name, "admin_display_name")
         violations += email_violations(admin_email, "admin_email")
         if not SLUG_PATTERN.match(slug) or "--" in slug:
@@ -92,11 +90,9 @@ class AdministrationService:
         password = _initial_password()
         password_hash = await self._passwords.hash(password)
         tenant_id = uuid.uuid4()
-        async with self._units_of_work(tenant_id) as unit_of_work:
-            try:
-                await tenants.insert_tenant(unit_of_work, tenant_id, slug, display_name.strip(), currency)
-            except psycopg.errors.UniqueViolation:
-                raise AlreadyExists(message=f"tenant `{slug}` already exists", reason="TENANT_EXISTS") from None
+        async with self._transactions.change(tenant_id) as unit_of_work:
+            if not await tenants.insert_tenant(unit_of_work, tenant_id, slug, display_name.strip(), currency):
+                raise AlreadyExists(message=f"tenant `{slug}` already exists", reason="TENANT_EXISTS")
             admin = await users.insert(
                 unit_of_work, tenant_id, admin_email, admin_display_name.strip(), password_hash, ["tenant_admin", "operator"]
             )
@@ -110,19 +106,19 @@ class AdministrationService:
     async def list_tenants(self, requested_page_size: int, page_token: str) -> tuple[list[TenantRecord], str]:
         limit = page_size(requested_page_size)
         position = decode_page_token(page_token, ("after",))
-        async with self._units_of_work(None) as unit_of_work:
+        async with self._transactions.read(None) as unit_of_work:
             rows = await tenants.list_tenants_page(unit_of_work, position["after"] if position else None, limit + 1)
         return keyset_page(rows, limit, lambda row: {"after": row.slug})
 
     async def set_tenant_status(self, caller: Principal, name: str, suspended: bool) -> TenantRecord:
         slug = parse_tenant_name(name)
-        async with self._units_of_work(None) as unit_of_work:
+        async with self._transactions.lookup(None) as unit_of_work:
             found = await tenants.find_tenant_any_status(unit_of_work, slug)
         if found is None:
             raise NotFound(message=f"tenant `{slug}` not found", reason="TENANT_NOT_FOUND", metadata={"slug": slug})
         if found.kind == "platform":
             raise FailedPrecondition(message="the platform tenant cannot be suspended", reason="PLATFORM_TENANT")
-        async with self._units_of_work(found.tenant_id) as unit_of_work:
+        async with self._transactions.change(found.tenant_id) as unit_of_work:
             changed = await tenants.set_tenant_status(unit_of_work, found.tenant_id, "suspended" if suspended else "active")
             if changed is None:  # removed since the lookup above
                 raise NotFound(message=f"tenant `{slug}` not found", reason="TENANT_NOT_FOUND", metadata={"slug": slug})
@@ -141,8 +137,8 @@ class AdministrationService:
 
     # -- users (tenant back office) -------------------------------------------------------------
 
-    async def create_user(self, caller: Principal, email: str, display_name: str, roles: list[str]) -> tuple[UserRecord, str, str]:
-        email = normalize_email(email)
+    async def create_user(self, caller: Principal, command: commands.CreateUser) -> tuple[UserRecord, str, str]:
+        email, display_name, roles = normalize_email(command.email), command.display_name, list(command.roles)
         raise_if_violations(email_violations(email) + display_name_violations(display_name) + _role_violations(roles))
         allowed = frozenset().union(*(GRANTABLE_ROLES.get(role, frozenset()) for role in caller.roles))
         if not set(roles) <= allowed:
@@ -151,7 +147,7 @@ class AdministrationService:
             )
         password = _initial_password()
         password_hash = await self._passwords.hash(password)
-        async with self._units_of_work(caller.tenant_id) as unit_of_work:
+        async with self._transactions.change(caller.tenant_id) as unit_of_work:
             if await users.find_by_email(unit_of_work, email) is not None:
                 raise AlreadyExists(message="this e-mail address is already registered", reason="EMAIL_TAKEN")
             user = await users.insert(unit_of_work, caller.tenant_id, email, display_name.strip(), password_hash, sorted(set(roles)))
@@ -160,18 +156,17 @@ class AdministrationService:
             await unit_of_work.commit()
         return user, password, slug
 
-    async def list_users(
-        self, caller: Principal, requested_page_size: int, page_token: str, role: str | None, query: str = ""
-    ) -> tuple[list[UserRecord], str, str]:
-        """A page of the caller's tenant's users; `role` None for every role."""
-        limit = page_size(requested_page_size)
+    async def list_users(self, caller: Principal, command: commands.ListUsers) -> tuple[list[UserRecord], str, str]:
+        """A page of the caller's tenant's users."""
+        limit = page_size(command.page.size)
+        role = command.role
         if role:
             raise_if_violations(_role_violations([role], "role"))
-        query = query.strip()
+        query = command.query.strip()
         if len(query) > MAX_USER_QUERY_LENGTH:
             raise invalid("query", TOO_LONG, f"must be at most {MAX_USER_QUERY_LENGTH} characters")
-        after = keyset_after(page_token, "id")
-        async with self._units_of_work(caller.tenant_id) as unit_of_work:
+        after = keyset_after(command.page.token, "id")
+        async with self._transactions.read(caller.tenant_id) as unit_of_work:
             rows = await users.list_page(unit_of_work, after, limit + 1, role or None, query or None)
             slug = await tenants.slug_of(unit_of_work, caller.tenant_id)
         page, next_token = keyset_page(rows, limit, created_position("id", "user_id"))
@@ -184,7 +179,7 @@ class AdministrationService:
         raise_if_violations(display_name_violations(display_name))
         client_id = "term_" + "".join(secrets.choice(_CLIENT_ID_ALPHABET) for _ in range(24))
         client_secret = secrets.token_urlsafe(32)
-        async with self._units_of_work(caller.tenant_id) as unit_of_work:
+        async with self._transactions.change(caller.tenant_id) as unit_of_work:
             merchant = await users.get(unit_of_work, merchant_id)
             if merchant is None:
                 raise NotFound(message="merchant not found", reason="MERCHANT_NOT_FOUND")
@@ -201,7 +196,7 @@ class AdministrationService:
 
     async def disable_terminal(self, caller: Principal, name: str) -> TerminalRecord:
         terminal_id = parse_resource_id(name, "terminals")
-        async with self._units_of_work(caller.tenant_id) as unit_of_work:
+        async with self._transactions.change(caller.tenant_id) as unit_of_work:
             changed = await terminals.disable(unit_of_work, terminal_id)
             if changed is None:
                 raise NotFound(message="terminal not found", reason="TERMINAL_NOT_FOUND")
@@ -216,28 +211,36 @@ class AdministrationService:
     async def list_terminals(self, caller: Principal, requested_page_size: int, page_token: str) -> tuple[list[TerminalRecord], str]:
         limit = page_size(requested_page_size)
         after = keyset_after(page_token, "id")
-        async with self._units_of_work(caller.tenant_id) as unit_of_work:
+        async with self._transactions.read(caller.tenant_id) as unit_of_work:
             rows = await terminals.list_page(unit_of_work, after, limit + 1)
         return keyset_page(rows, limit, created_position("id", "terminal_id"))
 
     # -- audit log ------------------------------------------------------------------------------
 
-    async def list_audit_events(self, caller: Principal, request) -> tuple[list[AuditEvent], str]:
+    async def list_audit_events(self, caller: Principal, command: commands.ListAuditEvents) -> tuple[list[AuditEvent], str]:
         """The caller's tenant's audit events, newest first; the filters are exact matches and a period."""
-        limit = page_size(request.page_size)
-        if len(request.actor) > MAX_ACTOR_LENGTH:
+        limit = page_size(command.page.size)
+        if len(command.actor) > MAX_ACTOR_LENGTH:
             raise invalid("actor", TOO_LONG, f"must be at most {MAX_ACTOR_LENGTH} characters")
-        if len(request.request_id) > MAX_CALL_ID_LENGTH:
+        if len(command.request_id) > MAX_CALL_ID_LENGTH:
             raise invalid("request_id", TOO_LONG, f"must be at most {MAX_CALL_ID_LENGTH} characters")
-        start = optional_timestamp(request, "start_time")
-        end = optional_timestamp(request, "end_time")
-        before = _audit_position_before(request.page_token)
-        async with self._units_of_work.reader(caller.tenant_id) as unit_of_work:
+        before = _audit_position_before(command.page.token)
+        async with self._transactions.read(caller.tenant_id) as unit_of_work:
             rows = await audit.list_page(
-                unit_of_work, before, limit + 1, actor=request.actor or None, request_id=request.request_id or None,
-                start=start, end=end,
+                unit_of_work, before, limit + 1, actor=command.actor or None, request_id=command.request_id or None,
+                start=command.start, end=command.end,
             )
         return keyset_page(rows, limit, _audit_position)
+
+    async def verify_audit_chain(self, caller: Principal) -> AuditVerification:
+        async with self._transactions.read(caller.tenant_id) as unit_of_work:
+            return await audit.verify_audit_chain(unit_of_work)
+
+    # -- the ledger -----------------------------------------------------------------------------
+
+    async def reconcile_ledger(self, caller: Principal) -> ReconciliationReport:
+        async with self._transactions.read(caller.tenant_id) as unit_of_work:
+            return await ledger.reconcile(unit_of_work)
 
 
 def _audit_position(event: AuditEvent) -> dict[str, str]:

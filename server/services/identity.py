@@ -22,6 +22,7 @@ from domain.passwords import PasswordHasher, password_violations
 from domain.principal import TERMINAL_ROLE, Principal
 from domain.resource_names import parse_tenant_name
 from server.services.changes import record_change
+from server.services.transactions import Transactions
 from domain.tokens import TokenService
 from domain.validation import (
     display_name_violations,
@@ -34,7 +35,6 @@ from domain.validation import (
 from storage import refresh_tokens, terminals, tenants, users
 from storage.sessions import SessionStore
 from storage.terminals import TerminalRecord
-from storage.unit_of_work import UnitOfWorkFactory
 from storage.users import UserRecord
 
 MAX_CREDENTIAL_LENGTH = 256
@@ -68,13 +68,13 @@ class Session:
 class IdentityService:
     def __init__(
         self,
-        units_of_work: UnitOfWorkFactory,
+        transactions: Transactions,
         passwords: PasswordHasher,
         tokens: TokenService,
         sessions: SessionStore,
         refresh_ttl_s: int = 14 * 24 * 3600,
     ) -> None:
-        self._units_of_work = units_of_work
+        self._transactions = transactions
         self._passwords = passwords
         self._tokens = tokens
         self._sessions = sessions
@@ -88,12 +88,12 @@ class IdentityService:
         raise_if_violations(
             email_violations(email) + password_violations(password, email) + display_name_violations(display_name)
         )
-        async with self._units_of_work(None) as unit_of_work:
+        async with self._transactions.lookup(None) as unit_of_work:
             tenant = await tenants.find_public_tenant(unit_of_work, slug)
         if tenant is None:
             raise NotFound(message=f"tenant `{slug}` not found", reason="TENANT_NOT_FOUND", metadata={"slug": slug})
         password_hash = await self._passwords.hash(password)
-        async with self._units_of_work(tenant.tenant_id) as unit_of_work:
+        async with self._transactions.change(tenant.tenant_id) as unit_of_work:
             if await users.find_by_email(unit_of_work, email) is not None:
                 raise AlreadyExists(message="this e-mail address is already registered", reason="EMAIL_TAKEN")
             user = await users.insert(unit_of_work, tenant.tenant_id, email, display_name.strip(), password_hash, ["customer"])
@@ -108,11 +108,11 @@ class IdentityService:
         raise_if_violations(required_violations(email=email, password=password))
         if len(email) > MAX_CREDENTIAL_LENGTH or len(password) > MAX_CREDENTIAL_LENGTH:
             raise _invalid_credentials()
-        async with self._units_of_work(None) as unit_of_work:
+        async with self._transactions.lookup(None) as unit_of_work:
             tenant = await tenants.find_tenant_any_status(unit_of_work, slug)
         user = None
         if tenant is not None and tenant.status == "active":
-            async with self._units_of_work(tenant.tenant_id) as unit_of_work:
+            async with self._transactions.lookup(tenant.tenant_id) as unit_of_work:
                 user = await users.find_by_email(unit_of_work, email)
         # Always one Argon2id verification, whatever was (not) found: no timing oracle.
         usable = user is not None and user.status == "active"
@@ -120,7 +120,7 @@ class IdentityService:
         if not result.valid or tenant is None or user is None:
             raise _invalid_credentials()
         new_hash = await self._passwords.hash(password) if result.needs_rehash else None
-        async with self._units_of_work(tenant.tenant_id) as unit_of_work:
+        async with self._transactions.change(tenant.tenant_id) as unit_of_work:
             if new_hash is not None:
                 await users.set_password_hash(unit_of_work, user.user_id, new_hash)
             issued = await self._start_session(unit_of_work, tenant.tenant_id, user)
@@ -148,7 +148,7 @@ class IdentityService:
 
     async def refresh(self, refresh_token: str) -> IssuedTokens:
         tenant_id, token_id, secret = _parse_refresh_token(refresh_token)
-        async with self._units_of_work(tenant_id) as unit_of_work:
+        async with self._transactions.change(tenant_id) as unit_of_work:
             record = await refresh_tokens.get_for_update(unit_of_work, token_id)
             if record is None or not hmac.compare_digest(record.secret_hash, hash_secret(secret)):
                 raise Unauthenticated(message="the refresh token is not valid", reason="REFRESH_TOKEN_INVALID")
@@ -162,7 +162,7 @@ class IdentityService:
             if record.status != "active" or record.expires_at <= datetime.now(timezone.utc):
                 raise Unauthenticated(message="the refresh token has expired or was revoked", reason="REFRESH_TOKEN_INVALID")
             user = await users.get(unit_of_work, record.user_id)
-            tenant_active = await self._tenant_is_active(unit_of_work, tenant_id)
+            tenant_active = await tenants.is_active(unit_of_work, tenant_id)
             if user is None or user.status != "active" or not tenant_active:
                 raise Unauthenticated(message="the refresh token is not valid", reason="REFRESH_TOKEN_INVALID")
             await refresh_tokens.mark_used(unit_of_work, token_id)
@@ -170,16 +170,11 @@ class IdentityService:
             await unit_of_work.commit()
         return issued
 
-    async def _tenant_is_active(self, unit_of_work, tenant_id: uuid.UUID) -> bool:
-        cursor = await unit_of_work.connection.execute("select status from tenants where tenant_id = %s", (tenant_id,))
-        row = await cursor.fetchone()
-        return row is not None and row[0] == "active"
-
     async def logout(self, principal: Principal, refresh_token: str) -> None:
         tenant_id, token_id, secret = _parse_refresh_token(refresh_token)
         if tenant_id != principal.tenant_id:
             raise Unauthenticated(message="the refresh token is not valid", reason="REFRESH_TOKEN_INVALID")
-        async with self._units_of_work(tenant_id) as unit_of_work:
+        async with self._transactions.change(tenant_id) as unit_of_work:
             record = await refresh_tokens.get_for_update(unit_of_work, token_id)
             owned = record is not None and f"users/{record.user_id}" == principal.subject
             if not owned or not hmac.compare_digest(record.secret_hash, hash_secret(secret)):
@@ -191,7 +186,7 @@ class IdentityService:
     # -- the caller -----------------------------------------------------------------------------
 
     async def current_user(self, principal: Principal) -> tuple[UserRecord | None, TerminalRecord | None, str]:
-        async with self._units_of_work(principal.tenant_id) as unit_of_work:
+        async with self._transactions.lookup(principal.tenant_id) as unit_of_work:
             slug = await tenants.slug_of(unit_of_work, principal.tenant_id)
             if principal.is_terminal:
                 terminal = await terminals.get(unit_of_work, principal.resource_id)
@@ -207,7 +202,7 @@ class IdentityService:
     async def change_password(self, principal: Principal, current_password: str, new_password: str) -> None:
         if principal.is_terminal:
             raise FailedPrecondition(message="terminals have no password", reason="NOT_A_USER")
-        async with self._units_of_work(principal.tenant_id) as unit_of_work:
+        async with self._transactions.lookup(principal.tenant_id) as unit_of_work:
             user = await users.get(unit_of_work, principal.resource_id)
         if user is None:
             raise Unauthenticated(message="the caller no longer exists", reason="PRINCIPAL_UNKNOWN")
@@ -215,7 +210,7 @@ class IdentityService:
         if len(current_password) > MAX_CREDENTIAL_LENGTH or not (await self._passwords.verify(user.password_hash, current_password)).valid:
             raise invalid("current_password", MISMATCH, "is not the current password", "WRONG_PASSWORD")
         new_hash = await self._passwords.hash(new_password)
-        async with self._units_of_work(principal.tenant_id) as unit_of_work:
+        async with self._transactions.change(principal.tenant_id) as unit_of_work:
             await users.set_password_hash(unit_of_work, user.user_id, new_hash)
             await refresh_tokens.revoke_all_for_user(unit_of_work, user.user_id)
             await record_change(unit_of_work, principal.subject, None,
@@ -228,7 +223,7 @@ class IdentityService:
         raise_if_violations(required_violations(client_id=client_id, client_secret=client_secret))
         if len(client_id) > 64 or len(client_secret) > MAX_CREDENTIAL_LENGTH:
             raise _invalid_credentials()
-        async with self._units_of_work(None) as unit_of_work:
+        async with self._transactions.lookup(None) as unit_of_work:
             credentials = await terminals.credentials_by_client_id(unit_of_work, client_id)
         # Compare against a fixed hash when unknown, so both paths cost the same.
         expected = credentials.secret_hash if credentials is not None else hash_secret("unknown-terminal")
@@ -236,7 +231,7 @@ class IdentityService:
         usable = credentials is not None and credentials.status == "active" and credentials.tenant_status == "active"
         if not (matches and usable):
             raise _invalid_credentials()
-        async with self._units_of_work(credentials.tenant_id) as unit_of_work:
+        async with self._transactions.lookup(credentials.tenant_id) as unit_of_work:
             terminal = await terminals.get(unit_of_work, credentials.terminal_id)
         access_token, principal = self._tokens.issue(
             subject=f"terminals/{credentials.terminal_id}", tenant_id=credentials.tenant_id, roles=[TERMINAL_ROLE]

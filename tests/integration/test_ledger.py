@@ -11,7 +11,9 @@ import pytest
 
 from domain.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from domain.ledger_rules import BALANCE_SHARDS_BY_KIND, MAX_TRANSFER_MINOR
+from domain.principal import Principal
 from server.payment_events import CHANNEL, PaymentEvent
+from server.services import access
 from storage import audit, idempotency, ledger, payment_codes
 from tests.invariants.ledger_world import (  # noqa: F401 (fixtures)
     authorize_hold,
@@ -696,3 +698,44 @@ async def test_one_statement_movements_request_their_receipt_and_announce_their_
         return {row[0] for row in await cursor.fetchall()}
 
     assert await world.read(receipts_requested) == {transfer.transfer_id, charge.transfer_id}
+
+
+async def test_the_transfer_entry_point_and_the_access_module_agree_who_may_send(world):
+    """payments_create_transfer checks in SQL who may send from an account (ACCOUNT_NOT_FOUND, then
+    NOT_ACCOUNT_OWNER); server/services/access.py says the same in Python, for every kind of caller and
+    source account — the database's check and the code's must not drift apart."""
+    customer_account, target = await world.open(balance_minor=1_000), await world.open()
+    owner, stranger = (await world.account(customer_account)).owner_user_id, await world.user()
+    callers = {
+        "owner": _principal(world, f"users/{owner}", "customer"),
+        "another customer": _principal(world, f"users/{stranger}", "customer"),
+        "back office": _principal(world, f"users/{stranger}", "operator"),
+        "back-office owner": _principal(world, f"users/{owner}", "operator", "customer"),
+        "terminal": _principal(world, f"terminals/{uuid.uuid4()}", "terminal"),
+    }
+    for source in (customer_account, await world.float_account()):
+        source_owner = (await world.account(source)).owner_user_id
+        for name, principal in callers.items():
+            caller_user_id, back_office = access.transfer_caller(principal)
+            try:
+                await ledger.create_customer_transfer(
+                    world.units_of_work, world.tenant_id, new_context(), caller_user_id=caller_user_id,
+                    caller_is_back_office=back_office, from_account_id=source, to_account_id=target, amount_minor=1,
+                    currency="EUR",
+                )
+                in_sql = "allowed"
+            except (NotFound, PermissionDenied) as refusal:
+                in_sql = refusal.reason
+            assert in_sql == _access_verdict(principal, source_owner), (name, source)
+
+
+def _principal(world: LedgerWorld, subject: str, *roles: str) -> Principal:
+    return Principal(subject=subject, tenant_id=world.tenant_id, roles=frozenset(roles), token_id="test", expires_at=0)
+
+
+def _access_verdict(principal: Principal, source_owner: uuid.UUID | None) -> str:
+    if not access.may_see_account(principal, source_owner):
+        return "ACCOUNT_NOT_FOUND"
+    if not access.may_spend_from(principal, source_owner):
+        return "NOT_ACCOUNT_OWNER"
+    return "allowed"

@@ -3,7 +3,8 @@
     domain/         imports nothing of ours
     storage/        domain
     interceptors/   domain, storage
-    server/         domain, storage, interceptors, the generated contract (services below servicers)
+    server/         domain, storage, interceptors, the generated contract (services below servicers;
+                    services import no protobuf: commands in, records out)
     composition     server/bootstrap.py, server/__main__.py, server/keys_cli.py: anything above
     localstack/, tools/, tests/: launchers and checks, outside the floors
     envoy_config/   Envoy's configuration (imports domain): outside the floors too
@@ -28,7 +29,8 @@ FORBIDDEN = {
     "domain": ("storage", "interceptors", "server", "emoney", *OUTSIDE),
     "storage": ("interceptors", "server", "emoney", *OUTSIDE),
     "interceptors": ("server", "emoney", *OUTSIDE),
-    "server.services": ("server.servicers", *COMPOSITION_ROOTS, *OUTSIDE),
+    # Services speak the domain: commands in, records out; the contract is the servicers' business.
+    "server.services": ("server.servicers", "emoney", "google.protobuf", *COMPOSITION_ROOTS, *OUTSIDE),
     "server": (*COMPOSITION_ROOTS, *OUTSIDE),
 }
 
@@ -93,6 +95,9 @@ def test_no_import_runs_back_up():
         ("storage.ledger", "from emoney.payments.v1 import payments_pb2"),
         ("interceptors.metrics", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from server.health import x"),
         ("server.services.payments", "from server.servicers.converters import timestamp"),
+        ("server.services.payments", "from emoney.payments.v1 import payments_pb2"),
+        ("server.services.accounts", "def f():\n    import emoney.accounts.v1.accounts_pb2"),
+        ("server.services.payments", "from google.protobuf.message import Message"),
         ("server.servicers.payments", "from server.bootstrap import build_application"),
         ("server.health", "from localstack.stack import LocalStack"),
     ],
