@@ -61,11 +61,15 @@ def closed_writer_race(error: BaseException) -> bool:
 
     redis-py 8.1 (redis/redis-py#4287, #3546; normalised upstream by #4217, not released here) lets such a
     write raise AttributeError ('NoneType' object has no attribute 'writelines') or TypeError from the
-    asyncio transport instead of ConnectionError, which bypasses every retry and would reach callers as an
+    asyncio transport — or, under uvloop, RuntimeError ("unable to perform operation on <TCPTransport
+    closed=True ...>; the handler is closed") — instead of ConnectionError, which bypasses every retry and would reach callers as an
     unknown error (the HA soak met it while a Redis master was killed). Matched narrowly: the error must
     come out of redis-py's asyncio connection code.
     """
-    if not isinstance(error, (AttributeError, TypeError)):
+    if isinstance(error, RuntimeError):
+        if "handler is closed" not in str(error):
+            return False
+    elif not isinstance(error, (AttributeError, TypeError)):
         return False
     frames = traceback.extract_tb(error.__traceback__)
     return any(frame.filename.endswith("redis/asyncio/connection.py") for frame in frames[-4:])
@@ -77,7 +81,7 @@ class FailClosedRedis(redis_asyncio.Redis):
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         try:
             return await super().execute_command(*args, **options)
-        except (AttributeError, TypeError) as error:
+        except (AttributeError, TypeError, RuntimeError) as error:
             if closed_writer_race(error):
                 raise redis.exceptions.ConnectionError(f"the Redis connection closed under {args[0]!s}") from error
             raise
@@ -103,7 +107,7 @@ class FailClosedRedisCluster(RedisCluster):
             return await super().execute_command(*args, **kwargs)
         except (redis.exceptions.ClusterError, redis.exceptions.SlotNotCoveredError) as error:
             raise ClusterUnavailableError(f"the Redis Cluster cannot serve {args[0]!s} now: {error}") from error
-        except (AttributeError, TypeError) as error:
+        except (AttributeError, TypeError, RuntimeError) as error:
             if closed_writer_race(error):
                 raise ClusterUnavailableError(f"a Redis Cluster connection closed under {args[0]!s}") from error
             raise
