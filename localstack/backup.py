@@ -696,15 +696,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "restore":
             into = args.into or state_dir / "restores" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
             restored = restore(target, args.to, into, log_dir)
-            print(f"restored {' + '.join(meta.label for meta in restored.chain)} to "
-                  f"{restored.replayed_to or 'the end of the archive'} in {restored.duration_s:.1f}s, into {into}")
-            print(f"running at {restored.service.dsn()}  (Ctrl-C stops it; the folder stays)")
+            # From here a Ctrl-C at any moment stops the copy: one landing between the lines below and the
+            # wait left PostgreSQL running and this process waiting on its log threads.
             try:
+                print(f"restored {' + '.join(meta.label for meta in restored.chain)} to "
+                      f"{restored.replayed_to or 'the end of the archive'} in {restored.duration_s:.1f}s, into {into}")
+                print(f"running at {restored.service.dsn()}  (Ctrl-C stops it; the folder stays)", flush=True)
                 while restored.service.process.alive():
                     time.sleep(1)
             except KeyboardInterrupt:
                 pass
-            restored.stop()
+            finally:
+                restored.stop()
             return 0
         report = drill(target, log_dir)
         print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))

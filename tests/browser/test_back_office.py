@@ -185,8 +185,13 @@ def test_kind_and_status_filters_send_the_contracts_enums(signed_in: Page, stack
     operator = bearer(login_as(stack, "operator"))
     accounts_stub(channel).FreezeAccount(accounts_pb2.FreezeAccountRequest(name=customer.account), metadata=operator, timeout=10)
     page = signed_in
-    page.goto("/#/accounts")
-    with page.expect_request(lambda sent: sent.url.endswith("/emoney.accounts.v1.AccountsService/ListAccounts")) as sent:
+    listing = "/emoney.accounts.v1.AccountsService/ListAccounts"
+    # The screen's own first listing (no filter) is answered before the filter is chosen: the request
+    # awaited next is the filter's, not that one still on its way.
+    with page.expect_response(lambda answered: answered.url.endswith(listing)):
+        page.goto("/#/accounts")
+    expect(page.get_by_test_id("accounts").locator("tbody tr").first).to_be_visible()
+    with page.expect_request(lambda sent: sent.url.endswith(listing)) as sent:
         page.locator("#field-status").select_option(label="Frozen")
     sent_request = accounts_pb2.ListAccountsRequest.FromString(sent.value.post_data_buffer[5:])
     assert sent_request.status == accounts_pb2.ACCOUNT_STATUS_FROZEN and sent_request.kind == accounts_pb2.ACCOUNT_KIND_UNSPECIFIED
