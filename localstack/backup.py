@@ -70,6 +70,7 @@ from localstack.processes import (
     read_secret_json,
     write_secret_json,
 )
+from server.logs import redact_url
 from storage.backup_status import record_backup_pass
 
 if TYPE_CHECKING:
@@ -410,6 +411,7 @@ def restore(target: BackupTarget, to: datetime | None, into: Path, log_dir: Path
                 repository.get(f"wal/{name}", wal_dir / name)
         _prepare_recovery(data_dir, wal_dir, to)
         shutil.copyfile(target.superuser_file, into / SUPERUSER_FILE)  # start_postgres reads it beside the data
+        os.chmod(into / SUPERUSER_FILE, 0o600)  # a secret, like the original (copyfile takes the umask's mode)
         user = ensure_unprivileged_user()
         if user is not None:
             grant_traversal(into, user)
@@ -701,7 +703,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 print(f"restored {' + '.join(meta.label for meta in restored.chain)} to "
                       f"{restored.replayed_to or 'the end of the archive'} in {restored.duration_s:.1f}s, into {into}")
-                print(f"running at {restored.service.dsn()}  (Ctrl-C stops it; the folder stays)", flush=True)
+                # The password stays in its 0600 file: a terminal's scroll-back is a log too.
+                print(f"running at {redact_url(restored.service.dsn())}, the superuser's password in "
+                      f"{restored.service.superuser_file}  (Ctrl-C stops it; the folder stays)", flush=True)
                 while restored.service.process.alive():
                     time.sleep(1)
             except KeyboardInterrupt:

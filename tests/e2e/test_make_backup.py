@@ -39,6 +39,8 @@ def test_make_backup_restore_drill_and_a_refused_restore(tmp_path):
         assert not (state_dir / "restores").exists() or not any((state_dir / "restores").iterdir())
         _check_make_restore_runs_the_copy_until_ctrl_c(environment, tmp_path / "restore.log")
         assert len(list((state_dir / "restores").iterdir())) == 1  # the folder stays, as the README says
+        copy = next((state_dir / "restores").iterdir())
+        assert (copy / "postgres-superuser.json").stat().st_mode & 0o777 == 0o600  # the copy's secret stays private
         status = _backup_cli(environment, "status")
         assert status.returncode == 0 and '"kind": "full"' in status.stdout, status.stdout + status.stderr
         unconfirmed = _backup_cli(environment, "restore-secrets", "19990101T000000000000Z")
@@ -63,6 +65,7 @@ def _check_make_restore_runs_the_copy_until_ctrl_c(environment: dict[str, str], 
             assert time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.5)
         assert "restored " in log_path.read_text()
+        assert "postgres:***@" in log_path.read_text()  # the superuser's password is not printed
     finally:
         os.killpg(restoring.pid, signal.SIGINT)  # Ctrl-C in the terminal: make and the module
         assert restoring.wait(timeout=60) in (0, 2, 130, -signal.SIGINT), log_path.read_text()
