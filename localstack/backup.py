@@ -43,6 +43,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -697,6 +698,10 @@ def main(argv: list[str] | None = None) -> int:
         log_dir = state_dir / "logs"
         if args.command == "restore":
             into = args.into or state_dir / "restores" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            # Ctrl-C (and a supervisor's SIGTERM) stop the copy even when this process was started with
+            # SIGINT ignored, as a shell does for what it starts in the background (`make restore &`, CI).
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
             restored = restore(target, args.to, into, log_dir)
             # From here a Ctrl-C at any moment stops the copy: one landing between the lines below and the
             # wait left PostgreSQL running and this process waiting on its log threads.

@@ -56,8 +56,10 @@ def _backup_cli(environment: dict[str, str], *arguments: str) -> subprocess.Comp
 
 def _check_make_restore_runs_the_copy_until_ctrl_c(environment: dict[str, str], log_path) -> None:
     with log_path.open("w") as log:
+        # Started with SIGINT ignored, as a shell starts a background job (a CI runner may): Ctrl-C still stops it.
         restoring = subprocess.Popen(["make", "-s", "restore"], cwd=ROOT, env=environment, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         deadline = time.monotonic() + 300
         while "running at postgresql://" not in log_path.read_text():
