@@ -81,7 +81,6 @@ class AuthenticationInterceptor(AroundInterceptor):
     async def _check_sessions(self, method: str, principal: Principal, state: CallState | None) -> None:
         """Revoked, suspended or disabled: UNAUTHENTICATED. Over its rate limit (when charged here):
         RESOURCE_EXHAUSTED. Redis away: UNAVAILABLE — revocations live there, so we fail closed."""
-        keys = denial_keys(principal.token_id, principal.tenant_id, principal.subject)
         limiter, policy = self._rate_limits or (None, None)
         group = policy.group_for(method) if policy is not None else None
         try:
@@ -90,6 +89,7 @@ class AuthenticationInterceptor(AroundInterceptor):
                 retry_after_ms = 0
             else:
                 buckets = policy.buckets_for(group, principal, client_address_of(state))
+                keys = denial_keys(principal.token_id, principal.tenant_id, principal.subject)
                 admission = await limiter.admit(keys, buckets)
                 denial = None if admission.denied is None else DENIALS[admission.denied]
                 retry_after_ms = admission.retry_after_ms

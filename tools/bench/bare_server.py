@@ -1,6 +1,6 @@
 """The bench's references (issue 14): the least a gRPC server on this machine can do for a call.
 
-    python -m tools.bench.bare_server --port P --dsn DSN [--pool N]
+    BENCH_BARE_DSN=postgresql://... python -m tools.bench.bare_server --port P [--pool N]
 
 Plain `grpc.aio`, the same grpcio as the servers, no interceptors, no authentication, no Redis:
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import uuid
 
 import grpc
@@ -30,6 +31,7 @@ from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
 from emoney.platform.v1 import platform_pb2, platform_pb2_grpc
 
 TABLE = "bench_bare_accounts"
+DSN_VARIABLE = "BENCH_BARE_DSN"  # with its password: never on the command line, which `ps` shows everyone
 # One statement: lock both rows in key order (no deadlock between opposite transfers, whatever plan the
 # planner picks for a small table), then move the money; a CHECK refuses a negative balance.
 MOVE = f"""with locked as (select account from {TABLE} where account = any(array[%(from)s, %(to)s]::text[])
@@ -77,10 +79,12 @@ async def serve(port: int, dsn: str, pool_size: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m tools.bench.bare_server")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--dsn", required=True)
     parser.add_argument("--pool", type=int, default=8, help="connections (default 8: the servers' EMONEY_DB_POOL_MAX_SIZE)")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.dsn, args.pool))
+    dsn = os.environ.get(DSN_VARIABLE)
+    if not dsn:
+        parser.error(f"{DSN_VARIABLE} must name the database (in the environment: a command line is public)")
+    asyncio.run(serve(args.port, dsn, args.pool))
 
 
 if __name__ == "__main__":

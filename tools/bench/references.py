@@ -29,7 +29,7 @@ from localstack.envoy import EnvoyService, start_envoy
 from localstack.postgres import pg_bin_dir
 from localstack.processes import ManagedProcess, free_ports, wait_for_tcp
 from localstack.stack import DESCRIPTOR_PATH, ROOT, LocalStack
-from tools.bench.bare_server import TABLE
+from tools.bench.bare_server import DSN_VARIABLE, TABLE
 
 BARE_BALANCE_MINOR = 10**15
 PGBENCH_CLIENTS = 16
@@ -50,7 +50,7 @@ class BareReference:
         return [server.pid for server in self.servers]
 
     def stop(self) -> None:
-        self.envoy.process.stop()
+        self.envoy.stop()
         for server in self.servers:
             server.stop()
 
@@ -75,20 +75,22 @@ def prepare_bare_table(dsn: str, accounts: list[str]) -> None:
         connection.execute(f"analyze {TABLE}")
 
 
-def app_dsn(stack: LocalStack) -> str:
-    """The application role's DSN with its password (the servers read it from the secrets store)."""
+def app_role(stack: LocalStack) -> tuple[str, str]:
+    """The application role's DSN without its password, and the password (the servers read it from the
+    secrets store); children get the password in their environment, never on their command line."""
     credentials = provisioning.load_or_create_credentials(stack.state_dir / "database-credentials.json")
-    return stack.postgres.dsn(provisioning.DATABASE_NAME, provisioning.APP_ROLE, credentials.app_password)
+    return stack.postgres.dsn(provisioning.DATABASE_NAME, provisioning.APP_ROLE), credentials.app_password
 
 
 def start_bare_reference(stack: LocalStack, processes: int, work_dir: Path) -> BareReference:
-    dsn = app_dsn(stack)
+    dsn, password = app_role(stack)
+    environment = {**os.environ, DSN_VARIABLE: dsn, "PGPASSWORD": password}
     ports = free_ports(processes + 2)
     servers = []
     try:
         for index, port in enumerate(ports[:processes]):
-            server = ManagedProcess(f"bare-{index}", [sys.executable, "-m", "tools.bench.bare_server", "--port", str(port),
-                                                      "--dsn", dsn], stack.log_dir / f"bare-{index}.log", cwd=ROOT).start()
+            server = ManagedProcess(f"bare-{index}", [sys.executable, "-m", "tools.bench.bare_server", "--port", str(port)],
+                                    stack.log_dir / f"bare-{index}.log", env=environment, cwd=ROOT).start()
             servers.append(server)
             wait_for_tcp("127.0.0.1", port, 30, server)
         envoy = start_envoy(config_dir=work_dir / "bare-envoy", log_dir=stack.log_dir / "bare-envoy",
@@ -169,14 +171,15 @@ def run_pgbench(stack: LocalStack, key: str, script: str, duration_s: float, pid
     transaction's latency from pgbench's own log (--log)."""
     run = PgbenchRun(key)
     with tempfile.TemporaryDirectory(prefix="emoney-pgbench-") as folder:
+        dsn, password = app_role(stack)
         script_path = Path(folder) / "script.sql"
         script_path.write_text(script)
         command = [str(Path(pg_bin_dir()) / "pgbench"), "--no-vacuum", "--client", str(clients), "--jobs", "2",
                    "--time", str(max(1, round(duration_s))), "--file", str(script_path),
-                   "--log", "--log-prefix", str(Path(folder) / "log"), app_dsn(stack)]
+                   "--log", "--log-prefix", str(Path(folder) / "log"), dsn]
         run.started_at = time.time()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder,
-                                   env={**os.environ, "PGCONNECT_TIMEOUT": "10"})
+                                   env={**os.environ, "PGCONNECT_TIMEOUT": "10", "PGPASSWORD": password})
         pids.append(process.pid)
         try:
             output, _ = process.communicate(timeout=duration_s + 120)
