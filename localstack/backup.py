@@ -86,6 +86,8 @@ HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
 BACKUP_TIMEOUT_S = 3600
 RECOVERY_TIMEOUT_S = 3600
 SHIP_EVERY_S = 10.0
+ARCHIVE_WAIT_S = 120.0  # how long a backup waits for its last WAL segment to reach the archive
+WAL_SEGMENT_BYTES = 16 * 2**20  # initdb's default, which the stack keeps
 
 
 @dataclass
@@ -270,6 +272,7 @@ def take_backup(target: BackupTarget, incremental: bool = False) -> BackupMeta:
             argv.append(f"--incremental={manifest}")
         _run(argv, "pg_basebackup", BACKUP_TIMEOUT_S)
         start_wal, timeline = _backup_label(base / "backup_label")
+        wait_archived(target, repository, _last_segment(base / "backup_manifest"))
         archive = Path(scratch) / "backup.tar.gz"
         with tarfile.open(archive, "w:gz", compresslevel=1) as packed:
             packed.add(base, arcname=".")
@@ -302,6 +305,37 @@ def restore_secrets(target: BackupTarget, label: str) -> None:
     response = vault.sys.force_restore_raft_snapshot(snapshot)
     if response.status_code not in (200, 204):
         raise BackupError(f"OpenBao refused the snapshot: HTTP {response.status_code} {response.text[:200]}")
+
+
+def _last_segment(manifest: Path) -> str:
+    """The WAL segment the backup ends in, from its manifest's last WAL range (16 MB segments)."""
+    ranges = json.loads(manifest.read_text())["WAL-Ranges"]
+    timeline, end = ranges[-1]["Timeline"], ranges[-1]["End-LSN"]
+    high, low = (int(part, 16) for part in end.split("/"))
+    number = ((high << 32 | low) - 1) // WAL_SEGMENT_BYTES  # End-LSN is one past the last byte needed
+    per_log = 2**32 // WAL_SEGMENT_BYTES
+    return f"{timeline:08X}{number // per_log:08X}{number % per_log:08X}"
+
+
+def wait_archived(target: BackupTarget, repository: "Repository", segment: str,
+                  timeout_s: float = ARCHIVE_WAIT_S) -> None:
+    """Return once `segment` (the backup's last) is in the object store, shipping the spool meanwhile.
+
+    pg_basebackup -X fetch does not wait for the archiver (the server skips the wait when the backup carries
+    its own WAL), so without this a restore started right after `make backup` could find the archive
+    ending before the backup does and refuse. PostgreSQL's own pg_backup_stop(wait_for_archive) waits the
+    same way; a backup is reported taken only once what it needs to be restored is stored.
+    """
+    deadline = time.monotonic() + timeout_s
+    wanted = segment_number(segment)
+    while True:
+        ship_wal(Path(target.spool_dir), repository)
+        if any(segment_number(name) >= wanted for name in repository.segments() if SEGMENT.match(name)):
+            return
+        if time.monotonic() > deadline:
+            raise BackupError(f"WAL segment {segment}, where the backup ends, was not archived within "
+                              f"{timeout_s:.0f} s: is PostgreSQL's archive_command failing (see its log)?")
+        time.sleep(0.2)
 
 
 def _backup_label(path: Path) -> tuple[str, int]:
@@ -358,11 +392,14 @@ def plan(repository: Repository, to: datetime | None, now: datetime) -> list[Bac
     return chain
 
 
+def segment_number(name: str) -> int:
+    """A segment's place in the WAL, whatever its timeline (a failover switches it)."""
+    return int(name[8:16], 16) * 0x100 + int(name[16:24], 16)  # 16 MB segments: 256 per log file
+
+
 def missing_segments(segments: list[str], first: str) -> list[str]:
     """Segments missing between `first` and the last archived one (any timeline: a failover switches it)."""
-    def number(name: str) -> int:
-        return int(name[8:16], 16) * 0x100 + int(name[16:24], 16)  # 16 MB segments: 256 per log file
-
+    number = segment_number
     present = {number(name) for name in segments if SEGMENT.match(name) and number(name) >= number(first)}
     if not present:
         return [first]

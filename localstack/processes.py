@@ -8,14 +8,17 @@ Python process dies (PR_SET_PDEATHSIG), so a crashed test run leaves no orphans 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import pwd
 import queue
+import random
 import signal
 import socket
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -43,9 +46,8 @@ def free_port(host: str = LOOPBACK) -> int:
 
 
 # `make run`'s default ports (localstack/__main__.py reads its overrides; the servers count up from
-# first_grpc, at most 64 of them, and their Prometheus endpoints from first_metrics). Tests and tools pick ports with free_ports, from the kernel's
-# ephemeral range, which holds several of these: a test run holding 55432 at the moment `make run`
-# starts would make PostgreSQL fail to bind. free_ports never hands them out.
+# first_grpc, at most 64 of them, and their Prometheus endpoints from first_metrics). free_ports never hands
+# them out: a test run holding 55432 at the moment `make run` starts would make PostgreSQL fail to bind.
 MAKE_RUN_DEFAULT_PORTS = {
     "envoy": 8080, "envoy_admin": 9901, "envoy_tls": 8443, "first_grpc": 50051,
     "postgres": 55432, "redis": 56379, "openbao": 58200, "s3": 58333, "first_metrics": 59100,
@@ -69,6 +71,12 @@ MAKE_RUN_PORTS = frozenset(
      *range(MAKE_RUN_DEFAULT_PORTS["first_metrics"], MAKE_RUN_DEFAULT_PORTS["first_metrics"] + MAX_SERVER_PROCESSES)}
 )
 
+# Where chosen ports come from: below the kernel's ephemeral range. A port taken from that range (bind to
+# port 0) can be given by the kernel to any outgoing connection — a Redis client, Patroni asking etcd —
+# in the seconds before its service binds it: a CI run once lost Envoy's port that way while the HA stack
+# was starting. The kernel never picks a connection's local port below the range.
+FIRST_CHOSEN_PORT = 12_000
+_PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 # Ports this process has handed out. A port chosen for one service stays free until that service
 # binds it, and services start in parallel: without this, another service's free_ports() (SeaweedFS
 # takes a dozen) could be handed the same number in between — the second to bind dies.
@@ -76,38 +84,97 @@ _HANDED_OUT: set[int] = set()
 _HANDED_OUT_LOCK = threading.Lock()
 
 
-def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """`count` distinct free TCP ports, none handed out before by this process.
+def chosen_port_range() -> range:
+    """The ports free_ports draws from: below the ephemeral range (above it when too little is left below)."""
+    try:
+        low, high = map(int, _PORT_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32_768, 60_999  # Linux's default
+    if low - FIRST_CHOSEN_PORT >= 4_096:
+        return range(FIRST_CHOSEN_PORT, low)
+    if 65_535 - high >= 4_096:
+        return range(high + 1, 65_536)
+    raise ServiceStartError(f"the kernel's ephemeral port range {low}-{high} leaves no room for services' "
+                            f"ports: narrow net.ipv4.ip_local_port_range")
 
-    All sockets stay bound until every port is chosen: asking one at a time could hand back
-    the same just-released port twice.
+
+class _PortClaims:
+    """Ports claimed by the processes of this account that are still alive, in one small file.
+
+    Two test runs (or a test run and a tool) on one machine draw from the same range; each claims its ports
+    here, under an exclusive lock, so they never pick the same one. A claim lapses with its process.
+    No library offers a cross-process port registry; this is the smallest one that holds.
     """
-    sockets: list[socket.socket] = []
-    chosen: list[int] = []
-    with _HANDED_OUT_LOCK:
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.gettempdir()) / f"emoney-port-claims-{os.getuid()}"
+
+    def claim(self, candidates: Callable[[set[int]], list[int]]) -> list[int]:
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
-            while len(chosen) < count:
-                if len(sockets) > count + 1_000:
-                    raise ServiceStartError(f"no {count} free ports left that this process has not handed out")
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                sockets.append(sock)
-                sock.bind((host, 0))
-                port = sock.getsockname()[1]
-                if port not in _HANDED_OUT and port not in MAKE_RUN_PORTS:
-                    chosen.append(port)
-            _HANDED_OUT.update(chosen)
+            if os.fstat(descriptor).st_uid != os.getuid():
+                raise ServiceStartError(f"{self.path} belongs to another account")
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            with os.fdopen(os.dup(descriptor), "r+") as claims:
+                live = [line.split() for line in claims.read().splitlines()
+                        if len(line.split()) == 2 and _alive(int(line.split()[1]))]
+                chosen = candidates({int(port) for port, _ in live})
+                claims.seek(0)
+                claims.truncate()
+                claims.write("".join(f"{port} {pid}\n" for port, pid in live))
+                claims.write("".join(f"{port} {os.getpid()}\n" for port in chosen))
             return chosen
         finally:
-            for sock in sockets:
-                sock.close()
+            os.close(descriptor)  # releases the lock
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_CLAIMS = _PortClaims()
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """`count` distinct ports free on `host`, outside the kernel's ephemeral range, none handed out before by
+    this process nor claimed by another live process of this account."""
+    ports = chosen_port_range()
+
+    def pick(claimed: set[int]) -> list[int]:
+        chosen: list[int] = []
+        for _ in range(count * 50 + 1_000):
+            if len(chosen) == count:
+                return chosen
+            port = random.choice(ports)
+            if (port in chosen or port in claimed or port in _HANDED_OUT or port in MAKE_RUN_PORTS
+                    or not port_is_free(port, host)):
+                continue
+            chosen.append(port)
+        if len(chosen) == count:
+            return chosen
+        raise ServiceStartError(f"no {count} free ports left in {ports.start}-{ports.stop - 1}")
+
+    with _HANDED_OUT_LOCK:
+        chosen = _CLAIMS.claim(pick)
+        _HANDED_OUT.update(chosen)
+        return chosen
 
 
 def consecutive_free_ports(count: int, host: str = LOOPBACK) -> int:
     """The first of `count` consecutive free ports, all claimed (services numbered from a first port: the
     servers' gRPC and metrics ports)."""
+    ports = chosen_port_range()
     for _ in range(200):
         first = free_ports(1, host)[0]
         following = range(first + 1, first + count)
+        if first + count > ports.stop:
+            continue
         if all(port not in MAKE_RUN_PORTS and port_is_free(port, host) for port in following) and all(
             reserve_port(port) for port in following
         ):
@@ -117,9 +184,9 @@ def consecutive_free_ports(count: int, host: str = LOOPBACK) -> int:
 
 def reserve_port(port: int) -> bool:
     """Claim a port chosen by arithmetic (not by free_ports): False when this process handed it out
-    already, True (and it is claimed) otherwise."""
+    already or another live process claimed it, True (and it is claimed) otherwise."""
     with _HANDED_OUT_LOCK:
-        if port in _HANDED_OUT:
+        if port in _HANDED_OUT or not _CLAIMS.claim(lambda claimed: [] if port in claimed else [port]):
             return False
         _HANDED_OUT.add(port)
         return True

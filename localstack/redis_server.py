@@ -31,6 +31,7 @@ from localstack.processes import (
     MAKE_RUN_PORTS,
     ManagedProcess,
     ServiceStartError,
+    chosen_port_range,
     free_ports,
     load_or_create_secret_json,
     port_is_free,
@@ -456,7 +457,9 @@ def free_cluster_ports(count: int = CLUSTER_NODES) -> list[int]:
     for _ in range(MAX_PORT_DRAWS):
         for port in free_ports(count - len(chosen)):
             bus_port = port + CLUSTER_BUS_PORT_OFFSET
-            usable = port <= MAX_CLUSTER_PORT and bus_port not in MAKE_RUN_PORTS and port_is_free(bus_port)
+            # The bus port too stays below the ephemeral range (localstack/processes.py chosen_port_range).
+            usable = (port <= MAX_CLUSTER_PORT and bus_port in chosen_port_range() and bus_port not in MAKE_RUN_PORTS
+                      and port_is_free(bus_port))
             if usable and reserve_port(bus_port):
                 chosen.append(port)
         if len(chosen) == count:

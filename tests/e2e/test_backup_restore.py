@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from emoney.payments.v1 import payments_pb2
 from localstack.backup import (
     BackupAgent, BackupError, Schedule, check_restored, drill, restore, restore_secrets, ship_segment, ship_wal,
-    take_backup,
+    _last_segment, missing_segments, segment_number, take_backup,
 )
 from localstack.processes import consecutive_free_ports
 from localstack.provisioning import DATABASE_NAME
@@ -113,6 +113,22 @@ def test_the_drill_restores_the_latest_backup_and_finds_it_whole(backed_up):
     report = drill(target, backed_up.log_dir)
     assert report.ok, report.problems
     assert report.restored_to is not None
+
+
+def test_a_backup_is_reported_taken_only_once_the_wal_it_ends_in_is_archived(backed_up, tmp_path):
+    """pg_basebackup -X fetch does not wait for the archiver: a drill straight after `make backup` once
+    found the archive ending before the backup did. take_backup now returns only when it does not."""
+    target = backed_up.backup_target()
+    repository = target.repository()
+    meta = take_backup(target)
+    manifest = tmp_path / "backup_manifest"
+    repository.get(f"base/{meta.label}/backup_manifest", manifest)
+    last = segment_number(_last_segment(manifest))
+    assert last >= segment_number(meta.start_wal)
+    assert any(segment_number(name) >= last for name in repository.segments() if len(name) == 24)
+    assert not missing_segments(repository.segments(), meta.start_wal)
+    report = drill(target, backed_up.log_dir)  # straight away, nothing shipped in between
+    assert report.ok, report.problems
 
 
 @pytest.mark.parametrize("when, reason", [

@@ -9,7 +9,6 @@ listening, which is enough to see every reply Envoy makes itself.
 from __future__ import annotations
 
 import json
-import socket
 import struct
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from envoy_config.example import EXAMPLE_PATH, EXAMPLE_SETTINGS
 from envoy_config.grpc_services import service_names, streaming_method_paths
 from localstack.certificates import ensure_local_pki
 from localstack.envoy import EnvoyConfigError, start_envoy, validate_envoy_config, validate_example
+from localstack.processes import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 DESCRIPTOR = ROOT / "generated" / "emoney.binpb"
@@ -37,9 +37,7 @@ EXPECTED_SERVICES = {
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def _render(**overrides) -> str:

@@ -39,3 +39,36 @@ def test_make_runs_default_ports_are_never_handed_out(monkeypatch):
     defaults |= set(range(ports.first_metrics, ports.first_metrics + options.server_processes))
     assert defaults <= MAKE_RUN_PORTS
     assert not MAKE_RUN_PORTS & set(free_ports(200))
+
+
+def test_ports_come_from_below_the_kernels_ephemeral_range():
+    """An outgoing connection's local port comes from the ephemeral range: a service's port chosen there
+    could be taken by one before the service binds it (a CI run lost Envoy's port so)."""
+    from pathlib import Path
+
+    from localstack.processes import chosen_port_range
+
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    chosen = free_ports(200)
+    assert all(port in chosen_port_range() for port in chosen)
+    assert not [port for port in chosen if low <= port <= high]
+
+
+def test_another_live_process_never_gets_the_same_ports_and_its_claims_lapse_when_it_ends():
+    import json
+    import subprocess
+    import sys
+
+    script = ("import json, sys; from localstack.processes import free_ports; "
+              "print(json.dumps(free_ports(200)), flush=True); sys.stdin.read()")
+    other = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        theirs = set(json.loads(other.stdout.readline()))
+        ours = set(free_ports(200))
+        assert len(theirs) == 200 and len(ours) == 200
+        assert not theirs & ours
+        assert not any(reserve_port(port) for port in theirs)  # claimed by a live process
+    finally:
+        other.stdin.close()
+        other.wait(timeout=30)
+    assert all(reserve_port(port) for port in theirs)  # its claims lapsed with it
