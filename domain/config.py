@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from domain.ledger_rules import MAX_BATCH_ITEMS
+
 
 def parse_trusted_proxies(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """`127.0.0.2,10.0.0.0/8` → networks; raises ValueError naming the bad entry."""
@@ -102,6 +104,13 @@ class Settings:
     idempotency_retention_days: int = 30
     # How long start-up waits for the secrets store (signing keys) before giving up.
     startup_timeout_s: float = 60.0
+    # Group commit of CreateTransfer (storage/group_commit.py): concurrent calls of a process share one
+    # transaction. At most this many items a batch, this many batches of a tenant in flight per process, and
+    # no call queued longer than the wait before one more batch goes out.
+    group_commit: bool = True
+    group_commit_max_items: int = 32
+    group_commit_batches: int = 2
+    group_commit_max_wait_ms: float = 5.0
 
 
 _ENVIRONMENT_NAMES: dict[str, str] = {
@@ -142,6 +151,10 @@ _ENVIRONMENT_NAMES: dict[str, str] = {
     "password_hash_max_waiting": "EMONEY_PASSWORD_HASH_MAX_WAITING",
     "startup_timeout_s": "EMONEY_STARTUP_TIMEOUT_S",
     "idempotency_retention_days": "EMONEY_IDEMPOTENCY_RETENTION_DAYS",
+    "group_commit": "EMONEY_GROUP_COMMIT",
+    "group_commit_max_items": "EMONEY_GROUP_COMMIT_MAX_ITEMS",
+    "group_commit_batches": "EMONEY_GROUP_COMMIT_BATCHES",
+    "group_commit_max_wait_ms": "EMONEY_GROUP_COMMIT_MAX_WAIT_MS",
 }
 
 
@@ -186,6 +199,8 @@ def _validate(settings: Settings) -> None:
     host, separator, port = settings.grpc_address.rpartition(":")
     if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigurationError(f"EMONEY_GRPC_ADDRESS must be host:port, got {settings.grpc_address!r}")
+    if settings.group_commit_max_items > MAX_BATCH_ITEMS:
+        raise ConfigurationError(f"EMONEY_GROUP_COMMIT_MAX_ITEMS must be at most {MAX_BATCH_ITEMS}")
     if settings.database_pool_min_size > settings.database_pool_max_size:
         raise ConfigurationError("EMONEY_DB_POOL_MIN_SIZE must not exceed EMONEY_DB_POOL_MAX_SIZE")
     try:

@@ -9,6 +9,7 @@ reading them and never contain SQL, stack traces or secrets.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import grpc
 
@@ -47,16 +48,20 @@ class FieldViolation:
 @dataclass
 class DomainError(Exception):
     """A failure the caller is told about. Its reason is one of domain/failures.py's catalogue: a reason
-    that is not there is a bug, refused here as FieldViolation refuses an unknown violation reason."""
+    that is not there is a bug, refused here as FieldViolation refuses an unknown violation reason.
+    Without a reason, a kind's `default_reason` is taken, else its gRPC code's name (NOT_FOUND, ...)."""
 
     message: str
-    reason: str = "INTERNAL"
+    reason: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
 
-    code = grpc.StatusCode.UNKNOWN
+    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
+    default_reason: ClassVar[str] = "INTERNAL"
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
+        if not self.reason:
+            self.reason = self.default_reason or self.code.name
         _check_catalogued(self)
 
 
@@ -70,7 +75,6 @@ class InvalidArgument(DomainError):
     """Bad input. Without a reason of its own (a domain reason such as INVALID_PAGE_TOKEN), the ErrorInfo
     reason is the first violation's (REQUIRED, TOO_LONG, ...), else INVALID_ARGUMENT."""
 
-    reason: str = ""
     violations: list[FieldViolation] = field(default_factory=list)
 
     code = grpc.StatusCode.INVALID_ARGUMENT
@@ -81,46 +85,29 @@ class InvalidArgument(DomainError):
         super().__post_init__()
 
 
-@dataclass
+# The kinds below add no field: each is its gRPC code, and its default reason is the code's name.
 class NotFound(DomainError):
-    reason: str = "NOT_FOUND"
-
-    code = grpc.StatusCode.NOT_FOUND
+    code, default_reason = grpc.StatusCode.NOT_FOUND, ""
 
 
-@dataclass
 class AlreadyExists(DomainError):
-    reason: str = "ALREADY_EXISTS"
-
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code, default_reason = grpc.StatusCode.ALREADY_EXISTS, ""
 
 
-@dataclass
 class FailedPrecondition(DomainError):
-    reason: str = "FAILED_PRECONDITION"
-
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code, default_reason = grpc.StatusCode.FAILED_PRECONDITION, ""
 
 
-@dataclass
 class ServiceUnavailable(DomainError):
-    reason: str = "SERVICE_UNAVAILABLE"
-
-    code = grpc.StatusCode.UNAVAILABLE
+    code, default_reason = grpc.StatusCode.UNAVAILABLE, "SERVICE_UNAVAILABLE"
 
 
-@dataclass
 class Unauthenticated(DomainError):
-    reason: str = "UNAUTHENTICATED"
-
-    code = grpc.StatusCode.UNAUTHENTICATED
+    code, default_reason = grpc.StatusCode.UNAUTHENTICATED, ""
 
 
-@dataclass
 class PermissionDenied(DomainError):
-    reason: str = "PERMISSION_DENIED"
-
-    code = grpc.StatusCode.PERMISSION_DENIED
+    code, default_reason = grpc.StatusCode.PERMISSION_DENIED, ""
 
 
 @dataclass
@@ -128,10 +115,10 @@ class ResourceExhausted(DomainError):
     """Over a limit; `retry_after_ms` becomes a google.rpc.RetryInfo (HTTP 429 on the JSON face). None:
     retrying the same request cannot help (it is too large), so no RetryInfo."""
 
-    reason: str = "RATE_LIMITED"
     retry_after_ms: int | None = 1_000
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "RATE_LIMITED"
 
 
 # The domain error for each google.rpc.Code a catalogued failure can carry (storage/ledger.py builds the

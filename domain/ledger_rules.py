@@ -24,6 +24,8 @@ MAX_HOLD_DURATION = timedelta(days=30)
 # Most rows one ledger read returns (the service layer's page sizes are smaller: domain/validation.py).
 MAX_ROWS_PER_READ = 1_000
 MAX_EXPIRE_BATCH = 1_000
+# The most CreateTransfers one group-committed batch carries (ledger_max_batch_items(); storage/group_commit.py).
+MAX_BATCH_ITEMS = 64
 # A client's request_id (AIP-155 idempotency key of a money movement): the contract says 64 characters.
 MAX_REQUEST_ID_LENGTH = 64
 # A call's id (x-request-id, from Envoy or the client; interceptors/request_context.py), which audit events

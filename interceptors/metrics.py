@@ -19,6 +19,7 @@ from interceptors.wrapping import AroundInterceptor
 
 if TYPE_CHECKING:
     from storage.backup_status import BackupStatus
+    from storage.group_commit import GroupCommitStats
 
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000)
 
@@ -44,6 +45,8 @@ class MetricsRegistry:
         # The backup agent's last pass as the health probe last read it (server/health.py backup_probe);
         # None: no agent heard from.
         self.backup: BackupStatus | None = None
+        # Group commit of CreateTransfer (storage/group_commit.py); None: off.
+        self.group_commit: GroupCommitStats | None = None
 
     def record(self, method: str, code: grpc.StatusCode, elapsed_ms: float) -> None:
         self.calls[(method, code.name)] += 1
@@ -65,8 +68,23 @@ class MetricsRegistry:
             lines.append("# TYPE emoney_database_reads_total counter")
             for served_by, count in sorted(self.database_reads.items()):
                 lines.append(f'emoney_database_reads_total{{served_by="{served_by}"}} {count}')
+        lines.extend(self._group_commit_lines())
         lines.extend(self._backup_lines())
         return "\n".join(lines) + "\n"
+
+    def _group_commit_lines(self) -> list[str]:
+        stats = self.group_commit
+        if stats is None:
+            return []
+        return [
+            "# TYPE emoney_group_commit_batches_total counter", f"emoney_group_commit_batches_total {stats.batches}",
+            "# TYPE emoney_group_commit_items_total counter", f"emoney_group_commit_items_total {stats.items}",
+            "# TYPE emoney_group_commit_largest_batch gauge", f"emoney_group_commit_largest_batch {stats.largest_batch}",
+            "# TYPE emoney_group_commit_wait_seconds_total counter",
+            f"emoney_group_commit_wait_seconds_total {stats.wait_seconds_total:.6f}",
+            "# TYPE emoney_group_commit_longest_wait_seconds gauge",
+            f"emoney_group_commit_longest_wait_seconds {stats.longest_wait_s:.6f}",
+        ]
 
     def _backup_lines(self) -> list[str]:
         status = self.backup

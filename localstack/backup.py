@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
 import io
 import json
 import logging
@@ -53,7 +55,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 from urllib.parse import quote
 
 import psycopg
@@ -86,6 +88,7 @@ HISTORY = re.compile(r"^[0-9A-F]{8}\.history$")
 BACKUP_TIMEOUT_S = 3600
 RECOVERY_TIMEOUT_S = 3600
 SHIP_EVERY_S = 10.0
+BACKUP_LOCK_FILE = "backup.lock"
 ARCHIVE_WAIT_S = 120.0  # how long a backup waits for its last WAL segment to reach the archive
 WAL_SEGMENT_BYTES = 16 * 2**20  # initdb's default, which the stack keeps
 
@@ -253,8 +256,26 @@ def ship_segment(path: Path, repository: Repository) -> bool:
 # -- base backups ----------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def one_backup_at_a_time(target: BackupTarget) -> Iterator[None]:
+    """Hold the state folder's backup lock: `make backup` and the stack's agent (two processes) never take
+    a base backup or prune at the same moment. A pruning that ran while another backup was still being
+    taken did not see it (no meta.json yet) and deleted the WAL it needed."""
+    with open(Path(target.state_dir) / BACKUP_LOCK_FILE, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def take_backup(target: BackupTarget, incremental: bool = False) -> BackupMeta:
     """One base backup of the primary, uploaded; an incremental one needs a previous backup."""
+    with one_backup_at_a_time(target):
+        return _take_backup(target, incremental)
+
+
+def _take_backup(target: BackupTarget, incremental: bool) -> BackupMeta:
     repository = target.repository()
     backups = repository.backups() if incremental else []
     parent = backups[-1] if backups else None
@@ -636,7 +657,8 @@ class BackupAgent:
                 self.status["last_backup"] = asdict(taken)
                 logger.info("backup %s (%s) taken: %d bytes in %.1fs", taken.label, taken.kind, taken.size_bytes,
                             taken.duration_s)
-                prune(repository, now - self.schedule.retention)
+                with one_backup_at_a_time(self.target):
+                    prune(repository, now - self.schedule.retention)
             self.status["last_error"] = None
         except Exception as error:  # noqa: BLE001 - retried on the next pass, shown in the status
             self.status["last_error"] = f"{now.isoformat()} {type(error).__name__}: {error}"
@@ -677,8 +699,12 @@ def prune(repository: Repository, keep_after: datetime) -> list[str]:
     for meta in doomed:
         for key in repository.keys(f"base/{meta.label}/"):
             repository.delete(key)
+    # The WAL every kept backup needs: from the earliest start among them (a kept backup may have started
+    # before the one the chain is kept from).
+    kept = [meta for meta in backups if meta not in doomed]
+    first_needed = min(segment_number(meta.start_wal) for meta in kept)
     for name in repository.segments():
-        if SEGMENT.match(name) and name[8:] < keep_from.start_wal[8:]:
+        if SEGMENT.match(name) and segment_number(name) < first_needed:
             repository.delete(f"wal/{name}")
     return [meta.label for meta in doomed]
 

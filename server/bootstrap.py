@@ -59,6 +59,7 @@ from storage.redis_store import RedisClient, build_redis
 from storage.secrets import SecretsStore, build_secrets
 from storage.sessions import SessionStore
 from storage.signing_keys import SigningKeyStore
+from storage.group_commit import TransferGroupCommit
 from storage.unit_of_work import UnitOfWorkFactory
 
 logger = logging.getLogger("emoney.server")
@@ -275,8 +276,13 @@ async def build_application(settings: Settings) -> Application:
             ("grpc.http2.hpack_table_size.decoder", 0),
         ],
     )
-    units_of_work = UnitOfWorkFactory(pool, read_pool)
+    group_commit = TransferGroupCommit(
+        pool, max_items=settings.group_commit_max_items, concurrent_batches=settings.group_commit_batches,
+        max_wait_s=settings.group_commit_max_wait_ms / 1000,
+    ) if settings.group_commit else None
+    units_of_work = UnitOfWorkFactory(pool, read_pool, group_commit=group_commit)
     metrics.database_reads = units_of_work.reads
+    metrics.group_commit = None if group_commit is None else group_commit.stats
     # The hub shares the pool's connection settings (the password arrives there from the secrets store).
     payment_events = PaymentEventHub(settings.database_url, pool.kwargs)
     transactions = Transactions(units_of_work)

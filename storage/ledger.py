@@ -51,6 +51,7 @@ from domain.ledger_rules import (
     POSTABLE_TRANSFER_KINDS,
 )
 from storage.audit import RequestContext
+from storage.group_commit import ItemFailure
 from storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 # -- failures ---------------------------------------------------------------------------------------
@@ -76,12 +77,27 @@ def domain_error_for(error: psycopg.Error) -> DomainError | None:
     failure = LEDGER_FAILURES.get(error.sqlstate or "")
     if failure is None:
         return None
-    return failure.error(message=failure.message, reason=failure.reason, metadata=_failure_metadata(error))
+    return failure.error(message=failure.message, reason=failure.reason,
+                         metadata=_failure_metadata(error.diag.message_detail))
 
 
-def _failure_metadata(error: psycopg.Error) -> dict[str, str]:
+def batch_item_error(failure: ItemFailure) -> Exception:
+    """The error a refused item of a group-committed batch stands for: the one its entry point on its own
+    would have raised — a ledger failure's domain error, else the database error of its SQLSTATE (which
+    the error-mapping interceptor translates as it does any other)."""
+    ledger_failure = LEDGER_FAILURES.get(failure.sqlstate)
+    if ledger_failure is not None:
+        return ledger_failure.error(message=ledger_failure.message, reason=ledger_failure.reason,
+                                    metadata=_failure_metadata(failure.detail))
     try:
-        detail = json.loads(error.diag.message_detail or "{}")
+        return psycopg.errors.lookup(failure.sqlstate)(failure.message)
+    except KeyError:
+        return psycopg.DatabaseError(failure.message)
+
+
+def _failure_metadata(detail_text: str | None) -> dict[str, str]:
+    try:
+        detail = json.loads(detail_text or "{}")
     except ValueError:
         return {}
     return {str(key): str(value) for key, value in detail.items() if value is not None} if isinstance(detail, dict) else {}
@@ -343,11 +359,17 @@ async def create_customer_transfer(
     caller's checks (ACCOUNT_NOT_FOUND, NOT_ACCOUNT_OWNER), the movement (`payment` to a merchant, else
     `p2p`), its receipt request and its live event, committed. Idempotent on (context.actor, context.request_id);
     a replay returns the transfer as it was created."""
+    arguments = (caller_user_id, caller_is_back_office, from_account_id, to_account_id, amount_minor, currency,
+                 *_call_arguments(context))
+    if units_of_work.group_commit is not None:  # with the concurrent calls of this process (storage/group_commit.py)
+        result = await units_of_work.group_commit.create_transfer(tenant_id, arguments)
+        if isinstance(result, ItemFailure):
+            raise batch_item_error(result)
+        return _transfer_outcome(result)
     async with translated_failures():
         row = await units_of_work.one_statement(
             "select * from payments_create_transfer_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (tenant_id, caller_user_id, caller_is_back_office, from_account_id, to_account_id, amount_minor, currency,
-             *_call_arguments(context)),
+            (tenant_id, *arguments),
         )
     if row is None:
         raise RuntimeError("payments_create_transfer returned no row")

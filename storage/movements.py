@@ -74,24 +74,16 @@ async def top_up_or_withdraw(
     return await _in_one_transaction(units_of_work, tenant_id, context, move, serialize)
 
 
-async def capture_hold(
+async def resolve_hold(
     units_of_work: UnitOfWorkFactory, tenant_id: uuid.UUID, context: RequestContext, hold_id: uuid.UUID,
-    amount_minor: int, *, authorize: Authorize[PaymentParties], serialize: Serialize,
+    capture_minor: int | None, *, authorize: Authorize[PaymentParties], serialize: Serialize,
 ) -> Outcome[HoldRecord]:
+    """Capture `capture_minor` of a hold, or void it (None): the hold's parties are checked first."""
     async def move(unit_of_work: UnitOfWork) -> Outcome[HoldRecord]:
         authorize(await hold_parties(unit_of_work, hold_id))
-        return await ledger.capture_hold(unit_of_work, context, hold_id, amount_minor)
-
-    return await _in_one_transaction(units_of_work, tenant_id, context, move, serialize)
-
-
-async def void_hold(
-    units_of_work: UnitOfWorkFactory, tenant_id: uuid.UUID, context: RequestContext, hold_id: uuid.UUID,
-    *, authorize: Authorize[PaymentParties], serialize: Serialize,
-) -> Outcome[HoldRecord]:
-    async def move(unit_of_work: UnitOfWork) -> Outcome[HoldRecord]:
-        authorize(await hold_parties(unit_of_work, hold_id))
-        return await ledger.void_hold(unit_of_work, context, hold_id)
+        if capture_minor is None:
+            return await ledger.void_hold(unit_of_work, context, hold_id)
+        return await ledger.capture_hold(unit_of_work, context, hold_id, capture_minor)
 
     return await _in_one_transaction(units_of_work, tenant_id, context, move, serialize)
 

@@ -19,12 +19,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from types import TracebackType
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from domain.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from storage.group_commit import TransferGroupCommit
 
 # How long a read waits for a standby to replay up to the primary's position before it runs on the
 # primary instead, and how often it looks.
@@ -153,8 +156,11 @@ class UnitOfWorkFactory:
         pool: AsyncConnectionPool,
         read_pool: AsyncConnectionPool | None = None,
         replica_wait_s: float = REPLICA_WAIT_S,
+        group_commit: "TransferGroupCommit | None" = None,
     ) -> None:
         self._pool = pool
+        # CreateTransfers of this process committed in batches (storage/group_commit.py); None: one by one.
+        self.group_commit = group_commit
         self.read_pool = read_pool
         self.replica_wait_s = replica_wait_s
         # Reads by where they ran ("replica", "primary"): shown by the metrics endpoint.

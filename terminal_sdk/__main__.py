@@ -31,7 +31,7 @@ import logging
 import os
 import sys
 import uuid
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import grpc
 from google.protobuf import json_format
@@ -66,34 +66,25 @@ def _payment_status(value: str) -> str:
     return name
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than zero: {value!r}")
-    return number
+def _number(parse: Callable[[str], Any], what: str, zero_allowed: bool) -> Callable[[str], Any]:
+    """An argparse type: `parse` the text, refusing what is not a number and what is below the bound."""
+    def convert(value: str) -> Any:
+        try:
+            number = parse(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {value!r}") from None
+        if zero_allowed and number < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative: {value!r}")
+        if not zero_allowed and number <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than zero: {value!r}")
+        return number
+
+    return convert
 
 
-def _non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {value!r}")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than zero: {value!r}")
-    return number
+_positive_int = _number(int, "a whole number", zero_allowed=False)
+_non_negative_int = _number(int, "a whole number", zero_allowed=True)
+_positive_float = _number(float, "a number", zero_allowed=False)
 
 
 def build_parser() -> argparse.ArgumentParser:

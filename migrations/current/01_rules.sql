@@ -12,6 +12,11 @@ create or replace function ledger_max_hold_duration() returns interval
     language sql immutable parallel safe
     return interval '30 days';
 
+-- The most CreateTransfers one group-committed batch carries (payments_create_transfers_in).
+create or replace function ledger_max_batch_items() returns integer
+    language sql immutable parallel safe
+    return 64;
+
 -- How many independent hash chains each tenant's audit log has (see 04_audit.sql).
 create or replace function audit_stripe_count() returns integer
     language sql immutable parallel safe
@@ -90,6 +95,17 @@ create or replace function ledger_current_tenant() returns uuid
     language sql stable
     return coalesce(nullif(current_setting('app.tenant_id', true), '')::uuid, ledger_tenant_not_set());
 
+-- A movement's amount: 1 to ledger_max_transfer_minor(), or AMOUNT_OUT_OF_RANGE naming the maximum.
+create or replace function ledger_check_amount(amount_minor bigint) returns void
+    language plpgsql
+as $$
+begin
+    if not ledger_amount_in_range(amount_minor) then
+        perform ledger_fail('AMOUNT_OUT_OF_RANGE', jsonb_build_object('maximumMinor', ledger_max_transfer_minor()::text));
+    end if;
+end
+$$;
+
 create or replace function ledger_status_failure(status text) returns text
     language sql immutable parallel safe
     return case status when 'frozen' then 'ACCOUNT_FROZEN' when 'closed' then 'ACCOUNT_CLOSED' end;
@@ -99,5 +115,5 @@ create or replace function ledger_status_failure(status text) returns text
 grant execute on function
     ledger_max_transfer_minor(), ledger_max_hold_duration(), audit_stripe_count(), ledger_amount_in_range(bigint),
     ledger_kinds_allowed(text, text, text), ledger_fail(text, jsonb), ledger_tenant_not_set(),
-    ledger_current_tenant(), ledger_status_failure(text)
+    ledger_current_tenant(), ledger_status_failure(text), ledger_check_amount(bigint), ledger_max_batch_items()
 to emoney_app, emoney_ledger;

@@ -9,7 +9,9 @@
 -- codes: a used code lets its terminal retry with the same request_id and the movement underneath
 -- replays through the key; forgotten, the retry would pay a second time.
 
--- Claim the key (first) or find what the original call produced.
+-- Claim the key (first) or find what the original call produced. A claim also takes the transaction's
+-- audit stripe (04_audit.sql), held until commit: every movement's locks in one order — key, stripe, then
+-- what it changes (08_balances.sql) — so an entry point only says what comes after.
 create or replace function ledger_claim_request(
     caller text, method text, request_id text, request_hash bytea, new_result_id uuid,
     out claimed boolean, out result_id uuid, out stored_response bytea
@@ -32,6 +34,7 @@ begin
     if found then
         claimed := true;
         result_id := new_result_id;
+        perform audit_acquire_stripe();
         return;
     end if;
     -- A duplicate: the original committed (we waited for it if it was running), so its row is visible.

@@ -35,7 +35,6 @@ create or replace function ledger_open_account(
 as $$
 #variable_conflict use_column
 declare
-    audit_stripe smallint;  -- held until commit: taken before any account lock
     audit_event record;
     tenant uuid := ledger_current_tenant();
     existing_float uuid;
@@ -50,7 +49,7 @@ begin
             return;
         end if;
     end if;
-    audit_stripe := audit_acquire_stripe();
+    perform audit_acquire_stripe();  -- held until commit: taken before any account lock
     if new_kind = 'system_float' then
         insert into accounts (tenant_id, owner_user_id, kind, currency, balance_shards)
         values (tenant, null, 'system_float', new_currency, new_balance_shards)
@@ -92,7 +91,6 @@ create or replace function ledger_set_account_status(
 as $$
 #variable_conflict use_column
 declare
-    audit_stripe smallint;  -- held until commit: taken before any account lock
     audit_event record;
     tenant uuid := ledger_current_tenant();
     account accounts;
@@ -100,7 +98,7 @@ begin
     if new_status is null or new_status not in ('active', 'frozen', 'closed') then
         raise exception using errcode = '22023', message = 'unknown account status';
     end if;
-    audit_stripe := audit_acquire_stripe();
+    perform audit_acquire_stripe();  -- held until commit: taken before any account lock
     account := ledger_lock_account(tenant, changed_account_id);
     if account.status = 'closed' then
         perform ledger_fail('ACCOUNT_CLOSED', jsonb_build_object('accountId', changed_account_id));

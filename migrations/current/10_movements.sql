@@ -79,7 +79,6 @@ create or replace function ledger_post_transfer(
 as $$
 #variable_conflict use_variable
 declare
-    audit_stripe smallint;  -- held until commit: taken before any account lock
     audit_event record;
     tenant uuid := ledger_current_tenant();
     claim record;
@@ -90,15 +89,12 @@ begin
     if transfer_kind is null or transfer_kind not in ('p2p', 'payment', 'top_up', 'withdrawal') then
         raise exception using errcode = '22023', message = 'post_transfer moves p2p, payment, top_up or withdrawal';
     end if;
-    if not ledger_amount_in_range(amount_minor) then
-        perform ledger_fail('AMOUNT_OUT_OF_RANGE', jsonb_build_object('maximumMinor', ledger_max_transfer_minor()::text));
-    end if;
+    perform ledger_check_amount(amount_minor);
     if debit_account_id = credit_account_id then
         perform ledger_fail('SAME_ACCOUNT', jsonb_build_object('accountId', debit_account_id));
     end if;
     claim := ledger_claim_request(actor, method, request_id, request_hash, gen_random_uuid());
     if claim.claimed then
-        audit_stripe := audit_acquire_stripe();
         debit := ledger_usable_account(tenant, debit_account_id, currency);
         credit := ledger_usable_account(tenant, credit_account_id, currency);
         if not ledger_kinds_allowed(transfer_kind, debit.kind, credit.kind) then
@@ -116,6 +112,20 @@ begin
 end
 $$;
 
+-- A replay of a movement with no stored reply answers with the transfer as it was created — always
+-- `completed`, nothing refunded — so that later refunds never change what a retry receives.
+create or replace function ledger_transfer_as_created(outcome ledger_transfer_outcome) returns ledger_transfer_outcome
+    language plpgsql immutable
+as $$
+begin
+    if outcome.replayed and outcome.stored_response is null then
+        outcome.status := 'completed';
+        outcome.refunded_minor := 0;
+    end if;
+    return outcome;
+end
+$$;
+
 -- Refund all or part of a payment (or capture). The payment row is locked, so concurrent refunds
 -- of one payment take turns and their total never exceeds what was paid.
 create or replace function ledger_refund(
@@ -127,7 +137,6 @@ create or replace function ledger_refund(
 as $$
 #variable_conflict use_variable
 declare
-    audit_stripe smallint;  -- held until commit: taken before any account lock
     audit_event record;
     tenant uuid := ledger_current_tenant();
     claim record;
@@ -136,12 +145,9 @@ declare
     customer accounts;
     written transfers;
 begin
-    if not ledger_amount_in_range(amount_minor) then
-        perform ledger_fail('AMOUNT_OUT_OF_RANGE', jsonb_build_object('maximumMinor', ledger_max_transfer_minor()::text));
-    end if;
+    perform ledger_check_amount(amount_minor);
     claim := ledger_claim_request(actor, method, request_id, request_hash, gen_random_uuid());
     if claim.claimed then
-        audit_stripe := audit_acquire_stripe();
         select * into payment from transfers t
          where t.tenant_id = tenant and t.transfer_id = payment_transfer_id
            for no key update;
@@ -215,12 +221,8 @@ begin
       from ledger_post_transfer(case when target_kind = 'merchant' then 'payment' else 'p2p' end,
                                 from_account_id, to_account_id, amount_minor, currency, null,
                                 actor, method, request_id, request_hash);
-    if outcome.replayed then
-        if outcome.stored_response is null then
-            outcome.status := 'completed';
-            outcome.refunded_minor := 0;
-        end if;
-    else
+    outcome := ledger_transfer_as_created(outcome);
+    if not outcome.replayed then
         perform receipts_request(tenant, outcome.transfer_id);
         perform payments_notify(tenant, outcome.transfer_id, 'created', null,
                                 array[outcome.debit_account_id, outcome.credit_account_id]);
@@ -250,12 +252,74 @@ begin
 end
 $$;
 
+-- Group commit (issue 14): several CreateTransfers of one tenant in ONE statement and ONE transaction, so
+-- one commit and one WAL flush serve them all (storage/group_commit.py gathers concurrent calls of a
+-- process). Each item keeps its own outcome: it runs in its own subtransaction (the EXCEPTION block), so a
+-- refused item (INSUFFICIENT_FUNDS, ...) is rolled back alone and reported with its SQLSTATE, message and
+-- detail, exactly as the one-item entry point would have raised them; the items before and after it commit.
+-- An item replaying an earlier item of the same batch (same caller and request_id) gets that item's
+-- transfer, as a later retry would.
+--
+-- Locking order: before any item runs, the batch locks, in ascending account_id, every account row its
+-- items will lock anyway — each payer, and each payee without balance shards (a sharded payee is credited
+-- through one shard taken with SKIP LOCKED and never locked whole: a hot merchant stays parallel). So two
+-- batches, or a batch and a single movement, always take account rows in the same global order.
+create or replace function payments_create_transfers_in(
+    tenant uuid, caller_user_ids uuid[], callers_are_back_office boolean[], from_account_ids uuid[],
+    to_account_ids uuid[], amounts_minor bigint[], currencies text[], actors text[], methods text[],
+    request_ids text[], request_hashes bytea[]
+) returns table (item integer, failed_sqlstate text, failed_message text, failed_detail text,
+                 outcome ledger_transfer_outcome)
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, public, pg_temp
+as $$
+declare
+    items integer := coalesce(cardinality(from_account_ids), 0);
+    i integer;
+begin
+    if items > ledger_max_batch_items() or items <> cardinality(caller_user_ids)
+       or items <> cardinality(callers_are_back_office) or items <> cardinality(to_account_ids)
+       or items <> cardinality(amounts_minor) or items <> cardinality(currencies) or items <> cardinality(actors)
+       or items <> cardinality(methods) or items <> cardinality(request_ids) or items <> cardinality(request_hashes)
+    then
+        raise exception using errcode = '22023',
+            message = 'a batch is 0 to ledger_max_batch_items() items, each argument array as long as the others';
+    end if;
+    perform set_config('app.tenant_id', tenant::text, true);
+    perform 1
+       from (select a.account_id from accounts a
+              where a.tenant_id = tenant
+                and (a.account_id = any (from_account_ids) or (a.account_id = any (to_account_ids) and a.balance_shards = 0))
+              order by a.account_id
+                for no key update) locked;
+    for i in 1 .. items loop
+        begin
+            return query
+                select i, null::text, null::text, null::text, created
+                  from payments_create_transfer(caller_user_ids[i], callers_are_back_office[i], from_account_ids[i],
+                                                to_account_ids[i], amounts_minor[i], currencies[i], actors[i], methods[i],
+                                                request_ids[i], request_hashes[i]) created;
+        exception when others then
+            item := i;
+            outcome := null;
+            get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text,
+                                    failed_detail = pg_exception_detail;
+            return next;
+        end;
+    end loop;
+end
+$$;
+
 -- Entry points owned by emoney_ledger. ALTER ... OWNER needs the new owner to hold CREATE on the schema at
 -- that moment; it keeps none afterwards. Nothing changes when it owns them already.
 grant create on schema public to emoney_ledger;
 alter function ledger_post_transfer(text, uuid, uuid, bigint, text, uuid, text, text, text, bytea) owner to emoney_ledger;
 alter function ledger_refund(uuid, bigint, text, text, text, bytea) owner to emoney_ledger;
 alter function payments_create_transfer_in(uuid, uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea)
+    owner to emoney_ledger;
+alter function payments_create_transfers_in(uuid, uuid[], boolean[], uuid[], uuid[], bigint[], text[], text[], text[],
+                                            text[], bytea[])
     owner to emoney_ledger;
 revoke create on schema public from emoney_ledger;
 
@@ -264,10 +328,13 @@ grant execute on function
 to emoney_app, emoney_ledger;
 grant execute on function
     ledger_write_transfer(uuid, uuid, text, accounts, accounts, bigint, text, text, uuid, uuid, uuid, bigint),
+    ledger_transfer_as_created(ledger_transfer_outcome),
     payments_create_transfer(uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea)
 to emoney_ledger;  -- only from inside an entry point
 grant execute on function
     ledger_post_transfer(text, uuid, uuid, bigint, text, uuid, text, text, text, bytea),
     ledger_refund(uuid, bigint, text, text, text, bytea),
-    payments_create_transfer_in(uuid, uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea)
+    payments_create_transfer_in(uuid, uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea),
+    payments_create_transfers_in(uuid, uuid[], boolean[], uuid[], uuid[], bigint[], text[], text[], text[], text[],
+                                 bytea[])
 to emoney_app;

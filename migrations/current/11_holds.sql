@@ -60,7 +60,6 @@ create or replace function ledger_authorize_hold(
 as $$
 #variable_conflict use_variable
 declare
-    audit_stripe smallint;  -- held until commit: taken before any account lock
     audit_event record;
     tenant uuid := ledger_current_tenant();
     claim record;
@@ -68,9 +67,7 @@ declare
     payer_shard smallint;
     merchant accounts;
 begin
-    if not ledger_amount_in_range(amount_minor) then
-        perform ledger_fail('AMOUNT_OUT_OF_RANGE', jsonb_build_object('maximumMinor', ledger_max_transfer_minor()::text));
-    end if;
+    perform ledger_check_amount(amount_minor);
     if payer_account_id = merchant_account_id then
         perform ledger_fail('SAME_ACCOUNT', jsonb_build_object('accountId', payer_account_id));
     end if;
@@ -80,7 +77,6 @@ begin
     end if;
     claim := ledger_claim_request(actor, method, request_id, request_hash, gen_random_uuid());
     if claim.claimed then
-        audit_stripe := audit_acquire_stripe();
         payer := ledger_usable_account(tenant, payer_account_id, currency);
         merchant := ledger_usable_account(tenant, merchant_account_id, currency);
         if not ledger_kinds_allowed('capture', payer.kind, merchant.kind) then
@@ -109,7 +105,6 @@ create or replace function ledger_capture_hold(
 as $$
 #variable_conflict use_variable
 declare
-    audit_stripe smallint;  -- held until commit: taken before any account lock
     audit_event record;
     tenant uuid := ledger_current_tenant();
     claim record;
@@ -118,12 +113,9 @@ declare
     merchant accounts;
     written transfers;
 begin
-    if not ledger_amount_in_range(amount_minor) then
-        perform ledger_fail('AMOUNT_OUT_OF_RANGE', jsonb_build_object('maximumMinor', ledger_max_transfer_minor()::text));
-    end if;
+    perform ledger_check_amount(amount_minor);
     claim := ledger_claim_request(actor, method, request_id, request_hash, captured_hold_id);
     if claim.claimed then
-        audit_stripe := audit_acquire_stripe();
         hold := ledger_lock_authorized_hold(tenant, captured_hold_id);
         if hold.expires_at <= now() then
             perform ledger_fail('HOLD_EXPIRED', jsonb_build_object('holdId', captured_hold_id));
@@ -158,7 +150,6 @@ create or replace function ledger_void_hold(
 as $$
 #variable_conflict use_variable
 declare
-    audit_stripe smallint;  -- held until commit: taken before any account lock
     audit_event record;
     tenant uuid := ledger_current_tenant();
     claim record;
@@ -166,7 +157,6 @@ declare
 begin
     claim := ledger_claim_request(actor, method, request_id, request_hash, voided_hold_id);
     if claim.claimed then
-        audit_stripe := audit_acquire_stripe();
         hold := ledger_lock_authorized_hold(tenant, voided_hold_id);
         -- Releasing never lowers the available balance: no status or floor to check.
         update accounts a set held_minor = a.held_minor - hold.amount_minor, updated_at = now()
@@ -188,13 +178,12 @@ create or replace function ledger_expire_holds(only_account_id uuid, batch_limit
     language plpgsql
 as $$
 declare
-    audit_stripe smallint;  -- held until commit: taken before any account lock
     audit_event record;
     tenant uuid := ledger_current_tenant();
     hold holds;
     expired integer := 0;
 begin
-    audit_stripe := audit_acquire_stripe();
+    perform audit_acquire_stripe();  -- held until commit: taken before any account lock
     for hold in
         select * from holds h
          where h.tenant_id = tenant and h.status = 'authorized' and h.expires_at <= now()

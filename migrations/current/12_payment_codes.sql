@@ -98,12 +98,8 @@ begin
     select * into outcome
       from ledger_post_transfer('payment', code.payer_account_id, code.merchant_account_id, amount_minor, currency,
                                 terminal_id, actor, method, request_id, request_hash);
-    if outcome.replayed then
-        if outcome.stored_response is null then  -- as created: later refunds do not change the replay
-            outcome.status := 'completed';
-            outcome.refunded_minor := 0;
-        end if;
-    else
+    outcome := ledger_transfer_as_created(outcome);
+    if not outcome.replayed then
         perform payments_code_redeemed(code_hash, actor, request_id, outcome.transfer_id, outcome.transfer_id,
                                        'created', terminal_id, code.payer_account_id, code.merchant_account_id);
     end if;

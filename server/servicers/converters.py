@@ -135,58 +135,41 @@ def entry_message(entry: EntryRecord) -> accounts_pb2.Entry:
     )
 
 
-def transfer_payment(transfer: TransferRecord) -> payments_pb2.Payment:
+def _payment(payment_id, kind: str, status: str, from_account_id, to_account_id, amount_minor: int, currency: str,
+             terminal_id, related_id, request_id: str, created_at, **amounts_and_expiry) -> payments_pb2.Payment:
+    """The one Payment shape for a transfer, a hold or a listed row (their records differ only in names)."""
     return payments_pb2.Payment(
-        name=f"payments/{transfer.transfer_id}",
-        payment_id=str(transfer.transfer_id),
-        kind=PAYMENT_KIND.to_wire(transfer.kind),
-        status=PAYMENT_STATUS.to_wire(transfer.status),
-        from_account=_name("accounts", transfer.debit_account_id),
-        to_account=_name("accounts", transfer.credit_account_id),
-        amount_minor=transfer.amount_minor,
-        currency=transfer.currency,
-        refunded_minor=transfer.refunded_minor,
-        terminal=_name("terminals", transfer.terminal_id),
-        related_payment=_name("payments", transfer.related_transfer_id or transfer.hold_id),
-        request_id=transfer.request_id,
-        create_time=timestamp(transfer.created_at),
+        name=f"payments/{payment_id}",
+        payment_id=str(payment_id),
+        kind=PAYMENT_KIND.to_wire(kind),
+        status=PAYMENT_STATUS.to_wire(status),
+        from_account=_name("accounts", from_account_id),
+        to_account=_name("accounts", to_account_id),
+        amount_minor=amount_minor,
+        currency=currency,
+        terminal=_name("terminals", terminal_id),
+        related_payment=_name("payments", related_id),
+        request_id=request_id,
+        create_time=timestamp(created_at),
+        **amounts_and_expiry,
     )
+
+
+def transfer_payment(transfer: TransferRecord) -> payments_pb2.Payment:
+    return _payment(transfer.transfer_id, transfer.kind, transfer.status, transfer.debit_account_id,
+                    transfer.credit_account_id, transfer.amount_minor, transfer.currency, transfer.terminal_id,
+                    transfer.related_transfer_id or transfer.hold_id, transfer.request_id, transfer.created_at,
+                    refunded_minor=transfer.refunded_minor)
 
 
 def hold_payment(hold: HoldRecord) -> payments_pb2.Payment:
-    return payments_pb2.Payment(
-        name=f"payments/{hold.hold_id}",
-        payment_id=str(hold.hold_id),
-        kind=PAYMENT_KIND.to_wire(HOLD_KIND),
-        status=PAYMENT_STATUS.to_wire(hold.status),
-        from_account=_name("accounts", hold.account_id),
-        to_account=_name("accounts", hold.merchant_account_id),
-        amount_minor=hold.amount_minor,
-        currency=hold.currency,
-        captured_minor=hold.captured_minor,
-        terminal=_name("terminals", hold.terminal_id),
-        related_payment=_name("payments", hold.capture_transfer_id),
-        request_id=hold.request_id,
-        create_time=timestamp(hold.created_at),
-        expire_time=timestamp(hold.expires_at),
-    )
+    return _payment(hold.hold_id, HOLD_KIND, hold.status, hold.account_id, hold.merchant_account_id,
+                    hold.amount_minor, hold.currency, hold.terminal_id, hold.capture_transfer_id, hold.request_id,
+                    hold.created_at, captured_minor=hold.captured_minor, expire_time=timestamp(hold.expires_at))
 
 
 def row_payment(row: PaymentRow) -> payments_pb2.Payment:
-    return payments_pb2.Payment(
-        name=f"payments/{row.payment_id}",
-        payment_id=str(row.payment_id),
-        kind=PAYMENT_KIND.to_wire(row.kind),
-        status=PAYMENT_STATUS.to_wire(row.status),
-        from_account=_name("accounts", row.from_account_id),
-        to_account=_name("accounts", row.to_account_id),
-        amount_minor=row.amount_minor,
-        currency=row.currency,
-        captured_minor=row.captured_minor,
-        refunded_minor=row.refunded_minor,
-        terminal=_name("terminals", row.terminal_id),
-        related_payment=_name("payments", row.related_id),
-        request_id=row.request_id,
-        create_time=timestamp(row.created_at),
-        expire_time=timestamp(row.expires_at),
-    )
+    return _payment(row.payment_id, row.kind, row.status, row.from_account_id, row.to_account_id, row.amount_minor,
+                    row.currency, row.terminal_id, row.related_id, row.request_id, row.created_at,
+                    captured_minor=row.captured_minor, refunded_minor=row.refunded_minor,
+                    expire_time=timestamp(row.expires_at))

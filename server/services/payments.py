@@ -150,20 +150,22 @@ class PaymentsService:
         self, principal: Principal, method: str, command: commands.ResolvePayment, serialize: Serialize
     ) -> Outcome[HoldRecord]:
         validate_money(command.request_id, command.amount_minor, None)
-        hold_id = parse_resource_id(command.payment, "payments")
-        return await movements.capture_hold(
-            self._transactions.units_of_work, principal.tenant_id, money_context(principal, method, command), hold_id,
-            command.amount_minor, authorize=lambda parties: access.managed_payment(principal, parties), serialize=serialize,
-        )
+        return await self._resolve_hold(principal, method, command, command.amount_minor, serialize)
 
     async def void(
         self, principal: Principal, method: str, command: commands.ResolvePayment, serialize: Serialize
     ) -> Outcome[HoldRecord]:
         validate_money(command.request_id, 1, None)
+        return await self._resolve_hold(principal, method, command, None, serialize)
+
+    async def _resolve_hold(
+        self, principal: Principal, method: str, command: commands.ResolvePayment, capture_minor: int | None,
+        serialize: Serialize,
+    ) -> Outcome[HoldRecord]:
         hold_id = parse_resource_id(command.payment, "payments")
-        return await movements.void_hold(
+        return await movements.resolve_hold(
             self._transactions.units_of_work, principal.tenant_id, money_context(principal, method, command), hold_id,
-            authorize=lambda parties: access.managed_payment(principal, parties), serialize=serialize,
+            capture_minor, authorize=lambda parties: access.managed_payment(principal, parties), serialize=serialize,
         )
 
     async def refund(

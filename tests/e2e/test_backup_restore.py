@@ -8,6 +8,7 @@ import dataclasses
 import json
 import re
 import subprocess
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -22,7 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from emoney.payments.v1 import payments_pb2
 from localstack.backup import (
     BackupAgent, BackupError, Schedule, check_restored, drill, restore, restore_secrets, ship_segment, ship_wal,
-    _last_segment, missing_segments, segment_number, take_backup,
+    _last_segment, missing_segments, one_backup_at_a_time, segment_number, take_backup,
 )
 from localstack.processes import consecutive_free_ports
 from localstack.provisioning import DATABASE_NAME
@@ -58,7 +59,7 @@ def _archive_now(stack: LocalStack) -> None:
     with psycopg.connect(target.primary_dsn(), autocommit=True) as connection:  # fresh statistics each time
         segment = connection.execute("select pg_walfile_name(pg_switch_wal())").fetchone()[0]
         deadline = time.monotonic() + 60
-        while connection.execute("select last_archived_wal from pg_stat_archiver").fetchone()[0] < segment:
+        while (connection.execute("select last_archived_wal from pg_stat_archiver").fetchone()[0] or "") < segment:
             assert time.monotonic() < deadline, f"{segment} was not archived"
             time.sleep(0.1)
     ship_wal(Path(target.spool_dir), target.repository())
@@ -129,6 +130,30 @@ def test_a_backup_is_reported_taken_only_once_the_wal_it_ends_in_is_archived(bac
     assert not missing_segments(repository.segments(), meta.start_wal)
     report = drill(target, backed_up.log_dir)  # straight away, nothing shipped in between
     assert report.ok, report.problems
+
+
+def test_backups_take_turns_so_a_pruning_never_misses_one_being_taken(backed_up):
+    """`make backup` and the stack's agent are two processes; an agent that pruned while `make backup`'s
+    backup was still being taken deleted the WAL that backup needed (the HA CI run's drill refused it)."""
+    target = backed_up.backup_target()
+    holding, release, taken = threading.Event(), threading.Event(), []
+
+    def hold_the_lock() -> None:
+        with one_backup_at_a_time(target):
+            holding.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    assert holding.wait(10)
+    taker = threading.Thread(target=lambda: taken.append(take_backup(target)))
+    taker.start()
+    time.sleep(1.5)
+    assert not taken  # waits its turn
+    release.set()
+    taker.join(120)
+    holder.join(10)
+    assert taken and not missing_segments(target.repository().segments(), taken[0].start_wal)
 
 
 @pytest.mark.parametrize("when, reason", [

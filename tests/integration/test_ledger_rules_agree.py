@@ -52,6 +52,31 @@ def test_domains_carry_the_same_limits(owner_dsn):
     assert len(definitions) == 3
 
 
+def test_money_request_ids_are_bounded_by_the_same_figure(owner_dsn):
+    """Money tables hold a client's request_id (64, the contract's figure); the audit log's column also takes
+    a call's x-request-id (100). Each bound is in the catalogue once and in Python once."""
+    with psycopg.connect(owner_dsn) as owner:
+        checks = dict(owner.execute(
+            """select conrelid::regclass::text, pg_get_constraintdef(oid) from pg_constraint
+                where conname like '%request_id_at_most_%'"""
+        ).fetchall())
+        domain = owner.execute(
+            """select pg_get_constraintdef(c.oid) from pg_type t join pg_constraint c on c.contypid = t.oid
+                where t.typname = 'request_id_text'"""
+        ).fetchone()[0]
+        tenant = create_tenant(owner_dsn)
+        owner.execute("select set_config('app.tenant_id', %s, true)", (str(tenant),))
+        too_long = "r" * (ledger_rules.MAX_REQUEST_ID_LENGTH + 1)
+        with pytest.raises(psycopg.errors.CheckViolation):
+            owner.execute("insert into idempotency_keys (tenant_id, caller, request_id, method, request_hash, result_id) "
+                          "values (%s, 'users/x', %s, 'test/Bound', sha256('x'), gen_random_uuid())", (tenant, too_long))
+        owner.rollback()
+    assert set(checks) == {"transfers", "holds", "idempotency_keys"}
+    for table, definition in checks.items():
+        assert f"<= {ledger_rules.MAX_REQUEST_ID_LENGTH}" in definition, (table, definition)
+    assert str(ledger_rules.MAX_CALL_ID_LENGTH) in domain, domain
+
+
 def test_account_kind_rules_match(connection):
     """ledger_kinds_allowed() in SQL and kinds_allowed() in Python agree on every combination."""
     for transfer_kind, debit, credit in itertools.product(

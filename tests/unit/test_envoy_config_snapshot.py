@@ -29,6 +29,7 @@ import yaml
 
 from domain.config import MAX_REQUEST_HEADER_BYTES
 from envoy_config.bootstrap import render_envoy_config
+from envoy_config.example import EXAMPLE_SETTINGS
 from envoy_config.limits import MAX_REQUEST_BODY_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,23 +38,7 @@ HTTP_GUARD_LUA = ROOT / "envoy" / "http_guard.lua"
 
 CASES: dict[str, dict[str, Any]] = {
     # The committed example's settings: relative paths, two IP upstreams, optional client certificates.
-    "example": {
-        "listen_host": "127.0.0.1",
-        "listen_port": 8080,
-        "admin_port": 9901,
-        "upstreams": [("127.0.0.1", 50051), ("127.0.0.1", 50052)],
-        "descriptor_path": Path("generated/emoney.binpb"),
-        "openapi_path": Path("generated/openapi.json"),
-        "docs_page_path": Path("envoy/docs.html"),
-        "web_dist_path": Path("web/dist"),
-        "allowed_origins": ["http://127.0.0.1:8080", "http://localhost:8080"],
-        "access_log_path": None,
-        "tls_port": 8443,
-        "tls_cert_path": Path(".local/pki/server.crt"),
-        "tls_key_path": Path(".local/pki/server.key"),
-        "tls_ca_path": Path(".local/pki/ca.crt"),
-        "require_client_certificate": False,
-    },
+    "example": dict(EXAMPLE_SETTINGS),
     # Only what must be given: a DNS upstream (STRICT_DNS), stdout access log, the default document
     # paths (openapi.json beside the descriptor set, envoy/docs.html, web/dist), no TLS listener.
     "defaults_dns_upstream": {

@@ -1,0 +1,243 @@
+"""Group commit (storage/group_commit.py, payments_create_transfers_in): several CreateTransfers in one
+transaction, each keeping its own outcome, against the real database as the application role."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from domain.errors import FailedPrecondition
+from domain.ledger_rules import MAX_BATCH_ITEMS
+from storage import ledger
+from storage.audit import verify_audit_chain
+from storage.group_commit import ItemFailure, TransferGroupCommit
+from storage.unit_of_work import UnitOfWorkFactory
+from tests.invariants.ledger_world import (  # noqa: F401 (fixtures)
+    LedgerWorld, ledger_app_dsn, ledger_owner_dsn, ledger_units_of_work, new_context, world,
+)
+
+def _arguments(caller: uuid.UUID, source: uuid.UUID, target: uuid.UUID, amount_minor: int,
+               request_id: str | None = None) -> tuple:
+    context = new_context(request_id=request_id, source=str(source), target=str(target), amount=amount_minor)
+    return (caller, False, source, target, amount_minor, "EUR", context.actor, context.method, context.request_id,
+            context.request_hash)
+
+
+async def _owner(world: LedgerWorld, account: uuid.UUID) -> uuid.UUID:
+    return (await world.account(account)).owner_user_id
+
+
+@pytest.fixture
+def group(world: LedgerWorld) -> TransferGroupCommit:
+    return TransferGroupCommit(world.units_of_work.pool, concurrent_batches=1, max_wait_s=60)
+
+
+async def _transfer_count(world: LedgerWorld, request_ids: list[str]) -> int:
+    async def count(unit_of_work) -> int:
+        cursor = await unit_of_work.connection.execute(
+            "select count(*) from transfers where request_id = any(%s)", (request_ids,))
+        return (await cursor.fetchone())[0]
+
+    return await world.read(count)
+
+
+async def test_a_refused_item_in_the_middle_is_rolled_back_alone(world, group):
+    payer, payee = await world.open(balance_minor=300), await world.open()
+    caller = await _owner(world, payer)
+    results = await group.commit_batch(world.tenant_id, [
+        _arguments(caller, payer, payee, 100), _arguments(caller, payer, payee, 500), _arguments(caller, payer, payee, 150),
+    ])
+    assert not isinstance(results[0], ItemFailure) and not isinstance(results[2], ItemFailure)
+    refused = ledger.batch_item_error(results[1])
+    assert isinstance(refused, FailedPrecondition) and refused.reason == "INSUFFICIENT_FUNDS"
+    # Its neighbours committed; it left nothing behind.
+    assert await world.balance(payer) == 50 and await world.balance(payee) == 250
+    # A failure that is not the ledger's (a caller who does not own the account) keeps its own reason too.
+    stranger = await _owner(world, payee)
+    [foreign] = await group.commit_batch(world.tenant_id, [_arguments(stranger, payer, payee, 1)])
+    assert ledger.batch_item_error(foreign).reason == "ACCOUNT_NOT_FOUND"
+
+
+async def test_a_replay_and_its_first_attempt_in_one_batch_make_one_transfer(world, group):
+    payer, payee = await world.open(balance_minor=1_000), await world.open()
+    caller = await _owner(world, payer)
+    first = _arguments(caller, payer, payee, 100, request_id=f"same-{uuid.uuid4()}")
+    original, replay = await group.commit_batch(world.tenant_id, [first, first])
+    assert original[0] is False and replay[0] is True
+    assert ledger._transfer_outcome(replay).record == ledger._transfer_outcome(original).record
+    assert await world.balance(payer) == 900
+    # The same id with another request inside one batch is refused, as it would be later.
+    changed = _arguments(caller, payer, payee, 200, request_id=first[8])
+    [reused] = await group.commit_batch(world.tenant_id, [changed])
+    assert ledger.batch_item_error(reused).reason == "REQUEST_ID_REUSED"
+    assert await _transfer_count(world, [first[8]]) == 1
+
+
+async def test_opposite_transfers_and_one_account_in_every_item(world, group):
+    alice, bob = await world.open(balance_minor=1_000), await world.open(balance_minor=1_000)
+    alice_user, bob_user = await _owner(world, alice), await _owner(world, bob)
+    others = [await world.open() for _ in range(6)]
+    batch = [_arguments(alice_user, alice, bob, 300), _arguments(bob_user, bob, alice, 100)]
+    batch += [_arguments(alice_user, alice, other, 50) for other in others]
+    results = await group.commit_batch(world.tenant_id, batch)
+    assert not [result for result in results if isinstance(result, ItemFailure)]
+    assert await world.balance(alice) == 1_000 - 300 + 100 - 6 * 50
+    assert await world.balance(bob) == 1_000 + 300 - 100
+    assert [await world.balance(other) for other in others] == [50] * 6
+
+
+async def test_a_hot_merchant_credited_by_every_item_stays_sharded_and_exact(world, group):
+    merchant = await world.open(kind="merchant")
+    payers = [await world.open(balance_minor=100) for _ in range(12)]
+    batch = [_arguments(await _owner(world, payer), payer, merchant, 7) for payer in payers]
+    results = await group.commit_batch(world.tenant_id, batch)
+    assert [ledger._transfer_outcome(result).record.kind for result in results] == ["payment"] * 12
+    assert await world.balance(merchant) == 84
+    assert (await world.account(merchant)).balance_shards > 1
+
+
+async def test_batches_keep_every_audit_stripe_chained(world, group):
+    payer, payee = await world.open(balance_minor=10_000), await world.open()
+    caller = await _owner(world, payer)
+    for _ in range(3):
+        await group.commit_batch(world.tenant_id, [_arguments(caller, payer, payee, 1) for _ in range(10)])
+    verification = await world.read(verify_audit_chain)
+    assert verification.ok, verification.broken_links
+    assert verification.events_checked >= 30
+
+
+async def test_concurrent_calls_form_batches_and_each_gets_its_own_answer(world, ledger_app_dsn, ledger_owner_dsn):
+    """While a batch waits on the database, later calls queue and go out together in the next one."""
+    payer, payee = await world.open(balance_minor=1_000), await world.open()
+    caller = await _owner(world, payer)
+    group = TransferGroupCommit(world.units_of_work.pool, concurrent_batches=1, max_wait_s=60)
+    async with await psycopg.AsyncConnection.connect(ledger_owner_dsn) as blocker:  # may lock rows
+        await blocker.execute("select set_config('app.tenant_id', %s, true)", (str(world.tenant_id),))
+        await blocker.execute("select 1 from accounts where account_id = %s for no key update", (payee,))
+        first = asyncio.create_task(group.create_transfer(world.tenant_id, _arguments(caller, payer, payee, 10)))
+        await asyncio.sleep(0.2)  # the first batch is now waiting for the payee's row
+        amounts = [20, 5_000, 30, 40]  # 5,000 is more than the payer has: refused alone
+        queued = [asyncio.create_task(group.create_transfer(world.tenant_id, _arguments(caller, payer, payee, amount)))
+                  for amount in amounts]
+        await asyncio.sleep(0.1)
+        assert not first.done() and not any(task.done() for task in queued)
+        await blocker.rollback()
+    results = [await first, *[await task for task in queued]]
+    assert group.stats.batches == 2 and group.stats.largest_batch == 4 and group.stats.items == 5
+    assert isinstance(results[2], ItemFailure) and ledger.batch_item_error(results[2]).reason == "INSUFFICIENT_FUNDS"
+    assert await world.balance(payee) == 10 + 20 + 30 + 40
+
+
+async def test_a_call_never_queues_past_the_longest_wait(world, ledger_app_dsn, ledger_owner_dsn):
+    payer, payee = await world.open(balance_minor=1_000), await world.open()
+    other_payer, other_payee = await world.open(balance_minor=1_000), await world.open()
+    caller, other_caller = await _owner(world, payer), await _owner(world, other_payer)
+    group = TransferGroupCommit(world.units_of_work.pool, concurrent_batches=1, max_wait_s=0.05)
+    async with await psycopg.AsyncConnection.connect(ledger_owner_dsn) as blocker:  # may lock rows
+        await blocker.execute("select set_config('app.tenant_id', %s, true)", (str(world.tenant_id),))
+        await blocker.execute("select 1 from accounts where account_id = %s for no key update", (payee,))
+        stuck = asyncio.create_task(group.create_transfer(world.tenant_id, _arguments(caller, payer, payee, 10)))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        # The only batch in flight is stuck: this call goes out beside it once it has waited 50 ms.
+        # (Other accounts: the stuck batch holds its payer's row, which a second batch from it would wait for.)
+        other = await group.create_transfer(world.tenant_id, _arguments(other_caller, other_payer, other_payee, 20))
+        assert time.monotonic() - started < 5
+        assert not stuck.done()
+        await blocker.rollback()
+    await stuck
+    assert not isinstance(other, ItemFailure)
+    assert 0.04 <= group.stats.longest_wait_s < 5
+
+
+async def test_a_batch_is_refused_when_larger_than_the_database_allows(world, group):
+    with pytest.raises(ValueError):
+        TransferGroupCommit(world.units_of_work.pool, max_items=MAX_BATCH_ITEMS + 1)
+    payer, payee = await world.open(balance_minor=1_000), await world.open()
+    caller = await _owner(world, payer)
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        await group.commit_batch(world.tenant_id, [_arguments(caller, payer, payee, 1)] * (MAX_BATCH_ITEMS + 1))
+    assert await world.balance(payer) == 1_000
+
+
+ROOT = Path(__file__).resolve().parents[2]
+_KILLED_BATCH = """
+import asyncio, json, sys, uuid
+from psycopg_pool import AsyncConnectionPool
+from storage.group_commit import TransferGroupCommit
+
+async def main():
+    tenant, batch = json.loads(sys.argv[2])
+    batch = [[uuid.UUID(a) if i in (0, 2, 3) else (bytes.fromhex(a) if i == 9 else a) for i, a in enumerate(item)]
+             for item in batch]
+    async with AsyncConnectionPool(sys.argv[1], min_size=1, max_size=1, kwargs={"autocommit": False}) as pool:
+        print("started", flush=True)
+        await TransferGroupCommit(pool).commit_batch(uuid.UUID(tenant), batch)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_process_killed_mid_batch_commits_all_or_nothing_and_retries_land_once(world, ledger_app_dsn, ledger_owner_dsn):
+    payer, payee = await world.open(balance_minor=1_000), await world.open()
+    caller = await _owner(world, payer)
+    batch = [_arguments(caller, payer, payee, amount) for amount in (10, 20, 30)]
+    encoded = [[str(a) if isinstance(a, uuid.UUID) else (a.hex() if isinstance(a, bytes) else a) for a in item]
+               for item in batch]
+    async with await psycopg.AsyncConnection.connect(ledger_owner_dsn) as blocker:  # may lock rows
+        await blocker.execute("select set_config('app.tenant_id', %s, true)", (str(world.tenant_id),))
+        await blocker.execute("select 1 from accounts where account_id = %s for no key update", (payee,))
+        watcher = await psycopg.AsyncConnection.connect(ledger_app_dsn, autocommit=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", _KILLED_BATCH, ledger_app_dsn, json.dumps([str(world.tenant_id), encoded])],
+            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert process.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 20
+        while True:  # its batch is in the database, waiting for the payee's row (seen as its own role)
+            cursor = await watcher.execute(
+                "select count(*) from pg_stat_activity where query like '%%payments_create_transfers_in%%' "
+                "and wait_event_type = 'Lock'")
+            if (await cursor.fetchone())[0]:
+                break
+            assert time.monotonic() < deadline, "the batch never reached the database"
+            await asyncio.sleep(0.05)
+        await watcher.close()
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        await blocker.rollback()
+    request_ids = [item[8] for item in batch]
+    committed = await _transfer_count(world, request_ids)
+    assert committed in (0, 3), committed  # one transaction: never part of a batch
+    # Every client retries with the same request ids: each transfer exists exactly once afterwards.
+    group = TransferGroupCommit(world.units_of_work.pool)
+    results = await asyncio.gather(*(group.create_transfer(world.tenant_id, item) for item in batch))
+    assert not [result for result in results if isinstance(result, ItemFailure)]
+    assert await _transfer_count(world, request_ids) == 3
+    assert await world.balance(payee) == 60 and await world.balance(payer) == 940
+
+
+async def test_the_servers_units_of_work_route_create_transfer_through_group_commit(world):
+    payer, payee = await world.open(balance_minor=100), await world.open()
+    group = TransferGroupCommit(world.units_of_work.pool)
+    units_of_work = UnitOfWorkFactory(world.units_of_work.pool, group_commit=group)
+    caller = await _owner(world, payer)
+    done = await ledger.create_customer_transfer(
+        units_of_work, world.tenant_id, new_context(), caller_user_id=caller, caller_is_back_office=False,
+        from_account_id=payer, to_account_id=payee, amount_minor=60, currency="EUR")
+    assert done.record.amount_minor == 60 and group.stats.items == 1
+    with pytest.raises(FailedPrecondition) as refused:
+        await ledger.create_customer_transfer(
+            units_of_work, world.tenant_id, new_context(), caller_user_id=caller, caller_is_back_office=False,
+            from_account_id=payer, to_account_id=payee, amount_minor=60, currency="EUR")
+    assert refused.value.reason == "INSUFFICIENT_FUNDS" and refused.value.metadata
