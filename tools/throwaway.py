@@ -15,7 +15,8 @@ UNLIMITED_RATE_LIMITS = ",".join(
 )
 
 
-def throwaway_stack(state_dir: Path, server_processes: int, topology: str = "single") -> LocalStack:
+def throwaway_stack(state_dir: Path, server_processes: int, topology: str = "single",
+                    server_environment: dict[str, str] | None = None) -> LocalStack:
     """A stack on free ports in state_dir (not started yet); topology "ha" runs at least three servers."""
     if topology == "ha":
         server_processes = max(server_processes, HA_MIN_SERVER_PROCESSES)
@@ -29,6 +30,7 @@ def throwaway_stack(state_dir: Path, server_processes: int, topology: str = "sin
                              redis=redis, openbao=openbao, s3=s3),
             server_processes=server_processes,
             grpc_ports=server_ports,
-            server_environment={"EMONEY_RATE_LIMITS": UNLIMITED_RATE_LIMITS, "EMONEY_ACCESS_TOKEN_TTL_S": "3600"},
+            server_environment={"EMONEY_RATE_LIMITS": UNLIMITED_RATE_LIMITS, "EMONEY_ACCESS_TOKEN_TTL_S": "3600",
+                                **(server_environment or {})},
         )
     )

@@ -18,6 +18,7 @@ SCENARIOS = {
     "bare_transfer",
     "db_bare_statement",
     "db_entry_point",
+    "db_entry_point_batched",
     "baseline_envoy",
     "baseline_direct",
     "p2p_grpc",
@@ -56,6 +57,9 @@ def test_bench_smoke_reports_every_scenario(tmp_path: Path) -> None:
         assert results[reference]["ratio_to_reference"] == 1.0, results[reference]
     assert results["p2p_grpc"]["reference"] == "bare_transfer" and results["baseline_envoy"]["reference"] == "bare_noop"
     assert results["db_entry_point"]["reference"] == "db_bare_statement"
+    # The batched scenario counts transfers (8 per pgbench transaction), not transactions.
+    batched = results["db_entry_point_batched"]
+    assert batched["transfers_per_transaction"] == 8 and batched["requests"] % 8 == 0, batched
     # The database's own counters (flushed by PostgreSQL about once a second, so a 1 s smoke window may
     # miss one scenario's share): every scenario that writes reports them, and together they saw the writes.
     writers = [results[key]["per_operation"] for key in ("bare_transfer", "p2p_grpc", "db_bare_statement", "db_entry_point")]

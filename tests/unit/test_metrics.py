@@ -46,3 +46,17 @@ async def test_endpoint_serves_metrics_and_nothing_else():
         await server.wait_closed()
     assert ok.startswith(b"HTTP/1.1 200") and b"emoney_grpc_calls_total" in ok
     assert missing.startswith(b"HTTP/1.1 404")
+
+
+def test_group_commit_figures_are_shown_when_it_is_on():
+    from storage.group_commit import GroupCommitStats
+
+    registry = MetricsRegistry()
+    assert "emoney_group_commit" not in registry.render_prometheus()  # off: nothing to show
+    registry.group_commit = GroupCommitStats(batches=3, items=10, largest_batch=6, wait_seconds_total=0.012,
+                                             longest_wait_s=0.004)
+    text = registry.render_prometheus()
+    assert "emoney_group_commit_batches_total 3\n" in text and "emoney_group_commit_items_total 10\n" in text
+    assert "emoney_group_commit_largest_batch 6\n" in text
+    assert "emoney_group_commit_wait_seconds_total 0.012000\n" in text
+    assert "emoney_group_commit_longest_wait_seconds 0.004000\n" in text

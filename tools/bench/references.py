@@ -200,8 +200,36 @@ def run_pgbench(stack: LocalStack, key: str, script: str, duration_s: float, pid
     return run
 
 
+# Transfers per transaction of the batched database scenario (what group commit does for a process).
+BATCH_ITEMS = 8
+
+
+def _batch_entry_point_script(tenant: str, accounts: int, items: int = BATCH_ITEMS) -> str:
+    """`items` random transfers in one call of payments_create_transfers_in (storage/group_commit.py's statement)."""
+    return f"""with picks as (
+    select 1 + floor(random() * {accounts})::int as a, floor(random() * {accounts - 1})::int as step
+      from generate_series(1, {items})
+), pairs as (
+    select f.owner_user_id, f.account_id as source, t.account_id as target
+      from picks p join bench_entry_accounts f on f.idx = p.a
+      join bench_entry_accounts t on t.idx = 1 + (p.a + p.step) % {accounts}
+), batch as (
+    select array_agg(owner_user_id) as callers, array_agg(source) as sources, array_agg(target) as targets,
+           count(*)::int as n
+      from pairs
+)
+select count(*) from batch, payments_create_transfers_in('{tenant}'::uuid, batch.callers, array_fill(false, array[n]),
+       batch.sources, batch.targets, array_fill(1::bigint, array[n]), array_fill('EUR'::text, array[n]),
+       array_fill('pgbench'::text, array[n]),
+       array_fill('emoney.payments.v1.PaymentsService/CreateTransfer'::text, array[n]),
+       (select array_agg('pgbench-' || gen_random_uuid()) from generate_series(1, n)),
+       (select array_agg(sha256(gen_random_uuid()::text::bytea)) from generate_series(1, n)));
+"""
+
+
 def database_scripts(tenant: str, accounts: int) -> dict[str, str]:
-    return {"db_entry_point": _entry_point_script(tenant, accounts), "db_bare_statement": _bare_script(accounts)}
+    return {"db_entry_point": _entry_point_script(tenant, accounts), "db_bare_statement": _bare_script(accounts),
+            "db_entry_point_batched": _batch_entry_point_script(tenant, accounts)}
 
 
 class DatabaseCounters:

@@ -39,7 +39,7 @@ import psutil
 from localstack.stack import DESCRIPTOR_PATH, ROOT, LocalStack
 from tools.bench.sampler import MACHINE, Sampler
 from tools.bench.references import (
-    PGBENCH_CLIENTS, BareReference, DatabaseCounters, database_scripts, prepare_bare_table, prepare_entry_point_accounts,
+    BATCH_ITEMS, PGBENCH_CLIENTS, BareReference, DatabaseCounters, database_scripts, prepare_bare_table, prepare_entry_point_accounts,
     run_pgbench, start_bare_reference, superuser_dsn,
 )
 from tools.bench.seed import seed
@@ -67,6 +67,7 @@ class Scenario:
     # The reference scenario this one's ratio is against (tools/bench/references.py); None: no ratio.
     reference: str | None = None
     runner: str = "k6"  # "k6", or "pgbench": the database alone
+    operations_per_transaction: int = 1  # pgbench: transfers each of its transactions makes
 
 
 REFERENCE_KEYS = ("bare_noop", "bare_transfer", "db_bare_statement")
@@ -105,6 +106,9 @@ def scenarios(login_vus: int) -> list[Scenario]:
         Scenario("db_entry_point", "8. database alone, the transfer entry point (pgbench)", "", runner="pgbench",
                  reference="db_bare_statement",
                  note="payments_create_transfer_in (what CreateTransfer runs), tenant set, one transaction each"),
+        Scenario("db_entry_point_batched", f"8. database alone, group commit: {BATCH_ITEMS} transfers a transaction (pgbench)",
+                 "", runner="pgbench", reference="db_bare_statement", operations_per_transaction=BATCH_ITEMS,
+                 note="payments_create_transfers_in (what group commit sends); rates count transfers, not transactions"),
     ]
 
 
@@ -193,13 +197,16 @@ class K6Run:
             **scenario.environment,
         }
         self.timeout_s = args.warmup_s + args.duration_s + 120
+        # k6 pinned to these CPUs (taskset -c), or sharing every core with the stack (None).
+        self.cpus: str | None = args.k6_cpus
         self.process: subprocess.Popen | None = None
 
     def start(self, pids: list[int]) -> None:
         self.summary_path.unlink(missing_ok=True)
         with open(self.log_path, "wb") as log:
+            pinned = ["taskset", "-c", self.cpus] if self.cpus else []
             self.process = subprocess.Popen(
-                [k6_binary(), "run", "--quiet", "--no-color", str(SCENARIO_DIR / self.scenario.script)],
+                [*pinned, k6_binary(), "run", "--quiet", "--no-color", str(SCENARIO_DIR / self.scenario.script)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.environment, cwd=SCENARIO_DIR,
                 preexec_fn=_die_with_us,
             )
@@ -306,7 +313,7 @@ def pgbench_result(scenario: Scenario, run, sampler: Sampler) -> dict:
     cpu = sampler.cpu_between(*window)
     machine_busy = cpu.pop(MACHINE, 0.0)
     duration = window[1] - window[0]
-    transactions = run.transactions()
+    transactions = run.transactions() * scenario.operations_per_transaction  # transfers, for the batched one
     return {
         "key": scenario.key,
         "title": scenario.title,
@@ -322,6 +329,7 @@ def pgbench_result(scenario: Scenario, run, sampler: Sampler) -> dict:
         "p99_ms": _round(run.percentile_ms(0.99)),
         "max_ms": _round(max(run.latencies_ms, default=None) if run.latencies_ms else None),
         "errors": run.failed(),
+        "transfers_per_transaction": scenario.operations_per_transaction,
         "dropped_iterations": 0,
         "completed_after_end": 0,
         "cpu_cores_used": cpu,
@@ -448,6 +456,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--customers", type=int, default=None, help="customers to sign up (default 100)")
     parser.add_argument("--accounts-per-customer", type=int, default=None, help="funded accounts per customer (default 10)")
     parser.add_argument("--server-processes", type=int, default=os.cpu_count() or 1, help="default: one per core")
+    parser.add_argument("--k6-cpus", default=None, metavar="LIST",
+                        help="pin k6 to these CPUs (taskset -c LIST, e.g. 1); default: k6 shares every core")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the platform's servers, e.g. EMONEY_GROUP_COMMIT=false (repeatable)")
     parser.add_argument("--only", default="", help="comma-separated scenario keys to run (baseline_envoy always runs)")
     args = parser.parse_args(argv)
     smoke = args.smoke
@@ -468,6 +480,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("k6 needs at least 1 s for --duration-s and --warmup-s")
     if min(args.vus, args.rate, args.login_vus, args.customers, args.accounts_per_customer, args.server_processes) < 1:
         parser.error("counts and rates must be at least 1")
+    if args.k6_cpus and shutil.which("taskset") is None:
+        parser.error("--k6-cpus needs taskset (util-linux)")
+    if any("=" not in item or not item.split("=", 1)[0] for item in args.server_env):
+        parser.error("--server-env takes NAME=VALUE")
+    args.server_environment = dict(item.split("=", 1) for item in args.server_env)
     # The fixed-rate phase starts with this many VUs (and may grow to four times as many).
     args.rate_vus = args.vus if smoke else 2 * args.vus
     return args
@@ -501,7 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with interruption.interruptible():
             print(f"bench: starting the stack ({args.server_processes} server processes) in {work_dir} ...", flush=True)
-            stack = throwaway_stack(work_dir / "stack", args.server_processes)
+            stack = throwaway_stack(work_dir / "stack", args.server_processes,
+                                    server_environment=args.server_environment)
             stack.start()
             stack.wait_until_serving(timeout_s=60.0)
             print(f"bench: stack up in {time.monotonic() - started:.0f}s; seeding {args.customers} customers x "
@@ -586,6 +604,8 @@ def main(argv: list[str] | None = None) -> int:
             "accounts": args.customers * args.accounts_per_customer,
             "k6": k6_version(),
             "rate_limits": UNLIMITED_RATE_LIMITS,
+            "server_environment": args.server_environment,
+            "k6_cpus": args.k6_cpus,
         },
         "references": list(REFERENCE_KEYS),
         "scenarios": results,
