@@ -18,7 +18,9 @@ class AccountsServicer(accounts_pb2_grpc.AccountsServiceServicer):
         self._accounts = accounts
 
     async def CreateAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.CreateAccountResponse:
-        command = commands.OpenAccount(ACCOUNT_KIND.required(request.kind, "kind"), request.currency, request.owner)
+        # Unset kind: a customer account, the one a citizen opens (the contract says so).
+        kind = ACCOUNT_KIND.filter(request.kind, "kind") or "customer"
+        command = commands.OpenAccount(kind, request.currency, request.owner)
         account = await self._accounts.create_account(require_principal(), current_method(), command)
         return accounts_pb2.CreateAccountResponse(account=account_message(account))
 

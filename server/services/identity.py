@@ -21,7 +21,7 @@ from domain.errors import MISMATCH, AlreadyExists, FailedPrecondition, NotFound,
 from domain.passwords import PasswordHasher, password_violations
 from domain.principal import TERMINAL_ROLE, Principal
 from domain.resource_names import parse_tenant_name
-from server.services.changes import record_change
+from server.services.changes import change_context, record_change
 from server.services.transactions import Transactions
 from domain.tokens import TokenService
 from domain.validation import (
@@ -32,7 +32,7 @@ from domain.validation import (
     raise_if_violations,
     required_violations,
 )
-from storage import refresh_tokens, terminals, tenants, users
+from storage import ledger, refresh_tokens, terminals, tenants, users
 from storage.sessions import SessionStore
 from storage.terminals import TerminalRecord
 from storage.users import UserRecord
@@ -97,7 +97,12 @@ class IdentityService:
             if await users.find_by_email(unit_of_work, email) is not None:
                 raise AlreadyExists(message="this e-mail address is already registered", reason="EMAIL_TAKEN")
             user = await users.insert(unit_of_work, tenant.tenant_id, email, display_name.strip(), password_hash, ["customer"])
-            await record_change(unit_of_work, f"users/{user.user_id}", None, {"user": f"users/{user.user_id}", "roles": ["customer"]})
+            subject = f"users/{user.user_id}"
+            await record_change(unit_of_work, subject, None, {"user": subject, "roles": ["customer"]})
+            # A citizen can be paid from the moment they sign up: their account in the tenant's default currency,
+            # opened (and audited by the ledger) in the same transaction as the user.
+            await ledger.create_account(unit_of_work, change_context(subject), owner_user_id=user.user_id,
+                                        kind="customer", currency=tenant.default_currency)
             issued = await self._start_session(unit_of_work, tenant.tenant_id, user)
             await unit_of_work.commit()
         return Session(user, slug, issued)

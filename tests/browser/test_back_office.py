@@ -77,6 +77,11 @@ def test_dashboard_shows_accounts_float_and_todays_payments(signed_in: Page, sta
     expected_float = f"EUR {float_minor // 100:,}.{float_minor % 100:02d}"
     expect(signed_in.get_by_test_id("stat-float").locator(".stat-value")).to_have_text(expected_float)
     expect(signed_in.get_by_test_id("payments-today")).to_contain_text("EUR 12.34")
+    # "Payments today" counts what the list shows (it once counted 3 beside 6 rows): all of them, or the
+    # latest 15 of that many.
+    counted = int(signed_in.get_by_test_id("stat-payments-today").locator(".stat-value").inner_text())
+    rows = signed_in.get_by_test_id("payments-today").locator("tbody tr").count()
+    assert counted >= 1 and rows == min(counted, 15), (counted, rows)
     screenshot(signed_in, "02-dashboard")
 
 

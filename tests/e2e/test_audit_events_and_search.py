@@ -189,7 +189,12 @@ def test_identity_and_access_changes_are_audited_without_personal_data(stack, ch
     by_method = {event.method.rsplit("/", 1)[1]: event for event in events}
     assert set(by_method) == {"CreateTenant", "CreateUser", "RegisterTerminal", "DisableTerminal", "SignUp",
                               "ChangePassword", "SuspendTenant", "ReactivateTenant"}
-    assert len(events) == 8
+    # Nine: signing up is two events in one transaction, the user and the account the ledger opened for them.
+    assert len(events) == 9
+    signed_up = [json.loads(event.summary_json)["after"] for event in events if event.method.endswith("/SignUp")]
+    assert len(signed_up) == 2 and {"user": citizen.user.name, "roles": ["customer"]} in signed_up
+    [opened] = [summary for summary in signed_up if "user" not in summary]
+    assert opened["ownerUserId"] == citizen.user.name.removeprefix("users/") and opened["kind"] == "customer", opened
     assert by_method["CreateTenant"].actor == platform_subject
     assert json.loads(by_method["CreateTenant"].summary_json)["after"]["admin"] == admin_name
     assert json.loads(by_method["CreateUser"].summary_json)["after"] == {"user": merchant.user.name, "roles": ["merchant"]}
@@ -208,7 +213,7 @@ def test_identity_and_access_changes_are_audited_without_personal_data(stack, ch
                     "correct horse", "another horse"):
         assert private not in everything, private
     verified = admin.VerifyAuditChain(admin_pb2.VerifyAuditChainRequest(), metadata=bearer(admin_token), timeout=30)
-    assert verified.ok and verified.events_checked == 8
+    assert verified.ok and verified.events_checked == 9
 
 
 def test_another_tenant_sees_none_of_these_events(stack, channel, town):

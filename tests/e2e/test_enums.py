@@ -57,8 +57,6 @@ def test_native_unset_or_unknown_enums_are_invalid_argument_naming_the_field(sta
     operator = login_as(stack, "operator")
     accounts, payments, admin = accounts_stub(channel), payments_stub(channel), admin_stub(channel)
     cases = [
-        (lambda: accounts.CreateAccount(accounts_pb2.CreateAccountRequest(currency="EUR"), metadata=bearer(customer), timeout=10),
-         ("kind", "REQUIRED")),
         (lambda: accounts.CreateAccount(accounts_pb2.CreateAccountRequest(kind=99, currency="EUR"), metadata=bearer(customer), timeout=10),
          ("kind", "NOT_ALLOWED")),
         (lambda: accounts.ListAccounts(accounts_pb2.ListAccountsRequest(status=42), metadata=bearer(operator), timeout=10),
@@ -93,7 +91,22 @@ def test_native_a_float_account_is_not_for_opening(stack, channel):
             accounts_pb2.CreateAccountRequest(kind=accounts_pb2.ACCOUNT_KIND_SYSTEM_FLOAT, currency="EUR"), metadata=bearer(customer), timeout=10
         )
     assert _violations(refused.value) == [("kind", "NOT_ALLOWED")]
-    assert list(accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(), metadata=bearer(customer), timeout=10).accounts) == []
+    owned = accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(), metadata=bearer(customer), timeout=10).accounts
+    assert [account.kind for account in owned] == [accounts_pb2.ACCOUNT_KIND_CUSTOMER]  # only sign-up's
+
+
+def test_an_unset_kind_opens_a_customer_account_in_the_tenants_currency(stack, channel, envoy_url):
+    """`POST /v1/accounts {}` (and CreateAccount with nothing set) opens what a citizen needs."""
+    customer = sign_up(stack.endpoints.envoy)[0].tokens.access_token
+    native = accounts_stub(channel).CreateAccount(accounts_pb2.CreateAccountRequest(), metadata=bearer(customer), timeout=10)
+    assert native.account.kind == accounts_pb2.ACCOUNT_KIND_CUSTOMER and native.account.currency == "EUR"
+    over_json = json_post(envoy_url, "/v1/accounts", {}, customer)
+    assert over_json.status_code == 200, over_json.text
+    assert over_json.json()["account"]["kind"] == "ACCOUNT_KIND_CUSTOMER" and over_json.json()["account"]["currency"] == "EUR"
+    unspecified = json_post(envoy_url, "/v1/accounts", {"kind": "ACCOUNT_KIND_UNSPECIFIED"}, customer)
+    assert unspecified.status_code == 200 and unspecified.json()["account"]["kind"] == "ACCOUNT_KIND_CUSTOMER"
+    owned = accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(), metadata=bearer(customer), timeout=10).accounts
+    assert len(owned) == 4  # sign-up's and these three
 
 
 def test_native_filters_by_enum_and_unset_lists_every_value(stack, channel):
@@ -188,8 +201,6 @@ def test_json_accepts_names_in_bodies_and_query_parameters(stack, envoy_url):
 @pytest.mark.parametrize(
     ("method", "path", "role", "body", "query", "violation"),
     [
-        ("post", "/v1/accounts", "customer", {"kind": "ACCOUNT_KIND_UNSPECIFIED", "currency": "EUR"}, None, ("kind", "REQUIRED")),
-        ("post", "/v1/accounts", "customer", {"currency": "EUR"}, None, ("kind", "REQUIRED")),
         ("post", "/v1/accounts", "customer", {"kind": 99, "currency": "EUR"}, None, ("kind", "NOT_ALLOWED")),
         ("post", "/v1/users", "operator", {"email": "x-enum@example.org", "displayName": "X", "roles": ["ROLE_UNSPECIFIED"]}, None,
          ("roles", "NOT_ALLOWED")),

@@ -211,6 +211,23 @@ def test_another_tenant_sees_and_touches_nothing(stack, channel):
     assert (account.balance_minor, account.status) == (1_000, accounts_pb2.ACCOUNT_STATUS_ACTIVE)
 
 
+def test_sign_up_opens_the_citizens_account_in_the_tenants_currency(stack, channel, envoy_url):
+    """A new citizen can be paid at once: sign-up opened their customer account in the tenant's currency."""
+    created, admin = create_tenant(stack, "brl", currency="BRL")
+    session, _ = sign_up(stack.endpoints.envoy, tenant=created.tenant.tenant.name)
+    token = session.tokens.access_token
+    owned = accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(), metadata=bearer(token), timeout=10).accounts
+    assert [(account.kind, account.currency, account.balance_minor, account.status) for account in owned] == [
+        (accounts_pb2.ACCOUNT_KIND_CUSTOMER, "BRL", 0, accounts_pb2.ACCOUNT_STATUS_ACTIVE)]
+    payments_stub(channel).TopUp(
+        payments_pb2.TopUpRequest(request_id=request_id(), account=owned[0].name, amount_minor=500, currency="BRL"),
+        metadata=bearer(admin), timeout=10)
+    assert balance(channel, token, owned[0].name).balance_minor == 500
+    # The same over JSON: the account is listed for the citizen.
+    listed = json_get(envoy_url, "/v1/accounts", token).json()["accounts"]
+    assert [account["name"] for account in listed] == [owned[0].name]
+
+
 def test_withdraw_close_and_balance_at(stack, channel):
     """Cash-out to zero, then CloseAccount; closing with money in it is refused; GetBalanceAt sees the past."""
     operator = login_as(stack, "operator")
@@ -288,7 +305,7 @@ def test_an_account_in_a_code_that_is_no_currency_is_refused(stack, channel, env
     assert over_json.status_code == 400 and over_json.json()["code"] == 3, over_json.text
     assert _json_violations(over_json.json()) == [("currency", "INVALID_FORMAT")], over_json.text
     listed = accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(), metadata=bearer(token), timeout=10)
-    assert list(listed.accounts) == []
+    assert [account.currency for account in listed.accounts] == ["EUR"]  # only the one sign-up opened
 
 
 def test_an_account_says_how_many_decimals_its_currency_has(stack, channel, envoy_url):

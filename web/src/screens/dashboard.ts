@@ -11,6 +11,9 @@ import type { Screen } from "../screen";
 /** Payments that moved money from people to people or shops today (not top-ups, cash-outs, holds or refunds). */
 const MOVING_KINDS: readonly PaymentKind[] = [PaymentKind.PAYMENT, PaymentKind.P2P, PaymentKind.CAPTURE];
 
+/** Today's payments listed on the dashboard (the rest: All payments). */
+const SHOWN_TODAY = 15;
+
 /** Sums of minor units per currency, shown one line per currency. */
 function perCurrency(items: { currency: string; amountMinor: bigint }[]): Map<string, bigint> {
   const sums = new Map<string, bigint>();
@@ -57,13 +60,16 @@ export const dashboardScreen: Screen = async (main) => {
         stat("Customer / merchant accounts", `${count(AccountKind.CUSTOMER)} / ${count(AccountKind.MERCHANT)}`, "stat-kinds"),
         stat("Frozen accounts", String(frozen), "stat-frozen"),
         stat("Total float (money in circulation)", moneyLines(totalFloat), "stat-float"),
-        stat("Payments today", String(moved.length), "stat-payments-today"),
-        stat("Paid today", moneyLines(perCurrency(moved)), "stat-volume-today"),
+        // Counts what the list below shows (every payment today); the volume is what people paid people and shops.
+        stat("Payments today", String(today.items.length), "stat-payments-today"),
+        stat("Paid to people and shops today", moneyLines(perCurrency(moved)), "stat-volume-today"),
       ),
       partial ? h("p", { class: "muted" }, "Figures cover the first pages only: this tenant has more than the dashboard reads.") : null,
       card(
-        "Today's activity",
-        paymentsTable("payments-today", today.items.slice(0, 15)),
+        today.items.length > SHOWN_TODAY
+          ? `Today's activity: the latest ${SHOWN_TODAY} of ${today.items.length}`
+          : "Today's activity",
+        paymentsTable("payments-today", today.items.slice(0, SHOWN_TODAY)),
         h("p", null, link("#/payments", "All payments"), " · ", link("#/live", "Watch them live")),
       ),
     ),

@@ -172,7 +172,9 @@ class CreateAccountRequest(_message.Message):
     CURRENCY_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
     kind: Global___AccountKind.ValueType
-    """`ACCOUNT_KIND_CUSTOMER` or `ACCOUNT_KIND_MERCHANT` (the ledger opens float accounts itself)."""
+    """`ACCOUNT_KIND_CUSTOMER` or `ACCOUNT_KIND_MERCHANT` (the ledger opens float accounts itself); unset
+    means a customer account, so `POST /v1/accounts {}` opens one in the tenant's default currency.
+    """
     currency: _builtins.str
     """ISO-4217 currency code; empty means the tenant's default currency."""
     owner: _builtins.str

@@ -105,8 +105,9 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SignUp(self, request, context):
-        """SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant and logs
-        them in. No login is needed; it is rate limited per client address.
+        """SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant, opens their
+        customer account in the tenant's default currency (ListAccounts shows it) and
+        logs them in. No login is needed; it is rate limited per client address.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

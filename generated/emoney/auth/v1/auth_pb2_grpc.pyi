@@ -47,8 +47,9 @@ class AuthServiceStub:
     malformed name answers INVALID_ARGUMENT. No login is needed.
     """
     SignUp: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SignUpRequest, _auth_pb2.SignUpResponse]
-    """SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant and logs
-    them in. No login is needed; it is rate limited per client address.
+    """SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant, opens their
+    customer account in the tenant's default currency (ListAccounts shows it) and
+    logs them in. No login is needed; it is rate limited per client address.
     """
     Login: _grpc.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]
     """Login exchanges a tenant user's e-mail and password for tokens. A wrong
@@ -94,8 +95,9 @@ class AuthServiceAsyncStub(AuthServiceStub):
     malformed name answers INVALID_ARGUMENT. No login is needed.
     """
     SignUp: _aio.UnaryUnaryMultiCallable[_auth_pb2.SignUpRequest, _auth_pb2.SignUpResponse]  # type: ignore[assignment]
-    """SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant and logs
-    them in. No login is needed; it is rate limited per client address.
+    """SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant, opens their
+    customer account in the tenant's default currency (ListAccounts shows it) and
+    logs them in. No login is needed; it is rate limited per client address.
     """
     Login: _aio.UnaryUnaryMultiCallable[_auth_pb2.LoginRequest, _auth_pb2.LoginResponse]  # type: ignore[assignment]
     """Login exchanges a tenant user's e-mail and password for tokens. A wrong
@@ -150,8 +152,9 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_pb2.SignUpRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.SignUpResponse, _abc.Awaitable[_auth_pb2.SignUpResponse]]:
-        """SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant and logs
-        them in. No login is needed; it is rate limited per client address.
+        """SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant, opens their
+        customer account in the tenant's default currency (ListAccounts shows it) and
+        logs them in. No login is needed; it is rate limited per client address.
         """
 
     @_abc_1.abstractmethod

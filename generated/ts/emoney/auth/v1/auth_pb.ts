@@ -807,8 +807,9 @@ export const AuthService: GenService<{
     output: typeof GetTenantResponseSchema;
   },
   /**
-   * SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant and logs
-   * them in. No login is needed; it is rate limited per client address.
+   * SignUp registers a citizen (`ROLE_CUSTOMER`) in an active tenant, opens their
+   * customer account in the tenant's default currency (ListAccounts shows it) and
+   * logs them in. No login is needed; it is rate limited per client address.
    *
    * @generated from rpc emoney.auth.v1.AuthService.SignUp
    */
