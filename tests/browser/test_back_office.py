@@ -112,7 +112,7 @@ def test_account_statement_freeze_and_unfreeze(signed_in: Page, stack, channel):
     page = signed_in
     page.goto(f"/#/accounts/{_id(customer.account)}")
     expect(page.get_by_test_id("account-balance")).to_contain_text("EUR 50.00")
-    expect(page.get_by_test_id("statement")).to_contain_text("top up")
+    expect(page.get_by_test_id("statement")).to_contain_text("top-up (cash in)")  # a plain label, not `top_up`
     expect(page.get_by_test_id("statement")).to_contain_text("EUR 50.00")
     screenshot(page, "03-account-statement")
 

@@ -23,13 +23,13 @@ export const ACCOUNT_STATUS_LABELS: Record<AccountStatus, string> = {
 
 export const PAYMENT_KIND_LABELS: Record<PaymentKind, string> = {
   [PaymentKind.UNSPECIFIED]: "unknown kind",
-  [PaymentKind.P2P]: "p2p",
-  [PaymentKind.PAYMENT]: "payment",
-  [PaymentKind.TOP_UP]: "top up",
-  [PaymentKind.WITHDRAWAL]: "withdrawal",
-  [PaymentKind.CAPTURE]: "capture",
+  [PaymentKind.P2P]: "person to person",
+  [PaymentKind.PAYMENT]: "payment to a shop",
+  [PaymentKind.TOP_UP]: "top-up (cash in)",
+  [PaymentKind.WITHDRAWAL]: "cash-out",
+  [PaymentKind.CAPTURE]: "captured hold",
   [PaymentKind.REFUND]: "refund",
-  [PaymentKind.HOLD]: "hold",
+  [PaymentKind.HOLD]: "hold (reserved)",
 };
 
 export const PAYMENT_STATUS_LABELS: Record<PaymentStatus, string> = {
