@@ -514,3 +514,23 @@ def test_envoy_without_a_built_back_office_says_to_run_make_web(tmp_path):
             web_dist_path=tmp_path / "no-dist",
         )
     assert not (tmp_path / "envoy.yaml").exists()
+
+
+@pytest.mark.parametrize(("route", "testid"), [
+    ("#/", "payments-today"), ("#/payments", "payments"), ("#/accounts", "accounts"), ("#/audit", "audit-events"),
+])
+def test_every_list_fits_a_390_pixel_screen(signed_in: Page, stack, channel, route, testid):
+    """On a phone the tables scroll sideways inside their cards; the page itself never does (they used to
+    spill out of their cards)."""
+    customer, shop = new_customer(stack, channel, funded_minor=2_000), new_shop(stack, channel)
+    _charge(channel, shop, customer, 321)
+    signed_in.set_viewport_size({"width": 390, "height": 844})
+    signed_in.goto(f"/{route}")
+    listed = signed_in.get_by_test_id(testid)
+    expect(listed).to_be_visible()
+    assert signed_in.evaluate("document.documentElement.scrollWidth") <= 390
+    frame = listed.locator("xpath=..").bounding_box()  # the scrolling frame around the table
+    assert frame is not None and frame["x"] >= 0 and frame["x"] + frame["width"] <= 390, frame
+    # The table keeps its columns and can be scrolled to: wider than its frame, not squeezed out of shape.
+    assert listed.evaluate("table => table.parentElement.scrollWidth >= table.parentElement.clientWidth")
+    screenshot(signed_in, f"phone-{testid}")

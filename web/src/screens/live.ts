@@ -37,7 +37,7 @@ export const liveScreen: Screen = async (main) => {
     body,
   );
   const empty = h("p", { class: "empty", testid: "live-empty" }, "Waiting for payments… new ones appear here the moment they commit.");
-  replace(main, page("Live payments", h("p", null, "Status: ", state), empty, events));
+  replace(main, page("Live payments", h("p", null, "Status: ", state), empty, h("div", { class: "table-scroll" }, events)));
 
   const stop = new AbortController();
   const watch = async () => {
