@@ -420,11 +420,11 @@ def segment_number(name: str) -> int:
 
 def missing_segments(segments: list[str], first: str) -> list[str]:
     """Segments missing between `first` and the last archived one (any timeline: a failover switches it)."""
-    number = segment_number
-    present = {number(name) for name in segments if SEGMENT.match(name) and number(name) >= number(first)}
+    start = segment_number(first)
+    present = {number for number in map(segment_number, filter(SEGMENT.match, segments)) if number >= start}
     if not present:
         return [first]
-    wanted = range(number(first), max(present) + 1)
+    wanted = range(start, max(present) + 1)
     return [f"{first[:8]}{n // 0x100:08X}{n % 0x100:08X}" for n in wanted if n not in present]
 
 

@@ -116,8 +116,8 @@ class _PortClaims:
                 raise ServiceStartError(f"{self.path} belongs to another account")
             fcntl.flock(descriptor, fcntl.LOCK_EX)
             with os.fdopen(os.dup(descriptor), "r+") as claims:
-                live = [line.split() for line in claims.read().splitlines()
-                        if len(line.split()) == 2 and _alive(int(line.split()[1]))]
+                entries = [line.split() for line in claims.read().splitlines()]
+                live = [entry for entry in entries if len(entry) == 2 and _alive(int(entry[1]))]
                 chosen = candidates({int(port) for port, _ in live})
                 claims.seek(0)
                 claims.truncate()

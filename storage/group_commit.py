@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
-from domain.errors import ServiceUnavailable
 from domain.ledger_rules import MAX_BATCH_ITEMS
+from storage.unit_of_work import one_statement_rows
 
 _BATCH_QUERY = """
     select r.item, r.failed_sqlstate, r.failed_message, r.failed_detail, (r.outcome).*
@@ -147,21 +147,7 @@ class TransferGroupCommit:
         """Commit these CreateTransfers (each payments_create_transfer_in's arguments after the tenant) as one
         batch, now: each one's outcome row, or how it was refused, in order."""
         columns = list(zip(*batch, strict=True))
-        try:
-            connection = await self._pool.getconn()
-        except PoolTimeout as error:
-            raise ServiceUnavailable(message="the database is not reachable right now",
-                                     reason="DATABASE_UNAVAILABLE") from error
-        try:
-            await connection.set_autocommit(True)  # the one statement is the transaction
-            try:
-                cursor = await connection.execute(_BATCH_QUERY, (tenant_id, *map(list, columns)))
-                rows = await cursor.fetchall()
-            finally:
-                if not connection.closed:
-                    await connection.set_autocommit(False)
-        finally:
-            await self._pool.putconn(connection)
+        rows = await one_statement_rows(self._pool, _BATCH_QUERY, (tenant_id, *map(list, columns)))
         if [row[0] for row in rows] != list(range(1, len(batch) + 1)):
             raise psycopg.InternalError(f"a batch of {len(batch)} transfers answered {len(rows)} rows")
         return [tuple(outcome) if sqlstate is None else ItemFailure(sqlstate, message, detail)

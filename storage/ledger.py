@@ -74,25 +74,27 @@ LEDGER_FAILURES: dict[str, LedgerFailure] = {
 
 def domain_error_for(error: psycopg.Error) -> DomainError | None:
     """The domain error a ledger failure stands for, or None for any other database error."""
-    failure = LEDGER_FAILURES.get(error.sqlstate or "")
-    if failure is None:
-        return None
-    return failure.error(message=failure.message, reason=failure.reason,
-                         metadata=_failure_metadata(error.diag.message_detail))
+    return _ledger_error(error.sqlstate or "", error.diag.message_detail)
 
 
 def batch_item_error(failure: ItemFailure) -> Exception:
     """The error a refused item of a group-committed batch stands for: the one its entry point on its own
     would have raised — a ledger failure's domain error, else the database error of its SQLSTATE (which
     the error-mapping interceptor translates as it does any other)."""
-    ledger_failure = LEDGER_FAILURES.get(failure.sqlstate)
-    if ledger_failure is not None:
-        return ledger_failure.error(message=ledger_failure.message, reason=ledger_failure.reason,
-                                    metadata=_failure_metadata(failure.detail))
+    ledger_error = _ledger_error(failure.sqlstate, failure.detail)
+    if ledger_error is not None:
+        return ledger_error
     try:
         return psycopg.errors.lookup(failure.sqlstate)(failure.message)
     except KeyError:
         return psycopg.DatabaseError(failure.message)
+
+
+def _ledger_error(sqlstate: str, detail_text: str | None) -> DomainError | None:
+    failure = LEDGER_FAILURES.get(sqlstate)
+    if failure is None:
+        return None
+    return failure.error(message=failure.message, reason=failure.reason, metadata=_failure_metadata(detail_text))
 
 
 def _failure_metadata(detail_text: str | None) -> dict[str, str]:

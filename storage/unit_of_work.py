@@ -190,17 +190,24 @@ class UnitOfWorkFactory:
         and nothing is left open.
         Returns the first row; a failure is raised as psycopg.Error, for the caller to translate.
         """
+        rows = await one_statement_rows(self._pool, query, params)
+        return rows[0] if rows else None
+
+
+async def one_statement_rows(pool: AsyncConnectionPool, query: str, params: Sequence[Any]) -> list[tuple]:
+    """Every row of `query` run as its own transaction on an autocommit connection of `pool`
+    (UnitOfWorkFactory.one_statement; the group commit's batch, storage/group_commit.py)."""
+    try:
+        connection = await pool.getconn()
+    except PoolTimeout as error:
+        raise ServiceUnavailable(message="the database is not reachable right now", reason="DATABASE_UNAVAILABLE") from error
+    try:
+        await connection.set_autocommit(True)
         try:
-            connection = await self._pool.getconn()
-        except PoolTimeout as error:
-            raise ServiceUnavailable(message="the database is not reachable right now", reason="DATABASE_UNAVAILABLE") from error
-        try:
-            await connection.set_autocommit(True)
-            try:
-                cursor = await connection.execute(query, params)
-                return await cursor.fetchone()
-            finally:
-                if not connection.closed:
-                    await connection.set_autocommit(False)
+            cursor = await connection.execute(query, params)
+            return await cursor.fetchall()
         finally:
-            await self._pool.putconn(connection)
+            if not connection.closed:
+                await connection.set_autocommit(False)
+    finally:
+        await pool.putconn(connection)

@@ -276,7 +276,6 @@ create or replace function payments_create_transfers_in(
 as $$
 declare
     items integer := coalesce(cardinality(from_account_ids), 0);
-    i integer;
 begin
     if items > ledger_max_batch_items() or items <> cardinality(caller_user_ids)
        or items <> cardinality(callers_are_back_office) or items <> cardinality(to_account_ids)

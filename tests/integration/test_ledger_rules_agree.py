@@ -33,11 +33,13 @@ def connection(app_dsn):
 
 
 def test_limits_match(connection):
-    """Transfer maximum, hold duration and audit stripes are the same figures in SQL and Python."""
+    """Transfer maximum, hold duration, audit stripes and the largest group-commit batch are the same figures
+    in SQL and Python."""
     row = connection.execute(
-        "select ledger_max_transfer_minor(), ledger_max_hold_duration(), audit_stripe_count()"
+        "select ledger_max_transfer_minor(), ledger_max_hold_duration(), audit_stripe_count(), ledger_max_batch_items()"
     ).fetchone()
-    assert row == (ledger_rules.MAX_TRANSFER_MINOR, ledger_rules.MAX_HOLD_DURATION, ledger_rules.AUDIT_STRIPES)
+    assert row == (ledger_rules.MAX_TRANSFER_MINOR, ledger_rules.MAX_HOLD_DURATION, ledger_rules.AUDIT_STRIPES,
+                   ledger_rules.MAX_BATCH_ITEMS)
 
 
 def test_domains_carry_the_same_limits(owner_dsn):
