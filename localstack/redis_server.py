@@ -279,6 +279,12 @@ class RedisClusterService:
                 return self._node_on(port)
         raise ServiceStartError(f"no master serves slot {slot}")
 
+    def replicas_of(self, master: RedisClusterNode) -> list[RedisClusterNode]:
+        """The running nodes that replicate `master` now (from its own ROLE)."""
+        with _admin_client(self.host, master.port, self.password) as client:
+            role = client.execute_command("ROLE")
+        return [self._node_on(int(port)) for _, port, _ in role[2] if self._node_on(int(port)).alive()]
+
     def cluster_nodes(self) -> str:
         """One line for the banner: each master with its slots and its replicas, and any node down."""
         views = {view.port: view for view in self.views()}

@@ -175,7 +175,7 @@ class Application:
                 async with units_of_work(None) as unit_of_work:
                     suspended = await tenant_repository.suspended_tenant_ids(unit_of_work)
                 for tenant_id in suspended:
-                    await self.sessions.set_tenant_suspended(tenant_id, True)
+                    await self.sessions.set_tenant_suspended(tenant_id, True, replicated=False)
                 return
             except Exception as error:  # a dependency is still away: try again later
                 logger.info("suspensions not copied yet: %s", type(error).__name__)

@@ -182,6 +182,45 @@ def _build_cluster(location: RedisLocation) -> FailClosedRedisCluster:
     )
 
 
+# A deny-list entry on a cluster counts as written once a replica has it too (see `set_replicated`).
+REPLICA_WAIT_MS = 500
+
+
+async def set_replicated(client: RedisClient, key: str, value: bytes, ex: int | None = None) -> None:
+    """SET `key`; on a cluster, return only once a replica of its master has it, else raise
+    ClusterUnavailableError (the caller answers UNAVAILABLE, and its retry is harmless).
+
+    Why: a cluster replicates asynchronously, so a master killed right after a logout could be replaced by a
+    replica that never saw the revocation, and the logged-out token would work again until it expires.
+    `WAIT 1` makes the write survive the failover (Redis promotes the replica with the most data). WAIT
+    counts the writes of its own connection, so after the ordinary SET (which finds the slot's master,
+    following moves) the same SET is repeated and WAITed for on one connection to that master, taken from
+    redis-py's node pool. A single Redis has no replica: the SET alone, as AOF keeps it across restarts.
+    """
+    await client.set(key, value, ex=ex)
+    if not isinstance(client, RedisCluster):
+        return
+    try:
+        node = client.get_node_from_key(key)
+    except redis.exceptions.SlotNotCoveredError as error:
+        raise ClusterUnavailableError(f"no master serves {key!r} now") from error
+    connection = node.acquire_connection()
+    try:
+        await connection.send_command("SET", key, value, *(("EX", ex) if ex is not None else ()))
+        await connection.read_response()
+        await connection.send_command("WAIT", 1, REPLICA_WAIT_MS)
+        acknowledged = await connection.read_response()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as error:
+        await connection.disconnect()
+        raise ClusterUnavailableError(f"the master of {key!r} went away: {error}") from error
+    except redis.exceptions.ResponseError as error:  # MOVED/ASK/CLUSTERDOWN: the slot changes hands now
+        raise ClusterUnavailableError(f"the slot of {key!r} is moving: {error}") from error
+    finally:
+        node.release(connection)
+    if acknowledged < 1:
+        raise ClusterUnavailableError(f"no replica acknowledged {key!r} within {REPLICA_WAIT_MS} ms")
+
+
 async def ping(client: RedisClient) -> bool:
     """Whether every key can be served now: PING the Redis, or every master of the cluster."""
     if isinstance(client, RedisCluster):

@@ -375,3 +375,41 @@ async def _timed_call(channel: grpc.aio.Channel, token: str) -> tuple[tuple[grpc
     started = time.monotonic()
     result = await _current_user(channel, token)
     return result, time.monotonic() - started
+
+
+async def test_a_logout_counts_only_once_a_replica_has_it_so_a_master_crash_cannot_undo_it(cluster, client, tokens):
+    """With the slot's replica frozen, a revocation cannot be acknowledged (UNAVAILABLE, quickly: the client
+    retries); once the replica answers again, the retried logout is acknowledged, and a kill -9 of the master
+    straight after it — no waiting for replication — leaves the token refused on the promoted replica."""
+    cluster.wait_ready(timeout_s=30)
+    sessions = SessionStore(client)
+    tenant = uuid.uuid4()
+    slot = key_slot(tenant_tag(tenant).encode())
+    _, jti = _user_token(tokens, tenant)
+    subject = f"users/{uuid.uuid4()}"
+    master = cluster.master_of_slot(slot)
+    (replica,) = cluster.replicas_of(master)
+    frozen = psutil.Process(replica.process.pid)
+    frozen.suspend()
+    try:
+        started = time.monotonic()
+        with pytest.raises(redis.exceptions.ConnectionError, match="no replica acknowledged"):
+            await sessions.revoke_access_token(tenant, jti, int(time.time()) + 600)
+        assert time.monotonic() - started < REFUSAL_BOUND_S
+    finally:
+        frozen.resume()
+
+    await sessions.revoke_access_token(tenant, jti, int(time.time()) + 600)
+    victim = cluster.kill_master_of_slot(slot)
+    killed_at = time.monotonic()
+    while True:
+        try:
+            denial = await sessions.denial(jti, tenant, subject)
+            break
+        except redis.exceptions.ConnectionError:
+            assert time.monotonic() - killed_at < FAILOVER_BOUND_S, f"still no master after {FAILOVER_BOUND_S} s"
+            await asyncio.sleep(RETRY_PAUSE_S)
+    assert cluster.master_of_slot(slot).port == replica.port
+    assert denial == "TOKEN_REVOKED"
+    cluster.restart_node(victim)
+    cluster.wait_ready(timeout_s=30)
