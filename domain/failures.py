@@ -114,6 +114,9 @@ CATALOGUE: tuple[Failure, ...] = (
             "The amount is above what the payment code allows.", ("EM024",)),
     Failure("MERCHANT_ACCOUNT_MISSING", "FAILED_PRECONDITION",
             "the terminal's merchant has no active account in this currency", sqlstates=("EM025",)),
+    Failure("LIMIT_EXCEEDED", "FAILED_PRECONDITION",
+            "a value limit of the customer's identity level (or the terminal's daily limit) would be passed",
+            "This is over a limit. The details say which limit and how much is left.", ("EM026",)),
     # -- PostgreSQL's own SQLSTATEs (interceptors/error_mapping.py) ----------------------------------------
     Failure("REFERENCE_MISSING", "FAILED_PRECONDITION", "a referenced resource does not exist", sqlstates=("23503",)),
     Failure("CONSTRAINT_VIOLATED", "INVALID_ARGUMENT", "a value breaks a rule of the ledger", sqlstates=("23514",)),
@@ -154,6 +157,8 @@ CATALOGUE: tuple[Failure, ...] = (
     Failure("TENANT_EXISTS", "ALREADY_EXISTS", "a tenant with that slug exists", "An organisation with that name already exists."),
     Failure("TENANT_NOT_FOUND", "NOT_FOUND", "the tenant does not exist", "There is no organisation with that name."),
     Failure("TERMINAL_NOT_FOUND", "NOT_FOUND", "the terminal does not exist", "That terminal does not exist."),
+    Failure("USER_NOT_FOUND", "NOT_FOUND", "the user does not exist", "That person does not exist."),
+    Failure("LEVEL_NOT_FOUND", "NOT_FOUND", "the tenant has no such identity level", "That identity level does not exist."),
     # -- live events --------------------------------------------------------------------------------------
     Failure("WATCHERS_EXHAUSTED", "RESOURCE_EXHAUSTED", "too many live feeds are open", "Too many live feeds are open."),
     Failure("WATCH_INTERRUPTED", "UNAVAILABLE", "the live feed was interrupted; events may have been missed",

@@ -31,6 +31,7 @@ ANY_USER = frozenset(USER_ROLES)
 ANY_PRINCIPAL = ANY_USER | {TERMINAL_ROLE}
 PLATFORM_ADMIN = frozenset({"platform_admin"})
 BACK_OFFICE = frozenset({"operator", "tenant_admin"})
+TENANT_ADMIN = frozenset({"tenant_admin"})
 ACCOUNT_HOLDERS = frozenset({"customer", "merchant"}) | BACK_OFFICE
 PAYMENT_PARTIES = ACCOUNT_HOLDERS | {TERMINAL_ROLE}
 TERMINALS = frozenset({TERMINAL_ROLE})
@@ -52,6 +53,14 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     # Platform administrators read their own (platform) tenant's log; RLS keeps every caller in their tenant.
     "/emoney.admin.v1.AdminService/ListAuditEvents": BACK_OFFICE | PLATFORM_ADMIN,
     "/emoney.admin.v1.AdminService/ReconcileLedger": BACK_OFFICE,
+    "/emoney.admin.v1.AdminService/ListIdentityLevels": BACK_OFFICE,
+    # The ladder and the day's boundary are the tenant's rules: its administrators set them; operators place
+    # customers on it and set terminals' limits.
+    "/emoney.admin.v1.AdminService/SetIdentityLevel": TENANT_ADMIN,
+    "/emoney.admin.v1.AdminService/SetTenantTimeZone": TENANT_ADMIN,
+    "/emoney.admin.v1.AdminService/SetUserLevel": BACK_OFFICE,
+    "/emoney.admin.v1.AdminService/SetTerminalLimit": BACK_OFFICE,
+    "/emoney.accounts.v1.AccountsService/GetLimits": frozenset({"customer"}),
     "/emoney.accounts.v1.AccountsService/CreateAccount": ACCOUNT_HOLDERS,
     "/emoney.accounts.v1.AccountsService/GetAccount": ACCOUNT_HOLDERS,
     "/emoney.accounts.v1.AccountsService/ListAccounts": ACCOUNT_HOLDERS,

@@ -45,6 +45,7 @@ from server.servicers.payments import PaymentsServicer
 from server.servicers.platform import PlatformServicer
 from server.services.accounts import AccountsService
 from server.services.administration import AdministrationService
+from server.services.limits import LimitsService
 from server.services.payments import PaymentsService
 from server.services.identity import IdentityService
 from server.services.transactions import Transactions
@@ -291,9 +292,11 @@ async def build_application(settings: Settings) -> Application:
     platform_pb2_grpc.add_PlatformServiceServicer_to_server(PlatformServicer(ServerInstance(service_names)), server)
     auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(TenantDirectory(transactions), identity), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(AdministrationService(transactions, passwords, sessions)), server
+        AdminServicer(AdministrationService(transactions, passwords, sessions), LimitsService(transactions)), server
     )
-    accounts_pb2_grpc.add_AccountsServiceServicer_to_server(AccountsServicer(AccountsService(transactions)), server)
+    accounts_pb2_grpc.add_AccountsServiceServicer_to_server(
+        AccountsServicer(AccountsService(transactions), LimitsService(transactions)), server
+    )
     payments_pb2_grpc.add_PaymentsServiceServicer_to_server(PaymentsServicer(PaymentsService(transactions, payment_events, objects)), server)
 
     health_servicer = health.aio.HealthServicer()

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from storage.unit_of_work import UnitOfWork
 
-_COLUMNS = "terminal_id, merchant_user_id, display_name, client_id, status, created_at"
+_COLUMNS = "terminal_id, merchant_user_id, display_name, client_id, status, created_at, daily_charge_limit_minor"
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class TerminalRecord:
     client_id: str
     status: str
     created_at: datetime
+    daily_charge_limit_minor: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,14 @@ async def list_page(unit_of_work: UnitOfWork, after: tuple[datetime, uuid.UUID] 
         f"select {_COLUMNS} from terminals {where} order by created_at, terminal_id limit %s", (*parameters, limit)
     )
     return [TerminalRecord(*row) for row in await cursor.fetchall()]
+
+
+async def set_daily_charge_limit(unit_of_work: UnitOfWork, terminal_id: uuid.UUID, limit_minor: int | None) -> tuple[TerminalRecord, int | None] | None:
+    """The terminal after the change and its previous limit, or None when it does not exist."""
+    cursor = await unit_of_work.connection.execute(
+        f"""update terminals set daily_charge_limit_minor = %s, updated_at = now()
+            where terminal_id = %s returning {_COLUMNS}, old.daily_charge_limit_minor""",
+        (limit_minor, terminal_id),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else (TerminalRecord(*row[:-1]), row[-1])

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from storage.unit_of_work import UnitOfWork
 
-_COLUMNS = "user_id, email, display_name, password_hash, roles, status, created_at"
+_COLUMNS = "user_id, email, display_name, password_hash, roles, status, created_at, level_code"
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class UserRecord:
     roles: list[str]
     status: str
     created_at: datetime
+    level_code: str | None = None  # None: the tenant's lowest identity level
 
 
 async def find_by_email(unit_of_work: UnitOfWork, email: str) -> UserRecord | None:

@@ -73,6 +73,7 @@ begin
             when 'PAYMENT_CODE_EXPIRED' then 'EM023'
             when 'AMOUNT_EXCEEDS_CODE' then 'EM024'
             when 'MERCHANT_ACCOUNT_MISSING' then 'EM025'
+            when 'LIMIT_EXCEEDED' then 'EM026'
             else 'EM000'  -- a programming error (e.g. no tenant set): answered as INTERNAL
         end,
         message = failure,

@@ -19,6 +19,7 @@ declare
     written transfers;
     debit_shard smallint;
     credit_shard smallint;
+    credit_first boolean;
 begin
     -- Assignments, not PERFORM: a PERFORM starts an executor for every call, an assignment does not.
     if debit.account_id < credit.account_id then
@@ -27,6 +28,21 @@ begin
     else
         credit_shard := ledger_apply_leg(tenant, credit, amount, 0);
         debit_shard := ledger_apply_leg(tenant, debit, -amount, -released_held);
+    end if;
+    -- The value limits (13_limits.sql says what counts): after both legs, so the balance limit sees the credit;
+    -- the two customers' usage rows in ascending owner order, one global order as for the account rows.
+    credit_first := credit.owner_user_id < debit.owner_user_id;
+    if credit_first and credit.kind = 'customer' and transfer_kind <> 'refund' then
+        perform ledger_count_customer(tenant, credit, 'received', amount, now());
+    end if;
+    if debit.kind = 'customer' and transfer_kind not in ('capture', 'refund') then
+        perform ledger_count_customer(tenant, debit, 'sent', amount, now());
+    end if;
+    if not coalesce(credit_first, false) and credit.kind = 'customer' and transfer_kind <> 'refund' then
+        perform ledger_count_customer(tenant, credit, 'received', amount, now());
+    end if;
+    if terminal is not null and transfer_kind = 'payment' then
+        perform ledger_count_terminal(tenant, terminal, debit.currency, amount, now());
     end if;
     insert into transfers (tenant_id, transfer_id, kind, debit_account_id, credit_account_id, amount_minor, currency,
                            request_id, actor, related_transfer_id, hold_id, terminal_id)

@@ -84,6 +84,9 @@ begin
                 'transferKind', 'capture', 'debitKind', payer.kind, 'creditKind', merchant.kind));
         end if;
         payer_shard := ledger_apply_leg(tenant, payer, 0, amount_minor);
+        -- A hold counts against the payer's limits (and the terminal's) when it is made (13_limits.sql).
+        perform ledger_count_customer(tenant, payer, 'sent', amount_minor, now());
+        perform ledger_count_terminal(tenant, terminal_id, currency, amount_minor, now());
         insert into holds (tenant_id, hold_id, account_id, merchant_account_id, terminal_id, currency, amount_minor,
                            expires_at, request_id, actor)
         values (tenant, claim.result_id, payer_account_id, merchant_account_id, terminal_id, currency, amount_minor,
@@ -128,6 +131,7 @@ begin
         merchant := ledger_usable_account(tenant, hold.merchant_account_id, hold.currency);
         written := ledger_write_transfer(tenant, gen_random_uuid(), 'capture', payer, merchant, amount_minor,
                                          actor, request_id, null, hold.hold_id, hold.terminal_id, hold.amount_minor);
+        perform ledger_release_hold_limits(tenant, hold, hold.amount_minor - amount_minor);
         update holds h set status = 'captured', captured_minor = amount_minor, resolved_at = now()
          where h.tenant_id = tenant and h.hold_id = captured_hold_id;
         audit_event := audit_append(actor, method, request_id, jsonb_build_object(
@@ -161,6 +165,7 @@ begin
         -- Releasing never lowers the available balance: no status or floor to check.
         update accounts a set held_minor = a.held_minor - hold.amount_minor, updated_at = now()
          where a.tenant_id = tenant and a.account_id = hold.account_id;
+        perform ledger_release_hold_limits(tenant, hold, hold.amount_minor);
         update holds h set status = 'voided', resolved_at = now()
          where h.tenant_id = tenant and h.hold_id = voided_hold_id;
         audit_event := audit_append(actor, method, request_id, jsonb_build_object(
@@ -194,6 +199,7 @@ begin
     loop
         update accounts a set held_minor = a.held_minor - hold.amount_minor, updated_at = now()
          where a.tenant_id = tenant and a.account_id = hold.account_id;
+        perform ledger_release_hold_limits(tenant, hold, hold.amount_minor);
         update holds h set status = 'expired', resolved_at = now()
          where h.tenant_id = tenant and h.hold_id = hold.hold_id;
         audit_event := audit_append('system', 'ledger/ExpireHold', 'expire-' || hold.hold_id::text, jsonb_build_object(

@@ -8,14 +8,36 @@ from emoney.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from interceptors.call_state import current_method, require_principal
 from server.services import commands
 from server.services.accounts import AccountsService
-from server.servicers.converters import account_message, entry_message
+from server.services.limits import LimitsService
+from server.servicers.converters import account_message, entry_message, level_limits_message
 from server.servicers.enums import ACCOUNT_KIND, ACCOUNT_STATUS
 from domain.validation import optional_timestamp
 
 
 class AccountsServicer(accounts_pb2_grpc.AccountsServiceServicer):
-    def __init__(self, accounts: AccountsService) -> None:
+    def __init__(self, accounts: AccountsService, limits: LimitsService) -> None:
         self._accounts = accounts
+        self._limits = limits
+
+    async def GetLimits(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.GetLimitsResponse:
+        found = await self._limits.customer_limits(require_principal())
+        standings = []
+        for standing in found.standings:
+            limits, usage = standing.limits, standing.usage
+            standings.append(accounts_pb2.LimitStanding(
+                currency=limits.currency, limits=level_limits_message(limits),
+                sent_today_minor=usage.sent_today, received_today_minor=usage.received_today,
+                sent_this_month_minor=usage.sent_this_month, received_this_month_minor=usage.received_this_month,
+                daily_sent_remaining_minor=standing.remaining(limits.daily_sent_minor, usage.sent_today),
+                daily_received_remaining_minor=standing.remaining(limits.daily_received_minor, usage.received_today),
+                monthly_sent_remaining_minor=standing.remaining(limits.monthly_sent_minor, usage.sent_this_month),
+                monthly_received_remaining_minor=standing.remaining(limits.monthly_received_minor, usage.received_this_month),
+                balance_remaining_minor=standing.remaining(limits.max_balance_minor, standing.balance_minor),
+            ))
+        return accounts_pb2.GetLimitsResponse(
+            level=found.level.code if found.level else "", level_display_name=found.level.display_name if found.level else "",
+            standings=standings, time_zone=found.time_zone,
+        )
 
     async def CreateAccount(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.CreateAccountResponse:
         # Unset kind: a customer account, the one a citizen opens (the contract says so).

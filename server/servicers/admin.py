@@ -10,13 +10,41 @@ from domain.validation import optional_timestamp
 from interceptors.call_state import require_principal
 from server.services import commands
 from server.services.administration import AdministrationService
-from server.servicers.converters import audit_event_message, tenant_summary, terminal_message, timestamp, user_message
+from server.services.limits import LimitsService
+from server.servicers.converters import (
+    audit_event_message, identity_level_from_message, identity_level_message, tenant_summary, terminal_message, timestamp,
+    user_message,
+)
 from server.servicers.enums import ROLE
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, administration: AdministrationService) -> None:
+    def __init__(self, administration: AdministrationService, limits: LimitsService) -> None:
         self._administration = administration
+        self._limits = limits
+
+    # -- identity levels and limits (server/services/limits.py) -------------------------------------
+
+    async def ListIdentityLevels(self, request, context: grpc.aio.ServicerContext) -> admin_pb2.ListIdentityLevelsResponse:
+        levels, zone = await self._limits.list_levels(require_principal())
+        return admin_pb2.ListIdentityLevelsResponse(identity_levels=[identity_level_message(level) for level in levels], time_zone=zone)
+
+    async def SetIdentityLevel(self, request: admin_pb2.SetIdentityLevelRequest, context: grpc.aio.ServicerContext) -> admin_pb2.SetIdentityLevelResponse:
+        level = await self._limits.set_level(require_principal(), identity_level_from_message(request.identity_level))
+        return admin_pb2.SetIdentityLevelResponse(identity_level=identity_level_message(level))
+
+    async def SetUserLevel(self, request: admin_pb2.SetUserLevelRequest, context: grpc.aio.ServicerContext) -> admin_pb2.SetUserLevelResponse:
+        previous, level = await self._limits.set_user_level(require_principal(), request.user, request.level, request.reason)
+        return admin_pb2.SetUserLevelResponse(previous_level=previous, level=level)
+
+    async def SetTerminalLimit(self, request: admin_pb2.SetTerminalLimitRequest, context: grpc.aio.ServicerContext) -> admin_pb2.SetTerminalLimitResponse:
+        limit = request.daily_charge_limit_minor if request.HasField("daily_charge_limit_minor") else None
+        terminal = await self._limits.set_terminal_limit(require_principal(), request.terminal, limit)
+        return admin_pb2.SetTerminalLimitResponse(terminal=terminal_message(terminal))
+
+    async def SetTenantTimeZone(self, request: admin_pb2.SetTenantTimeZoneRequest, context: grpc.aio.ServicerContext) -> admin_pb2.SetTenantTimeZoneResponse:
+        zone = await self._limits.set_time_zone(require_principal(), request.time_zone)
+        return admin_pb2.SetTenantTimeZoneResponse(time_zone=zone)
 
     async def VerifyAuditChain(self, request, context: grpc.aio.ServicerContext) -> admin_pb2.VerifyAuditChainResponse:
         verification = await self._administration.verify_audit_chain(require_principal())

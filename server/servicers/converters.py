@@ -21,6 +21,7 @@ from server.servicers.enums import (
 )
 from storage.audit import AuditEvent
 from storage.ledger import AccountRecord, EntryRecord, HoldRecord, TransferRecord
+from storage.limits import LIMIT_FIELDS, CurrencyLimits, IdentityLevel
 from storage.payments_query import PaymentRow
 from storage.tenants import PublicTenant, TenantRecord
 from storage.terminals import TerminalRecord
@@ -45,6 +46,7 @@ def user_message(user: UserRecord, tenant_slug: str) -> auth_pb2.User:
         roles=ROLE.to_wire_list(user.roles),
         status=USER_STATUS.to_wire(user.status),
         create_time=timestamp(user.created_at),
+        level=user.level_code or "",
     )
 
 
@@ -57,6 +59,7 @@ def terminal_message(terminal: TerminalRecord) -> auth_pb2.Terminal:
         client_id=terminal.client_id,
         status=TERMINAL_STATUS.to_wire(terminal.status),
         create_time=timestamp(terminal.created_at),
+        daily_charge_limit_minor=terminal.daily_charge_limit_minor,
     )
 
 
@@ -173,3 +176,19 @@ def row_payment(row: PaymentRow) -> payments_pb2.Payment:
                     row.currency, row.terminal_id, row.related_id, row.request_id, row.created_at,
                     captured_minor=row.captured_minor, refunded_minor=row.refunded_minor,
                     expire_time=timestamp(row.expires_at))
+
+
+def level_limits_message(limits: CurrencyLimits) -> admin_pb2.LevelLimits:
+    return admin_pb2.LevelLimits(currency=limits.currency, **{name: getattr(limits, name) for name in LIMIT_FIELDS})
+
+
+def identity_level_message(level: IdentityLevel) -> admin_pb2.IdentityLevel:
+    return admin_pb2.IdentityLevel(code=level.code, display_name=level.display_name, rank=level.rank,
+                                   limits=[level_limits_message(limits) for limits in level.limits])
+
+
+def identity_level_from_message(message: admin_pb2.IdentityLevel) -> IdentityLevel:
+    return IdentityLevel(message.code, message.display_name, message.rank, tuple(
+        CurrencyLimits(limits.currency, **{name: getattr(limits, name) if limits.HasField(name) else None
+                                           for name in LIMIT_FIELDS})
+        for limits in message.limits))

@@ -22,13 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from emoney.admin.v1 import admin_pb2 as emoney_dot_admin_dot_v1_dot_admin__pb2
 from emoney.payments.v1 import payments_pb2 as emoney_dot_payments_dot_v1_dot_payments__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!emoney/accounts/v1/accounts.proto\x12\x12\x65money.accounts.v1\x1a!emoney/payments/v1/payments.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x03\n\x07\x41\x63\x63ount\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\naccount_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\r\n\x05owner\x18\x03 \x01(\t\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKind\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x37\n\x06status\x18\x06 \x01(\x0e\x32!.emoney.accounts.v1.AccountStatusB\x04\xe2\x41\x01\x03\x12\x1b\n\rbalance_minor\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x18\n\nheld_minor\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x61vailable_minor\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12#\n\x15overdraft_limit_minor\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\'\n\x14\x63urrency_minor_units\x18\x0c \x01(\x05\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x42\x17\n\x15_currency_minor_units\"l\n\x14\x43reateAccountRequest\x12\x33\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKindB\x04\xe2\x41\x01\x01\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\"E\n\x15\x43reateAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\"\'\n\x11GetAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"B\n\x12GetAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\"\xad\x01\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKind\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.emoney.accounts.v1.AccountStatus\"^\n\x14ListAccountsResponse\x12-\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1b.emoney.accounts.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xbd\x01\n\x05\x45ntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\x03\x12\x0f\n\x07payment\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x1b\n\x13\x62\x61lance_after_minor\x18\x04 \x01(\x03\x12-\n\x04kind\x18\x05 \x01(\x0e\x32\x1f.emoney.payments.v1.PaymentKind\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb7\x01\n\x19ListAccountEntriesRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x1aListAccountEntriesResponse\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.emoney.accounts.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x13GetBalanceAtRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"?\n\x14GetBalanceAtResponse\x12\x15\n\rbalance_minor\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"*\n\x14\x46reezeAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"E\n\x15\x46reezeAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\",\n\x16UnfreezeAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"G\n\x17UnfreezeAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\")\n\x13\x43loseAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"D\n\x14\x43loseAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account*\x80\x01\n\x0b\x41\x63\x63ountKind\x12\x1c\n\x18\x41\x43\x43OUNT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_KIND_CUSTOMER\x10\x01\x12\x19\n\x15\x41\x43\x43OUNT_KIND_MERCHANT\x10\x02\x12\x1d\n\x19\x41\x43\x43OUNT_KIND_SYSTEM_FLOAT\x10\x03*\x80\x01\n\rAccountStatus\x12\x1e\n\x1a\x41\x43\x43OUNT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_FROZEN\x10\x02\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_CLOSED\x10\x03\x32\xe9\x08\n\x0f\x41\x63\x63ountsService\x12}\n\rCreateAccount\x12(.emoney.accounts.v1.CreateAccountRequest\x1a).emoney.accounts.v1.CreateAccountResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/accounts:\x01*\x12z\n\nGetAccount\x12%.emoney.accounts.v1.GetAccountRequest\x1a&.emoney.accounts.v1.GetAccountResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/{name=accounts/*}\x12w\n\x0cListAccounts\x12\'.emoney.accounts.v1.ListAccountsRequest\x1a(.emoney.accounts.v1.ListAccountsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/accounts\x12\x9d\x01\n\x12ListAccountEntries\x12-.emoney.accounts.v1.ListAccountEntriesRequest\x1a..emoney.accounts.v1.ListAccountEntriesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{account=accounts/*}/entries\x12\x8d\x01\n\x0cGetBalanceAt\x12\'.emoney.accounts.v1.GetBalanceAtRequest\x1a(.emoney.accounts.v1.GetBalanceAtResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{account=accounts/*}:balanceAt\x12\x8d\x01\n\rFreezeAccount\x12(.emoney.accounts.v1.FreezeAccountRequest\x1a).emoney.accounts.v1.FreezeAccountResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/{name=accounts/*}:freeze:\x01*\x12\x95\x01\n\x0fUnfreezeAccount\x12*.emoney.accounts.v1.UnfreezeAccountRequest\x1a+.emoney.accounts.v1.UnfreezeAccountResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/{name=accounts/*}:unfreeze:\x01*\x12\x89\x01\n\x0c\x43loseAccount\x12\'.emoney.accounts.v1.CloseAccountRequest\x1a(.emoney.accounts.v1.CloseAccountResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/{name=accounts/*}:close:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!emoney/accounts/v1/accounts.proto\x12\x12\x65money.accounts.v1\x1a\x1b\x65money/admin/v1/admin.proto\x1a!emoney/payments/v1/payments.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetLimitsRequest\"\xc3\x04\n\rLimitStanding\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12,\n\x06limits\x18\x02 \x01(\x0b\x32\x1c.emoney.admin.v1.LevelLimits\x12\x18\n\x10sent_today_minor\x18\x03 \x01(\x03\x12\x1c\n\x14received_today_minor\x18\x04 \x01(\x03\x12\x1d\n\x15sent_this_month_minor\x18\x05 \x01(\x03\x12!\n\x19received_this_month_minor\x18\x06 \x01(\x03\x12\'\n\x1a\x64\x61ily_sent_remaining_minor\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12+\n\x1e\x64\x61ily_received_remaining_minor\x18\x08 \x01(\x03H\x01\x88\x01\x01\x12)\n\x1cmonthly_sent_remaining_minor\x18\t \x01(\x03H\x02\x88\x01\x01\x12-\n monthly_received_remaining_minor\x18\n \x01(\x03H\x03\x88\x01\x01\x12$\n\x17\x62\x61lance_remaining_minor\x18\x0b \x01(\x03H\x04\x88\x01\x01\x42\x1d\n\x1b_daily_sent_remaining_minorB!\n\x1f_daily_received_remaining_minorB\x1f\n\x1d_monthly_sent_remaining_minorB#\n!_monthly_received_remaining_minorB\x1a\n\x18_balance_remaining_minor\"\x87\x01\n\x11GetLimitsResponse\x12\r\n\x05level\x18\x01 \x01(\t\x12\x1a\n\x12level_display_name\x18\x02 \x01(\t\x12\x34\n\tstandings\x18\x03 \x03(\x0b\x32!.emoney.accounts.v1.LimitStanding\x12\x11\n\ttime_zone\x18\x04 \x01(\t\"\xb4\x03\n\x07\x41\x63\x63ount\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\naccount_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\r\n\x05owner\x18\x03 \x01(\t\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKind\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x37\n\x06status\x18\x06 \x01(\x0e\x32!.emoney.accounts.v1.AccountStatusB\x04\xe2\x41\x01\x03\x12\x1b\n\rbalance_minor\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x18\n\nheld_minor\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x61vailable_minor\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12#\n\x15overdraft_limit_minor\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\'\n\x14\x63urrency_minor_units\x18\x0c \x01(\x05\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x42\x17\n\x15_currency_minor_units\"l\n\x14\x43reateAccountRequest\x12\x33\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKindB\x04\xe2\x41\x01\x01\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\"E\n\x15\x43reateAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\"\'\n\x11GetAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"B\n\x12GetAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\"\xad\x01\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKind\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.emoney.accounts.v1.AccountStatus\"^\n\x14ListAccountsResponse\x12-\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1b.emoney.accounts.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xbd\x01\n\x05\x45ntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\x03\x12\x0f\n\x07payment\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x1b\n\x13\x62\x61lance_after_minor\x18\x04 \x01(\x03\x12-\n\x04kind\x18\x05 \x01(\x0e\x32\x1f.emoney.payments.v1.PaymentKind\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb7\x01\n\x19ListAccountEntriesRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x1aListAccountEntriesResponse\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.emoney.accounts.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x13GetBalanceAtRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"?\n\x14GetBalanceAtResponse\x12\x15\n\rbalance_minor\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"*\n\x14\x46reezeAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"E\n\x15\x46reezeAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\",\n\x16UnfreezeAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"G\n\x17UnfreezeAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\")\n\x13\x43loseAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"D\n\x14\x43loseAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account*\x80\x01\n\x0b\x41\x63\x63ountKind\x12\x1c\n\x18\x41\x43\x43OUNT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_KIND_CUSTOMER\x10\x01\x12\x19\n\x15\x41\x43\x43OUNT_KIND_MERCHANT\x10\x02\x12\x1d\n\x19\x41\x43\x43OUNT_KIND_SYSTEM_FLOAT\x10\x03*\x80\x01\n\rAccountStatus\x12\x1e\n\x1a\x41\x43\x43OUNT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_FROZEN\x10\x02\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_CLOSED\x10\x03\x32\xd7\t\n\x0f\x41\x63\x63ountsService\x12}\n\rCreateAccount\x12(.emoney.accounts.v1.CreateAccountRequest\x1a).emoney.accounts.v1.CreateAccountResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/accounts:\x01*\x12z\n\nGetAccount\x12%.emoney.accounts.v1.GetAccountRequest\x1a&.emoney.accounts.v1.GetAccountResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/{name=accounts/*}\x12w\n\x0cListAccounts\x12\'.emoney.accounts.v1.ListAccountsRequest\x1a(.emoney.accounts.v1.ListAccountsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/accounts\x12\x9d\x01\n\x12ListAccountEntries\x12-.emoney.accounts.v1.ListAccountEntriesRequest\x1a..emoney.accounts.v1.ListAccountEntriesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{account=accounts/*}/entries\x12\x8d\x01\n\x0cGetBalanceAt\x12\'.emoney.accounts.v1.GetBalanceAtRequest\x1a(.emoney.accounts.v1.GetBalanceAtResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{account=accounts/*}:balanceAt\x12\x8d\x01\n\rFreezeAccount\x12(.emoney.accounts.v1.FreezeAccountRequest\x1a).emoney.accounts.v1.FreezeAccountResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/{name=accounts/*}:freeze:\x01*\x12\x95\x01\n\x0fUnfreezeAccount\x12*.emoney.accounts.v1.UnfreezeAccountRequest\x1a+.emoney.accounts.v1.UnfreezeAccountResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/{name=accounts/*}:unfreeze:\x01*\x12\x89\x01\n\x0c\x43loseAccount\x12\'.emoney.accounts.v1.CloseAccountRequest\x1a(.emoney.accounts.v1.CloseAccountResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/{name=accounts/*}:close:\x01*\x12l\n\tGetLimits\x12$.emoney.accounts.v1.GetLimitsRequest\x1a%.emoney.accounts.v1.GetLimitsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/limitsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -85,46 +86,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCOUNTSSERVICE'].methods_by_name['UnfreezeAccount']._serialized_options = b'\202\323\344\223\002#\"\036/v1/{name=accounts/*}:unfreeze:\001*'
   _globals['_ACCOUNTSSERVICE'].methods_by_name['CloseAccount']._loaded_options = None
   _globals['_ACCOUNTSSERVICE'].methods_by_name['CloseAccount']._serialized_options = b'\202\323\344\223\002 \"\033/v1/{name=accounts/*}:close:\001*'
-  _globals['_ACCOUNTKIND']._serialized_start=2173
-  _globals['_ACCOUNTKIND']._serialized_end=2301
-  _globals['_ACCOUNTSTATUS']._serialized_start=2304
-  _globals['_ACCOUNTSTATUS']._serialized_end=2432
-  _globals['_ACCOUNT']._serialized_start=189
-  _globals['_ACCOUNT']._serialized_end=625
-  _globals['_CREATEACCOUNTREQUEST']._serialized_start=627
-  _globals['_CREATEACCOUNTREQUEST']._serialized_end=735
-  _globals['_CREATEACCOUNTRESPONSE']._serialized_start=737
-  _globals['_CREATEACCOUNTRESPONSE']._serialized_end=806
-  _globals['_GETACCOUNTREQUEST']._serialized_start=808
-  _globals['_GETACCOUNTREQUEST']._serialized_end=847
-  _globals['_GETACCOUNTRESPONSE']._serialized_start=849
-  _globals['_GETACCOUNTRESPONSE']._serialized_end=915
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=918
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=1091
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=1093
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=1187
-  _globals['_ENTRY']._serialized_start=1190
-  _globals['_ENTRY']._serialized_end=1379
-  _globals['_LISTACCOUNTENTRIESREQUEST']._serialized_start=1382
-  _globals['_LISTACCOUNTENTRIESREQUEST']._serialized_end=1565
-  _globals['_LISTACCOUNTENTRIESRESPONSE']._serialized_start=1567
-  _globals['_LISTACCOUNTENTRIESRESPONSE']._serialized_end=1664
-  _globals['_GETBALANCEATREQUEST']._serialized_start=1666
-  _globals['_GETBALANCEATREQUEST']._serialized_end=1758
-  _globals['_GETBALANCEATRESPONSE']._serialized_start=1760
-  _globals['_GETBALANCEATRESPONSE']._serialized_end=1823
-  _globals['_FREEZEACCOUNTREQUEST']._serialized_start=1825
-  _globals['_FREEZEACCOUNTREQUEST']._serialized_end=1867
-  _globals['_FREEZEACCOUNTRESPONSE']._serialized_start=1869
-  _globals['_FREEZEACCOUNTRESPONSE']._serialized_end=1938
-  _globals['_UNFREEZEACCOUNTREQUEST']._serialized_start=1940
-  _globals['_UNFREEZEACCOUNTREQUEST']._serialized_end=1984
-  _globals['_UNFREEZEACCOUNTRESPONSE']._serialized_start=1986
-  _globals['_UNFREEZEACCOUNTRESPONSE']._serialized_end=2057
-  _globals['_CLOSEACCOUNTREQUEST']._serialized_start=2059
-  _globals['_CLOSEACCOUNTREQUEST']._serialized_end=2100
-  _globals['_CLOSEACCOUNTRESPONSE']._serialized_start=2102
-  _globals['_CLOSEACCOUNTRESPONSE']._serialized_end=2170
-  _globals['_ACCOUNTSSERVICE']._serialized_start=2435
-  _globals['_ACCOUNTSSERVICE']._serialized_end=3564
+  _globals['_ACCOUNTSSERVICE'].methods_by_name['GetLimits']._loaded_options = None
+  _globals['_ACCOUNTSSERVICE'].methods_by_name['GetLimits']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/limits'
+  _globals['_ACCOUNTKIND']._serialized_start=2942
+  _globals['_ACCOUNTKIND']._serialized_end=3070
+  _globals['_ACCOUNTSTATUS']._serialized_start=3073
+  _globals['_ACCOUNTSTATUS']._serialized_end=3201
+  _globals['_GETLIMITSREQUEST']._serialized_start=217
+  _globals['_GETLIMITSREQUEST']._serialized_end=235
+  _globals['_LIMITSTANDING']._serialized_start=238
+  _globals['_LIMITSTANDING']._serialized_end=817
+  _globals['_GETLIMITSRESPONSE']._serialized_start=820
+  _globals['_GETLIMITSRESPONSE']._serialized_end=955
+  _globals['_ACCOUNT']._serialized_start=958
+  _globals['_ACCOUNT']._serialized_end=1394
+  _globals['_CREATEACCOUNTREQUEST']._serialized_start=1396
+  _globals['_CREATEACCOUNTREQUEST']._serialized_end=1504
+  _globals['_CREATEACCOUNTRESPONSE']._serialized_start=1506
+  _globals['_CREATEACCOUNTRESPONSE']._serialized_end=1575
+  _globals['_GETACCOUNTREQUEST']._serialized_start=1577
+  _globals['_GETACCOUNTREQUEST']._serialized_end=1616
+  _globals['_GETACCOUNTRESPONSE']._serialized_start=1618
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=1684
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=1687
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=1860
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=1862
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=1956
+  _globals['_ENTRY']._serialized_start=1959
+  _globals['_ENTRY']._serialized_end=2148
+  _globals['_LISTACCOUNTENTRIESREQUEST']._serialized_start=2151
+  _globals['_LISTACCOUNTENTRIESREQUEST']._serialized_end=2334
+  _globals['_LISTACCOUNTENTRIESRESPONSE']._serialized_start=2336
+  _globals['_LISTACCOUNTENTRIESRESPONSE']._serialized_end=2433
+  _globals['_GETBALANCEATREQUEST']._serialized_start=2435
+  _globals['_GETBALANCEATREQUEST']._serialized_end=2527
+  _globals['_GETBALANCEATRESPONSE']._serialized_start=2529
+  _globals['_GETBALANCEATRESPONSE']._serialized_end=2592
+  _globals['_FREEZEACCOUNTREQUEST']._serialized_start=2594
+  _globals['_FREEZEACCOUNTREQUEST']._serialized_end=2636
+  _globals['_FREEZEACCOUNTRESPONSE']._serialized_start=2638
+  _globals['_FREEZEACCOUNTRESPONSE']._serialized_end=2707
+  _globals['_UNFREEZEACCOUNTREQUEST']._serialized_start=2709
+  _globals['_UNFREEZEACCOUNTREQUEST']._serialized_end=2753
+  _globals['_UNFREEZEACCOUNTRESPONSE']._serialized_start=2755
+  _globals['_UNFREEZEACCOUNTRESPONSE']._serialized_end=2826
+  _globals['_CLOSEACCOUNTREQUEST']._serialized_start=2828
+  _globals['_CLOSEACCOUNTREQUEST']._serialized_end=2869
+  _globals['_CLOSEACCOUNTRESPONSE']._serialized_start=2871
+  _globals['_CLOSEACCOUNTRESPONSE']._serialized_end=2939
+  _globals['_ACCOUNTSSERVICE']._serialized_start=3204
+  _globals['_ACCOUNTSSERVICE']._serialized_end=4443
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from emoney.admin.v1 import admin_pb2 as _admin_pb2
 from emoney.payments.v1 import payments_pb2 as _payments_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -88,6 +89,144 @@ unfrozen.
 ACCOUNT_STATUS_CLOSED: AccountStatus.ValueType  # 3
 """Closed for good (CloseAccount), at a zero balance with nothing held."""
 Global___AccountStatus: _TypeAlias = AccountStatus  # noqa: Y015
+
+@_typing.final
+class GetLimitsRequest(_message.Message):
+    """GetLimitsRequest has no fields: the caller's own limits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLimitsRequest: _TypeAlias = GetLimitsRequest  # noqa: Y015
+
+@_typing.final
+class LimitStanding(_message.Message):
+    """LimitStanding is one currency's limits with what is used and left. An unset
+    `*_remaining_minor` means that limit does not exist.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    SENT_TODAY_MINOR_FIELD_NUMBER: _builtins.int
+    RECEIVED_TODAY_MINOR_FIELD_NUMBER: _builtins.int
+    SENT_THIS_MONTH_MINOR_FIELD_NUMBER: _builtins.int
+    RECEIVED_THIS_MONTH_MINOR_FIELD_NUMBER: _builtins.int
+    DAILY_SENT_REMAINING_MINOR_FIELD_NUMBER: _builtins.int
+    DAILY_RECEIVED_REMAINING_MINOR_FIELD_NUMBER: _builtins.int
+    MONTHLY_SENT_REMAINING_MINOR_FIELD_NUMBER: _builtins.int
+    MONTHLY_RECEIVED_REMAINING_MINOR_FIELD_NUMBER: _builtins.int
+    BALANCE_REMAINING_MINOR_FIELD_NUMBER: _builtins.int
+    currency: _builtins.str
+    """ISO-4217 code."""
+    sent_today_minor: _builtins.int
+    """Sent today (minor units)."""
+    received_today_minor: _builtins.int
+    """Received today."""
+    sent_this_month_minor: _builtins.int
+    """Sent this calendar month."""
+    received_this_month_minor: _builtins.int
+    """Received this calendar month."""
+    daily_sent_remaining_minor: _builtins.int
+    """Left to send today (never negative)."""
+    daily_received_remaining_minor: _builtins.int
+    """Left to receive today."""
+    monthly_sent_remaining_minor: _builtins.int
+    """Left to send this month."""
+    monthly_received_remaining_minor: _builtins.int
+    """Left to receive this month."""
+    balance_remaining_minor: _builtins.int
+    """Left below the balance limit (over all the customer's accounts in the currency)."""
+    @_builtins.property
+    def limits(self) -> _admin_pb2.LevelLimits:
+        """The level's limits in this currency."""
+
+    def __init__(
+        self,
+        *,
+        currency: _builtins.str = ...,
+        limits: _admin_pb2.LevelLimits | None = ...,
+        sent_today_minor: _builtins.int = ...,
+        received_today_minor: _builtins.int = ...,
+        sent_this_month_minor: _builtins.int = ...,
+        received_this_month_minor: _builtins.int = ...,
+        daily_sent_remaining_minor: _builtins.int | None = ...,
+        daily_received_remaining_minor: _builtins.int | None = ...,
+        monthly_sent_remaining_minor: _builtins.int | None = ...,
+        monthly_received_remaining_minor: _builtins.int | None = ...,
+        balance_remaining_minor: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_balance_remaining_minor", b"_balance_remaining_minor", "_daily_received_remaining_minor", b"_daily_received_remaining_minor", "_daily_sent_remaining_minor", b"_daily_sent_remaining_minor", "_monthly_received_remaining_minor", b"_monthly_received_remaining_minor", "_monthly_sent_remaining_minor", b"_monthly_sent_remaining_minor", "balance_remaining_minor", b"balance_remaining_minor", "daily_received_remaining_minor", b"daily_received_remaining_minor", "daily_sent_remaining_minor", b"daily_sent_remaining_minor", "limits", b"limits", "monthly_received_remaining_minor", b"monthly_received_remaining_minor", "monthly_sent_remaining_minor", b"monthly_sent_remaining_minor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_balance_remaining_minor", b"_balance_remaining_minor", "_daily_received_remaining_minor", b"_daily_received_remaining_minor", "_daily_sent_remaining_minor", b"_daily_sent_remaining_minor", "_monthly_received_remaining_minor", b"_monthly_received_remaining_minor", "_monthly_sent_remaining_minor", b"_monthly_sent_remaining_minor", "balance_remaining_minor", b"balance_remaining_minor", "currency", b"currency", "daily_received_remaining_minor", b"daily_received_remaining_minor", "daily_sent_remaining_minor", b"daily_sent_remaining_minor", "limits", b"limits", "monthly_received_remaining_minor", b"monthly_received_remaining_minor", "monthly_sent_remaining_minor", b"monthly_sent_remaining_minor", "received_this_month_minor", b"received_this_month_minor", "received_today_minor", b"received_today_minor", "sent_this_month_minor", b"sent_this_month_minor", "sent_today_minor", b"sent_today_minor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__balance_remaining_minor: _TypeAlias = _typing.Literal["balance_remaining_minor"]  # noqa: Y015
+    _WhichOneofArgType__balance_remaining_minor: _TypeAlias = _typing.Literal["_balance_remaining_minor", b"_balance_remaining_minor"]  # noqa: Y015
+    _WhichOneofReturnType__daily_received_remaining_minor: _TypeAlias = _typing.Literal["daily_received_remaining_minor"]  # noqa: Y015
+    _WhichOneofArgType__daily_received_remaining_minor: _TypeAlias = _typing.Literal["_daily_received_remaining_minor", b"_daily_received_remaining_minor"]  # noqa: Y015
+    _WhichOneofReturnType__daily_sent_remaining_minor: _TypeAlias = _typing.Literal["daily_sent_remaining_minor"]  # noqa: Y015
+    _WhichOneofArgType__daily_sent_remaining_minor: _TypeAlias = _typing.Literal["_daily_sent_remaining_minor", b"_daily_sent_remaining_minor"]  # noqa: Y015
+    _WhichOneofReturnType__monthly_received_remaining_minor: _TypeAlias = _typing.Literal["monthly_received_remaining_minor"]  # noqa: Y015
+    _WhichOneofArgType__monthly_received_remaining_minor: _TypeAlias = _typing.Literal["_monthly_received_remaining_minor", b"_monthly_received_remaining_minor"]  # noqa: Y015
+    _WhichOneofReturnType__monthly_sent_remaining_minor: _TypeAlias = _typing.Literal["monthly_sent_remaining_minor"]  # noqa: Y015
+    _WhichOneofArgType__monthly_sent_remaining_minor: _TypeAlias = _typing.Literal["_monthly_sent_remaining_minor", b"_monthly_sent_remaining_minor"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__balance_remaining_minor) -> _WhichOneofReturnType__balance_remaining_minor | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__daily_received_remaining_minor) -> _WhichOneofReturnType__daily_received_remaining_minor | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__daily_sent_remaining_minor) -> _WhichOneofReturnType__daily_sent_remaining_minor | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__monthly_received_remaining_minor) -> _WhichOneofReturnType__monthly_received_remaining_minor | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__monthly_sent_remaining_minor) -> _WhichOneofReturnType__monthly_sent_remaining_minor | None: ...
+
+Global___LimitStanding: _TypeAlias = LimitStanding  # noqa: Y015
+
+@_typing.final
+class GetLimitsResponse(_message.Message):
+    """GetLimitsResponse carries the caller's level and standing per currency."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEVEL_FIELD_NUMBER: _builtins.int
+    LEVEL_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    STANDINGS_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    level: _builtins.str
+    """The level's code; empty when the tenant has no levels (no limits)."""
+    level_display_name: _builtins.str
+    """The level's name."""
+    time_zone: _builtins.str
+    """The tenant's IANA time zone."""
+    @_builtins.property
+    def standings(self) -> _containers.RepeatedCompositeFieldContainer[Global___LimitStanding]:
+        """One entry per currency the level limits."""
+
+    def __init__(
+        self,
+        *,
+        level: _builtins.str = ...,
+        level_display_name: _builtins.str = ...,
+        standings: _abc.Iterable[Global___LimitStanding] | None = ...,
+        time_zone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "level_display_name", b"level_display_name", "standings", b"standings", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLimitsResponse: _TypeAlias = GetLimitsResponse  # noqa: Y015
 
 @_typing.final
 class Account(_message.Message):

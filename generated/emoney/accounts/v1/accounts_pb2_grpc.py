@@ -77,6 +77,11 @@ class AccountsServiceStub:
                 request_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.CloseAccountRequest.SerializeToString,
                 response_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.CloseAccountResponse.FromString,
                 _registered_method=True)
+        self.GetLimits = channel.unary_unary(
+                '/emoney.accounts.v1.AccountsService/GetLimits',
+                request_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetLimitsRequest.SerializeToString,
+                response_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetLimitsResponse.FromString,
+                _registered_method=True)
 
 
 class AccountsServiceServicer:
@@ -146,6 +151,15 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLimits(self, request, context):
+        """GetLimits tells the caller (a customer) their identity level, its limits
+        per currency, and what they have used and have left today and this month
+        (days in the tenant's time zone).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -188,6 +202,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     servicer.CloseAccount,
                     request_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.CloseAccountRequest.FromString,
                     response_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.CloseAccountResponse.SerializeToString,
+            ),
+            'GetLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLimits,
+                    request_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetLimitsRequest.FromString,
+                    response_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetLimitsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -409,6 +428,33 @@ class AccountsService:
             '/emoney.accounts.v1.AccountsService/CloseAccount',
             emoney_dot_accounts_dot_v1_dot_accounts__pb2.CloseAccountRequest.SerializeToString,
             emoney_dot_accounts_dot_v1_dot_accounts__pb2.CloseAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.accounts.v1.AccountsService/GetLimits',
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetLimitsRequest.SerializeToString,
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetLimitsResponse.FromString,
             options,
             channel_credentials,
             insecure,

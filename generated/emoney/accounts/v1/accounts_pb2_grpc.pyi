@@ -62,6 +62,11 @@ class AccountsServiceStub:
     """CloseAccount closes an account for good; only at a zero balance with no
     holds. Operators only.
     """
+    GetLimits: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetLimitsRequest, _accounts_pb2.GetLimitsResponse]
+    """GetLimits tells the caller (a customer) their identity level, its limits
+    per currency, and what they have used and have left today and this month
+    (days in the tenant's time zone).
+    """
 
 @_typing.type_check_only
 class AccountsServiceAsyncStub(AccountsServiceStub):
@@ -96,6 +101,11 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     CloseAccount: _aio.UnaryUnaryMultiCallable[_accounts_pb2.CloseAccountRequest, _accounts_pb2.CloseAccountResponse]  # type: ignore[assignment]
     """CloseAccount closes an account for good; only at a zero balance with no
     holds. Operators only.
+    """
+    GetLimits: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetLimitsRequest, _accounts_pb2.GetLimitsResponse]  # type: ignore[assignment]
+    """GetLimits tells the caller (a customer) their identity level, its limits
+    per currency, and what they have used and have left today and this month
+    (days in the tenant's time zone).
     """
 
 class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -176,6 +186,17 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_accounts_pb2.CloseAccountResponse, _abc.Awaitable[_accounts_pb2.CloseAccountResponse]]:
         """CloseAccount closes an account for good; only at a zero balance with no
         holds. Operators only.
+        """
+
+    @_abc_1.abstractmethod
+    def GetLimits(
+        self,
+        request: _accounts_pb2.GetLimitsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.GetLimitsResponse, _abc.Awaitable[_accounts_pb2.GetLimitsResponse]]:
+        """GetLimits tells the caller (a customer) their identity level, its limits
+        per currency, and what they have used and have left today and this month
+        (days in the tenant's time zone).
         """
 
 def add_AccountsServiceServicer_to_server(servicer: AccountsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

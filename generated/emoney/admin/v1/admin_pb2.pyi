@@ -50,6 +50,358 @@ its tokens stopped working, until ReactivateTenant.
 Global___TenantStatus: _TypeAlias = TenantStatus  # noqa: Y015
 
 @_typing.final
+class LevelLimits(_message.Message):
+    """LevelLimits are the value limits of one identity level in one currency. An
+    unset limit is no limit. Amounts are minor units.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    MAX_BALANCE_MINOR_FIELD_NUMBER: _builtins.int
+    MAX_PAYMENT_MINOR_FIELD_NUMBER: _builtins.int
+    DAILY_SENT_MINOR_FIELD_NUMBER: _builtins.int
+    DAILY_RECEIVED_MINOR_FIELD_NUMBER: _builtins.int
+    MONTHLY_SENT_MINOR_FIELD_NUMBER: _builtins.int
+    MONTHLY_RECEIVED_MINOR_FIELD_NUMBER: _builtins.int
+    currency: _builtins.str
+    """ISO-4217 code."""
+    max_balance_minor: _builtins.int
+    """Most a customer may hold in this currency, over all their accounts."""
+    max_payment_minor: _builtins.int
+    """Largest single payment, transfer, hold or cash-out."""
+    daily_sent_minor: _builtins.int
+    """Most sent per day (payments, transfers, holds, cash-outs; refunds excluded)."""
+    daily_received_minor: _builtins.int
+    """Most received per day (transfers, top-ups; refunds excluded)."""
+    monthly_sent_minor: _builtins.int
+    """Most sent per calendar month."""
+    monthly_received_minor: _builtins.int
+    """Most received per calendar month."""
+    def __init__(
+        self,
+        *,
+        currency: _builtins.str = ...,
+        max_balance_minor: _builtins.int | None = ...,
+        max_payment_minor: _builtins.int | None = ...,
+        daily_sent_minor: _builtins.int | None = ...,
+        daily_received_minor: _builtins.int | None = ...,
+        monthly_sent_minor: _builtins.int | None = ...,
+        monthly_received_minor: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_daily_received_minor", b"_daily_received_minor", "_daily_sent_minor", b"_daily_sent_minor", "_max_balance_minor", b"_max_balance_minor", "_max_payment_minor", b"_max_payment_minor", "_monthly_received_minor", b"_monthly_received_minor", "_monthly_sent_minor", b"_monthly_sent_minor", "daily_received_minor", b"daily_received_minor", "daily_sent_minor", b"daily_sent_minor", "max_balance_minor", b"max_balance_minor", "max_payment_minor", b"max_payment_minor", "monthly_received_minor", b"monthly_received_minor", "monthly_sent_minor", b"monthly_sent_minor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_daily_received_minor", b"_daily_received_minor", "_daily_sent_minor", b"_daily_sent_minor", "_max_balance_minor", b"_max_balance_minor", "_max_payment_minor", b"_max_payment_minor", "_monthly_received_minor", b"_monthly_received_minor", "_monthly_sent_minor", b"_monthly_sent_minor", "currency", b"currency", "daily_received_minor", b"daily_received_minor", "daily_sent_minor", b"daily_sent_minor", "max_balance_minor", b"max_balance_minor", "max_payment_minor", b"max_payment_minor", "monthly_received_minor", b"monthly_received_minor", "monthly_sent_minor", b"monthly_sent_minor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__daily_received_minor: _TypeAlias = _typing.Literal["daily_received_minor"]  # noqa: Y015
+    _WhichOneofArgType__daily_received_minor: _TypeAlias = _typing.Literal["_daily_received_minor", b"_daily_received_minor"]  # noqa: Y015
+    _WhichOneofReturnType__daily_sent_minor: _TypeAlias = _typing.Literal["daily_sent_minor"]  # noqa: Y015
+    _WhichOneofArgType__daily_sent_minor: _TypeAlias = _typing.Literal["_daily_sent_minor", b"_daily_sent_minor"]  # noqa: Y015
+    _WhichOneofReturnType__max_balance_minor: _TypeAlias = _typing.Literal["max_balance_minor"]  # noqa: Y015
+    _WhichOneofArgType__max_balance_minor: _TypeAlias = _typing.Literal["_max_balance_minor", b"_max_balance_minor"]  # noqa: Y015
+    _WhichOneofReturnType__max_payment_minor: _TypeAlias = _typing.Literal["max_payment_minor"]  # noqa: Y015
+    _WhichOneofArgType__max_payment_minor: _TypeAlias = _typing.Literal["_max_payment_minor", b"_max_payment_minor"]  # noqa: Y015
+    _WhichOneofReturnType__monthly_received_minor: _TypeAlias = _typing.Literal["monthly_received_minor"]  # noqa: Y015
+    _WhichOneofArgType__monthly_received_minor: _TypeAlias = _typing.Literal["_monthly_received_minor", b"_monthly_received_minor"]  # noqa: Y015
+    _WhichOneofReturnType__monthly_sent_minor: _TypeAlias = _typing.Literal["monthly_sent_minor"]  # noqa: Y015
+    _WhichOneofArgType__monthly_sent_minor: _TypeAlias = _typing.Literal["_monthly_sent_minor", b"_monthly_sent_minor"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__daily_received_minor) -> _WhichOneofReturnType__daily_received_minor | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__daily_sent_minor) -> _WhichOneofReturnType__daily_sent_minor | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_balance_minor) -> _WhichOneofReturnType__max_balance_minor | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_payment_minor) -> _WhichOneofReturnType__max_payment_minor | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__monthly_received_minor) -> _WhichOneofReturnType__monthly_received_minor | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__monthly_sent_minor) -> _WhichOneofReturnType__monthly_sent_minor | None: ...
+
+Global___LevelLimits: _TypeAlias = LevelLimits  # noqa: Y015
+
+@_typing.final
+class IdentityLevel(_message.Message):
+    """IdentityLevel is one step of a tenant's know-your-customer ladder."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    RANK_FIELD_NUMBER: _builtins.int
+    LIMITS_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """Stable code: lower-case letters, digits and `_`, e.g. `basic`."""
+    display_name: _builtins.str
+    """Name shown to people, e.g. "Basic (ID checked)"."""
+    rank: _builtins.int
+    """Order of the levels: the lowest rank is where new customers start."""
+    @_builtins.property
+    def limits(self) -> _containers.RepeatedCompositeFieldContainer[Global___LevelLimits]:
+        """The limits, one entry per currency; a currency without an entry has no limits."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        rank: _builtins.int = ...,
+        limits: _abc.Iterable[Global___LevelLimits] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "display_name", b"display_name", "limits", b"limits", "rank", b"rank"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IdentityLevel: _TypeAlias = IdentityLevel  # noqa: Y015
+
+@_typing.final
+class ListIdentityLevelsRequest(_message.Message):
+    """ListIdentityLevelsRequest has no fields: the caller's tenant's levels."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIdentityLevelsRequest: _TypeAlias = ListIdentityLevelsRequest  # noqa: Y015
+
+@_typing.final
+class ListIdentityLevelsResponse(_message.Message):
+    """ListIdentityLevelsResponse carries every level, lowest rank first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_LEVELS_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    time_zone: _builtins.str
+    """The tenant's IANA time zone."""
+    @_builtins.property
+    def identity_levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___IdentityLevel]:
+        """The levels."""
+
+    def __init__(
+        self,
+        *,
+        identity_levels: _abc.Iterable[Global___IdentityLevel] | None = ...,
+        time_zone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity_levels", b"identity_levels", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListIdentityLevelsResponse: _TypeAlias = ListIdentityLevelsResponse  # noqa: Y015
+
+@_typing.final
+class SetIdentityLevelRequest(_message.Message):
+    """SetIdentityLevelRequest carries the whole level."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_LEVEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def identity_level(self) -> Global___IdentityLevel:
+        """The level to create or replace."""
+
+    def __init__(
+        self,
+        *,
+        identity_level: Global___IdentityLevel | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["identity_level", b"identity_level"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity_level", b"identity_level"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetIdentityLevelRequest: _TypeAlias = SetIdentityLevelRequest  # noqa: Y015
+
+@_typing.final
+class SetIdentityLevelResponse(_message.Message):
+    """SetIdentityLevelResponse carries the level as stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_LEVEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def identity_level(self) -> Global___IdentityLevel:
+        """The level."""
+
+    def __init__(
+        self,
+        *,
+        identity_level: Global___IdentityLevel | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["identity_level", b"identity_level"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity_level", b"identity_level"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetIdentityLevelResponse: _TypeAlias = SetIdentityLevelResponse  # noqa: Y015
+
+@_typing.final
+class SetUserLevelRequest(_message.Message):
+    """SetUserLevelRequest names the customer, the level and the reason."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    user: _builtins.str
+    """`users/{user_id}`."""
+    level: _builtins.str
+    """The level's code."""
+    reason: _builtins.str
+    """Why (kept in the audit log; at most 200 characters)."""
+    def __init__(
+        self,
+        *,
+        user: _builtins.str = ...,
+        level: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "reason", b"reason", "user", b"user"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserLevelRequest: _TypeAlias = SetUserLevelRequest  # noqa: Y015
+
+@_typing.final
+class SetUserLevelResponse(_message.Message):
+    """SetUserLevelResponse carries the level before and after."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREVIOUS_LEVEL_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
+    previous_level: _builtins.str
+    """The level the customer was at."""
+    level: _builtins.str
+    """The level the customer is at now."""
+    def __init__(
+        self,
+        *,
+        previous_level: _builtins.str = ...,
+        level: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["level", b"level", "previous_level", b"previous_level"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserLevelResponse: _TypeAlias = SetUserLevelResponse  # noqa: Y015
+
+@_typing.final
+class SetTerminalLimitRequest(_message.Message):
+    """SetTerminalLimitRequest names the terminal and its new daily limit."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERMINAL_FIELD_NUMBER: _builtins.int
+    DAILY_CHARGE_LIMIT_MINOR_FIELD_NUMBER: _builtins.int
+    terminal: _builtins.str
+    """`terminals/{terminal_id}`."""
+    daily_charge_limit_minor: _builtins.int
+    """Most the terminal may charge per day, in minor units; unset removes the limit."""
+    def __init__(
+        self,
+        *,
+        terminal: _builtins.str = ...,
+        daily_charge_limit_minor: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_daily_charge_limit_minor", b"_daily_charge_limit_minor", "daily_charge_limit_minor", b"daily_charge_limit_minor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_daily_charge_limit_minor", b"_daily_charge_limit_minor", "daily_charge_limit_minor", b"daily_charge_limit_minor", "terminal", b"terminal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__daily_charge_limit_minor: _TypeAlias = _typing.Literal["daily_charge_limit_minor"]  # noqa: Y015
+    _WhichOneofArgType__daily_charge_limit_minor: _TypeAlias = _typing.Literal["_daily_charge_limit_minor", b"_daily_charge_limit_minor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__daily_charge_limit_minor) -> _WhichOneofReturnType__daily_charge_limit_minor | None: ...
+
+Global___SetTerminalLimitRequest: _TypeAlias = SetTerminalLimitRequest  # noqa: Y015
+
+@_typing.final
+class SetTerminalLimitResponse(_message.Message):
+    """SetTerminalLimitResponse carries the terminal after the change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERMINAL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def terminal(self) -> _auth_pb2.Terminal:
+        """The terminal."""
+
+    def __init__(
+        self,
+        *,
+        terminal: _auth_pb2.Terminal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["terminal", b"terminal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["terminal", b"terminal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTerminalLimitResponse: _TypeAlias = SetTerminalLimitResponse  # noqa: Y015
+
+@_typing.final
+class SetTenantTimeZoneRequest(_message.Message):
+    """SetTenantTimeZoneRequest carries the zone."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    time_zone: _builtins.str
+    """An IANA time zone name, e.g. `America/Sao_Paulo` or `UTC`."""
+    def __init__(
+        self,
+        *,
+        time_zone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTenantTimeZoneRequest: _TypeAlias = SetTenantTimeZoneRequest  # noqa: Y015
+
+@_typing.final
+class SetTenantTimeZoneResponse(_message.Message):
+    """SetTenantTimeZoneResponse carries the zone as stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    time_zone: _builtins.str
+    """The IANA time zone."""
+    def __init__(
+        self,
+        *,
+        time_zone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTenantTimeZoneResponse: _TypeAlias = SetTenantTimeZoneResponse  # noqa: Y015
+
+@_typing.final
 class VerifyAuditChainRequest(_message.Message):
     """VerifyAuditChainRequest has no fields: the caller's tenant is verified."""
 

@@ -97,6 +97,31 @@ class AdminServiceStub:
                 request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ReconcileLedgerRequest.SerializeToString,
                 response_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ReconcileLedgerResponse.FromString,
                 _registered_method=True)
+        self.ListIdentityLevels = channel.unary_unary(
+                '/emoney.admin.v1.AdminService/ListIdentityLevels',
+                request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ListIdentityLevelsRequest.SerializeToString,
+                response_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ListIdentityLevelsResponse.FromString,
+                _registered_method=True)
+        self.SetIdentityLevel = channel.unary_unary(
+                '/emoney.admin.v1.AdminService/SetIdentityLevel',
+                request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetIdentityLevelRequest.SerializeToString,
+                response_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetIdentityLevelResponse.FromString,
+                _registered_method=True)
+        self.SetUserLevel = channel.unary_unary(
+                '/emoney.admin.v1.AdminService/SetUserLevel',
+                request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetUserLevelRequest.SerializeToString,
+                response_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetUserLevelResponse.FromString,
+                _registered_method=True)
+        self.SetTerminalLimit = channel.unary_unary(
+                '/emoney.admin.v1.AdminService/SetTerminalLimit',
+                request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTerminalLimitRequest.SerializeToString,
+                response_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTerminalLimitResponse.FromString,
+                _registered_method=True)
+        self.SetTenantTimeZone = channel.unary_unary(
+                '/emoney.admin.v1.AdminService/SetTenantTimeZone',
+                request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTenantTimeZoneRequest.SerializeToString,
+                response_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTenantTimeZoneResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -200,6 +225,49 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListIdentityLevels(self, request, context):
+        """ListIdentityLevels lists the caller's tenant's identity levels, lowest
+        rank first, each with its value limits per currency, and the tenant's time
+        zone (days and months of the limits are counted in it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetIdentityLevel(self, request, context):
+        """SetIdentityLevel creates a level, or replaces one (its name, rank and
+        every limit) by its code. Tenant administrators only; audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserLevel(self, request, context):
+        """SetUserLevel puts a customer at a level, raising or lowering their limits
+        at once; audited with who did it and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTerminalLimit(self, request, context):
+        """SetTerminalLimit sets, or with no amount removes, a terminal's daily
+        charge limit (in its merchant's currencies, counted per day of the
+        tenant's time zone). Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTenantTimeZone(self, request, context):
+        """SetTenantTimeZone sets the IANA time zone (e.g. America/Sao_Paulo) in
+        which the tenant's days and months of limits are counted. Tenant
+        administrators only; audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -262,6 +330,31 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ReconcileLedger,
                     request_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ReconcileLedgerRequest.FromString,
                     response_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ReconcileLedgerResponse.SerializeToString,
+            ),
+            'ListIdentityLevels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIdentityLevels,
+                    request_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ListIdentityLevelsRequest.FromString,
+                    response_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.ListIdentityLevelsResponse.SerializeToString,
+            ),
+            'SetIdentityLevel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetIdentityLevel,
+                    request_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetIdentityLevelRequest.FromString,
+                    response_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetIdentityLevelResponse.SerializeToString,
+            ),
+            'SetUserLevel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserLevel,
+                    request_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetUserLevelRequest.FromString,
+                    response_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetUserLevelResponse.SerializeToString,
+            ),
+            'SetTerminalLimit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTerminalLimit,
+                    request_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTerminalLimitRequest.FromString,
+                    response_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTerminalLimitResponse.SerializeToString,
+            ),
+            'SetTenantTimeZone': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTenantTimeZone,
+                    request_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTenantTimeZoneRequest.FromString,
+                    response_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTenantTimeZoneResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -591,6 +684,141 @@ class AdminService:
             '/emoney.admin.v1.AdminService/ReconcileLedger',
             emoney_dot_admin_dot_v1_dot_admin__pb2.ReconcileLedgerRequest.SerializeToString,
             emoney_dot_admin_dot_v1_dot_admin__pb2.ReconcileLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIdentityLevels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.admin.v1.AdminService/ListIdentityLevels',
+            emoney_dot_admin_dot_v1_dot_admin__pb2.ListIdentityLevelsRequest.SerializeToString,
+            emoney_dot_admin_dot_v1_dot_admin__pb2.ListIdentityLevelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetIdentityLevel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.admin.v1.AdminService/SetIdentityLevel',
+            emoney_dot_admin_dot_v1_dot_admin__pb2.SetIdentityLevelRequest.SerializeToString,
+            emoney_dot_admin_dot_v1_dot_admin__pb2.SetIdentityLevelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserLevel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.admin.v1.AdminService/SetUserLevel',
+            emoney_dot_admin_dot_v1_dot_admin__pb2.SetUserLevelRequest.SerializeToString,
+            emoney_dot_admin_dot_v1_dot_admin__pb2.SetUserLevelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTerminalLimit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.admin.v1.AdminService/SetTerminalLimit',
+            emoney_dot_admin_dot_v1_dot_admin__pb2.SetTerminalLimitRequest.SerializeToString,
+            emoney_dot_admin_dot_v1_dot_admin__pb2.SetTerminalLimitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTenantTimeZone(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.admin.v1.AdminService/SetTenantTimeZone',
+            emoney_dot_admin_dot_v1_dot_admin__pb2.SetTenantTimeZoneRequest.SerializeToString,
+            emoney_dot_admin_dot_v1_dot_admin__pb2.SetTenantTimeZoneResponse.FromString,
             options,
             channel_credentials,
             insecure,

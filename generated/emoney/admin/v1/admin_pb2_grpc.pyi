@@ -80,6 +80,29 @@ class AdminServiceStub:
     entries sum to zero per currency, cached balances equal the sum of
     entries, held amounts equal open holds, every transfer has its two entries.
     """
+    ListIdentityLevels: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListIdentityLevelsRequest, _admin_pb2.ListIdentityLevelsResponse]
+    """ListIdentityLevels lists the caller's tenant's identity levels, lowest
+    rank first, each with its value limits per currency, and the tenant's time
+    zone (days and months of the limits are counted in it).
+    """
+    SetIdentityLevel: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetIdentityLevelRequest, _admin_pb2.SetIdentityLevelResponse]
+    """SetIdentityLevel creates a level, or replaces one (its name, rank and
+    every limit) by its code. Tenant administrators only; audited.
+    """
+    SetUserLevel: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetUserLevelRequest, _admin_pb2.SetUserLevelResponse]
+    """SetUserLevel puts a customer at a level, raising or lowering their limits
+    at once; audited with who did it and why.
+    """
+    SetTerminalLimit: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetTerminalLimitRequest, _admin_pb2.SetTerminalLimitResponse]
+    """SetTerminalLimit sets, or with no amount removes, a terminal's daily
+    charge limit (in its merchant's currencies, counted per day of the
+    tenant's time zone). Audited.
+    """
+    SetTenantTimeZone: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetTenantTimeZoneRequest, _admin_pb2.SetTenantTimeZoneResponse]
+    """SetTenantTimeZone sets the IANA time zone (e.g. America/Sao_Paulo) in
+    which the tenant's days and months of limits are counted. Tenant
+    administrators only; audited.
+    """
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -132,6 +155,29 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """ReconcileLedger checks the ledger's invariants for the caller's tenant:
     entries sum to zero per currency, cached balances equal the sum of
     entries, held amounts equal open holds, every transfer has its two entries.
+    """
+    ListIdentityLevels: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListIdentityLevelsRequest, _admin_pb2.ListIdentityLevelsResponse]  # type: ignore[assignment]
+    """ListIdentityLevels lists the caller's tenant's identity levels, lowest
+    rank first, each with its value limits per currency, and the tenant's time
+    zone (days and months of the limits are counted in it).
+    """
+    SetIdentityLevel: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetIdentityLevelRequest, _admin_pb2.SetIdentityLevelResponse]  # type: ignore[assignment]
+    """SetIdentityLevel creates a level, or replaces one (its name, rank and
+    every limit) by its code. Tenant administrators only; audited.
+    """
+    SetUserLevel: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetUserLevelRequest, _admin_pb2.SetUserLevelResponse]  # type: ignore[assignment]
+    """SetUserLevel puts a customer at a level, raising or lowering their limits
+    at once; audited with who did it and why.
+    """
+    SetTerminalLimit: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetTerminalLimitRequest, _admin_pb2.SetTerminalLimitResponse]  # type: ignore[assignment]
+    """SetTerminalLimit sets, or with no amount removes, a terminal's daily
+    charge limit (in its merchant's currencies, counted per day of the
+    tenant's time zone). Audited.
+    """
+    SetTenantTimeZone: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetTenantTimeZoneRequest, _admin_pb2.SetTenantTimeZoneResponse]  # type: ignore[assignment]
+    """SetTenantTimeZone sets the IANA time zone (e.g. America/Sao_Paulo) in
+    which the tenant's days and months of limits are counted. Tenant
+    administrators only; audited.
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -254,6 +300,59 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         """ReconcileLedger checks the ledger's invariants for the caller's tenant:
         entries sum to zero per currency, cached balances equal the sum of
         entries, held amounts equal open holds, every transfer has its two entries.
+        """
+
+    @_abc_1.abstractmethod
+    def ListIdentityLevels(
+        self,
+        request: _admin_pb2.ListIdentityLevelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListIdentityLevelsResponse, _abc.Awaitable[_admin_pb2.ListIdentityLevelsResponse]]:
+        """ListIdentityLevels lists the caller's tenant's identity levels, lowest
+        rank first, each with its value limits per currency, and the tenant's time
+        zone (days and months of the limits are counted in it).
+        """
+
+    @_abc_1.abstractmethod
+    def SetIdentityLevel(
+        self,
+        request: _admin_pb2.SetIdentityLevelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetIdentityLevelResponse, _abc.Awaitable[_admin_pb2.SetIdentityLevelResponse]]:
+        """SetIdentityLevel creates a level, or replaces one (its name, rank and
+        every limit) by its code. Tenant administrators only; audited.
+        """
+
+    @_abc_1.abstractmethod
+    def SetUserLevel(
+        self,
+        request: _admin_pb2.SetUserLevelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetUserLevelResponse, _abc.Awaitable[_admin_pb2.SetUserLevelResponse]]:
+        """SetUserLevel puts a customer at a level, raising or lowering their limits
+        at once; audited with who did it and why.
+        """
+
+    @_abc_1.abstractmethod
+    def SetTerminalLimit(
+        self,
+        request: _admin_pb2.SetTerminalLimitRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetTerminalLimitResponse, _abc.Awaitable[_admin_pb2.SetTerminalLimitResponse]]:
+        """SetTerminalLimit sets, or with no amount removes, a terminal's daily
+        charge limit (in its merchant's currencies, counted per day of the
+        tenant's time zone). Audited.
+        """
+
+    @_abc_1.abstractmethod
+    def SetTenantTimeZone(
+        self,
+        request: _admin_pb2.SetTenantTimeZoneRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.SetTenantTimeZoneResponse, _abc.Awaitable[_admin_pb2.SetTenantTimeZoneResponse]]:
+        """SetTenantTimeZone sets the IANA time zone (e.g. America/Sao_Paulo) in
+        which the tenant's days and months of limits are counted. Tenant
+        administrators only; audited.
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

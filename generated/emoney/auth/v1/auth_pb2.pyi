@@ -224,6 +224,7 @@ class User(_message.Message):
     ROLES_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    LEVEL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `users/{user_id}` (the tenant is the caller's)."""
     user_id: _builtins.str
@@ -236,6 +237,8 @@ class User(_message.Message):
     """Name shown to people."""
     status: Global___UserStatus.ValueType
     """Whether the user can log in."""
+    level: _builtins.str
+    """The customer's identity level (AdminService.SetUserLevel); empty: the tenant's lowest."""
     @_builtins.property
     def roles(self) -> _containers.RepeatedScalarFieldContainer[Global___Role.ValueType]:
         """What the user may do; at least one role."""
@@ -255,10 +258,11 @@ class User(_message.Message):
         roles: _abc.Iterable[Global___Role.ValueType] | None = ...,
         status: Global___UserStatus.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        level: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "email", b"email", "name", b"name", "roles", b"roles", "status", b"status", "tenant", b"tenant", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "email", b"email", "level", b"level", "name", b"name", "roles", b"roles", "status", b"status", "tenant", b"tenant", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -277,6 +281,7 @@ class Terminal(_message.Message):
     CLIENT_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    DAILY_CHARGE_LIMIT_MINOR_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `terminals/{terminal_id}`."""
     terminal_id: _builtins.str
@@ -289,6 +294,8 @@ class Terminal(_message.Message):
     """Public client id the terminal logs in with."""
     status: Global___TerminalStatus.ValueType
     """Whether the terminal can log in."""
+    daily_charge_limit_minor: _builtins.int
+    """Most it may charge per day (AdminService.SetTerminalLimit); unset: no limit."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the terminal was registered."""
@@ -303,12 +310,15 @@ class Terminal(_message.Message):
         client_id: _builtins.str = ...,
         status: Global___TerminalStatus.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        daily_charge_limit_minor: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_daily_charge_limit_minor", b"_daily_charge_limit_minor", "create_time", b"create_time", "daily_charge_limit_minor", b"daily_charge_limit_minor"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_id", b"client_id", "create_time", b"create_time", "display_name", b"display_name", "merchant", b"merchant", "name", b"name", "status", b"status", "terminal_id", b"terminal_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_daily_charge_limit_minor", b"_daily_charge_limit_minor", "client_id", b"client_id", "create_time", b"create_time", "daily_charge_limit_minor", b"daily_charge_limit_minor", "display_name", b"display_name", "merchant", b"merchant", "name", b"name", "status", b"status", "terminal_id", b"terminal_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__daily_charge_limit_minor: _TypeAlias = _typing.Literal["daily_charge_limit_minor"]  # noqa: Y015
+    _WhichOneofArgType__daily_charge_limit_minor: _TypeAlias = _typing.Literal["_daily_charge_limit_minor", b"_daily_charge_limit_minor"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__daily_charge_limit_minor) -> _WhichOneofReturnType__daily_charge_limit_minor | None: ...
 
 Global___Terminal: _TypeAlias = Terminal  # noqa: Y015
 

@@ -4,6 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { LevelLimits } from "../../admin/v1/admin_pb";
+import { file_emoney_admin_v1_admin } from "../../admin/v1/admin_pb";
 import type { PaymentKind } from "../../payments/v1/payments_pb";
 import { file_emoney_payments_v1_payments } from "../../payments/v1/payments_pb";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb";
@@ -16,7 +18,156 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file emoney/accounts/v1/accounts.proto.
  */
 export const file_emoney_accounts_v1_accounts: GenFile = /*@__PURE__*/
-  fileDesc("CiFlbW9uZXkvYWNjb3VudHMvdjEvYWNjb3VudHMucHJvdG8SEmVtb25leS5hY2NvdW50cy52MSK0AwoHQWNjb3VudBISCgRuYW1lGAEgASgJQgTiQQEDEhgKCmFjY291bnRfaWQYAiABKAlCBOJBAQMSDQoFb3duZXIYAyABKAkSLQoEa2luZBgEIAEoDjIfLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50S2luZBIQCghjdXJyZW5jeRgFIAEoCRI3CgZzdGF0dXMYBiABKA4yIS5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudFN0YXR1c0IE4kEBAxIbCg1iYWxhbmNlX21pbm9yGAcgASgDQgTiQQEDEhgKCmhlbGRfbWlub3IYCCABKANCBOJBAQMSHQoPYXZhaWxhYmxlX21pbm9yGAkgASgDQgTiQQEDEiMKFW92ZXJkcmFmdF9saW1pdF9taW5vchgKIAEoA0IE4kEBAxI1CgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSJwoUY3VycmVuY3lfbWlub3JfdW5pdHMYDCABKAVCBOJBAQNIAIgBAUIXChVfY3VycmVuY3lfbWlub3JfdW5pdHMibAoUQ3JlYXRlQWNjb3VudFJlcXVlc3QSMwoEa2luZBgBIAEoDjIfLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50S2luZEIE4kEBARIQCghjdXJyZW5jeRgCIAEoCRINCgVvd25lchgDIAEoCSJFChVDcmVhdGVBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50IicKEUdldEFjY291bnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiQgoSR2V0QWNjb3VudFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudCKtAQoTTGlzdEFjY291bnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRINCgVvd25lchgDIAEoCRItCgRraW5kGAQgASgOMh8uZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnRLaW5kEjEKBnN0YXR1cxgFIAEoDjIhLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50U3RhdHVzIl4KFExpc3RBY2NvdW50c1Jlc3BvbnNlEi0KCGFjY291bnRzGAEgAygLMhsuZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIr0BCgVFbnRyeRIQCghlbnRyeV9pZBgBIAEoAxIPCgdwYXltZW50GAIgASgJEhQKDGFtb3VudF9taW5vchgDIAEoAxIbChNiYWxhbmNlX2FmdGVyX21pbm9yGAQgASgDEi0KBGtpbmQYBSABKA4yHy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudEtpbmQSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrcBChlMaXN0QWNjb3VudEVudHJpZXNSZXF1ZXN0EhUKB2FjY291bnQYASABKAlCBOJBAQISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImEKGkxpc3RBY2NvdW50RW50cmllc1Jlc3BvbnNlEioKB2VudHJpZXMYASADKAsyGS5lbW9uZXkuYWNjb3VudHMudjEuRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlwKE0dldEJhbGFuY2VBdFJlcXVlc3QSFQoHYWNjb3VudBgBIAEoCUIE4kEBAhIuCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAiI/ChRHZXRCYWxhbmNlQXRSZXNwb25zZRIVCg1iYWxhbmNlX21pbm9yGAEgASgDEhAKCGN1cnJlbmN5GAIgASgJIioKFEZyZWV6ZUFjY291bnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiRQoVRnJlZXplQWNjb3VudFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudCIsChZVbmZyZWV6ZUFjY291bnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiRwoXVW5mcmVlemVBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50IikKE0Nsb3NlQWNjb3VudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJEChRDbG9zZUFjY291bnRSZXNwb25zZRIsCgdhY2NvdW50GAEgASgLMhsuZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnQqgAEKC0FjY291bnRLaW5kEhwKGEFDQ09VTlRfS0lORF9VTlNQRUNJRklFRBAAEhkKFUFDQ09VTlRfS0lORF9DVVNUT01FUhABEhkKFUFDQ09VTlRfS0lORF9NRVJDSEFOVBACEh0KGUFDQ09VTlRfS0lORF9TWVNURU1fRkxPQVQQAyqAAQoNQWNjb3VudFN0YXR1cxIeChpBQ0NPVU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUFDQ09VTlRfU1RBVFVTX0FDVElWRRABEhkKFUFDQ09VTlRfU1RBVFVTX0ZST1pFThACEhkKFUFDQ09VTlRfU1RBVFVTX0NMT1NFRBADMukICg9BY2NvdW50c1NlcnZpY2USfQoNQ3JlYXRlQWNjb3VudBIoLmVtb25leS5hY2NvdW50cy52MS5DcmVhdGVBY2NvdW50UmVxdWVzdBopLmVtb25leS5hY2NvdW50cy52MS5DcmVhdGVBY2NvdW50UmVzcG9uc2UiF4LT5JMCESIML3YxL2FjY291bnRzOgEqEnoKCkdldEFjY291bnQSJS5lbW9uZXkuYWNjb3VudHMudjEuR2V0QWNjb3VudFJlcXVlc3QaJi5lbW9uZXkuYWNjb3VudHMudjEuR2V0QWNjb3VudFJlc3BvbnNlIh2C0+STAhcSFS92MS97bmFtZT1hY2NvdW50cy8qfRJ3CgxMaXN0QWNjb3VudHMSJy5lbW9uZXkuYWNjb3VudHMudjEuTGlzdEFjY291bnRzUmVxdWVzdBooLmVtb25leS5hY2NvdW50cy52MS5MaXN0QWNjb3VudHNSZXNwb25zZSIUgtPkkwIOEgwvdjEvYWNjb3VudHMSnQEKEkxpc3RBY2NvdW50RW50cmllcxItLmVtb25leS5hY2NvdW50cy52MS5MaXN0QWNjb3VudEVudHJpZXNSZXF1ZXN0Gi4uZW1vbmV5LmFjY291bnRzLnYxLkxpc3RBY2NvdW50RW50cmllc1Jlc3BvbnNlIiiC0+STAiISIC92MS97YWNjb3VudD1hY2NvdW50cy8qfS9lbnRyaWVzEo0BCgxHZXRCYWxhbmNlQXQSJy5lbW9uZXkuYWNjb3VudHMudjEuR2V0QmFsYW5jZUF0UmVxdWVzdBooLmVtb25leS5hY2NvdW50cy52MS5HZXRCYWxhbmNlQXRSZXNwb25zZSIqgtPkkwIkEiIvdjEve2FjY291bnQ9YWNjb3VudHMvKn06YmFsYW5jZUF0Eo0BCg1GcmVlemVBY2NvdW50EiguZW1vbmV5LmFjY291bnRzLnYxLkZyZWV6ZUFjY291bnRSZXF1ZXN0GikuZW1vbmV5LmFjY291bnRzLnYxLkZyZWV6ZUFjY291bnRSZXNwb25zZSIngtPkkwIhIhwvdjEve25hbWU9YWNjb3VudHMvKn06ZnJlZXplOgEqEpUBCg9VbmZyZWV6ZUFjY291bnQSKi5lbW9uZXkuYWNjb3VudHMudjEuVW5mcmVlemVBY2NvdW50UmVxdWVzdBorLmVtb25leS5hY2NvdW50cy52MS5VbmZyZWV6ZUFjY291bnRSZXNwb25zZSIpgtPkkwIjIh4vdjEve25hbWU9YWNjb3VudHMvKn06dW5mcmVlemU6ASoSiQEKDENsb3NlQWNjb3VudBInLmVtb25leS5hY2NvdW50cy52MS5DbG9zZUFjY291bnRSZXF1ZXN0GiguZW1vbmV5LmFjY291bnRzLnYxLkNsb3NlQWNjb3VudFJlc3BvbnNlIiaC0+STAiAiGy92MS97bmFtZT1hY2NvdW50cy8qfTpjbG9zZToBKmIGcHJvdG8z", [file_emoney_payments_v1_payments, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+  fileDesc("CiFlbW9uZXkvYWNjb3VudHMvdjEvYWNjb3VudHMucHJvdG8SEmVtb25leS5hY2NvdW50cy52MSISChBHZXRMaW1pdHNSZXF1ZXN0IsMECg1MaW1pdFN0YW5kaW5nEhAKCGN1cnJlbmN5GAEgASgJEiwKBmxpbWl0cxgCIAEoCzIcLmVtb25leS5hZG1pbi52MS5MZXZlbExpbWl0cxIYChBzZW50X3RvZGF5X21pbm9yGAMgASgDEhwKFHJlY2VpdmVkX3RvZGF5X21pbm9yGAQgASgDEh0KFXNlbnRfdGhpc19tb250aF9taW5vchgFIAEoAxIhChlyZWNlaXZlZF90aGlzX21vbnRoX21pbm9yGAYgASgDEicKGmRhaWx5X3NlbnRfcmVtYWluaW5nX21pbm9yGAcgASgDSACIAQESKwoeZGFpbHlfcmVjZWl2ZWRfcmVtYWluaW5nX21pbm9yGAggASgDSAGIAQESKQocbW9udGhseV9zZW50X3JlbWFpbmluZ19taW5vchgJIAEoA0gCiAEBEi0KIG1vbnRobHlfcmVjZWl2ZWRfcmVtYWluaW5nX21pbm9yGAogASgDSAOIAQESJAoXYmFsYW5jZV9yZW1haW5pbmdfbWlub3IYCyABKANIBIgBAUIdChtfZGFpbHlfc2VudF9yZW1haW5pbmdfbWlub3JCIQofX2RhaWx5X3JlY2VpdmVkX3JlbWFpbmluZ19taW5vckIfCh1fbW9udGhseV9zZW50X3JlbWFpbmluZ19taW5vckIjCiFfbW9udGhseV9yZWNlaXZlZF9yZW1haW5pbmdfbWlub3JCGgoYX2JhbGFuY2VfcmVtYWluaW5nX21pbm9yIocBChFHZXRMaW1pdHNSZXNwb25zZRINCgVsZXZlbBgBIAEoCRIaChJsZXZlbF9kaXNwbGF5X25hbWUYAiABKAkSNAoJc3RhbmRpbmdzGAMgAygLMiEuZW1vbmV5LmFjY291bnRzLnYxLkxpbWl0U3RhbmRpbmcSEQoJdGltZV96b25lGAQgASgJIrQDCgdBY2NvdW50EhIKBG5hbWUYASABKAlCBOJBAQMSGAoKYWNjb3VudF9pZBgCIAEoCUIE4kEBAxINCgVvd25lchgDIAEoCRItCgRraW5kGAQgASgOMh8uZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnRLaW5kEhAKCGN1cnJlbmN5GAUgASgJEjcKBnN0YXR1cxgGIAEoDjIhLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50U3RhdHVzQgTiQQEDEhsKDWJhbGFuY2VfbWlub3IYByABKANCBOJBAQMSGAoKaGVsZF9taW5vchgIIAEoA0IE4kEBAxIdCg9hdmFpbGFibGVfbWlub3IYCSABKANCBOJBAQMSIwoVb3ZlcmRyYWZ0X2xpbWl0X21pbm9yGAogASgDQgTiQQEDEjUKC2NyZWF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxInChRjdXJyZW5jeV9taW5vcl91bml0cxgMIAEoBUIE4kEBA0gAiAEBQhcKFV9jdXJyZW5jeV9taW5vcl91bml0cyJsChRDcmVhdGVBY2NvdW50UmVxdWVzdBIzCgRraW5kGAEgASgOMh8uZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnRLaW5kQgTiQQEBEhAKCGN1cnJlbmN5GAIgASgJEg0KBW93bmVyGAMgASgJIkUKFUNyZWF0ZUFjY291bnRSZXNwb25zZRIsCgdhY2NvdW50GAEgASgLMhsuZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnQiJwoRR2V0QWNjb3VudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJCChJHZXRBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50Iq0BChNMaXN0QWNjb3VudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg0KBW93bmVyGAMgASgJEi0KBGtpbmQYBCABKA4yHy5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudEtpbmQSMQoGc3RhdHVzGAUgASgOMiEuZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnRTdGF0dXMiXgoUTGlzdEFjY291bnRzUmVzcG9uc2USLQoIYWNjb3VudHMYASADKAsyGy5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkivQEKBUVudHJ5EhAKCGVudHJ5X2lkGAEgASgDEg8KB3BheW1lbnQYAiABKAkSFAoMYW1vdW50X21pbm9yGAMgASgDEhsKE2JhbGFuY2VfYWZ0ZXJfbWlub3IYBCABKAMSLQoEa2luZBgFIAEoDjIfLmVtb25leS5wYXltZW50cy52MS5QYXltZW50S2luZBIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAitwEKGUxpc3RBY2NvdW50RW50cmllc1JlcXVlc3QSFQoHYWNjb3VudBgBIAEoCUIE4kEBAhIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYQoaTGlzdEFjY291bnRFbnRyaWVzUmVzcG9uc2USKgoHZW50cmllcxgBIAMoCzIZLmVtb25leS5hY2NvdW50cy52MS5FbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiXAoTR2V0QmFsYW5jZUF0UmVxdWVzdBIVCgdhY2NvdW50GAEgASgJQgTiQQECEi4KBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECIj8KFEdldEJhbGFuY2VBdFJlc3BvbnNlEhUKDWJhbGFuY2VfbWlub3IYASABKAMSEAoIY3VycmVuY3kYAiABKAkiKgoURnJlZXplQWNjb3VudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJFChVGcmVlemVBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50IiwKFlVuZnJlZXplQWNjb3VudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJHChdVbmZyZWV6ZUFjY291bnRSZXNwb25zZRIsCgdhY2NvdW50GAEgASgLMhsuZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnQiKQoTQ2xvc2VBY2NvdW50UmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECIkQKFENsb3NlQWNjb3VudFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudCqAAQoLQWNjb3VudEtpbmQSHAoYQUNDT1VOVF9LSU5EX1VOU1BFQ0lGSUVEEAASGQoVQUNDT1VOVF9LSU5EX0NVU1RPTUVSEAESGQoVQUNDT1VOVF9LSU5EX01FUkNIQU5UEAISHQoZQUNDT1VOVF9LSU5EX1NZU1RFTV9GTE9BVBADKoABCg1BY2NvdW50U3RhdHVzEh4KGkFDQ09VTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVQUNDT1VOVF9TVEFUVVNfQUNUSVZFEAESGQoVQUNDT1VOVF9TVEFUVVNfRlJPWkVOEAISGQoVQUNDT1VOVF9TVEFUVVNfQ0xPU0VEEAMy1wkKD0FjY291bnRzU2VydmljZRJ9Cg1DcmVhdGVBY2NvdW50EiguZW1vbmV5LmFjY291bnRzLnYxLkNyZWF0ZUFjY291bnRSZXF1ZXN0GikuZW1vbmV5LmFjY291bnRzLnYxLkNyZWF0ZUFjY291bnRSZXNwb25zZSIXgtPkkwIRIgwvdjEvYWNjb3VudHM6ASoSegoKR2V0QWNjb3VudBIlLmVtb25leS5hY2NvdW50cy52MS5HZXRBY2NvdW50UmVxdWVzdBomLmVtb25leS5hY2NvdW50cy52MS5HZXRBY2NvdW50UmVzcG9uc2UiHYLT5JMCFxIVL3YxL3tuYW1lPWFjY291bnRzLyp9EncKDExpc3RBY2NvdW50cxInLmVtb25leS5hY2NvdW50cy52MS5MaXN0QWNjb3VudHNSZXF1ZXN0GiguZW1vbmV5LmFjY291bnRzLnYxLkxpc3RBY2NvdW50c1Jlc3BvbnNlIhSC0+STAg4SDC92MS9hY2NvdW50cxKdAQoSTGlzdEFjY291bnRFbnRyaWVzEi0uZW1vbmV5LmFjY291bnRzLnYxLkxpc3RBY2NvdW50RW50cmllc1JlcXVlc3QaLi5lbW9uZXkuYWNjb3VudHMudjEuTGlzdEFjY291bnRFbnRyaWVzUmVzcG9uc2UiKILT5JMCIhIgL3YxL3thY2NvdW50PWFjY291bnRzLyp9L2VudHJpZXMSjQEKDEdldEJhbGFuY2VBdBInLmVtb25leS5hY2NvdW50cy52MS5HZXRCYWxhbmNlQXRSZXF1ZXN0GiguZW1vbmV5LmFjY291bnRzLnYxLkdldEJhbGFuY2VBdFJlc3BvbnNlIiqC0+STAiQSIi92MS97YWNjb3VudD1hY2NvdW50cy8qfTpiYWxhbmNlQXQSjQEKDUZyZWV6ZUFjY291bnQSKC5lbW9uZXkuYWNjb3VudHMudjEuRnJlZXplQWNjb3VudFJlcXVlc3QaKS5lbW9uZXkuYWNjb3VudHMudjEuRnJlZXplQWNjb3VudFJlc3BvbnNlIieC0+STAiEiHC92MS97bmFtZT1hY2NvdW50cy8qfTpmcmVlemU6ASoSlQEKD1VuZnJlZXplQWNjb3VudBIqLmVtb25leS5hY2NvdW50cy52MS5VbmZyZWV6ZUFjY291bnRSZXF1ZXN0GisuZW1vbmV5LmFjY291bnRzLnYxLlVuZnJlZXplQWNjb3VudFJlc3BvbnNlIimC0+STAiMiHi92MS97bmFtZT1hY2NvdW50cy8qfTp1bmZyZWV6ZToBKhKJAQoMQ2xvc2VBY2NvdW50EicuZW1vbmV5LmFjY291bnRzLnYxLkNsb3NlQWNjb3VudFJlcXVlc3QaKC5lbW9uZXkuYWNjb3VudHMudjEuQ2xvc2VBY2NvdW50UmVzcG9uc2UiJoLT5JMCICIbL3YxL3tuYW1lPWFjY291bnRzLyp9OmNsb3NlOgEqEmwKCUdldExpbWl0cxIkLmVtb25leS5hY2NvdW50cy52MS5HZXRMaW1pdHNSZXF1ZXN0GiUuZW1vbmV5LmFjY291bnRzLnYxLkdldExpbWl0c1Jlc3BvbnNlIhKC0+STAgwSCi92MS9saW1pdHNiBnByb3RvMw", [file_emoney_admin_v1_admin, file_emoney_payments_v1_payments, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+
+/**
+ * GetLimitsRequest has no fields: the caller's own limits.
+ *
+ * @generated from message emoney.accounts.v1.GetLimitsRequest
+ */
+export type GetLimitsRequest = Message<"emoney.accounts.v1.GetLimitsRequest"> & {
+};
+
+/**
+ * Describes the message emoney.accounts.v1.GetLimitsRequest.
+ * Use `create(GetLimitsRequestSchema)` to create a new message.
+ */
+export const GetLimitsRequestSchema: GenMessage<GetLimitsRequest> = /*@__PURE__*/
+  messageDesc(file_emoney_accounts_v1_accounts, 0);
+
+/**
+ * LimitStanding is one currency's limits with what is used and left. An unset
+ * `*_remaining_minor` means that limit does not exist.
+ *
+ * @generated from message emoney.accounts.v1.LimitStanding
+ */
+export type LimitStanding = Message<"emoney.accounts.v1.LimitStanding"> & {
+  /**
+   * ISO-4217 code.
+   *
+   * @generated from field: string currency = 1;
+   */
+  currency: string;
+
+  /**
+   * The level's limits in this currency.
+   *
+   * @generated from field: emoney.admin.v1.LevelLimits limits = 2;
+   */
+  limits?: LevelLimits | undefined;
+
+  /**
+   * Sent today (minor units).
+   *
+   * @generated from field: int64 sent_today_minor = 3;
+   */
+  sentTodayMinor: bigint;
+
+  /**
+   * Received today.
+   *
+   * @generated from field: int64 received_today_minor = 4;
+   */
+  receivedTodayMinor: bigint;
+
+  /**
+   * Sent this calendar month.
+   *
+   * @generated from field: int64 sent_this_month_minor = 5;
+   */
+  sentThisMonthMinor: bigint;
+
+  /**
+   * Received this calendar month.
+   *
+   * @generated from field: int64 received_this_month_minor = 6;
+   */
+  receivedThisMonthMinor: bigint;
+
+  /**
+   * Left to send today (never negative).
+   *
+   * @generated from field: optional int64 daily_sent_remaining_minor = 7;
+   */
+  dailySentRemainingMinor?: bigint | undefined;
+
+  /**
+   * Left to receive today.
+   *
+   * @generated from field: optional int64 daily_received_remaining_minor = 8;
+   */
+  dailyReceivedRemainingMinor?: bigint | undefined;
+
+  /**
+   * Left to send this month.
+   *
+   * @generated from field: optional int64 monthly_sent_remaining_minor = 9;
+   */
+  monthlySentRemainingMinor?: bigint | undefined;
+
+  /**
+   * Left to receive this month.
+   *
+   * @generated from field: optional int64 monthly_received_remaining_minor = 10;
+   */
+  monthlyReceivedRemainingMinor?: bigint | undefined;
+
+  /**
+   * Left below the balance limit (over all the customer's accounts in the currency).
+   *
+   * @generated from field: optional int64 balance_remaining_minor = 11;
+   */
+  balanceRemainingMinor?: bigint | undefined;
+};
+
+/**
+ * Describes the message emoney.accounts.v1.LimitStanding.
+ * Use `create(LimitStandingSchema)` to create a new message.
+ */
+export const LimitStandingSchema: GenMessage<LimitStanding> = /*@__PURE__*/
+  messageDesc(file_emoney_accounts_v1_accounts, 1);
+
+/**
+ * GetLimitsResponse carries the caller's level and standing per currency.
+ *
+ * @generated from message emoney.accounts.v1.GetLimitsResponse
+ */
+export type GetLimitsResponse = Message<"emoney.accounts.v1.GetLimitsResponse"> & {
+  /**
+   * The level's code; empty when the tenant has no levels (no limits).
+   *
+   * @generated from field: string level = 1;
+   */
+  level: string;
+
+  /**
+   * The level's name.
+   *
+   * @generated from field: string level_display_name = 2;
+   */
+  levelDisplayName: string;
+
+  /**
+   * One entry per currency the level limits.
+   *
+   * @generated from field: repeated emoney.accounts.v1.LimitStanding standings = 3;
+   */
+  standings: LimitStanding[];
+
+  /**
+   * The tenant's IANA time zone.
+   *
+   * @generated from field: string time_zone = 4;
+   */
+  timeZone: string;
+};
+
+/**
+ * Describes the message emoney.accounts.v1.GetLimitsResponse.
+ * Use `create(GetLimitsResponseSchema)` to create a new message.
+ */
+export const GetLimitsResponseSchema: GenMessage<GetLimitsResponse> = /*@__PURE__*/
+  messageDesc(file_emoney_accounts_v1_accounts, 2);
 
 /**
  * Account is one e-money account in one currency.
@@ -116,7 +267,7 @@ export type Account = Message<"emoney.accounts.v1.Account"> & {
  * Use `create(AccountSchema)` to create a new message.
  */
 export const AccountSchema: GenMessage<Account> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 0);
+  messageDesc(file_emoney_accounts_v1_accounts, 3);
 
 /**
  * CreateAccountRequest describes the account to open.
@@ -152,7 +303,7 @@ export type CreateAccountRequest = Message<"emoney.accounts.v1.CreateAccountRequ
  * Use `create(CreateAccountRequestSchema)` to create a new message.
  */
 export const CreateAccountRequestSchema: GenMessage<CreateAccountRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 1);
+  messageDesc(file_emoney_accounts_v1_accounts, 4);
 
 /**
  * CreateAccountResponse carries the new account.
@@ -173,7 +324,7 @@ export type CreateAccountResponse = Message<"emoney.accounts.v1.CreateAccountRes
  * Use `create(CreateAccountResponseSchema)` to create a new message.
  */
 export const CreateAccountResponseSchema: GenMessage<CreateAccountResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 2);
+  messageDesc(file_emoney_accounts_v1_accounts, 5);
 
 /**
  * GetAccountRequest names an account.
@@ -194,7 +345,7 @@ export type GetAccountRequest = Message<"emoney.accounts.v1.GetAccountRequest"> 
  * Use `create(GetAccountRequestSchema)` to create a new message.
  */
 export const GetAccountRequestSchema: GenMessage<GetAccountRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 3);
+  messageDesc(file_emoney_accounts_v1_accounts, 6);
 
 /**
  * GetAccountResponse carries the account.
@@ -215,7 +366,7 @@ export type GetAccountResponse = Message<"emoney.accounts.v1.GetAccountResponse"
  * Use `create(GetAccountResponseSchema)` to create a new message.
  */
 export const GetAccountResponseSchema: GenMessage<GetAccountResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 4);
+  messageDesc(file_emoney_accounts_v1_accounts, 7);
 
 /**
  * ListAccountsRequest pages through accounts.
@@ -264,7 +415,7 @@ export type ListAccountsRequest = Message<"emoney.accounts.v1.ListAccountsReques
  * Use `create(ListAccountsRequestSchema)` to create a new message.
  */
 export const ListAccountsRequestSchema: GenMessage<ListAccountsRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 5);
+  messageDesc(file_emoney_accounts_v1_accounts, 8);
 
 /**
  * ListAccountsResponse is one page of accounts.
@@ -292,7 +443,7 @@ export type ListAccountsResponse = Message<"emoney.accounts.v1.ListAccountsRespo
  * Use `create(ListAccountsResponseSchema)` to create a new message.
  */
 export const ListAccountsResponseSchema: GenMessage<ListAccountsResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 6);
+  messageDesc(file_emoney_accounts_v1_accounts, 9);
 
 /**
  * Entry is one line of a statement.
@@ -348,7 +499,7 @@ export type Entry = Message<"emoney.accounts.v1.Entry"> & {
  * Use `create(EntrySchema)` to create a new message.
  */
 export const EntrySchema: GenMessage<Entry> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 7);
+  messageDesc(file_emoney_accounts_v1_accounts, 10);
 
 /**
  * ListAccountEntriesRequest pages through a statement.
@@ -397,7 +548,7 @@ export type ListAccountEntriesRequest = Message<"emoney.accounts.v1.ListAccountE
  * Use `create(ListAccountEntriesRequestSchema)` to create a new message.
  */
 export const ListAccountEntriesRequestSchema: GenMessage<ListAccountEntriesRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 8);
+  messageDesc(file_emoney_accounts_v1_accounts, 11);
 
 /**
  * ListAccountEntriesResponse is one page of a statement.
@@ -425,7 +576,7 @@ export type ListAccountEntriesResponse = Message<"emoney.accounts.v1.ListAccount
  * Use `create(ListAccountEntriesResponseSchema)` to create a new message.
  */
 export const ListAccountEntriesResponseSchema: GenMessage<ListAccountEntriesResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 9);
+  messageDesc(file_emoney_accounts_v1_accounts, 12);
 
 /**
  * GetBalanceAtRequest asks for a past balance.
@@ -453,7 +604,7 @@ export type GetBalanceAtRequest = Message<"emoney.accounts.v1.GetBalanceAtReques
  * Use `create(GetBalanceAtRequestSchema)` to create a new message.
  */
 export const GetBalanceAtRequestSchema: GenMessage<GetBalanceAtRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 10);
+  messageDesc(file_emoney_accounts_v1_accounts, 13);
 
 /**
  * GetBalanceAtResponse carries the past balance.
@@ -481,7 +632,7 @@ export type GetBalanceAtResponse = Message<"emoney.accounts.v1.GetBalanceAtRespo
  * Use `create(GetBalanceAtResponseSchema)` to create a new message.
  */
 export const GetBalanceAtResponseSchema: GenMessage<GetBalanceAtResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 11);
+  messageDesc(file_emoney_accounts_v1_accounts, 14);
 
 /**
  * FreezeAccountRequest names the account to freeze.
@@ -502,7 +653,7 @@ export type FreezeAccountRequest = Message<"emoney.accounts.v1.FreezeAccountRequ
  * Use `create(FreezeAccountRequestSchema)` to create a new message.
  */
 export const FreezeAccountRequestSchema: GenMessage<FreezeAccountRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 12);
+  messageDesc(file_emoney_accounts_v1_accounts, 15);
 
 /**
  * FreezeAccountResponse carries the frozen account.
@@ -523,7 +674,7 @@ export type FreezeAccountResponse = Message<"emoney.accounts.v1.FreezeAccountRes
  * Use `create(FreezeAccountResponseSchema)` to create a new message.
  */
 export const FreezeAccountResponseSchema: GenMessage<FreezeAccountResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 13);
+  messageDesc(file_emoney_accounts_v1_accounts, 16);
 
 /**
  * UnfreezeAccountRequest names the account to unfreeze.
@@ -544,7 +695,7 @@ export type UnfreezeAccountRequest = Message<"emoney.accounts.v1.UnfreezeAccount
  * Use `create(UnfreezeAccountRequestSchema)` to create a new message.
  */
 export const UnfreezeAccountRequestSchema: GenMessage<UnfreezeAccountRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 14);
+  messageDesc(file_emoney_accounts_v1_accounts, 17);
 
 /**
  * UnfreezeAccountResponse carries the unfrozen account.
@@ -565,7 +716,7 @@ export type UnfreezeAccountResponse = Message<"emoney.accounts.v1.UnfreezeAccoun
  * Use `create(UnfreezeAccountResponseSchema)` to create a new message.
  */
 export const UnfreezeAccountResponseSchema: GenMessage<UnfreezeAccountResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 15);
+  messageDesc(file_emoney_accounts_v1_accounts, 18);
 
 /**
  * CloseAccountRequest names the account to close.
@@ -586,7 +737,7 @@ export type CloseAccountRequest = Message<"emoney.accounts.v1.CloseAccountReques
  * Use `create(CloseAccountRequestSchema)` to create a new message.
  */
 export const CloseAccountRequestSchema: GenMessage<CloseAccountRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 16);
+  messageDesc(file_emoney_accounts_v1_accounts, 19);
 
 /**
  * CloseAccountResponse carries the closed account.
@@ -607,7 +758,7 @@ export type CloseAccountResponse = Message<"emoney.accounts.v1.CloseAccountRespo
  * Use `create(CloseAccountResponseSchema)` to create a new message.
  */
 export const CloseAccountResponseSchema: GenMessage<CloseAccountResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 17);
+  messageDesc(file_emoney_accounts_v1_accounts, 20);
 
 /**
  * AccountKind says whose money an account holds, and so which payments may
@@ -787,6 +938,18 @@ export const AccountsService: GenService<{
     methodKind: "unary";
     input: typeof CloseAccountRequestSchema;
     output: typeof CloseAccountResponseSchema;
+  },
+  /**
+   * GetLimits tells the caller (a customer) their identity level, its limits
+   * per currency, and what they have used and have left today and this month
+   * (days in the tenant's time zone).
+   *
+   * @generated from rpc emoney.accounts.v1.AccountsService.GetLimits
+   */
+  getLimits: {
+    methodKind: "unary";
+    input: typeof GetLimitsRequestSchema;
+    output: typeof GetLimitsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_emoney_accounts_v1_accounts, 0);

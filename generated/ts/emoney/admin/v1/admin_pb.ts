@@ -16,7 +16,352 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file emoney/admin/v1/admin.proto.
  */
 export const file_emoney_admin_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("ChtlbW9uZXkvYWRtaW4vdjEvYWRtaW4ucHJvdG8SD2Vtb25leS5hZG1pbi52MSIZChdWZXJpZnlBdWRpdENoYWluUmVxdWVzdCJwCgpCcm9rZW5MaW5rEg4KBnN0cmlwZRgBIAEoBRIQCghzZXF1ZW5jZRgCIAEoAxIPCgdwcm9ibGVtGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKKAQoYVmVyaWZ5QXVkaXRDaGFpblJlc3BvbnNlEgoKAm9rGAEgASgIEhcKD3N0cmlwZXNfY2hlY2tlZBgCIAEoBRIWCg5ldmVudHNfY2hlY2tlZBgDIAEoAxIxCgxicm9rZW5fbGlua3MYBCADKAsyGy5lbW9uZXkuYWRtaW4udjEuQnJva2VuTGluayLAAQoWTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRINCgVhY3RvchgDIAEoCRISCgpyZXF1ZXN0X2lkGAQgASgJEi4KCnN0YXJ0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK6AQoKQXVkaXRFdmVudBIOCgZzdHJpcGUYASABKAUSEAoIc2VxdWVuY2UYAiABKAMSLwoLY3JlYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAQgASgJEg4KBm1ldGhvZBgFIAEoCRISCgpyZXF1ZXN0X2lkGAYgASgJEhQKDHN1bW1hcnlfanNvbhgHIAEoCRIQCghoYXNoX2hleBgIIAEoCSJlChdMaXN0QXVkaXRFdmVudHNSZXNwb25zZRIxCgxhdWRpdF9ldmVudHMYASADKAsyGy5lbW9uZXkuYWRtaW4udjEuQXVkaXRFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGAoWUmVjb25jaWxlTGVkZ2VyUmVxdWVzdCJbCgtEaXNjcmVwYW5jeRINCgVjaGVjaxgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEhYKDmV4cGVjdGVkX21pbm9yGAMgASgDEhQKDGFjdHVhbF9taW5vchgEIAEoAyLrAQoXUmVjb25jaWxlTGVkZ2VyUmVzcG9uc2USCgoCb2sYASABKAgSLgoKY2hlY2tfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQYWNjb3VudHNfY2hlY2tlZBgDIAEoAxIZChF0cmFuc2ZlcnNfY2hlY2tlZBgEIAEoAxIXCg9lbnRyaWVzX2NoZWNrZWQYBSABKAMSMwoNZGlzY3JlcGFuY2llcxgGIAMoCzIcLmVtb25leS5hZG1pbi52MS5EaXNjcmVwYW5jeRIRCgl0cnVuY2F0ZWQYByABKAgiowEKDVRlbmFudFN1bW1hcnkSJgoGdGVuYW50GAEgASgLMhYuZW1vbmV5LmF1dGgudjEuVGVuYW50EjMKBnN0YXR1cxgCIAEoDjIdLmVtb25leS5hZG1pbi52MS5UZW5hbnRTdGF0dXNCBOJBAQMSNQoLY3JlYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDIqIBChNDcmVhdGVUZW5hbnRSZXF1ZXN0EhIKBHNsdWcYASABKAlCBOJBAQISGgoMZGlzcGxheV9uYW1lGAIgASgJQgTiQQECEh4KEGRlZmF1bHRfY3VycmVuY3kYAyABKAlCBOJBAQISGQoLYWRtaW5fZW1haWwYBCABKAlCBOJBAQISIAoSYWRtaW5fZGlzcGxheV9uYW1lGAUgASgJQgTiQQECIosBChRDcmVhdGVUZW5hbnRSZXNwb25zZRIuCgZ0ZW5hbnQYASABKAsyHi5lbW9uZXkuYWRtaW4udjEuVGVuYW50U3VtbWFyeRIjCgVhZG1pbhgCIAEoCzIULmVtb25leS5hdXRoLnYxLlVzZXISHgoWYWRtaW5faW5pdGlhbF9wYXNzd29yZBgDIAEoCSI7ChJMaXN0VGVuYW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiXwoTTGlzdFRlbmFudHNSZXNwb25zZRIvCgd0ZW5hbnRzGAEgAygLMh4uZW1vbmV5LmFkbWluLnYxLlRlbmFudFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIioKFFN1c3BlbmRUZW5hbnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiRwoVU3VzcGVuZFRlbmFudFJlc3BvbnNlEi4KBnRlbmFudBgBIAEoCzIeLmVtb25leS5hZG1pbi52MS5UZW5hbnRTdW1tYXJ5Ii0KF1JlYWN0aXZhdGVUZW5hbnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiSgoYUmVhY3RpdmF0ZVRlbmFudFJlc3BvbnNlEi4KBnRlbmFudBgBIAEoCzIeLmVtb25leS5hZG1pbi52MS5UZW5hbnRTdW1tYXJ5Im8KEUNyZWF0ZVVzZXJSZXF1ZXN0EhMKBWVtYWlsGAEgASgJQgTiQQECEhoKDGRpc3BsYXlfbmFtZRgCIAEoCUIE4kEBAhIpCgVyb2xlcxgDIAMoDjIULmVtb25leS5hdXRoLnYxLlJvbGVCBOJBAQIiUgoSQ3JlYXRlVXNlclJlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5lbW9uZXkuYXV0aC52MS5Vc2VyEhgKEGluaXRpYWxfcGFzc3dvcmQYAiABKAkibAoQTGlzdFVzZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIiCgRyb2xlGAMgASgOMhQuZW1vbmV5LmF1dGgudjEuUm9sZRINCgVxdWVyeRgEIAEoCSJRChFMaXN0VXNlcnNSZXNwb25zZRIjCgV1c2VycxgBIAMoCzIULmVtb25leS5hdXRoLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIk0KF1JlZ2lzdGVyVGVybWluYWxSZXF1ZXN0EhYKCG1lcmNoYW50GAEgASgJQgTiQQECEhoKDGRpc3BsYXlfbmFtZRgCIAEoCUIE4kEBAiJdChhSZWdpc3RlclRlcm1pbmFsUmVzcG9uc2USKgoIdGVybWluYWwYASABKAsyGC5lbW9uZXkuYXV0aC52MS5UZXJtaW5hbBIVCg1jbGllbnRfc2VjcmV0GAIgASgJIiwKFkRpc2FibGVUZXJtaW5hbFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJFChdEaXNhYmxlVGVybWluYWxSZXNwb25zZRIqCgh0ZXJtaW5hbBgBIAEoCzIYLmVtb25leS5hdXRoLnYxLlRlcm1pbmFsIj0KFExpc3RUZXJtaW5hbHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIl0KFUxpc3RUZXJtaW5hbHNSZXNwb25zZRIrCgl0ZXJtaW5hbHMYASADKAsyGC5lbW9uZXkuYXV0aC52MS5UZXJtaW5hbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqZAoMVGVuYW50U3RhdHVzEh0KGVRFTkFOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRURU5BTlRfU1RBVFVTX0FDVElWRRABEhsKF1RFTkFOVF9TVEFUVVNfU1VTUEVOREVEEAIyhAwKDEFkbWluU2VydmljZRJzCgxDcmVhdGVUZW5hbnQSJC5lbW9uZXkuYWRtaW4udjEuQ3JlYXRlVGVuYW50UmVxdWVzdBolLmVtb25leS5hZG1pbi52MS5DcmVhdGVUZW5hbnRSZXNwb25zZSIWgtPkkwIQIgsvdjEvdGVuYW50czoBKhJtCgtMaXN0VGVuYW50cxIjLmVtb25leS5hZG1pbi52MS5MaXN0VGVuYW50c1JlcXVlc3QaJC5lbW9uZXkuYWRtaW4udjEuTGlzdFRlbmFudHNSZXNwb25zZSITgtPkkwINEgsvdjEvdGVuYW50cxKHAQoNU3VzcGVuZFRlbmFudBIlLmVtb25leS5hZG1pbi52MS5TdXNwZW5kVGVuYW50UmVxdWVzdBomLmVtb25leS5hZG1pbi52MS5TdXNwZW5kVGVuYW50UmVzcG9uc2UiJ4LT5JMCISIcL3YxL3tuYW1lPXRlbmFudHMvKn06c3VzcGVuZDoBKhKTAQoQUmVhY3RpdmF0ZVRlbmFudBIoLmVtb25leS5hZG1pbi52MS5SZWFjdGl2YXRlVGVuYW50UmVxdWVzdBopLmVtb25leS5hZG1pbi52MS5SZWFjdGl2YXRlVGVuYW50UmVzcG9uc2UiKoLT5JMCJCIfL3YxL3tuYW1lPXRlbmFudHMvKn06cmVhY3RpdmF0ZToBKhJrCgpDcmVhdGVVc2VyEiIuZW1vbmV5LmFkbWluLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiMuZW1vbmV5LmFkbWluLnYxLkNyZWF0ZVVzZXJSZXNwb25zZSIUgtPkkwIOIgkvdjEvdXNlcnM6ASoSZQoJTGlzdFVzZXJzEiEuZW1vbmV5LmFkbWluLnYxLkxpc3RVc2Vyc1JlcXVlc3QaIi5lbW9uZXkuYWRtaW4udjEuTGlzdFVzZXJzUmVzcG9uc2UiEYLT5JMCCxIJL3YxL3VzZXJzEoEBChBSZWdpc3RlclRlcm1pbmFsEiguZW1vbmV5LmFkbWluLnYxLlJlZ2lzdGVyVGVybWluYWxSZXF1ZXN0GikuZW1vbmV5LmFkbWluLnYxLlJlZ2lzdGVyVGVybWluYWxSZXNwb25zZSIYgtPkkwISIg0vdjEvdGVybWluYWxzOgEqEo8BCg9EaXNhYmxlVGVybWluYWwSJy5lbW9uZXkuYWRtaW4udjEuRGlzYWJsZVRlcm1pbmFsUmVxdWVzdBooLmVtb25leS5hZG1pbi52MS5EaXNhYmxlVGVybWluYWxSZXNwb25zZSIpgtPkkwIjIh4vdjEve25hbWU9dGVybWluYWxzLyp9OmRpc2FibGU6ASoSdQoNTGlzdFRlcm1pbmFscxIlLmVtb25leS5hZG1pbi52MS5MaXN0VGVybWluYWxzUmVxdWVzdBomLmVtb25leS5hZG1pbi52MS5MaXN0VGVybWluYWxzUmVzcG9uc2UiFYLT5JMCDxINL3YxL3Rlcm1pbmFscxKHAQoQVmVyaWZ5QXVkaXRDaGFpbhIoLmVtb25leS5hZG1pbi52MS5WZXJpZnlBdWRpdENoYWluUmVxdWVzdBopLmVtb25leS5hZG1pbi52MS5WZXJpZnlBdWRpdENoYWluUmVzcG9uc2UiHoLT5JMCGCITL3YxL2F1ZGl0TG9nOnZlcmlmeToBKhJ9Cg9MaXN0QXVkaXRFdmVudHMSJy5lbW9uZXkuYWRtaW4udjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBooLmVtb25leS5hZG1pbi52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZSIXgtPkkwIREg8vdjEvYXVkaXRFdmVudHMShQEKD1JlY29uY2lsZUxlZGdlchInLmVtb25leS5hZG1pbi52MS5SZWNvbmNpbGVMZWRnZXJSZXF1ZXN0GiguZW1vbmV5LmFkbWluLnYxLlJlY29uY2lsZUxlZGdlclJlc3BvbnNlIh+C0+STAhkiFC92MS9sZWRnZXI6cmVjb25jaWxlOgEqYgZwcm90bzM", [file_emoney_auth_v1_auth, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+  fileDesc("ChtlbW9uZXkvYWRtaW4vdjEvYWRtaW4ucHJvdG8SD2Vtb25leS5hZG1pbi52MSL5AgoLTGV2ZWxMaW1pdHMSFgoIY3VycmVuY3kYASABKAlCBOJBAQISHgoRbWF4X2JhbGFuY2VfbWlub3IYAiABKANIAIgBARIeChFtYXhfcGF5bWVudF9taW5vchgDIAEoA0gBiAEBEh0KEGRhaWx5X3NlbnRfbWlub3IYBCABKANIAogBARIhChRkYWlseV9yZWNlaXZlZF9taW5vchgFIAEoA0gDiAEBEh8KEm1vbnRobHlfc2VudF9taW5vchgGIAEoA0gEiAEBEiMKFm1vbnRobHlfcmVjZWl2ZWRfbWlub3IYByABKANIBYgBAUIUChJfbWF4X2JhbGFuY2VfbWlub3JCFAoSX21heF9wYXltZW50X21pbm9yQhMKEV9kYWlseV9zZW50X21pbm9yQhcKFV9kYWlseV9yZWNlaXZlZF9taW5vckIVChNfbW9udGhseV9zZW50X21pbm9yQhkKF19tb250aGx5X3JlY2VpdmVkX21pbm9yInsKDUlkZW50aXR5TGV2ZWwSEgoEY29kZRgBIAEoCUIE4kEBAhIaCgxkaXNwbGF5X25hbWUYAiABKAlCBOJBAQISDAoEcmFuaxgDIAEoBRIsCgZsaW1pdHMYBCADKAsyHC5lbW9uZXkuYWRtaW4udjEuTGV2ZWxMaW1pdHMiGwoZTGlzdElkZW50aXR5TGV2ZWxzUmVxdWVzdCJoChpMaXN0SWRlbnRpdHlMZXZlbHNSZXNwb25zZRI3Cg9pZGVudGl0eV9sZXZlbHMYASADKAsyHi5lbW9uZXkuYWRtaW4udjEuSWRlbnRpdHlMZXZlbBIRCgl0aW1lX3pvbmUYAiABKAkiVwoXU2V0SWRlbnRpdHlMZXZlbFJlcXVlc3QSPAoOaWRlbnRpdHlfbGV2ZWwYASABKAsyHi5lbW9uZXkuYWRtaW4udjEuSWRlbnRpdHlMZXZlbEIE4kEBAiJSChhTZXRJZGVudGl0eUxldmVsUmVzcG9uc2USNgoOaWRlbnRpdHlfbGV2ZWwYASABKAsyHi5lbW9uZXkuYWRtaW4udjEuSWRlbnRpdHlMZXZlbCJUChNTZXRVc2VyTGV2ZWxSZXF1ZXN0EhIKBHVzZXIYASABKAlCBOJBAQISEwoFbGV2ZWwYAiABKAlCBOJBAQISFAoGcmVhc29uGAMgASgJQgTiQQECIj0KFFNldFVzZXJMZXZlbFJlc3BvbnNlEhYKDnByZXZpb3VzX2xldmVsGAEgASgJEg0KBWxldmVsGAIgASgJInUKF1NldFRlcm1pbmFsTGltaXRSZXF1ZXN0EhYKCHRlcm1pbmFsGAEgASgJQgTiQQECEiUKGGRhaWx5X2NoYXJnZV9saW1pdF9taW5vchgCIAEoA0gAiAEBQhsKGV9kYWlseV9jaGFyZ2VfbGltaXRfbWlub3IiRgoYU2V0VGVybWluYWxMaW1pdFJlc3BvbnNlEioKCHRlcm1pbmFsGAEgASgLMhguZW1vbmV5LmF1dGgudjEuVGVybWluYWwiMwoYU2V0VGVuYW50VGltZVpvbmVSZXF1ZXN0EhcKCXRpbWVfem9uZRgBIAEoCUIE4kEBAiIuChlTZXRUZW5hbnRUaW1lWm9uZVJlc3BvbnNlEhEKCXRpbWVfem9uZRgBIAEoCSIZChdWZXJpZnlBdWRpdENoYWluUmVxdWVzdCJwCgpCcm9rZW5MaW5rEg4KBnN0cmlwZRgBIAEoBRIQCghzZXF1ZW5jZRgCIAEoAxIPCgdwcm9ibGVtGAMgASgJEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKKAQoYVmVyaWZ5QXVkaXRDaGFpblJlc3BvbnNlEgoKAm9rGAEgASgIEhcKD3N0cmlwZXNfY2hlY2tlZBgCIAEoBRIWCg5ldmVudHNfY2hlY2tlZBgDIAEoAxIxCgxicm9rZW5fbGlua3MYBCADKAsyGy5lbW9uZXkuYWRtaW4udjEuQnJva2VuTGluayLAAQoWTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRINCgVhY3RvchgDIAEoCRISCgpyZXF1ZXN0X2lkGAQgASgJEi4KCnN0YXJ0X3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK6AQoKQXVkaXRFdmVudBIOCgZzdHJpcGUYASABKAUSEAoIc2VxdWVuY2UYAiABKAMSLwoLY3JlYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAQgASgJEg4KBm1ldGhvZBgFIAEoCRISCgpyZXF1ZXN0X2lkGAYgASgJEhQKDHN1bW1hcnlfanNvbhgHIAEoCRIQCghoYXNoX2hleBgIIAEoCSJlChdMaXN0QXVkaXRFdmVudHNSZXNwb25zZRIxCgxhdWRpdF9ldmVudHMYASADKAsyGy5lbW9uZXkuYWRtaW4udjEuQXVkaXRFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGAoWUmVjb25jaWxlTGVkZ2VyUmVxdWVzdCJbCgtEaXNjcmVwYW5jeRINCgVjaGVjaxgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEhYKDmV4cGVjdGVkX21pbm9yGAMgASgDEhQKDGFjdHVhbF9taW5vchgEIAEoAyLrAQoXUmVjb25jaWxlTGVkZ2VyUmVzcG9uc2USCgoCb2sYASABKAgSLgoKY2hlY2tfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQYWNjb3VudHNfY2hlY2tlZBgDIAEoAxIZChF0cmFuc2ZlcnNfY2hlY2tlZBgEIAEoAxIXCg9lbnRyaWVzX2NoZWNrZWQYBSABKAMSMwoNZGlzY3JlcGFuY2llcxgGIAMoCzIcLmVtb25leS5hZG1pbi52MS5EaXNjcmVwYW5jeRIRCgl0cnVuY2F0ZWQYByABKAgiowEKDVRlbmFudFN1bW1hcnkSJgoGdGVuYW50GAEgASgLMhYuZW1vbmV5LmF1dGgudjEuVGVuYW50EjMKBnN0YXR1cxgCIAEoDjIdLmVtb25leS5hZG1pbi52MS5UZW5hbnRTdGF0dXNCBOJBAQMSNQoLY3JlYXRlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDIqIBChNDcmVhdGVUZW5hbnRSZXF1ZXN0EhIKBHNsdWcYASABKAlCBOJBAQISGgoMZGlzcGxheV9uYW1lGAIgASgJQgTiQQECEh4KEGRlZmF1bHRfY3VycmVuY3kYAyABKAlCBOJBAQISGQoLYWRtaW5fZW1haWwYBCABKAlCBOJBAQISIAoSYWRtaW5fZGlzcGxheV9uYW1lGAUgASgJQgTiQQECIosBChRDcmVhdGVUZW5hbnRSZXNwb25zZRIuCgZ0ZW5hbnQYASABKAsyHi5lbW9uZXkuYWRtaW4udjEuVGVuYW50U3VtbWFyeRIjCgVhZG1pbhgCIAEoCzIULmVtb25leS5hdXRoLnYxLlVzZXISHgoWYWRtaW5faW5pdGlhbF9wYXNzd29yZBgDIAEoCSI7ChJMaXN0VGVuYW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiXwoTTGlzdFRlbmFudHNSZXNwb25zZRIvCgd0ZW5hbnRzGAEgAygLMh4uZW1vbmV5LmFkbWluLnYxLlRlbmFudFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIioKFFN1c3BlbmRUZW5hbnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiRwoVU3VzcGVuZFRlbmFudFJlc3BvbnNlEi4KBnRlbmFudBgBIAEoCzIeLmVtb25leS5hZG1pbi52MS5UZW5hbnRTdW1tYXJ5Ii0KF1JlYWN0aXZhdGVUZW5hbnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiSgoYUmVhY3RpdmF0ZVRlbmFudFJlc3BvbnNlEi4KBnRlbmFudBgBIAEoCzIeLmVtb25leS5hZG1pbi52MS5UZW5hbnRTdW1tYXJ5Im8KEUNyZWF0ZVVzZXJSZXF1ZXN0EhMKBWVtYWlsGAEgASgJQgTiQQECEhoKDGRpc3BsYXlfbmFtZRgCIAEoCUIE4kEBAhIpCgVyb2xlcxgDIAMoDjIULmVtb25leS5hdXRoLnYxLlJvbGVCBOJBAQIiUgoSQ3JlYXRlVXNlclJlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5lbW9uZXkuYXV0aC52MS5Vc2VyEhgKEGluaXRpYWxfcGFzc3dvcmQYAiABKAkibAoQTGlzdFVzZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIiCgRyb2xlGAMgASgOMhQuZW1vbmV5LmF1dGgudjEuUm9sZRINCgVxdWVyeRgEIAEoCSJRChFMaXN0VXNlcnNSZXNwb25zZRIjCgV1c2VycxgBIAMoCzIULmVtb25leS5hdXRoLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIk0KF1JlZ2lzdGVyVGVybWluYWxSZXF1ZXN0EhYKCG1lcmNoYW50GAEgASgJQgTiQQECEhoKDGRpc3BsYXlfbmFtZRgCIAEoCUIE4kEBAiJdChhSZWdpc3RlclRlcm1pbmFsUmVzcG9uc2USKgoIdGVybWluYWwYASABKAsyGC5lbW9uZXkuYXV0aC52MS5UZXJtaW5hbBIVCg1jbGllbnRfc2VjcmV0GAIgASgJIiwKFkRpc2FibGVUZXJtaW5hbFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJFChdEaXNhYmxlVGVybWluYWxSZXNwb25zZRIqCgh0ZXJtaW5hbBgBIAEoCzIYLmVtb25leS5hdXRoLnYxLlRlcm1pbmFsIj0KFExpc3RUZXJtaW5hbHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIl0KFUxpc3RUZXJtaW5hbHNSZXNwb25zZRIrCgl0ZXJtaW5hbHMYASADKAsyGC5lbW9uZXkuYXV0aC52MS5UZXJtaW5hbBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkqZAoMVGVuYW50U3RhdHVzEh0KGVRFTkFOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRURU5BTlRfU1RBVFVTX0FDVElWRRABEhsKF1RFTkFOVF9TVEFUVVNfU1VTUEVOREVEEAIy0REKDEFkbWluU2VydmljZRJzCgxDcmVhdGVUZW5hbnQSJC5lbW9uZXkuYWRtaW4udjEuQ3JlYXRlVGVuYW50UmVxdWVzdBolLmVtb25leS5hZG1pbi52MS5DcmVhdGVUZW5hbnRSZXNwb25zZSIWgtPkkwIQIgsvdjEvdGVuYW50czoBKhJtCgtMaXN0VGVuYW50cxIjLmVtb25leS5hZG1pbi52MS5MaXN0VGVuYW50c1JlcXVlc3QaJC5lbW9uZXkuYWRtaW4udjEuTGlzdFRlbmFudHNSZXNwb25zZSITgtPkkwINEgsvdjEvdGVuYW50cxKHAQoNU3VzcGVuZFRlbmFudBIlLmVtb25leS5hZG1pbi52MS5TdXNwZW5kVGVuYW50UmVxdWVzdBomLmVtb25leS5hZG1pbi52MS5TdXNwZW5kVGVuYW50UmVzcG9uc2UiJ4LT5JMCISIcL3YxL3tuYW1lPXRlbmFudHMvKn06c3VzcGVuZDoBKhKTAQoQUmVhY3RpdmF0ZVRlbmFudBIoLmVtb25leS5hZG1pbi52MS5SZWFjdGl2YXRlVGVuYW50UmVxdWVzdBopLmVtb25leS5hZG1pbi52MS5SZWFjdGl2YXRlVGVuYW50UmVzcG9uc2UiKoLT5JMCJCIfL3YxL3tuYW1lPXRlbmFudHMvKn06cmVhY3RpdmF0ZToBKhJrCgpDcmVhdGVVc2VyEiIuZW1vbmV5LmFkbWluLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiMuZW1vbmV5LmFkbWluLnYxLkNyZWF0ZVVzZXJSZXNwb25zZSIUgtPkkwIOIgkvdjEvdXNlcnM6ASoSZQoJTGlzdFVzZXJzEiEuZW1vbmV5LmFkbWluLnYxLkxpc3RVc2Vyc1JlcXVlc3QaIi5lbW9uZXkuYWRtaW4udjEuTGlzdFVzZXJzUmVzcG9uc2UiEYLT5JMCCxIJL3YxL3VzZXJzEoEBChBSZWdpc3RlclRlcm1pbmFsEiguZW1vbmV5LmFkbWluLnYxLlJlZ2lzdGVyVGVybWluYWxSZXF1ZXN0GikuZW1vbmV5LmFkbWluLnYxLlJlZ2lzdGVyVGVybWluYWxSZXNwb25zZSIYgtPkkwISIg0vdjEvdGVybWluYWxzOgEqEo8BCg9EaXNhYmxlVGVybWluYWwSJy5lbW9uZXkuYWRtaW4udjEuRGlzYWJsZVRlcm1pbmFsUmVxdWVzdBooLmVtb25leS5hZG1pbi52MS5EaXNhYmxlVGVybWluYWxSZXNwb25zZSIpgtPkkwIjIh4vdjEve25hbWU9dGVybWluYWxzLyp9OmRpc2FibGU6ASoSdQoNTGlzdFRlcm1pbmFscxIlLmVtb25leS5hZG1pbi52MS5MaXN0VGVybWluYWxzUmVxdWVzdBomLmVtb25leS5hZG1pbi52MS5MaXN0VGVybWluYWxzUmVzcG9uc2UiFYLT5JMCDxINL3YxL3Rlcm1pbmFscxKHAQoQVmVyaWZ5QXVkaXRDaGFpbhIoLmVtb25leS5hZG1pbi52MS5WZXJpZnlBdWRpdENoYWluUmVxdWVzdBopLmVtb25leS5hZG1pbi52MS5WZXJpZnlBdWRpdENoYWluUmVzcG9uc2UiHoLT5JMCGCITL3YxL2F1ZGl0TG9nOnZlcmlmeToBKhJ9Cg9MaXN0QXVkaXRFdmVudHMSJy5lbW9uZXkuYWRtaW4udjEuTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBooLmVtb25leS5hZG1pbi52MS5MaXN0QXVkaXRFdmVudHNSZXNwb25zZSIXgtPkkwIREg8vdjEvYXVkaXRFdmVudHMShQEKD1JlY29uY2lsZUxlZGdlchInLmVtb25leS5hZG1pbi52MS5SZWNvbmNpbGVMZWRnZXJSZXF1ZXN0GiguZW1vbmV5LmFkbWluLnYxLlJlY29uY2lsZUxlZGdlclJlc3BvbnNlIh+C0+STAhkiFC92MS9sZWRnZXI6cmVjb25jaWxlOgEqEokBChJMaXN0SWRlbnRpdHlMZXZlbHMSKi5lbW9uZXkuYWRtaW4udjEuTGlzdElkZW50aXR5TGV2ZWxzUmVxdWVzdBorLmVtb25leS5hZG1pbi52MS5MaXN0SWRlbnRpdHlMZXZlbHNSZXNwb25zZSIagtPkkwIUEhIvdjEvaWRlbnRpdHlMZXZlbHMShgEKEFNldElkZW50aXR5TGV2ZWwSKC5lbW9uZXkuYWRtaW4udjEuU2V0SWRlbnRpdHlMZXZlbFJlcXVlc3QaKS5lbW9uZXkuYWRtaW4udjEuU2V0SWRlbnRpdHlMZXZlbFJlc3BvbnNlIh2C0+STAhciEi92MS9pZGVudGl0eUxldmVsczoBKhKDAQoMU2V0VXNlckxldmVsEiQuZW1vbmV5LmFkbWluLnYxLlNldFVzZXJMZXZlbFJlcXVlc3QaJS5lbW9uZXkuYWRtaW4udjEuU2V0VXNlckxldmVsUmVzcG9uc2UiJoLT5JMCICIbL3YxL3t1c2VyPXVzZXJzLyp9OnNldExldmVsOgEqEpcBChBTZXRUZXJtaW5hbExpbWl0EiguZW1vbmV5LmFkbWluLnYxLlNldFRlcm1pbmFsTGltaXRSZXF1ZXN0GikuZW1vbmV5LmFkbWluLnYxLlNldFRlcm1pbmFsTGltaXRSZXNwb25zZSIugtPkkwIoIiMvdjEve3Rlcm1pbmFsPXRlcm1pbmFscy8qfTpzZXRMaW1pdDoBKhKVAQoRU2V0VGVuYW50VGltZVpvbmUSKS5lbW9uZXkuYWRtaW4udjEuU2V0VGVuYW50VGltZVpvbmVSZXF1ZXN0GiouZW1vbmV5LmFkbWluLnYxLlNldFRlbmFudFRpbWVab25lUmVzcG9uc2UiKYLT5JMCIyIeL3YxL2lkZW50aXR5TGV2ZWxzOnNldFRpbWVab25lOgEqYgZwcm90bzM", [file_emoney_auth_v1_auth, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+
+/**
+ * LevelLimits are the value limits of one identity level in one currency. An
+ * unset limit is no limit. Amounts are minor units.
+ *
+ * @generated from message emoney.admin.v1.LevelLimits
+ */
+export type LevelLimits = Message<"emoney.admin.v1.LevelLimits"> & {
+  /**
+   * ISO-4217 code.
+   *
+   * @generated from field: string currency = 1;
+   */
+  currency: string;
+
+  /**
+   * Most a customer may hold in this currency, over all their accounts.
+   *
+   * @generated from field: optional int64 max_balance_minor = 2;
+   */
+  maxBalanceMinor?: bigint | undefined;
+
+  /**
+   * Largest single payment, transfer, hold or cash-out.
+   *
+   * @generated from field: optional int64 max_payment_minor = 3;
+   */
+  maxPaymentMinor?: bigint | undefined;
+
+  /**
+   * Most sent per day (payments, transfers, holds, cash-outs; refunds excluded).
+   *
+   * @generated from field: optional int64 daily_sent_minor = 4;
+   */
+  dailySentMinor?: bigint | undefined;
+
+  /**
+   * Most received per day (transfers, top-ups; refunds excluded).
+   *
+   * @generated from field: optional int64 daily_received_minor = 5;
+   */
+  dailyReceivedMinor?: bigint | undefined;
+
+  /**
+   * Most sent per calendar month.
+   *
+   * @generated from field: optional int64 monthly_sent_minor = 6;
+   */
+  monthlySentMinor?: bigint | undefined;
+
+  /**
+   * Most received per calendar month.
+   *
+   * @generated from field: optional int64 monthly_received_minor = 7;
+   */
+  monthlyReceivedMinor?: bigint | undefined;
+};
+
+/**
+ * Describes the message emoney.admin.v1.LevelLimits.
+ * Use `create(LevelLimitsSchema)` to create a new message.
+ */
+export const LevelLimitsSchema: GenMessage<LevelLimits> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 0);
+
+/**
+ * IdentityLevel is one step of a tenant's know-your-customer ladder.
+ *
+ * @generated from message emoney.admin.v1.IdentityLevel
+ */
+export type IdentityLevel = Message<"emoney.admin.v1.IdentityLevel"> & {
+  /**
+   * Stable code: lower-case letters, digits and `_`, e.g. `basic`.
+   *
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * Name shown to people, e.g. "Basic (ID checked)".
+   *
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * Order of the levels: the lowest rank is where new customers start.
+   *
+   * @generated from field: int32 rank = 3;
+   */
+  rank: number;
+
+  /**
+   * The limits, one entry per currency; a currency without an entry has no limits.
+   *
+   * @generated from field: repeated emoney.admin.v1.LevelLimits limits = 4;
+   */
+  limits: LevelLimits[];
+};
+
+/**
+ * Describes the message emoney.admin.v1.IdentityLevel.
+ * Use `create(IdentityLevelSchema)` to create a new message.
+ */
+export const IdentityLevelSchema: GenMessage<IdentityLevel> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 1);
+
+/**
+ * ListIdentityLevelsRequest has no fields: the caller's tenant's levels.
+ *
+ * @generated from message emoney.admin.v1.ListIdentityLevelsRequest
+ */
+export type ListIdentityLevelsRequest = Message<"emoney.admin.v1.ListIdentityLevelsRequest"> & {
+};
+
+/**
+ * Describes the message emoney.admin.v1.ListIdentityLevelsRequest.
+ * Use `create(ListIdentityLevelsRequestSchema)` to create a new message.
+ */
+export const ListIdentityLevelsRequestSchema: GenMessage<ListIdentityLevelsRequest> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 2);
+
+/**
+ * ListIdentityLevelsResponse carries every level, lowest rank first.
+ *
+ * @generated from message emoney.admin.v1.ListIdentityLevelsResponse
+ */
+export type ListIdentityLevelsResponse = Message<"emoney.admin.v1.ListIdentityLevelsResponse"> & {
+  /**
+   * The levels.
+   *
+   * @generated from field: repeated emoney.admin.v1.IdentityLevel identity_levels = 1;
+   */
+  identityLevels: IdentityLevel[];
+
+  /**
+   * The tenant's IANA time zone.
+   *
+   * @generated from field: string time_zone = 2;
+   */
+  timeZone: string;
+};
+
+/**
+ * Describes the message emoney.admin.v1.ListIdentityLevelsResponse.
+ * Use `create(ListIdentityLevelsResponseSchema)` to create a new message.
+ */
+export const ListIdentityLevelsResponseSchema: GenMessage<ListIdentityLevelsResponse> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 3);
+
+/**
+ * SetIdentityLevelRequest carries the whole level.
+ *
+ * @generated from message emoney.admin.v1.SetIdentityLevelRequest
+ */
+export type SetIdentityLevelRequest = Message<"emoney.admin.v1.SetIdentityLevelRequest"> & {
+  /**
+   * The level to create or replace.
+   *
+   * @generated from field: emoney.admin.v1.IdentityLevel identity_level = 1;
+   */
+  identityLevel?: IdentityLevel | undefined;
+};
+
+/**
+ * Describes the message emoney.admin.v1.SetIdentityLevelRequest.
+ * Use `create(SetIdentityLevelRequestSchema)` to create a new message.
+ */
+export const SetIdentityLevelRequestSchema: GenMessage<SetIdentityLevelRequest> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 4);
+
+/**
+ * SetIdentityLevelResponse carries the level as stored.
+ *
+ * @generated from message emoney.admin.v1.SetIdentityLevelResponse
+ */
+export type SetIdentityLevelResponse = Message<"emoney.admin.v1.SetIdentityLevelResponse"> & {
+  /**
+   * The level.
+   *
+   * @generated from field: emoney.admin.v1.IdentityLevel identity_level = 1;
+   */
+  identityLevel?: IdentityLevel | undefined;
+};
+
+/**
+ * Describes the message emoney.admin.v1.SetIdentityLevelResponse.
+ * Use `create(SetIdentityLevelResponseSchema)` to create a new message.
+ */
+export const SetIdentityLevelResponseSchema: GenMessage<SetIdentityLevelResponse> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 5);
+
+/**
+ * SetUserLevelRequest names the customer, the level and the reason.
+ *
+ * @generated from message emoney.admin.v1.SetUserLevelRequest
+ */
+export type SetUserLevelRequest = Message<"emoney.admin.v1.SetUserLevelRequest"> & {
+  /**
+   * `users/{user_id}`.
+   *
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * The level's code.
+   *
+   * @generated from field: string level = 2;
+   */
+  level: string;
+
+  /**
+   * Why (kept in the audit log; at most 200 characters).
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message emoney.admin.v1.SetUserLevelRequest.
+ * Use `create(SetUserLevelRequestSchema)` to create a new message.
+ */
+export const SetUserLevelRequestSchema: GenMessage<SetUserLevelRequest> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 6);
+
+/**
+ * SetUserLevelResponse carries the level before and after.
+ *
+ * @generated from message emoney.admin.v1.SetUserLevelResponse
+ */
+export type SetUserLevelResponse = Message<"emoney.admin.v1.SetUserLevelResponse"> & {
+  /**
+   * The level the customer was at.
+   *
+   * @generated from field: string previous_level = 1;
+   */
+  previousLevel: string;
+
+  /**
+   * The level the customer is at now.
+   *
+   * @generated from field: string level = 2;
+   */
+  level: string;
+};
+
+/**
+ * Describes the message emoney.admin.v1.SetUserLevelResponse.
+ * Use `create(SetUserLevelResponseSchema)` to create a new message.
+ */
+export const SetUserLevelResponseSchema: GenMessage<SetUserLevelResponse> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 7);
+
+/**
+ * SetTerminalLimitRequest names the terminal and its new daily limit.
+ *
+ * @generated from message emoney.admin.v1.SetTerminalLimitRequest
+ */
+export type SetTerminalLimitRequest = Message<"emoney.admin.v1.SetTerminalLimitRequest"> & {
+  /**
+   * `terminals/{terminal_id}`.
+   *
+   * @generated from field: string terminal = 1;
+   */
+  terminal: string;
+
+  /**
+   * Most the terminal may charge per day, in minor units; unset removes the limit.
+   *
+   * @generated from field: optional int64 daily_charge_limit_minor = 2;
+   */
+  dailyChargeLimitMinor?: bigint | undefined;
+};
+
+/**
+ * Describes the message emoney.admin.v1.SetTerminalLimitRequest.
+ * Use `create(SetTerminalLimitRequestSchema)` to create a new message.
+ */
+export const SetTerminalLimitRequestSchema: GenMessage<SetTerminalLimitRequest> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 8);
+
+/**
+ * SetTerminalLimitResponse carries the terminal after the change.
+ *
+ * @generated from message emoney.admin.v1.SetTerminalLimitResponse
+ */
+export type SetTerminalLimitResponse = Message<"emoney.admin.v1.SetTerminalLimitResponse"> & {
+  /**
+   * The terminal.
+   *
+   * @generated from field: emoney.auth.v1.Terminal terminal = 1;
+   */
+  terminal?: Terminal | undefined;
+};
+
+/**
+ * Describes the message emoney.admin.v1.SetTerminalLimitResponse.
+ * Use `create(SetTerminalLimitResponseSchema)` to create a new message.
+ */
+export const SetTerminalLimitResponseSchema: GenMessage<SetTerminalLimitResponse> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 9);
+
+/**
+ * SetTenantTimeZoneRequest carries the zone.
+ *
+ * @generated from message emoney.admin.v1.SetTenantTimeZoneRequest
+ */
+export type SetTenantTimeZoneRequest = Message<"emoney.admin.v1.SetTenantTimeZoneRequest"> & {
+  /**
+   * An IANA time zone name, e.g. `America/Sao_Paulo` or `UTC`.
+   *
+   * @generated from field: string time_zone = 1;
+   */
+  timeZone: string;
+};
+
+/**
+ * Describes the message emoney.admin.v1.SetTenantTimeZoneRequest.
+ * Use `create(SetTenantTimeZoneRequestSchema)` to create a new message.
+ */
+export const SetTenantTimeZoneRequestSchema: GenMessage<SetTenantTimeZoneRequest> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 10);
+
+/**
+ * SetTenantTimeZoneResponse carries the zone as stored.
+ *
+ * @generated from message emoney.admin.v1.SetTenantTimeZoneResponse
+ */
+export type SetTenantTimeZoneResponse = Message<"emoney.admin.v1.SetTenantTimeZoneResponse"> & {
+  /**
+   * The IANA time zone.
+   *
+   * @generated from field: string time_zone = 1;
+   */
+  timeZone: string;
+};
+
+/**
+ * Describes the message emoney.admin.v1.SetTenantTimeZoneResponse.
+ * Use `create(SetTenantTimeZoneResponseSchema)` to create a new message.
+ */
+export const SetTenantTimeZoneResponseSchema: GenMessage<SetTenantTimeZoneResponse> = /*@__PURE__*/
+  messageDesc(file_emoney_admin_v1_admin, 11);
 
 /**
  * VerifyAuditChainRequest has no fields: the caller's tenant is verified.
@@ -31,7 +376,7 @@ export type VerifyAuditChainRequest = Message<"emoney.admin.v1.VerifyAuditChainR
  * Use `create(VerifyAuditChainRequestSchema)` to create a new message.
  */
 export const VerifyAuditChainRequestSchema: GenMessage<VerifyAuditChainRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 0);
+  messageDesc(file_emoney_admin_v1_admin, 12);
 
 /**
  * BrokenLink is the first audit event of a chain that does not verify.
@@ -75,7 +420,7 @@ export type BrokenLink = Message<"emoney.admin.v1.BrokenLink"> & {
  * Use `create(BrokenLinkSchema)` to create a new message.
  */
 export const BrokenLinkSchema: GenMessage<BrokenLink> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 1);
+  messageDesc(file_emoney_admin_v1_admin, 13);
 
 /**
  * VerifyAuditChainResponse reports the verification.
@@ -117,7 +462,7 @@ export type VerifyAuditChainResponse = Message<"emoney.admin.v1.VerifyAuditChain
  * Use `create(VerifyAuditChainResponseSchema)` to create a new message.
  */
 export const VerifyAuditChainResponseSchema: GenMessage<VerifyAuditChainResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 2);
+  messageDesc(file_emoney_admin_v1_admin, 14);
 
 /**
  * ListAuditEventsRequest pages through the caller's tenant's audit events.
@@ -174,7 +519,7 @@ export type ListAuditEventsRequest = Message<"emoney.admin.v1.ListAuditEventsReq
  * Use `create(ListAuditEventsRequestSchema)` to create a new message.
  */
 export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 3);
+  messageDesc(file_emoney_admin_v1_admin, 15);
 
 /**
  * AuditEvent is one link of a tenant's hash-chained audit log.
@@ -247,7 +592,7 @@ export type AuditEvent = Message<"emoney.admin.v1.AuditEvent"> & {
  * Use `create(AuditEventSchema)` to create a new message.
  */
 export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 4);
+  messageDesc(file_emoney_admin_v1_admin, 16);
 
 /**
  * ListAuditEventsResponse is one page of audit events.
@@ -275,7 +620,7 @@ export type ListAuditEventsResponse = Message<"emoney.admin.v1.ListAuditEventsRe
  * Use `create(ListAuditEventsResponseSchema)` to create a new message.
  */
 export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 5);
+  messageDesc(file_emoney_admin_v1_admin, 17);
 
 /**
  * ReconcileLedgerRequest has no fields: the caller's tenant is reconciled.
@@ -290,7 +635,7 @@ export type ReconcileLedgerRequest = Message<"emoney.admin.v1.ReconcileLedgerReq
  * Use `create(ReconcileLedgerRequestSchema)` to create a new message.
  */
 export const ReconcileLedgerRequestSchema: GenMessage<ReconcileLedgerRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 6);
+  messageDesc(file_emoney_admin_v1_admin, 18);
 
 /**
  * Discrepancy is one broken ledger invariant.
@@ -334,7 +679,7 @@ export type Discrepancy = Message<"emoney.admin.v1.Discrepancy"> & {
  * Use `create(DiscrepancySchema)` to create a new message.
  */
 export const DiscrepancySchema: GenMessage<Discrepancy> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 7);
+  messageDesc(file_emoney_admin_v1_admin, 19);
 
 /**
  * ReconcileLedgerResponse is the reconciliation report.
@@ -397,7 +742,7 @@ export type ReconcileLedgerResponse = Message<"emoney.admin.v1.ReconcileLedgerRe
  * Use `create(ReconcileLedgerResponseSchema)` to create a new message.
  */
 export const ReconcileLedgerResponseSchema: GenMessage<ReconcileLedgerResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 8);
+  messageDesc(file_emoney_admin_v1_admin, 20);
 
 /**
  * TenantSummary is a tenant as platform administrators see it.
@@ -432,7 +777,7 @@ export type TenantSummary = Message<"emoney.admin.v1.TenantSummary"> & {
  * Use `create(TenantSummarySchema)` to create a new message.
  */
 export const TenantSummarySchema: GenMessage<TenantSummary> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 9);
+  messageDesc(file_emoney_admin_v1_admin, 21);
 
 /**
  * CreateTenantRequest describes the new tenant and its first administrator.
@@ -481,7 +826,7 @@ export type CreateTenantRequest = Message<"emoney.admin.v1.CreateTenantRequest">
  * Use `create(CreateTenantRequestSchema)` to create a new message.
  */
 export const CreateTenantRequestSchema: GenMessage<CreateTenantRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 10);
+  messageDesc(file_emoney_admin_v1_admin, 22);
 
 /**
  * CreateTenantResponse carries the tenant and its administrator's first password.
@@ -516,7 +861,7 @@ export type CreateTenantResponse = Message<"emoney.admin.v1.CreateTenantResponse
  * Use `create(CreateTenantResponseSchema)` to create a new message.
  */
 export const CreateTenantResponseSchema: GenMessage<CreateTenantResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 11);
+  messageDesc(file_emoney_admin_v1_admin, 23);
 
 /**
  * ListTenantsRequest pages through tenants.
@@ -544,7 +889,7 @@ export type ListTenantsRequest = Message<"emoney.admin.v1.ListTenantsRequest"> &
  * Use `create(ListTenantsRequestSchema)` to create a new message.
  */
 export const ListTenantsRequestSchema: GenMessage<ListTenantsRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 12);
+  messageDesc(file_emoney_admin_v1_admin, 24);
 
 /**
  * ListTenantsResponse is one page of tenants.
@@ -572,7 +917,7 @@ export type ListTenantsResponse = Message<"emoney.admin.v1.ListTenantsResponse">
  * Use `create(ListTenantsResponseSchema)` to create a new message.
  */
 export const ListTenantsResponseSchema: GenMessage<ListTenantsResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 13);
+  messageDesc(file_emoney_admin_v1_admin, 25);
 
 /**
  * SuspendTenantRequest names the tenant to suspend.
@@ -593,7 +938,7 @@ export type SuspendTenantRequest = Message<"emoney.admin.v1.SuspendTenantRequest
  * Use `create(SuspendTenantRequestSchema)` to create a new message.
  */
 export const SuspendTenantRequestSchema: GenMessage<SuspendTenantRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 14);
+  messageDesc(file_emoney_admin_v1_admin, 26);
 
 /**
  * SuspendTenantResponse carries the tenant after the change.
@@ -614,7 +959,7 @@ export type SuspendTenantResponse = Message<"emoney.admin.v1.SuspendTenantRespon
  * Use `create(SuspendTenantResponseSchema)` to create a new message.
  */
 export const SuspendTenantResponseSchema: GenMessage<SuspendTenantResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 15);
+  messageDesc(file_emoney_admin_v1_admin, 27);
 
 /**
  * ReactivateTenantRequest names the tenant to reactivate.
@@ -635,7 +980,7 @@ export type ReactivateTenantRequest = Message<"emoney.admin.v1.ReactivateTenantR
  * Use `create(ReactivateTenantRequestSchema)` to create a new message.
  */
 export const ReactivateTenantRequestSchema: GenMessage<ReactivateTenantRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 16);
+  messageDesc(file_emoney_admin_v1_admin, 28);
 
 /**
  * ReactivateTenantResponse carries the tenant after the change.
@@ -656,7 +1001,7 @@ export type ReactivateTenantResponse = Message<"emoney.admin.v1.ReactivateTenant
  * Use `create(ReactivateTenantResponseSchema)` to create a new message.
  */
 export const ReactivateTenantResponseSchema: GenMessage<ReactivateTenantResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 17);
+  messageDesc(file_emoney_admin_v1_admin, 29);
 
 /**
  * CreateUserRequest describes the new user.
@@ -692,7 +1037,7 @@ export type CreateUserRequest = Message<"emoney.admin.v1.CreateUserRequest"> & {
  * Use `create(CreateUserRequestSchema)` to create a new message.
  */
 export const CreateUserRequestSchema: GenMessage<CreateUserRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 18);
+  messageDesc(file_emoney_admin_v1_admin, 30);
 
 /**
  * CreateUserResponse carries the user and their first password.
@@ -720,7 +1065,7 @@ export type CreateUserResponse = Message<"emoney.admin.v1.CreateUserResponse"> &
  * Use `create(CreateUserResponseSchema)` to create a new message.
  */
 export const CreateUserResponseSchema: GenMessage<CreateUserResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 19);
+  messageDesc(file_emoney_admin_v1_admin, 31);
 
 /**
  * ListUsersRequest pages through the caller's tenant's users.
@@ -763,7 +1108,7 @@ export type ListUsersRequest = Message<"emoney.admin.v1.ListUsersRequest"> & {
  * Use `create(ListUsersRequestSchema)` to create a new message.
  */
 export const ListUsersRequestSchema: GenMessage<ListUsersRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 20);
+  messageDesc(file_emoney_admin_v1_admin, 32);
 
 /**
  * ListUsersResponse is one page of users.
@@ -791,7 +1136,7 @@ export type ListUsersResponse = Message<"emoney.admin.v1.ListUsersResponse"> & {
  * Use `create(ListUsersResponseSchema)` to create a new message.
  */
 export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 21);
+  messageDesc(file_emoney_admin_v1_admin, 33);
 
 /**
  * RegisterTerminalRequest describes the new terminal.
@@ -819,7 +1164,7 @@ export type RegisterTerminalRequest = Message<"emoney.admin.v1.RegisterTerminalR
  * Use `create(RegisterTerminalRequestSchema)` to create a new message.
  */
 export const RegisterTerminalRequestSchema: GenMessage<RegisterTerminalRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 22);
+  messageDesc(file_emoney_admin_v1_admin, 34);
 
 /**
  * RegisterTerminalResponse carries the terminal and its secret.
@@ -847,7 +1192,7 @@ export type RegisterTerminalResponse = Message<"emoney.admin.v1.RegisterTerminal
  * Use `create(RegisterTerminalResponseSchema)` to create a new message.
  */
 export const RegisterTerminalResponseSchema: GenMessage<RegisterTerminalResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 23);
+  messageDesc(file_emoney_admin_v1_admin, 35);
 
 /**
  * DisableTerminalRequest names the terminal to disable.
@@ -868,7 +1213,7 @@ export type DisableTerminalRequest = Message<"emoney.admin.v1.DisableTerminalReq
  * Use `create(DisableTerminalRequestSchema)` to create a new message.
  */
 export const DisableTerminalRequestSchema: GenMessage<DisableTerminalRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 24);
+  messageDesc(file_emoney_admin_v1_admin, 36);
 
 /**
  * DisableTerminalResponse carries the terminal after the change.
@@ -889,7 +1234,7 @@ export type DisableTerminalResponse = Message<"emoney.admin.v1.DisableTerminalRe
  * Use `create(DisableTerminalResponseSchema)` to create a new message.
  */
 export const DisableTerminalResponseSchema: GenMessage<DisableTerminalResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 25);
+  messageDesc(file_emoney_admin_v1_admin, 37);
 
 /**
  * ListTerminalsRequest pages through the caller's tenant's terminals.
@@ -917,7 +1262,7 @@ export type ListTerminalsRequest = Message<"emoney.admin.v1.ListTerminalsRequest
  * Use `create(ListTerminalsRequestSchema)` to create a new message.
  */
 export const ListTerminalsRequestSchema: GenMessage<ListTerminalsRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 26);
+  messageDesc(file_emoney_admin_v1_admin, 38);
 
 /**
  * ListTerminalsResponse is one page of terminals.
@@ -945,7 +1290,7 @@ export type ListTerminalsResponse = Message<"emoney.admin.v1.ListTerminalsRespon
  * Use `create(ListTerminalsResponseSchema)` to create a new message.
  */
 export const ListTerminalsResponseSchema: GenMessage<ListTerminalsResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_admin_v1_admin, 27);
+  messageDesc(file_emoney_admin_v1_admin, 39);
 
 /**
  * TenantStatus says whether a tenant is open.
@@ -1120,6 +1465,64 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ReconcileLedgerRequestSchema;
     output: typeof ReconcileLedgerResponseSchema;
+  },
+  /**
+   * ListIdentityLevels lists the caller's tenant's identity levels, lowest
+   * rank first, each with its value limits per currency, and the tenant's time
+   * zone (days and months of the limits are counted in it).
+   *
+   * @generated from rpc emoney.admin.v1.AdminService.ListIdentityLevels
+   */
+  listIdentityLevels: {
+    methodKind: "unary";
+    input: typeof ListIdentityLevelsRequestSchema;
+    output: typeof ListIdentityLevelsResponseSchema;
+  },
+  /**
+   * SetIdentityLevel creates a level, or replaces one (its name, rank and
+   * every limit) by its code. Tenant administrators only; audited.
+   *
+   * @generated from rpc emoney.admin.v1.AdminService.SetIdentityLevel
+   */
+  setIdentityLevel: {
+    methodKind: "unary";
+    input: typeof SetIdentityLevelRequestSchema;
+    output: typeof SetIdentityLevelResponseSchema;
+  },
+  /**
+   * SetUserLevel puts a customer at a level, raising or lowering their limits
+   * at once; audited with who did it and why.
+   *
+   * @generated from rpc emoney.admin.v1.AdminService.SetUserLevel
+   */
+  setUserLevel: {
+    methodKind: "unary";
+    input: typeof SetUserLevelRequestSchema;
+    output: typeof SetUserLevelResponseSchema;
+  },
+  /**
+   * SetTerminalLimit sets, or with no amount removes, a terminal's daily
+   * charge limit (in its merchant's currencies, counted per day of the
+   * tenant's time zone). Audited.
+   *
+   * @generated from rpc emoney.admin.v1.AdminService.SetTerminalLimit
+   */
+  setTerminalLimit: {
+    methodKind: "unary";
+    input: typeof SetTerminalLimitRequestSchema;
+    output: typeof SetTerminalLimitResponseSchema;
+  },
+  /**
+   * SetTenantTimeZone sets the IANA time zone (e.g. America/Sao_Paulo) in
+   * which the tenant's days and months of limits are counted. Tenant
+   * administrators only; audited.
+   *
+   * @generated from rpc emoney.admin.v1.AdminService.SetTenantTimeZone
+   */
+  setTenantTimeZone: {
+    methodKind: "unary";
+    input: typeof SetTenantTimeZoneRequestSchema;
+    output: typeof SetTenantTimeZoneResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_emoney_admin_v1_admin, 0);
