@@ -149,6 +149,7 @@ CATALOGUE: tuple[Failure, ...] = (
     Failure("ACCOUNT_NOT_ALLOWED", "PERMISSION_DENIED", "the caller may not use this account",
             "You are not allowed to use that account."),
     Failure("EMAIL_TAKEN", "ALREADY_EXISTS", "the e-mail address is already in use", "Someone already uses that e-mail address."),
+    Failure("PHONE_TAKEN", "ALREADY_EXISTS", "the phone number is already in use", "Someone already uses that phone number."),
     Failure("MERCHANT_NOT_FOUND", "NOT_FOUND", "the merchant does not exist", "That merchant does not exist."),
     Failure("NOT_A_MERCHANT", "FAILED_PRECONDITION", "the user is not a merchant", "That user is not a merchant."),
     Failure("NO_RECEIPT_FOR_HOLD", "FAILED_PRECONDITION", "an authorization has no receipt; its capture has"),
@@ -158,6 +159,8 @@ CATALOGUE: tuple[Failure, ...] = (
     Failure("TENANT_NOT_FOUND", "NOT_FOUND", "the tenant does not exist", "There is no organisation with that name."),
     Failure("TERMINAL_NOT_FOUND", "NOT_FOUND", "the terminal does not exist", "That terminal does not exist."),
     Failure("USER_NOT_FOUND", "NOT_FOUND", "the user does not exist", "That person does not exist."),
+    Failure("PAYEE_NOT_FOUND", "NOT_FOUND", "nobody of this tenant can be paid at that address or number in that currency",
+            "Nobody can be paid at that e-mail address or phone number."),
     Failure("LEVEL_NOT_FOUND", "NOT_FOUND", "the tenant has no such identity level", "That identity level does not exist."),
     # -- live events --------------------------------------------------------------------------------------
     Failure("WATCHERS_EXHAUSTED", "RESOURCE_EXHAUSTED", "too many live feeds are open", "Too many live feeds are open."),

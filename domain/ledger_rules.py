@@ -8,6 +8,7 @@ Integration tests check that both sides agree (tests/integration/test_ledger_rul
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta
 
 from domain.currencies import is_currency
@@ -28,6 +29,8 @@ MAX_EXPIRE_BATCH = 1_000
 MAX_BATCH_ITEMS = 64
 # A client's request_id (AIP-155 idempotency key of a money movement): the contract says 64 characters.
 MAX_REQUEST_ID_LENGTH = 64
+# A transfer's description (migration 0018 says the same in its CHECK).
+MAX_DESCRIPTION_LENGTH = 140
 # A call's id (x-request-id, from Envoy or the client; interceptors/request_context.py), which audit events
 # of changes that move no money record in the same column as a movement's request_id. That column's SQL
 # domain (request_id_text, migrations/0004) is 1..100 characters: room for both.
@@ -120,4 +123,14 @@ def hold_expiry_violations(expires_at: datetime, now: datetime, field: str = "ex
         return [FieldViolation(field, "must be in the future", OUT_OF_RANGE)]
     if expires_at > now + MAX_HOLD_DURATION:
         return [FieldViolation(field, f"must be at most {MAX_HOLD_DURATION.days} days away", OUT_OF_RANGE)]
+    return []
+
+
+def description_violations(description: str, field: str = "description") -> list[FieldViolation]:
+    """A transfer's description (already stripped): empty, or 1 to MAX_DESCRIPTION_LENGTH characters without
+    control characters (the database's CHECK, migration 0018)."""
+    if len(description) > MAX_DESCRIPTION_LENGTH:
+        return [FieldViolation(field, f"must be at most {MAX_DESCRIPTION_LENGTH} characters", TOO_LONG)]
+    if any(unicodedata.category(character) == "Cc" for character in description):
+        return [FieldViolation(field, "must not contain control characters (such as line breaks)", INVALID_FORMAT)]
     return []

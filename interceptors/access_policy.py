@@ -71,6 +71,7 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/emoney.accounts.v1.AccountsService/CloseAccount": BACK_OFFICE,
     "/emoney.payments.v1.PaymentsService/CreateTransfer": frozenset({"customer", "merchant"}),
     "/emoney.payments.v1.PaymentsService/CreatePaymentCode": frozenset({"customer"}),
+    "/emoney.payments.v1.PaymentsService/FindPayee": frozenset({"customer"}),
     "/emoney.payments.v1.PaymentsService/ChargePaymentCode": TERMINALS,
     "/emoney.payments.v1.PaymentsService/AuthorizePayment": TERMINALS,
     "/emoney.payments.v1.PaymentsService/CapturePayment": frozenset({"merchant", TERMINAL_ROLE}) | BACK_OFFICE,

@@ -17,8 +17,8 @@ Which buckets a call uses: an authenticated call counts against its principal
 and its tenant (so one tenant at its limit never slows another); an
 unauthenticated call (login, sign-up, public lookups) counts against the
 client's network address. Each method belongs to one group (`credentials` for
-the password and token endpoints, much stricter; `default` for everything
-else); health and reflection are never limited.
+the password and token endpoints, and `lookups` for finding a person to pay,
+much stricter; `default` for everything else); health and reflection are never limited.
 
 Limits can be overridden from one environment variable, `EMONEY_RATE_LIMITS`:
 comma-separated `group.scope=count/period[:burst]` entries, where scope is
@@ -53,6 +53,7 @@ logger = logging.getLogger("emoney.rate_limits")
 
 SCOPES = ("address", "principal", "tenant")
 CREDENTIALS_GROUP = "credentials"
+LOOKUPS_GROUP = "lookups"
 DEFAULT_GROUP = "default"
 # Never limited: load balancers probe health every second, and reflection is a developer tool.
 EXEMPT_METHOD_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -60,6 +61,8 @@ _AUTH_SERVICE = "/emoney.auth.v1.AuthService/"
 CREDENTIAL_METHODS = tuple(
     _AUTH_SERVICE + name for name in ("SignUp", "Login", "LoginTerminal", "ChangePassword", "RefreshToken")
 )
+# Finding a person by e-mail or phone: a payer looks up a few people, never a directory's worth.
+LOOKUP_METHODS = ("/emoney.payments.v1.PaymentsService/FindPayee",)
 # An address longer than this is not an address; cap it so a key stays small whatever arrives.
 MAX_ADDRESS_CHARS = 128
 UNKNOWN_ADDRESS = "unknown"
@@ -79,6 +82,11 @@ def _default_group_limits() -> dict[str, dict[str, Limit]]:
             "address": Limit(rate_per_s=10 / 60, burst=10),
             "principal": Limit(rate_per_s=10 / 60, burst=10),
             "tenant": Limit(rate_per_s=100, burst=200),
+        },
+        LOOKUPS_GROUP: {
+            "address": Limit(rate_per_s=10 / 60, burst=10),
+            "principal": Limit(rate_per_s=10 / 60, burst=10),
+            "tenant": Limit(rate_per_s=50, burst=100),
         },
         # Generous: benchmarks run 1,500 transfers/s on one tenant, which must stay under the tenant limit.
         DEFAULT_GROUP: {
@@ -112,7 +120,8 @@ class RateLimitPolicy:
     def default(cls) -> RateLimitPolicy:
         return cls(
             group_limits=_default_group_limits(),
-            method_groups={method: CREDENTIALS_GROUP for method in CREDENTIAL_METHODS},
+            method_groups={**{method: CREDENTIALS_GROUP for method in CREDENTIAL_METHODS},
+                           **{method: LOOKUPS_GROUP for method in LOOKUP_METHODS}},
         )
 
     def with_overrides(self, text: str) -> RateLimitPolicy:

@@ -37,7 +37,7 @@ from storage.unit_of_work import one_statement_rows
 
 _BATCH_QUERY = """
     select r.item, r.failed_sqlstate, r.failed_message, r.failed_detail, (r.outcome).*
-      from payments_create_transfers_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) r
+      from payments_create_transfers_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) r
      order by r.item"""
 
 

@@ -161,6 +161,7 @@ class TransferRecord:
     hold_id: uuid.UUID | None  # capture -> the hold it resolves
     terminal_id: uuid.UUID | None
     created_at: datetime
+    description: str | None = None  # what the payer wrote (CreateTransfer), on statements and receipts
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ class EntryRecord:
     currency: str
     created_at: datetime
     balance_after_minor: int  # running ledger balance after this entry, in (created_at, entry_id) order
+    description: str | None = None  # the transfer's
 
 
 Record = TypeVar("Record", TransferRecord, HoldRecord)
@@ -356,13 +358,14 @@ async def create_customer_transfer(
     to_account_id: uuid.UUID,
     amount_minor: int,
     currency: str,
+    description: str | None = None,
 ) -> Outcome[TransferRecord]:
     """CreateTransfer in one statement and one round trip (migrations/current/10_movements.sql): the
     caller's checks (ACCOUNT_NOT_FOUND, NOT_ACCOUNT_OWNER), the movement (`payment` to a merchant, else
     `p2p`), its receipt request and its live event, committed. Idempotent on (context.actor, context.request_id);
     a replay returns the transfer as it was created."""
     arguments = (caller_user_id, caller_is_back_office, from_account_id, to_account_id, amount_minor, currency,
-                 *_call_arguments(context))
+                 *_call_arguments(context), description)
     if units_of_work.group_commit is not None:  # with the concurrent calls of this process (storage/group_commit.py)
         result = await units_of_work.group_commit.create_transfer(tenant_id, arguments)
         if isinstance(result, ItemFailure):
@@ -370,7 +373,7 @@ async def create_customer_transfer(
         return _transfer_outcome(result)
     async with translated_failures():
         row = await units_of_work.one_statement(
-            "select * from payments_create_transfer_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "select * from payments_create_transfer_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (tenant_id, *arguments),
         )
     if row is None:
@@ -562,7 +565,8 @@ async def list_entries(
         select p.entry_id, p.transfer_id, t.kind,
                case when t.debit_account_id = %s then t.credit_account_id else t.debit_account_id end,
                p.amount_minor, p.currency, p.created_at,
-               (o.balance_minor + sum(p.amount_minor) over (order by p.created_at, p.entry_id))::bigint
+               (o.balance_minor + sum(p.amount_minor) over (order by p.created_at, p.entry_id))::bigint,
+               t.description
           from page p
          cross join opening o
           join transfers t on t.tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid

@@ -11,12 +11,14 @@ from storage.unit_of_work import UnitOfWork
 _PAYMENTS = """
     select transfer_id as payment_id, kind, status, debit_account_id, credit_account_id, amount_minor, currency,
            0::bigint as captured_minor, refunded_minor, terminal_id,
-           coalesce(related_transfer_id, hold_id) as related_id, request_id, created_at, null::timestamptz as expires_at
+           coalesce(related_transfer_id, hold_id) as related_id, request_id, created_at, null::timestamptz as expires_at,
+           description
       from transfers
     union all
     select hold_id, 'hold', status, account_id, merchant_account_id, amount_minor, currency,
            captured_minor, 0::bigint, terminal_id,
-           (select t.transfer_id from transfers t where t.hold_id = h.hold_id), request_id, created_at, expires_at
+           (select t.transfer_id from transfers t where t.hold_id = h.hold_id), request_id, created_at, expires_at,
+           null::text
       from holds h
 """
 
@@ -37,6 +39,7 @@ class PaymentRow:
     request_id: str
     created_at: datetime
     expires_at: datetime | None
+    description: str | None = None
 
 
 async def get(unit_of_work: UnitOfWork, payment_id: uuid.UUID) -> PaymentRow | None:

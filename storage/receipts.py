@@ -105,6 +105,8 @@ def render_receipt(payment: PaymentRow, tenant_slug: str) -> bytes:
         "relatedPaymentId": None if payment.related_id is None else str(payment.related_id),
         "createdAt": payment.created_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
+    if payment.description is not None:  # only when written: receipts of payments without one keep their bytes
+        document["description"] = payment.description
     if payment.kind == "hold":
         document["capturedMinor"] = payment.captured_minor
         document["captured"] = display_amount(payment.captured_minor, payment.currency)

@@ -29,6 +29,33 @@ async def find_by_email(unit_of_work: UnitOfWork, email: str) -> UserRecord | No
     return None if row is None else UserRecord(*row)
 
 
+async def find_by_phone(unit_of_work: UnitOfWork, phone_e164: str) -> UserRecord | None:
+    cursor = await unit_of_work.connection.execute(f"select {_COLUMNS} from users where phone_e164 = %s", (phone_e164,))
+    row = await cursor.fetchone()
+    return None if row is None else UserRecord(*row)
+
+
+@dataclass(frozen=True)
+class Payee:
+    display_name: str
+    account_id: uuid.UUID
+
+
+async def find_payee(unit_of_work: UnitOfWork, email: str | None, phone_e164: str | None, currency: str) -> Payee | None:
+    """The active customer account in `currency` of the active person with this e-mail or phone, or None
+    (unknown and not payable alike)."""
+    cursor = await unit_of_work.connection.execute(
+        """select u.display_name, a.account_id
+             from users u join accounts a on a.tenant_id = u.tenant_id and a.owner_user_id = u.user_id
+            where (u.email = %s or u.phone_e164 = %s) and u.status = 'active'
+              and a.kind = 'customer' and a.status = 'active' and a.currency = %s
+            order by a.created_at, a.account_id limit 1""",
+        (email, phone_e164, currency),
+    )
+    row = await cursor.fetchone()
+    return None if row is None else Payee(*row)
+
+
 async def get(unit_of_work: UnitOfWork, user_id: uuid.UUID) -> UserRecord | None:
     cursor = await unit_of_work.connection.execute(f"select {_COLUMNS} from users where user_id = %s", (user_id,))
     row = await cursor.fetchone()
@@ -42,11 +69,12 @@ async def insert(
     display_name: str,
     password_hash: str,
     roles: list[str],
+    phone_e164: str | None = None,
 ) -> UserRecord:
     cursor = await unit_of_work.connection.execute(
-        f"""insert into users (tenant_id, email, display_name, password_hash, roles)
-            values (%s, %s, %s, %s, %s) returning {_COLUMNS}""",
-        (tenant_id, email, display_name, password_hash, roles),
+        f"""insert into users (tenant_id, email, display_name, password_hash, roles, phone_e164)
+            values (%s, %s, %s, %s, %s, %s) returning {_COLUMNS}""",
+        (tenant_id, email, display_name, password_hash, roles, phone_e164),
     )
     return UserRecord(*await cursor.fetchone())
 

@@ -10,7 +10,8 @@
 -- Write a transfer: both legs in account_id order, the transfer row, its two entries.
 create or replace function ledger_write_transfer(
     tenant uuid, new_transfer_id uuid, transfer_kind text, debit accounts, credit accounts, amount bigint,
-    actor text, request_id text, related_transfer uuid, resolved_hold uuid, terminal uuid, released_held bigint
+    actor text, request_id text, related_transfer uuid, resolved_hold uuid, terminal uuid, released_held bigint,
+    description text default null
 ) returns transfers
     language plpgsql
 as $$
@@ -45,9 +46,9 @@ begin
         perform ledger_count_terminal(tenant, terminal, debit.currency, amount, now());
     end if;
     insert into transfers (tenant_id, transfer_id, kind, debit_account_id, credit_account_id, amount_minor, currency,
-                           request_id, actor, related_transfer_id, hold_id, terminal_id)
+                           request_id, actor, related_transfer_id, hold_id, terminal_id, description)
     values (tenant, new_transfer_id, transfer_kind, debit.account_id, credit.account_id, amount, debit.currency,
-            request_id, actor, related_transfer, resolved_hold, terminal)
+            request_id, actor, related_transfer, resolved_hold, terminal, description)
     returning * into written;
     insert into ledger_entries (tenant_id, transfer_id, account_id, amount_minor, currency, created_at)
     values (tenant, new_transfer_id, debit.account_id, -amount, debit.currency, written.created_at),
@@ -62,7 +63,8 @@ create or replace function ledger_transfer_summary(transfer transfers) returns j
     return jsonb_build_object(
         'transferId', transfer.transfer_id, 'kind', transfer.kind, 'debitAccountId', transfer.debit_account_id,
         'creditAccountId', transfer.credit_account_id, 'amountMinor', transfer.amount_minor::text,
-        'currency', transfer.currency, 'status', transfer.status, 'refundedMinor', transfer.refunded_minor::text);
+        'currency', transfer.currency, 'status', transfer.status, 'refundedMinor', transfer.refunded_minor::text,
+        'description', transfer.description);
 
 -- Result shape, the same for a first call and its replay (ledger_transfer_outcome, 0004): a new transfer
 -- straight from its row, a replay read back by id.
@@ -71,7 +73,7 @@ create or replace function ledger_transfer_outcome_of(transfer transfers) return
     return row(false, null, transfer.transfer_id, transfer.kind, transfer.debit_account_id, transfer.credit_account_id,
                transfer.amount_minor, transfer.currency, transfer.status, transfer.refunded_minor, transfer.request_id,
                transfer.actor, transfer.related_transfer_id, transfer.hold_id, transfer.terminal_id,
-               transfer.created_at)::ledger_transfer_outcome;
+               transfer.created_at, transfer.description)::ledger_transfer_outcome;
 
 create or replace function ledger_transfer_result(is_replay boolean, response bytea, wanted_transfer_id uuid)
     returns setof ledger_transfer_outcome
@@ -79,7 +81,7 @@ create or replace function ledger_transfer_result(is_replay boolean, response by
 as $$
     select is_replay, response, t.transfer_id, t.kind, t.debit_account_id, t.credit_account_id, t.amount_minor,
            t.currency, t.status, t.refunded_minor, t.request_id, t.actor, t.related_transfer_id, t.hold_id,
-           t.terminal_id, t.created_at
+           t.terminal_id, t.created_at, t.description
       from transfers t
      where t.tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid and t.transfer_id = wanted_transfer_id
 $$;
@@ -87,7 +89,7 @@ $$;
 -- A p2p transfer, a payment, a top-up or a withdrawal (the service layer finds the float for the last two).
 create or replace function ledger_post_transfer(
     transfer_kind text, debit_account_id uuid, credit_account_id uuid, amount_minor bigint, currency text,
-    terminal_id uuid, actor text, method text, request_id text, request_hash bytea
+    terminal_id uuid, actor text, method text, request_id text, request_hash bytea, description text default null
 ) returns setof ledger_transfer_outcome
     language plpgsql
     security definer
@@ -118,7 +120,7 @@ begin
                 'transferKind', transfer_kind, 'debitKind', debit.kind, 'creditKind', credit.kind));
         end if;
         written := ledger_write_transfer(tenant, claim.result_id, transfer_kind, debit, credit, amount_minor,
-                                         actor, request_id, null, null, terminal_id, 0);
+                                         actor, request_id, null, null, terminal_id, 0, description);
         audit_event := audit_append(actor, method, request_id,
                              jsonb_build_object('before', null, 'after', ledger_transfer_summary(written)));
         return next ledger_transfer_outcome_of(written);
@@ -209,7 +211,8 @@ $$;
 -- row without storing it, even after later refunds changed the row.
 create or replace function payments_create_transfer(
     caller_user_id uuid, caller_is_back_office boolean, from_account_id uuid, to_account_id uuid,
-    amount_minor bigint, currency text, actor text, method text, request_id text, request_hash bytea
+    amount_minor bigint, currency text, actor text, method text, request_id text, request_hash bytea,
+    description text default null
 ) returns setof ledger_transfer_outcome
     language plpgsql
     set search_path = pg_catalog, public
@@ -236,7 +239,7 @@ begin
     select * into outcome
       from ledger_post_transfer(case when target_kind = 'merchant' then 'payment' else 'p2p' end,
                                 from_account_id, to_account_id, amount_minor, currency, null,
-                                actor, method, request_id, request_hash);
+                                actor, method, request_id, request_hash, description);
     outcome := ledger_transfer_as_created(outcome);
     if not outcome.replayed then
         perform receipts_request(tenant, outcome.transfer_id);
@@ -255,7 +258,8 @@ $$;
 -- called function runs.
 create or replace function payments_create_transfer_in(
     tenant uuid, caller_user_id uuid, caller_is_back_office boolean, from_account_id uuid, to_account_id uuid,
-    amount_minor bigint, currency text, actor text, method text, request_id text, request_hash bytea
+    amount_minor bigint, currency text, actor text, method text, request_id text, request_hash bytea,
+    description text default null
 ) returns setof ledger_transfer_outcome
     language plpgsql
     security definer
@@ -264,7 +268,7 @@ as $$
 begin
     perform set_config('app.tenant_id', tenant::text, true);
     return query select * from payments_create_transfer(caller_user_id, caller_is_back_office, from_account_id,
-        to_account_id, amount_minor, currency, actor, method, request_id, request_hash);
+        to_account_id, amount_minor, currency, actor, method, request_id, request_hash, description);
 end
 $$;
 
@@ -283,7 +287,7 @@ $$;
 create or replace function payments_create_transfers_in(
     tenant uuid, caller_user_ids uuid[], callers_are_back_office boolean[], from_account_ids uuid[],
     to_account_ids uuid[], amounts_minor bigint[], currencies text[], actors text[], methods text[],
-    request_ids text[], request_hashes bytea[]
+    request_ids text[], request_hashes bytea[], descriptions text[] default null
 ) returns table (item integer, failed_sqlstate text, failed_message text, failed_detail text,
                  outcome ledger_transfer_outcome)
     language plpgsql
@@ -297,6 +301,7 @@ begin
        or items <> cardinality(callers_are_back_office) or items <> cardinality(to_account_ids)
        or items <> cardinality(amounts_minor) or items <> cardinality(currencies) or items <> cardinality(actors)
        or items <> cardinality(methods) or items <> cardinality(request_ids) or items <> cardinality(request_hashes)
+       or (descriptions is not null and items <> cardinality(descriptions))
     then
         raise exception using errcode = '22023',
             message = 'a batch is 0 to ledger_max_batch_items() items, each argument array as long as the others';
@@ -314,7 +319,7 @@ begin
                 select i, null::text, null::text, null::text, created
                   from payments_create_transfer(caller_user_ids[i], callers_are_back_office[i], from_account_ids[i],
                                                 to_account_ids[i], amounts_minor[i], currencies[i], actors[i], methods[i],
-                                                request_ids[i], request_hashes[i]) created;
+                                                request_ids[i], request_hashes[i], descriptions[i]) created;
         exception when others then
             item := i;
             outcome := null;
@@ -329,12 +334,12 @@ $$;
 -- Entry points owned by emoney_ledger. ALTER ... OWNER needs the new owner to hold CREATE on the schema at
 -- that moment; it keeps none afterwards. Nothing changes when it owns them already.
 grant create on schema public to emoney_ledger;
-alter function ledger_post_transfer(text, uuid, uuid, bigint, text, uuid, text, text, text, bytea) owner to emoney_ledger;
+alter function ledger_post_transfer(text, uuid, uuid, bigint, text, uuid, text, text, text, bytea, text) owner to emoney_ledger;
 alter function ledger_refund(uuid, bigint, text, text, text, bytea) owner to emoney_ledger;
-alter function payments_create_transfer_in(uuid, uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea)
+alter function payments_create_transfer_in(uuid, uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea, text)
     owner to emoney_ledger;
 alter function payments_create_transfers_in(uuid, uuid[], boolean[], uuid[], uuid[], bigint[], text[], text[], text[],
-                                            text[], bytea[])
+                                            text[], bytea[], text[])
     owner to emoney_ledger;
 revoke create on schema public from emoney_ledger;
 
@@ -342,14 +347,14 @@ grant execute on function
     ledger_transfer_summary(transfers), ledger_transfer_outcome_of(transfers), ledger_transfer_result(boolean, bytea, uuid)
 to emoney_app, emoney_ledger;
 grant execute on function
-    ledger_write_transfer(uuid, uuid, text, accounts, accounts, bigint, text, text, uuid, uuid, uuid, bigint),
+    ledger_write_transfer(uuid, uuid, text, accounts, accounts, bigint, text, text, uuid, uuid, uuid, bigint, text),
     ledger_transfer_as_created(ledger_transfer_outcome),
-    payments_create_transfer(uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea)
+    payments_create_transfer(uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea, text)
 to emoney_ledger;  -- only from inside an entry point
 grant execute on function
-    ledger_post_transfer(text, uuid, uuid, bigint, text, uuid, text, text, text, bytea),
+    ledger_post_transfer(text, uuid, uuid, bigint, text, uuid, text, text, text, bytea, text),
     ledger_refund(uuid, bigint, text, text, text, bytea),
-    payments_create_transfer_in(uuid, uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea),
+    payments_create_transfer_in(uuid, uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea, text),
     payments_create_transfers_in(uuid, uuid[], boolean[], uuid[], uuid[], bigint[], text[], text[], text[], text[],
-                                 bytea[])
+                                 bytea[], text[])
 to emoney_app;

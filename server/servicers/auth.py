@@ -21,7 +21,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.GetTenantResponse(tenant=public_tenant_message(tenant))
 
     async def SignUp(self, request: auth_pb2.SignUpRequest, context: grpc.aio.ServicerContext) -> auth_pb2.SignUpResponse:
-        session = await self._identity.sign_up(request.tenant, request.email, request.password, request.display_name)
+        session = await self._identity.sign_up(
+            request.tenant, request.email, request.password, request.display_name, request.phone_number
+        )
         return auth_pb2.SignUpResponse(user=user_message(session.user, session.tenant_slug), tokens=tokens_message(session.tokens))
 
     async def Login(self, request: auth_pb2.LoginRequest, context: grpc.aio.ServicerContext) -> auth_pb2.LoginResponse:

@@ -135,6 +135,7 @@ def entry_message(entry: EntryRecord) -> accounts_pb2.Entry:
         balance_after_minor=entry.balance_after_minor,
         kind=PAYMENT_KIND.to_wire(entry.transfer_kind),
         create_time=timestamp(entry.created_at),
+        description=entry.description or "",
     )
 
 
@@ -162,7 +163,7 @@ def transfer_payment(transfer: TransferRecord) -> payments_pb2.Payment:
     return _payment(transfer.transfer_id, transfer.kind, transfer.status, transfer.debit_account_id,
                     transfer.credit_account_id, transfer.amount_minor, transfer.currency, transfer.terminal_id,
                     transfer.related_transfer_id or transfer.hold_id, transfer.request_id, transfer.created_at,
-                    refunded_minor=transfer.refunded_minor)
+                    refunded_minor=transfer.refunded_minor, description=transfer.description or "")
 
 
 def hold_payment(hold: HoldRecord) -> payments_pb2.Payment:
@@ -175,7 +176,7 @@ def row_payment(row: PaymentRow) -> payments_pb2.Payment:
     return _payment(row.payment_id, row.kind, row.status, row.from_account_id, row.to_account_id, row.amount_minor,
                     row.currency, row.terminal_id, row.related_id, row.request_id, row.created_at,
                     captured_minor=row.captured_minor, refunded_minor=row.refunded_minor,
-                    expire_time=timestamp(row.expires_at))
+                    expire_time=timestamp(row.expires_at), description=row.description or "")
 
 
 def level_limits_message(limits: CurrencyLimits) -> admin_pb2.LevelLimits:

@@ -39,12 +39,17 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
     async def CreateTransfer(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.CreateTransferResponse:
         command = commands.CreateTransfer(
             request.request_id, _canonical(request), request.from_account, request.to_account, request.amount_minor,
-            request.currency,
+            request.currency, request.description,
         )
         return await answer(
             payments_pb2.CreateTransferResponse, transfer_payment,
             lambda serialize: self._payments.create_transfer(require_principal(), current_method(), command),
         )
+
+    async def FindPayee(self, request: payments_pb2.FindPayeeRequest, context: grpc.aio.ServicerContext) -> payments_pb2.FindPayeeResponse:
+        display_name, account_id, currency = await self._payments.find_payee(
+            require_principal(), request.email, request.phone_number, request.currency)
+        return payments_pb2.FindPayeeResponse(display_name=display_name, account=f"accounts/{account_id}", currency=currency)
 
     async def TopUp(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.TopUpResponse:
         return await self._move_float(request, "top_up", payments_pb2.TopUpResponse)

@@ -27,6 +27,7 @@ class CreateTransfer:
     to_account: str
     amount_minor: int
     currency: str
+    description: str = ""
 
 
 @dataclass(frozen=True)

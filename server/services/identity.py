@@ -24,6 +24,7 @@ from domain.resource_names import parse_tenant_name
 from server.services.changes import change_context, record_change
 from server.services.transactions import Transactions
 from domain.tokens import TokenService
+from domain.phones import e164
 from domain.validation import (
     display_name_violations,
     email_violations,
@@ -82,11 +83,13 @@ class IdentityService:
 
     # -- people ---------------------------------------------------------------------------------
 
-    async def sign_up(self, tenant_name: str, email: str, password: str, display_name: str) -> Session:
+    async def sign_up(self, tenant_name: str, email: str, password: str, display_name: str, phone_number: str = "") -> Session:
         slug = parse_tenant_name(tenant_name, "tenant")
         email = normalize_email(email)
+        phone, phone_violations = e164(phone_number.strip()) if phone_number.strip() else (None, [])
         raise_if_violations(
             email_violations(email) + password_violations(password, email) + display_name_violations(display_name)
+            + phone_violations
         )
         async with self._transactions.lookup(None) as unit_of_work:
             tenant = await tenants.find_public_tenant(unit_of_work, slug)
@@ -96,7 +99,10 @@ class IdentityService:
         async with self._transactions.change(tenant.tenant_id) as unit_of_work:
             if await users.find_by_email(unit_of_work, email) is not None:
                 raise AlreadyExists(message="this e-mail address is already registered", reason="EMAIL_TAKEN")
-            user = await users.insert(unit_of_work, tenant.tenant_id, email, display_name.strip(), password_hash, ["customer"])
+            if phone is not None and await users.find_by_phone(unit_of_work, phone) is not None:
+                raise AlreadyExists(message="this phone number is already registered", reason="PHONE_TAKEN")
+            user = await users.insert(unit_of_work, tenant.tenant_id, email, display_name.strip(), password_hash, ["customer"],
+                                      phone_e164=phone)
             subject = f"users/{user.user_id}"
             await record_change(unit_of_work, subject, None, {"user": subject, "roles": ["customer"]})
             # A citizen can be paid from the moment they sign up: their account in the tenant's default currency,

@@ -20,23 +20,27 @@ import secrets
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from domain.errors import INVALID_FORMAT, MISMATCH, NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, FailedPrecondition
-from domain.ledger_rules import PAYMENT_STATUSES, amount_violations, currency_violations, request_id_violations
+from domain.errors import INVALID_FORMAT, MISMATCH, NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, FailedPrecondition, NotFound
+from domain.ledger_rules import (
+    PAYMENT_STATUSES, amount_violations, currency_violations, description_violations, request_id_violations,
+)
+from domain.phones import e164
 from domain.principal import Principal
 from domain.validation import (
-    created_position, invalid, keyset_after, keyset_page, page_size, parse_resource_id, raise_if_violations,
+    created_position, email_violations, invalid, keyset_after, keyset_page, normalize_email, page_size, parse_resource_id,
+    raise_if_violations,
 )
 from server.payment_events import PaymentEventHub
 from server.services import access, commands
 from server.services.transactions import Transactions
-from storage import idempotency, ledger, movements, payment_codes, payments_query
+from storage import idempotency, ledger, movements, payment_codes, payments_query, users
 from storage.audit import RequestContext
 from storage.ledger import HoldRecord, Outcome, TransferRecord
 from storage.movements import Serialize
 from storage.object_store import ObjectStore
 from storage.payments_query import PaymentRow
 from storage.receipts import get_or_create_receipt, presigned_receipt_url
-from storage.tenants import slug_of
+from storage.tenants import default_currency, slug_of
 from storage.unit_of_work import UnitOfWork
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud or typed without confusion
@@ -82,6 +86,8 @@ class PaymentsService:
         (payments_create_transfer_in, migrations/current/10_movements.sql), which also checks the access
         rules (access.transfer_caller)."""
         validate_money(command.request_id, command.amount_minor, command.currency)
+        description = command.description.strip()
+        raise_if_violations(description_violations(description))
         from_id = parse_resource_id(command.from_account, "accounts", "from_account")
         to_id = parse_resource_id(command.to_account, "accounts", "to_account")
         caller_user_id, caller_is_back_office = access.transfer_caller(principal)
@@ -89,6 +95,7 @@ class PaymentsService:
             self._transactions.units_of_work, principal.tenant_id, money_context(principal, method, command),
             caller_user_id=caller_user_id, caller_is_back_office=caller_is_back_office,
             from_account_id=from_id, to_account_id=to_id, amount_minor=command.amount_minor, currency=command.currency,
+            description=description or None,
         )
 
     async def top_up_or_withdraw(
@@ -102,6 +109,30 @@ class PaymentsService:
             kind=command.kind, account_id=account_id, amount_minor=command.amount_minor, currency=command.currency,
             authorize=lambda account: access.visible_account(principal, account), serialize=serialize,
         )
+
+    # -- paying a person ---------------------------------------------------------------------------
+
+    async def find_payee(self, principal: Principal, email: str, phone_number: str, currency: str) -> tuple[str, uuid.UUID, str]:
+        """(masked name, account id, currency) of the person to pay; PAYEE_NOT_FOUND alike for an unknown
+        address and a person who cannot be paid (disabled, or no active customer account in the currency)."""
+        email, phone_number = normalize_email(email), phone_number.strip()
+        if bool(email) == bool(phone_number):
+            raise invalid("email", REQUIRED if not email else NOT_ALLOWED, "give exactly one of email and phone_number")
+        phone = None
+        if email:
+            raise_if_violations(email_violations(email))
+        else:
+            phone, violations = e164(phone_number)
+            raise_if_violations(violations)
+        if currency:
+            raise_if_violations(currency_violations(currency))
+        async with self._transactions.read(principal.tenant_id) as unit_of_work:
+            currency = currency or await default_currency(unit_of_work, principal.tenant_id)
+            payee = await users.find_payee(unit_of_work, email or None, phone, currency)
+        if payee is None:
+            raise NotFound(message="nobody of this tenant can be paid at that address or number in that currency",
+                           reason="PAYEE_NOT_FOUND")
+        return masked_name(payee.display_name), payee.account_id, currency
 
     # -- payment codes --------------------------------------------------------------------------
 
@@ -266,3 +297,12 @@ def _checked_code(code: str) -> str:
             "code", REQUIRED if not code else INVALID_FORMAT, f"must be the {CODE_LENGTH}-character code the customer shows"
         )
     return code
+
+
+def masked_name(display_name: str) -> str:
+    """What a payer sees before paying: the first name and the initial of the last ("Ana Carolina Souza" →
+    "Ana S."), enough to confirm the right person without revealing their full name."""
+    words = display_name.split()
+    if len(words) <= 1:
+        return display_name.strip()
+    return f"{words[0]} {words[-1][0].upper()}."

@@ -108,6 +108,7 @@ STYLE_OF_METHOD: dict[str, Style] = {
     _PAYMENTS + "VoidPayment": Style.STORAGE_TRANSACTION,
     _PAYMENTS + "RefundPayment": Style.STORAGE_TRANSACTION,
     _PAYMENTS + "CreatePaymentCode": Style.CHANGE,
+    _PAYMENTS + "FindPayee": Style.READ,
     _PAYMENTS + "GetPayment": Style.LOOKUP,
     _PAYMENTS + "ListPayments": Style.READ,
     _PAYMENTS + "WatchPayments": Style.LOOKUP,

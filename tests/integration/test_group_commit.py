@@ -30,7 +30,7 @@ def _arguments(caller: uuid.UUID, source: uuid.UUID, target: uuid.UUID, amount_m
                request_id: str | None = None) -> tuple:
     context = new_context(request_id=request_id, source=str(source), target=str(target), amount=amount_minor)
     return (caller, False, source, target, amount_minor, "EUR", context.actor, context.method, context.request_id,
-            context.request_hash)
+            context.request_hash, None)
 
 
 async def _owner(world: LedgerWorld, account: uuid.UUID) -> uuid.UUID:

@@ -481,6 +481,7 @@ class Entry(_message.Message):
     BALANCE_AFTER_MINOR_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
     entry_id: _builtins.int
     """Sequence number of the entry in the ledger (increases with time)."""
     payment: _builtins.str
@@ -491,6 +492,8 @@ class Entry(_message.Message):
     """Ledger balance of the account after this entry."""
     kind: _payments_pb2.PaymentKind.ValueType
     """The kind of the payment that wrote the entry (never `PAYMENT_KIND_HOLD`: a hold writes no entries)."""
+    description: _builtins.str
+    """The payment's description, if the payer wrote one."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the entry was written."""
@@ -504,10 +507,11 @@ class Entry(_message.Message):
         balance_after_minor: _builtins.int = ...,
         kind: _payments_pb2.PaymentKind.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        description: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "balance_after_minor", b"balance_after_minor", "create_time", b"create_time", "entry_id", b"entry_id", "kind", b"kind", "payment", b"payment"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "balance_after_minor", b"balance_after_minor", "create_time", b"create_time", "description", b"description", "entry_id", b"entry_id", "kind", b"kind", "payment", b"payment"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

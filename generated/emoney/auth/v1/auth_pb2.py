@@ -27,7 +27,7 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65money/auth/v1/auth.proto\x12\x0e\x65money.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"&\n\x10GetTenantRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\";\n\x11GetTenantResponse\x12&\n\x06tenant\x18\x01 \x01(\x0b\x32\x16.emoney.auth.v1.Tenant\"\x85\x01\n\x06Tenant\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttenant_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04slug\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x64isplay_name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1e\n\x10\x64\x65\x66\x61ult_currency\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\"\x8f\x02\n\x04User\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06tenant\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\x12#\n\x05roles\x18\x06 \x03(\x0e\x32\x14.emoney.auth.v1.Role\x12\x30\n\x06status\x18\x07 \x01(\x0e\x32\x1a.emoney.auth.v1.UserStatusB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x13\n\x05level\x18\t \x01(\tB\x04\xe2\x41\x01\x03\"\xb1\x02\n\x08Terminal\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0bterminal_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x10\n\x08merchant\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\x17\n\tclient_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\x06status\x18\x06 \x01(\x0e\x32\x1e.emoney.auth.v1.TerminalStatusB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12+\n\x18\x64\x61ily_charge_limit_minor\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x42\x1b\n\x19_daily_charge_limit_minor\"\xc6\x01\n\x06Tokens\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12<\n\x18\x61\x63\x63\x65ss_token_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x03 \x01(\t\x12=\n\x19refresh_token_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntoken_type\x18\x05 \x01(\t\"n\n\rSignUpRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05\x65mail\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x64isplay_name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\"\\\n\x0eSignUpResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.emoney.auth.v1.User\x12&\n\x06tokens\x18\x02 \x01(\x0b\x32\x16.emoney.auth.v1.Tokens\"Q\n\x0cLoginRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05\x65mail\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"[\n\rLoginResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.emoney.auth.v1.User\x12&\n\x06tokens\x18\x02 \x01(\x0b\x32\x16.emoney.auth.v1.Tokens\"L\n\x14LoginTerminalRequest\x12\x17\n\tclient_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rclient_secret\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"k\n\x15LoginTerminalResponse\x12*\n\x08terminal\x18\x01 \x01(\x0b\x32\x18.emoney.auth.v1.Terminal\x12&\n\x06tokens\x18\x02 \x01(\x0b\x32\x16.emoney.auth.v1.Tokens\"2\n\x13RefreshTokenRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\">\n\x14RefreshTokenResponse\x12&\n\x06tokens\x18\x01 \x01(\x0b\x32\x16.emoney.auth.v1.Tokens\",\n\rLogoutRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x10\n\x0eLogoutResponse\"\x17\n\x15GetCurrentUserRequest\"v\n\x16GetCurrentUserResponse\x12$\n\x04user\x18\x01 \x01(\x0b\x32\x14.emoney.auth.v1.UserH\x00\x12,\n\x08terminal\x18\x02 \x01(\x0b\x32\x18.emoney.auth.v1.TerminalH\x00\x42\x08\n\x06\x63\x61ller\"S\n\x15\x43hangePasswordRequest\x12\x1e\n\x10\x63urrent_password\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0cnew_password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x18\n\x16\x43hangePasswordResponse*\x85\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_CUSTOMER\x10\x01\x12\x11\n\rROLE_MERCHANT\x10\x02\x12\x11\n\rROLE_OPERATOR\x10\x03\x12\x15\n\x11ROLE_TENANT_ADMIN\x10\x04\x12\x17\n\x13ROLE_PLATFORM_ADMIN\x10\x05*[\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x01\x12\x18\n\x14USER_STATUS_DISABLED\x10\x02*k\n\x0eTerminalStatus\x12\x1f\n\x1bTERMINAL_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16TERMINAL_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18TERMINAL_STATUS_DISABLED\x10\x02\x32\xe0\x07\n\x0b\x41uthService\x12n\n\tGetTenant\x12 .emoney.auth.v1.GetTenantRequest\x1a!.emoney.auth.v1.GetTenantResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=tenants/*}\x12w\n\x06SignUp\x12\x1d.emoney.auth.v1.SignUpRequest\x1a\x1e.emoney.auth.v1.SignUpResponse\".\x82\xd3\xe4\x93\x02(\"#/v1/{tenant=tenants/*}/users:signUp:\x01*\x12v\n\x05Login\x12\x1c.emoney.auth.v1.LoginRequest\x1a\x1d.emoney.auth.v1.LoginResponse\"0\x82\xd3\xe4\x93\x02*\"%/v1/{tenant=tenants/*}/sessions:login:\x01*\x12\x83\x01\n\rLoginTerminal\x12$.emoney.auth.v1.LoginTerminalRequest\x1a%.emoney.auth.v1.LoginTerminalResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/terminalSessions:login:\x01*\x12z\n\x0cRefreshToken\x12#.emoney.auth.v1.RefreshTokenRequest\x1a$.emoney.auth.v1.RefreshTokenResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/sessions:refresh:\x01*\x12g\n\x06Logout\x12\x1d.emoney.auth.v1.LogoutRequest\x1a\x1e.emoney.auth.v1.LogoutResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/sessions:logout:\x01*\x12x\n\x0eGetCurrentUser\x12%.emoney.auth.v1.GetCurrentUserRequest\x1a&.emoney.auth.v1.GetCurrentUserResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/currentUser\x12\x8a\x01\n\x0e\x43hangePassword\x12%.emoney.auth.v1.ChangePasswordRequest\x1a&.emoney.auth.v1.ChangePasswordResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/currentUser:changePassword:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65money/auth/v1/auth.proto\x12\x0e\x65money.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"&\n\x10GetTenantRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\";\n\x11GetTenantResponse\x12&\n\x06tenant\x18\x01 \x01(\x0b\x32\x16.emoney.auth.v1.Tenant\"\x85\x01\n\x06Tenant\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttenant_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04slug\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1a\n\x0c\x64isplay_name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03\x12\x1e\n\x10\x64\x65\x66\x61ult_currency\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\"\x8f\x02\n\x04User\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07user_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x14\n\x06tenant\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\r\n\x05\x65mail\x18\x04 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\x12#\n\x05roles\x18\x06 \x03(\x0e\x32\x14.emoney.auth.v1.Role\x12\x30\n\x06status\x18\x07 \x01(\x0e\x32\x1a.emoney.auth.v1.UserStatusB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x13\n\x05level\x18\t \x01(\tB\x04\xe2\x41\x01\x03\"\xb1\x02\n\x08Terminal\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x19\n\x0bterminal_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x10\n\x08merchant\x18\x03 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x04 \x01(\t\x12\x17\n\tclient_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\x06status\x18\x06 \x01(\x0e\x32\x1e.emoney.auth.v1.TerminalStatusB\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12+\n\x18\x64\x61ily_charge_limit_minor\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x42\x1b\n\x19_daily_charge_limit_minor\"\xc6\x01\n\x06Tokens\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12<\n\x18\x61\x63\x63\x65ss_token_expire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x03 \x01(\t\x12=\n\x19refresh_token_expire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntoken_type\x18\x05 \x01(\t\"\x8a\x01\n\rSignUpRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05\x65mail\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0c\x64isplay_name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0cphone_number\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\"\\\n\x0eSignUpResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.emoney.auth.v1.User\x12&\n\x06tokens\x18\x02 \x01(\x0b\x32\x16.emoney.auth.v1.Tokens\"Q\n\x0cLoginRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05\x65mail\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x16\n\x08password\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"[\n\rLoginResponse\x12\"\n\x04user\x18\x01 \x01(\x0b\x32\x14.emoney.auth.v1.User\x12&\n\x06tokens\x18\x02 \x01(\x0b\x32\x16.emoney.auth.v1.Tokens\"L\n\x14LoginTerminalRequest\x12\x17\n\tclient_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rclient_secret\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"k\n\x15LoginTerminalResponse\x12*\n\x08terminal\x18\x01 \x01(\x0b\x32\x18.emoney.auth.v1.Terminal\x12&\n\x06tokens\x18\x02 \x01(\x0b\x32\x16.emoney.auth.v1.Tokens\"2\n\x13RefreshTokenRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\">\n\x14RefreshTokenResponse\x12&\n\x06tokens\x18\x01 \x01(\x0b\x32\x16.emoney.auth.v1.Tokens\",\n\rLogoutRequest\x12\x1b\n\rrefresh_token\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x10\n\x0eLogoutResponse\"\x17\n\x15GetCurrentUserRequest\"v\n\x16GetCurrentUserResponse\x12$\n\x04user\x18\x01 \x01(\x0b\x32\x14.emoney.auth.v1.UserH\x00\x12,\n\x08terminal\x18\x02 \x01(\x0b\x32\x18.emoney.auth.v1.TerminalH\x00\x42\x08\n\x06\x63\x61ller\"S\n\x15\x43hangePasswordRequest\x12\x1e\n\x10\x63urrent_password\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0cnew_password\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"\x18\n\x16\x43hangePasswordResponse*\x85\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_CUSTOMER\x10\x01\x12\x11\n\rROLE_MERCHANT\x10\x02\x12\x11\n\rROLE_OPERATOR\x10\x03\x12\x15\n\x11ROLE_TENANT_ADMIN\x10\x04\x12\x17\n\x13ROLE_PLATFORM_ADMIN\x10\x05*[\n\nUserStatus\x12\x1b\n\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12USER_STATUS_ACTIVE\x10\x01\x12\x18\n\x14USER_STATUS_DISABLED\x10\x02*k\n\x0eTerminalStatus\x12\x1f\n\x1bTERMINAL_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16TERMINAL_STATUS_ACTIVE\x10\x01\x12\x1c\n\x18TERMINAL_STATUS_DISABLED\x10\x02\x32\xe0\x07\n\x0b\x41uthService\x12n\n\tGetTenant\x12 .emoney.auth.v1.GetTenantRequest\x1a!.emoney.auth.v1.GetTenantResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=tenants/*}\x12w\n\x06SignUp\x12\x1d.emoney.auth.v1.SignUpRequest\x1a\x1e.emoney.auth.v1.SignUpResponse\".\x82\xd3\xe4\x93\x02(\"#/v1/{tenant=tenants/*}/users:signUp:\x01*\x12v\n\x05Login\x12\x1c.emoney.auth.v1.LoginRequest\x1a\x1d.emoney.auth.v1.LoginResponse\"0\x82\xd3\xe4\x93\x02*\"%/v1/{tenant=tenants/*}/sessions:login:\x01*\x12\x83\x01\n\rLoginTerminal\x12$.emoney.auth.v1.LoginTerminalRequest\x1a%.emoney.auth.v1.LoginTerminalResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/terminalSessions:login:\x01*\x12z\n\x0cRefreshToken\x12#.emoney.auth.v1.RefreshTokenRequest\x1a$.emoney.auth.v1.RefreshTokenResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/v1/sessions:refresh:\x01*\x12g\n\x06Logout\x12\x1d.emoney.auth.v1.LogoutRequest\x1a\x1e.emoney.auth.v1.LogoutResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/v1/sessions:logout:\x01*\x12x\n\x0eGetCurrentUser\x12%.emoney.auth.v1.GetCurrentUserRequest\x1a&.emoney.auth.v1.GetCurrentUserResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/currentUser\x12\x8a\x01\n\x0e\x43hangePassword\x12%.emoney.auth.v1.ChangePasswordRequest\x1a&.emoney.auth.v1.ChangePasswordResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/currentUser:changePassword:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -78,6 +78,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNUPREQUEST'].fields_by_name['password']._serialized_options = b'\342A\001\002'
   _globals['_SIGNUPREQUEST'].fields_by_name['display_name']._loaded_options = None
   _globals['_SIGNUPREQUEST'].fields_by_name['display_name']._serialized_options = b'\342A\001\002'
+  _globals['_SIGNUPREQUEST'].fields_by_name['phone_number']._loaded_options = None
+  _globals['_SIGNUPREQUEST'].fields_by_name['phone_number']._serialized_options = b'\342A\001\001'
   _globals['_LOGINREQUEST'].fields_by_name['tenant']._loaded_options = None
   _globals['_LOGINREQUEST'].fields_by_name['tenant']._serialized_options = b'\342A\001\002'
   _globals['_LOGINREQUEST'].fields_by_name['email']._loaded_options = None
@@ -112,12 +114,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHSERVICE'].methods_by_name['GetCurrentUser']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/currentUser'
   _globals['_AUTHSERVICE'].methods_by_name['ChangePassword']._loaded_options = None
   _globals['_AUTHSERVICE'].methods_by_name['ChangePassword']._serialized_options = b'\202\323\344\223\002#\"\036/v1/currentUser:changePassword:\001*'
-  _globals['_ROLE']._serialized_start=2167
-  _globals['_ROLE']._serialized_end=2300
-  _globals['_USERSTATUS']._serialized_start=2302
-  _globals['_USERSTATUS']._serialized_end=2393
-  _globals['_TERMINALSTATUS']._serialized_start=2395
-  _globals['_TERMINALSTATUS']._serialized_end=2502
+  _globals['_ROLE']._serialized_start=2196
+  _globals['_ROLE']._serialized_end=2329
+  _globals['_USERSTATUS']._serialized_start=2331
+  _globals['_USERSTATUS']._serialized_end=2422
+  _globals['_TERMINALSTATUS']._serialized_start=2424
+  _globals['_TERMINALSTATUS']._serialized_end=2531
   _globals['_GETTENANTREQUEST']._serialized_start=141
   _globals['_GETTENANTREQUEST']._serialized_end=179
   _globals['_GETTENANTRESPONSE']._serialized_start=181
@@ -130,34 +132,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TERMINAL']._serialized_end=958
   _globals['_TOKENS']._serialized_start=961
   _globals['_TOKENS']._serialized_end=1159
-  _globals['_SIGNUPREQUEST']._serialized_start=1161
-  _globals['_SIGNUPREQUEST']._serialized_end=1271
-  _globals['_SIGNUPRESPONSE']._serialized_start=1273
-  _globals['_SIGNUPRESPONSE']._serialized_end=1365
-  _globals['_LOGINREQUEST']._serialized_start=1367
-  _globals['_LOGINREQUEST']._serialized_end=1448
-  _globals['_LOGINRESPONSE']._serialized_start=1450
-  _globals['_LOGINRESPONSE']._serialized_end=1541
-  _globals['_LOGINTERMINALREQUEST']._serialized_start=1543
-  _globals['_LOGINTERMINALREQUEST']._serialized_end=1619
-  _globals['_LOGINTERMINALRESPONSE']._serialized_start=1621
-  _globals['_LOGINTERMINALRESPONSE']._serialized_end=1728
-  _globals['_REFRESHTOKENREQUEST']._serialized_start=1730
-  _globals['_REFRESHTOKENREQUEST']._serialized_end=1780
-  _globals['_REFRESHTOKENRESPONSE']._serialized_start=1782
-  _globals['_REFRESHTOKENRESPONSE']._serialized_end=1844
-  _globals['_LOGOUTREQUEST']._serialized_start=1846
-  _globals['_LOGOUTREQUEST']._serialized_end=1890
-  _globals['_LOGOUTRESPONSE']._serialized_start=1892
-  _globals['_LOGOUTRESPONSE']._serialized_end=1908
-  _globals['_GETCURRENTUSERREQUEST']._serialized_start=1910
-  _globals['_GETCURRENTUSERREQUEST']._serialized_end=1933
-  _globals['_GETCURRENTUSERRESPONSE']._serialized_start=1935
-  _globals['_GETCURRENTUSERRESPONSE']._serialized_end=2053
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=2055
-  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=2138
-  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=2140
-  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=2164
-  _globals['_AUTHSERVICE']._serialized_start=2505
-  _globals['_AUTHSERVICE']._serialized_end=3497
+  _globals['_SIGNUPREQUEST']._serialized_start=1162
+  _globals['_SIGNUPREQUEST']._serialized_end=1300
+  _globals['_SIGNUPRESPONSE']._serialized_start=1302
+  _globals['_SIGNUPRESPONSE']._serialized_end=1394
+  _globals['_LOGINREQUEST']._serialized_start=1396
+  _globals['_LOGINREQUEST']._serialized_end=1477
+  _globals['_LOGINRESPONSE']._serialized_start=1479
+  _globals['_LOGINRESPONSE']._serialized_end=1570
+  _globals['_LOGINTERMINALREQUEST']._serialized_start=1572
+  _globals['_LOGINTERMINALREQUEST']._serialized_end=1648
+  _globals['_LOGINTERMINALRESPONSE']._serialized_start=1650
+  _globals['_LOGINTERMINALRESPONSE']._serialized_end=1757
+  _globals['_REFRESHTOKENREQUEST']._serialized_start=1759
+  _globals['_REFRESHTOKENREQUEST']._serialized_end=1809
+  _globals['_REFRESHTOKENRESPONSE']._serialized_start=1811
+  _globals['_REFRESHTOKENRESPONSE']._serialized_end=1873
+  _globals['_LOGOUTREQUEST']._serialized_start=1875
+  _globals['_LOGOUTREQUEST']._serialized_end=1919
+  _globals['_LOGOUTRESPONSE']._serialized_start=1921
+  _globals['_LOGOUTRESPONSE']._serialized_end=1937
+  _globals['_GETCURRENTUSERREQUEST']._serialized_start=1939
+  _globals['_GETCURRENTUSERREQUEST']._serialized_end=1962
+  _globals['_GETCURRENTUSERRESPONSE']._serialized_start=1964
+  _globals['_GETCURRENTUSERRESPONSE']._serialized_end=2082
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_start=2084
+  _globals['_CHANGEPASSWORDREQUEST']._serialized_end=2167
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_start=2169
+  _globals['_CHANGEPASSWORDRESPONSE']._serialized_end=2193
+  _globals['_AUTHSERVICE']._serialized_start=2534
+  _globals['_AUTHSERVICE']._serialized_end=3526
 # @@protoc_insertion_point(module_scope)

@@ -376,6 +376,7 @@ class SignUpRequest(_message.Message):
     EMAIL_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
     DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    PHONE_NUMBER_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     """The tenant to join: `tenants/{slug}`."""
     email: _builtins.str
@@ -384,6 +385,10 @@ class SignUpRequest(_message.Message):
     """Password: 10 to 128 characters, not a common password, not the e-mail."""
     display_name: _builtins.str
     """Name shown to people (1 to 200 characters)."""
+    phone_number: _builtins.str
+    """Phone number in international form (`+55 11 91234-5678`), stored in
+    E.164; others of the tenant can then pay this person by phone number.
+    """
     def __init__(
         self,
         *,
@@ -391,10 +396,11 @@ class SignUpRequest(_message.Message):
         email: _builtins.str = ...,
         password: _builtins.str = ...,
         display_name: _builtins.str = ...,
+        phone_number: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "email", b"email", "password", b"password", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["display_name", b"display_name", "email", b"email", "password", b"password", "phone_number", b"phone_number", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -177,6 +177,7 @@ class Payment(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `payments/{payment_id}`."""
     payment_id: _builtins.str
@@ -205,6 +206,8 @@ class Payment(_message.Message):
     """The payment this one relates to (a refund's payment; a captured hold's capture)."""
     request_id: _builtins.str
     """The client request id that created it."""
+    description: _builtins.str
+    """What the payer wrote on a transfer ("rent March"); empty when nothing."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was created."""
@@ -231,10 +234,11 @@ class Payment(_message.Message):
         request_id: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        description: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "captured_minor", b"captured_minor", "create_time", b"create_time", "currency", b"currency", "expire_time", b"expire_time", "from_account", b"from_account", "kind", b"kind", "name", b"name", "payment_id", b"payment_id", "refunded_minor", b"refunded_minor", "related_payment", b"related_payment", "request_id", b"request_id", "status", b"status", "terminal", b"terminal", "to_account", b"to_account"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "captured_minor", b"captured_minor", "create_time", b"create_time", "currency", b"currency", "description", b"description", "expire_time", b"expire_time", "from_account", b"from_account", "kind", b"kind", "name", b"name", "payment_id", b"payment_id", "refunded_minor", b"refunded_minor", "related_payment", b"related_payment", "request_id", b"request_id", "status", b"status", "terminal", b"terminal", "to_account", b"to_account"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -251,6 +255,7 @@ class CreateTransferRequest(_message.Message):
     TO_ACCOUNT_FIELD_NUMBER: _builtins.int
     AMOUNT_MINOR_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Client-chosen idempotency key (1 to 64 characters, a UUID is best)."""
     from_account: _builtins.str
@@ -261,6 +266,11 @@ class CreateTransferRequest(_message.Message):
     """Amount in minor units, greater than zero."""
     currency: _builtins.str
     """ISO-4217 code; must match both accounts."""
+    description: _builtins.str
+    """What the transfer is for, shown on both statements and the receipt: at
+    most 140 characters, no control characters; leading and trailing spaces
+    are dropped.
+    """
     def __init__(
         self,
         *,
@@ -269,14 +279,75 @@ class CreateTransferRequest(_message.Message):
         to_account: _builtins.str = ...,
         amount_minor: _builtins.int = ...,
         currency: _builtins.str = ...,
+        description: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "currency", b"currency", "from_account", b"from_account", "request_id", b"request_id", "to_account", b"to_account"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "currency", b"currency", "description", b"description", "from_account", b"from_account", "request_id", b"request_id", "to_account", b"to_account"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateTransferRequest: _TypeAlias = CreateTransferRequest  # noqa: Y015
+
+@_typing.final
+class FindPayeeRequest(_message.Message):
+    """FindPayeeRequest names the person by exactly one of e-mail or phone number."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    PHONE_NUMBER_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    """The person's e-mail address."""
+    phone_number: _builtins.str
+    """The person's phone number, in international form (`+55 11 91234-5678`)."""
+    currency: _builtins.str
+    """The currency to pay in; empty: the tenant's default currency."""
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        phone_number: _builtins.str = ...,
+        currency: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "email", b"email", "phone_number", b"phone_number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindPayeeRequest: _TypeAlias = FindPayeeRequest  # noqa: Y015
+
+@_typing.final
+class FindPayeeResponse(_message.Message):
+    """FindPayeeResponse carries what the payer confirms and pays into."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    display_name: _builtins.str
+    """The person's name, masked: first name and the initial of the last ("Ana C.")."""
+    account: _builtins.str
+    """The account to pay: `accounts/{account_id}` (their customer account in the currency)."""
+    currency: _builtins.str
+    """ISO-4217 code of that account."""
+    def __init__(
+        self,
+        *,
+        display_name: _builtins.str = ...,
+        account: _builtins.str = ...,
+        currency: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "currency", b"currency", "display_name", b"display_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindPayeeResponse: _TypeAlias = FindPayeeResponse  # noqa: Y015
 
 @_typing.final
 class CreateTransferResponse(_message.Message):

@@ -48,6 +48,11 @@ class PaymentsServiceStub:
                 request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CreateTransferRequest.SerializeToString,
                 response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CreateTransferResponse.FromString,
                 _registered_method=True)
+        self.FindPayee = channel.unary_unary(
+                '/emoney.payments.v1.PaymentsService/FindPayee',
+                request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.FindPayeeRequest.SerializeToString,
+                response_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.FindPayeeResponse.FromString,
+                _registered_method=True)
         self.CreatePaymentCode = channel.unary_unary(
                 '/emoney.payments.v1.PaymentsService/CreatePaymentCode',
                 request_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CreatePaymentCodeRequest.SerializeToString,
@@ -125,6 +130,18 @@ class PaymentsServiceServicer:
     def CreateTransfer(self, request, context):
         """CreateTransfer sends money from one of the caller's accounts to another
         account of the tenant (a citizen or a merchant).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FindPayee(self, request, context):
+        """FindPayee finds the person to pay by e-mail address or phone number, in
+        the caller's tenant: the answer is their masked name ("Ana C.") for the
+        payer to confirm, and the account to pay into with CreateTransfer. Nobody
+        can be listed: an unknown address and a person who cannot be paid answer
+        alike (NOT_FOUND, PAYEE_NOT_FOUND), and lookups are rate-limited (10 a
+        minute per caller). POST, so that addresses stay out of URLs and logs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -228,6 +245,11 @@ def add_PaymentsServiceServicer_to_server(servicer, server):
                     request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CreateTransferRequest.FromString,
                     response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CreateTransferResponse.SerializeToString,
             ),
+            'FindPayee': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindPayee,
+                    request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.FindPayeeRequest.FromString,
+                    response_serializer=emoney_dot_payments_dot_v1_dot_payments__pb2.FindPayeeResponse.SerializeToString,
+            ),
             'CreatePaymentCode': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePaymentCode,
                     request_deserializer=emoney_dot_payments_dot_v1_dot_payments__pb2.CreatePaymentCodeRequest.FromString,
@@ -325,6 +347,33 @@ class PaymentsService:
             '/emoney.payments.v1.PaymentsService/CreateTransfer',
             emoney_dot_payments_dot_v1_dot_payments__pb2.CreateTransferRequest.SerializeToString,
             emoney_dot_payments_dot_v1_dot_payments__pb2.CreateTransferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindPayee(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.payments.v1.PaymentsService/FindPayee',
+            emoney_dot_payments_dot_v1_dot_payments__pb2.FindPayeeRequest.SerializeToString,
+            emoney_dot_payments_dot_v1_dot_payments__pb2.FindPayeeResponse.FromString,
             options,
             channel_credentials,
             insecure,

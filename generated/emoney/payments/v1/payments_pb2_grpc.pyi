@@ -46,6 +46,14 @@ class PaymentsServiceStub:
     """CreateTransfer sends money from one of the caller's accounts to another
     account of the tenant (a citizen or a merchant).
     """
+    FindPayee: _grpc.UnaryUnaryMultiCallable[_payments_pb2.FindPayeeRequest, _payments_pb2.FindPayeeResponse]
+    """FindPayee finds the person to pay by e-mail address or phone number, in
+    the caller's tenant: the answer is their masked name ("Ana C.") for the
+    payer to confirm, and the account to pay into with CreateTransfer. Nobody
+    can be listed: an unknown address and a person who cannot be paid answer
+    alike (NOT_FOUND, PAYEE_NOT_FOUND), and lookups are rate-limited (10 a
+    minute per caller). POST, so that addresses stay out of URLs and logs.
+    """
     CreatePaymentCode: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreatePaymentCodeRequest, _payments_pb2.CreatePaymentCodeResponse]
     """CreatePaymentCode makes a short-lived, single-use code (shown as a QR) that
     lets a terminal charge up to `max_amount_minor` from the caller's account.
@@ -100,6 +108,14 @@ class PaymentsServiceAsyncStub(PaymentsServiceStub):
     CreateTransfer: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreateTransferRequest, _payments_pb2.CreateTransferResponse]  # type: ignore[assignment]
     """CreateTransfer sends money from one of the caller's accounts to another
     account of the tenant (a citizen or a merchant).
+    """
+    FindPayee: _aio.UnaryUnaryMultiCallable[_payments_pb2.FindPayeeRequest, _payments_pb2.FindPayeeResponse]  # type: ignore[assignment]
+    """FindPayee finds the person to pay by e-mail address or phone number, in
+    the caller's tenant: the answer is their masked name ("Ana C.") for the
+    payer to confirm, and the account to pay into with CreateTransfer. Nobody
+    can be listed: an unknown address and a person who cannot be paid answer
+    alike (NOT_FOUND, PAYEE_NOT_FOUND), and lookups are rate-limited (10 a
+    minute per caller). POST, so that addresses stay out of URLs and logs.
     """
     CreatePaymentCode: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreatePaymentCodeRequest, _payments_pb2.CreatePaymentCodeResponse]  # type: ignore[assignment]
     """CreatePaymentCode makes a short-lived, single-use code (shown as a QR) that
@@ -158,6 +174,20 @@ class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_payments_pb2.CreateTransferResponse, _abc.Awaitable[_payments_pb2.CreateTransferResponse]]:
         """CreateTransfer sends money from one of the caller's accounts to another
         account of the tenant (a citizen or a merchant).
+        """
+
+    @_abc_1.abstractmethod
+    def FindPayee(
+        self,
+        request: _payments_pb2.FindPayeeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.FindPayeeResponse, _abc.Awaitable[_payments_pb2.FindPayeeResponse]]:
+        """FindPayee finds the person to pay by e-mail address or phone number, in
+        the caller's tenant: the answer is their masked name ("Ana C.") for the
+        payer to confirm, and the account to pay into with CreateTransfer. Nobody
+        can be listed: an unknown address and a person who cannot be paid answer
+        alike (NOT_FOUND, PAYEE_NOT_FOUND), and lookups are rate-limited (10 a
+        minute per caller). POST, so that addresses stay out of URLs and logs.
         """
 
     @_abc_1.abstractmethod

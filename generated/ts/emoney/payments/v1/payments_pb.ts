@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file emoney/payments/v1/payments.proto.
  */
 export const file_emoney_payments_v1_payments: GenFile = /*@__PURE__*/
-  fileDesc("CiFlbW9uZXkvcGF5bWVudHMvdjEvcGF5bWVudHMucHJvdG8SEmVtb25leS5wYXltZW50cy52MSKKBAoHUGF5bWVudBISCgRuYW1lGAEgASgJQgTiQQEDEhgKCnBheW1lbnRfaWQYAiABKAlCBOJBAQMSMwoEa2luZBgDIAEoDjIfLmVtb25leS5wYXltZW50cy52MS5QYXltZW50S2luZEIE4kEBAxI3CgZzdGF0dXMYBCABKA4yIS5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudFN0YXR1c0IE4kEBAxIaCgxmcm9tX2FjY291bnQYBSABKAlCBOJBAQMSGAoKdG9fYWNjb3VudBgGIAEoCUIE4kEBAxIaCgxhbW91bnRfbWlub3IYByABKANCBOJBAQMSFgoIY3VycmVuY3kYCCABKAlCBOJBAQMSHAoOY2FwdHVyZWRfbWlub3IYCSABKANCBOJBAQMSHAoOcmVmdW5kZWRfbWlub3IYCiABKANCBOJBAQMSFgoIdGVybWluYWwYCyABKAlCBOJBAQMSHQoPcmVsYXRlZF9wYXltZW50GAwgASgJQgTiQQEDEhgKCnJlcXVlc3RfaWQYDiABKAlCBOJBAQMSNQoLY3JlYXRlX3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC2V4cGlyZV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAyKbAQoVQ3JlYXRlVHJhbnNmZXJSZXF1ZXN0EhgKCnJlcXVlc3RfaWQYASABKAlCBOJBAQISGgoMZnJvbV9hY2NvdW50GAIgASgJQgTiQQECEhgKCnRvX2FjY291bnQYAyABKAlCBOJBAQISGgoMYW1vdW50X21pbm9yGAQgASgDQgTiQQECEhYKCGN1cnJlbmN5GAUgASgJQgTiQQECIkYKFkNyZWF0ZVRyYW5zZmVyUmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50In4KGENyZWF0ZVBheW1lbnRDb2RlUmVxdWVzdBIVCgdhY2NvdW50GAEgASgJQgTiQQECEh4KEG1heF9hbW91bnRfbWlub3IYAiABKANCBOJBAQISFgoIY3VycmVuY3kYAyABKAlCBOJBAQISEwoLdHRsX3NlY29uZHMYBCABKAUiWgoZQ3JlYXRlUGF5bWVudENvZGVSZXNwb25zZRIMCgRjb2RlGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ8ChhDaGFyZ2VQYXltZW50Q29kZVJlcXVlc3QSGAoKcmVxdWVzdF9pZBgBIAEoCUIE4kEBAhISCgRjb2RlGAIgASgJQgTiQQECEhoKDGFtb3VudF9taW5vchgDIAEoA0IE4kEBAhIWCghjdXJyZW5jeRgEIAEoCUIE4kEBAiJJChlDaGFyZ2VQYXltZW50Q29kZVJlc3BvbnNlEiwKB3BheW1lbnQYASABKAsyGy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudCKQAQoXQXV0aG9yaXplUGF5bWVudFJlcXVlc3QSGAoKcmVxdWVzdF9pZBgBIAEoCUIE4kEBAhISCgRjb2RlGAIgASgJQgTiQQECEhoKDGFtb3VudF9taW5vchgDIAEoA0IE4kEBAhIWCghjdXJyZW5jeRgEIAEoCUIE4kEBAhITCgt0dGxfc2Vjb25kcxgFIAEoBSJIChhBdXRob3JpemVQYXltZW50UmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50ImEKFUNhcHR1cmVQYXltZW50UmVxdWVzdBIYCgpyZXF1ZXN0X2lkGAEgASgJQgTiQQECEhIKBG5hbWUYAiABKAlCBOJBAQISGgoMYW1vdW50X21pbm9yGAMgASgDQgTiQQECIkYKFkNhcHR1cmVQYXltZW50UmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50IkIKElZvaWRQYXltZW50UmVxdWVzdBIYCgpyZXF1ZXN0X2lkGAEgASgJQgTiQQECEhIKBG5hbWUYAiABKAlCBOJBAQIiQwoTVm9pZFBheW1lbnRSZXNwb25zZRIsCgdwYXltZW50GAEgASgLMhsuZW1vbmV5LnBheW1lbnRzLnYxLlBheW1lbnQiYAoUUmVmdW5kUGF5bWVudFJlcXVlc3QSGAoKcmVxdWVzdF9pZBgBIAEoCUIE4kEBAhISCgRuYW1lGAIgASgJQgTiQQECEhoKDGFtb3VudF9taW5vchgDIAEoA0IE4kEBAiJFChVSZWZ1bmRQYXltZW50UmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50InMKDFRvcFVwUmVxdWVzdBIYCgpyZXF1ZXN0X2lkGAEgASgJQgTiQQECEhUKB2FjY291bnQYAiABKAlCBOJBAQISGgoMYW1vdW50X21pbm9yGAMgASgDQgTiQQECEhYKCGN1cnJlbmN5GAQgASgJQgTiQQECIj0KDVRvcFVwUmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50InYKD1dpdGhkcmF3UmVxdWVzdBIYCgpyZXF1ZXN0X2lkGAEgASgJQgTiQQECEhUKB2FjY291bnQYAiABKAlCBOJBAQISGgoMYW1vdW50X21pbm9yGAMgASgDQgTiQQECEhYKCGN1cnJlbmN5GAQgASgJQgTiQQECIkAKEFdpdGhkcmF3UmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50IicKEUdldFBheW1lbnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiQgoSR2V0UGF5bWVudFJlc3BvbnNlEiwKB3BheW1lbnQYASABKAsyGy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudCLwAQoTTGlzdFBheW1lbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIPCgdhY2NvdW50GAMgASgJEhAKCHRlcm1pbmFsGAQgASgJEjEKBnN0YXR1cxgFIAEoDjIhLmVtb25leS5wYXltZW50cy52MS5QYXltZW50U3RhdHVzEi4KCnN0YXJ0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJeChRMaXN0UGF5bWVudHNSZXNwb25zZRItCghwYXltZW50cxgBIAMoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSInChRXYXRjaFBheW1lbnRzUmVxdWVzdBIPCgdhY2NvdW50GAEgASgJInoKFVdhdGNoUGF5bWVudHNSZXNwb25zZRIsCgdwYXltZW50GAEgASgLMhsuZW1vbmV5LnBheW1lbnRzLnYxLlBheW1lbnQSMwoFZXZlbnQYAiABKA4yJC5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudEV2ZW50VHlwZSIqChFHZXRSZWNlaXB0UmVxdWVzdBIVCgdwYXltZW50GAEgASgJQgTiQQECIo8BChJHZXRSZWNlaXB0UmVzcG9uc2USFAoMY29udGVudF90eXBlGAEgASgJEg8KB2NvbnRlbnQYAiABKAwSFAoMZG93bmxvYWRfdXJsGAMgASgJEjwKGGRvd25sb2FkX3VybF9leHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAq2wEKC1BheW1lbnRLaW5kEhwKGFBBWU1FTlRfS0lORF9VTlNQRUNJRklFRBAAEhQKEFBBWU1FTlRfS0lORF9QMlAQARIYChRQQVlNRU5UX0tJTkRfUEFZTUVOVBACEhcKE1BBWU1FTlRfS0lORF9UT1BfVVAQAxIbChdQQVlNRU5UX0tJTkRfV0lUSERSQVdBTBAEEhgKFFBBWU1FTlRfS0lORF9DQVBUVVJFEAUSFwoTUEFZTUVOVF9LSU5EX1JFRlVORBAGEhUKEVBBWU1FTlRfS0lORF9IT0xEEAcqhAIKDVBheW1lbnRTdGF0dXMSHgoaUEFZTUVOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIcChhQQVlNRU5UX1NUQVRVU19DT01QTEVURUQQARIlCiFQQVlNRU5UX1NUQVRVU19QQVJUSUFMTFlfUkVGVU5ERUQQAhIbChdQQVlNRU5UX1NUQVRVU19SRUZVTkRFRBADEh0KGVBBWU1FTlRfU1RBVFVTX0FVVEhPUklaRUQQBBIbChdQQVlNRU5UX1NUQVRVU19DQVBUVVJFRBAFEhkKFVBBWU1FTlRfU1RBVFVTX1ZPSURFRBAGEhoKFlBBWU1FTlRfU1RBVFVTX0VYUElSRUQQByrXAQoQUGF5bWVudEV2ZW50VHlwZRIiCh5QQVlNRU5UX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIeChpQQVlNRU5UX0VWRU5UX1RZUEVfQ1JFQVRFRBABEh8KG1BBWU1FTlRfRVZFTlRfVFlQRV9DQVBUVVJFRBACEh0KGVBBWU1FTlRfRVZFTlRfVFlQRV9WT0lERUQQAxIeChpQQVlNRU5UX0VWRU5UX1RZUEVfRVhQSVJFRBAEEh8KG1BBWU1FTlRfRVZFTlRfVFlQRV9SRUZVTkRFRBAFMvwNCg9QYXltZW50c1NlcnZpY2USgQEKDkNyZWF0ZVRyYW5zZmVyEikuZW1vbmV5LnBheW1lbnRzLnYxLkNyZWF0ZVRyYW5zZmVyUmVxdWVzdBoqLmVtb25leS5wYXltZW50cy52MS5DcmVhdGVUcmFuc2ZlclJlc3BvbnNlIhiC0+STAhIiDS92MS90cmFuc2ZlcnM6ASoSjQEKEUNyZWF0ZVBheW1lbnRDb2RlEiwuZW1vbmV5LnBheW1lbnRzLnYxLkNyZWF0ZVBheW1lbnRDb2RlUmVxdWVzdBotLmVtb25leS5wYXltZW50cy52MS5DcmVhdGVQYXltZW50Q29kZVJlc3BvbnNlIhuC0+STAhUiEC92MS9wYXltZW50Q29kZXM6ASoSlAEKEUNoYXJnZVBheW1lbnRDb2RlEiwuZW1vbmV5LnBheW1lbnRzLnYxLkNoYXJnZVBheW1lbnRDb2RlUmVxdWVzdBotLmVtb25leS5wYXltZW50cy52MS5DaGFyZ2VQYXltZW50Q29kZVJlc3BvbnNlIiKC0+STAhwiFy92MS9wYXltZW50Q29kZXM6Y2hhcmdlOgEqEpABChBBdXRob3JpemVQYXltZW50EisuZW1vbmV5LnBheW1lbnRzLnYxLkF1dGhvcml6ZVBheW1lbnRSZXF1ZXN0GiwuZW1vbmV5LnBheW1lbnRzLnYxLkF1dGhvcml6ZVBheW1lbnRSZXNwb25zZSIhgtPkkwIbIhYvdjEvcGF5bWVudHM6YXV0aG9yaXplOgEqEpEBCg5DYXB0dXJlUGF5bWVudBIpLmVtb25leS5wYXltZW50cy52MS5DYXB0dXJlUGF5bWVudFJlcXVlc3QaKi5lbW9uZXkucGF5bWVudHMudjEuQ2FwdHVyZVBheW1lbnRSZXNwb25zZSIogtPkkwIiIh0vdjEve25hbWU9cGF5bWVudHMvKn06Y2FwdHVyZToBKhKFAQoLVm9pZFBheW1lbnQSJi5lbW9uZXkucGF5bWVudHMudjEuVm9pZFBheW1lbnRSZXF1ZXN0GicuZW1vbmV5LnBheW1lbnRzLnYxLlZvaWRQYXltZW50UmVzcG9uc2UiJYLT5JMCHyIaL3YxL3tuYW1lPXBheW1lbnRzLyp9OnZvaWQ6ASoSjQEKDVJlZnVuZFBheW1lbnQSKC5lbW9uZXkucGF5bWVudHMudjEuUmVmdW5kUGF5bWVudFJlcXVlc3QaKS5lbW9uZXkucGF5bWVudHMudjEuUmVmdW5kUGF5bWVudFJlc3BvbnNlIieC0+STAiEiHC92MS97bmFtZT1wYXltZW50cy8qfTpyZWZ1bmQ6ASoSdwoFVG9wVXASIC5lbW9uZXkucGF5bWVudHMudjEuVG9wVXBSZXF1ZXN0GiEuZW1vbmV5LnBheW1lbnRzLnYxLlRvcFVwUmVzcG9uc2UiKYLT5JMCIyIeL3YxL3thY2NvdW50PWFjY291bnRzLyp9OnRvcFVwOgEqEoMBCghXaXRoZHJhdxIjLmVtb25leS5wYXltZW50cy52MS5XaXRoZHJhd1JlcXVlc3QaJC5lbW9uZXkucGF5bWVudHMudjEuV2l0aGRyYXdSZXNwb25zZSIsgtPkkwImIiEvdjEve2FjY291bnQ9YWNjb3VudHMvKn06d2l0aGRyYXc6ASoSegoKR2V0UGF5bWVudBIlLmVtb25leS5wYXltZW50cy52MS5HZXRQYXltZW50UmVxdWVzdBomLmVtb25leS5wYXltZW50cy52MS5HZXRQYXltZW50UmVzcG9uc2UiHYLT5JMCFxIVL3YxL3tuYW1lPXBheW1lbnRzLyp9EncKDExpc3RQYXltZW50cxInLmVtb25leS5wYXltZW50cy52MS5MaXN0UGF5bWVudHNSZXF1ZXN0GiguZW1vbmV5LnBheW1lbnRzLnYxLkxpc3RQYXltZW50c1Jlc3BvbnNlIhSC0+STAg4SDC92MS9wYXltZW50cxKCAQoNV2F0Y2hQYXltZW50cxIoLmVtb25leS5wYXltZW50cy52MS5XYXRjaFBheW1lbnRzUmVxdWVzdBopLmVtb25leS5wYXltZW50cy52MS5XYXRjaFBheW1lbnRzUmVzcG9uc2UiGoLT5JMCFBISL3YxL3BheW1lbnRzOndhdGNoMAEShQEKCkdldFJlY2VpcHQSJS5lbW9uZXkucGF5bWVudHMudjEuR2V0UmVjZWlwdFJlcXVlc3QaJi5lbW9uZXkucGF5bWVudHMudjEuR2V0UmVjZWlwdFJlc3BvbnNlIiiC0+STAiISIC92MS97cGF5bWVudD1wYXltZW50cy8qfS9yZWNlaXB0YgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+  fileDesc("CiFlbW9uZXkvcGF5bWVudHMvdjEvcGF5bWVudHMucHJvdG8SEmVtb25leS5wYXltZW50cy52MSKlBAoHUGF5bWVudBISCgRuYW1lGAEgASgJQgTiQQEDEhgKCnBheW1lbnRfaWQYAiABKAlCBOJBAQMSMwoEa2luZBgDIAEoDjIfLmVtb25leS5wYXltZW50cy52MS5QYXltZW50S2luZEIE4kEBAxI3CgZzdGF0dXMYBCABKA4yIS5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudFN0YXR1c0IE4kEBAxIaCgxmcm9tX2FjY291bnQYBSABKAlCBOJBAQMSGAoKdG9fYWNjb3VudBgGIAEoCUIE4kEBAxIaCgxhbW91bnRfbWlub3IYByABKANCBOJBAQMSFgoIY3VycmVuY3kYCCABKAlCBOJBAQMSHAoOY2FwdHVyZWRfbWlub3IYCSABKANCBOJBAQMSHAoOcmVmdW5kZWRfbWlub3IYCiABKANCBOJBAQMSFgoIdGVybWluYWwYCyABKAlCBOJBAQMSHQoPcmVsYXRlZF9wYXltZW50GAwgASgJQgTiQQEDEhgKCnJlcXVlc3RfaWQYDiABKAlCBOJBAQMSNQoLY3JlYXRlX3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQEDEjUKC2V4cGlyZV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIZCgtkZXNjcmlwdGlvbhgRIAEoCUIE4kEBAyK2AQoVQ3JlYXRlVHJhbnNmZXJSZXF1ZXN0EhgKCnJlcXVlc3RfaWQYASABKAlCBOJBAQISGgoMZnJvbV9hY2NvdW50GAIgASgJQgTiQQECEhgKCnRvX2FjY291bnQYAyABKAlCBOJBAQISGgoMYW1vdW50X21pbm9yGAQgASgDQgTiQQECEhYKCGN1cnJlbmN5GAUgASgJQgTiQQECEhkKC2Rlc2NyaXB0aW9uGAYgASgJQgTiQQEBIkkKEEZpbmRQYXllZVJlcXVlc3QSDQoFZW1haWwYASABKAkSFAoMcGhvbmVfbnVtYmVyGAIgASgJEhAKCGN1cnJlbmN5GAMgASgJIkwKEUZpbmRQYXllZVJlc3BvbnNlEhQKDGRpc3BsYXlfbmFtZRgBIAEoCRIPCgdhY2NvdW50GAIgASgJEhAKCGN1cnJlbmN5GAMgASgJIkYKFkNyZWF0ZVRyYW5zZmVyUmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50In4KGENyZWF0ZVBheW1lbnRDb2RlUmVxdWVzdBIVCgdhY2NvdW50GAEgASgJQgTiQQECEh4KEG1heF9hbW91bnRfbWlub3IYAiABKANCBOJBAQISFgoIY3VycmVuY3kYAyABKAlCBOJBAQISEwoLdHRsX3NlY29uZHMYBCABKAUiWgoZQ3JlYXRlUGF5bWVudENvZGVSZXNwb25zZRIMCgRjb2RlGAEgASgJEi8KC2V4cGlyZV90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ8ChhDaGFyZ2VQYXltZW50Q29kZVJlcXVlc3QSGAoKcmVxdWVzdF9pZBgBIAEoCUIE4kEBAhISCgRjb2RlGAIgASgJQgTiQQECEhoKDGFtb3VudF9taW5vchgDIAEoA0IE4kEBAhIWCghjdXJyZW5jeRgEIAEoCUIE4kEBAiJJChlDaGFyZ2VQYXltZW50Q29kZVJlc3BvbnNlEiwKB3BheW1lbnQYASABKAsyGy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudCKQAQoXQXV0aG9yaXplUGF5bWVudFJlcXVlc3QSGAoKcmVxdWVzdF9pZBgBIAEoCUIE4kEBAhISCgRjb2RlGAIgASgJQgTiQQECEhoKDGFtb3VudF9taW5vchgDIAEoA0IE4kEBAhIWCghjdXJyZW5jeRgEIAEoCUIE4kEBAhITCgt0dGxfc2Vjb25kcxgFIAEoBSJIChhBdXRob3JpemVQYXltZW50UmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50ImEKFUNhcHR1cmVQYXltZW50UmVxdWVzdBIYCgpyZXF1ZXN0X2lkGAEgASgJQgTiQQECEhIKBG5hbWUYAiABKAlCBOJBAQISGgoMYW1vdW50X21pbm9yGAMgASgDQgTiQQECIkYKFkNhcHR1cmVQYXltZW50UmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50IkIKElZvaWRQYXltZW50UmVxdWVzdBIYCgpyZXF1ZXN0X2lkGAEgASgJQgTiQQECEhIKBG5hbWUYAiABKAlCBOJBAQIiQwoTVm9pZFBheW1lbnRSZXNwb25zZRIsCgdwYXltZW50GAEgASgLMhsuZW1vbmV5LnBheW1lbnRzLnYxLlBheW1lbnQiYAoUUmVmdW5kUGF5bWVudFJlcXVlc3QSGAoKcmVxdWVzdF9pZBgBIAEoCUIE4kEBAhISCgRuYW1lGAIgASgJQgTiQQECEhoKDGFtb3VudF9taW5vchgDIAEoA0IE4kEBAiJFChVSZWZ1bmRQYXltZW50UmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50InMKDFRvcFVwUmVxdWVzdBIYCgpyZXF1ZXN0X2lkGAEgASgJQgTiQQECEhUKB2FjY291bnQYAiABKAlCBOJBAQISGgoMYW1vdW50X21pbm9yGAMgASgDQgTiQQECEhYKCGN1cnJlbmN5GAQgASgJQgTiQQECIj0KDVRvcFVwUmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50InYKD1dpdGhkcmF3UmVxdWVzdBIYCgpyZXF1ZXN0X2lkGAEgASgJQgTiQQECEhUKB2FjY291bnQYAiABKAlCBOJBAQISGgoMYW1vdW50X21pbm9yGAMgASgDQgTiQQECEhYKCGN1cnJlbmN5GAQgASgJQgTiQQECIkAKEFdpdGhkcmF3UmVzcG9uc2USLAoHcGF5bWVudBgBIAEoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50IicKEUdldFBheW1lbnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiQgoSR2V0UGF5bWVudFJlc3BvbnNlEiwKB3BheW1lbnQYASABKAsyGy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudCLwAQoTTGlzdFBheW1lbnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIPCgdhY2NvdW50GAMgASgJEhAKCHRlcm1pbmFsGAQgASgJEjEKBnN0YXR1cxgFIAEoDjIhLmVtb25leS5wYXltZW50cy52MS5QYXltZW50U3RhdHVzEi4KCnN0YXJ0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJeChRMaXN0UGF5bWVudHNSZXNwb25zZRItCghwYXltZW50cxgBIAMoCzIbLmVtb25leS5wYXltZW50cy52MS5QYXltZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSInChRXYXRjaFBheW1lbnRzUmVxdWVzdBIPCgdhY2NvdW50GAEgASgJInoKFVdhdGNoUGF5bWVudHNSZXNwb25zZRIsCgdwYXltZW50GAEgASgLMhsuZW1vbmV5LnBheW1lbnRzLnYxLlBheW1lbnQSMwoFZXZlbnQYAiABKA4yJC5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudEV2ZW50VHlwZSIqChFHZXRSZWNlaXB0UmVxdWVzdBIVCgdwYXltZW50GAEgASgJQgTiQQECIo8BChJHZXRSZWNlaXB0UmVzcG9uc2USFAoMY29udGVudF90eXBlGAEgASgJEg8KB2NvbnRlbnQYAiABKAwSFAoMZG93bmxvYWRfdXJsGAMgASgJEjwKGGRvd25sb2FkX3VybF9leHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAq2wEKC1BheW1lbnRLaW5kEhwKGFBBWU1FTlRfS0lORF9VTlNQRUNJRklFRBAAEhQKEFBBWU1FTlRfS0lORF9QMlAQARIYChRQQVlNRU5UX0tJTkRfUEFZTUVOVBACEhcKE1BBWU1FTlRfS0lORF9UT1BfVVAQAxIbChdQQVlNRU5UX0tJTkRfV0lUSERSQVdBTBAEEhgKFFBBWU1FTlRfS0lORF9DQVBUVVJFEAUSFwoTUEFZTUVOVF9LSU5EX1JFRlVORBAGEhUKEVBBWU1FTlRfS0lORF9IT0xEEAcqhAIKDVBheW1lbnRTdGF0dXMSHgoaUEFZTUVOVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIcChhQQVlNRU5UX1NUQVRVU19DT01QTEVURUQQARIlCiFQQVlNRU5UX1NUQVRVU19QQVJUSUFMTFlfUkVGVU5ERUQQAhIbChdQQVlNRU5UX1NUQVRVU19SRUZVTkRFRBADEh0KGVBBWU1FTlRfU1RBVFVTX0FVVEhPUklaRUQQBBIbChdQQVlNRU5UX1NUQVRVU19DQVBUVVJFRBAFEhkKFVBBWU1FTlRfU1RBVFVTX1ZPSURFRBAGEhoKFlBBWU1FTlRfU1RBVFVTX0VYUElSRUQQByrXAQoQUGF5bWVudEV2ZW50VHlwZRIiCh5QQVlNRU5UX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIeChpQQVlNRU5UX0VWRU5UX1RZUEVfQ1JFQVRFRBABEh8KG1BBWU1FTlRfRVZFTlRfVFlQRV9DQVBUVVJFRBACEh0KGVBBWU1FTlRfRVZFTlRfVFlQRV9WT0lERUQQAxIeChpQQVlNRU5UX0VWRU5UX1RZUEVfRVhQSVJFRBAEEh8KG1BBWU1FTlRfRVZFTlRfVFlQRV9SRUZVTkRFRBAFMvIOCg9QYXltZW50c1NlcnZpY2USgQEKDkNyZWF0ZVRyYW5zZmVyEikuZW1vbmV5LnBheW1lbnRzLnYxLkNyZWF0ZVRyYW5zZmVyUmVxdWVzdBoqLmVtb25leS5wYXltZW50cy52MS5DcmVhdGVUcmFuc2ZlclJlc3BvbnNlIhiC0+STAhIiDS92MS90cmFuc2ZlcnM6ASoSdAoJRmluZFBheWVlEiQuZW1vbmV5LnBheW1lbnRzLnYxLkZpbmRQYXllZVJlcXVlc3QaJS5lbW9uZXkucGF5bWVudHMudjEuRmluZFBheWVlUmVzcG9uc2UiGoLT5JMCFCIPL3YxL3BheWVlczpmaW5kOgEqEo0BChFDcmVhdGVQYXltZW50Q29kZRIsLmVtb25leS5wYXltZW50cy52MS5DcmVhdGVQYXltZW50Q29kZVJlcXVlc3QaLS5lbW9uZXkucGF5bWVudHMudjEuQ3JlYXRlUGF5bWVudENvZGVSZXNwb25zZSIbgtPkkwIVIhAvdjEvcGF5bWVudENvZGVzOgEqEpQBChFDaGFyZ2VQYXltZW50Q29kZRIsLmVtb25leS5wYXltZW50cy52MS5DaGFyZ2VQYXltZW50Q29kZVJlcXVlc3QaLS5lbW9uZXkucGF5bWVudHMudjEuQ2hhcmdlUGF5bWVudENvZGVSZXNwb25zZSIigtPkkwIcIhcvdjEvcGF5bWVudENvZGVzOmNoYXJnZToBKhKQAQoQQXV0aG9yaXplUGF5bWVudBIrLmVtb25leS5wYXltZW50cy52MS5BdXRob3JpemVQYXltZW50UmVxdWVzdBosLmVtb25leS5wYXltZW50cy52MS5BdXRob3JpemVQYXltZW50UmVzcG9uc2UiIYLT5JMCGyIWL3YxL3BheW1lbnRzOmF1dGhvcml6ZToBKhKRAQoOQ2FwdHVyZVBheW1lbnQSKS5lbW9uZXkucGF5bWVudHMudjEuQ2FwdHVyZVBheW1lbnRSZXF1ZXN0GiouZW1vbmV5LnBheW1lbnRzLnYxLkNhcHR1cmVQYXltZW50UmVzcG9uc2UiKILT5JMCIiIdL3YxL3tuYW1lPXBheW1lbnRzLyp9OmNhcHR1cmU6ASoShQEKC1ZvaWRQYXltZW50EiYuZW1vbmV5LnBheW1lbnRzLnYxLlZvaWRQYXltZW50UmVxdWVzdBonLmVtb25leS5wYXltZW50cy52MS5Wb2lkUGF5bWVudFJlc3BvbnNlIiWC0+STAh8iGi92MS97bmFtZT1wYXltZW50cy8qfTp2b2lkOgEqEo0BCg1SZWZ1bmRQYXltZW50EiguZW1vbmV5LnBheW1lbnRzLnYxLlJlZnVuZFBheW1lbnRSZXF1ZXN0GikuZW1vbmV5LnBheW1lbnRzLnYxLlJlZnVuZFBheW1lbnRSZXNwb25zZSIngtPkkwIhIhwvdjEve25hbWU9cGF5bWVudHMvKn06cmVmdW5kOgEqEncKBVRvcFVwEiAuZW1vbmV5LnBheW1lbnRzLnYxLlRvcFVwUmVxdWVzdBohLmVtb25leS5wYXltZW50cy52MS5Ub3BVcFJlc3BvbnNlIimC0+STAiMiHi92MS97YWNjb3VudD1hY2NvdW50cy8qfTp0b3BVcDoBKhKDAQoIV2l0aGRyYXcSIy5lbW9uZXkucGF5bWVudHMudjEuV2l0aGRyYXdSZXF1ZXN0GiQuZW1vbmV5LnBheW1lbnRzLnYxLldpdGhkcmF3UmVzcG9uc2UiLILT5JMCJiIhL3YxL3thY2NvdW50PWFjY291bnRzLyp9OndpdGhkcmF3OgEqEnoKCkdldFBheW1lbnQSJS5lbW9uZXkucGF5bWVudHMudjEuR2V0UGF5bWVudFJlcXVlc3QaJi5lbW9uZXkucGF5bWVudHMudjEuR2V0UGF5bWVudFJlc3BvbnNlIh2C0+STAhcSFS92MS97bmFtZT1wYXltZW50cy8qfRJ3CgxMaXN0UGF5bWVudHMSJy5lbW9uZXkucGF5bWVudHMudjEuTGlzdFBheW1lbnRzUmVxdWVzdBooLmVtb25leS5wYXltZW50cy52MS5MaXN0UGF5bWVudHNSZXNwb25zZSIUgtPkkwIOEgwvdjEvcGF5bWVudHMSggEKDVdhdGNoUGF5bWVudHMSKC5lbW9uZXkucGF5bWVudHMudjEuV2F0Y2hQYXltZW50c1JlcXVlc3QaKS5lbW9uZXkucGF5bWVudHMudjEuV2F0Y2hQYXltZW50c1Jlc3BvbnNlIhqC0+STAhQSEi92MS9wYXltZW50czp3YXRjaDABEoUBCgpHZXRSZWNlaXB0EiUuZW1vbmV5LnBheW1lbnRzLnYxLkdldFJlY2VpcHRSZXF1ZXN0GiYuZW1vbmV5LnBheW1lbnRzLnYxLkdldFJlY2VpcHRSZXNwb25zZSIogtPkkwIiEiAvdjEve3BheW1lbnQ9cGF5bWVudHMvKn0vcmVjZWlwdGIGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
 
 /**
  * Payment is one movement of money, or a hold that may become one.
@@ -127,6 +127,13 @@ export type Payment = Message<"emoney.payments.v1.Payment"> & {
    * @generated from field: google.protobuf.Timestamp expire_time = 16;
    */
   expireTime?: Timestamp | undefined;
+
+  /**
+   * What the payer wrote on a transfer ("rent March"); empty when nothing.
+   *
+   * @generated from field: string description = 17;
+   */
+  description: string;
 };
 
 /**
@@ -176,6 +183,15 @@ export type CreateTransferRequest = Message<"emoney.payments.v1.CreateTransferRe
    * @generated from field: string currency = 5;
    */
   currency: string;
+
+  /**
+   * What the transfer is for, shown on both statements and the receipt: at
+   * most 140 characters, no control characters; leading and trailing spaces
+   * are dropped.
+   *
+   * @generated from field: string description = 6;
+   */
+  description: string;
 };
 
 /**
@@ -184,6 +200,76 @@ export type CreateTransferRequest = Message<"emoney.payments.v1.CreateTransferRe
  */
 export const CreateTransferRequestSchema: GenMessage<CreateTransferRequest> = /*@__PURE__*/
   messageDesc(file_emoney_payments_v1_payments, 1);
+
+/**
+ * FindPayeeRequest names the person by exactly one of e-mail or phone number.
+ *
+ * @generated from message emoney.payments.v1.FindPayeeRequest
+ */
+export type FindPayeeRequest = Message<"emoney.payments.v1.FindPayeeRequest"> & {
+  /**
+   * The person's e-mail address.
+   *
+   * @generated from field: string email = 1;
+   */
+  email: string;
+
+  /**
+   * The person's phone number, in international form (`+55 11 91234-5678`).
+   *
+   * @generated from field: string phone_number = 2;
+   */
+  phoneNumber: string;
+
+  /**
+   * The currency to pay in; empty: the tenant's default currency.
+   *
+   * @generated from field: string currency = 3;
+   */
+  currency: string;
+};
+
+/**
+ * Describes the message emoney.payments.v1.FindPayeeRequest.
+ * Use `create(FindPayeeRequestSchema)` to create a new message.
+ */
+export const FindPayeeRequestSchema: GenMessage<FindPayeeRequest> = /*@__PURE__*/
+  messageDesc(file_emoney_payments_v1_payments, 2);
+
+/**
+ * FindPayeeResponse carries what the payer confirms and pays into.
+ *
+ * @generated from message emoney.payments.v1.FindPayeeResponse
+ */
+export type FindPayeeResponse = Message<"emoney.payments.v1.FindPayeeResponse"> & {
+  /**
+   * The person's name, masked: first name and the initial of the last ("Ana C.").
+   *
+   * @generated from field: string display_name = 1;
+   */
+  displayName: string;
+
+  /**
+   * The account to pay: `accounts/{account_id}` (their customer account in the currency).
+   *
+   * @generated from field: string account = 2;
+   */
+  account: string;
+
+  /**
+   * ISO-4217 code of that account.
+   *
+   * @generated from field: string currency = 3;
+   */
+  currency: string;
+};
+
+/**
+ * Describes the message emoney.payments.v1.FindPayeeResponse.
+ * Use `create(FindPayeeResponseSchema)` to create a new message.
+ */
+export const FindPayeeResponseSchema: GenMessage<FindPayeeResponse> = /*@__PURE__*/
+  messageDesc(file_emoney_payments_v1_payments, 3);
 
 /**
  * CreateTransferResponse carries the completed transfer.
@@ -204,7 +290,7 @@ export type CreateTransferResponse = Message<"emoney.payments.v1.CreateTransferR
  * Use `create(CreateTransferResponseSchema)` to create a new message.
  */
 export const CreateTransferResponseSchema: GenMessage<CreateTransferResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 2);
+  messageDesc(file_emoney_payments_v1_payments, 4);
 
 /**
  * CreatePaymentCodeRequest describes a payment code.
@@ -246,7 +332,7 @@ export type CreatePaymentCodeRequest = Message<"emoney.payments.v1.CreatePayment
  * Use `create(CreatePaymentCodeRequestSchema)` to create a new message.
  */
 export const CreatePaymentCodeRequestSchema: GenMessage<CreatePaymentCodeRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 3);
+  messageDesc(file_emoney_payments_v1_payments, 5);
 
 /**
  * CreatePaymentCodeResponse carries the code.
@@ -274,7 +360,7 @@ export type CreatePaymentCodeResponse = Message<"emoney.payments.v1.CreatePaymen
  * Use `create(CreatePaymentCodeResponseSchema)` to create a new message.
  */
 export const CreatePaymentCodeResponseSchema: GenMessage<CreatePaymentCodeResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 4);
+  messageDesc(file_emoney_payments_v1_payments, 6);
 
 /**
  * ChargePaymentCodeRequest redeems a payment code.
@@ -316,7 +402,7 @@ export type ChargePaymentCodeRequest = Message<"emoney.payments.v1.ChargePayment
  * Use `create(ChargePaymentCodeRequestSchema)` to create a new message.
  */
 export const ChargePaymentCodeRequestSchema: GenMessage<ChargePaymentCodeRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 5);
+  messageDesc(file_emoney_payments_v1_payments, 7);
 
 /**
  * ChargePaymentCodeResponse carries the completed payment.
@@ -337,7 +423,7 @@ export type ChargePaymentCodeResponse = Message<"emoney.payments.v1.ChargePaymen
  * Use `create(ChargePaymentCodeResponseSchema)` to create a new message.
  */
 export const ChargePaymentCodeResponseSchema: GenMessage<ChargePaymentCodeResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 6);
+  messageDesc(file_emoney_payments_v1_payments, 8);
 
 /**
  * AuthorizePaymentRequest places a hold.
@@ -386,7 +472,7 @@ export type AuthorizePaymentRequest = Message<"emoney.payments.v1.AuthorizePayme
  * Use `create(AuthorizePaymentRequestSchema)` to create a new message.
  */
 export const AuthorizePaymentRequestSchema: GenMessage<AuthorizePaymentRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 7);
+  messageDesc(file_emoney_payments_v1_payments, 9);
 
 /**
  * AuthorizePaymentResponse carries the hold.
@@ -407,7 +493,7 @@ export type AuthorizePaymentResponse = Message<"emoney.payments.v1.AuthorizePaym
  * Use `create(AuthorizePaymentResponseSchema)` to create a new message.
  */
 export const AuthorizePaymentResponseSchema: GenMessage<AuthorizePaymentResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 8);
+  messageDesc(file_emoney_payments_v1_payments, 10);
 
 /**
  * CapturePaymentRequest captures a hold.
@@ -442,7 +528,7 @@ export type CapturePaymentRequest = Message<"emoney.payments.v1.CapturePaymentRe
  * Use `create(CapturePaymentRequestSchema)` to create a new message.
  */
 export const CapturePaymentRequestSchema: GenMessage<CapturePaymentRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 9);
+  messageDesc(file_emoney_payments_v1_payments, 11);
 
 /**
  * CapturePaymentResponse carries the captured hold.
@@ -463,7 +549,7 @@ export type CapturePaymentResponse = Message<"emoney.payments.v1.CapturePaymentR
  * Use `create(CapturePaymentResponseSchema)` to create a new message.
  */
 export const CapturePaymentResponseSchema: GenMessage<CapturePaymentResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 10);
+  messageDesc(file_emoney_payments_v1_payments, 12);
 
 /**
  * VoidPaymentRequest releases a hold.
@@ -491,7 +577,7 @@ export type VoidPaymentRequest = Message<"emoney.payments.v1.VoidPaymentRequest"
  * Use `create(VoidPaymentRequestSchema)` to create a new message.
  */
 export const VoidPaymentRequestSchema: GenMessage<VoidPaymentRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 11);
+  messageDesc(file_emoney_payments_v1_payments, 13);
 
 /**
  * VoidPaymentResponse carries the voided hold.
@@ -512,7 +598,7 @@ export type VoidPaymentResponse = Message<"emoney.payments.v1.VoidPaymentRespons
  * Use `create(VoidPaymentResponseSchema)` to create a new message.
  */
 export const VoidPaymentResponseSchema: GenMessage<VoidPaymentResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 12);
+  messageDesc(file_emoney_payments_v1_payments, 14);
 
 /**
  * RefundPaymentRequest refunds a payment.
@@ -547,7 +633,7 @@ export type RefundPaymentRequest = Message<"emoney.payments.v1.RefundPaymentRequ
  * Use `create(RefundPaymentRequestSchema)` to create a new message.
  */
 export const RefundPaymentRequestSchema: GenMessage<RefundPaymentRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 13);
+  messageDesc(file_emoney_payments_v1_payments, 15);
 
 /**
  * RefundPaymentResponse carries the refund.
@@ -568,7 +654,7 @@ export type RefundPaymentResponse = Message<"emoney.payments.v1.RefundPaymentRes
  * Use `create(RefundPaymentResponseSchema)` to create a new message.
  */
 export const RefundPaymentResponseSchema: GenMessage<RefundPaymentResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 14);
+  messageDesc(file_emoney_payments_v1_payments, 16);
 
 /**
  * TopUpRequest credits an account from the float.
@@ -610,7 +696,7 @@ export type TopUpRequest = Message<"emoney.payments.v1.TopUpRequest"> & {
  * Use `create(TopUpRequestSchema)` to create a new message.
  */
 export const TopUpRequestSchema: GenMessage<TopUpRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 15);
+  messageDesc(file_emoney_payments_v1_payments, 17);
 
 /**
  * TopUpResponse carries the top-up.
@@ -631,7 +717,7 @@ export type TopUpResponse = Message<"emoney.payments.v1.TopUpResponse"> & {
  * Use `create(TopUpResponseSchema)` to create a new message.
  */
 export const TopUpResponseSchema: GenMessage<TopUpResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 16);
+  messageDesc(file_emoney_payments_v1_payments, 18);
 
 /**
  * WithdrawRequest debits an account into the float.
@@ -673,7 +759,7 @@ export type WithdrawRequest = Message<"emoney.payments.v1.WithdrawRequest"> & {
  * Use `create(WithdrawRequestSchema)` to create a new message.
  */
 export const WithdrawRequestSchema: GenMessage<WithdrawRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 17);
+  messageDesc(file_emoney_payments_v1_payments, 19);
 
 /**
  * WithdrawResponse carries the withdrawal.
@@ -694,7 +780,7 @@ export type WithdrawResponse = Message<"emoney.payments.v1.WithdrawResponse"> & 
  * Use `create(WithdrawResponseSchema)` to create a new message.
  */
 export const WithdrawResponseSchema: GenMessage<WithdrawResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 18);
+  messageDesc(file_emoney_payments_v1_payments, 20);
 
 /**
  * GetPaymentRequest names a payment.
@@ -715,7 +801,7 @@ export type GetPaymentRequest = Message<"emoney.payments.v1.GetPaymentRequest"> 
  * Use `create(GetPaymentRequestSchema)` to create a new message.
  */
 export const GetPaymentRequestSchema: GenMessage<GetPaymentRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 19);
+  messageDesc(file_emoney_payments_v1_payments, 21);
 
 /**
  * GetPaymentResponse carries the payment.
@@ -736,7 +822,7 @@ export type GetPaymentResponse = Message<"emoney.payments.v1.GetPaymentResponse"
  * Use `create(GetPaymentResponseSchema)` to create a new message.
  */
 export const GetPaymentResponseSchema: GenMessage<GetPaymentResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 20);
+  messageDesc(file_emoney_payments_v1_payments, 22);
 
 /**
  * ListPaymentsRequest pages through payments.
@@ -799,7 +885,7 @@ export type ListPaymentsRequest = Message<"emoney.payments.v1.ListPaymentsReques
  * Use `create(ListPaymentsRequestSchema)` to create a new message.
  */
 export const ListPaymentsRequestSchema: GenMessage<ListPaymentsRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 21);
+  messageDesc(file_emoney_payments_v1_payments, 23);
 
 /**
  * ListPaymentsResponse is one page of payments.
@@ -827,7 +913,7 @@ export type ListPaymentsResponse = Message<"emoney.payments.v1.ListPaymentsRespo
  * Use `create(ListPaymentsResponseSchema)` to create a new message.
  */
 export const ListPaymentsResponseSchema: GenMessage<ListPaymentsResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 22);
+  messageDesc(file_emoney_payments_v1_payments, 24);
 
 /**
  * WatchPaymentsRequest chooses what to watch.
@@ -849,7 +935,7 @@ export type WatchPaymentsRequest = Message<"emoney.payments.v1.WatchPaymentsRequ
  * Use `create(WatchPaymentsRequestSchema)` to create a new message.
  */
 export const WatchPaymentsRequestSchema: GenMessage<WatchPaymentsRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 23);
+  messageDesc(file_emoney_payments_v1_payments, 25);
 
 /**
  * WatchPaymentsResponse is one committed payment event.
@@ -877,7 +963,7 @@ export type WatchPaymentsResponse = Message<"emoney.payments.v1.WatchPaymentsRes
  * Use `create(WatchPaymentsResponseSchema)` to create a new message.
  */
 export const WatchPaymentsResponseSchema: GenMessage<WatchPaymentsResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 24);
+  messageDesc(file_emoney_payments_v1_payments, 26);
 
 /**
  * GetReceiptRequest names the payment whose receipt is wanted.
@@ -898,7 +984,7 @@ export type GetReceiptRequest = Message<"emoney.payments.v1.GetReceiptRequest"> 
  * Use `create(GetReceiptRequestSchema)` to create a new message.
  */
 export const GetReceiptRequestSchema: GenMessage<GetReceiptRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 25);
+  messageDesc(file_emoney_payments_v1_payments, 27);
 
 /**
  * GetReceiptResponse carries the receipt.
@@ -941,7 +1027,7 @@ export type GetReceiptResponse = Message<"emoney.payments.v1.GetReceiptResponse"
  * Use `create(GetReceiptResponseSchema)` to create a new message.
  */
 export const GetReceiptResponseSchema: GenMessage<GetReceiptResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_payments_v1_payments, 26);
+  messageDesc(file_emoney_payments_v1_payments, 28);
 
 /**
  * PaymentKind says what a payment moved money for, or that it is a hold.
@@ -1163,6 +1249,21 @@ export const PaymentsService: GenService<{
     methodKind: "unary";
     input: typeof CreateTransferRequestSchema;
     output: typeof CreateTransferResponseSchema;
+  },
+  /**
+   * FindPayee finds the person to pay by e-mail address or phone number, in
+   * the caller's tenant: the answer is their masked name ("Ana C.") for the
+   * payer to confirm, and the account to pay into with CreateTransfer. Nobody
+   * can be listed: an unknown address and a person who cannot be paid answer
+   * alike (NOT_FOUND, PAYEE_NOT_FOUND), and lookups are rate-limited (10 a
+   * minute per caller). POST, so that addresses stay out of URLs and logs.
+   *
+   * @generated from rpc emoney.payments.v1.PaymentsService.FindPayee
+   */
+  findPayee: {
+    methodKind: "unary";
+    input: typeof FindPayeeRequestSchema;
+    output: typeof FindPayeeResponseSchema;
   },
   /**
    * CreatePaymentCode makes a short-lived, single-use code (shown as a QR) that
