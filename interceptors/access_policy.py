@@ -57,10 +57,12 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     # The ladder and the day's boundary are the tenant's rules: its administrators set them; operators place
     # customers on it and set terminals' limits.
     "/emoney.admin.v1.AdminService/SetIdentityLevel": TENANT_ADMIN,
-    "/emoney.admin.v1.AdminService/SetTenantTimeZone": TENANT_ADMIN,
+    "/emoney.admin.v1.AdminService/UpdateTenantSettings": TENANT_ADMIN,
     "/emoney.admin.v1.AdminService/SetUserLevel": BACK_OFFICE,
     "/emoney.admin.v1.AdminService/SetTerminalLimit": BACK_OFFICE,
     "/emoney.accounts.v1.AccountsService/GetLimits": frozenset({"customer"}),
+    "/emoney.accounts.v1.AccountsService/ExportStatement": ACCOUNT_HOLDERS,
+    "/emoney.accounts.v1.AccountsService/GetStatementExport": ACCOUNT_HOLDERS,
     "/emoney.accounts.v1.AccountsService/CreateAccount": ACCOUNT_HOLDERS,
     "/emoney.accounts.v1.AccountsService/GetAccount": ACCOUNT_HOLDERS,
     "/emoney.accounts.v1.AccountsService/ListAccounts": ACCOUNT_HOLDERS,

@@ -46,6 +46,7 @@ from server.servicers.platform import PlatformServicer
 from server.services.accounts import AccountsService
 from server.services.administration import AdministrationService
 from server.services.limits import LimitsService
+from server.services.statements import StatementExportWorker, StatementsService
 from server.services.payments import PaymentsService
 from server.services.identity import IdentityService
 from server.services.transactions import Transactions
@@ -107,6 +108,7 @@ class Application:
     request_key_janitor: RequestKeyJanitor
     payment_events: PaymentEventHub
     receipt_writer: ReceiptWriter
+    statement_exporter: StatementExportWorker
     bound_port: int = 0
     _background: list[asyncio.Task] = field(default_factory=list)
     _metrics_server: asyncio.Server | None = None
@@ -161,6 +163,7 @@ class Application:
         self._run_in_background(self.request_key_janitor.run(), "request-key-retention")
         self._run_in_background(self.payment_events.run(), "payment-events")
         self._run_in_background(self.receipt_writer.run(), "receipt-writer")
+        self._run_in_background(self.statement_exporter.run(), "statement-exports")
         await self._copy_suspensions_to_redis()
 
     def _pools(self) -> list[AsyncConnectionPool]:
@@ -294,8 +297,10 @@ async def build_application(settings: Settings) -> Application:
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(AdministrationService(transactions, passwords, sessions), LimitsService(transactions)), server
     )
+    statement_exporter = StatementExportWorker(units_of_work, objects)
     accounts_pb2_grpc.add_AccountsServiceServicer_to_server(
-        AccountsServicer(AccountsService(transactions), LimitsService(transactions)), server
+        AccountsServicer(AccountsService(transactions), LimitsService(transactions),
+                         StatementsService(transactions, objects, statement_exporter)), server
     )
     payments_pb2_grpc.add_PaymentsServiceServicer_to_server(PaymentsServicer(PaymentsService(transactions, payment_events, objects)), server)
 
@@ -332,5 +337,6 @@ async def build_application(settings: Settings) -> Application:
         request_key_janitor=RequestKeyJanitor(units_of_work, timedelta(days=settings.idempotency_retention_days)),
         payment_events=payment_events,
         receipt_writer=ReceiptWriter(pool, objects),
+        statement_exporter=statement_exporter,
         bound_port=bound_port,
     )

@@ -108,19 +108,19 @@ async def set_user_level(unit_of_work: UnitOfWork, user_id: uuid.UUID, code: str
     return False if row is None else row[0]
 
 
-async def time_zone(unit_of_work: UnitOfWork) -> str:
-    cursor = await unit_of_work.connection.execute("select time_zone from tenants")
+async def settings(unit_of_work: UnitOfWork) -> tuple[str, str]:
+    """The tenant's (time zone, language)."""
+    cursor = await unit_of_work.connection.execute("select time_zone, language from tenants")
     row = await cursor.fetchone()
-    return "UTC" if row is None else row[0]
+    return ("UTC", "en") if row is None else (row[0], row[1])
 
 
-async def set_time_zone(unit_of_work: UnitOfWork, zone: str) -> str:
-    """Set the tenant's time zone; the previous one."""
+async def set_settings(unit_of_work: UnitOfWork, zone: str, language: str) -> tuple[str, str]:
     cursor = await unit_of_work.connection.execute(
-        "update tenants set time_zone = %s, updated_at = now() returning old.time_zone", (zone,)
+        "update tenants set time_zone = %s, language = %s, updated_at = now() returning time_zone, language", (zone, language)
     )
     row = await cursor.fetchone()
-    return row[0]
+    return row[0], row[1]
 
 
 async def is_time_zone(unit_of_work: UnitOfWork, zone: str) -> bool:

@@ -48,6 +48,8 @@ export const FAILURE_ADVICE: Readonly<Record<string, string>> = {
   SAME_ACCOUNT: "The two accounts must differ.",
   SERVICE_UNAVAILABLE: "The service is not fully available right now. Try again in a moment.",
   SESSION_STORE_UNAVAILABLE: "The service is not fully available right now. Try again in a moment.",
+  STATEMENT_EXPORT_NOT_FOUND: "That statement does not exist.",
+  STATEMENT_TOO_LARGE: "That period has too many movements for one statement. Choose a shorter period.",
   TENANT_EXISTS: "An organisation with that name already exists.",
   TENANT_NOT_FOUND: "There is no organisation with that name.",
   TENANT_SUSPENDED: "This organisation is suspended.",

@@ -9,15 +9,28 @@ from interceptors.call_state import current_method, require_principal
 from server.services import commands
 from server.services.accounts import AccountsService
 from server.services.limits import LimitsService
-from server.servicers.converters import account_message, entry_message, level_limits_message
-from server.servicers.enums import ACCOUNT_KIND, ACCOUNT_STATUS
+from server.services.statements import ExportView, StatementsService
+from server.servicers.converters import account_message, entry_message, level_limits_message, statement_export_message
+from server.servicers.enums import ACCOUNT_KIND, ACCOUNT_STATUS, STATEMENT_FORMAT
 from domain.validation import optional_timestamp
 
 
 class AccountsServicer(accounts_pb2_grpc.AccountsServiceServicer):
-    def __init__(self, accounts: AccountsService, limits: LimitsService) -> None:
+    def __init__(self, accounts: AccountsService, limits: LimitsService, statements: StatementsService) -> None:
         self._accounts = accounts
         self._limits = limits
+        self._statements = statements
+
+    async def ExportStatement(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.ExportStatementResponse:
+        export = await self._statements.export(
+            require_principal(), request.account, optional_timestamp(request, "start_time"), optional_timestamp(request, "end_time"),
+            STATEMENT_FORMAT.required(request.format, "format"), request.language,
+        )
+        return accounts_pb2.ExportStatementResponse(statement_export=statement_export_message(ExportView(export, None, None)))
+
+    async def GetStatementExport(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.GetStatementExportResponse:
+        view = await self._statements.get(require_principal(), request.name)
+        return accounts_pb2.GetStatementExportResponse(statement_export=statement_export_message(view))
 
     async def GetLimits(self, request, context: grpc.aio.ServicerContext) -> accounts_pb2.GetLimitsResponse:
         found = await self._limits.customer_limits(require_principal())

@@ -26,8 +26,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     # -- identity levels and limits (server/services/limits.py) -------------------------------------
 
     async def ListIdentityLevels(self, request, context: grpc.aio.ServicerContext) -> admin_pb2.ListIdentityLevelsResponse:
-        levels, zone = await self._limits.list_levels(require_principal())
-        return admin_pb2.ListIdentityLevelsResponse(identity_levels=[identity_level_message(level) for level in levels], time_zone=zone)
+        levels, zone, language = await self._limits.list_levels(require_principal())
+        return admin_pb2.ListIdentityLevelsResponse(
+            identity_levels=[identity_level_message(level) for level in levels], time_zone=zone, language=language)
 
     async def SetIdentityLevel(self, request: admin_pb2.SetIdentityLevelRequest, context: grpc.aio.ServicerContext) -> admin_pb2.SetIdentityLevelResponse:
         level = await self._limits.set_level(require_principal(), identity_level_from_message(request.identity_level))
@@ -42,9 +43,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         terminal = await self._limits.set_terminal_limit(require_principal(), request.terminal, limit)
         return admin_pb2.SetTerminalLimitResponse(terminal=terminal_message(terminal))
 
-    async def SetTenantTimeZone(self, request: admin_pb2.SetTenantTimeZoneRequest, context: grpc.aio.ServicerContext) -> admin_pb2.SetTenantTimeZoneResponse:
-        zone = await self._limits.set_time_zone(require_principal(), request.time_zone)
-        return admin_pb2.SetTenantTimeZoneResponse(time_zone=zone)
+    async def UpdateTenantSettings(self, request: admin_pb2.UpdateTenantSettingsRequest, context: grpc.aio.ServicerContext) -> admin_pb2.UpdateTenantSettingsResponse:
+        zone, language = await self._limits.update_settings(require_principal(), request.time_zone, request.language)
+        return admin_pb2.UpdateTenantSettingsResponse(time_zone=zone, language=language)
 
     async def VerifyAuditChain(self, request, context: grpc.aio.ServicerContext) -> admin_pb2.VerifyAuditChainResponse:
         verification = await self._administration.verify_audit_chain(require_principal())

@@ -17,8 +17,10 @@ from domain.currencies import minor_units
 from domain.ledger_rules import HOLD_KIND
 from server.services.identity import IssuedTokens
 from server.servicers.enums import (
-    ACCOUNT_KIND, ACCOUNT_STATUS, PAYMENT_KIND, PAYMENT_STATUS, ROLE, TENANT_STATUS, TERMINAL_STATUS, USER_STATUS,
+    ACCOUNT_KIND, ACCOUNT_STATUS, PAYMENT_KIND, PAYMENT_STATUS, ROLE, STATEMENT_EXPORT_STATE, STATEMENT_FORMAT, TENANT_STATUS,
+    TERMINAL_STATUS, USER_STATUS,
 )
+from server.services.statements import ExportView
 from storage.audit import AuditEvent
 from storage.ledger import AccountRecord, EntryRecord, HoldRecord, TransferRecord
 from storage.limits import LIMIT_FIELDS, CurrencyLimits, IdentityLevel
@@ -193,3 +195,17 @@ def identity_level_from_message(message: admin_pb2.IdentityLevel) -> IdentityLev
         CurrencyLimits(limits.currency, **{name: getattr(limits, name) if limits.HasField(name) else None
                                            for name in LIMIT_FIELDS})
         for limits in message.limits))
+
+
+def statement_export_message(view: ExportView) -> accounts_pb2.StatementExport:
+    export = view.export
+    return accounts_pb2.StatementExport(
+        name=f"statementExports/{export.export_id}", account=f"accounts/{export.account_id}",
+        start_time=timestamp(export.start_time), end_time=timestamp(export.end_time),
+        format=STATEMENT_FORMAT.to_wire(export.format), language=export.language, time_zone=export.time_zone,
+        state=STATEMENT_EXPORT_STATE.to_wire(export.state), entries_total=export.entries_total,
+        entries_done=export.entries_done, download_url=view.download_url or "",
+        download_url_expire_time=timestamp(view.download_url_expires_at), size_bytes=export.size_bytes or 0,
+        sha256_hex="" if export.sha256 is None else bytes(export.sha256).hex(), error=export.error or "",
+        create_time=timestamp(export.created_at), finish_time=timestamp(export.finished_at),
+    )

@@ -127,3 +127,5 @@ ENUM_MAPS: dict[str, EnumMap] = {
     for mapping in (ACCOUNT_KIND, ACCOUNT_STATUS, PAYMENT_KIND, PAYMENT_STATUS, PAYMENT_EVENT_TYPE, ROLE, USER_STATUS,
                     TERMINAL_STATUS, TENANT_STATUS)
 }
+STATEMENT_FORMAT = EnumMap(accounts_pb2.StatementFormat, ("csv", "pdf"))
+STATEMENT_EXPORT_STATE = EnumMap(accounts_pb2.StatementExportState, ("pending", "running", "succeeded", "failed"))

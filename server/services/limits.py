@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from domain.errors import INVALID_FORMAT, NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, TOO_LONG, FieldViolation, NotFound
 from domain.ledger_rules import currency_violations
 from domain.principal import Principal
+from domain.statement_documents import LANGUAGES
 from domain.validation import display_name_violations, invalid, parse_resource_id, raise_if_violations
 from server.services import access
 from server.services.changes import record_change
@@ -100,9 +101,11 @@ class LimitsService:
 
     # -- the back office ----------------------------------------------------------------------------
 
-    async def list_levels(self, caller: Principal) -> tuple[list[IdentityLevel], str]:
+    async def list_levels(self, caller: Principal) -> tuple[list[IdentityLevel], str, str]:
+        """The ladder, the tenant's time zone and its language."""
         async with self._transactions.read(caller.tenant_id) as unit_of_work:
-            return await limits.list_levels(unit_of_work), await limits.time_zone(unit_of_work)
+            zone, language = await limits.settings(unit_of_work)
+            return await limits.list_levels(unit_of_work), zone, language
 
     async def set_level(self, caller: Principal, level: IdentityLevel) -> IdentityLevel:
         level = IdentityLevel(level.code, level.display_name.strip(), level.rank, level.limits)
@@ -156,16 +159,23 @@ class LimitsService:
             await unit_of_work.commit()
         return terminal
 
-    async def set_time_zone(self, caller: Principal, zone: str) -> str:
-        zone = zone.strip()
-        raise_if_violations(_time_zone_violations(zone))
+    async def update_settings(self, caller: Principal, zone: str, language: str) -> tuple[str, str]:
+        """Set the time zone and/or the language (an empty one is left as it is); the settings after."""
+        zone, language = zone.strip(), language.strip()
+        if zone:
+            raise_if_violations(_time_zone_violations(zone))
+        if language and language not in LANGUAGES:
+            raise invalid("language", NOT_ALLOWED, f"must be one of {', '.join(LANGUAGES)}")
         async with self._transactions.change(caller.tenant_id) as unit_of_work:
-            if not await limits.is_time_zone(unit_of_work, zone):
+            if zone and not await limits.is_time_zone(unit_of_work, zone):
                 raise invalid("time_zone", INVALID_FORMAT, "is not a time zone the database knows")
-            previous = await limits.set_time_zone(unit_of_work, zone)
-            await record_change(unit_of_work, caller.subject, {"timeZone": previous}, {"timeZone": zone})
+            before = await limits.settings(unit_of_work)
+            after = await limits.set_settings(unit_of_work, zone or before[0], language or before[1])
+            if after != before:
+                await record_change(unit_of_work, caller.subject, {"timeZone": before[0], "language": before[1]},
+                                    {"timeZone": after[0], "language": after[1]})
             await unit_of_work.commit()
-        return zone
+        return after
 
     # -- the customer ---------------------------------------------------------------------------------
 
@@ -174,7 +184,7 @@ class LimitsService:
         if user_id is None:
             raise invalid("caller", NOT_ALLOWED, "limits are a customer's: a terminal has none of its own")
         async with self._transactions.read(principal.tenant_id) as unit_of_work:
-            zone = await limits.time_zone(unit_of_work)
+            zone, _ = await limits.settings(unit_of_work)
             level = await _level_of(unit_of_work, user_id)
             standings = []
             for currency_limits in (level.limits if level else ()):

@@ -193,14 +193,16 @@ def test_a_hold_counts_when_made_a_void_gives_it_back_and_a_terminal_keeps_to_it
 
 def test_the_tenants_rules_are_its_administrators_and_are_checked(stack, town, channel):
     admin = admin_stub(channel)
-    assert admin.SetTenantTimeZone(admin_pb2.SetTenantTimeZoneRequest(time_zone="America/Sao_Paulo"),
-                                   metadata=bearer(town.admin_token), timeout=10).time_zone == "America/Sao_Paulo"
+    updated = admin.UpdateTenantSettings(admin_pb2.UpdateTenantSettingsRequest(time_zone="America/Sao_Paulo"),
+                                         metadata=bearer(town.admin_token), timeout=10)
+    assert (updated.time_zone, updated.language) == ("America/Sao_Paulo", "en")
     listed = admin.ListIdentityLevels(admin_pb2.ListIdentityLevelsRequest(), metadata=bearer(town.admin_token), timeout=10)
     assert listed.time_zone == "America/Sao_Paulo" and [level.code for level in listed.identity_levels] == ["basic", "full"]
     assert listed.identity_levels[0] == BASIC
-    for bad in (admin_pb2.SetTenantTimeZoneRequest(time_zone="Mars/Olympus_Mons"), admin_pb2.SetTenantTimeZoneRequest()):
+    for bad in (admin_pb2.UpdateTenantSettingsRequest(time_zone="Mars/Olympus_Mons"),
+                admin_pb2.UpdateTenantSettingsRequest(language="fr"), admin_pb2.UpdateTenantSettingsRequest(time_zone="x" * 65)):
         with pytest.raises(grpc.RpcError) as raised:
-            admin.SetTenantTimeZone(bad, metadata=bearer(town.admin_token), timeout=10)
+            admin.UpdateTenantSettings(bad, metadata=bearer(town.admin_token), timeout=10)
         assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     bad_levels = [
         admin_pb2.IdentityLevel(code="Bad Code", display_name="x", rank=1),
@@ -216,7 +218,7 @@ def test_the_tenants_rules_are_its_administrators_and_are_checked(stack, town, c
     with pytest.raises(grpc.RpcError) as raised:
         admin.SetIdentityLevel(admin_pb2.SetIdentityLevelRequest(identity_level=BASIC), metadata=bearer(operator), timeout=10)
     assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    admin.SetTenantTimeZone(admin_pb2.SetTenantTimeZoneRequest(time_zone="UTC"), metadata=bearer(town.admin_token), timeout=10)
+    admin.UpdateTenantSettings(admin_pb2.UpdateTenantSettingsRequest(time_zone="UTC"), metadata=bearer(town.admin_token), timeout=10)
 
 
 def _user(stack, town: Town, channel, role) -> str:

@@ -29,13 +29,23 @@ from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!emoney/accounts/v1/accounts.proto\x12\x12\x65money.accounts.v1\x1a\x1b\x65money/admin/v1/admin.proto\x1a!emoney/payments/v1/payments.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetLimitsRequest\"\xc3\x04\n\rLimitStanding\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12,\n\x06limits\x18\x02 \x01(\x0b\x32\x1c.emoney.admin.v1.LevelLimits\x12\x18\n\x10sent_today_minor\x18\x03 \x01(\x03\x12\x1c\n\x14received_today_minor\x18\x04 \x01(\x03\x12\x1d\n\x15sent_this_month_minor\x18\x05 \x01(\x03\x12!\n\x19received_this_month_minor\x18\x06 \x01(\x03\x12\'\n\x1a\x64\x61ily_sent_remaining_minor\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12+\n\x1e\x64\x61ily_received_remaining_minor\x18\x08 \x01(\x03H\x01\x88\x01\x01\x12)\n\x1cmonthly_sent_remaining_minor\x18\t \x01(\x03H\x02\x88\x01\x01\x12-\n monthly_received_remaining_minor\x18\n \x01(\x03H\x03\x88\x01\x01\x12$\n\x17\x62\x61lance_remaining_minor\x18\x0b \x01(\x03H\x04\x88\x01\x01\x42\x1d\n\x1b_daily_sent_remaining_minorB!\n\x1f_daily_received_remaining_minorB\x1f\n\x1d_monthly_sent_remaining_minorB#\n!_monthly_received_remaining_minorB\x1a\n\x18_balance_remaining_minor\"\x87\x01\n\x11GetLimitsResponse\x12\r\n\x05level\x18\x01 \x01(\t\x12\x1a\n\x12level_display_name\x18\x02 \x01(\t\x12\x34\n\tstandings\x18\x03 \x03(\x0b\x32!.emoney.accounts.v1.LimitStanding\x12\x11\n\ttime_zone\x18\x04 \x01(\t\"\xb4\x03\n\x07\x41\x63\x63ount\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\naccount_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\r\n\x05owner\x18\x03 \x01(\t\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKind\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x37\n\x06status\x18\x06 \x01(\x0e\x32!.emoney.accounts.v1.AccountStatusB\x04\xe2\x41\x01\x03\x12\x1b\n\rbalance_minor\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x18\n\nheld_minor\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x61vailable_minor\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12#\n\x15overdraft_limit_minor\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\'\n\x14\x63urrency_minor_units\x18\x0c \x01(\x05\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x42\x17\n\x15_currency_minor_units\"l\n\x14\x43reateAccountRequest\x12\x33\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKindB\x04\xe2\x41\x01\x01\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\"E\n\x15\x43reateAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\"\'\n\x11GetAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"B\n\x12GetAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\"\xad\x01\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKind\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.emoney.accounts.v1.AccountStatus\"^\n\x14ListAccountsResponse\x12-\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1b.emoney.accounts.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd2\x01\n\x05\x45ntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\x03\x12\x0f\n\x07payment\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x1b\n\x13\x62\x61lance_after_minor\x18\x04 \x01(\x03\x12-\n\x04kind\x18\x05 \x01(\x0e\x32\x1f.emoney.payments.v1.PaymentKind\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\"\xb7\x01\n\x19ListAccountEntriesRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x1aListAccountEntriesResponse\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.emoney.accounts.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x13GetBalanceAtRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"?\n\x14GetBalanceAtResponse\x12\x15\n\rbalance_minor\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"*\n\x14\x46reezeAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"E\n\x15\x46reezeAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\",\n\x16UnfreezeAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"G\n\x17UnfreezeAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\")\n\x13\x43loseAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"D\n\x14\x43loseAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account*\x80\x01\n\x0b\x41\x63\x63ountKind\x12\x1c\n\x18\x41\x43\x43OUNT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_KIND_CUSTOMER\x10\x01\x12\x19\n\x15\x41\x43\x43OUNT_KIND_MERCHANT\x10\x02\x12\x1d\n\x19\x41\x43\x43OUNT_KIND_SYSTEM_FLOAT\x10\x03*\x80\x01\n\rAccountStatus\x12\x1e\n\x1a\x41\x43\x43OUNT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_FROZEN\x10\x02\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_CLOSED\x10\x03\x32\xd7\t\n\x0f\x41\x63\x63ountsService\x12}\n\rCreateAccount\x12(.emoney.accounts.v1.CreateAccountRequest\x1a).emoney.accounts.v1.CreateAccountResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/accounts:\x01*\x12z\n\nGetAccount\x12%.emoney.accounts.v1.GetAccountRequest\x1a&.emoney.accounts.v1.GetAccountResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/{name=accounts/*}\x12w\n\x0cListAccounts\x12\'.emoney.accounts.v1.ListAccountsRequest\x1a(.emoney.accounts.v1.ListAccountsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/accounts\x12\x9d\x01\n\x12ListAccountEntries\x12-.emoney.accounts.v1.ListAccountEntriesRequest\x1a..emoney.accounts.v1.ListAccountEntriesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{account=accounts/*}/entries\x12\x8d\x01\n\x0cGetBalanceAt\x12\'.emoney.accounts.v1.GetBalanceAtRequest\x1a(.emoney.accounts.v1.GetBalanceAtResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{account=accounts/*}:balanceAt\x12\x8d\x01\n\rFreezeAccount\x12(.emoney.accounts.v1.FreezeAccountRequest\x1a).emoney.accounts.v1.FreezeAccountResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/{name=accounts/*}:freeze:\x01*\x12\x95\x01\n\x0fUnfreezeAccount\x12*.emoney.accounts.v1.UnfreezeAccountRequest\x1a+.emoney.accounts.v1.UnfreezeAccountResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/{name=accounts/*}:unfreeze:\x01*\x12\x89\x01\n\x0c\x43loseAccount\x12\'.emoney.accounts.v1.CloseAccountRequest\x1a(.emoney.accounts.v1.CloseAccountResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/{name=accounts/*}:close:\x01*\x12l\n\tGetLimits\x12$.emoney.accounts.v1.GetLimitsRequest\x1a%.emoney.accounts.v1.GetLimitsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/limitsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!emoney/accounts/v1/accounts.proto\x12\x12\x65money.accounts.v1\x1a\x1b\x65money/admin/v1/admin.proto\x1a!emoney/payments/v1/payments.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe6\x01\n\x16\x45xportStatementRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x34\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x32\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x39\n\x06\x66ormat\x18\x04 \x01(\x0e\x32#.emoney.accounts.v1.StatementFormatB\x04\xe2\x41\x01\x02\x12\x10\n\x08language\x18\x05 \x01(\t\"\xbb\x04\n\x0fStatementExport\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x63\x63ount\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x06\x66ormat\x18\x05 \x01(\x0e\x32#.emoney.accounts.v1.StatementFormat\x12\x10\n\x08language\x18\x06 \x01(\t\x12\x11\n\ttime_zone\x18\x07 \x01(\t\x12\x37\n\x05state\x18\x08 \x01(\x0e\x32(.emoney.accounts.v1.StatementExportState\x12\x15\n\rentries_total\x18\t \x01(\x05\x12\x14\n\x0c\x65ntries_done\x18\n \x01(\x05\x12\x14\n\x0c\x64ownload_url\x18\x0b \x01(\t\x12<\n\x18\x64ownload_url_expire_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\r \x01(\x03\x12\x12\n\nsha256_hex\x18\x0e \x01(\t\x12\r\n\x05\x65rror\x18\x0f \x01(\t\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x17\x45xportStatementResponse\x12=\n\x10statement_export\x18\x01 \x01(\x0b\x32#.emoney.accounts.v1.StatementExport\"/\n\x19GetStatementExportRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"[\n\x1aGetStatementExportResponse\x12=\n\x10statement_export\x18\x01 \x01(\x0b\x32#.emoney.accounts.v1.StatementExport\"\x12\n\x10GetLimitsRequest\"\xc3\x04\n\rLimitStanding\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12,\n\x06limits\x18\x02 \x01(\x0b\x32\x1c.emoney.admin.v1.LevelLimits\x12\x18\n\x10sent_today_minor\x18\x03 \x01(\x03\x12\x1c\n\x14received_today_minor\x18\x04 \x01(\x03\x12\x1d\n\x15sent_this_month_minor\x18\x05 \x01(\x03\x12!\n\x19received_this_month_minor\x18\x06 \x01(\x03\x12\'\n\x1a\x64\x61ily_sent_remaining_minor\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12+\n\x1e\x64\x61ily_received_remaining_minor\x18\x08 \x01(\x03H\x01\x88\x01\x01\x12)\n\x1cmonthly_sent_remaining_minor\x18\t \x01(\x03H\x02\x88\x01\x01\x12-\n monthly_received_remaining_minor\x18\n \x01(\x03H\x03\x88\x01\x01\x12$\n\x17\x62\x61lance_remaining_minor\x18\x0b \x01(\x03H\x04\x88\x01\x01\x42\x1d\n\x1b_daily_sent_remaining_minorB!\n\x1f_daily_received_remaining_minorB\x1f\n\x1d_monthly_sent_remaining_minorB#\n!_monthly_received_remaining_minorB\x1a\n\x18_balance_remaining_minor\"\x87\x01\n\x11GetLimitsResponse\x12\r\n\x05level\x18\x01 \x01(\t\x12\x1a\n\x12level_display_name\x18\x02 \x01(\t\x12\x34\n\tstandings\x18\x03 \x03(\x0b\x32!.emoney.accounts.v1.LimitStanding\x12\x11\n\ttime_zone\x18\x04 \x01(\t\"\xb4\x03\n\x07\x41\x63\x63ount\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x18\n\naccount_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\r\n\x05owner\x18\x03 \x01(\t\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKind\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x37\n\x06status\x18\x06 \x01(\x0e\x32!.emoney.accounts.v1.AccountStatusB\x04\xe2\x41\x01\x03\x12\x1b\n\rbalance_minor\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x18\n\nheld_minor\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x1d\n\x0f\x61vailable_minor\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03\x12#\n\x15overdraft_limit_minor\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03\x12\x35\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\'\n\x14\x63urrency_minor_units\x18\x0c \x01(\x05\x42\x04\xe2\x41\x01\x03H\x00\x88\x01\x01\x42\x17\n\x15_currency_minor_units\"l\n\x14\x43reateAccountRequest\x12\x33\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKindB\x04\xe2\x41\x01\x01\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\"E\n\x15\x43reateAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\"\'\n\x11GetAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"B\n\x12GetAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\"\xad\x01\n\x13ListAccountsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12-\n\x04kind\x18\x04 \x01(\x0e\x32\x1f.emoney.accounts.v1.AccountKind\x12\x31\n\x06status\x18\x05 \x01(\x0e\x32!.emoney.accounts.v1.AccountStatus\"^\n\x14ListAccountsResponse\x12-\n\x08\x61\x63\x63ounts\x18\x01 \x03(\x0b\x32\x1b.emoney.accounts.v1.Account\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd2\x01\n\x05\x45ntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\x03\x12\x0f\n\x07payment\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x03 \x01(\x03\x12\x1b\n\x13\x62\x61lance_after_minor\x18\x04 \x01(\x03\x12-\n\x04kind\x18\x05 \x01(\x0e\x32\x1f.emoney.payments.v1.PaymentKind\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\"\xb7\x01\n\x19ListAccountEntriesRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"a\n\x1aListAccountEntriesResponse\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.emoney.accounts.v1.Entry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\\\n\x13GetBalanceAtRequest\x12\x15\n\x07\x61\x63\x63ount\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12.\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\"?\n\x14GetBalanceAtResponse\x12\x15\n\rbalance_minor\x18\x01 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\"*\n\x14\x46reezeAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"E\n\x15\x46reezeAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\",\n\x16UnfreezeAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"G\n\x17UnfreezeAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account\")\n\x13\x43loseAccountRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"D\n\x14\x43loseAccountResponse\x12,\n\x07\x61\x63\x63ount\x18\x01 \x01(\x0b\x32\x1b.emoney.accounts.v1.Account*g\n\x0fStatementFormat\x12 \n\x1cSTATEMENT_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14STATEMENT_FORMAT_CSV\x10\x01\x12\x18\n\x14STATEMENT_FORMAT_PDF\x10\x02*\xcf\x01\n\x14StatementExportState\x12&\n\"STATEMENT_EXPORT_STATE_UNSPECIFIED\x10\x00\x12\"\n\x1eSTATEMENT_EXPORT_STATE_PENDING\x10\x01\x12\"\n\x1eSTATEMENT_EXPORT_STATE_RUNNING\x10\x02\x12$\n STATEMENT_EXPORT_STATE_SUCCEEDED\x10\x03\x12!\n\x1dSTATEMENT_EXPORT_STATE_FAILED\x10\x04*\x80\x01\n\x0b\x41\x63\x63ountKind\x12\x1c\n\x18\x41\x43\x43OUNT_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_KIND_CUSTOMER\x10\x01\x12\x19\n\x15\x41\x43\x43OUNT_KIND_MERCHANT\x10\x02\x12\x1d\n\x19\x41\x43\x43OUNT_KIND_SYSTEM_FLOAT\x10\x03*\x80\x01\n\rAccountStatus\x12\x1e\n\x1a\x41\x43\x43OUNT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_ACTIVE\x10\x01\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_FROZEN\x10\x02\x12\x19\n\x15\x41\x43\x43OUNT_STATUS_CLOSED\x10\x03\x32\x96\x0c\n\x0f\x41\x63\x63ountsService\x12}\n\rCreateAccount\x12(.emoney.accounts.v1.CreateAccountRequest\x1a).emoney.accounts.v1.CreateAccountResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/accounts:\x01*\x12z\n\nGetAccount\x12%.emoney.accounts.v1.GetAccountRequest\x1a&.emoney.accounts.v1.GetAccountResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/{name=accounts/*}\x12w\n\x0cListAccounts\x12\'.emoney.accounts.v1.ListAccountsRequest\x1a(.emoney.accounts.v1.ListAccountsResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/accounts\x12\x9d\x01\n\x12ListAccountEntries\x12-.emoney.accounts.v1.ListAccountEntriesRequest\x1a..emoney.accounts.v1.ListAccountEntriesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{account=accounts/*}/entries\x12\x8d\x01\n\x0cGetBalanceAt\x12\'.emoney.accounts.v1.GetBalanceAtRequest\x1a(.emoney.accounts.v1.GetBalanceAtResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{account=accounts/*}:balanceAt\x12\x8d\x01\n\rFreezeAccount\x12(.emoney.accounts.v1.FreezeAccountRequest\x1a).emoney.accounts.v1.FreezeAccountResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/v1/{name=accounts/*}:freeze:\x01*\x12\x95\x01\n\x0fUnfreezeAccount\x12*.emoney.accounts.v1.UnfreezeAccountRequest\x1a+.emoney.accounts.v1.UnfreezeAccountResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/v1/{name=accounts/*}:unfreeze:\x01*\x12\x89\x01\n\x0c\x43loseAccount\x12\'.emoney.accounts.v1.CloseAccountRequest\x1a(.emoney.accounts.v1.CloseAccountResponse\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/{name=accounts/*}:close:\x01*\x12l\n\tGetLimits\x12$.emoney.accounts.v1.GetLimitsRequest\x1a%.emoney.accounts.v1.GetLimitsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/limits\x12\x9f\x01\n\x0f\x45xportStatement\x12*.emoney.accounts.v1.ExportStatementRequest\x1a+.emoney.accounts.v1.ExportStatementResponse\"3\x82\xd3\xe4\x93\x02-\"(/v1/{account=accounts/*}:exportStatement:\x01*\x12\x9a\x01\n\x12GetStatementExport\x12-.emoney.accounts.v1.GetStatementExportRequest\x1a..emoney.accounts.v1.GetStatementExportResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{name=statementExports/*}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'emoney.accounts.v1.accounts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_EXPORTSTATEMENTREQUEST'].fields_by_name['account']._loaded_options = None
+  _globals['_EXPORTSTATEMENTREQUEST'].fields_by_name['account']._serialized_options = b'\342A\001\002'
+  _globals['_EXPORTSTATEMENTREQUEST'].fields_by_name['start_time']._loaded_options = None
+  _globals['_EXPORTSTATEMENTREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\002'
+  _globals['_EXPORTSTATEMENTREQUEST'].fields_by_name['end_time']._loaded_options = None
+  _globals['_EXPORTSTATEMENTREQUEST'].fields_by_name['end_time']._serialized_options = b'\342A\001\002'
+  _globals['_EXPORTSTATEMENTREQUEST'].fields_by_name['format']._loaded_options = None
+  _globals['_EXPORTSTATEMENTREQUEST'].fields_by_name['format']._serialized_options = b'\342A\001\002'
+  _globals['_GETSTATEMENTEXPORTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETSTATEMENTEXPORTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_ACCOUNT'].fields_by_name['name']._loaded_options = None
   _globals['_ACCOUNT'].fields_by_name['name']._serialized_options = b'\342A\001\003'
   _globals['_ACCOUNT'].fields_by_name['account_id']._loaded_options = None
@@ -88,52 +98,70 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCOUNTSSERVICE'].methods_by_name['CloseAccount']._serialized_options = b'\202\323\344\223\002 \"\033/v1/{name=accounts/*}:close:\001*'
   _globals['_ACCOUNTSSERVICE'].methods_by_name['GetLimits']._loaded_options = None
   _globals['_ACCOUNTSSERVICE'].methods_by_name['GetLimits']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/limits'
-  _globals['_ACCOUNTKIND']._serialized_start=2963
-  _globals['_ACCOUNTKIND']._serialized_end=3091
-  _globals['_ACCOUNTSTATUS']._serialized_start=3094
-  _globals['_ACCOUNTSTATUS']._serialized_end=3222
-  _globals['_GETLIMITSREQUEST']._serialized_start=217
-  _globals['_GETLIMITSREQUEST']._serialized_end=235
-  _globals['_LIMITSTANDING']._serialized_start=238
-  _globals['_LIMITSTANDING']._serialized_end=817
-  _globals['_GETLIMITSRESPONSE']._serialized_start=820
-  _globals['_GETLIMITSRESPONSE']._serialized_end=955
-  _globals['_ACCOUNT']._serialized_start=958
-  _globals['_ACCOUNT']._serialized_end=1394
-  _globals['_CREATEACCOUNTREQUEST']._serialized_start=1396
-  _globals['_CREATEACCOUNTREQUEST']._serialized_end=1504
-  _globals['_CREATEACCOUNTRESPONSE']._serialized_start=1506
-  _globals['_CREATEACCOUNTRESPONSE']._serialized_end=1575
-  _globals['_GETACCOUNTREQUEST']._serialized_start=1577
-  _globals['_GETACCOUNTREQUEST']._serialized_end=1616
-  _globals['_GETACCOUNTRESPONSE']._serialized_start=1618
-  _globals['_GETACCOUNTRESPONSE']._serialized_end=1684
-  _globals['_LISTACCOUNTSREQUEST']._serialized_start=1687
-  _globals['_LISTACCOUNTSREQUEST']._serialized_end=1860
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=1862
-  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=1956
-  _globals['_ENTRY']._serialized_start=1959
-  _globals['_ENTRY']._serialized_end=2169
-  _globals['_LISTACCOUNTENTRIESREQUEST']._serialized_start=2172
-  _globals['_LISTACCOUNTENTRIESREQUEST']._serialized_end=2355
-  _globals['_LISTACCOUNTENTRIESRESPONSE']._serialized_start=2357
-  _globals['_LISTACCOUNTENTRIESRESPONSE']._serialized_end=2454
-  _globals['_GETBALANCEATREQUEST']._serialized_start=2456
-  _globals['_GETBALANCEATREQUEST']._serialized_end=2548
-  _globals['_GETBALANCEATRESPONSE']._serialized_start=2550
-  _globals['_GETBALANCEATRESPONSE']._serialized_end=2613
-  _globals['_FREEZEACCOUNTREQUEST']._serialized_start=2615
-  _globals['_FREEZEACCOUNTREQUEST']._serialized_end=2657
-  _globals['_FREEZEACCOUNTRESPONSE']._serialized_start=2659
-  _globals['_FREEZEACCOUNTRESPONSE']._serialized_end=2728
-  _globals['_UNFREEZEACCOUNTREQUEST']._serialized_start=2730
-  _globals['_UNFREEZEACCOUNTREQUEST']._serialized_end=2774
-  _globals['_UNFREEZEACCOUNTRESPONSE']._serialized_start=2776
-  _globals['_UNFREEZEACCOUNTRESPONSE']._serialized_end=2847
-  _globals['_CLOSEACCOUNTREQUEST']._serialized_start=2849
-  _globals['_CLOSEACCOUNTREQUEST']._serialized_end=2890
-  _globals['_CLOSEACCOUNTRESPONSE']._serialized_start=2892
-  _globals['_CLOSEACCOUNTRESPONSE']._serialized_end=2960
-  _globals['_ACCOUNTSSERVICE']._serialized_start=3225
-  _globals['_ACCOUNTSSERVICE']._serialized_end=4464
+  _globals['_ACCOUNTSSERVICE'].methods_by_name['ExportStatement']._loaded_options = None
+  _globals['_ACCOUNTSSERVICE'].methods_by_name['ExportStatement']._serialized_options = b'\202\323\344\223\002-\"(/v1/{account=accounts/*}:exportStatement:\001*'
+  _globals['_ACCOUNTSSERVICE'].methods_by_name['GetStatementExport']._loaded_options = None
+  _globals['_ACCOUNTSSERVICE'].methods_by_name['GetStatementExport']._serialized_options = b'\202\323\344\223\002\037\022\035/v1/{name=statementExports/*}'
+  _globals['_STATEMENTFORMAT']._serialized_start=4001
+  _globals['_STATEMENTFORMAT']._serialized_end=4104
+  _globals['_STATEMENTEXPORTSTATE']._serialized_start=4107
+  _globals['_STATEMENTEXPORTSTATE']._serialized_end=4314
+  _globals['_ACCOUNTKIND']._serialized_start=4317
+  _globals['_ACCOUNTKIND']._serialized_end=4445
+  _globals['_ACCOUNTSTATUS']._serialized_start=4448
+  _globals['_ACCOUNTSTATUS']._serialized_end=4576
+  _globals['_EXPORTSTATEMENTREQUEST']._serialized_start=218
+  _globals['_EXPORTSTATEMENTREQUEST']._serialized_end=448
+  _globals['_STATEMENTEXPORT']._serialized_start=451
+  _globals['_STATEMENTEXPORT']._serialized_end=1022
+  _globals['_EXPORTSTATEMENTRESPONSE']._serialized_start=1024
+  _globals['_EXPORTSTATEMENTRESPONSE']._serialized_end=1112
+  _globals['_GETSTATEMENTEXPORTREQUEST']._serialized_start=1114
+  _globals['_GETSTATEMENTEXPORTREQUEST']._serialized_end=1161
+  _globals['_GETSTATEMENTEXPORTRESPONSE']._serialized_start=1163
+  _globals['_GETSTATEMENTEXPORTRESPONSE']._serialized_end=1254
+  _globals['_GETLIMITSREQUEST']._serialized_start=1256
+  _globals['_GETLIMITSREQUEST']._serialized_end=1274
+  _globals['_LIMITSTANDING']._serialized_start=1277
+  _globals['_LIMITSTANDING']._serialized_end=1856
+  _globals['_GETLIMITSRESPONSE']._serialized_start=1859
+  _globals['_GETLIMITSRESPONSE']._serialized_end=1994
+  _globals['_ACCOUNT']._serialized_start=1997
+  _globals['_ACCOUNT']._serialized_end=2433
+  _globals['_CREATEACCOUNTREQUEST']._serialized_start=2435
+  _globals['_CREATEACCOUNTREQUEST']._serialized_end=2543
+  _globals['_CREATEACCOUNTRESPONSE']._serialized_start=2545
+  _globals['_CREATEACCOUNTRESPONSE']._serialized_end=2614
+  _globals['_GETACCOUNTREQUEST']._serialized_start=2616
+  _globals['_GETACCOUNTREQUEST']._serialized_end=2655
+  _globals['_GETACCOUNTRESPONSE']._serialized_start=2657
+  _globals['_GETACCOUNTRESPONSE']._serialized_end=2723
+  _globals['_LISTACCOUNTSREQUEST']._serialized_start=2726
+  _globals['_LISTACCOUNTSREQUEST']._serialized_end=2899
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_start=2901
+  _globals['_LISTACCOUNTSRESPONSE']._serialized_end=2995
+  _globals['_ENTRY']._serialized_start=2998
+  _globals['_ENTRY']._serialized_end=3208
+  _globals['_LISTACCOUNTENTRIESREQUEST']._serialized_start=3211
+  _globals['_LISTACCOUNTENTRIESREQUEST']._serialized_end=3394
+  _globals['_LISTACCOUNTENTRIESRESPONSE']._serialized_start=3396
+  _globals['_LISTACCOUNTENTRIESRESPONSE']._serialized_end=3493
+  _globals['_GETBALANCEATREQUEST']._serialized_start=3495
+  _globals['_GETBALANCEATREQUEST']._serialized_end=3587
+  _globals['_GETBALANCEATRESPONSE']._serialized_start=3589
+  _globals['_GETBALANCEATRESPONSE']._serialized_end=3652
+  _globals['_FREEZEACCOUNTREQUEST']._serialized_start=3654
+  _globals['_FREEZEACCOUNTREQUEST']._serialized_end=3696
+  _globals['_FREEZEACCOUNTRESPONSE']._serialized_start=3698
+  _globals['_FREEZEACCOUNTRESPONSE']._serialized_end=3767
+  _globals['_UNFREEZEACCOUNTREQUEST']._serialized_start=3769
+  _globals['_UNFREEZEACCOUNTREQUEST']._serialized_end=3813
+  _globals['_UNFREEZEACCOUNTRESPONSE']._serialized_start=3815
+  _globals['_UNFREEZEACCOUNTRESPONSE']._serialized_end=3886
+  _globals['_CLOSEACCOUNTREQUEST']._serialized_start=3888
+  _globals['_CLOSEACCOUNTREQUEST']._serialized_end=3929
+  _globals['_CLOSEACCOUNTRESPONSE']._serialized_start=3931
+  _globals['_CLOSEACCOUNTRESPONSE']._serialized_end=3999
+  _globals['_ACCOUNTSSERVICE']._serialized_start=4579
+  _globals['_ACCOUNTSSERVICE']._serialized_end=6137
 # @@protoc_insertion_point(module_scope)

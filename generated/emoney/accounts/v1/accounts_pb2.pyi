@@ -22,6 +22,62 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _StatementFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatementFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatementFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATEMENT_FORMAT_UNSPECIFIED: _StatementFormat.ValueType  # 0
+    """Not set: refused."""
+    STATEMENT_FORMAT_CSV: _StatementFormat.ValueType  # 1
+    """Comma-separated values (semicolons and decimal commas in pt-BR), UTF-8."""
+    STATEMENT_FORMAT_PDF: _StatementFormat.ValueType  # 2
+    """A printable PDF."""
+
+class StatementFormat(_StatementFormat, metaclass=_StatementFormatEnumTypeWrapper):
+    """StatementFormat is the kind of document a statement is exported as."""
+
+STATEMENT_FORMAT_UNSPECIFIED: StatementFormat.ValueType  # 0
+"""Not set: refused."""
+STATEMENT_FORMAT_CSV: StatementFormat.ValueType  # 1
+"""Comma-separated values (semicolons and decimal commas in pt-BR), UTF-8."""
+STATEMENT_FORMAT_PDF: StatementFormat.ValueType  # 2
+"""A printable PDF."""
+Global___StatementFormat: _TypeAlias = StatementFormat  # noqa: Y015
+
+class _StatementExportState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatementExportStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StatementExportState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATEMENT_EXPORT_STATE_UNSPECIFIED: _StatementExportState.ValueType  # 0
+    """Never sent."""
+    STATEMENT_EXPORT_STATE_PENDING: _StatementExportState.ValueType  # 1
+    """Waiting for a worker."""
+    STATEMENT_EXPORT_STATE_RUNNING: _StatementExportState.ValueType  # 2
+    """Being written: see `entries_done`."""
+    STATEMENT_EXPORT_STATE_SUCCEEDED: _StatementExportState.ValueType  # 3
+    """Written: `download_url` reads it."""
+    STATEMENT_EXPORT_STATE_FAILED: _StatementExportState.ValueType  # 4
+    """Could not be written: `error` says why."""
+
+class StatementExportState(_StatementExportState, metaclass=_StatementExportStateEnumTypeWrapper):
+    """StatementExportState is where an export is."""
+
+STATEMENT_EXPORT_STATE_UNSPECIFIED: StatementExportState.ValueType  # 0
+"""Never sent."""
+STATEMENT_EXPORT_STATE_PENDING: StatementExportState.ValueType  # 1
+"""Waiting for a worker."""
+STATEMENT_EXPORT_STATE_RUNNING: StatementExportState.ValueType  # 2
+"""Being written: see `entries_done`."""
+STATEMENT_EXPORT_STATE_SUCCEEDED: StatementExportState.ValueType  # 3
+"""Written: `download_url` reads it."""
+STATEMENT_EXPORT_STATE_FAILED: StatementExportState.ValueType  # 4
+"""Could not be written: `error` says why."""
+Global___StatementExportState: _TypeAlias = StatementExportState  # noqa: Y015
+
 class _AccountKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -89,6 +145,214 @@ unfrozen.
 ACCOUNT_STATUS_CLOSED: AccountStatus.ValueType  # 3
 """Closed for good (CloseAccount), at a zero balance with nothing held."""
 Global___AccountStatus: _TypeAlias = AccountStatus  # noqa: Y015
+
+@_typing.final
+class ExportStatementRequest(_message.Message):
+    """ExportStatementRequest names the account, the period and the format."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    account: _builtins.str
+    """`accounts/{account_id}`: the caller's own, or any of the tenant's for the back office."""
+    format: Global___StatementFormat.ValueType
+    """CSV or PDF."""
+    language: _builtins.str
+    """`en` or `pt-BR`; empty: the tenant's language."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """The period's start (inclusive)."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """The period's end (exclusive), after the start, at most 366 days later."""
+
+    def __init__(
+        self,
+        *,
+        account: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        format: Global___StatementFormat.ValueType = ...,
+        language: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "end_time", b"end_time", "format", b"format", "language", b"language", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportStatementRequest: _TypeAlias = ExportStatementRequest  # noqa: Y015
+
+@_typing.final
+class StatementExport(_message.Message):
+    """StatementExport is one export job and, once written, its document."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ACCOUNT_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    TIME_ZONE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ENTRIES_TOTAL_FIELD_NUMBER: _builtins.int
+    ENTRIES_DONE_FIELD_NUMBER: _builtins.int
+    DOWNLOAD_URL_FIELD_NUMBER: _builtins.int
+    DOWNLOAD_URL_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_HEX_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    FINISH_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`statementExports/{export_id}`."""
+    account: _builtins.str
+    """The account: `accounts/{account_id}`."""
+    format: Global___StatementFormat.ValueType
+    """CSV or PDF."""
+    language: _builtins.str
+    """The document's language."""
+    time_zone: _builtins.str
+    """The IANA time zone its dates are shown in."""
+    state: Global___StatementExportState.ValueType
+    """Where it is."""
+    entries_total: _builtins.int
+    """How many entries the period has."""
+    entries_done: _builtins.int
+    """How many are written so far (the progress)."""
+    download_url: _builtins.str
+    """Once SUCCEEDED: a pre-signed link to download the document."""
+    size_bytes: _builtins.int
+    """Once SUCCEEDED: the document's size in bytes."""
+    sha256_hex: _builtins.str
+    """Once SUCCEEDED: the document's SHA-256, in hex."""
+    error: _builtins.str
+    """Once FAILED: why."""
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """The period's start."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """The period's end."""
+
+    @_builtins.property
+    def download_url_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When `download_url` stops working."""
+
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was asked for."""
+
+    @_builtins.property
+    def finish_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was written or failed."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        account: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        format: Global___StatementFormat.ValueType = ...,
+        language: _builtins.str = ...,
+        time_zone: _builtins.str = ...,
+        state: Global___StatementExportState.ValueType = ...,
+        entries_total: _builtins.int = ...,
+        entries_done: _builtins.int = ...,
+        download_url: _builtins.str = ...,
+        download_url_expire_time: _timestamp_pb2.Timestamp | None = ...,
+        size_bytes: _builtins.int = ...,
+        sha256_hex: _builtins.str = ...,
+        error: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        finish_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "download_url_expire_time", b"download_url_expire_time", "end_time", b"end_time", "finish_time", b"finish_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account", b"account", "create_time", b"create_time", "download_url", b"download_url", "download_url_expire_time", b"download_url_expire_time", "end_time", b"end_time", "entries_done", b"entries_done", "entries_total", b"entries_total", "error", b"error", "finish_time", b"finish_time", "format", b"format", "language", b"language", "name", b"name", "sha256_hex", b"sha256_hex", "size_bytes", b"size_bytes", "start_time", b"start_time", "state", b"state", "time_zone", b"time_zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatementExport: _TypeAlias = StatementExport  # noqa: Y015
+
+@_typing.final
+class ExportStatementResponse(_message.Message):
+    """ExportStatementResponse carries the new export (PENDING)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATEMENT_EXPORT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def statement_export(self) -> Global___StatementExport:
+        """The export."""
+
+    def __init__(
+        self,
+        *,
+        statement_export: Global___StatementExport | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["statement_export", b"statement_export"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["statement_export", b"statement_export"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportStatementResponse: _TypeAlias = ExportStatementResponse  # noqa: Y015
+
+@_typing.final
+class GetStatementExportRequest(_message.Message):
+    """GetStatementExportRequest names the export."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """`statementExports/{export_id}`."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatementExportRequest: _TypeAlias = GetStatementExportRequest  # noqa: Y015
+
+@_typing.final
+class GetStatementExportResponse(_message.Message):
+    """GetStatementExportResponse carries the export as it is now."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATEMENT_EXPORT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def statement_export(self) -> Global___StatementExport:
+        """The export."""
+
+    def __init__(
+        self,
+        *,
+        statement_export: Global___StatementExport | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["statement_export", b"statement_export"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["statement_export", b"statement_export"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatementExportResponse: _TypeAlias = GetStatementExportResponse  # noqa: Y015
 
 @_typing.final
 class GetLimitsRequest(_message.Message):

@@ -82,6 +82,16 @@ class AccountsServiceStub:
                 request_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetLimitsRequest.SerializeToString,
                 response_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetLimitsResponse.FromString,
                 _registered_method=True)
+        self.ExportStatement = channel.unary_unary(
+                '/emoney.accounts.v1.AccountsService/ExportStatement',
+                request_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.ExportStatementRequest.SerializeToString,
+                response_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.ExportStatementResponse.FromString,
+                _registered_method=True)
+        self.GetStatementExport = channel.unary_unary(
+                '/emoney.accounts.v1.AccountsService/GetStatementExport',
+                request_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetStatementExportRequest.SerializeToString,
+                response_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetStatementExportResponse.FromString,
+                _registered_method=True)
 
 
 class AccountsServiceServicer:
@@ -160,6 +170,27 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportStatement(self, request, context):
+        """ExportStatement asks for a statement of one account over a period, as CSV
+        or PDF, in the tenant's language (or the one asked for) and time zone. It
+        is written in the background: poll GetStatementExport until it SUCCEEDED,
+        then download it from its pre-signed link. At most 366 days, and at most
+        50,000 entries as CSV or 10,000 as PDF (FAILED_PRECONDITION,
+        STATEMENT_TOO_LARGE, past them). A closed period exports to the same bytes
+        every time (compare `sha256_hex`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStatementExport(self, request, context):
+        """GetStatementExport tells how far an export is, and once it SUCCEEDED, where
+        to download it (a link valid for 5 minutes, made at each call).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -207,6 +238,16 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     servicer.GetLimits,
                     request_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetLimitsRequest.FromString,
                     response_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetLimitsResponse.SerializeToString,
+            ),
+            'ExportStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportStatement,
+                    request_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.ExportStatementRequest.FromString,
+                    response_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.ExportStatementResponse.SerializeToString,
+            ),
+            'GetStatementExport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatementExport,
+                    request_deserializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetStatementExportRequest.FromString,
+                    response_serializer=emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetStatementExportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -455,6 +496,60 @@ class AccountsService:
             '/emoney.accounts.v1.AccountsService/GetLimits',
             emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetLimitsRequest.SerializeToString,
             emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetLimitsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.accounts.v1.AccountsService/ExportStatement',
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.ExportStatementRequest.SerializeToString,
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.ExportStatementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatementExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/emoney.accounts.v1.AccountsService/GetStatementExport',
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetStatementExportRequest.SerializeToString,
+            emoney_dot_accounts_dot_v1_dot_accounts__pb2.GetStatementExportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,6 +67,19 @@ class AccountsServiceStub:
     per currency, and what they have used and have left today and this month
     (days in the tenant's time zone).
     """
+    ExportStatement: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ExportStatementRequest, _accounts_pb2.ExportStatementResponse]
+    """ExportStatement asks for a statement of one account over a period, as CSV
+    or PDF, in the tenant's language (or the one asked for) and time zone. It
+    is written in the background: poll GetStatementExport until it SUCCEEDED,
+    then download it from its pre-signed link. At most 366 days, and at most
+    50,000 entries as CSV or 10,000 as PDF (FAILED_PRECONDITION,
+    STATEMENT_TOO_LARGE, past them). A closed period exports to the same bytes
+    every time (compare `sha256_hex`).
+    """
+    GetStatementExport: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetStatementExportRequest, _accounts_pb2.GetStatementExportResponse]
+    """GetStatementExport tells how far an export is, and once it SUCCEEDED, where
+    to download it (a link valid for 5 minutes, made at each call).
+    """
 
 @_typing.type_check_only
 class AccountsServiceAsyncStub(AccountsServiceStub):
@@ -106,6 +119,19 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """GetLimits tells the caller (a customer) their identity level, its limits
     per currency, and what they have used and have left today and this month
     (days in the tenant's time zone).
+    """
+    ExportStatement: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ExportStatementRequest, _accounts_pb2.ExportStatementResponse]  # type: ignore[assignment]
+    """ExportStatement asks for a statement of one account over a period, as CSV
+    or PDF, in the tenant's language (or the one asked for) and time zone. It
+    is written in the background: poll GetStatementExport until it SUCCEEDED,
+    then download it from its pre-signed link. At most 366 days, and at most
+    50,000 entries as CSV or 10,000 as PDF (FAILED_PRECONDITION,
+    STATEMENT_TOO_LARGE, past them). A closed period exports to the same bytes
+    every time (compare `sha256_hex`).
+    """
+    GetStatementExport: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetStatementExportRequest, _accounts_pb2.GetStatementExportResponse]  # type: ignore[assignment]
+    """GetStatementExport tells how far an export is, and once it SUCCEEDED, where
+    to download it (a link valid for 5 minutes, made at each call).
     """
 
 class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -197,6 +223,31 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         """GetLimits tells the caller (a customer) their identity level, its limits
         per currency, and what they have used and have left today and this month
         (days in the tenant's time zone).
+        """
+
+    @_abc_1.abstractmethod
+    def ExportStatement(
+        self,
+        request: _accounts_pb2.ExportStatementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.ExportStatementResponse, _abc.Awaitable[_accounts_pb2.ExportStatementResponse]]:
+        """ExportStatement asks for a statement of one account over a period, as CSV
+        or PDF, in the tenant's language (or the one asked for) and time zone. It
+        is written in the background: poll GetStatementExport until it SUCCEEDED,
+        then download it from its pre-signed link. At most 366 days, and at most
+        50,000 entries as CSV or 10,000 as PDF (FAILED_PRECONDITION,
+        STATEMENT_TOO_LARGE, past them). A closed period exports to the same bytes
+        every time (compare `sha256_hex`).
+        """
+
+    @_abc_1.abstractmethod
+    def GetStatementExport(
+        self,
+        request: _accounts_pb2.GetStatementExportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.GetStatementExportResponse, _abc.Awaitable[_accounts_pb2.GetStatementExportResponse]]:
+        """GetStatementExport tells how far an export is, and once it SUCCEEDED, where
+        to download it (a link valid for 5 minutes, made at each call).
         """
 
 def add_AccountsServiceServicer_to_server(servicer: AccountsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

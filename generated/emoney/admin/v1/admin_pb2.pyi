@@ -181,8 +181,11 @@ class ListIdentityLevelsResponse(_message.Message):
 
     IDENTITY_LEVELS_FIELD_NUMBER: _builtins.int
     TIME_ZONE_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
     time_zone: _builtins.str
     """The tenant's IANA time zone."""
+    language: _builtins.str
+    """The tenant's language (`en` or `pt-BR`)."""
     @_builtins.property
     def identity_levels(self) -> _containers.RepeatedCompositeFieldContainer[Global___IdentityLevel]:
         """The levels."""
@@ -192,10 +195,11 @@ class ListIdentityLevelsResponse(_message.Message):
         *,
         identity_levels: _abc.Iterable[Global___IdentityLevel] | None = ...,
         time_zone: _builtins.str = ...,
+        language: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity_levels", b"identity_levels", "time_zone", b"time_zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity_levels", b"identity_levels", "language", b"language", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -358,48 +362,56 @@ class SetTerminalLimitResponse(_message.Message):
 Global___SetTerminalLimitResponse: _TypeAlias = SetTerminalLimitResponse  # noqa: Y015
 
 @_typing.final
-class SetTenantTimeZoneRequest(_message.Message):
-    """SetTenantTimeZoneRequest carries the zone."""
+class UpdateTenantSettingsRequest(_message.Message):
+    """UpdateTenantSettingsRequest carries the settings to change."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TIME_ZONE_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
     time_zone: _builtins.str
-    """An IANA time zone name, e.g. `America/Sao_Paulo` or `UTC`."""
+    """An IANA time zone name, e.g. `America/Sao_Paulo` or `UTC`; empty: unchanged."""
+    language: _builtins.str
+    """`en` or `pt-BR`; empty: unchanged."""
     def __init__(
         self,
         *,
         time_zone: _builtins.str = ...,
+        language: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["time_zone", b"time_zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["language", b"language", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SetTenantTimeZoneRequest: _TypeAlias = SetTenantTimeZoneRequest  # noqa: Y015
+Global___UpdateTenantSettingsRequest: _TypeAlias = UpdateTenantSettingsRequest  # noqa: Y015
 
 @_typing.final
-class SetTenantTimeZoneResponse(_message.Message):
-    """SetTenantTimeZoneResponse carries the zone as stored."""
+class UpdateTenantSettingsResponse(_message.Message):
+    """UpdateTenantSettingsResponse carries the settings as stored."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     TIME_ZONE_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
     time_zone: _builtins.str
     """The IANA time zone."""
+    language: _builtins.str
+    """The language."""
     def __init__(
         self,
         *,
         time_zone: _builtins.str = ...,
+        language: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["time_zone", b"time_zone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["language", b"language", "time_zone", b"time_zone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___SetTenantTimeZoneResponse: _TypeAlias = SetTenantTimeZoneResponse  # noqa: Y015
+Global___UpdateTenantSettingsResponse: _TypeAlias = UpdateTenantSettingsResponse  # noqa: Y015
 
 @_typing.final
 class VerifyAuditChainRequest(_message.Message):

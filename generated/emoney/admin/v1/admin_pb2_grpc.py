@@ -117,10 +117,10 @@ class AdminServiceStub:
                 request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTerminalLimitRequest.SerializeToString,
                 response_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTerminalLimitResponse.FromString,
                 _registered_method=True)
-        self.SetTenantTimeZone = channel.unary_unary(
-                '/emoney.admin.v1.AdminService/SetTenantTimeZone',
-                request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTenantTimeZoneRequest.SerializeToString,
-                response_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTenantTimeZoneResponse.FromString,
+        self.UpdateTenantSettings = channel.unary_unary(
+                '/emoney.admin.v1.AdminService/UpdateTenantSettings',
+                request_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.UpdateTenantSettingsRequest.SerializeToString,
+                response_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.UpdateTenantSettingsResponse.FromString,
                 _registered_method=True)
 
 
@@ -259,10 +259,11 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def SetTenantTimeZone(self, request, context):
-        """SetTenantTimeZone sets the IANA time zone (e.g. America/Sao_Paulo) in
-        which the tenant's days and months of limits are counted. Tenant
-        administrators only; audited.
+    def UpdateTenantSettings(self, request, context):
+        """UpdateTenantSettings sets the caller's tenant's IANA time zone (days and
+        months of limits are counted in it, statements show it), and its language
+        (`en` or `pt-BR`: statements and receipts speak it). A field left empty is
+        unchanged. Tenant administrators only; audited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -351,10 +352,10 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTerminalLimitRequest.FromString,
                     response_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTerminalLimitResponse.SerializeToString,
             ),
-            'SetTenantTimeZone': grpc.unary_unary_rpc_method_handler(
-                    servicer.SetTenantTimeZone,
-                    request_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTenantTimeZoneRequest.FromString,
-                    response_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.SetTenantTimeZoneResponse.SerializeToString,
+            'UpdateTenantSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTenantSettings,
+                    request_deserializer=emoney_dot_admin_dot_v1_dot_admin__pb2.UpdateTenantSettingsRequest.FromString,
+                    response_serializer=emoney_dot_admin_dot_v1_dot_admin__pb2.UpdateTenantSettingsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -803,7 +804,7 @@ class AdminService:
             _registered_method=True)
 
     @staticmethod
-    def SetTenantTimeZone(request,
+    def UpdateTenantSettings(request,
             target,
             options=(),
             channel_credentials=None,
@@ -816,9 +817,9 @@ class AdminService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/emoney.admin.v1.AdminService/SetTenantTimeZone',
-            emoney_dot_admin_dot_v1_dot_admin__pb2.SetTenantTimeZoneRequest.SerializeToString,
-            emoney_dot_admin_dot_v1_dot_admin__pb2.SetTenantTimeZoneResponse.FromString,
+            '/emoney.admin.v1.AdminService/UpdateTenantSettings',
+            emoney_dot_admin_dot_v1_dot_admin__pb2.UpdateTenantSettingsRequest.SerializeToString,
+            emoney_dot_admin_dot_v1_dot_admin__pb2.UpdateTenantSettingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

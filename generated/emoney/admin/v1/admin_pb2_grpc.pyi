@@ -98,10 +98,11 @@ class AdminServiceStub:
     charge limit (in its merchant's currencies, counted per day of the
     tenant's time zone). Audited.
     """
-    SetTenantTimeZone: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetTenantTimeZoneRequest, _admin_pb2.SetTenantTimeZoneResponse]
-    """SetTenantTimeZone sets the IANA time zone (e.g. America/Sao_Paulo) in
-    which the tenant's days and months of limits are counted. Tenant
-    administrators only; audited.
+    UpdateTenantSettings: _grpc.UnaryUnaryMultiCallable[_admin_pb2.UpdateTenantSettingsRequest, _admin_pb2.UpdateTenantSettingsResponse]
+    """UpdateTenantSettings sets the caller's tenant's IANA time zone (days and
+    months of limits are counted in it, statements show it), and its language
+    (`en` or `pt-BR`: statements and receipts speak it). A field left empty is
+    unchanged. Tenant administrators only; audited.
     """
 
 @_typing.type_check_only
@@ -174,10 +175,11 @@ class AdminServiceAsyncStub(AdminServiceStub):
     charge limit (in its merchant's currencies, counted per day of the
     tenant's time zone). Audited.
     """
-    SetTenantTimeZone: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetTenantTimeZoneRequest, _admin_pb2.SetTenantTimeZoneResponse]  # type: ignore[assignment]
-    """SetTenantTimeZone sets the IANA time zone (e.g. America/Sao_Paulo) in
-    which the tenant's days and months of limits are counted. Tenant
-    administrators only; audited.
+    UpdateTenantSettings: _aio.UnaryUnaryMultiCallable[_admin_pb2.UpdateTenantSettingsRequest, _admin_pb2.UpdateTenantSettingsResponse]  # type: ignore[assignment]
+    """UpdateTenantSettings sets the caller's tenant's IANA time zone (days and
+    months of limits are counted in it, statements show it), and its language
+    (`en` or `pt-BR`: statements and receipts speak it). A field left empty is
+    unchanged. Tenant administrators only; audited.
     """
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -345,14 +347,15 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
-    def SetTenantTimeZone(
+    def UpdateTenantSettings(
         self,
-        request: _admin_pb2.SetTenantTimeZoneRequest,
+        request: _admin_pb2.UpdateTenantSettingsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_admin_pb2.SetTenantTimeZoneResponse, _abc.Awaitable[_admin_pb2.SetTenantTimeZoneResponse]]:
-        """SetTenantTimeZone sets the IANA time zone (e.g. America/Sao_Paulo) in
-        which the tenant's days and months of limits are counted. Tenant
-        administrators only; audited.
+    ) -> _typing.Union[_admin_pb2.UpdateTenantSettingsResponse, _abc.Awaitable[_admin_pb2.UpdateTenantSettingsResponse]]:
+        """UpdateTenantSettings sets the caller's tenant's IANA time zone (days and
+        months of limits are counted in it, statements show it), and its language
+        (`en` or `pt-BR`: statements and receipts speak it). A field left empty is
+        unchanged. Tenant administrators only; audited.
         """
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -18,7 +18,252 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file emoney/accounts/v1/accounts.proto.
  */
 export const file_emoney_accounts_v1_accounts: GenFile = /*@__PURE__*/
-  fileDesc("CiFlbW9uZXkvYWNjb3VudHMvdjEvYWNjb3VudHMucHJvdG8SEmVtb25leS5hY2NvdW50cy52MSISChBHZXRMaW1pdHNSZXF1ZXN0IsMECg1MaW1pdFN0YW5kaW5nEhAKCGN1cnJlbmN5GAEgASgJEiwKBmxpbWl0cxgCIAEoCzIcLmVtb25leS5hZG1pbi52MS5MZXZlbExpbWl0cxIYChBzZW50X3RvZGF5X21pbm9yGAMgASgDEhwKFHJlY2VpdmVkX3RvZGF5X21pbm9yGAQgASgDEh0KFXNlbnRfdGhpc19tb250aF9taW5vchgFIAEoAxIhChlyZWNlaXZlZF90aGlzX21vbnRoX21pbm9yGAYgASgDEicKGmRhaWx5X3NlbnRfcmVtYWluaW5nX21pbm9yGAcgASgDSACIAQESKwoeZGFpbHlfcmVjZWl2ZWRfcmVtYWluaW5nX21pbm9yGAggASgDSAGIAQESKQocbW9udGhseV9zZW50X3JlbWFpbmluZ19taW5vchgJIAEoA0gCiAEBEi0KIG1vbnRobHlfcmVjZWl2ZWRfcmVtYWluaW5nX21pbm9yGAogASgDSAOIAQESJAoXYmFsYW5jZV9yZW1haW5pbmdfbWlub3IYCyABKANIBIgBAUIdChtfZGFpbHlfc2VudF9yZW1haW5pbmdfbWlub3JCIQofX2RhaWx5X3JlY2VpdmVkX3JlbWFpbmluZ19taW5vckIfCh1fbW9udGhseV9zZW50X3JlbWFpbmluZ19taW5vckIjCiFfbW9udGhseV9yZWNlaXZlZF9yZW1haW5pbmdfbWlub3JCGgoYX2JhbGFuY2VfcmVtYWluaW5nX21pbm9yIocBChFHZXRMaW1pdHNSZXNwb25zZRINCgVsZXZlbBgBIAEoCRIaChJsZXZlbF9kaXNwbGF5X25hbWUYAiABKAkSNAoJc3RhbmRpbmdzGAMgAygLMiEuZW1vbmV5LmFjY291bnRzLnYxLkxpbWl0U3RhbmRpbmcSEQoJdGltZV96b25lGAQgASgJIrQDCgdBY2NvdW50EhIKBG5hbWUYASABKAlCBOJBAQMSGAoKYWNjb3VudF9pZBgCIAEoCUIE4kEBAxINCgVvd25lchgDIAEoCRItCgRraW5kGAQgASgOMh8uZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnRLaW5kEhAKCGN1cnJlbmN5GAUgASgJEjcKBnN0YXR1cxgGIAEoDjIhLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50U3RhdHVzQgTiQQEDEhsKDWJhbGFuY2VfbWlub3IYByABKANCBOJBAQMSGAoKaGVsZF9taW5vchgIIAEoA0IE4kEBAxIdCg9hdmFpbGFibGVfbWlub3IYCSABKANCBOJBAQMSIwoVb3ZlcmRyYWZ0X2xpbWl0X21pbm9yGAogASgDQgTiQQEDEjUKC2NyZWF0ZV90aW1lGAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxInChRjdXJyZW5jeV9taW5vcl91bml0cxgMIAEoBUIE4kEBA0gAiAEBQhcKFV9jdXJyZW5jeV9taW5vcl91bml0cyJsChRDcmVhdGVBY2NvdW50UmVxdWVzdBIzCgRraW5kGAEgASgOMh8uZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnRLaW5kQgTiQQEBEhAKCGN1cnJlbmN5GAIgASgJEg0KBW93bmVyGAMgASgJIkUKFUNyZWF0ZUFjY291bnRSZXNwb25zZRIsCgdhY2NvdW50GAEgASgLMhsuZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnQiJwoRR2V0QWNjb3VudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJCChJHZXRBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50Iq0BChNMaXN0QWNjb3VudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEg0KBW93bmVyGAMgASgJEi0KBGtpbmQYBCABKA4yHy5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudEtpbmQSMQoGc3RhdHVzGAUgASgOMiEuZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnRTdGF0dXMiXgoUTGlzdEFjY291bnRzUmVzcG9uc2USLQoIYWNjb3VudHMYASADKAsyGy5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki0gEKBUVudHJ5EhAKCGVudHJ5X2lkGAEgASgDEg8KB3BheW1lbnQYAiABKAkSFAoMYW1vdW50X21pbm9yGAMgASgDEhsKE2JhbGFuY2VfYWZ0ZXJfbWlub3IYBCABKAMSLQoEa2luZBgFIAEoDjIfLmVtb25leS5wYXltZW50cy52MS5QYXltZW50S2luZBIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLZGVzY3JpcHRpb24YByABKAkitwEKGUxpc3RBY2NvdW50RW50cmllc1JlcXVlc3QSFQoHYWNjb3VudBgBIAEoCUIE4kEBAhIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYQoaTGlzdEFjY291bnRFbnRyaWVzUmVzcG9uc2USKgoHZW50cmllcxgBIAMoCzIZLmVtb25leS5hY2NvdW50cy52MS5FbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiXAoTR2V0QmFsYW5jZUF0UmVxdWVzdBIVCgdhY2NvdW50GAEgASgJQgTiQQECEi4KBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECIj8KFEdldEJhbGFuY2VBdFJlc3BvbnNlEhUKDWJhbGFuY2VfbWlub3IYASABKAMSEAoIY3VycmVuY3kYAiABKAkiKgoURnJlZXplQWNjb3VudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJFChVGcmVlemVBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50IiwKFlVuZnJlZXplQWNjb3VudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJHChdVbmZyZWV6ZUFjY291bnRSZXNwb25zZRIsCgdhY2NvdW50GAEgASgLMhsuZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnQiKQoTQ2xvc2VBY2NvdW50UmVxdWVzdBISCgRuYW1lGAEgASgJQgTiQQECIkQKFENsb3NlQWNjb3VudFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudCqAAQoLQWNjb3VudEtpbmQSHAoYQUNDT1VOVF9LSU5EX1VOU1BFQ0lGSUVEEAASGQoVQUNDT1VOVF9LSU5EX0NVU1RPTUVSEAESGQoVQUNDT1VOVF9LSU5EX01FUkNIQU5UEAISHQoZQUNDT1VOVF9LSU5EX1NZU1RFTV9GTE9BVBADKoABCg1BY2NvdW50U3RhdHVzEh4KGkFDQ09VTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVQUNDT1VOVF9TVEFUVVNfQUNUSVZFEAESGQoVQUNDT1VOVF9TVEFUVVNfRlJPWkVOEAISGQoVQUNDT1VOVF9TVEFUVVNfQ0xPU0VEEAMy1wkKD0FjY291bnRzU2VydmljZRJ9Cg1DcmVhdGVBY2NvdW50EiguZW1vbmV5LmFjY291bnRzLnYxLkNyZWF0ZUFjY291bnRSZXF1ZXN0GikuZW1vbmV5LmFjY291bnRzLnYxLkNyZWF0ZUFjY291bnRSZXNwb25zZSIXgtPkkwIRIgwvdjEvYWNjb3VudHM6ASoSegoKR2V0QWNjb3VudBIlLmVtb25leS5hY2NvdW50cy52MS5HZXRBY2NvdW50UmVxdWVzdBomLmVtb25leS5hY2NvdW50cy52MS5HZXRBY2NvdW50UmVzcG9uc2UiHYLT5JMCFxIVL3YxL3tuYW1lPWFjY291bnRzLyp9EncKDExpc3RBY2NvdW50cxInLmVtb25leS5hY2NvdW50cy52MS5MaXN0QWNjb3VudHNSZXF1ZXN0GiguZW1vbmV5LmFjY291bnRzLnYxLkxpc3RBY2NvdW50c1Jlc3BvbnNlIhSC0+STAg4SDC92MS9hY2NvdW50cxKdAQoSTGlzdEFjY291bnRFbnRyaWVzEi0uZW1vbmV5LmFjY291bnRzLnYxLkxpc3RBY2NvdW50RW50cmllc1JlcXVlc3QaLi5lbW9uZXkuYWNjb3VudHMudjEuTGlzdEFjY291bnRFbnRyaWVzUmVzcG9uc2UiKILT5JMCIhIgL3YxL3thY2NvdW50PWFjY291bnRzLyp9L2VudHJpZXMSjQEKDEdldEJhbGFuY2VBdBInLmVtb25leS5hY2NvdW50cy52MS5HZXRCYWxhbmNlQXRSZXF1ZXN0GiguZW1vbmV5LmFjY291bnRzLnYxLkdldEJhbGFuY2VBdFJlc3BvbnNlIiqC0+STAiQSIi92MS97YWNjb3VudD1hY2NvdW50cy8qfTpiYWxhbmNlQXQSjQEKDUZyZWV6ZUFjY291bnQSKC5lbW9uZXkuYWNjb3VudHMudjEuRnJlZXplQWNjb3VudFJlcXVlc3QaKS5lbW9uZXkuYWNjb3VudHMudjEuRnJlZXplQWNjb3VudFJlc3BvbnNlIieC0+STAiEiHC92MS97bmFtZT1hY2NvdW50cy8qfTpmcmVlemU6ASoSlQEKD1VuZnJlZXplQWNjb3VudBIqLmVtb25leS5hY2NvdW50cy52MS5VbmZyZWV6ZUFjY291bnRSZXF1ZXN0GisuZW1vbmV5LmFjY291bnRzLnYxLlVuZnJlZXplQWNjb3VudFJlc3BvbnNlIimC0+STAiMiHi92MS97bmFtZT1hY2NvdW50cy8qfTp1bmZyZWV6ZToBKhKJAQoMQ2xvc2VBY2NvdW50EicuZW1vbmV5LmFjY291bnRzLnYxLkNsb3NlQWNjb3VudFJlcXVlc3QaKC5lbW9uZXkuYWNjb3VudHMudjEuQ2xvc2VBY2NvdW50UmVzcG9uc2UiJoLT5JMCICIbL3YxL3tuYW1lPWFjY291bnRzLyp9OmNsb3NlOgEqEmwKCUdldExpbWl0cxIkLmVtb25leS5hY2NvdW50cy52MS5HZXRMaW1pdHNSZXF1ZXN0GiUuZW1vbmV5LmFjY291bnRzLnYxLkdldExpbWl0c1Jlc3BvbnNlIhKC0+STAgwSCi92MS9saW1pdHNiBnByb3RvMw", [file_emoney_admin_v1_admin, file_emoney_payments_v1_payments, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+  fileDesc("CiFlbW9uZXkvYWNjb3VudHMvdjEvYWNjb3VudHMucHJvdG8SEmVtb25leS5hY2NvdW50cy52MSLmAQoWRXhwb3J0U3RhdGVtZW50UmVxdWVzdBIVCgdhY2NvdW50GAEgASgJQgTiQQECEjQKCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgTiQQECEjIKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAhI5CgZmb3JtYXQYBCABKA4yIy5lbW9uZXkuYWNjb3VudHMudjEuU3RhdGVtZW50Rm9ybWF0QgTiQQECEhAKCGxhbmd1YWdlGAUgASgJIrsECg9TdGF0ZW1lbnRFeHBvcnQSDAoEbmFtZRgBIAEoCRIPCgdhY2NvdW50GAIgASgJEi4KCnN0YXJ0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCgZmb3JtYXQYBSABKA4yIy5lbW9uZXkuYWNjb3VudHMudjEuU3RhdGVtZW50Rm9ybWF0EhAKCGxhbmd1YWdlGAYgASgJEhEKCXRpbWVfem9uZRgHIAEoCRI3CgVzdGF0ZRgIIAEoDjIoLmVtb25leS5hY2NvdW50cy52MS5TdGF0ZW1lbnRFeHBvcnRTdGF0ZRIVCg1lbnRyaWVzX3RvdGFsGAkgASgFEhQKDGVudHJpZXNfZG9uZRgKIAEoBRIUCgxkb3dubG9hZF91cmwYCyABKAkSPAoYZG93bmxvYWRfdXJsX2V4cGlyZV90aW1lGAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpzaXplX2J5dGVzGA0gASgDEhIKCnNoYTI1Nl9oZXgYDiABKAkSDQoFZXJyb3IYDyABKAkSLwoLY3JlYXRlX3RpbWUYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaF90aW1lGBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJYChdFeHBvcnRTdGF0ZW1lbnRSZXNwb25zZRI9ChBzdGF0ZW1lbnRfZXhwb3J0GAEgASgLMiMuZW1vbmV5LmFjY291bnRzLnYxLlN0YXRlbWVudEV4cG9ydCIvChlHZXRTdGF0ZW1lbnRFeHBvcnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiWwoaR2V0U3RhdGVtZW50RXhwb3J0UmVzcG9uc2USPQoQc3RhdGVtZW50X2V4cG9ydBgBIAEoCzIjLmVtb25leS5hY2NvdW50cy52MS5TdGF0ZW1lbnRFeHBvcnQiEgoQR2V0TGltaXRzUmVxdWVzdCLDBAoNTGltaXRTdGFuZGluZxIQCghjdXJyZW5jeRgBIAEoCRIsCgZsaW1pdHMYAiABKAsyHC5lbW9uZXkuYWRtaW4udjEuTGV2ZWxMaW1pdHMSGAoQc2VudF90b2RheV9taW5vchgDIAEoAxIcChRyZWNlaXZlZF90b2RheV9taW5vchgEIAEoAxIdChVzZW50X3RoaXNfbW9udGhfbWlub3IYBSABKAMSIQoZcmVjZWl2ZWRfdGhpc19tb250aF9taW5vchgGIAEoAxInChpkYWlseV9zZW50X3JlbWFpbmluZ19taW5vchgHIAEoA0gAiAEBEisKHmRhaWx5X3JlY2VpdmVkX3JlbWFpbmluZ19taW5vchgIIAEoA0gBiAEBEikKHG1vbnRobHlfc2VudF9yZW1haW5pbmdfbWlub3IYCSABKANIAogBARItCiBtb250aGx5X3JlY2VpdmVkX3JlbWFpbmluZ19taW5vchgKIAEoA0gDiAEBEiQKF2JhbGFuY2VfcmVtYWluaW5nX21pbm9yGAsgASgDSASIAQFCHQobX2RhaWx5X3NlbnRfcmVtYWluaW5nX21pbm9yQiEKH19kYWlseV9yZWNlaXZlZF9yZW1haW5pbmdfbWlub3JCHwodX21vbnRobHlfc2VudF9yZW1haW5pbmdfbWlub3JCIwohX21vbnRobHlfcmVjZWl2ZWRfcmVtYWluaW5nX21pbm9yQhoKGF9iYWxhbmNlX3JlbWFpbmluZ19taW5vciKHAQoRR2V0TGltaXRzUmVzcG9uc2USDQoFbGV2ZWwYASABKAkSGgoSbGV2ZWxfZGlzcGxheV9uYW1lGAIgASgJEjQKCXN0YW5kaW5ncxgDIAMoCzIhLmVtb25leS5hY2NvdW50cy52MS5MaW1pdFN0YW5kaW5nEhEKCXRpbWVfem9uZRgEIAEoCSK0AwoHQWNjb3VudBISCgRuYW1lGAEgASgJQgTiQQEDEhgKCmFjY291bnRfaWQYAiABKAlCBOJBAQMSDQoFb3duZXIYAyABKAkSLQoEa2luZBgEIAEoDjIfLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50S2luZBIQCghjdXJyZW5jeRgFIAEoCRI3CgZzdGF0dXMYBiABKA4yIS5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudFN0YXR1c0IE4kEBAxIbCg1iYWxhbmNlX21pbm9yGAcgASgDQgTiQQEDEhgKCmhlbGRfbWlub3IYCCABKANCBOJBAQMSHQoPYXZhaWxhYmxlX21pbm9yGAkgASgDQgTiQQEDEiMKFW92ZXJkcmFmdF9saW1pdF9taW5vchgKIAEoA0IE4kEBAxI1CgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBOJBAQMSJwoUY3VycmVuY3lfbWlub3JfdW5pdHMYDCABKAVCBOJBAQNIAIgBAUIXChVfY3VycmVuY3lfbWlub3JfdW5pdHMibAoUQ3JlYXRlQWNjb3VudFJlcXVlc3QSMwoEa2luZBgBIAEoDjIfLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50S2luZEIE4kEBARIQCghjdXJyZW5jeRgCIAEoCRINCgVvd25lchgDIAEoCSJFChVDcmVhdGVBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50IicKEUdldEFjY291bnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiQgoSR2V0QWNjb3VudFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudCKtAQoTTGlzdEFjY291bnRzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRINCgVvd25lchgDIAEoCRItCgRraW5kGAQgASgOMh8uZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnRLaW5kEjEKBnN0YXR1cxgFIAEoDjIhLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50U3RhdHVzIl4KFExpc3RBY2NvdW50c1Jlc3BvbnNlEi0KCGFjY291bnRzGAEgAygLMhsuZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJItIBCgVFbnRyeRIQCghlbnRyeV9pZBgBIAEoAxIPCgdwYXltZW50GAIgASgJEhQKDGFtb3VudF9taW5vchgDIAEoAxIbChNiYWxhbmNlX2FmdGVyX21pbm9yGAQgASgDEi0KBGtpbmQYBSABKA4yHy5lbW9uZXkucGF5bWVudHMudjEuUGF5bWVudEtpbmQSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2Rlc2NyaXB0aW9uGAcgASgJIrcBChlMaXN0QWNjb3VudEVudHJpZXNSZXF1ZXN0EhUKB2FjY291bnQYASABKAlCBOJBAQISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSLgoKc3RhcnRfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImEKGkxpc3RBY2NvdW50RW50cmllc1Jlc3BvbnNlEioKB2VudHJpZXMYASADKAsyGS5lbW9uZXkuYWNjb3VudHMudjEuRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlwKE0dldEJhbGFuY2VBdFJlcXVlc3QSFQoHYWNjb3VudBgBIAEoCUIE4kEBAhIuCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAiI/ChRHZXRCYWxhbmNlQXRSZXNwb25zZRIVCg1iYWxhbmNlX21pbm9yGAEgASgDEhAKCGN1cnJlbmN5GAIgASgJIioKFEZyZWV6ZUFjY291bnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiRQoVRnJlZXplQWNjb3VudFJlc3BvbnNlEiwKB2FjY291bnQYASABKAsyGy5lbW9uZXkuYWNjb3VudHMudjEuQWNjb3VudCIsChZVbmZyZWV6ZUFjY291bnRSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiRwoXVW5mcmVlemVBY2NvdW50UmVzcG9uc2USLAoHYWNjb3VudBgBIAEoCzIbLmVtb25leS5hY2NvdW50cy52MS5BY2NvdW50IikKE0Nsb3NlQWNjb3VudFJlcXVlc3QSEgoEbmFtZRgBIAEoCUIE4kEBAiJEChRDbG9zZUFjY291bnRSZXNwb25zZRIsCgdhY2NvdW50GAEgASgLMhsuZW1vbmV5LmFjY291bnRzLnYxLkFjY291bnQqZwoPU3RhdGVtZW50Rm9ybWF0EiAKHFNUQVRFTUVOVF9GT1JNQVRfVU5TUEVDSUZJRUQQABIYChRTVEFURU1FTlRfRk9STUFUX0NTVhABEhgKFFNUQVRFTUVOVF9GT1JNQVRfUERGEAIqzwEKFFN0YXRlbWVudEV4cG9ydFN0YXRlEiYKIlNUQVRFTUVOVF9FWFBPUlRfU1RBVEVfVU5TUEVDSUZJRUQQABIiCh5TVEFURU1FTlRfRVhQT1JUX1NUQVRFX1BFTkRJTkcQARIiCh5TVEFURU1FTlRfRVhQT1JUX1NUQVRFX1JVTk5JTkcQAhIkCiBTVEFURU1FTlRfRVhQT1JUX1NUQVRFX1NVQ0NFRURFRBADEiEKHVNUQVRFTUVOVF9FWFBPUlRfU1RBVEVfRkFJTEVEEAQqgAEKC0FjY291bnRLaW5kEhwKGEFDQ09VTlRfS0lORF9VTlNQRUNJRklFRBAAEhkKFUFDQ09VTlRfS0lORF9DVVNUT01FUhABEhkKFUFDQ09VTlRfS0lORF9NRVJDSEFOVBACEh0KGUFDQ09VTlRfS0lORF9TWVNURU1fRkxPQVQQAyqAAQoNQWNjb3VudFN0YXR1cxIeChpBQ0NPVU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUFDQ09VTlRfU1RBVFVTX0FDVElWRRABEhkKFUFDQ09VTlRfU1RBVFVTX0ZST1pFThACEhkKFUFDQ09VTlRfU1RBVFVTX0NMT1NFRBADMpYMCg9BY2NvdW50c1NlcnZpY2USfQoNQ3JlYXRlQWNjb3VudBIoLmVtb25leS5hY2NvdW50cy52MS5DcmVhdGVBY2NvdW50UmVxdWVzdBopLmVtb25leS5hY2NvdW50cy52MS5DcmVhdGVBY2NvdW50UmVzcG9uc2UiF4LT5JMCESIML3YxL2FjY291bnRzOgEqEnoKCkdldEFjY291bnQSJS5lbW9uZXkuYWNjb3VudHMudjEuR2V0QWNjb3VudFJlcXVlc3QaJi5lbW9uZXkuYWNjb3VudHMudjEuR2V0QWNjb3VudFJlc3BvbnNlIh2C0+STAhcSFS92MS97bmFtZT1hY2NvdW50cy8qfRJ3CgxMaXN0QWNjb3VudHMSJy5lbW9uZXkuYWNjb3VudHMudjEuTGlzdEFjY291bnRzUmVxdWVzdBooLmVtb25leS5hY2NvdW50cy52MS5MaXN0QWNjb3VudHNSZXNwb25zZSIUgtPkkwIOEgwvdjEvYWNjb3VudHMSnQEKEkxpc3RBY2NvdW50RW50cmllcxItLmVtb25leS5hY2NvdW50cy52MS5MaXN0QWNjb3VudEVudHJpZXNSZXF1ZXN0Gi4uZW1vbmV5LmFjY291bnRzLnYxLkxpc3RBY2NvdW50RW50cmllc1Jlc3BvbnNlIiiC0+STAiISIC92MS97YWNjb3VudD1hY2NvdW50cy8qfS9lbnRyaWVzEo0BCgxHZXRCYWxhbmNlQXQSJy5lbW9uZXkuYWNjb3VudHMudjEuR2V0QmFsYW5jZUF0UmVxdWVzdBooLmVtb25leS5hY2NvdW50cy52MS5HZXRCYWxhbmNlQXRSZXNwb25zZSIqgtPkkwIkEiIvdjEve2FjY291bnQ9YWNjb3VudHMvKn06YmFsYW5jZUF0Eo0BCg1GcmVlemVBY2NvdW50EiguZW1vbmV5LmFjY291bnRzLnYxLkZyZWV6ZUFjY291bnRSZXF1ZXN0GikuZW1vbmV5LmFjY291bnRzLnYxLkZyZWV6ZUFjY291bnRSZXNwb25zZSIngtPkkwIhIhwvdjEve25hbWU9YWNjb3VudHMvKn06ZnJlZXplOgEqEpUBCg9VbmZyZWV6ZUFjY291bnQSKi5lbW9uZXkuYWNjb3VudHMudjEuVW5mcmVlemVBY2NvdW50UmVxdWVzdBorLmVtb25leS5hY2NvdW50cy52MS5VbmZyZWV6ZUFjY291bnRSZXNwb25zZSIpgtPkkwIjIh4vdjEve25hbWU9YWNjb3VudHMvKn06dW5mcmVlemU6ASoSiQEKDENsb3NlQWNjb3VudBInLmVtb25leS5hY2NvdW50cy52MS5DbG9zZUFjY291bnRSZXF1ZXN0GiguZW1vbmV5LmFjY291bnRzLnYxLkNsb3NlQWNjb3VudFJlc3BvbnNlIiaC0+STAiAiGy92MS97bmFtZT1hY2NvdW50cy8qfTpjbG9zZToBKhJsCglHZXRMaW1pdHMSJC5lbW9uZXkuYWNjb3VudHMudjEuR2V0TGltaXRzUmVxdWVzdBolLmVtb25leS5hY2NvdW50cy52MS5HZXRMaW1pdHNSZXNwb25zZSISgtPkkwIMEgovdjEvbGltaXRzEp8BCg9FeHBvcnRTdGF0ZW1lbnQSKi5lbW9uZXkuYWNjb3VudHMudjEuRXhwb3J0U3RhdGVtZW50UmVxdWVzdBorLmVtb25leS5hY2NvdW50cy52MS5FeHBvcnRTdGF0ZW1lbnRSZXNwb25zZSIzgtPkkwItIigvdjEve2FjY291bnQ9YWNjb3VudHMvKn06ZXhwb3J0U3RhdGVtZW50OgEqEpoBChJHZXRTdGF0ZW1lbnRFeHBvcnQSLS5lbW9uZXkuYWNjb3VudHMudjEuR2V0U3RhdGVtZW50RXhwb3J0UmVxdWVzdBouLmVtb25leS5hY2NvdW50cy52MS5HZXRTdGF0ZW1lbnRFeHBvcnRSZXNwb25zZSIlgtPkkwIfEh0vdjEve25hbWU9c3RhdGVtZW50RXhwb3J0cy8qfWIGcHJvdG8z", [file_emoney_admin_v1_admin, file_emoney_payments_v1_payments, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+
+/**
+ * ExportStatementRequest names the account, the period and the format.
+ *
+ * @generated from message emoney.accounts.v1.ExportStatementRequest
+ */
+export type ExportStatementRequest = Message<"emoney.accounts.v1.ExportStatementRequest"> & {
+  /**
+   * `accounts/{account_id}`: the caller's own, or any of the tenant's for the back office.
+   *
+   * @generated from field: string account = 1;
+   */
+  account: string;
+
+  /**
+   * The period's start (inclusive).
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * The period's end (exclusive), after the start, at most 366 days later.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 3;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * CSV or PDF.
+   *
+   * @generated from field: emoney.accounts.v1.StatementFormat format = 4;
+   */
+  format: StatementFormat;
+
+  /**
+   * `en` or `pt-BR`; empty: the tenant's language.
+   *
+   * @generated from field: string language = 5;
+   */
+  language: string;
+};
+
+/**
+ * Describes the message emoney.accounts.v1.ExportStatementRequest.
+ * Use `create(ExportStatementRequestSchema)` to create a new message.
+ */
+export const ExportStatementRequestSchema: GenMessage<ExportStatementRequest> = /*@__PURE__*/
+  messageDesc(file_emoney_accounts_v1_accounts, 0);
+
+/**
+ * StatementExport is one export job and, once written, its document.
+ *
+ * @generated from message emoney.accounts.v1.StatementExport
+ */
+export type StatementExport = Message<"emoney.accounts.v1.StatementExport"> & {
+  /**
+   * `statementExports/{export_id}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The account: `accounts/{account_id}`.
+   *
+   * @generated from field: string account = 2;
+   */
+  account: string;
+
+  /**
+   * The period's start.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 3;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * The period's end.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 4;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * CSV or PDF.
+   *
+   * @generated from field: emoney.accounts.v1.StatementFormat format = 5;
+   */
+  format: StatementFormat;
+
+  /**
+   * The document's language.
+   *
+   * @generated from field: string language = 6;
+   */
+  language: string;
+
+  /**
+   * The IANA time zone its dates are shown in.
+   *
+   * @generated from field: string time_zone = 7;
+   */
+  timeZone: string;
+
+  /**
+   * Where it is.
+   *
+   * @generated from field: emoney.accounts.v1.StatementExportState state = 8;
+   */
+  state: StatementExportState;
+
+  /**
+   * How many entries the period has.
+   *
+   * @generated from field: int32 entries_total = 9;
+   */
+  entriesTotal: number;
+
+  /**
+   * How many are written so far (the progress).
+   *
+   * @generated from field: int32 entries_done = 10;
+   */
+  entriesDone: number;
+
+  /**
+   * Once SUCCEEDED: a pre-signed link to download the document.
+   *
+   * @generated from field: string download_url = 11;
+   */
+  downloadUrl: string;
+
+  /**
+   * When `download_url` stops working.
+   *
+   * @generated from field: google.protobuf.Timestamp download_url_expire_time = 12;
+   */
+  downloadUrlExpireTime?: Timestamp | undefined;
+
+  /**
+   * Once SUCCEEDED: the document's size in bytes.
+   *
+   * @generated from field: int64 size_bytes = 13;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * Once SUCCEEDED: the document's SHA-256, in hex.
+   *
+   * @generated from field: string sha256_hex = 14;
+   */
+  sha256Hex: string;
+
+  /**
+   * Once FAILED: why.
+   *
+   * @generated from field: string error = 15;
+   */
+  error: string;
+
+  /**
+   * When it was asked for.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 16;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When it was written or failed.
+   *
+   * @generated from field: google.protobuf.Timestamp finish_time = 17;
+   */
+  finishTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message emoney.accounts.v1.StatementExport.
+ * Use `create(StatementExportSchema)` to create a new message.
+ */
+export const StatementExportSchema: GenMessage<StatementExport> = /*@__PURE__*/
+  messageDesc(file_emoney_accounts_v1_accounts, 1);
+
+/**
+ * ExportStatementResponse carries the new export (PENDING).
+ *
+ * @generated from message emoney.accounts.v1.ExportStatementResponse
+ */
+export type ExportStatementResponse = Message<"emoney.accounts.v1.ExportStatementResponse"> & {
+  /**
+   * The export.
+   *
+   * @generated from field: emoney.accounts.v1.StatementExport statement_export = 1;
+   */
+  statementExport?: StatementExport | undefined;
+};
+
+/**
+ * Describes the message emoney.accounts.v1.ExportStatementResponse.
+ * Use `create(ExportStatementResponseSchema)` to create a new message.
+ */
+export const ExportStatementResponseSchema: GenMessage<ExportStatementResponse> = /*@__PURE__*/
+  messageDesc(file_emoney_accounts_v1_accounts, 2);
+
+/**
+ * GetStatementExportRequest names the export.
+ *
+ * @generated from message emoney.accounts.v1.GetStatementExportRequest
+ */
+export type GetStatementExportRequest = Message<"emoney.accounts.v1.GetStatementExportRequest"> & {
+  /**
+   * `statementExports/{export_id}`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message emoney.accounts.v1.GetStatementExportRequest.
+ * Use `create(GetStatementExportRequestSchema)` to create a new message.
+ */
+export const GetStatementExportRequestSchema: GenMessage<GetStatementExportRequest> = /*@__PURE__*/
+  messageDesc(file_emoney_accounts_v1_accounts, 3);
+
+/**
+ * GetStatementExportResponse carries the export as it is now.
+ *
+ * @generated from message emoney.accounts.v1.GetStatementExportResponse
+ */
+export type GetStatementExportResponse = Message<"emoney.accounts.v1.GetStatementExportResponse"> & {
+  /**
+   * The export.
+   *
+   * @generated from field: emoney.accounts.v1.StatementExport statement_export = 1;
+   */
+  statementExport?: StatementExport | undefined;
+};
+
+/**
+ * Describes the message emoney.accounts.v1.GetStatementExportResponse.
+ * Use `create(GetStatementExportResponseSchema)` to create a new message.
+ */
+export const GetStatementExportResponseSchema: GenMessage<GetStatementExportResponse> = /*@__PURE__*/
+  messageDesc(file_emoney_accounts_v1_accounts, 4);
 
 /**
  * GetLimitsRequest has no fields: the caller's own limits.
@@ -33,7 +278,7 @@ export type GetLimitsRequest = Message<"emoney.accounts.v1.GetLimitsRequest"> & 
  * Use `create(GetLimitsRequestSchema)` to create a new message.
  */
 export const GetLimitsRequestSchema: GenMessage<GetLimitsRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 0);
+  messageDesc(file_emoney_accounts_v1_accounts, 5);
 
 /**
  * LimitStanding is one currency's limits with what is used and left. An unset
@@ -125,7 +370,7 @@ export type LimitStanding = Message<"emoney.accounts.v1.LimitStanding"> & {
  * Use `create(LimitStandingSchema)` to create a new message.
  */
 export const LimitStandingSchema: GenMessage<LimitStanding> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 1);
+  messageDesc(file_emoney_accounts_v1_accounts, 6);
 
 /**
  * GetLimitsResponse carries the caller's level and standing per currency.
@@ -167,7 +412,7 @@ export type GetLimitsResponse = Message<"emoney.accounts.v1.GetLimitsResponse"> 
  * Use `create(GetLimitsResponseSchema)` to create a new message.
  */
 export const GetLimitsResponseSchema: GenMessage<GetLimitsResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 2);
+  messageDesc(file_emoney_accounts_v1_accounts, 7);
 
 /**
  * Account is one e-money account in one currency.
@@ -267,7 +512,7 @@ export type Account = Message<"emoney.accounts.v1.Account"> & {
  * Use `create(AccountSchema)` to create a new message.
  */
 export const AccountSchema: GenMessage<Account> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 3);
+  messageDesc(file_emoney_accounts_v1_accounts, 8);
 
 /**
  * CreateAccountRequest describes the account to open.
@@ -303,7 +548,7 @@ export type CreateAccountRequest = Message<"emoney.accounts.v1.CreateAccountRequ
  * Use `create(CreateAccountRequestSchema)` to create a new message.
  */
 export const CreateAccountRequestSchema: GenMessage<CreateAccountRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 4);
+  messageDesc(file_emoney_accounts_v1_accounts, 9);
 
 /**
  * CreateAccountResponse carries the new account.
@@ -324,7 +569,7 @@ export type CreateAccountResponse = Message<"emoney.accounts.v1.CreateAccountRes
  * Use `create(CreateAccountResponseSchema)` to create a new message.
  */
 export const CreateAccountResponseSchema: GenMessage<CreateAccountResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 5);
+  messageDesc(file_emoney_accounts_v1_accounts, 10);
 
 /**
  * GetAccountRequest names an account.
@@ -345,7 +590,7 @@ export type GetAccountRequest = Message<"emoney.accounts.v1.GetAccountRequest"> 
  * Use `create(GetAccountRequestSchema)` to create a new message.
  */
 export const GetAccountRequestSchema: GenMessage<GetAccountRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 6);
+  messageDesc(file_emoney_accounts_v1_accounts, 11);
 
 /**
  * GetAccountResponse carries the account.
@@ -366,7 +611,7 @@ export type GetAccountResponse = Message<"emoney.accounts.v1.GetAccountResponse"
  * Use `create(GetAccountResponseSchema)` to create a new message.
  */
 export const GetAccountResponseSchema: GenMessage<GetAccountResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 7);
+  messageDesc(file_emoney_accounts_v1_accounts, 12);
 
 /**
  * ListAccountsRequest pages through accounts.
@@ -415,7 +660,7 @@ export type ListAccountsRequest = Message<"emoney.accounts.v1.ListAccountsReques
  * Use `create(ListAccountsRequestSchema)` to create a new message.
  */
 export const ListAccountsRequestSchema: GenMessage<ListAccountsRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 8);
+  messageDesc(file_emoney_accounts_v1_accounts, 13);
 
 /**
  * ListAccountsResponse is one page of accounts.
@@ -443,7 +688,7 @@ export type ListAccountsResponse = Message<"emoney.accounts.v1.ListAccountsRespo
  * Use `create(ListAccountsResponseSchema)` to create a new message.
  */
 export const ListAccountsResponseSchema: GenMessage<ListAccountsResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 9);
+  messageDesc(file_emoney_accounts_v1_accounts, 14);
 
 /**
  * Entry is one line of a statement.
@@ -506,7 +751,7 @@ export type Entry = Message<"emoney.accounts.v1.Entry"> & {
  * Use `create(EntrySchema)` to create a new message.
  */
 export const EntrySchema: GenMessage<Entry> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 10);
+  messageDesc(file_emoney_accounts_v1_accounts, 15);
 
 /**
  * ListAccountEntriesRequest pages through a statement.
@@ -555,7 +800,7 @@ export type ListAccountEntriesRequest = Message<"emoney.accounts.v1.ListAccountE
  * Use `create(ListAccountEntriesRequestSchema)` to create a new message.
  */
 export const ListAccountEntriesRequestSchema: GenMessage<ListAccountEntriesRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 11);
+  messageDesc(file_emoney_accounts_v1_accounts, 16);
 
 /**
  * ListAccountEntriesResponse is one page of a statement.
@@ -583,7 +828,7 @@ export type ListAccountEntriesResponse = Message<"emoney.accounts.v1.ListAccount
  * Use `create(ListAccountEntriesResponseSchema)` to create a new message.
  */
 export const ListAccountEntriesResponseSchema: GenMessage<ListAccountEntriesResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 12);
+  messageDesc(file_emoney_accounts_v1_accounts, 17);
 
 /**
  * GetBalanceAtRequest asks for a past balance.
@@ -611,7 +856,7 @@ export type GetBalanceAtRequest = Message<"emoney.accounts.v1.GetBalanceAtReques
  * Use `create(GetBalanceAtRequestSchema)` to create a new message.
  */
 export const GetBalanceAtRequestSchema: GenMessage<GetBalanceAtRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 13);
+  messageDesc(file_emoney_accounts_v1_accounts, 18);
 
 /**
  * GetBalanceAtResponse carries the past balance.
@@ -639,7 +884,7 @@ export type GetBalanceAtResponse = Message<"emoney.accounts.v1.GetBalanceAtRespo
  * Use `create(GetBalanceAtResponseSchema)` to create a new message.
  */
 export const GetBalanceAtResponseSchema: GenMessage<GetBalanceAtResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 14);
+  messageDesc(file_emoney_accounts_v1_accounts, 19);
 
 /**
  * FreezeAccountRequest names the account to freeze.
@@ -660,7 +905,7 @@ export type FreezeAccountRequest = Message<"emoney.accounts.v1.FreezeAccountRequ
  * Use `create(FreezeAccountRequestSchema)` to create a new message.
  */
 export const FreezeAccountRequestSchema: GenMessage<FreezeAccountRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 15);
+  messageDesc(file_emoney_accounts_v1_accounts, 20);
 
 /**
  * FreezeAccountResponse carries the frozen account.
@@ -681,7 +926,7 @@ export type FreezeAccountResponse = Message<"emoney.accounts.v1.FreezeAccountRes
  * Use `create(FreezeAccountResponseSchema)` to create a new message.
  */
 export const FreezeAccountResponseSchema: GenMessage<FreezeAccountResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 16);
+  messageDesc(file_emoney_accounts_v1_accounts, 21);
 
 /**
  * UnfreezeAccountRequest names the account to unfreeze.
@@ -702,7 +947,7 @@ export type UnfreezeAccountRequest = Message<"emoney.accounts.v1.UnfreezeAccount
  * Use `create(UnfreezeAccountRequestSchema)` to create a new message.
  */
 export const UnfreezeAccountRequestSchema: GenMessage<UnfreezeAccountRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 17);
+  messageDesc(file_emoney_accounts_v1_accounts, 22);
 
 /**
  * UnfreezeAccountResponse carries the unfrozen account.
@@ -723,7 +968,7 @@ export type UnfreezeAccountResponse = Message<"emoney.accounts.v1.UnfreezeAccoun
  * Use `create(UnfreezeAccountResponseSchema)` to create a new message.
  */
 export const UnfreezeAccountResponseSchema: GenMessage<UnfreezeAccountResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 18);
+  messageDesc(file_emoney_accounts_v1_accounts, 23);
 
 /**
  * CloseAccountRequest names the account to close.
@@ -744,7 +989,7 @@ export type CloseAccountRequest = Message<"emoney.accounts.v1.CloseAccountReques
  * Use `create(CloseAccountRequestSchema)` to create a new message.
  */
 export const CloseAccountRequestSchema: GenMessage<CloseAccountRequest> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 19);
+  messageDesc(file_emoney_accounts_v1_accounts, 24);
 
 /**
  * CloseAccountResponse carries the closed account.
@@ -765,7 +1010,89 @@ export type CloseAccountResponse = Message<"emoney.accounts.v1.CloseAccountRespo
  * Use `create(CloseAccountResponseSchema)` to create a new message.
  */
 export const CloseAccountResponseSchema: GenMessage<CloseAccountResponse> = /*@__PURE__*/
-  messageDesc(file_emoney_accounts_v1_accounts, 20);
+  messageDesc(file_emoney_accounts_v1_accounts, 25);
+
+/**
+ * StatementFormat is the kind of document a statement is exported as.
+ *
+ * @generated from enum emoney.accounts.v1.StatementFormat
+ */
+export enum StatementFormat {
+  /**
+   * Not set: refused.
+   *
+   * @generated from enum value: STATEMENT_FORMAT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Comma-separated values (semicolons and decimal commas in pt-BR), UTF-8.
+   *
+   * @generated from enum value: STATEMENT_FORMAT_CSV = 1;
+   */
+  CSV = 1,
+
+  /**
+   * A printable PDF.
+   *
+   * @generated from enum value: STATEMENT_FORMAT_PDF = 2;
+   */
+  PDF = 2,
+}
+
+/**
+ * Describes the enum emoney.accounts.v1.StatementFormat.
+ */
+export const StatementFormatSchema: GenEnum<StatementFormat> = /*@__PURE__*/
+  enumDesc(file_emoney_accounts_v1_accounts, 0);
+
+/**
+ * StatementExportState is where an export is.
+ *
+ * @generated from enum emoney.accounts.v1.StatementExportState
+ */
+export enum StatementExportState {
+  /**
+   * Never sent.
+   *
+   * @generated from enum value: STATEMENT_EXPORT_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Waiting for a worker.
+   *
+   * @generated from enum value: STATEMENT_EXPORT_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * Being written: see `entries_done`.
+   *
+   * @generated from enum value: STATEMENT_EXPORT_STATE_RUNNING = 2;
+   */
+  RUNNING = 2,
+
+  /**
+   * Written: `download_url` reads it.
+   *
+   * @generated from enum value: STATEMENT_EXPORT_STATE_SUCCEEDED = 3;
+   */
+  SUCCEEDED = 3,
+
+  /**
+   * Could not be written: `error` says why.
+   *
+   * @generated from enum value: STATEMENT_EXPORT_STATE_FAILED = 4;
+   */
+  FAILED = 4,
+}
+
+/**
+ * Describes the enum emoney.accounts.v1.StatementExportState.
+ */
+export const StatementExportStateSchema: GenEnum<StatementExportState> = /*@__PURE__*/
+  enumDesc(file_emoney_accounts_v1_accounts, 1);
 
 /**
  * AccountKind says whose money an account holds, and so which payments may
@@ -809,7 +1136,7 @@ export enum AccountKind {
  * Describes the enum emoney.accounts.v1.AccountKind.
  */
 export const AccountKindSchema: GenEnum<AccountKind> = /*@__PURE__*/
-  enumDesc(file_emoney_accounts_v1_accounts, 0);
+  enumDesc(file_emoney_accounts_v1_accounts, 2);
 
 /**
  * AccountStatus says whether an account can move money.
@@ -851,7 +1178,7 @@ export enum AccountStatus {
  * Describes the enum emoney.accounts.v1.AccountStatus.
  */
 export const AccountStatusSchema: GenEnum<AccountStatus> = /*@__PURE__*/
-  enumDesc(file_emoney_accounts_v1_accounts, 1);
+  enumDesc(file_emoney_accounts_v1_accounts, 3);
 
 /**
  * AccountsService manages e-money accounts: opening, balances, statements,
@@ -957,6 +1284,33 @@ export const AccountsService: GenService<{
     methodKind: "unary";
     input: typeof GetLimitsRequestSchema;
     output: typeof GetLimitsResponseSchema;
+  },
+  /**
+   * ExportStatement asks for a statement of one account over a period, as CSV
+   * or PDF, in the tenant's language (or the one asked for) and time zone. It
+   * is written in the background: poll GetStatementExport until it SUCCEEDED,
+   * then download it from its pre-signed link. At most 366 days, and at most
+   * 50,000 entries as CSV or 10,000 as PDF (FAILED_PRECONDITION,
+   * STATEMENT_TOO_LARGE, past them). A closed period exports to the same bytes
+   * every time (compare `sha256_hex`).
+   *
+   * @generated from rpc emoney.accounts.v1.AccountsService.ExportStatement
+   */
+  exportStatement: {
+    methodKind: "unary";
+    input: typeof ExportStatementRequestSchema;
+    output: typeof ExportStatementResponseSchema;
+  },
+  /**
+   * GetStatementExport tells how far an export is, and once it SUCCEEDED, where
+   * to download it (a link valid for 5 minutes, made at each call).
+   *
+   * @generated from rpc emoney.accounts.v1.AccountsService.GetStatementExport
+   */
+  getStatementExport: {
+    methodKind: "unary";
+    input: typeof GetStatementExportRequestSchema;
+    output: typeof GetStatementExportResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_emoney_accounts_v1_accounts, 0);
