@@ -399,7 +399,8 @@ def test_terminal_registered_shows_its_secret_once_and_can_be_disabled(signed_in
 
 @pytest.mark.parametrize("lang", LANGUAGES, indirect=True)
 def test_audit_log_lists_a_freeze_made_in_the_browser(signed_in: Page, stack, channel, tenant_admin, lang):
-    """A freeze done on the account page is listed on the Audit log screen, filtered by who did it, with the API's hash."""
+    """A freeze done on the account page is listed on the Audit log screen, filtered by who did it, in words
+    (the action, the status before and after), with the API's hash and summary folded away."""
     customer = new_customer(stack, channel)
     page = signed_in
     page.goto(f"/#/accounts/{_id(customer.account)}")
@@ -418,11 +419,21 @@ def test_audit_log_lists_a_freeze_made_in_the_browser(signed_in: Page, stack, ch
     page.get_by_placeholder(text(lang, "actor_placeholder")).fill(me.name)
     page.get_by_test_id("audit-filters").get_by_role("button", name=text(lang, "filter")).click()
     expect(page).to_have_url(re.compile(r"#/audit\?actor="))
-    row = page.get_by_test_id("audit-events").locator("tbody tr", has_text=_id(customer.account))
+    row = page.get_by_test_id("audit-events").locator("tbody tr", has=page.locator(f'a[href="#/accounts/{_id(customer.account)}"]'))
+    row = row.filter(has=page.get_by_test_id("audit-action").filter(has_text=text(lang, "freeze_action")))
     expect(row).to_have_count(1)
-    expect(row).to_contain_text("FreezeAccount")
-    expect(row).to_contain_text(freeze.hash_hex[:12])
+    expect(row.get_by_test_id("audit-action")).to_have_text(text(lang, "freeze_action"))
+    expect(row.get_by_test_id("audit-action")).to_have_attribute("title", freeze.method)
+    status = f"{text(lang, 'status_field')}: {text(lang, 'active')} → {text(lang, 'frozen')}"
+    expect(row.get_by_test_id("audit-change").locator('li[data-field="status"]')).to_have_text(status)
     expect(row).to_contain_text(freeze.request_id)
+    # The stored record: folded away (the hash's start shows), whole when opened.
+    record = row.get_by_test_id("audit-record")
+    expect(record).to_contain_text(freeze.hash_hex[:12])
+    expect(record.get_by_test_id("audit-hash")).to_be_hidden()
+    record.locator("summary").click()
+    expect(record.get_by_test_id("audit-hash")).to_have_text(freeze.hash_hex)
+    expect(record.get_by_test_id("audit-summary-json")).to_have_text(freeze.summary_json)
     # Every row is the filtered actor's.
     actors = page.get_by_test_id("audit-events").locator("tbody tr td:nth-child(2)").all_inner_texts()
     assert actors and set(actors) == {me.name}

@@ -1,5 +1,6 @@
 import type { AuditEvent } from "../../../generated/ts/emoney/admin/v1/admin_pb";
 import { admin, idOf } from "../api";
+import { actionLabel, changeView } from "../audit";
 import { h, input, link, replace, select, table } from "../dom";
 import { formatNumber, t } from "../i18n";
 import { act, card, loading, page, since, when } from "../ui";
@@ -17,9 +18,23 @@ function actorCell(actor: string): HTMLElement | string {
   return actor === "system" ? t().audit.system : actor;
 }
 
-/** `/emoney.accounts.v1.AccountsService/FreezeAccount` → `FreezeAccount` (the full name on hover). */
-function methodCell(method: string): HTMLElement {
-  return h("span", { attrs: { title: method } }, method.slice(method.lastIndexOf("/") + 1));
+/** The action in words, the full method name on hover. */
+function actionCell(event: AuditEvent): HTMLElement {
+  return h("span", { class: "audit-action", testid: "audit-action", attrs: { title: event.method } }, actionLabel(event.method, event.summaryJson));
+}
+
+/** The record as stored, folded away: the summary's JSON, the chain position and the hash. */
+function recordCell(event: AuditEvent): HTMLElement {
+  const text = t().audit;
+  return h(
+    "details",
+    { class: "audit-record", testid: "audit-record" },
+    h("summary", null, text.record, " ", h("code", null, event.hashHex.slice(0, 12))),
+    h("div", { class: "muted" }, text.chain(String(event.stripe), String(event.sequence))),
+    h("div", null, text.hash, ": ", h("code", { class: "hash", testid: "audit-hash" }, event.hashHex)),
+    h("div", null, text.rawSummary, ":"),
+    h("code", { class: "summary", testid: "audit-summary-json" }, event.summaryJson),
+  );
 }
 
 function auditTable(events: AuditEvent[], filtered: boolean): HTMLElement {
@@ -30,11 +45,10 @@ function auditTable(events: AuditEvent[], filtered: boolean): HTMLElement {
     events.map((event) => [
       when(event.createTime),
       actorCell(event.actor),
-      methodCell(event.method),
+      actionCell(event),
+      h("div", { class: "audit-change", testid: "audit-change" }, changeView(event.summaryJson)),
       h("code", null, event.requestId),
-      h("code", { class: "summary" }, event.summaryJson),
-      `${event.stripe} #${event.sequence}`,
-      h("code", { attrs: { title: event.hashHex } }, event.hashHex.slice(0, 12)),
+      recordCell(event),
     ]),
     filtered ? text.noMatch : text.none,
   );
