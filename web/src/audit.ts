@@ -210,6 +210,19 @@ function item(key: string, ...value: Child[]): HTMLElement {
   return h("li", { attrs: { "data-field": key } }, h("span", { class: "audit-field" }, fieldLabel(key), ": "), ...value);
 }
 
+// Summaries come with their keys sorted alphabetically (jsonb, and the server's sort_keys): shown instead
+// in this order — what it is, what happened to it, how much, between whom — other fields after, objects last.
+const FIELD_ORDER = [
+  "transferId", "holdId", "accountId", "user", "terminal", "tenant", "kind", "status", "amountMinor", "capturedMinor",
+  "refundedMinor", "overdraftLimitMinor", "currency", "debitAccountId", "creditAccountId", "merchantAccountId", "ownerUserId",
+  "merchant", "clientId", "roles", "passwordChanged", "sessionsRevoked", "defaultCurrency", "admin", "adminRoles", "expiresAt",
+];
+
+function ordered(keys: string[], isNested: (key: string) => boolean): string[] {
+  const rank = (key: string) => (isNested(key) ? 2 * FIELD_ORDER.length : 0) + (FIELD_ORDER.includes(key) ? FIELD_ORDER.indexOf(key) : FIELD_ORDER.length);
+  return [...keys].sort((left, right) => rank(left) - rank(right)); // stable: unknown fields keep their order
+}
+
 function contextOf(value: JsonObject, summaryCurrency: string | undefined): Context {
   return { subject: subjectOf(value), currency: typeof value.currency === "string" ? value.currency : summaryCurrency };
 }
@@ -217,9 +230,10 @@ function contextOf(value: JsonObject, summaryCurrency: string | undefined): Cont
 /** The fields of one object, each as "Label: value"; an object inside is a list of its own. */
 function fieldsOf(value: JsonObject, summaryCurrency: string | undefined): HTMLElement[] {
   const context = contextOf(value, summaryCurrency);
-  return Object.entries(value).map(([key, field]) =>
-    isObject(field) ? item(key, fieldList(fieldsOf(field, summaryCurrency))) : item(key, valueOf(key, field, context)),
-  );
+  return ordered(Object.keys(value), (key) => isObject(value[key])).map((key) => {
+    const field = value[key];
+    return isObject(field) ? item(key, fieldList(fieldsOf(field, summaryCurrency))) : item(key, valueOf(key, field, context));
+  });
 }
 
 /** Before and after as one list: a field in both and changed is "before → after"; a field that did not
@@ -235,7 +249,8 @@ function changesOf(before: JsonObject, after: JsonObject, summaryCurrency: strin
   }
   const beforeContext = contextOf(before, summaryCurrency);
   const afterContext = contextOf(after, summaryCurrency);
-  const keys = [...Object.keys(before), ...Object.keys(after).filter((key) => !(key in before))];
+  const keys = ordered([...Object.keys(before), ...Object.keys(after).filter((key) => !(key in before))],
+    (key) => isObject(after[key]) || isObject(before[key]));
   return keys.map((key) => {
     const old = before[key];
     const now = after[key];
