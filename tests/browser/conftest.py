@@ -30,6 +30,9 @@ CHROMIUM_ARGS = [
 ]
 # Long enough for a loaded 2-core machine, short enough that a broken page fails quickly.
 expect.set_options(timeout=10_000)
+# The back office's languages, and the browser locale each test tab has for one: the page takes its
+# language from the browser's (navigator.languages) until someone chooses one with the switch.
+BROWSER_LOCALES = {"en": "en-GB", "pt-BR": "pt-BR"}
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +49,22 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, envoy_url: str, request: pytest.FixtureRequest) -> Iterator[Page]:
+def lang(request: pytest.FixtureRequest) -> str:
+    """The back office's language for the test's tab: English unless the test is parametrized with
+    `@pytest.mark.parametrize("lang", ["en", "pt-BR"], indirect=True)`."""
+    return getattr(request, "param", "en")
+
+
+@pytest.fixture
+def browser_locale(lang: str) -> str:
+    """The tab's browser locale (Playwright's `locale`: navigator.languages and Accept-Language)."""
+    return BROWSER_LOCALES[lang]
+
+
+@pytest.fixture
+def page(browser: Browser, envoy_url: str, request: pytest.FixtureRequest, browser_locale: str) -> Iterator[Page]:
     """A fresh tab on the back office; fails the test on any uncaught script error or CSP violation."""
-    context = browser.new_context(base_url=envoy_url, viewport={"width": 1360, "height": 900}, locale="en-GB")
+    context = browser.new_context(base_url=envoy_url, viewport={"width": 1360, "height": 900}, locale=browser_locale)
     opened = context.new_page()
     opened.set_default_timeout(10_000)
     problems: list[str] = []
@@ -90,10 +106,11 @@ def tenant_admin(stack):
 
 
 def sign_in(page: Page, email: str, password: str, tenant: str = "demo-city") -> None:
+    """Signs in through the form (its fields found by id, so in any language)."""
     page.goto("/")
-    page.get_by_label("Organisation").fill(tenant)
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(password)
+    page.locator("#field-tenant").fill(tenant)
+    page.locator("#field-email").fill(email)
+    page.locator("#field-password").fill(password)
     page.get_by_test_id("sign-in").click()
 
 

@@ -1,7 +1,9 @@
 """The back office in a real browser (headless Chromium), against the real stack through Envoy.
 
 Each test signs in as the demo tenant admin, does what an operator would, checks the page shows it,
-and checks the API agrees (through the Python gRPC client, from outside the browser).
+and checks the API agrees (through the Python gRPC client, from outside the browser). The main journeys
+run in both languages (`lang`: the tab's browser locale is en-GB or pt-BR, and the page follows it);
+tests/browser/test_languages.py checks the languages themselves.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from emoney.auth.v1 import auth_pb2
 from emoney.payments.v1 import payments_pb2
 from localstack.envoy import BackOfficeNotBuiltError, start_envoy
 from tests.browser.conftest import screenshot, sign_in
+from tests.browser.language import LANGUAGES, money, text
 from tests.fixtures.identity import admin_stub, auth_stub, bearer, login, login_as, sign_up, unique_email
 from tests.fixtures.ledger import accounts_stub, new_customer, new_shop, payment_code, payments_stub, request_id
 
@@ -47,23 +50,26 @@ def _charge(channel, shop, customer, amount_minor: int) -> payments_pb2.Payment:
     ).payment
 
 
-def test_wrong_password_is_explained_and_keeps_you_out(page: Page, tenant_admin):
+@pytest.mark.parametrize("lang", LANGUAGES, indirect=True)
+def test_wrong_password_is_explained_and_keeps_you_out(page: Page, tenant_admin, lang):
     """A wrong password shows a sentence, not a status code, and no signed-in page."""
     sign_in(page, tenant_admin.email, "not the password at all")
-    expect(page.get_by_test_id("error")).to_have_text("Wrong e-mail or password.")
+    expect(page.get_by_test_id("error")).to_have_text(text(lang, "wrong_password"))
     expect(page.get_by_test_id("who")).to_have_count(0)
-    screenshot(page, "01-sign-in-wrong-password")
+    screenshot(page, f"01-sign-in-wrong-password-{lang}")
 
 
-def test_a_citizen_cannot_use_the_back_office(page: Page, stack):
+@pytest.mark.parametrize("lang", LANGUAGES, indirect=True)
+def test_a_citizen_cannot_use_the_back_office(page: Page, stack, lang):
     """Only operators and tenant admins get in; a customer is told so and stays signed out."""
     customer = next(user for user in stack.demo.users if user.role == "customer")
     sign_in(page, customer.email, customer.password)
-    expect(page.get_by_test_id("error")).to_contain_text("for operators and tenant administrators")
+    expect(page.get_by_test_id("error")).to_contain_text(text(lang, "not_back_office"))
     expect(page.get_by_test_id("sign-in-form")).to_be_visible()
 
 
-def test_dashboard_shows_accounts_float_and_todays_payments(signed_in: Page, stack, channel):
+@pytest.mark.parametrize("lang", LANGUAGES, indirect=True)
+def test_dashboard_shows_accounts_float_and_todays_payments(signed_in: Page, stack, channel, lang):
     """The dashboard's figures are the API's: account count, the float, and a payment made today."""
     customer, shop = new_customer(stack, channel, funded_minor=4_000), new_shop(stack, channel)
     _charge(channel, shop, customer, 1_234)
@@ -73,16 +79,16 @@ def test_dashboard_shows_accounts_float_and_todays_payments(signed_in: Page, sta
     assert not listed.next_page_token, "the test expects one page of accounts"
     people_accounts = [account for account in listed.accounts if account.kind != accounts_pb2.ACCOUNT_KIND_SYSTEM_FLOAT]
     float_minor = -sum(account.balance_minor for account in listed.accounts if account.kind == accounts_pb2.ACCOUNT_KIND_SYSTEM_FLOAT)
-    expect(signed_in.get_by_test_id("stat-accounts").locator(".stat-value")).to_have_text(str(len(people_accounts)))
-    expected_float = f"EUR {float_minor // 100:,}.{float_minor % 100:02d}"
-    expect(signed_in.get_by_test_id("stat-float").locator(".stat-value")).to_have_text(expected_float)
-    expect(signed_in.get_by_test_id("payments-today")).to_contain_text("EUR 12.34")
+    counted_accounts = f"{len(people_accounts):,}".replace(",", "." if lang == "pt-BR" else ",")
+    expect(signed_in.get_by_test_id("stat-accounts").locator(".stat-value")).to_have_text(counted_accounts)
+    expect(signed_in.get_by_test_id("stat-float").locator(".stat-value")).to_have_text(money(lang, float_minor))
+    expect(signed_in.get_by_test_id("payments-today")).to_contain_text(money(lang, 1_234))
     # "Payments today" counts what the list shows (it once counted 3 beside 6 rows): all of them, or the
     # latest 15 of that many.
-    counted = int(signed_in.get_by_test_id("stat-payments-today").locator(".stat-value").inner_text())
+    counted = int(re.sub(r"\D", "", signed_in.get_by_test_id("stat-payments-today").locator(".stat-value").inner_text()))
     rows = signed_in.get_by_test_id("payments-today").locator("tbody tr").count()
     assert counted >= 1 and rows == min(counted, 15), (counted, rows)
-    screenshot(signed_in, "02-dashboard")
+    screenshot(signed_in, f"02-dashboard-{lang}")
 
 
 def test_an_account_shows_and_takes_amounts_with_its_currencys_decimals(signed_in: Page, stack, channel):
@@ -99,34 +105,36 @@ def test_an_account_shows_and_takes_amounts_with_its_currencys_decimals(signed_i
     )
     page = signed_in
     page.goto(f"/#/accounts/{_id(account.name)}")
-    expect(page.get_by_test_id("account-balance")).to_contain_text("IQD 1.250")
+    expect(page.get_by_test_id("account-balance")).to_contain_text(money("en", 1_250, "IQD", 3))  # IQD 1.250
     page.get_by_label("Top up (IQD)").fill("0.5")
     page.get_by_test_id("top-up").get_by_role("button").click()
-    expect(page.get_by_test_id("notice")).to_have_text("Topped up IQD 0.500.")
-    expect(page.get_by_test_id("account-balance")).to_contain_text("IQD 1.750")
+    expect(page.get_by_test_id("notice")).to_have_text(f"Topped up {money('en', 500, 'IQD', 3)}.")
+    expect(page.get_by_test_id("account-balance")).to_contain_text(money("en", 1_750, "IQD", 3))
 
 
-def test_account_statement_freeze_and_unfreeze(signed_in: Page, stack, channel):
+@pytest.mark.parametrize("lang", LANGUAGES, indirect=True)
+def test_account_statement_freeze_and_unfreeze(signed_in: Page, stack, channel, lang):
     """An account's page shows its statement; freezing it makes the ledger refuse money for it, unfreezing lets it in again."""
     customer = new_customer(stack, channel, funded_minor=5_000)
     page = signed_in
     page.goto(f"/#/accounts/{_id(customer.account)}")
-    expect(page.get_by_test_id("account-balance")).to_contain_text("EUR 50.00")
-    expect(page.get_by_test_id("statement")).to_contain_text("top-up (cash in)")  # a plain label, not `top_up`
-    expect(page.get_by_test_id("statement")).to_contain_text("EUR 50.00")
-    screenshot(page, "03-account-statement")
+    expect(page.get_by_test_id("account-balance")).to_contain_text(money(lang, 5_000))
+    expect(page.get_by_test_id("statement")).to_contain_text(text(lang, "top_up_kind"))  # a plain label, not `top_up`
+    expect(page.get_by_test_id("statement")).to_contain_text(money(lang, 5_000))
+    screenshot(page, f"03-account-statement-{lang}")
 
     page.get_by_test_id("freeze").click()
-    expect(page.get_by_test_id("account-status")).to_contain_text("frozen")
-    expect(page.get_by_test_id("notice")).to_contain_text("frozen")
+    expect(page.get_by_test_id("account-status")).to_contain_text(text(lang, "frozen"))
+    expect(page.get_by_test_id("notice")).to_contain_text(text(lang, "frozen"))
     assert accounts_stub(channel).GetAccount(
         accounts_pb2.GetAccountRequest(name=customer.account), metadata=bearer(customer.token), timeout=10
     ).account.status == accounts_pb2.ACCOUNT_STATUS_FROZEN
     # A top-up from the page is refused, and said so in words.
-    page.get_by_label("Top up (EUR)").fill("5")
+    top_up = page.get_by_label(f"{text(lang, 'top_up_label')} (EUR)")
+    top_up.fill("5")
     page.get_by_test_id("top-up").get_by_role("button").click()
-    expect(page.get_by_test_id("error")).to_have_text("The account is frozen: it can neither send nor receive money.")
-    screenshot(page, "04-account-frozen")
+    expect(page.get_by_test_id("error")).to_have_text(text(lang, "account_frozen_error"))
+    screenshot(page, f"04-account-frozen-{lang}")
     # And so is a terminal charging the customer: a frozen account cannot pay.
     shop = new_shop(stack, channel)
     with pytest.raises(grpc.RpcError) as refused:
@@ -134,34 +142,36 @@ def test_account_statement_freeze_and_unfreeze(signed_in: Page, stack, channel):
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
     page.get_by_test_id("unfreeze").click()
-    expect(page.get_by_test_id("account-status")).to_contain_text("active")
-    page.get_by_label("Top up (EUR)").fill("5")
+    expect(page.get_by_test_id("account-status")).to_contain_text(text(lang, "active"))
+    top_up.fill("5")
     page.get_by_test_id("top-up").get_by_role("button").click()
-    expect(page.get_by_test_id("notice")).to_have_text("Topped up EUR 5.00.")
-    expect(page.get_by_test_id("account-balance")).to_contain_text("EUR 55.00")
+    expect(page.get_by_test_id("notice")).to_have_text(text(lang, "topped_up", amount=money(lang, 500)))
+    expect(page.get_by_test_id("account-balance")).to_contain_text(money(lang, 5_500))
     assert accounts_stub(channel).GetAccount(
         accounts_pb2.GetAccountRequest(name=customer.account), metadata=bearer(customer.token), timeout=10
     ).account.balance_minor == 5_500
 
 
-def test_refund_of_a_payment(signed_in: Page, stack, channel):
+@pytest.mark.parametrize("lang", LANGUAGES, indirect=True)
+def test_refund_of_a_payment(signed_in: Page, stack, channel, lang):
     """A partial refund from the payment's page moves the money back, and the page and the API show it."""
     customer, shop = new_customer(stack, channel, funded_minor=3_000), new_shop(stack, channel)
     payment = _charge(channel, shop, customer, 1_250)
     page = signed_in
     page.goto(f"/#/payments/{_id(payment.name)}")
-    expect(page.get_by_test_id("payment-amount")).to_have_text("EUR 12.50")
-    expect(page.get_by_test_id("payment-refunded")).to_have_text("EUR 0.00")
+    expect(page.get_by_test_id("payment-amount")).to_have_text(money(lang, 1_250))
+    expect(page.get_by_test_id("payment-refunded")).to_have_text(money(lang, 0))
     refund_amount = page.get_by_test_id("refund-form").get_by_role("textbox")
-    expect(refund_amount).to_have_value("12.50")  # what is left to refund
+    # What is left to refund, as a person of that language types it.
+    expect(refund_amount).to_have_value("12,50" if lang == "pt-BR" else "12.50")
     refund_amount.fill("20")
     page.get_by_test_id("refund").click()
-    expect(page.get_by_test_id("error")).to_have_text("That is more than is left to refund on this payment.")
-    refund_amount.fill("2.50")
+    expect(page.get_by_test_id("error")).to_have_text(text(lang, "refund_too_much"))
+    refund_amount.fill("2,50" if lang == "pt-BR" else "2.50")
     page.get_by_test_id("refund").click()
-    expect(page.get_by_test_id("notice")).to_have_text("Refunded EUR 2.50.")
-    expect(page.get_by_test_id("payment-refunded")).to_have_text("EUR 2.50")
-    screenshot(page, "05-payment-refunded")
+    expect(page.get_by_test_id("notice")).to_have_text(text(lang, "refunded", amount=money(lang, 250)))
+    expect(page.get_by_test_id("payment-refunded")).to_have_text(money(lang, 250))
+    screenshot(page, f"05-payment-refunded-{lang}")
     after = payments_stub(channel).GetPayment(payments_pb2.GetPaymentRequest(name=payment.name), metadata=bearer(shop.token), timeout=10)
     assert after.payment.refunded_minor == 250
     balance = accounts_stub(channel).GetAccount(accounts_pb2.GetAccountRequest(name=customer.account), metadata=bearer(customer.token), timeout=10)
@@ -252,7 +262,7 @@ def test_live_feed_shows_a_payment_made_elsewhere(signed_in: Page, stack, channe
     expect(page.get_by_test_id("live-state")).to_have_text("live")  # the server has subscribed
     payment = _charge(channel, shop, customer, 777)
     row = page.locator(f'[data-testid="live-event"][data-payment="{payment.name}"]')
-    expect(row).to_contain_text("EUR 7.77")
+    expect(row).to_contain_text(money("en", 777))
     expect(row).to_contain_text("created")
     # A refund made elsewhere arrives too, as its own event.
     payments_stub(channel).RefundPayment(
@@ -261,23 +271,17 @@ def test_live_feed_shows_a_payment_made_elsewhere(signed_in: Page, stack, channe
     )
     newest = page.get_by_test_id("live-event").first
     expect(newest).to_contain_text("refunded")
-    expect(newest).to_contain_text("EUR 0.77")
+    expect(newest).to_contain_text(money("en", 77))
     screenshot(page, "06-live-feed")
 
 
-@pytest.mark.parametrize(
-    "link, heading, content",
-    [
-        ("Merchants", "Merchants", "people"),
-        ("Accounts", "Accounts", "accounts"),
-        ("Payments", "Payments", "payments"),
-    ],
-)
-def test_every_list_screen_loads(signed_in: Page, link: str, heading: str, content: str):
+@pytest.mark.parametrize("lang", LANGUAGES, indirect=True)
+@pytest.mark.parametrize("screen, content", [("merchants", "people"), ("accounts", "accounts"), ("payments", "payments")])
+def test_every_list_screen_loads(signed_in: Page, screen: str, content: str, lang):
     """The list screens load from the API without an error message."""
     page = signed_in
-    page.get_by_test_id("navigation").get_by_role("link", name=link, exact=True).click()
-    expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+    page.get_by_test_id("navigation").get_by_role("link", name=text(lang, screen), exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(text(lang, screen))
     expect(page.get_by_test_id(content)).to_be_visible()
     expect(page.get_by_test_id("error")).to_have_count(0)
 
@@ -303,41 +307,48 @@ def test_customers_search_and_a_persons_accounts(signed_in: Page, stack, channel
     expect(rows).to_contain_text(person.email)
     screenshot(page, "07-customers-search")
     rows.get_by_role("link").click()
-    expect(page.get_by_test_id("person-accounts")).to_contain_text("EUR 10.00")
+    expect(page.get_by_test_id("person-accounts")).to_contain_text(money("en", 1_000))
     expect(page).to_have_url(re.compile(rf"#/users/{_id(customer.user)}$"))
     expect(page.get_by_role("heading", level=1)).to_have_text(person.display_name)
 
 
-def test_create_a_customer_open_an_account_and_top_it_up(signed_in: Page, stack):
+@pytest.mark.parametrize("lang", LANGUAGES, indirect=True)
+def test_create_a_customer_open_an_account_and_top_it_up(signed_in: Page, stack, lang):
     """A new customer gets a first password shown once, an account opened for them, and money on it."""
     page = signed_in
     email = unique_email("walk-in")
-    page.get_by_role("link", name="Customers").click()
-    page.get_by_label("Name").fill("Walk-in Customer")
-    page.get_by_label("E-mail").fill(email)
+    page.get_by_role("link", name=text(lang, "customers")).click()
+    page.locator("#field-display-name").fill("Walk-in Customer")
+    page.locator("#field-new-email").fill(email)
     page.get_by_test_id("new-user").get_by_role("button").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Walk-in Customer")
     notice = page.get_by_test_id("notice")
-    expect(notice).to_contain_text("First password (shown only now")
+    expect(notice).to_contain_text(text(lang, "first_password"))
     password = notice.inner_text().rsplit(": ", 1)[1]
     page.get_by_test_id("open-account").get_by_role("button").click()
-    expect(page.get_by_test_id("notice")).to_have_text("The account is open.")
+    expect(page.get_by_test_id("notice")).to_have_text(text(lang, "account_open"))
     page.get_by_test_id("person-accounts").locator("tbody a").first.click()
-    page.get_by_label("Top up (EUR)").fill("20")
+    top_up = page.get_by_label(f"{text(lang, 'top_up_label')} (EUR)")
+    top_up.fill("20")
     page.get_by_test_id("top-up").get_by_role("button").click()
-    expect(page.get_by_test_id("account-balance")).to_contain_text("EUR 20.00")
-    # Commas: "1,250" could be 1250.00 or 1.25, so it is refused rather than guessed; "12,50" is 12.50.
-    page.get_by_label("Top up (EUR)").fill("1,250")
+    expect(page.get_by_test_id("account-balance")).to_contain_text(money(lang, 2_000))
+    # The other language's thousands separator: "1,250" (English) or "1.250" (Portuguese) could be 1250.00 or
+    # 1.25, so it is refused rather than guessed; "12,50" is 12.50 in both.
+    top_up.fill("1.250" if lang == "pt-BR" else "1,250")
     page.get_by_test_id("top-up").get_by_role("button").click()
-    expect(page.get_by_test_id("error")).to_contain_text("is ambiguous")
-    page.get_by_label("Top up (EUR)").fill("12,50")
+    expect(page.get_by_test_id("error")).to_contain_text(text(lang, "ambiguous"))
+    top_up.fill("12,50")
     page.get_by_test_id("top-up").get_by_role("button").click()
-    expect(page.get_by_test_id("account-balance")).to_contain_text("EUR 32.50")
+    expect(page.get_by_test_id("account-balance")).to_contain_text(money(lang, 3_250))
+    # Thousands grouped the language's way, decimals after the other separator: "1.000,00" / "1,000.00".
+    top_up.fill("1.000,00" if lang == "pt-BR" else "1,000.00")
+    page.get_by_test_id("top-up").get_by_role("button").click()
+    expect(page.get_by_test_id("account-balance")).to_contain_text(money(lang, 103_250))
     # The person can log in with the password the page showed, and sees the money.
     session = login(stack.endpoints.envoy, "tenants/demo-city", email, password)
     with grpc.insecure_channel(stack.endpoints.envoy) as channel:
         owned = accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(), metadata=bearer(session.tokens.access_token), timeout=10)
-    assert [account.balance_minor for account in owned.accounts] == [3_250]
+    assert [account.balance_minor for account in owned.accounts] == [103_250]
 
 
 def test_people_are_read_once_and_again_only_for_someone_new(signed_in: Page, stack, channel):
@@ -386,13 +397,15 @@ def test_terminal_registered_shows_its_secret_once_and_can_be_disabled(signed_in
     expect(page.get_by_test_id("client-secret")).to_have_count(0)  # and never again
 
 
-def test_audit_log_lists_a_freeze_made_in_the_browser(signed_in: Page, stack, channel, tenant_admin):
-    """A freeze done on the account page is listed on the Audit log screen, filtered by who did it, with the API's hash."""
+@pytest.mark.parametrize("lang", LANGUAGES, indirect=True)
+def test_audit_log_lists_a_freeze_made_in_the_browser(signed_in: Page, stack, channel, tenant_admin, lang):
+    """A freeze done on the account page is listed on the Audit log screen, filtered by who did it, in words
+    (the action, the status before and after), with the API's hash and summary folded away."""
     customer = new_customer(stack, channel)
     page = signed_in
     page.goto(f"/#/accounts/{_id(customer.account)}")
     page.get_by_test_id("freeze").click()
-    expect(page.get_by_test_id("account-status")).to_contain_text("frozen")
+    expect(page.get_by_test_id("account-status")).to_contain_text(text(lang, "frozen"))
 
     admin_token = login_as(stack, "tenant_admin")
     me = auth_stub(channel).GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer(admin_token), timeout=10).user
@@ -401,34 +414,45 @@ def test_audit_log_lists_a_freeze_made_in_the_browser(signed_in: Page, stack, ch
     ).audit_events
     freeze = next(event for event in events if event.method.endswith("/FreezeAccount") and _id(customer.account) in event.summary_json)
 
-    page.get_by_test_id("navigation").get_by_role("link", name="Audit log").click()
+    page.get_by_test_id("navigation").get_by_role("link", name=text(lang, "audit")).click()
     expect(page.get_by_test_id("audit-events")).to_be_visible()
-    page.get_by_placeholder("Actor, e.g. users/…").fill(me.name)
-    page.get_by_test_id("audit-filters").get_by_role("button", name="Filter").click()
+    page.get_by_placeholder(text(lang, "actor_placeholder")).fill(me.name)
+    page.get_by_test_id("audit-filters").get_by_role("button", name=text(lang, "filter")).click()
     expect(page).to_have_url(re.compile(r"#/audit\?actor="))
-    row = page.get_by_test_id("audit-events").locator("tbody tr", has_text=_id(customer.account))
+    row = page.get_by_test_id("audit-events").locator("tbody tr", has=page.locator(f'a[href="#/accounts/{_id(customer.account)}"]'))
+    row = row.filter(has=page.get_by_test_id("audit-action").filter(has_text=text(lang, "freeze_action")))
     expect(row).to_have_count(1)
-    expect(row).to_contain_text("FreezeAccount")
-    expect(row).to_contain_text(freeze.hash_hex[:12])
+    expect(row.get_by_test_id("audit-action")).to_have_text(text(lang, "freeze_action"))
+    expect(row.get_by_test_id("audit-action")).to_have_attribute("title", freeze.method)
+    status = f"{text(lang, 'status_field')}: {text(lang, 'active')} → {text(lang, 'frozen')}"
+    expect(row.get_by_test_id("audit-change").locator('li[data-field="status"]')).to_have_text(status)
     expect(row).to_contain_text(freeze.request_id)
+    # The stored record: folded away (the hash's start shows), whole when opened.
+    record = row.get_by_test_id("audit-record")
+    expect(record).to_contain_text(freeze.hash_hex[:12])
+    expect(record.get_by_test_id("audit-hash")).to_be_hidden()
+    record.locator("summary").click()
+    expect(record.get_by_test_id("audit-hash")).to_have_text(freeze.hash_hex)
+    expect(record.get_by_test_id("audit-summary-json")).to_have_text(freeze.summary_json)
     # Every row is the filtered actor's.
     actors = page.get_by_test_id("audit-events").locator("tbody tr td:nth-child(2)").all_inner_texts()
     assert actors and set(actors) == {me.name}
-    screenshot(page, "09-audit-events")
+    screenshot(page, f"09-audit-events-{lang}")
     expect(page.get_by_test_id("error")).to_have_count(0)
 
 
-def test_audit_chain_and_reconciliation(signed_in: Page):
+@pytest.mark.parametrize("lang", LANGUAGES, indirect=True)
+def test_audit_chain_and_reconciliation(signed_in: Page, lang):
     """The audit chains verify and the ledger reconciles, shown as plain verdicts."""
     page = signed_in
-    page.get_by_role("link", name="Audit log").click()
+    page.get_by_role("link", name=text(lang, "audit")).click()
     page.get_by_test_id("verify-audit").click()
-    expect(page.get_by_test_id("audit-verdict")).to_contain_text(re.compile(r"^Intact: [1-9]\d* events"))
-    screenshot(page, "09-audit-verified")
-    page.get_by_role("link", name="Reconciliation").click()
+    expect(page.get_by_test_id("audit-verdict")).to_contain_text(re.compile(text(lang, "intact")))
+    screenshot(page, f"09-audit-verified-{lang}")
+    page.get_by_role("link", name=text(lang, "reconciliation")).click()
     page.get_by_test_id("reconcile").click()
-    expect(page.get_by_test_id("reconciliation-verdict")).to_have_text("Balanced: every check passed.")
-    screenshot(page, "10-reconciliation")
+    expect(page.get_by_test_id("reconciliation-verdict")).to_have_text(text(lang, "balanced"))
+    screenshot(page, f"10-reconciliation-{lang}")
 
 
 def test_an_expiring_access_token_is_refreshed(signed_in: Page, channel):

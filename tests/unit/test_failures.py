@@ -75,8 +75,15 @@ def test_each_entry_has_a_known_code_and_the_http_status_the_transcoder_gives_it
 
 
 def test_the_back_office_takes_its_sentences_from_the_generated_catalogue():
+    """English is the generated catalogue itself; the Portuguese dictionary (web/src/messages.ts) has a sentence
+    for every reason that has advice (`tsc` fails otherwise: it is a Record over the generated FailureReason)."""
     errors_ts = (ROOT / "web" / "src" / "errors.ts").read_text()
+    messages_ts = (ROOT / "web" / "src" / "messages.ts").read_text()
     generated = (ROOT / "generated" / "ts" / "failures.ts").read_text()
-    assert "FAILURE_ADVICE" in errors_ts and "INSUFFICIENT_FUNDS:" not in errors_ts
+    assert "INSUFFICIENT_FUNDS:" not in errors_ts
+    assert "failures: FAILURE_ADVICE as Record<FailureReason, string>" in messages_ts
+    assert "export type FailureReason = keyof typeof FAILURE_ADVICE;" in generated
     for failure in CATALOGUE:
         assert (f"  {failure.reason}:" in generated) == bool(failure.advice), failure.reason
+        if failure.advice:
+            assert f"      {failure.reason}:" in messages_ts, failure.reason

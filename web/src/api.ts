@@ -11,6 +11,7 @@ import { AccountsService } from "../../generated/ts/emoney/accounts/v1/accounts_
 import { AdminService } from "../../generated/ts/emoney/admin/v1/admin_pb";
 import { AuthService, Role, type Tokens, type User } from "../../generated/ts/emoney/auth/v1/auth_pb";
 import { PaymentsService } from "../../generated/ts/emoney/payments/v1/payments_pb";
+import { t } from "./i18n";
 
 const STORAGE_KEY = "emoney.back-office.session";
 const REFRESH_MARGIN_MS = 30_000;
@@ -77,7 +78,7 @@ async function refresh(): Promise<void> {
         if (!tokens) throw new ConnectError("no tokens in the answer", Code.Internal);
         saveSession(withTokens(stale, tokens));
       } catch (error) {
-        endSession("Your session has ended. Please sign in again.");
+        endSession(t().session.ended);
         throw error;
       }
     })().finally(() => {
@@ -130,7 +131,7 @@ export async function signIn(tenantSlug: string, email: string, password: string
   saveSession(withTokens(base, response.tokens));
   if (!user.roles.some((role) => BACK_OFFICE_ROLES.includes(role))) {
     await signOut();
-    throw new NotBackOfficeError("The back office is for operators and tenant administrators.");
+    throw new NotBackOfficeError(t().session.notBackOffice);
   }
 }
 

@@ -48,7 +48,7 @@ export function link(href: string, ...children: Child[]): HTMLAnchorElement {
 }
 
 /** A table with a header row; `rows` are arrays of cells. */
-export function table(testid: string, headings: string[], rows: Child[][], empty = "Nothing here yet."): HTMLElement {
+export function table(testid: string, headings: string[], rows: Child[][], empty: string): HTMLElement {
   if (rows.length === 0) return h("p", { class: "empty", testid }, empty);
   // On a narrow screen (a 390-pixel phone) the table scrolls sideways inside its card; the page does not.
   return h(

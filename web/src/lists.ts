@@ -6,6 +6,7 @@ import { PaymentKind, PaymentStatus, type Payment } from "../../generated/ts/emo
 import { admin, currentSession, idOf } from "./api";
 import { h, link, table } from "./dom";
 import { accountKindLabel, accountStatusBadge, paymentKindLabel, paymentStatusBadge } from "./enums";
+import { t } from "./i18n";
 import { formatMoney } from "./money";
 import { shortId, when } from "./ui";
 
@@ -101,23 +102,23 @@ export function paymentLink(name: string): HTMLElement | string {
 export function accountsTable(testid: string, accounts: Account[], owners?: Map<string, string>): HTMLElement {
   return table(
     testid,
-    ["Account", "Kind", "Owner", "Status", "Balance", "Held", "Available", "Opened"],
+    t().lists.accountHeadings,
     accounts.map((account) => [
       accountLink(account.name),
       accountKindLabel(account.kind),
-      account.owner ? link(`#/users/${idOf(account.owner)}`, owners?.get(account.owner) ?? shortId(account.owner)) : "system",
+      account.owner ? link(`#/users/${idOf(account.owner)}`, owners?.get(account.owner) ?? shortId(account.owner)) : t().lists.system,
       accountStatusBadge(account.status),
       h("span", { class: "money" }, formatMoney(account.balanceMinor, account.currency, account.currencyMinorUnits)),
       h("span", { class: "money" }, formatMoney(account.heldMinor, account.currency, account.currencyMinorUnits)),
       h("span", { class: "money" }, formatMoney(account.availableMinor, account.currency, account.currencyMinorUnits)),
       when(account.createTime),
     ]),
-    "No accounts.",
+    t().lists.noAccounts,
   );
 }
 
 export function paymentsTable(testid: string, payments: Payment[], actions?: (payment: Payment) => HTMLElement | null): HTMLElement {
-  const headings = ["Payment", "When", "Kind", "Status", "From", "To", "Amount", "Refunded"];
+  const headings = [...t().lists.paymentHeadings];
   if (actions) headings.push("");
   return table(
     testid,
@@ -136,7 +137,7 @@ export function paymentsTable(testid: string, payments: Payment[], actions?: (pa
       if (actions) cells.push(actions(payment) ?? "");
       return cells;
     }),
-    "No payments.",
+    t().lists.noPayments,
   );
 }
 

@@ -2,6 +2,7 @@
 import { Role } from "../../generated/ts/emoney/auth/v1/auth_pb";
 import { auth, currentSession, onSignedOut, signOut } from "./api";
 import { h, link, replace } from "./dom";
+import { applyLanguage, languageSwitch, onLanguageChange, t, type Catalogue } from "./i18n";
 import { clearMessages, navigate, say, setMessageArea, showError, takePendingMessage } from "./ui";
 import { accountScreen, accountsScreen } from "./screens/accounts";
 import { auditScreen, reconciliationScreen } from "./screens/checks";
@@ -28,16 +29,16 @@ const ROUTES: [RegExp, Screen][] = [
   [/^\/live$/, liveScreen],
 ];
 
-const NAVIGATION: [string, string][] = [
-  ["#/", "Dashboard"],
-  ["#/customers", "Customers"],
-  ["#/merchants", "Merchants"],
-  ["#/accounts", "Accounts"],
-  ["#/payments", "Payments"],
-  ["#/live", "Live feed"],
-  ["#/terminals", "Terminals"],
-  ["#/audit", "Audit log"],
-  ["#/reconciliation", "Reconciliation"],
+const NAVIGATION: [string, keyof Catalogue["nav"]][] = [
+  ["#/", "dashboard"],
+  ["#/customers", "customers"],
+  ["#/merchants", "merchants"],
+  ["#/accounts", "accounts"],
+  ["#/payments", "payments"],
+  ["#/live", "live"],
+  ["#/terminals", "terminals"],
+  ["#/audit", "audit"],
+  ["#/reconciliation", "reconciliation"],
 ];
 
 const root = document.getElementById("app")!;
@@ -49,16 +50,16 @@ let tenantName = "";
 
 function layout(main: HTMLElement, path: string): HTMLElement {
   const session = currentSession()!;
-  const signOutButton = h("button", { class: "link-button", testid: "sign-out" }, "Sign out");
+  const signOutButton = h("button", { class: "link-button", testid: "sign-out" }, t().session.signOut);
   signOutButton.addEventListener("click", async () => {
     await signOut();
-    navigate("#/signin", { kind: "notice", text: "You are signed out." });
+    navigate("#/signin", { kind: "notice", text: t().session.signedOut });
   });
   const nav = h(
     "nav",
     { class: "nav", testid: "navigation" },
-    NAVIGATION.map(([href, text]) => {
-      const anchor = link(href, text);
+    NAVIGATION.map(([href, key]) => {
+      const anchor = link(href, t().nav[key]);
       const section = "/" + (path.split("/")[1] ?? "");
       if (href.slice(1) === section || (section === "/users" && href === "#/customers")) anchor.className = "active";
       return anchor;
@@ -71,7 +72,7 @@ function layout(main: HTMLElement, path: string): HTMLElement {
       "header",
       { class: "top" },
       h("div", { class: "brand" }, "e-Money", h("span", null, tenantName || session.tenant.replace("tenants/", ""))),
-      h("div", { class: "who", testid: "who" }, session.user.displayName, h("small", null, session.user.email), signOutButton),
+      h("div", { class: "who", testid: "who" }, session.user.displayName, h("small", null, session.user.email), languageSwitch(), signOutButton),
     ),
     nav,
     h("div", { class: "content" }, messages, main),
@@ -94,7 +95,7 @@ async function route(): Promise<void> {
       return;
     }
     tenantName = "";
-    replace(root, h("div", { class: "signin-shell" }, messages, main));
+    replace(root, h("div", { class: "signin-shell" }, h("div", { class: "signin-top" }, languageSwitch()), messages, main));
     leave = await signInScreen(main, [], query);
     return;
   }
@@ -103,7 +104,7 @@ async function route(): Promise<void> {
   if (current !== generation) return;
   replace(root, layout(main, path));
   if (!found) {
-    replace(main, h("h1", null, "Not found"), h("p", null, "There is no such page. ", link("#/", "Go to the dashboard"), "."));
+    replace(main, h("h1", null, t().app.notFound), h("p", null, t().app.noSuchPage, " ", link("#/", t().app.goToDashboard)));
     return;
   }
   const [match, screen] = found;
@@ -123,6 +124,12 @@ window.addEventListener("hashchange", () => {
   void route();
 });
 
+// A new language redraws the current screen in it (what was typed into its forms is not kept).
+onLanguageChange(() => {
+  clearMessages();
+  void route();
+});
+
 /** The tenant's display name for the header (public GetTenant), looked up once per sign-in. */
 async function loadTenantName(): Promise<void> {
   const session = currentSession();
@@ -134,4 +141,5 @@ async function loadTenantName(): Promise<void> {
   }
 }
 
+applyLanguage();
 void route();

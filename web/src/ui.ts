@@ -4,6 +4,7 @@ import { timestampDate, timestampFromMs, type Timestamp } from "@bufbuild/protob
 import { idOf } from "./api";
 import { append, h, replace, type Child } from "./dom";
 import { describeError } from "./errors";
+import { formatDateTime, t } from "./i18n";
 
 let messages: HTMLElement | null = null;
 
@@ -73,10 +74,9 @@ export function card(title: string | null, ...children: Child[]): HTMLElement {
   return h("div", { class: "card" }, title ? h("h2", null, title) : null, ...children);
 }
 
-const dateTime = new Intl.DateTimeFormat("en-GB", { dateStyle: "medium", timeStyle: "medium" });
-
+/** A time in the current language (Intl.DateTimeFormat), "—" for none. */
 export function when(timestamp: Timestamp | undefined): string {
-  return timestamp ? dateTime.format(timestampDate(timestamp)) : "—";
+  return timestamp ? formatDateTime(timestampDate(timestamp)) : "—";
 }
 
 const DAY_MS = 86_400_000;
@@ -92,7 +92,7 @@ export function shortId(name: string): string {
 }
 
 export function loading(): HTMLElement {
-  return h("p", { class: "loading" }, "Loading…");
+  return h("p", { class: "loading" }, t().app.loading);
 }
 
 export function stat(label: string, value: Child, testid: string): HTMLElement {

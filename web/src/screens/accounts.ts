@@ -1,7 +1,8 @@
 import { AccountKind, AccountStatus, type Account } from "../../../generated/ts/emoney/accounts/v1/accounts_pb";
 import { accounts, idOf, newRequestId, payments } from "../api";
 import { field, h, input, link, replace, select, table } from "../dom";
-import { ACCOUNT_KIND_LABELS, ACCOUNT_STATUS_LABELS, accountKindLabel, accountStatusBadge, capitalized, filterOptions, fromSlug, paymentKindLabel } from "../enums";
+import { ACCOUNT_KIND_LABELS, ACCOUNT_STATUS_LABELS, accountOfKindLabel, accountStatusBadge, capitalized, filterOptions, fromSlug, paymentKindLabel } from "../enums";
+import { formatNumber, t } from "../i18n";
 import { accountsTable, collect, findUser, PAGE_SIZE, paymentLink, paymentsTable, refundableMinor } from "../lists";
 import { amountText, formatMoney, parseAmount } from "../money";
 import { act, card, loading, page, say, shortId, since, stat, when } from "../ui";
@@ -9,8 +10,9 @@ import { refundForm } from "./payments";
 import type { Screen } from "../screen";
 
 export const accountsScreen: Screen = async (main, _params, query) => {
-  const kind = select("kind", filterOptions(AccountKind, ACCOUNT_KIND_LABELS, "All kinds"), query.get("kind") ?? "");
-  const status = select("status", filterOptions(AccountStatus, ACCOUNT_STATUS_LABELS, "Any status"), query.get("status") ?? "");
+  const text = t().accounts;
+  const kind = select("kind", filterOptions(AccountKind, ACCOUNT_KIND_LABELS(), text.allKinds), query.get("kind") ?? "");
+  const status = select("status", filterOptions(AccountStatus, ACCOUNT_STATUS_LABELS(), text.anyStatus), query.get("status") ?? "");
   const results = h("div", null, loading());
   const filter = () => {
     const next = new URLSearchParams();
@@ -20,7 +22,7 @@ export const accountsScreen: Screen = async (main, _params, query) => {
   };
   kind.addEventListener("change", filter);
   status.addEventListener("change", filter);
-  replace(main, page("Accounts", h("div", { class: "toolbar" }, kind, status), results));
+  replace(main, page(text.title, h("div", { class: "toolbar" }, kind, status), results));
   const listed = await collect(async (pageToken) => {
     const answer = await accounts.listAccounts({
       pageSize: PAGE_SIZE,
@@ -30,7 +32,7 @@ export const accountsScreen: Screen = async (main, _params, query) => {
     });
     return { items: answer.accounts, nextPageToken: answer.nextPageToken };
   }, 10);
-  replace(results, accountsTable("accounts", listed.items), listed.complete ? null : h("p", { class: "muted" }, "Showing the first 1,000."));
+  replace(results, accountsTable("accounts", listed.items), listed.complete ? null : h("p", { class: "muted" }, text.showingFirst(formatNumber(listed.items.length))));
 };
 
 function amountForm(
@@ -46,7 +48,7 @@ function amountForm(
   const form = h(
     "form",
     { class: "inline-form", testid },
-    field(`${label} (${account.currency})`, amount),
+    field(t().accounts.amountLabel(label, account.currency), amount),
     h("button", { attrs: { type: "submit" } }, label),
   );
   form.addEventListener("submit", async (event) => {
@@ -65,39 +67,40 @@ function amountForm(
 
 export const accountScreen: Screen = async (main, [accountId]) => {
   const name = `accounts/${accountId}`;
-  replace(main, page("Account", loading()));
+  replace(main, page(t().accounts.account, loading()));
   const render = async (notice?: string) => {
+    const text = t().accounts;
     const account = (await accounts.getAccount({ name })).account!;
     const summary = h("div", { class: "stats" },
-      stat("Balance", formatMoney(account.balanceMinor, account.currency, account.currencyMinorUnits), "account-balance"),
-      stat("Held", formatMoney(account.heldMinor, account.currency, account.currencyMinorUnits), "account-held"),
-      stat("Available", formatMoney(account.availableMinor, account.currency, account.currencyMinorUnits), "account-available"),
-      stat("Status", accountStatusBadge(account.status), "account-status"),
+      stat(text.balance, formatMoney(account.balanceMinor, account.currency, account.currencyMinorUnits), "account-balance"),
+      stat(text.held, formatMoney(account.heldMinor, account.currency, account.currencyMinorUnits), "account-held"),
+      stat(text.available, formatMoney(account.availableMinor, account.currency, account.currencyMinorUnits), "account-available"),
+      stat(text.status, accountStatusBadge(account.status), "account-status"),
     );
-    let owner: HTMLElement | string = "the tenant (system account)";
+    let owner: HTMLElement | string = text.systemOwner;
     if (account.owner) owner = link(`#/users/${idOf(account.owner)}`, await ownerName(account.owner));
     const actions = h("div", { class: "actions" });
     if (account.status !== AccountStatus.CLOSED && account.kind !== AccountKind.SYSTEM_FLOAT) {
       const frozen = account.status === AccountStatus.FROZEN;
-      const toggle = h("button", { class: frozen ? "primary" : "danger", testid: frozen ? "unfreeze" : "freeze" }, frozen ? "Unfreeze" : "Freeze");
+      const toggle = h("button", { class: frozen ? "primary" : "danger", testid: frozen ? "unfreeze" : "freeze" }, frozen ? text.unfreeze : text.freeze);
       toggle.addEventListener("click", () =>
         act(toggle, async () => {
           if (frozen) await accounts.unfreezeAccount({ name });
           else await accounts.freezeAccount({ name });
-          await render(frozen ? "The account is active again." : "The account is frozen: it can neither send nor receive.");
+          await render(frozen ? t().accounts.activeAgain : t().accounts.frozenNow);
         }),
       );
       actions.append(
         toggle,
-        amountForm("top-up", "Top up", account, async (requestId, amountMinor) => {
+        amountForm("top-up", text.topUp, account, async (requestId, amountMinor) => {
           await payments.topUp({ requestId, account: name, amountMinor, currency: account.currency });
           await render();
-          return `Topped up ${formatMoney(amountMinor, account.currency, account.currencyMinorUnits)}.`;
+          return t().accounts.toppedUp(formatMoney(amountMinor, account.currency, account.currencyMinorUnits));
         }),
-        amountForm("cash-out", "Cash out", account, async (requestId, amountMinor) => {
+        amountForm("cash-out", text.cashOut, account, async (requestId, amountMinor) => {
           await payments.withdraw({ requestId, account: name, amountMinor, currency: account.currency });
           await render();
-          return `Paid out ${formatMoney(amountMinor, account.currency, account.currencyMinorUnits)} in cash.`;
+          return t().accounts.paidOut(formatMoney(amountMinor, account.currency, account.currencyMinorUnits));
         }),
       );
     }
@@ -106,12 +109,12 @@ export const accountScreen: Screen = async (main, [accountId]) => {
     replace(
       main,
       page(
-        `${capitalized(accountKindLabel(account.kind))} account ${shortId(account.name)}`,
-        h("p", { class: "muted", testid: "account-owner" }, "Held by ", owner, ` · ${account.currency} · opened ${when(account.createTime)}`),
+        text.accountTitle(capitalized(accountOfKindLabel(account.kind)), shortId(account.name)),
+        h("p", { class: "muted", testid: "account-owner" }, text.heldBy, owner, text.ownerLine(account.currency, when(account.createTime))),
         summary,
         actions,
-        card("Statement", statement),
-        card("Payments", history),
+        card(text.statement, statement),
+        card(text.payments, history),
       ),
     );
     if (notice) say("notice", notice);
@@ -125,12 +128,15 @@ async function ownerName(owner: string): Promise<string> {
   return user ? `${user.displayName} <${user.email}>` : shortId(owner);
 }
 
-const PERIODS: [string, string][] = [["30", "Last 30 days"], ["7", "Last 7 days"], ["365", "Last year"], ["0", "Everything"]];
+function periods(): [string, string][] {
+  const text = t().accounts.periods;
+  return [["30", text.last30], ["7", text.last7], ["365", text.lastYear], ["0", text.everything]];
+}
 
 async function renderStatement(container: HTMLElement, account: Account): Promise<void> {
-  const period = select("period", PERIODS, "30");
+  const period = select("period", periods(), "30");
   const rows = h("div", null, loading());
-  const more = h("button", { testid: "statement-more" }, "Show more");
+  const more = h("button", { testid: "statement-more" }, t().app.showMore);
   let pageToken = "";
   const entries: HTMLElement[][] = [];
   const load = async () => {
@@ -150,7 +156,7 @@ async function renderStatement(container: HTMLElement, account: Account): Promis
       ]);
     }
     pageToken = answer.nextPageToken;
-    replace(rows, table("statement", ["When", "What", "Payment", "Amount", "Balance after"], entries, "No entries in this period."));
+    replace(rows, table("statement", t().accounts.statementHeadings, entries, t().accounts.noEntries));
     more.hidden = !pageToken;
   };
   period.addEventListener("change", async () => {
@@ -169,9 +175,9 @@ async function renderPayments(container: HTMLElement, account: Account, rerender
     container,
     paymentsTable("account-payments", answer.payments, (payment) =>
       refundableMinor(payment) > 0n
-        ? refundForm(payment, async (refund) => rerender(`Refunded ${formatMoney(refund.amountMinor, refund.currency)}.`))
+        ? refundForm(payment, async (refund) => rerender(t().accounts.refunded(formatMoney(refund.amountMinor, refund.currency))))
         : null,
     ),
-    answer.nextPageToken ? h("p", null, link(`#/payments?account=${idOf(account.name)}`, "All payments of this account")) : null,
+    answer.nextPageToken ? h("p", null, link(`#/payments?account=${idOf(account.name)}`, t().accounts.allPaymentsOfAccount)) : null,
   );
 }

@@ -1,55 +1,77 @@
 import type { AuditEvent } from "../../../generated/ts/emoney/admin/v1/admin_pb";
 import { admin, idOf } from "../api";
+import { actionLabel, changeView } from "../audit";
 import { h, input, link, replace, select, table } from "../dom";
+import { formatNumber, t } from "../i18n";
 import { act, card, loading, page, since, when } from "../ui";
 import type { Screen } from "../screen";
 
 const AUDIT_PAGE_SIZE = 50;
-const AUDIT_PERIODS: [string, string][] = [["0", "Any time"], ["1", "Last 24 hours"], ["7", "Last 7 days"], ["30", "Last 30 days"]];
 
-function actorCell(actor: string): HTMLElement | string {
-  return actor.startsWith("users/") ? link(`#/users/${idOf(actor)}`, actor) : actor;
+function auditPeriods(): [string, string][] {
+  const text = t().audit.periods;
+  return [["0", text.any], ["1", text.day], ["7", text.week], ["30", text.month]];
 }
 
-/** `/emoney.accounts.v1.AccountsService/FreezeAccount` → `FreezeAccount` (the full name on hover). */
-function methodCell(method: string): HTMLElement {
-  return h("span", { attrs: { title: method } }, method.slice(method.lastIndexOf("/") + 1));
+function actorCell(actor: string): HTMLElement | string {
+  if (actor.startsWith("users/")) return link(`#/users/${idOf(actor)}`, actor);
+  return actor === "system" ? t().audit.system : actor;
+}
+
+/** The action in words, the full method name on hover. */
+function actionCell(event: AuditEvent): HTMLElement {
+  return h("span", { class: "audit-action", testid: "audit-action", attrs: { title: event.method } }, actionLabel(event.method, event.summaryJson));
+}
+
+/** The record as stored, folded away: the summary's JSON, the chain position and the hash. */
+function recordCell(event: AuditEvent): HTMLElement {
+  const text = t().audit;
+  return h(
+    "details",
+    { class: "audit-record", testid: "audit-record" },
+    h("summary", null, text.record, " ", h("code", null, event.hashHex.slice(0, 12))),
+    h("div", { class: "muted" }, text.chain(String(event.stripe), String(event.sequence))),
+    h("div", null, text.hash, ": ", h("code", { class: "hash", testid: "audit-hash" }, event.hashHex)),
+    h("div", null, text.rawSummary, ":"),
+    h("code", { class: "summary", testid: "audit-summary-json" }, event.summaryJson),
+  );
 }
 
 function auditTable(events: AuditEvent[], filtered: boolean): HTMLElement {
+  const text = t().audit;
   return table(
     "audit-events",
-    ["When", "Actor", "Action", "Request id", "Change", "Chain", "Hash"],
+    text.headings,
     events.map((event) => [
       when(event.createTime),
       actorCell(event.actor),
-      methodCell(event.method),
+      actionCell(event),
+      h("div", { class: "audit-change", testid: "audit-change" }, changeView(event.summaryJson)),
       h("code", null, event.requestId),
-      h("code", { class: "summary" }, event.summaryJson),
-      `${event.stripe} #${event.sequence}`,
-      h("code", { attrs: { title: event.hashHex } }, event.hashHex.slice(0, 12)),
+      recordCell(event),
     ]),
-    filtered ? "No audit event matches." : "No audit events yet.",
+    filtered ? text.noMatch : text.none,
   );
 }
 
 /** The newest audit events, filtered by actor, request id and period (kept in the address), paged. */
 function auditEventsCard(query: URLSearchParams): { element: HTMLElement; load: () => Promise<void> } {
-  const actor = input("audit-actor", { value: query.get("actor") ?? "", placeholder: "Actor, e.g. users/…", maxlength: "200", size: "30" });
-  const requestId = input("audit-request-id", { value: query.get("requestId") ?? "", placeholder: "Request id", maxlength: "100", size: "24" });
-  const period = select("audit-period", AUDIT_PERIODS, query.get("period") ?? "0");
-  const filters = h("form", { class: "toolbar", testid: "audit-filters" }, actor, requestId, period, h("button", { attrs: { type: "submit" } }, "Filter"));
+  const text = t().audit;
+  const actor = input("audit-actor", { value: query.get("actor") ?? "", placeholder: text.actorPlaceholder, maxlength: "200", size: "30" });
+  const requestId = input("audit-request-id", { value: query.get("requestId") ?? "", placeholder: text.requestIdPlaceholder, maxlength: "100", size: "24" });
+  const period = select("audit-period", auditPeriods(), query.get("period") ?? "0");
+  const filters = h("form", { class: "toolbar", testid: "audit-filters" }, actor, requestId, period, h("button", { attrs: { type: "submit" } }, text.filter));
   filters.addEventListener("submit", (event) => {
     event.preventDefault();
     const next = new URLSearchParams();
     if (actor.value.trim()) next.set("actor", actor.value.trim());
     if (requestId.value.trim()) next.set("requestId", requestId.value.trim());
     if (period.value !== "0") next.set("period", period.value);
-    const text = next.toString();
-    window.location.hash = text ? `#/audit?${text}` : "#/audit";
+    const query = next.toString();
+    window.location.hash = query ? `#/audit?${query}` : "#/audit";
   });
   const results = h("div", null, loading());
-  const more = h("button", { testid: "audit-more" }, "Show older");
+  const more = h("button", { testid: "audit-more" }, text.showOlder);
   more.hidden = true;
   const shown: AuditEvent[] = [];
   let pageToken = "";
@@ -68,13 +90,14 @@ function auditEventsCard(query: URLSearchParams): { element: HTMLElement; load: 
     replace(results, auditTable(shown, Boolean(actor.value.trim() || requestId.value.trim() || days)));
   };
   more.addEventListener("click", () => act(more, load));
-  return { element: card("Events, newest first", filters, results, more), load };
+  return { element: card(text.events, filters, results, more), load };
 }
 
 export const auditScreen: Screen = async (main, _params, query) => {
+  const text = t().audit;
   const events = auditEventsCard(query);
   const result = h("div", { testid: "audit-result" });
-  const verify = h("button", { class: "primary", testid: "verify-audit" }, "Verify the audit chains");
+  const verify = h("button", { class: "primary", testid: "verify-audit" }, text.verify);
   verify.addEventListener("click", () =>
     act(verify, async () => {
       const answer = await admin.verifyAuditChain({});
@@ -84,12 +107,12 @@ export const auditScreen: Screen = async (main, _params, query) => {
           "p",
           { class: answer.ok ? "verdict ok" : "verdict broken", testid: "audit-verdict" },
           answer.ok
-            ? `Intact: ${answer.eventsChecked} events in ${answer.stripesChecked} chains, every link checks out.`
-            : `Broken: ${answer.brokenLinks.length} link(s) do not check out (of ${answer.eventsChecked} events).`,
+            ? text.intact(formatNumber(answer.eventsChecked), formatNumber(answer.stripesChecked))
+            : text.broken(formatNumber(answer.brokenLinks.length), formatNumber(answer.eventsChecked)),
         ),
         answer.brokenLinks.length
-          ? table("broken-links", ["Chain", "Sequence", "Problem", "Recorded"], answer.brokenLinks.map((link) => [
-              String(link.stripe), String(link.sequence), link.problem, when(link.createTime)]))
+          ? table("broken-links", text.brokenHeadings, answer.brokenLinks.map((link) => [
+              String(link.stripe), formatNumber(link.sequence), link.problem, when(link.createTime)]), t().app.nothing)
           : null,
       );
     }),
@@ -97,19 +120,19 @@ export const auditScreen: Screen = async (main, _params, query) => {
   replace(
     main,
     page(
-      "Audit log",
-      h("p", null, "Every change (who, what, when, request id) is appended to hash-chained audit records that nobody can edit. ",
-        "Verification recomputes every link of this organisation's chains."),
+      text.title,
+      h("p", null, text.intro),
       events.element,
-      card("Chain verification", verify, result),
+      card(text.verification, verify, result),
     ),
   );
   await events.load();
 };
 
 export const reconciliationScreen: Screen = async (main) => {
+  const text = t().reconciliation;
   const result = h("div", { testid: "reconciliation-result" });
-  const run = h("button", { class: "primary", testid: "reconcile" }, "Reconcile the ledger");
+  const run = h("button", { class: "primary", testid: "reconcile" }, text.run);
   run.addEventListener("click", () =>
     act(run, async () => {
       const answer = await admin.reconcileLedger({});
@@ -118,12 +141,14 @@ export const reconciliationScreen: Screen = async (main) => {
         h(
           "p",
           { class: answer.ok ? "verdict ok" : "verdict broken", testid: "reconciliation-verdict" },
-          answer.ok ? "Balanced: every check passed." : `${answer.discrepancies.length} discrepancies found${answer.truncated ? " (list cut short)" : ""}.`,
+          answer.ok ? text.balanced : text.discrepancies(formatNumber(answer.discrepancies.length), answer.truncated),
         ),
-        h("p", { class: "muted" }, `${answer.accountsChecked} accounts, ${answer.transfersChecked} transfers, ${answer.entriesChecked} entries checked at ${when(answer.checkTime)}.`),
+        h("p", { class: "muted" }, text.checked(
+          formatNumber(answer.accountsChecked), formatNumber(answer.transfersChecked), formatNumber(answer.entriesChecked), when(answer.checkTime))),
         answer.discrepancies.length
-          ? table("discrepancies", ["Check", "Subject", "Expected", "Actual"], answer.discrepancies.map((item) => [
-              item.check, item.subject, `${item.expectedMinor} minor units`, `${item.actualMinor} minor units`]))
+          ? table("discrepancies", text.headings, answer.discrepancies.map((item) => [
+              item.check, item.subject, text.minorUnits(formatNumber(item.expectedMinor)), text.minorUnits(formatNumber(item.actualMinor))]),
+              t().app.nothing)
           : null,
       );
     }),
@@ -131,9 +156,8 @@ export const reconciliationScreen: Screen = async (main) => {
   replace(
     main,
     page(
-      "Ledger reconciliation",
-      h("p", null, "Checks that every transfer's entries sum to zero, that each currency balances across the organisation, ",
-        "that stored balances equal the sum of their entries and that holds and refunds add up."),
+      text.title,
+      h("p", null, text.intro),
       card(null, run, result),
     ),
   );

@@ -4,6 +4,7 @@ import { PaymentKind, type Payment } from "../../../generated/ts/emoney/payments
 import { accounts, payments } from "../api";
 import { h, link, replace } from "../dom";
 import { collect, PAGE_SIZE, paymentsTable } from "../lists";
+import { formatNumber, t } from "../i18n";
 import { formatMoney } from "../money";
 import { card, loading, page, stat } from "../ui";
 import type { Screen } from "../screen";
@@ -27,7 +28,8 @@ function moneyLines(sums: Map<string, bigint>): HTMLElement {
 }
 
 export const dashboardScreen: Screen = async (main) => {
-  replace(main, page("Dashboard", loading()));
+  const text = t().dashboard;
+  replace(main, page(text.title, loading()));
   const midnight = new Date();
   midnight.setHours(0, 0, 0, 0);
   const [allAccounts, today] = await Promise.all([
@@ -52,25 +54,25 @@ export const dashboardScreen: Screen = async (main) => {
   replace(
     main,
     page(
-      "Dashboard",
+      text.title,
       h(
         "div",
         { class: "stats" },
-        stat("Accounts", String(held.length), "stat-accounts"),
-        stat("Customer / merchant accounts", `${count(AccountKind.CUSTOMER)} / ${count(AccountKind.MERCHANT)}`, "stat-kinds"),
-        stat("Frozen accounts", String(frozen), "stat-frozen"),
-        stat("Total float (money in circulation)", moneyLines(totalFloat), "stat-float"),
+        stat(text.accounts, formatNumber(held.length), "stat-accounts"),
+        stat(text.customerMerchantAccounts, `${formatNumber(count(AccountKind.CUSTOMER))} / ${formatNumber(count(AccountKind.MERCHANT))}`, "stat-kinds"),
+        stat(text.frozenAccounts, formatNumber(frozen), "stat-frozen"),
+        stat(text.totalFloat, moneyLines(totalFloat), "stat-float"),
         // Counts what the list below shows (every payment today); the volume is what people paid people and shops.
-        stat("Payments today", String(today.items.length), "stat-payments-today"),
-        stat("Paid to people and shops today", moneyLines(perCurrency(moved)), "stat-volume-today"),
+        stat(text.paymentsToday, formatNumber(today.items.length), "stat-payments-today"),
+        stat(text.paidToday, moneyLines(perCurrency(moved)), "stat-volume-today"),
       ),
-      partial ? h("p", { class: "muted" }, "Figures cover the first pages only: this tenant has more than the dashboard reads.") : null,
+      partial ? h("p", { class: "muted" }, text.partial) : null,
       card(
         today.items.length > SHOWN_TODAY
-          ? `Today's activity: the latest ${SHOWN_TODAY} of ${today.items.length}`
-          : "Today's activity",
+          ? text.activityLatest(formatNumber(SHOWN_TODAY), formatNumber(today.items.length))
+          : text.activity,
         paymentsTable("payments-today", today.items.slice(0, SHOWN_TODAY)),
-        h("p", null, link("#/payments", "All payments"), " · ", link("#/live", "Watch them live")),
+        h("p", null, link("#/payments", text.allPayments), " · ", link("#/live", text.watchLive)),
       ),
     ),
   );

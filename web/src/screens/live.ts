@@ -6,6 +6,7 @@ import { h, replace } from "../dom";
 import { paymentEventBadge, paymentKindLabel } from "../enums";
 import { describeError } from "../errors";
 import { accountLink, paymentLink } from "../lists";
+import { t } from "../i18n";
 import { formatMoney } from "../money";
 import { page, when } from "../ui";
 import type { Screen } from "../screen";
@@ -28,28 +29,29 @@ function row(event: PaymentEventType, payment: Payment): HTMLElement {
 }
 
 export const liveScreen: Screen = async (main) => {
-  const state = h("span", { class: "live-state", testid: "live-state" }, "connecting…");
+  const text = t().live;
+  const state = h("span", { class: "live-state", testid: "live-state" }, text.connecting);
   const body = h("tbody", { testid: "live-events" });
   const events = h(
     "table",
     { testid: "live-table" },
-    h("thead", null, h("tr", null, ["When", "Event", "Kind", "Payment", "From", "To", "Amount"].map((text) => h("th", null, text)))),
+    h("thead", null, h("tr", null, text.headings.map((heading) => h("th", null, heading)))),
     body,
   );
-  const empty = h("p", { class: "empty", testid: "live-empty" }, "Waiting for payments… new ones appear here the moment they commit.");
-  replace(main, page("Live payments", h("p", null, "Status: ", state), empty, h("div", { class: "table-scroll" }, events)));
+  const empty = h("p", { class: "empty", testid: "live-empty" }, text.waiting);
+  replace(main, page(text.title, h("p", null, text.status, state), empty, h("div", { class: "table-scroll" }, events)));
 
   const stop = new AbortController();
   const watch = async () => {
     for (let attempt = 0; !stop.signal.aborted; attempt++) {
       try {
-        state.textContent = "connecting…";
+        state.textContent = text.connecting;
         // The server sends the stream's headers once it has subscribed: from then on nothing is missed.
         const stream = payments.watchPayments({}, {
           signal: stop.signal,
           timeoutMs: 0,
           onHeader: () => {
-            state.textContent = "live";
+            state.textContent = text.live;
             state.className = "live-state on";
           },
         });
@@ -63,7 +65,7 @@ export const liveScreen: Screen = async (main) => {
       } catch (error) {
         if (stop.signal.aborted || (error instanceof ConnectError && error.code === Code.Canceled)) return;
         state.className = "live-state off";
-        state.textContent = `interrupted (${describeError(error).message}) — reconnecting; events in between are in Payments`;
+        state.textContent = text.interrupted(describeError(error).message);
         if (error instanceof ConnectError && (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied)) return;
       }
       const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)];

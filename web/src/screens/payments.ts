@@ -2,6 +2,7 @@ import { PaymentKind, PaymentStatus, type Payment } from "../../../generated/ts/
 import { idOf, newRequestId, payments } from "../api";
 import { h, input, link, replace, select, table } from "../dom";
 import { filterOptions, fromSlug, PAYMENT_STATUS_LABELS, paymentKindLabel, paymentStatusBadge } from "../enums";
+import { t } from "../i18n";
 import { accountLink, paymentLink, paymentsTable, refundableMinor } from "../lists";
 import { amountText, formatMoney, parseAmount } from "../money";
 import { act, card, loading, page, say, shortId, since, when } from "../ui";
@@ -10,10 +11,10 @@ import type { Screen } from "../screen";
 /** A refund of all or part of what is left of `payment`; `done` is called with the refund. */
 export function refundForm(payment: Payment, done: (refund: Payment) => Promise<void>): HTMLFormElement {
   const left = refundableMinor(payment);
-  const amount = input(`refund-${idOf(payment.name)}`, { inputmode: "decimal", value: amountText(left, payment.currency), size: "8", "aria-label": "Amount to refund" });
+  const amount = input(`refund-${idOf(payment.name)}`, { inputmode: "decimal", value: amountText(left, payment.currency), size: "8", "aria-label": t().payments.amountToRefund });
   let requestId = newRequestId();
   amount.addEventListener("input", () => (requestId = newRequestId()));
-  const form = h("form", { class: "refund-form", testid: "refund-form" }, amount, h("button", { attrs: { type: "submit" }, testid: "refund" }, "Refund"));
+  const form = h("form", { class: "refund-form", testid: "refund-form" }, amount, h("button", { attrs: { type: "submit" }, testid: "refund" }, t().payments.refund));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     await act(form, async () => {
@@ -25,15 +26,18 @@ export function refundForm(payment: Payment, done: (refund: Payment) => Promise<
   return form;
 }
 
-const STATUSES = filterOptions(PaymentStatus, PAYMENT_STATUS_LABELS, "Any status");
-const PERIODS: [string, string][] = [["1", "Today and yesterday"], ["7", "Last 7 days"], ["30", "Last 30 days"], ["0", "Everything"]];
+function periods(): [string, string][] {
+  const text = t().payments.periods;
+  return [["1", text.recent], ["7", text.last7], ["30", text.last30], ["0", text.everything]];
+}
 
 export const paymentsScreen: Screen = async (main, _params, query) => {
-  const status = select("status", STATUSES, query.get("status") ?? "");
-  const period = select("period", PERIODS, query.get("period") ?? "7");
+  const text = t().payments;
+  const status = select("status", filterOptions(PaymentStatus, PAYMENT_STATUS_LABELS(), text.anyStatus), query.get("status") ?? "");
+  const period = select("period", periods(), query.get("period") ?? "7");
   const account = query.get("account") ?? "";
   const results = h("div", null, loading());
-  const more = h("button", { testid: "payments-more" }, "Show more");
+  const more = h("button", { testid: "payments-more" }, t().app.showMore);
   const filter = () => {
     const next = new URLSearchParams({ period: period.value });
     if (status.value) next.set("status", status.value);
@@ -45,8 +49,8 @@ export const paymentsScreen: Screen = async (main, _params, query) => {
   replace(
     main,
     page(
-      "Payments",
-      h("div", { class: "toolbar" }, status, period, account ? h("span", null, "Account ", accountLink(`accounts/${account}`), " ", link("#/payments", "(all)")) : null),
+      text.title,
+      h("div", { class: "toolbar" }, status, period, account ? h("span", null, text.account, accountLink(`accounts/${account}`), " ", link("#/payments", text.all)) : null),
       results,
       more,
     ),
@@ -68,7 +72,7 @@ export const paymentsScreen: Screen = async (main, _params, query) => {
       refundableMinor(payment) > 0n
         ? refundForm(payment, async (refund) => {
             await reloadFirstPage();
-            say("notice", `Refunded ${formatMoney(refund.amountMinor, refund.currency)} of payment ${shortId(payment.name)}.`);
+            say("notice", t().payments.refundedOf(formatMoney(refund.amountMinor, refund.currency), shortId(payment.name)));
           })
         : null,
     ));
@@ -84,26 +88,27 @@ export const paymentsScreen: Screen = async (main, _params, query) => {
 
 export const paymentScreen: Screen = async (main, [paymentId]) => {
   const name = `payments/${paymentId}`;
-  replace(main, page("Payment", loading()));
+  replace(main, page(t().payments.payment, loading()));
   const render = async (notice?: string) => {
+    const text = t().payments;
     const payment = (await payments.getPayment({ name })).payment!;
     const left = refundableMinor(payment);
     const details = table("payment-details", ["", ""], [
-      ["Kind", paymentKindLabel(payment.kind)],
-      ["Status", paymentStatusBadge(payment.status)],
-      ["Amount", h("span", { class: "money", testid: "payment-amount" }, formatMoney(payment.amountMinor, payment.currency))],
-      ["Refunded", h("span", { class: "money", testid: "payment-refunded" }, formatMoney(payment.refundedMinor, payment.currency))],
-      payment.kind === PaymentKind.HOLD ? ["Captured", formatMoney(payment.capturedMinor, payment.currency)] : null,
-      ["From", accountLink(payment.fromAccount, payment.fromAccount)],
-      ["To", accountLink(payment.toAccount, payment.toAccount)],
-      ["Terminal", payment.terminal || "—"],
-      ["Related payment", paymentLink(payment.relatedPayment)],
-      ["Created", when(payment.createTime)],
-      payment.expireTime ? ["Hold expires", when(payment.expireTime)] : null,
-      ["Request id", h("code", null, payment.requestId)],
-    ].filter((row): row is [string, HTMLElement | string] => row !== null));
+      [text.kind, paymentKindLabel(payment.kind)],
+      [text.status, paymentStatusBadge(payment.status)],
+      [text.amount, h("span", { class: "money", testid: "payment-amount" }, formatMoney(payment.amountMinor, payment.currency))],
+      [text.refundedLabel, h("span", { class: "money", testid: "payment-refunded" }, formatMoney(payment.refundedMinor, payment.currency))],
+      payment.kind === PaymentKind.HOLD ? [text.captured, formatMoney(payment.capturedMinor, payment.currency)] : null,
+      [text.from, accountLink(payment.fromAccount, payment.fromAccount)],
+      [text.to, accountLink(payment.toAccount, payment.toAccount)],
+      [text.terminal, payment.terminal || "—"],
+      [text.related, paymentLink(payment.relatedPayment)],
+      [text.created, when(payment.createTime)],
+      payment.expireTime ? [text.holdExpires, when(payment.expireTime)] : null,
+      [text.requestId, h("code", null, payment.requestId)],
+    ].filter((row): row is [string, HTMLElement | string] => row !== null), t().app.nothing);
     const receipt = h("div", null);
-    const showReceipt = h("button", { testid: "show-receipt" }, "Show receipt");
+    const showReceipt = h("button", { testid: "show-receipt" }, text.showReceipt);
     showReceipt.addEventListener("click", () =>
       act(showReceipt, async () => {
         const answer = await payments.getReceipt({ payment: name });
@@ -113,13 +118,13 @@ export const paymentScreen: Screen = async (main, [paymentId]) => {
     replace(
       main,
       page(
-        `Payment ${shortId(payment.name)}`,
+        text.paymentTitle(shortId(payment.name)),
         card(null, details),
         left > 0n
-          ? card(`Refund (up to ${formatMoney(left, payment.currency)})`, refundForm(payment, async (refund) =>
-              render(`Refunded ${formatMoney(refund.amountMinor, refund.currency)}.`)))
+          ? card(text.refundUpTo(formatMoney(left, payment.currency)), refundForm(payment, async (refund) =>
+              render(t().payments.refunded(formatMoney(refund.amountMinor, refund.currency)))))
           : null,
-        payment.kind === PaymentKind.HOLD ? null : card("Receipt", showReceipt, receipt),
+        payment.kind === PaymentKind.HOLD ? null : card(text.receipt, showReceipt, receipt),
       ),
     );
     if (notice) say("notice", notice);

@@ -1,5 +1,6 @@
 import { signIn } from "../api";
 import { field, h, input, replace } from "../dom";
+import { t } from "../i18n";
 import { act, navigate } from "../ui";
 import type { Screen } from "../screen";
 
@@ -7,15 +8,16 @@ export const signInScreen: Screen = async (main, _params, query) => {
   const tenant = input("tenant", { value: query.get("tenant") ?? "demo-city", required: true, autocomplete: "organization" });
   const email = input("email", { type: "email", required: true, autocomplete: "username" });
   const password = input("password", { type: "password", required: true, autocomplete: "current-password" });
-  const submit = h("button", { class: "primary", testid: "sign-in", attrs: { type: "submit" } }, "Sign in");
+  const text = t().signIn;
+  const submit = h("button", { class: "primary", testid: "sign-in", attrs: { type: "submit" } }, text.submit);
   const form = h(
     "form",
     { class: "signin", testid: "sign-in-form" },
-    h("h1", null, "e-Money back office"),
-    h("p", { class: "muted" }, "For operators and tenant administrators."),
-    field("Organisation", tenant, "The tenant's short name, for example demo-city"),
-    field("E-mail", email),
-    field("Password", password),
+    h("h1", null, text.heading),
+    h("p", { class: "muted" }, text.intro),
+    field(text.organisation, tenant, text.organisationHint),
+    field(text.email, email),
+    field(text.password, password),
     submit,
   );
   form.addEventListener("submit", async (event) => {

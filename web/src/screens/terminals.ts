@@ -2,12 +2,14 @@ import { Role, TerminalStatus, type Terminal } from "../../../generated/ts/emone
 import { admin, idOf } from "../api";
 import { field, h, input, link, replace, select, table } from "../dom";
 import { terminalStatusBadge } from "../enums";
+import { t } from "../i18n";
 import { collect, PAGE_SIZE, userDirectory } from "../lists";
 import { act, card, loading, page, say, shortId, when } from "../ui";
 import type { Screen } from "../screen";
 
 export const terminalsScreen: Screen = async (main) => {
-  replace(main, page("Terminals", loading()));
+  const text = t().terminals;
+  replace(main, page(text.title, loading()));
   const merchants = (await userDirectory()).users.filter((user) => user.roles.includes(Role.MERCHANT));
   const merchantNames = new Map(merchants.map((user) => [user.name, user.displayName]));
   const list = h("div", null, loading());
@@ -22,7 +24,7 @@ export const terminalsScreen: Screen = async (main) => {
       list,
       table(
         "terminals",
-        ["Terminal", "Merchant", "Client id", "Status", "Registered", ""],
+        text.headings,
         terminals.items.map((terminal: Terminal) => [
           terminal.displayName,
           link(`#/users/${idOf(terminal.merchant)}`, merchantNames.get(terminal.merchant) ?? shortId(terminal.merchant)),
@@ -31,27 +33,27 @@ export const terminalsScreen: Screen = async (main) => {
           when(terminal.createTime),
           terminal.status === TerminalStatus.ACTIVE ? disableButton(terminal) : "",
         ]),
-        "No terminals yet.",
+        text.none,
       ),
     );
   };
 
   const disableButton = (terminal: Terminal) => {
-    const button = h("button", { class: "danger", testid: "disable-terminal" }, "Disable");
+    const button = h("button", { class: "danger", testid: "disable-terminal" }, text.disable);
     button.addEventListener("click", async () => {
-      if (!window.confirm(`Disable “${terminal.displayName}”? It is signed out at once and cannot be enabled again.`)) return;
+      if (!window.confirm(text.confirmDisable(terminal.displayName))) return;
       await act(button, async () => {
         await admin.disableTerminal({ name: terminal.name });
         await render();
-        say("notice", `“${terminal.displayName}” is disabled.`);
+        say("notice", text.disabled(terminal.displayName));
       });
     });
     return button;
   };
 
   const merchant = select("merchant", merchants.map((user) => [user.name, `${user.displayName} <${user.email}>`]));
-  const displayName = input("terminal-name", { required: true, maxlength: "200", placeholder: "Bakery till 2" });
-  const register = h("form", { class: "inline-form", testid: "register-terminal" }, field("Merchant", merchant), field("Name", displayName), h("button", { attrs: { type: "submit" } }, "Register"));
+  const displayName = input("terminal-name", { required: true, maxlength: "200", placeholder: text.namePlaceholder });
+  const register = h("form", { class: "inline-form", testid: "register-terminal" }, field(text.merchant, merchant), field(text.name, displayName), h("button", { attrs: { type: "submit" } }, text.register));
   register.addEventListener("submit", async (event) => {
     event.preventDefault();
     await act(register, async () => {
@@ -63,9 +65,9 @@ export const terminalsScreen: Screen = async (main) => {
         h(
           "div",
           { class: "secret", testid: "terminal-secret" },
-          h("strong", null, "Write these down now: the secret is shown only once."),
-          h("div", null, "Client id: ", h("code", null, answer.terminal!.clientId)),
-          h("div", null, "Client secret: ", h("code", { testid: "client-secret" }, answer.clientSecret)),
+          h("strong", null, text.writeDown),
+          h("div", null, text.clientId, h("code", null, answer.terminal!.clientId)),
+          h("div", null, text.clientSecret, h("code", { testid: "client-secret" }, answer.clientSecret)),
         ),
       );
       await render();
@@ -74,9 +76,9 @@ export const terminalsScreen: Screen = async (main) => {
   replace(
     main,
     page(
-      "Terminals",
+      text.title,
       list,
-      card("Register a terminal", merchants.length ? register : h("p", null, "Create a merchant first."), secret),
+      card(text.registerCard, merchants.length ? register : h("p", null, text.createMerchantFirst), secret),
     ),
   );
   await render();
