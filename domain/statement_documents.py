@@ -24,6 +24,9 @@ from babel.numbers import format_currency, format_decimal
 from domain.currencies import minor_units
 
 LANGUAGES = ("en", "pt-BR")
+FORMATS = ("csv", "pdf")
+# Where an export job is (migration 0020's states).
+EXPORT_STATES = ("pending", "running", "succeeded", "failed")
 _BABEL_LOCALE = {"en": "en_US", "pt-BR": "pt_BR"}
 
 _WORDS = {

@@ -138,6 +138,7 @@ class AccountRecord:
     balance_shards: int
     created_at: datetime
     updated_at: datetime
+    owner_display_name: str | None = None  # read by listings and lookups; None from the ledger's own functions
 
     @property
     def available_minor(self) -> int:
@@ -232,7 +233,8 @@ _BALANCE_OF_A = """(a.balance_minor + coalesce((select sum(s.balance_minor) from
 _ACCOUNT_SELECT = f"""
     select a.account_id, a.owner_user_id, a.kind, a.currency, a.status, a.overdraft_limit_minor,
            {_BALANCE_OF_A}::bigint,
-           a.held_minor, a.balance_shards, a.created_at, a.updated_at
+           a.held_minor, a.balance_shards, a.created_at, a.updated_at,
+           (select u.display_name from users u where u.tenant_id = a.tenant_id and u.user_id = a.owner_user_id)
       from accounts a
 """
 

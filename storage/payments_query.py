@@ -97,3 +97,33 @@ async def owned_account_ids(unit_of_work: UnitOfWork, owner_user_id: uuid.UUID) 
         "select account_id from accounts where owner_user_id = %s order by created_at limit 1000", (owner_user_id,)
     )
     return [row[0] for row in await cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class PartyNames:
+    """Who a payment is between, by name, for the back office: the accounts' holders and the terminal."""
+
+    from_name: str
+    to_name: str
+    terminal_name: str
+
+
+async def party_names(unit_of_work: UnitOfWork, rows: list[PaymentRow]) -> dict[uuid.UUID, PartyNames]:
+    """The names of every row's parties, in one query (a float account, the ledger's own, has none)."""
+    if not rows:
+        return {}
+    account_ids = list({row.from_account_id for row in rows} | {row.to_account_id for row in rows})
+    terminal_ids = list({row.terminal_id for row in rows if row.terminal_id is not None})
+    cursor = await unit_of_work.connection.execute(
+        """select 'a', a.account_id, coalesce(u.display_name, '') from accounts a left join users u on u.user_id = a.owner_user_id
+            where a.account_id = any(%s)
+           union all
+           select 't', t.terminal_id, t.display_name from terminals t where t.terminal_id = any(%s)""",
+        (account_ids, terminal_ids),
+    )
+    accounts, terminals = {}, {}
+    for kind, identifier, name in await cursor.fetchall():
+        (accounts if kind == "a" else terminals)[identifier] = name
+    return {row.payment_id: PartyNames(accounts.get(row.from_account_id, ""), accounts.get(row.to_account_id, ""),
+                                       terminals.get(row.terminal_id, "") if row.terminal_id else "")
+            for row in rows}

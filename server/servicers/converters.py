@@ -24,7 +24,7 @@ from server.services.statements import ExportView
 from storage.audit import AuditEvent
 from storage.ledger import AccountRecord, EntryRecord, HoldRecord, TransferRecord
 from storage.limits import LIMIT_FIELDS, CurrencyLimits, IdentityLevel
-from storage.payments_query import PaymentRow
+from storage.payments_query import PartyNames, PaymentRow
 from storage.tenants import PublicTenant, TenantRecord
 from storage.terminals import TerminalRecord
 from storage.users import UserRecord
@@ -126,6 +126,7 @@ def account_message(account: AccountRecord) -> accounts_pb2.Account:
         overdraft_limit_minor=overdraft,
         create_time=timestamp(account.created_at),
         currency_minor_units=minor_units(account.currency),
+        owner_display_name=account.owner_display_name or "",
     )
 
 
@@ -174,11 +175,14 @@ def hold_payment(hold: HoldRecord) -> payments_pb2.Payment:
                     hold.created_at, captured_minor=hold.captured_minor, expire_time=timestamp(hold.expires_at))
 
 
-def row_payment(row: PaymentRow) -> payments_pb2.Payment:
+def row_payment(row: PaymentRow, names: PartyNames | None = None) -> payments_pb2.Payment:
+    """A listed payment; `names` (the back office's only) fill in who it is between."""
+    named = {} if names is None else {"from_display_name": names.from_name, "to_display_name": names.to_name,
+                                      "terminal_display_name": names.terminal_name}
     return _payment(row.payment_id, row.kind, row.status, row.from_account_id, row.to_account_id, row.amount_minor,
                     row.currency, row.terminal_id, row.related_id, row.request_id, row.created_at,
                     captured_minor=row.captured_minor, refunded_minor=row.refunded_minor,
-                    expire_time=timestamp(row.expires_at), description=row.description or "")
+                    expire_time=timestamp(row.expires_at), description=row.description or "", **named)
 
 
 def level_limits_message(limits: CurrencyLimits) -> admin_pb2.LevelLimits:

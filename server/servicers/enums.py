@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
-from domain import ledger_rules, principal
+from domain import ledger_rules, principal, statement_documents
 from domain.errors import NOT_ALLOWED, REQUIRED, TOO_LONG
 from domain.validation import invalid
 from emoney.accounts.v1 import accounts_pb2
@@ -122,10 +122,10 @@ TERMINAL_STATUS = EnumMap(auth_pb2.TerminalStatus, principal.TERMINAL_STATUSES)
 TENANT_STATUS = EnumMap(admin_pb2.TenantStatus, principal.TENANT_STATUSES)
 
 # Every enum of the contract, by full name (a unit test checks none is missing).
+STATEMENT_FORMAT = EnumMap(accounts_pb2.StatementFormat, statement_documents.FORMATS)
+STATEMENT_EXPORT_STATE = EnumMap(accounts_pb2.StatementExportState, statement_documents.EXPORT_STATES)
 ENUM_MAPS: dict[str, EnumMap] = {
     mapping.full_name: mapping
     for mapping in (ACCOUNT_KIND, ACCOUNT_STATUS, PAYMENT_KIND, PAYMENT_STATUS, PAYMENT_EVENT_TYPE, ROLE, USER_STATUS,
-                    TERMINAL_STATUS, TENANT_STATUS)
+                    TERMINAL_STATUS, TENANT_STATUS, STATEMENT_FORMAT, STATEMENT_EXPORT_STATE)
 }
-STATEMENT_FORMAT = EnumMap(accounts_pb2.StatementFormat, ("csv", "pdf"))
-STATEMENT_EXPORT_STATE = EnumMap(accounts_pb2.StatementExportState, ("pending", "running", "succeeded", "failed"))

@@ -109,8 +109,10 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         )
 
     async def GetPayment(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.GetPaymentResponse:
-        payment = await self._payments.get_payment(require_principal(), request.name)
-        return payments_pb2.GetPaymentResponse(payment=row_payment(payment))
+        principal = require_principal()
+        payment = await self._payments.get_payment(principal, request.name)
+        names = await self._payments.party_names(principal, [payment])
+        return payments_pb2.GetPaymentResponse(payment=row_payment(payment, names.get(payment.payment_id)))
 
     async def ListPayments(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.ListPaymentsResponse:
         command = commands.ListPayments(
@@ -118,8 +120,11 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             PAYMENT_STATUS.filter(request.status, "status"),
             optional_timestamp(request, "start_time"), optional_timestamp(request, "end_time"),
         )
-        rows, next_token = await self._payments.list_payments(require_principal(), command)
-        return payments_pb2.ListPaymentsResponse(payments=[row_payment(row) for row in rows], next_page_token=next_token)
+        principal = require_principal()
+        rows, next_token = await self._payments.list_payments(principal, command)
+        names = await self._payments.party_names(principal, rows)
+        return payments_pb2.ListPaymentsResponse(payments=[row_payment(row, names.get(row.payment_id)) for row in rows],
+                                                 next_page_token=next_token)
 
     async def WatchPayments(self, request, context: grpc.aio.ServicerContext):
         subscription = await self._payments.watch(require_principal(), request.account)

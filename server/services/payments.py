@@ -253,6 +253,14 @@ class PaymentsService:
             )
         return keyset_page(rows, limit, created_position("id", "payment_id"))
 
+    async def party_names(self, principal: Principal, rows: list[PaymentRow]) -> dict[uuid.UUID, payments_query.PartyNames]:
+        """Who each payment is between, by name — for the back office only (a citizen sees account names
+        and the masked names FindPayee gives, never another person's full name)."""
+        if not access.is_back_office(principal) or not rows:
+            return {}
+        async with self._transactions.read(principal.tenant_id) as unit_of_work:
+            return await payments_query.party_names(unit_of_work, rows)
+
     # -- live events and receipts ---------------------------------------------------------------
 
     async def watch(self, principal: Principal, account_name: str):

@@ -32,7 +32,6 @@ from storage.unit_of_work import UnitOfWorkFactory
 
 logger = logging.getLogger("emoney.statements")
 
-FORMATS = ("csv", "pdf")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "pdf": "application/pdf"}
 MAX_PERIOD = timedelta(days=366)
 # The most entries one document holds: a CSV stays well under the object store's 10 MiB per object, and a

@@ -120,3 +120,23 @@ def test_a_phone_number_is_validated_and_unique_at_sign_up(stack, channel):
     with pytest.raises(grpc.RpcError) as raised:
         _citizen(stack, channel, "Someone Else", phone="11 91234-5678")
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_back_office_sees_names_where_citizens_see_only_accounts(stack, channel):
+    """Payments and accounts name their holders (and the terminal) for the back office; a citizen listing
+    their own payments gets no other person's full name (FindPayee's masked name is all they see)."""
+    ana, _ = _citizen(stack, channel, "Ana Carolina Souza")
+    bruno = new_customer(stack, channel, funded_minor=1_000)
+    paid = payments_stub(channel).CreateTransfer(payments_pb2.CreateTransferRequest(
+        request_id=request_id(), from_account=bruno.account, to_account=ana.account, amount_minor=300, currency="EUR",
+    ), metadata=bearer(bruno.token), timeout=10).payment
+    operator = bearer(login_as(stack, "operator"))
+    seen = payments_stub(channel).GetPayment(payments_pb2.GetPaymentRequest(name=paid.name), metadata=operator, timeout=10).payment
+    assert (seen.from_display_name, seen.to_display_name, seen.terminal_display_name) == ("Test Person", "Ana Carolina Souza", "")
+    listed = payments_stub(channel).ListPayments(payments_pb2.ListPaymentsRequest(account=ana.account), metadata=operator, timeout=10)
+    assert [(p.name, p.to_display_name) for p in listed.payments][0] == (paid.name, "Ana Carolina Souza")
+    account = accounts_stub(channel).GetAccount(accounts_pb2.GetAccountRequest(name=ana.account), metadata=operator, timeout=10).account
+    assert account.owner_display_name == "Ana Carolina Souza"
+    for holder in (bruno, ana):
+        own = payments_stub(channel).GetPayment(payments_pb2.GetPaymentRequest(name=paid.name), metadata=bearer(holder.token), timeout=10).payment
+        assert (own.from_display_name, own.to_display_name) == ("", "")

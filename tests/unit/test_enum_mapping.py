@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from google.protobuf import descriptor_pb2
 
-from domain import ledger_rules, principal
+from domain import ledger_rules, principal, statement_documents
 from domain.errors import NOT_ALLOWED, REQUIRED, TOO_LONG, InvalidArgument
 from emoney.accounts.v1 import accounts_pb2
 from emoney.admin.v1 import admin_pb2
@@ -33,6 +33,8 @@ DOMAIN_LISTS = {
     "emoney.auth.v1.UserStatus": principal.USER_STATUSES,
     "emoney.auth.v1.TerminalStatus": principal.TERMINAL_STATUSES,
     "emoney.admin.v1.TenantStatus": principal.TENANT_STATUSES,
+    "emoney.accounts.v1.StatementFormat": statement_documents.FORMATS,
+    "emoney.accounts.v1.StatementExportState": statement_documents.EXPORT_STATES,
 }
 
 

@@ -510,6 +510,7 @@ class Account(_message.Message):
     OVERDRAFT_LIMIT_MINOR_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     CURRENCY_MINOR_UNITS_FIELD_NUMBER: _builtins.int
+    OWNER_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `accounts/{account_id}`."""
     account_id: _builtins.str
@@ -535,6 +536,8 @@ class Account(_message.Message):
     JPY 0 (1250 is ¥1250), EUR 2 (1250 is €12.50), BHD 3 (1250 is 1.250 BD). Absent only for an account
     opened before currencies were checked, in a code that is no ISO 4217 currency.
     """
+    owner_display_name: _builtins.str
+    """The holder's name (empty for the tenant's float account)."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When the account was opened."""
@@ -554,10 +557,11 @@ class Account(_message.Message):
         overdraft_limit_minor: _builtins.int = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         currency_minor_units: _builtins.int | None = ...,
+        owner_display_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_currency_minor_units", b"_currency_minor_units", "create_time", b"create_time", "currency_minor_units", b"currency_minor_units"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_currency_minor_units", b"_currency_minor_units", "account_id", b"account_id", "available_minor", b"available_minor", "balance_minor", b"balance_minor", "create_time", b"create_time", "currency", b"currency", "currency_minor_units", b"currency_minor_units", "held_minor", b"held_minor", "kind", b"kind", "name", b"name", "overdraft_limit_minor", b"overdraft_limit_minor", "owner", b"owner", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_currency_minor_units", b"_currency_minor_units", "account_id", b"account_id", "available_minor", b"available_minor", "balance_minor", b"balance_minor", "create_time", b"create_time", "currency", b"currency", "currency_minor_units", b"currency_minor_units", "held_minor", b"held_minor", "kind", b"kind", "name", b"name", "overdraft_limit_minor", b"overdraft_limit_minor", "owner", b"owner", "owner_display_name", b"owner_display_name", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__currency_minor_units: _TypeAlias = _typing.Literal["currency_minor_units"]  # noqa: Y015
     _WhichOneofArgType__currency_minor_units: _TypeAlias = _typing.Literal["_currency_minor_units", b"_currency_minor_units"]  # noqa: Y015

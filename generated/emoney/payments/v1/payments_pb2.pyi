@@ -178,6 +178,9 @@ class Payment(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    FROM_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    TO_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    TERMINAL_DISPLAY_NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name: `payments/{payment_id}`."""
     payment_id: _builtins.str
@@ -208,6 +211,14 @@ class Payment(_message.Message):
     """The client request id that created it."""
     description: _builtins.str
     """What the payer wrote on a transfer ("rent March"); empty when nothing."""
+    from_display_name: _builtins.str
+    """For the back office only (empty for other callers): the name of the
+    holder of `from_account` (empty for the tenant's float).
+    """
+    to_display_name: _builtins.str
+    """For the back office only: the name of the holder of `to_account`."""
+    terminal_display_name: _builtins.str
+    """For the back office only: the terminal's name, if a terminal charged."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was created."""
@@ -235,10 +246,13 @@ class Payment(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
         description: _builtins.str = ...,
+        from_display_name: _builtins.str = ...,
+        to_display_name: _builtins.str = ...,
+        terminal_display_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "captured_minor", b"captured_minor", "create_time", b"create_time", "currency", b"currency", "description", b"description", "expire_time", b"expire_time", "from_account", b"from_account", "kind", b"kind", "name", b"name", "payment_id", b"payment_id", "refunded_minor", b"refunded_minor", "related_payment", b"related_payment", "request_id", b"request_id", "status", b"status", "terminal", b"terminal", "to_account", b"to_account"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_minor", b"amount_minor", "captured_minor", b"captured_minor", "create_time", b"create_time", "currency", b"currency", "description", b"description", "expire_time", b"expire_time", "from_account", b"from_account", "from_display_name", b"from_display_name", "kind", b"kind", "name", b"name", "payment_id", b"payment_id", "refunded_minor", b"refunded_minor", "related_payment", b"related_payment", "request_id", b"request_id", "status", b"status", "terminal", b"terminal", "terminal_display_name", b"terminal_display_name", "to_account", b"to_account", "to_display_name", b"to_display_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
