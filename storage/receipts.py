@@ -35,6 +35,7 @@ from minio.error import S3Error
 from psycopg_pool import AsyncConnectionPool
 
 from domain.currencies import decimal_text, minor_units
+from domain.statement_documents import StatementHeader, kind_label, money, when
 from storage import payments_query
 from storage.object_store import ObjectStore
 from storage.payments_query import PaymentRow
@@ -83,9 +84,14 @@ def display_amount(amount_minor: int, currency: str) -> str:
     return decimal_text(amount_minor, UNKNOWN_CURRENCY_MINOR_UNITS if digits is None else digits)
 
 
-def render_receipt(payment: PaymentRow, tenant_slug: str) -> bytes:
+def render_receipt(payment: PaymentRow, tenant_slug: str, language: str = "en", time_zone: str = "UTC") -> bytes:
     """The receipt document: canonical JSON (sorted keys, no spaces), so the same payment always
-    renders to the same bytes. Amounts are integer minor units plus a display string."""
+    renders to the same bytes. Amounts are integer minor units plus a display string.
+
+    A tenant that speaks another language than English, or counts its days in another time zone than UTC
+    (UpdateTenantSettings), also gets `display`: the amount, the kind and the time as its people read them
+    (domain/statement_documents.py, Babel's CLDR formats). An English, UTC tenant's receipts keep exactly the
+    bytes they always had."""
     if payment.created_at.tzinfo is None:
         raise ValueError("a payment's created_at must carry a time zone")
     document: dict[str, object] = {
@@ -107,6 +113,12 @@ def render_receipt(payment: PaymentRow, tenant_slug: str) -> bytes:
     }
     if payment.description is not None:  # only when written: receipts of payments without one keep their bytes
         document["description"] = payment.description
+    if (language, time_zone) != ("en", "UTC"):
+        voice = StatementHeader("", "", "", payment.currency, payment.created_at, payment.created_at, time_zone, language, 0)
+        document["display"] = {
+            "language": language, "timeZone": time_zone, "kind": kind_label(payment.kind, language),
+            "amount": money(payment.amount_minor, payment.currency, language), "createdAt": when(payment.created_at, voice),
+        }
     if payment.kind == "hold":
         document["capturedMinor"] = payment.captured_minor
         document["captured"] = display_amount(payment.captured_minor, payment.currency)
@@ -132,7 +144,8 @@ async def enqueue_receipt(unit_of_work: UnitOfWork, tenant_id: uuid.UUID, paymen
 
 
 async def get_or_create_receipt(
-    unit_of_work: UnitOfWork, objects: ObjectStore, tenant_id: uuid.UUID, payment: PaymentRow, tenant_slug: str
+    unit_of_work: UnitOfWork, objects: ObjectStore, tenant_id: uuid.UUID, payment: PaymentRow, tenant_slug: str,
+    language: str = "en", time_zone: str = "UTC",
 ) -> bytes:
     """The stored receipt; if it is not written yet, render it, upload it (best effort) and return it.
 
@@ -145,11 +158,11 @@ async def get_or_create_receipt(
     except S3Error as error:
         if error.code != "NoSuchKey":
             logger.warning("receipt read failed: %s", type(error).__name__)
-            return render_receipt(payment, tenant_slug)
+            return render_receipt(payment, tenant_slug, language, time_zone)
     except Exception as error:  # object storage unreachable: the document is deterministic, render it
         logger.warning("receipt read failed: %s", type(error).__name__)
-        return render_receipt(payment, tenant_slug)
-    body = render_receipt(payment, tenant_slug)
+        return render_receipt(payment, tenant_slug, language, time_zone)
+    body = render_receipt(payment, tenant_slug, language, time_zone)
     try:
         await asyncio.wait_for(objects.put(tenant_id, key, body, RECEIPT_CONTENT_TYPE), UPLOAD_TIMEOUT_S)
     except Exception as error:  # best effort: the writer uploads it later
@@ -259,17 +272,18 @@ class ReceiptWriter:
             if not payment_ids:
                 return 0, False
             cursor = await unit_of_work.connection.execute(
-                "select slug from tenants where tenant_id = %s", (tenant_id,)
+                "select slug, language, time_zone from tenants where tenant_id = %s", (tenant_id,)
             )
-            tenant_slug = (await cursor.fetchone())[0]
-            written, storage_failed = await self._upload(unit_of_work, tenant_id, tenant_slug, payment_ids)
+            tenant_slug, language, time_zone = await cursor.fetchone()
+            written, storage_failed = await self._upload(unit_of_work, tenant_id, tenant_slug, payment_ids, language, time_zone)
             if written:
                 await _mark_written(unit_of_work, written)
             await unit_of_work.commit()
         return len(written), storage_failed
 
     async def _upload(
-        self, unit_of_work: UnitOfWork, tenant_id: uuid.UUID, tenant_slug: str, payment_ids: list[uuid.UUID]
+        self, unit_of_work: UnitOfWork, tenant_id: uuid.UUID, tenant_slug: str, payment_ids: list[uuid.UUID],
+        language: str = "en", time_zone: str = "UTC",
     ) -> tuple[list[uuid.UUID], bool]:
         """Render the batch and upload it as one bundle (see the module's docstring). On an object-storage
         failure every row of the batch stays pending with the failure recorded."""
@@ -277,7 +291,7 @@ class ReceiptWriter:
         for payment_id in payment_ids:
             if payment_id not in payments:  # enqueue_receipt refuses unknown payments; record it, never loop silently
                 await _record_failure(unit_of_work, [payment_id], "PaymentNotFound")
-        rendered = [(payment_id, render_receipt(payments[payment_id], tenant_slug)) for payment_id in payment_ids if payment_id in payments]
+        rendered = [(payment_id, render_receipt(payments[payment_id], tenant_slug, language, time_zone)) for payment_id in payment_ids if payment_id in payments]
         if not rendered:
             return [], False
         key = bundle_key(payments[rendered[0][0]])

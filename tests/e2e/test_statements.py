@@ -5,10 +5,12 @@ same bytes every time; bad requests are refused clearly."""
 from __future__ import annotations
 
 import csv
+import json
 import hashlib
 import io
 import time
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import grpc
 import pytest
@@ -138,3 +140,38 @@ def test_bad_requests_are_refused_and_nobody_reads_anothers_statement(stack, cha
         accounts_stub(channel).GetStatementExport(accounts_pb2.GetStatementExportRequest(name=mine.name),
                                                   metadata=bearer(bruno.token), timeout=10)
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_portuguese_tenant_in_sao_paulo_gets_receipts_and_statements_in_its_words(stack, channel):
+    from emoney.admin.v1 import admin_pb2
+    from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
+    from tests.fixtures.identity import admin_stub, create_tenant, unique_email
+    from tests.fixtures.ledger import Holder
+
+    created, admin_token = create_tenant(stack, "cidade", currency="BRL")
+    admin_stub(channel).UpdateTenantSettings(admin_pb2.UpdateTenantSettingsRequest(time_zone="America/Sao_Paulo", language="pt-BR"),
+                                             metadata=bearer(admin_token), timeout=10)
+    people = []
+    for name in ("Ana Souza", "Bruno Lima"):
+        session = auth_pb2_grpc.AuthServiceStub(channel).SignUp(auth_pb2.SignUpRequest(
+            tenant=created.tenant.tenant.name, email=unique_email("cidadao"), password="correct horse battery", display_name=name,
+        ), timeout=10)
+        [account] = accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(), metadata=bearer(session.tokens.access_token),
+                                                        timeout=10).accounts
+        people.append(Holder(session.tokens.access_token, account.name, session.user.name))
+    ana, bruno = people
+    start = datetime.now(timezone.utc) - timedelta(seconds=1)
+    payments_stub(channel).TopUp(payments_pb2.TopUpRequest(request_id=request_id(), account=ana.account, amount_minor=200_000,
+                                                           currency="BRL"), metadata=bearer(admin_token), timeout=10)
+    paid = payments_stub(channel).CreateTransfer(payments_pb2.CreateTransferRequest(
+        request_id=request_id(), from_account=ana.account, to_account=bruno.account, amount_minor=123_456, currency="BRL",
+        description="aluguel"), metadata=bearer(ana.token), timeout=10).payment
+    receipt = payments_stub(channel).GetReceipt(payments_pb2.GetReceiptRequest(payment=paid.name), metadata=bearer(ana.token), timeout=10)
+    display = json.loads(receipt.content)["display"]
+    assert (display["kind"], display["amount"].replace("\u00a0", " ")) == ("Transferência entre pessoas", "R$ 1.234,56")
+    export = _finished(channel, ana, _export(channel, ana, start, datetime.now(timezone.utc) + timedelta(seconds=1),
+                                             accounts_pb2.STATEMENT_FORMAT_CSV).name)
+    assert (export.language, export.time_zone) == ("pt-BR", "America/Sao_Paulo")
+    rows = list(csv.reader(io.StringIO(_download(export).decode("utf-8-sig")), delimiter=";"))
+    local = paid.create_time.ToDatetime(tzinfo=timezone.utc).astimezone(ZoneInfo("America/Sao_Paulo"))
+    assert rows[2][0] == local.strftime("%d/%m/%Y %H:%M:%S") and rows[2][4] == "-1.234,56"

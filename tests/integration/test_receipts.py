@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -361,3 +362,18 @@ async def test_a_payment_committed_after_the_writer_began_is_marked_written(unit
         await _mark_written(writer, [payment_id])
         await writer.commit()
     assert await _pending(units_of_work, tenant) == []
+
+
+def test_a_receipt_speaks_the_tenants_language_and_time_zone_and_english_utc_keeps_its_bytes():
+    """A pt-BR tenant in São Paulo gets a `display` block in its words; an English, UTC tenant's receipt is
+    exactly what it was before tenants had settings."""
+    payment = _payment_row(currency="BRL", amount_minor=123456)
+    english = render_receipt(payment, "t")
+    assert english == render_receipt(payment, "t", "en", "UTC") and "display" not in json.loads(english)
+    display = json.loads(render_receipt(payment, "t", "pt-BR", "America/Sao_Paulo"))["display"]
+    assert display["language"] == "pt-BR" and display["timeZone"] == "America/Sao_Paulo"
+    assert display["amount"].replace("\u00a0", " ") == "R$ 1.234,56"
+    local = payment.created_at.astimezone(ZoneInfo("America/Sao_Paulo"))
+    assert display["createdAt"] == local.strftime("%d/%m/%Y %H:%M:%S")
+    assert display["kind"] in ("Transferência entre pessoas", "Pagamento a estabelecimento", "Depósito (recarga)", "Saque",
+                               "Pagamento capturado", "Estorno")
