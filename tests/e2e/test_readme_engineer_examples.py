@@ -5,6 +5,7 @@ login prints the server's message, not a Python traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -14,9 +15,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from emoney.accounts.v1 import accounts_pb2
 from emoney.payments.v1 import payments_pb2
-from tests.fixtures.identity import bearer, demo_user
-from tests.fixtures.ledger import new_customer, new_shop, payment_code, payments_stub, request_id
+from tests.fixtures.identity import bearer, demo_user, login_as
+from tests.fixtures.ledger import accounts_stub, new_customer, new_shop, payment_code, payments_stub, request_id
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,3 +117,25 @@ def test_readme_block_runs(stack, through):
     assert '"event": "PAYMENT_EVENT_TYPE_CREATED"' in output
     assert '"kind": "PAYMENT_KIND_PAYMENT"' in output
     assert '"amountMinor": "300"' in output
+
+
+def test_citizen_day_block_runs(stack):
+    """A citizen's day in JSON, as written: sign-up with a phone, FindPayee's masked name, a transfer with a
+    description, the limits, and a CSV statement that ends with that transfer."""
+    ana = demo_user(stack, "customer")
+    with grpc.insecure_channel(stack.endpoints.envoy) as channel:  # as `make run`'s demo story leaves her: an account, money
+        token = bearer(login_as(stack, "customer"))
+        accounts = accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(), metadata=token, timeout=10).accounts
+        account = accounts[0] if accounts else accounts_stub(channel).CreateAccount(
+            accounts_pb2.CreateAccountRequest(), metadata=token, timeout=10).account
+        payments_stub(channel).TopUp(
+            payments_pb2.TopUpRequest(request_id=request_id(), account=account.name, amount_minor=1_000, currency="EUR"),
+            metadata=bearer(login_as(stack, "operator")), timeout=10)
+    script = (_readme_block("citizen-day").replace("http://127.0.0.1:8080", f"http://{stack.endpoints.envoy}")
+              .replace("<Ana'\"'\"'s printed password>", ana.password))
+    completed = _bash(script)
+    assert completed.returncode == 0, completed.stderr + completed.stdout
+    lines = completed.stdout.splitlines()
+    assert lines[0].startswith("users/") and lines[1] == "Beatriz C." and lines[2] == "PAYMENT_STATUS_COMPLETED", lines
+    assert json.loads(lines[3]).get("level", "") == "", lines[3]  # the demo tenant has no levels: no limits
+    assert "welcome to the street" in lines[-1] and ",-2.50," in lines[-1], lines[-1]
