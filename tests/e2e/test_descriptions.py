@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import json
 
-import grpc
 import pytest
 
 from emoney.accounts.v1 import accounts_pb2
 from emoney.payments.v1 import payments_pb2
 from tests.fixtures.identity import bearer, error_reason, json_post
 from tests.fixtures.ledger import accounts_stub, new_customer, payments_stub, request_id
-
-
-@pytest.fixture
-def channel(stack):
-    with grpc.insecure_channel(stack.endpoints.envoy) as opened:
-        yield opened
 
 
 def _statement_descriptions(channel, holder) -> dict[str, str]:

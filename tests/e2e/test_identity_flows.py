@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from emoney.admin.v1 import admin_pb2
 from emoney.auth.v1 import auth_pb2
 from tests.fixtures import grpc_web
+from tests.fixtures.errors import grpc_reason
 from tests.fixtures.identity import (
     DEMO_TENANT,
     admin_stub,
@@ -22,14 +21,6 @@ from tests.fixtures.identity import (
     login_as,
     unique_email,
 )
-
-
-def _reason(error: grpc.RpcError) -> str:
-    info = error_details_pb2.ErrorInfo()
-    for detail in rpc_status.from_call(error).details:
-        if detail.Unpack(info):
-            return info.reason
-    return ""
 
 
 def test_json_sign_up_login_refresh_logout(envoy_url):
@@ -127,7 +118,7 @@ def test_change_password_signs_out_other_sessions(stack):
                 auth_pb2.ChangePasswordRequest(current_password="not it at all", new_password="second passphrase"),
                 metadata=bearer(session.tokens.access_token), timeout=10,
             )
-        assert wrong.value.code() == grpc.StatusCode.INVALID_ARGUMENT and _reason(wrong.value) == "WRONG_PASSWORD"
+        assert wrong.value.code() == grpc.StatusCode.INVALID_ARGUMENT and grpc_reason(wrong.value) == "WRONG_PASSWORD"
         auth.ChangePassword(
             auth_pb2.ChangePasswordRequest(current_password="first passphrase", new_password="second passphrase"),
             metadata=bearer(session.tokens.access_token), timeout=10,
@@ -174,7 +165,7 @@ def test_terminal_lifecycle_natively(stack):
         admin.DisableTerminal(admin_pb2.DisableTerminalRequest(name=registered.terminal.name), metadata=bearer(operator), timeout=10)
         with pytest.raises(grpc.RpcError) as disabled:
             auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer(terminal_token), timeout=10)
-        assert disabled.value.code() == grpc.StatusCode.UNAUTHENTICATED and _reason(disabled.value) == "PRINCIPAL_DISABLED"
+        assert disabled.value.code() == grpc.StatusCode.UNAUTHENTICATED and grpc_reason(disabled.value) == "PRINCIPAL_DISABLED"
         with pytest.raises(grpc.RpcError) as refused:
             auth.LoginTerminal(
                 auth_pb2.LoginTerminalRequest(client_id=registered.terminal.client_id, client_secret=registered.client_secret), timeout=10

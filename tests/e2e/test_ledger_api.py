@@ -13,14 +13,7 @@ from emoney.accounts.v1 import accounts_pb2
 from emoney.payments.v1 import payments_pb2
 from tests.fixtures.identity import bearer, create_tenant, error_reason, json_get, json_post, login_as, sign_up
 from tests.fixtures.ledger import accounts_stub, balance, new_customer, new_shop, payment_code, payments_stub, request_id
-
-
-def _reason(error: grpc.RpcError) -> str:
-    info = error_details_pb2.ErrorInfo()
-    for detail in rpc_status.from_call(error).details:
-        if detail.Unpack(info):
-            return info.reason
-    return ""
+from tests.fixtures.errors import grpc_reason
 
 
 @pytest.fixture
@@ -72,7 +65,7 @@ def test_a_payment_code_works_once(stack, channel):
     charge()
     with pytest.raises(grpc.RpcError) as again:
         charge()
-    assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION and _reason(again.value) == "PAYMENT_CODE_USED"
+    assert again.value.code() == grpc.StatusCode.FAILED_PRECONDITION and grpc_reason(again.value) == "PAYMENT_CODE_USED"
     assert balance(channel, ana.token, ana.account).balance_minor == 4_500
 
 
@@ -100,7 +93,7 @@ def test_transfer_idempotency_and_reuse_with_a_different_request(stack, channel)
     assert send(1_000).name == send(1_000).name
     with pytest.raises(grpc.RpcError) as reused:
         send(999)
-    assert reused.value.code() == grpc.StatusCode.ALREADY_EXISTS and _reason(reused.value) == "REQUEST_ID_REUSED"
+    assert reused.value.code() == grpc.StatusCode.ALREADY_EXISTS and grpc_reason(reused.value) == "REQUEST_ID_REUSED"
     assert balance(channel, bruno.token, bruno.account).balance_minor == 1_000
 
 
@@ -138,7 +131,7 @@ def test_holds_reserve_then_capture_part_and_release_the_rest(stack, channel):
         payments_stub(channel).VoidPayment(
             payments_pb2.VoidPaymentRequest(request_id=request_id(), name=hold.name), metadata=bearer(shop.terminal_token), timeout=10
         )
-    assert twice.value.code() == grpc.StatusCode.FAILED_PRECONDITION and _reason(twice.value) == "HOLD_ALREADY_RESOLVED"
+    assert twice.value.code() == grpc.StatusCode.FAILED_PRECONDITION and grpc_reason(twice.value) == "HOLD_ALREADY_RESOLVED"
 
 
 def test_refunds_never_exceed_the_payment(stack, channel):
@@ -154,7 +147,7 @@ def test_refunds_never_exceed_the_payment(stack, channel):
     refund(800)
     with pytest.raises(grpc.RpcError) as too_much:
         refund(300)
-    assert _reason(too_much.value) == "REFUND_EXCEEDS_PAYMENT"
+    assert grpc_reason(too_much.value) == "REFUND_EXCEEDS_PAYMENT"
     refund(200)
     assert balance(channel, ana.token, ana.account).balance_minor == 5_000
 
@@ -171,7 +164,7 @@ def test_frozen_accounts_neither_send_nor_receive(stack, channel):
     for sender, receiver in ((ana, bruno), (bruno, ana)):
         with pytest.raises(grpc.RpcError) as frozen:
             send(sender, receiver)
-        assert frozen.value.code() == grpc.StatusCode.FAILED_PRECONDITION and _reason(frozen.value) == "ACCOUNT_FROZEN"
+        assert frozen.value.code() == grpc.StatusCode.FAILED_PRECONDITION and grpc_reason(frozen.value) == "ACCOUNT_FROZEN"
     accounts_stub(channel).UnfreezeAccount(accounts_pb2.UnfreezeAccountRequest(name=bruno.account), metadata=bearer(operator), timeout=10)
     send(ana, bruno)
 
@@ -236,7 +229,7 @@ def test_withdraw_close_and_balance_at(stack, channel):
     funded_at.GetCurrentTime()
     with pytest.raises(grpc.RpcError) as not_empty:
         accounts_stub(channel).CloseAccount(accounts_pb2.CloseAccountRequest(name=ana.account), metadata=bearer(operator), timeout=10)
-    assert _reason(not_empty.value) == "ACCOUNT_NOT_EMPTY"
+    assert grpc_reason(not_empty.value) == "ACCOUNT_NOT_EMPTY"
     withdrawn = payments_stub(channel).Withdraw(
         payments_pb2.WithdrawRequest(request_id=request_id(), account=ana.account, amount_minor=900, currency="EUR"),
         metadata=bearer(operator), timeout=10,

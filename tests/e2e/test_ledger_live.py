@@ -27,6 +27,7 @@ from localstack import provisioning
 from localstack.health import wait_for_serving
 from localstack.processes import free_ports
 from tests.fixtures.ledger import accounts_stub, balance, new_customer, new_shop, payment_code, payments_stub, request_id
+from tests.fixtures.errors import error_info
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -257,17 +258,6 @@ async def test_a_transfer_to_a_merchant_is_a_payment_announced_with_its_receipt_
     assert balance(channel, ana.token, ana.account).balance_minor == 5_000 - 700 + 200
 
 
-def _error_info(error: grpc.RpcError):
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
-
-    info = error_details_pb2.ErrorInfo()
-    for detail in rpc_status.from_call(error).details:
-        if detail.Unpack(info):
-            return info
-    return info
-
-
 def test_every_payment_code_rule_refuses_clearly_and_moves_nothing(stack, channel):
     """Redeeming a code (one SQL call, migrations/0008): unknown, above its maximum, in another currency,
     expired, or at a terminal whose merchant has no account — each a clear refusal, nothing moved, the
@@ -289,10 +279,10 @@ def test_every_payment_code_rule_refuses_clearly_and_moves_nothing(stack, channe
     for call, status, reason in expectations:
         with pytest.raises(grpc.RpcError) as refused:
             call()
-        assert (refused.value.code(), _error_info(refused.value).reason) == (status, reason)
+        assert (refused.value.code(), error_info(refused.value).reason) == (status, reason)
     with pytest.raises(grpc.RpcError) as above:
         charge(code, 1_001)
-    assert _error_info(above.value).metadata["maxAmountMinor"] == "1000"
+    assert error_info(above.value).metadata["maxAmountMinor"] == "1000"
 
     # A terminal of a merchant without a merchant account: the code stays unused.
     operator = login_as(stack, "operator")
@@ -308,7 +298,7 @@ def test_every_payment_code_rule_refuses_clearly_and_moves_nothing(stack, channe
     ).tokens.access_token
     with pytest.raises(grpc.RpcError) as missing:
         charge(code, 100, token=bare_terminal)
-    assert (missing.value.code(), _error_info(missing.value).reason) == (grpc.StatusCode.FAILED_PRECONDITION, "MERCHANT_ACCOUNT_MISSING")
+    assert (missing.value.code(), error_info(missing.value).reason) == (grpc.StatusCode.FAILED_PRECONDITION, "MERCHANT_ACCOUNT_MISSING")
     assert balance(channel, ana.token, ana.account).balance_minor == 5_000
 
     # Expired: the code's validity moved into the past (as the superuser).
@@ -322,7 +312,7 @@ def test_every_payment_code_rule_refuses_clearly_and_moves_nothing(stack, channe
     assert moved == 1
     with pytest.raises(grpc.RpcError) as expired:
         charge(expiring, 100)
-    assert (expired.value.code(), _error_info(expired.value).reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PAYMENT_CODE_EXPIRED")
+    assert (expired.value.code(), error_info(expired.value).reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PAYMENT_CODE_EXPIRED")
 
     # The first code, refused above for reasons of the request, still pays once.
     assert charge(code, 1_000).payment.status == payments_pb2.PAYMENT_STATUS_COMPLETED

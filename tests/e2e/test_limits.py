@@ -10,14 +10,13 @@ from dataclasses import dataclass
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from emoney.accounts.v1 import accounts_pb2
 from emoney.admin.v1 import admin_pb2
 from emoney.auth.v1 import auth_pb2
 from emoney.payments.v1 import payments_pb2, payments_pb2_grpc
 from tests.fixtures.identity import admin_stub, auth_stub, bearer, create_tenant, error_reason, json_post, login, sign_up, unique_email
+from tests.fixtures.errors import error_info
 from tests.fixtures.ledger import Holder, accounts_stub, balance, payments_stub, request_id
 
 BASIC = admin_pb2.IdentityLevel(code="basic", display_name="Basic", rank=0, limits=[admin_pb2.LevelLimits(
@@ -43,12 +42,6 @@ def town(stack) -> Town:
     return Town(created.tenant.tenant.slug, admin_token)
 
 
-@pytest.fixture
-def channel(stack):
-    with grpc.insecure_channel(stack.endpoints.envoy) as opened:
-        yield opened
-
-
 def citizen(stack, town: Town, channel, funded_minor: int = 0) -> Holder:
     session, _ = sign_up(stack.endpoints.envoy, tenant=f"tenants/{town.slug}")
     token = session.tokens.access_token
@@ -66,10 +59,7 @@ def limits_of(channel, holder: Holder) -> accounts_pb2.GetLimitsResponse:
 
 
 def refusal(error: grpc.RpcError) -> tuple[grpc.StatusCode, str, dict[str, str]]:
-    info = error_details_pb2.ErrorInfo()
-    for detail in rpc_status.from_call(error).details:
-        if detail.Unpack(info):
-            break
+    info = error_info(error)
     return error.code(), info.reason, dict(info.metadata)
 
 

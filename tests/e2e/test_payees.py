@@ -9,20 +9,13 @@ import time
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from emoney.accounts.v1 import accounts_pb2
 from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
 from emoney.payments.v1 import payments_pb2
 from tests.fixtures.identity import DEMO_TENANT, bearer, login_as, unique_email
 from tests.fixtures.ledger import Holder, accounts_stub, balance, new_customer, payments_stub, request_id
-
-
-@pytest.fixture
-def channel(stack):
-    with grpc.insecure_channel(stack.endpoints.envoy) as opened:
-        yield opened
+from tests.fixtures.errors import grpc_reason
 
 
 def _mobile() -> tuple[str, str]:
@@ -40,14 +33,6 @@ def _citizen(stack, channel, display_name: str, phone: str = "") -> tuple[Holder
     token = session.tokens.access_token
     [account] = accounts_stub(channel).ListAccounts(accounts_pb2.ListAccountsRequest(), metadata=bearer(token), timeout=10).accounts
     return Holder(token, account.name, session.user.name), email
-
-
-def _reason(error: grpc.RpcError) -> str:
-    info = error_details_pb2.ErrorInfo()
-    for detail in rpc_status.from_call(error).details:
-        if detail.Unpack(info):
-            return info.reason
-    return ""
 
 
 def _find(channel, payer: Holder, **contact) -> payments_pb2.FindPayeeResponse:
@@ -79,7 +64,7 @@ def test_unknown_and_not_payable_people_answer_alike(stack, channel):
                     {"email": frozen_email, "currency": "USD"}):
         with pytest.raises(grpc.RpcError) as raised:
             _find(channel, payer, **contact)
-        answers.append((raised.value.code(), _reason(raised.value), raised.value.details()))
+        answers.append((raised.value.code(), grpc_reason(raised.value), raised.value.details()))
     assert len(set(answers)) == 1 and answers[0][:2] == (grpc.StatusCode.NOT_FOUND, "PAYEE_NOT_FOUND"), answers
 
 
@@ -105,7 +90,7 @@ def test_lookups_are_rate_limited_per_caller(stack, channel):
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 answered += 1
             else:
-                refusals.append((error.code(), _reason(error)))
+                refusals.append((error.code(), grpc_reason(error)))
     elapsed_s = time.monotonic() - started
     assert answered <= 10 + int(elapsed_s / 6) + 1, (answered, elapsed_s)
     assert refusals and set(refusals) == {(grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")}
@@ -116,7 +101,7 @@ def test_a_phone_number_is_validated_and_unique_at_sign_up(stack, channel):
     _citizen(stack, channel, "Dora Lima", phone=typed)
     with pytest.raises(grpc.RpcError) as raised:
         _citizen(stack, channel, "Someone Else", phone=typed)
-    assert (raised.value.code(), _reason(raised.value)) == (grpc.StatusCode.ALREADY_EXISTS, "PHONE_TAKEN")
+    assert (raised.value.code(), grpc_reason(raised.value)) == (grpc.StatusCode.ALREADY_EXISTS, "PHONE_TAKEN")
     with pytest.raises(grpc.RpcError) as raised:
         _citizen(stack, channel, "Someone Else", phone="11 91234-5678")
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

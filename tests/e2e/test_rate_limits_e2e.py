@@ -17,7 +17,7 @@ from emoney.auth.v1 import auth_pb2
 from localstack.envoy import start_envoy
 from localstack.processes import free_ports, wait_for_tcp
 from localstack.stack import DESCRIPTOR_PATH
-from tests.fixtures.identity import auth_stub, bearer, create_tenant, demo_user, json_get, json_post, login
+from tests.fixtures.identity import auth_stub, create_tenant, demo_user, json_get, json_post, login
 from localstack.health import wait_for_serving
 
 ROOT = Path(__file__).resolve().parents[2]

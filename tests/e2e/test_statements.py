@@ -25,12 +25,6 @@ from tests.fixtures.ledger import accounts_stub, new_customer, payments_stub, re
 EXPORT_BOUND_S = 60.0
 
 
-@pytest.fixture
-def channel(stack):
-    with grpc.insecure_channel(stack.endpoints.envoy) as opened:
-        yield opened
-
-
 def _stamp(moment: datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(moment)
