@@ -3,7 +3,7 @@ import { accounts, idOf, newRequestId, payments } from "../api";
 import { field, h, input, link, replace, select, table } from "../dom";
 import { ACCOUNT_KIND_LABELS, ACCOUNT_STATUS_LABELS, accountOfKindLabel, accountStatusBadge, capitalized, filterOptions, fromSlug, paymentKindLabel } from "../enums";
 import { formatNumber, t } from "../i18n";
-import { accountsTable, collect, findUser, PAGE_SIZE, paymentLink, paymentsTable, refundableMinor } from "../lists";
+import { accountsTable, collect, findUser, holderName, PAGE_SIZE, paymentLink, paymentsTable, refundableMinor } from "../lists";
 import { amountText, formatMoney, parseAmount } from "../money";
 import { act, card, loading, page, say, shortId, since, stat, when } from "../ui";
 import { refundForm } from "./payments";
@@ -78,7 +78,7 @@ export const accountScreen: Screen = async (main, [accountId]) => {
       stat(text.status, accountStatusBadge(account.status), "account-status"),
     );
     let owner: HTMLElement | string = text.systemOwner;
-    if (account.owner) owner = link(`#/users/${idOf(account.owner)}`, await ownerName(account.owner));
+    if (account.owner) owner = link(`#/users/${idOf(account.owner)}`, await ownerName(account));
     const actions = h("div", { class: "actions" });
     if (account.status !== AccountStatus.CLOSED && account.kind !== AccountKind.SYSTEM_FLOAT) {
       const frozen = account.status === AccountStatus.FROZEN;
@@ -106,11 +106,16 @@ export const accountScreen: Screen = async (main, [accountId]) => {
     }
     const statement = h("div", null, loading());
     const history = h("div", null, loading());
+    const holder = account.kind === AccountKind.SYSTEM_FLOAT ? "" : holderName(account);
     replace(
       main,
       page(
-        text.accountTitle(capitalized(accountOfKindLabel(account.kind)), shortId(account.name)),
-        h("p", { class: "muted", testid: "account-owner" }, text.heldBy, owner, text.ownerLine(account.currency, when(account.createTime))),
+        text.accountTitle(capitalized(accountOfKindLabel(account.kind)), holder),
+        h(
+          "p",
+          { class: "muted", testid: "account-owner" },
+          text.heldBy, owner, text.ownerLine(account.currency, when(account.createTime)), " · ", h("small", { class: "id", testid: "account-name" }, account.name),
+        ),
         summary,
         actions,
         card(text.statement, statement),
@@ -123,9 +128,9 @@ export const accountScreen: Screen = async (main, [accountId]) => {
   await render();
 };
 
-async function ownerName(owner: string): Promise<string> {
-  const user = await findUser(owner);
-  return user ? `${user.displayName} <${user.email}>` : shortId(owner);
+async function ownerName(account: Account): Promise<string> {
+  const user = await findUser(account.owner);
+  return user ? `${user.displayName} <${user.email}>` : account.ownerDisplayName || shortId(account.owner);
 }
 
 function periods(): [string, string][] {
@@ -149,7 +154,12 @@ async function renderStatement(container: HTMLElement, account: Account): Promis
     for (const entry of answer.entries) {
       entries.push([
         h("span", null, when(entry.createTime)),
-        h("span", null, paymentKindLabel(entry.kind)),
+        h(
+          "span",
+          { class: "named" },
+          paymentKindLabel(entry.kind),
+          entry.description ? h("small", { class: "secondary description", testid: "entry-description" }, entry.description) : null,
+        ),
         h("span", null, paymentLink(entry.payment)),
         h("span", { class: entry.amountMinor < 0n ? "money debit" : "money credit" }, formatMoney(entry.amountMinor, account.currency, account.currencyMinorUnits)),
         h("span", { class: "money" }, formatMoney(entry.balanceAfterMinor, account.currency, account.currencyMinorUnits)),

@@ -116,7 +116,7 @@ export const personScreen: Screen = async (main, [userId]) => {
       page(
         user.displayName,
         h("p", { class: "muted" }, user.email, " · ", user.roles.map(roleLabel).join(", "), " · ", userStatusBadge(user.status), text.since(when(user.createTime))),
-        card(text.accounts, accountsTable("person-accounts", owned.accounts, new Map([[name, user.displayName]]))),
+        card(text.accounts, accountsTable("person-accounts", owned.accounts)),
         kinds.length ? card(text.openAnAccount, open) : null,
       ),
     );
