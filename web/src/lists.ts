@@ -3,7 +3,7 @@
 import { AccountKind, type Account } from "../../generated/ts/emoney/accounts/v1/accounts_pb";
 import type { User } from "../../generated/ts/emoney/auth/v1/auth_pb";
 import { PaymentKind, PaymentStatus, type Payment } from "../../generated/ts/emoney/payments/v1/payments_pb";
-import { admin, currentSession, idOf } from "./api";
+import { admin, auth, currentSession, idOf } from "./api";
 import { h, link, table } from "./dom";
 import { accountKindLabel, accountStatusBadge, paymentKindLabel, paymentStatusBadge } from "./enums";
 import { t } from "./i18n";
@@ -195,4 +195,19 @@ export function refundableMinor(payment: Payment): bigint {
   if (!REFUNDABLE_KINDS.includes(payment.kind)) return 0n;
   if (!REFUNDABLE_STATUSES.includes(payment.status)) return 0n;
   return payment.amountMinor - payment.refundedMinor;
+}
+
+/** The tenant's default currency (GetTenant), read once per sign-in: the currency terminals' limits are shown in. */
+let tenantCurrencyCache: { tenant: string; currency: Promise<string> } | null = null;
+
+export function tenantCurrency(): Promise<string> {
+  const tenant = currentSession()?.tenant ?? "";
+  if (!tenantCurrencyCache || tenantCurrencyCache.tenant !== tenant) {
+    const entry = { tenant, currency: auth.getTenant({ name: tenant }).then((answer) => answer.tenant?.defaultCurrency ?? "") };
+    entry.currency.catch(() => {
+      if (tenantCurrencyCache === entry) tenantCurrencyCache = null;
+    });
+    tenantCurrencyCache = entry;
+  }
+  return tenantCurrencyCache.currency;
 }
