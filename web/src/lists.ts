@@ -1,6 +1,7 @@
 // Paging through list RPCs (AIP-158: page_size at most 100 on the server), the tenant's users and the
 // shared tables.
 import { AccountKind, type Account } from "../../generated/ts/emoney/accounts/v1/accounts_pb";
+import type { IdentityLevel } from "../../generated/ts/emoney/admin/v1/admin_pb";
 import type { User } from "../../generated/ts/emoney/auth/v1/auth_pb";
 import { PaymentKind, PaymentStatus, type Payment } from "../../generated/ts/emoney/payments/v1/payments_pb";
 import { admin, auth, currentSession, idOf } from "./api";
@@ -195,6 +196,21 @@ export function refundableMinor(payment: Payment): bigint {
   if (!REFUNDABLE_KINDS.includes(payment.kind)) return 0n;
   if (!REFUNDABLE_STATUSES.includes(payment.status)) return 0n;
   return payment.amountMinor - payment.refundedMinor;
+}
+
+/** The tenant's identity levels, lowest rank first (ListIdentityLevels); none when they cannot be read. */
+export async function identityLevels(): Promise<IdentityLevel[]> {
+  try {
+    return (await admin.listIdentityLevels({})).identityLevels;
+  } catch {
+    return [];
+  }
+}
+
+/** A customer's level in words: the level's name; no level set is the lowest level; "—" when the tenant has none. */
+export function levelName(levels: IdentityLevel[], code: string): string {
+  if (!code) return levels[0]?.displayName ?? "—";
+  return levels.find((level) => level.code === code)?.displayName ?? code;
 }
 
 /** The tenant's default currency (GetTenant), read once per sign-in: the currency terminals' limits are shown in. */
