@@ -5,7 +5,7 @@
 // until both languages have it. Texts with parts are functions; numbers, amounts and dates are formatted
 // by the caller (i18n.ts, money.ts) before they are passed in.
 import { Code } from "@connectrpc/connect";
-import { AccountKind, AccountStatus } from "../../generated/ts/emoney/accounts/v1/accounts_pb";
+import { AccountKind, AccountStatus, StatementExportState, StatementFormat } from "../../generated/ts/emoney/accounts/v1/accounts_pb";
 import { TenantStatus } from "../../generated/ts/emoney/admin/v1/admin_pb";
 import { Role, TerminalStatus, UserStatus } from "../../generated/ts/emoney/auth/v1/auth_pb";
 import { PaymentEventType, PaymentKind, PaymentStatus } from "../../generated/ts/emoney/payments/v1/payments_pb";
@@ -269,6 +269,32 @@ const en = {
     noEntries: "No entries in this period.",
     refunded: (amount: string) => `Refunded ${amount}.`,
     allPaymentsOfAccount: "All payments of this account",
+    export: {
+      title: "Export statement",
+      from: "From",
+      until: "Until (inclusive)",
+      format: "Format",
+      formats: byEnum<StatementFormat>({
+        [StatementFormat.UNSPECIFIED]: "unknown",
+        [StatementFormat.CSV]: "CSV (spreadsheet)",
+        [StatementFormat.PDF]: "PDF (to print)",
+      }),
+      language: "Language",
+      tenantLanguage: (name: string) => `The organisation's (${name})`,
+      start: "Export",
+      zone: (zone: string) => `Days begin and end in the organisation's time zone, ${zone}.`,
+      badPeriod: "Choose a start on or before the end, at most 366 days apart.",
+      states: byEnum<StatementExportState>({
+        [StatementExportState.UNSPECIFIED]: "Unknown.",
+        [StatementExportState.PENDING]: "Waiting for its turn…",
+        [StatementExportState.RUNNING]: "Writing…",
+        [StatementExportState.SUCCEEDED]: "Ready.",
+        [StatementExportState.FAILED]: "The statement could not be written.",
+      }),
+      progress: (done: string, total: string) => `${done} of ${total} entries written`,
+      download: (format: string, size: string) => `Download the statement (${format}, ${size})`,
+      validUntil: (time: string) => `The link works until ${time}; export again for a new one.`,
+    },
   },
   payments: {
     title: "Payments",
@@ -798,6 +824,32 @@ const ptBR: Catalogue = {
     noEntries: "Nenhum lançamento neste período.",
     refunded: (amount: string) => `Estorno de ${amount} feito.`,
     allPaymentsOfAccount: "Todos os pagamentos desta conta",
+    export: {
+      title: "Exportar extrato",
+      from: "De",
+      until: "Até (inclusive)",
+      format: "Formato",
+      formats: {
+        [StatementFormat.UNSPECIFIED]: "desconhecido",
+        [StatementFormat.CSV]: "CSV (planilha)",
+        [StatementFormat.PDF]: "PDF (para imprimir)",
+      },
+      language: "Idioma",
+      tenantLanguage: (name: string) => `O da organização (${name})`,
+      start: "Exportar",
+      zone: (zone: string) => `Os dias começam e terminam no fuso horário da organização, ${zone}.`,
+      badPeriod: "Escolha um início anterior ou igual ao fim, com no máximo 366 dias entre eles.",
+      states: {
+        [StatementExportState.UNSPECIFIED]: "Desconhecido.",
+        [StatementExportState.PENDING]: "Aguardando a vez…",
+        [StatementExportState.RUNNING]: "Gerando…",
+        [StatementExportState.SUCCEEDED]: "Pronto.",
+        [StatementExportState.FAILED]: "Não foi possível gerar o extrato.",
+      },
+      progress: (done: string, total: string) => `${done} de ${total} lançamentos gerados`,
+      download: (format: string, size: string) => `Baixar o extrato (${format}, ${size})`,
+      validUntil: (time: string) => `O link vale até ${time}; exporte de novo para ter outro.`,
+    },
   },
   payments: {
     title: "Pagamentos",
