@@ -30,7 +30,8 @@ export type AuditAction =
   | "CreateTransfer" | "ChargePaymentCode" | "AuthorizePayment" | "CapturePayment" | "VoidPayment" | "ExpireHold"
   | "RefundPayment" | "TopUp" | "Withdraw"
   | "CreateTenant" | "SuspendTenant" | "ReactivateTenant" | "CreateUser" | "SignUp" | "ChangePassword"
-  | "RegisterTerminal" | "DisableTerminal";
+  | "RegisterTerminal" | "DisableTerminal"
+  | "SetIdentityLevel" | "SetUserLevel" | "SetTerminalLimit" | "UpdateTenantSettings";
 
 /** The fields audit summaries carry (migrations/current/*.sql, server/services/*.py): a label each. */
 export type AuditField =
@@ -38,7 +39,8 @@ export type AuditField =
   | "transferId" | "debitAccountId" | "creditAccountId" | "amountMinor" | "refundedMinor" | "capturedMinor"
   | "holdId" | "merchantAccountId" | "expiresAt" | "refund" | "hold" | "transfer"
   | "user" | "roles" | "passwordChanged" | "sessionsRevoked" | "terminal" | "merchant" | "clientId"
-  | "tenant" | "defaultCurrency" | "admin" | "adminRoles";
+  | "tenant" | "defaultCurrency" | "admin" | "adminRoles"
+  | "description" | "level" | "rank" | "limits" | "reason" | "dailyChargeLimitMinor" | "timeZone" | "language";
 
 /** The reasons of google.rpc.BadRequest field violations (domain/errors.py VIOLATION_REASONS). */
 export type ViolationReason = "REQUIRED" | "TOO_LONG" | "TOO_SHORT" | "TOO_WEAK" | "INVALID_FORMAT" | "OUT_OF_RANGE" | "NOT_ALLOWED" | "MISMATCH";
@@ -442,6 +444,10 @@ const en = {
       ChangePassword: "Password changed",
       RegisterTerminal: "Terminal registered",
       DisableTerminal: "Terminal disabled",
+      SetIdentityLevel: "Identity level set",
+      SetUserLevel: "Customer's identity level changed",
+      SetTerminalLimit: "Terminal's daily charge limit set",
+      UpdateTenantSettings: "Organisation settings changed",
     }),
     fields: byKey<AuditField>({
       accountId: "Account",
@@ -473,6 +479,14 @@ const en = {
       defaultCurrency: "Default currency",
       admin: "Administrator",
       adminRoles: "Administrator's roles",
+      description: "Description",
+      level: "Level",
+      rank: "Rank",
+      limits: "Limits",
+      reason: "Reason",
+      dailyChargeLimitMinor: "Daily charge limit",
+      timeZone: "Time zone",
+      language: "Language",
     }),
   },
   reconciliation: {
@@ -996,6 +1010,10 @@ const ptBR: Catalogue = {
       ChangePassword: "Senha alterada",
       RegisterTerminal: "Terminal registrado",
       DisableTerminal: "Terminal desativado",
+      SetIdentityLevel: "Nível de identificação definido",
+      SetUserLevel: "Nível de identificação do cliente alterado",
+      SetTerminalLimit: "Limite diário de cobrança do terminal definido",
+      UpdateTenantSettings: "Configurações da organização alteradas",
     },
     fields: {
       accountId: "Conta",
@@ -1027,6 +1045,14 @@ const ptBR: Catalogue = {
       defaultCurrency: "Moeda padrão",
       admin: "Administrador",
       adminRoles: "Perfis do administrador",
+      description: "Descrição",
+      level: "Nível",
+      rank: "Ordem",
+      limits: "Limites",
+      reason: "Motivo",
+      dailyChargeLimitMinor: "Limite diário de cobrança",
+      timeZone: "Fuso horário",
+      language: "Idioma",
     },
   },
   reconciliation: {
