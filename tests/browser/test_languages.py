@@ -67,7 +67,7 @@ def test_the_language_switch_works_on_every_screen_and_is_remembered(page: Page,
 
     sign_in(page, tenant_admin.email, tenant_admin.password)
     expect(page.get_by_test_id("sign-out")).to_have_text("Sair")
-    for screen in ["dashboard", "customers", "accounts", "payments", "live", "terminals", "audit", "reconciliation"]:
+    for screen in ["dashboard", "customers", "accounts", "payments", "live", "terminals", "levels", "audit", "reconciliation"]:
         page.get_by_test_id("navigation").get_by_role("link", name=text("pt-BR", screen), exact=True).click()
         expect(page.get_by_test_id("language-switch")).to_be_visible()
     # Back to English on the spot: the current screen is drawn again in it.
@@ -127,7 +127,9 @@ def test_amounts_and_dates_are_the_languages(signed_in: Page, stack, channel, la
 
 def test_no_english_is_left_on_any_portuguese_screen(browser: Browser, envoy_url: str, stack, channel, tenant_admin):
     """Walks every screen of the back office in pt-BR (with data on each: payments, a refund, a frozen
-    account, a terminal) and finds none of the back office's English words on it; screenshots each."""
+    account, a terminal, a statement export) and finds none of the back office's English words on it; screenshots each.
+    The identity levels screen is walked here as the demo tenant has it (its forms, for the tenant admin);
+    tests/browser/test_operator_choice.py checks it in Portuguese with levels on it, as an admin and as an operator."""
     customer, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
     payment = payments_stub(channel).ChargePaymentCode(
         payments_pb2.ChargePaymentCodeRequest(
@@ -164,6 +166,7 @@ def test_no_english_is_left_on_any_portuguese_screen(browser: Browser, envoy_url
             (f"#/payments/{_id(payment.name)}", "payment-details", "Pagamento"),
             ("#/live", "live-table", "Pagamentos ao vivo"),
             ("#/terminals", "terminals", "Terminais"),
+            ("#/levels", "levels", "Níveis de identificação"),
             ("#/audit", "audit-events", "Auditoria"),
             ("#/reconciliation", "reconcile", "Conciliação do razão"),
             ("#/no-such-page", None, "Página não encontrada"),
@@ -196,6 +199,11 @@ def test_no_english_is_left_on_any_portuguese_screen(browser: Browser, envoy_url
         page.get_by_test_id("top-up").get_by_role("button").click()
         expect(page.get_by_test_id("error")).to_have_text("“cinco” não é um valor: escreva como 12,50")
         assert english_left(page) == [], "account errors"
+        # A statement exported from the account screen: its progress and its download link, in Portuguese.
+        page.goto(f"/#/accounts/{_id(customer.account)}")
+        page.get_by_test_id("export-statement").get_by_role("button", name="Exportar", exact=True).click()
+        expect(page.get_by_test_id("export-download")).to_be_visible(timeout=45_000)
+        assert english_left(page) == [], "statement export"
         assert errors == []
     finally:
         context.close()

@@ -125,3 +125,40 @@ export function formatDateTime(date: Date): string {
   if (!format) dateFormats.set(key, (format = new Intl.DateTimeFormat(key, { dateStyle: "medium", timeStyle: "medium" })));
   return format.format(date);
 }
+
+/** A file's size in the current language: "812 byte", "12.4 kB" / "12,4 kB". */
+export function formatSize(bytes: number | bigint): string {
+  const count = Number(bytes);
+  const [value, unit] = count < 1000 ? [count, "byte"] : count < 1_000_000 ? [count / 1000, "kilobyte"] : [count / 1_000_000, "megabyte"];
+  return new Intl.NumberFormat(locale(), { style: "unit", unit, unitDisplay: "short", maximumFractionDigits: 1 }).format(value);
+}
+
+/** `2026-12-06`: the calendar date it is at `instant` in the IANA time zone `zone` (the browser's own when none). */
+export function dateIn(instant: Date, zone?: string): string {
+  const parts = new Intl.DateTimeFormat("en-US", { timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit" }).formatToParts(instant);
+  const part = (type: string) => parts.find((item) => item.type === type)?.value ?? "";
+  return `${part("year")}-${part("month")}-${part("day")}`;
+}
+
+/** How far `zone`'s wall clock is ahead of UTC at `instantMs`, in milliseconds. */
+function zoneOffsetMs(instantMs: number, zone: string): number {
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone: zone, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+  }).formatToParts(new Date(instantMs));
+  const part = (type: string) => Number(parts.find((item) => item.type === type)?.value ?? 0);
+  const wallClock = Date.UTC(part("year"), part("month") - 1, part("day"), part("hour"), part("minute"), part("second"));
+  return wallClock - Math.floor(instantMs / 1000) * 1000;
+}
+
+/** The instant a calendar date (`2026-12-06`, as a date input gives it) begins in `zone` (the browser's own when
+ * none); `addDays` moves the date first. NaN for a date that is not one. */
+export function startOfDay(date: string, zone?: string, addDays = 0): number {
+  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(date);
+  if (!match) return Number.NaN;
+  const [year, month, day] = [Number(match[1]), Number(match[2]) - 1, Number(match[3]) + addDays];
+  if (!zone) return new Date(year, month, day).getTime();
+  const wallClock = Date.UTC(year, month, day);
+  // The offset at the wall-clock time read as UTC, then at the instant that gives (right across a DST change).
+  const first = wallClock - zoneOffsetMs(wallClock, zone);
+  return wallClock - zoneOffsetMs(first, zone);
+}

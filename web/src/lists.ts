@@ -1,9 +1,10 @@
 // Paging through list RPCs (AIP-158: page_size at most 100 on the server), the tenant's users and the
 // shared tables.
-import type { Account } from "../../generated/ts/emoney/accounts/v1/accounts_pb";
+import { AccountKind, type Account } from "../../generated/ts/emoney/accounts/v1/accounts_pb";
+import type { IdentityLevel } from "../../generated/ts/emoney/admin/v1/admin_pb";
 import type { User } from "../../generated/ts/emoney/auth/v1/auth_pb";
 import { PaymentKind, PaymentStatus, type Payment } from "../../generated/ts/emoney/payments/v1/payments_pb";
-import { admin, currentSession, idOf } from "./api";
+import { admin, auth, currentSession, idOf } from "./api";
 import { h, link, table } from "./dom";
 import { accountKindLabel, accountStatusBadge, paymentKindLabel, paymentStatusBadge } from "./enums";
 import { t } from "./i18n";
@@ -95,18 +96,63 @@ export function accountLink(name: string, text?: string): HTMLElement | string {
   return link(`#/accounts/${idOf(name)}`, text ?? shortId(name));
 }
 
+/** A link to a resource's page named in words (`label`), its resource name (`accounts/…`) as the tooltip. */
+export function namedLink(href: string, label: string, resourceName: string): HTMLElement {
+  return h("a", { attrs: { href, title: resourceName } }, label);
+}
+
+/** The start of an id in small print after a name, so two accounts of one person can be told apart. */
+export function idNote(name: string): HTMLElement {
+  return h("small", { class: "id", attrs: { title: name } }, shortId(name));
+}
+
+/** Who holds an account, in words: the holder's name, or the float's label for the tenant's own account. */
+export function holderName(account: Account): string {
+  if (account.kind === AccountKind.SYSTEM_FLOAT || !account.owner) return t().lists.float;
+  return account.ownerDisplayName || shortId(account.owner);
+}
+
+/** The name of a payment's party (`from` or `to`) as the back office is told it; `undefined` when the answer
+ * carries no names at all (a live event, another caller's view), so the account's id is shown instead. */
+export function partyName(payment: Payment, side: "from" | "to"): string | undefined {
+  const named = Boolean(payment.fromDisplayName || payment.toDisplayName);
+  const name = side === "from" ? payment.fromDisplayName : payment.toDisplayName;
+  if (name) return name;
+  // Every payment has a person on one side; the side without a holder's name is the tenant's float.
+  return named ? t().lists.float : undefined;
+}
+
+/** A payment's party as a link to its account: its holder's name where known, else the account's short id. */
+export function partyLink(payment: Payment, side: "from" | "to"): HTMLElement | string {
+  const account = side === "from" ? payment.fromAccount : payment.toAccount;
+  if (!account) return "—";
+  const name = partyName(payment, side);
+  return name ? namedLink(`#/accounts/${idOf(account)}`, name, account) : accountLink(account);
+}
+
+/** The terminal that charged, in small print ("via Bakery till 1"), its resource name as the tooltip. */
+export function terminalNote(payment: Payment): HTMLElement | null {
+  if (!payment.terminal) return null;
+  const name = payment.terminalDisplayName || shortId(payment.terminal);
+  return h("small", { class: "secondary", testid: "payment-terminal", attrs: { title: payment.terminal } }, t().lists.viaTerminal(name));
+}
+
 export function paymentLink(name: string): HTMLElement | string {
   return name ? link(`#/payments/${idOf(name)}`, shortId(name)) : "—";
 }
 
-export function accountsTable(testid: string, accounts: Account[], owners?: Map<string, string>): HTMLElement {
+export function accountsTable(testid: string, accounts: Account[]): HTMLElement {
   return table(
     testid,
     t().lists.accountHeadings,
     accounts.map((account) => [
-      accountLink(account.name),
+      h(
+        "span",
+        { class: "named", testid: "account-holder" },
+        namedLink(`#/accounts/${idOf(account.name)}`, holderName(account), account.name),
+        idNote(account.name),
+      ),
       accountKindLabel(account.kind),
-      account.owner ? link(`#/users/${idOf(account.owner)}`, owners?.get(account.owner) ?? shortId(account.owner)) : t().lists.system,
       accountStatusBadge(account.status),
       h("span", { class: "money" }, formatMoney(account.balanceMinor, account.currency, account.currencyMinorUnits)),
       h("span", { class: "money" }, formatMoney(account.heldMinor, account.currency, account.currencyMinorUnits)),
@@ -129,8 +175,9 @@ export function paymentsTable(testid: string, payments: Payment[], actions?: (pa
         when(payment.createTime),
         paymentKindLabel(payment.kind),
         paymentStatusBadge(payment.status),
-        accountLink(payment.fromAccount),
-        accountLink(payment.toAccount),
+        partyLink(payment, "from"),
+        h("span", { class: "named" }, partyLink(payment, "to"), terminalNote(payment)),
+        payment.description ? h("span", { class: "description", testid: "payment-description" }, payment.description) : "",
         h("span", { class: "money" }, formatMoney(payment.amountMinor, payment.currency)),
         payment.refundedMinor > 0n ? h("span", { class: "money" }, formatMoney(payment.refundedMinor, payment.currency)) : "—",
       ];
@@ -149,4 +196,34 @@ export function refundableMinor(payment: Payment): bigint {
   if (!REFUNDABLE_KINDS.includes(payment.kind)) return 0n;
   if (!REFUNDABLE_STATUSES.includes(payment.status)) return 0n;
   return payment.amountMinor - payment.refundedMinor;
+}
+
+/** The tenant's identity levels, lowest rank first (ListIdentityLevels); none when they cannot be read. */
+export async function identityLevels(): Promise<IdentityLevel[]> {
+  try {
+    return (await admin.listIdentityLevels({})).identityLevels;
+  } catch {
+    return [];
+  }
+}
+
+/** A customer's level in words: the level's name; no level set is the lowest level; "—" when the tenant has none. */
+export function levelName(levels: IdentityLevel[], code: string): string {
+  if (!code) return levels[0]?.displayName ?? "—";
+  return levels.find((level) => level.code === code)?.displayName ?? code;
+}
+
+/** The tenant's default currency (GetTenant), read once per sign-in: the currency terminals' limits are shown in. */
+let tenantCurrencyCache: { tenant: string; currency: Promise<string> } | null = null;
+
+export function tenantCurrency(): Promise<string> {
+  const tenant = currentSession()?.tenant ?? "";
+  if (!tenantCurrencyCache || tenantCurrencyCache.tenant !== tenant) {
+    const entry = { tenant, currency: auth.getTenant({ name: tenant }).then((answer) => answer.tenant?.defaultCurrency ?? "") };
+    entry.currency.catch(() => {
+      if (tenantCurrencyCache === entry) tenantCurrencyCache = null;
+    });
+    tenantCurrencyCache = entry;
+  }
+  return tenantCurrencyCache.currency;
 }

@@ -7,6 +7,7 @@ import { clearMessages, navigate, say, setMessageArea, showError, takePendingMes
 import { accountScreen, accountsScreen } from "./screens/accounts";
 import { auditScreen, reconciliationScreen } from "./screens/checks";
 import { dashboardScreen } from "./screens/dashboard";
+import { levelsScreen } from "./screens/levels";
 import { liveScreen } from "./screens/live";
 import { paymentScreen, paymentsScreen } from "./screens/payments";
 import { peopleScreen, personScreen } from "./screens/people";
@@ -24,6 +25,7 @@ const ROUTES: [RegExp, Screen][] = [
   [/^\/payments$/, paymentsScreen],
   [/^\/payments\/([\w-]+)$/, paymentScreen],
   [/^\/terminals$/, terminalsScreen],
+  [/^\/levels$/, levelsScreen],
   [/^\/audit$/, auditScreen],
   [/^\/reconciliation$/, reconciliationScreen],
   [/^\/live$/, liveScreen],
@@ -37,6 +39,7 @@ const NAVIGATION: [string, keyof Catalogue["nav"]][] = [
   ["#/payments", "payments"],
   ["#/live", "live"],
   ["#/terminals", "terminals"],
+  ["#/levels", "levels"],
   ["#/audit", "audit"],
   ["#/reconciliation", "reconciliation"],
 ];

@@ -117,6 +117,14 @@ export function parseAmount(text: string, currency: string, minorUnits?: number)
   return minor;
 }
 
+/** A limit as typed: empty is no limit (undefined); zero is allowed (nothing may pass); anything else as parseAmount. */
+export function parseLimit(text: string, currency: string, minorUnits?: number): bigint | undefined {
+  const trimmed = text.trim();
+  if (!trimmed) return undefined;
+  if (/^0+([.,]0*)?$/.test(trimmed)) return 0n;
+  return parseAmount(trimmed, currency, minorUnits);
+}
+
 /** The amount in minor units as a person types it, without grouping: `1250n, "EUR"` → `"12.50"` (en), `"12,50"` (pt-BR). */
 export function amountText(amountMinor: bigint, currency: string, minorUnits?: number): string {
   return decimalString(amountMinor, fractionDigits(currency, minorUnits)).replace(".", decimalSeparator());

@@ -1,9 +1,13 @@
-import { AccountKind, AccountStatus, type Account } from "../../../generated/ts/emoney/accounts/v1/accounts_pb";
-import { accounts, idOf, newRequestId, payments } from "../api";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  AccountKind, AccountStatus, StatementExportState, StatementFormat, type Account, type StatementExport,
+} from "../../../generated/ts/emoney/accounts/v1/accounts_pb";
+import { accounts, admin, idOf, newRequestId, payments } from "../api";
 import { field, h, input, link, replace, select, table } from "../dom";
-import { ACCOUNT_KIND_LABELS, ACCOUNT_STATUS_LABELS, accountOfKindLabel, accountStatusBadge, capitalized, filterOptions, fromSlug, paymentKindLabel } from "../enums";
-import { formatNumber, t } from "../i18n";
-import { accountsTable, collect, findUser, PAGE_SIZE, paymentLink, paymentsTable, refundableMinor } from "../lists";
+import { ACCOUNT_KIND_LABELS, ACCOUNT_STATUS_LABELS, accountOfKindLabel, accountStatusBadge, capitalized, filterOptions, fromSlug, paymentKindLabel, slugOf } from "../enums";
+import { dateIn, formatNumber, formatSize, LANGUAGES, startOfDay, t } from "../i18n";
+import { accountsTable, collect, findUser, holderName, PAGE_SIZE, paymentLink, paymentsTable, refundableMinor } from "../lists";
+import { CATALOGUES } from "../messages";
 import { amountText, formatMoney, parseAmount } from "../money";
 import { act, card, loading, page, say, shortId, since, stat, when } from "../ui";
 import { refundForm } from "./payments";
@@ -68,9 +72,11 @@ function amountForm(
 export const accountScreen: Screen = async (main, [accountId]) => {
   const name = `accounts/${accountId}`;
   replace(main, page(t().accounts.account, loading()));
+  const settings = tenantSettings(); // read once, alongside the account, not again at every redraw
   const render = async (notice?: string) => {
     const text = t().accounts;
-    const account = (await accounts.getAccount({ name })).account!;
+    const [answer, tenant] = await Promise.all([accounts.getAccount({ name }), settings]);
+    const account = answer.account!;
     const summary = h("div", { class: "stats" },
       stat(text.balance, formatMoney(account.balanceMinor, account.currency, account.currencyMinorUnits), "account-balance"),
       stat(text.held, formatMoney(account.heldMinor, account.currency, account.currencyMinorUnits), "account-held"),
@@ -78,7 +84,7 @@ export const accountScreen: Screen = async (main, [accountId]) => {
       stat(text.status, accountStatusBadge(account.status), "account-status"),
     );
     let owner: HTMLElement | string = text.systemOwner;
-    if (account.owner) owner = link(`#/users/${idOf(account.owner)}`, await ownerName(account.owner));
+    if (account.owner) owner = link(`#/users/${idOf(account.owner)}`, await ownerName(account));
     const actions = h("div", { class: "actions" });
     if (account.status !== AccountStatus.CLOSED && account.kind !== AccountKind.SYSTEM_FLOAT) {
       const frozen = account.status === AccountStatus.FROZEN;
@@ -106,26 +112,34 @@ export const accountScreen: Screen = async (main, [accountId]) => {
     }
     const statement = h("div", null, loading());
     const history = h("div", null, loading());
+    const exporting = h("div", null, loading());
+    const holder = account.kind === AccountKind.SYSTEM_FLOAT ? "" : holderName(account);
     replace(
       main,
       page(
-        text.accountTitle(capitalized(accountOfKindLabel(account.kind)), shortId(account.name)),
-        h("p", { class: "muted", testid: "account-owner" }, text.heldBy, owner, text.ownerLine(account.currency, when(account.createTime))),
+        text.accountTitle(capitalized(accountOfKindLabel(account.kind)), holder),
+        h(
+          "p",
+          { class: "muted", testid: "account-owner" },
+          text.heldBy, owner, text.ownerLine(account.currency, when(account.createTime)), " · ", h("small", { class: "id", testid: "account-name" }, account.name),
+        ),
         summary,
         actions,
         card(text.statement, statement),
+        card(text.export.title, exporting),
         card(text.payments, history),
       ),
     );
     if (notice) say("notice", notice);
+    renderExport(exporting, account, tenant);
     await Promise.all([renderStatement(statement, account), renderPayments(history, account, render)]);
   };
   await render();
 };
 
-async function ownerName(owner: string): Promise<string> {
-  const user = await findUser(owner);
-  return user ? `${user.displayName} <${user.email}>` : shortId(owner);
+async function ownerName(account: Account): Promise<string> {
+  const user = await findUser(account.owner);
+  return user ? `${user.displayName} <${user.email}>` : account.ownerDisplayName || shortId(account.owner);
 }
 
 function periods(): [string, string][] {
@@ -149,7 +163,12 @@ async function renderStatement(container: HTMLElement, account: Account): Promis
     for (const entry of answer.entries) {
       entries.push([
         h("span", null, when(entry.createTime)),
-        h("span", null, paymentKindLabel(entry.kind)),
+        h(
+          "span",
+          { class: "named" },
+          paymentKindLabel(entry.kind),
+          entry.description ? h("small", { class: "secondary description", testid: "entry-description" }, entry.description) : null,
+        ),
         h("span", null, paymentLink(entry.payment)),
         h("span", { class: entry.amountMinor < 0n ? "money debit" : "money credit" }, formatMoney(entry.amountMinor, account.currency, account.currencyMinorUnits)),
         h("span", { class: "money" }, formatMoney(entry.balanceAfterMinor, account.currency, account.currencyMinorUnits)),
@@ -180,4 +199,101 @@ async function renderPayments(container: HTMLElement, account: Account, rerender
     ),
     answer.nextPageToken ? h("p", null, link(`#/payments?account=${idOf(account.name)}`, t().accounts.allPaymentsOfAccount)) : null,
   );
+}
+
+const EXPORT_POLL_MS = 500;
+const MAX_EXPORT_DAYS = 366;
+const HOUR_MS = 3_600_000;
+const DAY_MS = 24 * HOUR_MS;
+
+/** The tenant's time zone and language (ListIdentityLevels answers both); none when it cannot be read. */
+interface TenantSettings {
+  timeZone?: string;
+  language?: string;
+}
+
+async function tenantSettings(): Promise<TenantSettings> {
+  try {
+    const answer = await admin.listIdentityLevels({});
+    return { timeZone: answer.timeZone || undefined, language: answer.language || undefined };
+  } catch {
+    return {};
+  }
+}
+
+/** The statement as a document to keep: a period (the current month to begin with, days in the tenant's time
+ * zone), CSV or PDF, written in the background (ExportStatement), its progress read every half second
+ * (GetStatementExport) until it is written — then a download link — or failed. */
+function renderExport(container: HTMLElement, account: Account, { timeZone, language: tenantLanguage }: TenantSettings): void {
+  const text = t().accounts.export;
+  const today = dateIn(new Date(), timeZone);
+  const [year, month] = today.split("-").map(Number);
+  const lastDay = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  const monthPrefix = today.slice(0, 8);
+  const from = input("export-from", { type: "date", value: `${monthPrefix}01`, required: true });
+  const until = input("export-until", { type: "date", value: `${monthPrefix}${String(lastDay).padStart(2, "0")}`, required: true });
+  const format = select("export-format", [StatementFormat.PDF, StatementFormat.CSV].map((value): [string, string] => [slugOf(StatementFormat, value), text.formats[value]]));
+  const tenantLanguageName = tenantLanguage && Object.hasOwn(CATALOGUES, tenantLanguage) ? CATALOGUES[tenantLanguage as keyof typeof CATALOGUES].app.languageName : "";
+  const documentLanguage = select("export-language", [
+    ["", tenantLanguageName ? text.tenantLanguage(tenantLanguageName) : "—"],
+    ...LANGUAGES.map((option): [string, string] => [option, CATALOGUES[option].app.languageName]),
+  ]);
+  const status = h("div", { class: "export-status", testid: "export-status", attrs: { "aria-live": "polite" } });
+  const form = h(
+    "form",
+    { class: "inline-form", testid: "export-statement" },
+    field(text.from, from),
+    field(text.until, until),
+    field(text.format, format),
+    field(text.language, documentLanguage),
+    h("button", { attrs: { type: "submit" } }, text.start),
+  );
+  const show = (statementExport: StatementExport) => {
+    const state = statementExport.state;
+    const parts: HTMLElement[] = [h("span", { testid: "export-state", attrs: { "data-state": slugOf(StatementExportState, state) } }, text.states[state] ?? "")];
+    if (state === StatementExportState.RUNNING || state === StatementExportState.PENDING) {
+      const total = Math.max(statementExport.entriesTotal, 0);
+      const progress = h("progress", { attrs: { max: String(Math.max(total, 1)), value: String(Math.min(statementExport.entriesDone, total)) } });
+      parts.push(progress, h("span", { class: "muted" }, text.progress(formatNumber(statementExport.entriesDone), formatNumber(total))));
+    } else if (state === StatementExportState.SUCCEEDED && statementExport.downloadUrl) {
+      const formatName = statementExport.format === StatementFormat.CSV ? "CSV" : "PDF";
+      parts.push(
+        h(
+          "a",
+          { class: "download", testid: "export-download", attrs: { href: statementExport.downloadUrl, target: "_blank", rel: "noopener noreferrer" } },
+          text.download(formatName, formatSize(statementExport.sizeBytes)),
+        ),
+        h("small", { class: "muted" }, text.validUntil(when(statementExport.downloadUrlExpireTime))),
+      );
+    } else if (state === StatementExportState.FAILED && statementExport.error) {
+      parts.push(h("span", { class: "muted", testid: "export-error" }, `(${statementExport.error})`));
+    }
+    replace(status, ...parts);
+  };
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    replace(status);
+    await act(form, async () => {
+      const startMs = startOfDay(from.value, timeZone);
+      const endMs = startOfDay(until.value, timeZone, 1);
+      // At most 366 days (the server's bound), an hour or two more where a daylight saving change falls inside.
+      if (!(endMs > startMs) || endMs - startMs > MAX_EXPORT_DAYS * DAY_MS + 2 * HOUR_MS) throw new Error(text.badPeriod);
+      const started = (await accounts.exportStatement({
+        account: account.name,
+        startTime: timestampFromMs(startMs),
+        endTime: timestampFromMs(endMs),
+        format: fromSlug<StatementFormat>(StatementFormat, format.value),
+        language: documentLanguage.value,
+      })).statementExport!;
+      show(started);
+      let current = started;
+      while (container.isConnected && current.state !== StatementExportState.SUCCEEDED && current.state !== StatementExportState.FAILED) {
+        await new Promise((resolve) => setTimeout(resolve, EXPORT_POLL_MS));
+        if (!container.isConnected) return; // the page was left: stop asking
+        current = (await accounts.getStatementExport({ name: started.name })).statementExport!;
+        show(current);
+      }
+    });
+  });
+  replace(container, form, timeZone ? h("p", { class: "muted" }, text.zone(timeZone)) : null, status);
 }

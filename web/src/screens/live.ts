@@ -5,7 +5,7 @@ import { payments } from "../api";
 import { h, replace } from "../dom";
 import { paymentEventBadge, paymentKindLabel } from "../enums";
 import { describeError } from "../errors";
-import { accountLink, paymentLink } from "../lists";
+import { partyLink, paymentLink } from "../lists";
 import { t } from "../i18n";
 import { formatMoney } from "../money";
 import { page, when } from "../ui";
@@ -22,8 +22,9 @@ function row(event: PaymentEventType, payment: Payment): HTMLElement {
     h("td", null, paymentEventBadge(event)),
     h("td", null, paymentKindLabel(payment.kind)),
     h("td", null, paymentLink(payment.name)),
-    h("td", null, accountLink(payment.fromAccount)),
-    h("td", null, accountLink(payment.toAccount)),
+    // Names where the event carries them (WatchPayments' events carry none today: the accounts' short ids then).
+    h("td", null, partyLink(payment, "from")),
+    h("td", null, partyLink(payment, "to")),
     h("td", { class: "money" }, formatMoney(payment.amountMinor, payment.currency)),
   );
 }

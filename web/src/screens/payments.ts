@@ -1,9 +1,9 @@
 import { PaymentKind, PaymentStatus, type Payment } from "../../../generated/ts/emoney/payments/v1/payments_pb";
-import { idOf, newRequestId, payments } from "../api";
+import { accounts, idOf, newRequestId, payments } from "../api";
 import { h, input, link, replace, select, table } from "../dom";
 import { filterOptions, fromSlug, PAYMENT_STATUS_LABELS, paymentKindLabel, paymentStatusBadge } from "../enums";
 import { t } from "../i18n";
-import { accountLink, paymentLink, paymentsTable, refundableMinor } from "../lists";
+import { accountLink, holderName, idNote, namedLink, partyLink, paymentLink, paymentsTable, refundableMinor } from "../lists";
 import { amountText, formatMoney, parseAmount } from "../money";
 import { act, card, loading, page, say, shortId, since, when } from "../ui";
 import type { Screen } from "../screen";
@@ -38,6 +38,14 @@ export const paymentsScreen: Screen = async (main, _params, query) => {
   const account = query.get("account") ?? "";
   const results = h("div", null, loading());
   const more = h("button", { testid: "payments-more" }, t().app.showMore);
+  // The account filtered on, named after its holder once it is read (its short id until then, or if it cannot be).
+  const filteredAccount = h("span", { testid: "payments-account" }, account ? accountLink(`accounts/${account}`) : null);
+  if (account) {
+    accounts.getAccount({ name: `accounts/${account}` }).then(
+      (answer) => answer.account && replace(filteredAccount, namedLink(`#/accounts/${account}`, holderName(answer.account), answer.account.name)),
+      () => undefined,
+    );
+  }
   const filter = () => {
     const next = new URLSearchParams({ period: period.value });
     if (status.value) next.set("status", status.value);
@@ -50,7 +58,7 @@ export const paymentsScreen: Screen = async (main, _params, query) => {
     main,
     page(
       text.title,
-      h("div", { class: "toolbar" }, status, period, account ? h("span", null, text.account, accountLink(`accounts/${account}`), " ", link("#/payments", text.all)) : null),
+      h("div", { class: "toolbar" }, status, period, account ? h("span", null, text.account, filteredAccount, " ", link("#/payments", text.all)) : null),
       results,
       more,
     ),
@@ -99,9 +107,12 @@ export const paymentScreen: Screen = async (main, [paymentId]) => {
       [text.amount, h("span", { class: "money", testid: "payment-amount" }, formatMoney(payment.amountMinor, payment.currency))],
       [text.refundedLabel, h("span", { class: "money", testid: "payment-refunded" }, formatMoney(payment.refundedMinor, payment.currency))],
       payment.kind === PaymentKind.HOLD ? [text.captured, formatMoney(payment.capturedMinor, payment.currency)] : null,
-      [text.from, accountLink(payment.fromAccount, payment.fromAccount)],
-      [text.to, accountLink(payment.toAccount, payment.toAccount)],
-      [text.terminal, payment.terminal || "—"],
+      [text.from, h("span", { class: "named", testid: "payment-from" }, partyLink(payment, "from"), payment.fromAccount ? idNote(payment.fromAccount) : null)],
+      [text.to, h("span", { class: "named", testid: "payment-to" }, partyLink(payment, "to"), payment.toAccount ? idNote(payment.toAccount) : null)],
+      [text.terminal, payment.terminal
+        ? h("span", { class: "named", testid: "payment-terminal" }, payment.terminalDisplayName || payment.terminal, idNote(payment.terminal))
+        : "—"],
+      payment.description ? [text.description, h("span", { testid: "payment-description" }, payment.description)] : null,
       [text.related, paymentLink(payment.relatedPayment)],
       [text.created, when(payment.createTime)],
       payment.expireTime ? [text.holdExpires, when(payment.expireTime)] : null,

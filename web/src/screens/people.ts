@@ -1,10 +1,11 @@
 import { AccountKind } from "../../../generated/ts/emoney/accounts/v1/accounts_pb";
+import type { IdentityLevel } from "../../../generated/ts/emoney/admin/v1/admin_pb";
 import { Role, type User } from "../../../generated/ts/emoney/auth/v1/auth_pb";
 import { accounts, admin, idOf } from "../api";
 import { field, h, input, link, replace, select, table } from "../dom";
 import { accountOfKindLabel, fromSlug, roleLabel, slugOf, userStatusBadge } from "../enums";
 import { t } from "../i18n";
-import { accountsTable, findUser, forgetUsers, PAGE_SIZE } from "../lists";
+import { accountsTable, findUser, forgetUsers, identityLevels, levelName, PAGE_SIZE } from "../lists";
 import { act, card, loading, navigate, page, say, showError, when } from "../ui";
 import type { Screen } from "../screen";
 
@@ -27,6 +28,9 @@ export function peopleScreen(role: PeopleRole): Screen {
     const more = h("button", { testid: "people-more" }, t().app.showMore);
     more.hidden = true;
     replace(main, page(text.titles[key], h("div", { class: "toolbar" }, search), results, more, card(text.newOne[key], newUserForm(role))));
+    // Customers are listed with their identity level, when the tenant has levels (a merchant's limits are its
+    // terminals'); read alongside the first page of people.
+    const levelsRead = role === Role.CUSTOMER ? identityLevels() : Promise.resolve([]);
     // The server searches (ListUsers' query: a case-insensitive fragment of the name or e-mail
     // address); answers to an older text are dropped when a newer search has started.
     const found: User[] = [];
@@ -36,7 +40,10 @@ export function peopleScreen(role: PeopleRole): Screen {
     const load = async (fresh: boolean) => {
       const mine = fresh ? ++generation : generation;
       const typed = search.value.trim();
-      const answer = await admin.listUsers({ pageSize: SEARCH_PAGE_SIZE, pageToken: fresh ? "" : pageToken, role, query: typed });
+      const [answer, levels] = await Promise.all([
+        admin.listUsers({ pageSize: SEARCH_PAGE_SIZE, pageToken: fresh ? "" : pageToken, role, query: typed }),
+        levelsRead,
+      ]);
       if (mine !== generation) return;
       if (fresh) found.length = 0;
       found.push(...answer.users);
@@ -47,8 +54,14 @@ export function peopleScreen(role: PeopleRole): Screen {
         results,
         table(
           "people",
-          text.headings,
-          found.map((user) => [link(`#/users/${idOf(user.name)}`, user.displayName), user.email, userStatusBadge(user.status), when(user.createTime)]),
+          levels.length ? text.customerHeadings : text.headings,
+          found.map((user) => [
+            link(`#/users/${idOf(user.name)}`, user.displayName),
+            user.email,
+            levels.length ? levelCell(levels, user) : null,
+            userStatusBadge(user.status),
+            when(user.createTime),
+          ].filter((cell) => cell !== null)),
           searched ? text.nobodyMatches : text.noneYet[key],
         ),
       );
@@ -65,6 +78,48 @@ export function peopleScreen(role: PeopleRole): Screen {
     search.focus();
     return () => window.clearTimeout(timer);
   };
+}
+
+/** A customer's level in the list (none set: the lowest), with a link to change it on their page. */
+function levelCell(levels: IdentityLevel[], user: User): HTMLElement {
+  return h(
+    "span",
+    { class: "level", testid: "person-level", attrs: { "data-level": user.level } },
+    levelName(levels, user.level),
+    " ",
+    h("small", null, link(`#/users/${idOf(user.name)}?change=level`, t().people.change)),
+  );
+}
+
+/** The customer's level and the form that changes it (SetUserLevel, with the reason the audit log keeps). */
+function levelCard(user: User, levels: IdentityLevel[], changed: (notice: string) => Promise<void>): HTMLElement {
+  const text = t().people;
+  if (!levels.length) return card(text.level, h("p", { class: "muted", testid: "person-level" }, text.noLevels));
+  const current = user.level || levels[0].code;
+  const level = select("level", levels.map((option): [string, string] => [option.code, `${option.displayName} (${option.code})`]), current);
+  const reason = input("level-reason", { required: true, maxlength: "200", placeholder: text.reasonPlaceholder, size: "40" });
+  const form = h(
+    "form",
+    { class: "inline-form", testid: "set-level" },
+    field(text.newLevel, level),
+    field(text.reason, reason),
+    h("button", { attrs: { type: "submit" } }, text.changeLevel),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    await act(form, async () => {
+      const answer = await admin.setUserLevel({ user: user.name, level: level.value, reason: reason.value.trim() });
+      forgetUsers();
+      await changed(answer.previousLevel === answer.level
+        ? t().people.levelUnchanged(levelName(levels, answer.level))
+        : t().people.levelChanged(levelName(levels, answer.previousLevel), levelName(levels, answer.level)));
+    });
+  });
+  return card(
+    text.level,
+    h("p", { testid: "person-level", attrs: { "data-level": current } }, text.atLevel(levelName(levels, user.level))),
+    form,
+  );
 }
 
 function newUserForm(role: PeopleRole): HTMLFormElement {
@@ -88,17 +143,22 @@ function newUserForm(role: PeopleRole): HTMLFormElement {
   return form;
 }
 
-export const personScreen: Screen = async (main, [userId]) => {
+export const personScreen: Screen = async (main, [userId], query) => {
   const name = `users/${userId}`;
   replace(main, page(t().people.person, loading()));
-  const user = await findUser(name);
+  let user = await findUser(name);
   if (!user) {
     replace(main, page(t().people.person, h("p", null, t().people.noSuchPerson)));
     return;
   }
-  const render = async () => {
+  const isCustomer = user.roles.includes(Role.CUSTOMER);
+  const render = async (notice?: string) => {
     const text = t().people;
-    const owned = await accounts.listAccounts({ owner: name, pageSize: PAGE_SIZE });
+    user = (await findUser(name)) ?? user!;
+    const [owned, levels] = await Promise.all([
+      accounts.listAccounts({ owner: name, pageSize: PAGE_SIZE }),
+      isCustomer ? identityLevels() : Promise.resolve(null),
+    ]);
     const kinds = user.roles.flatMap((role) => ACCOUNT_KIND_OF_ROLE[role] ?? []);
     const kind = select("account-kind", kinds.map((accountKind) => [slugOf(AccountKind, accountKind), accountOfKindLabel(accountKind)]));
     const currency = input("currency", { value: "", placeholder: text.defaultCurrency, size: "5", maxlength: "3" });
@@ -111,15 +171,19 @@ export const personScreen: Screen = async (main, [userId]) => {
         say("notice", t().people.accountOpen);
       });
     });
+    const levelSection = levels ? levelCard(user, levels, (done) => render(done)) : null;
     replace(
       main,
       page(
         user.displayName,
         h("p", { class: "muted" }, user.email, " · ", user.roles.map(roleLabel).join(", "), " · ", userStatusBadge(user.status), text.since(when(user.createTime))),
-        card(text.accounts, accountsTable("person-accounts", owned.accounts, new Map([[name, user.displayName]]))),
+        levelSection,
+        card(text.accounts, accountsTable("person-accounts", owned.accounts)),
         kinds.length ? card(text.openAnAccount, open) : null,
       ),
     );
+    if (notice) say("notice", notice);
   };
   await render();
+  if (query.get("change") === "level") main.querySelector<HTMLInputElement>("#field-level-reason")?.focus();
 };
