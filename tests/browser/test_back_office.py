@@ -558,3 +558,35 @@ def test_every_list_fits_a_390_pixel_screen(signed_in: Page, stack, channel, rou
     # The table keeps its columns and can be scrolled to: wider than its frame, not squeezed out of shape.
     assert listed.evaluate("table => table.parentElement.scrollWidth >= table.parentElement.clientWidth")
     screenshot(signed_in, f"phone-{testid}")
+
+
+# Every statement read of the account screen answers 1.5 s late: a redraw after a top-up is still loading when
+# the person acts on the new screen.
+SLOW_STATEMENTS = """
+const original = window.fetch.bind(window);
+window.fetch = async (input, init) => {
+  const response = await original(input, init);
+  const url = typeof input === "string" ? input : input.url;
+  if (url.includes("/ListAccountEntries")) await new Promise((resolve) => setTimeout(resolve, 1500));
+  return response;
+};
+"""
+
+
+def test_a_slow_redraw_never_hides_the_error_of_what_was_done_meanwhile(page: Page, stack, tenant_admin, channel):
+    """A top-up redraws the account screen; while its statement still loads, a refused top-up on the new screen
+    shows its error — and the end of the first redraw must not replace that error with the first notice."""
+    holder = new_customer(stack, channel)
+    page.add_init_script(SLOW_STATEMENTS)
+    sign_in(page, tenant_admin.email, tenant_admin.password)
+    expect(page.get_by_test_id("who")).to_contain_text(tenant_admin.email)
+    page.goto(f"/#/{holder.account}")
+    top_up = page.get_by_test_id("top-up")
+    top_up.locator("input").fill("20")
+    top_up.get_by_role("button").click()
+    expect(page.get_by_test_id("account-balance")).to_contain_text(money("en", 2_000))
+    page.get_by_test_id("top-up").locator("input").fill("1,250")  # ambiguous in English: refused
+    page.get_by_test_id("top-up").get_by_role("button").click()
+    expect(page.get_by_test_id("error")).to_contain_text(text("en", "ambiguous"))
+    page.wait_for_timeout(2_500)  # the first redraw's statement has arrived by now
+    expect(page.get_by_test_id("error")).to_contain_text(text("en", "ambiguous"))

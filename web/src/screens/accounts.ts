@@ -43,7 +43,7 @@ function amountForm(
   testid: string,
   label: string,
   account: Account,
-  send: (requestId: string, amountMinor: bigint) => Promise<string>,
+  send: (requestId: string, amountMinor: bigint) => Promise<void>,
 ): HTMLFormElement {
   const amount = input(`${testid}-amount`, { inputmode: "decimal", placeholder: amountText(0n, account.currency, account.currencyMinorUnits), required: true });
   // One idempotency key per filled-in form: sending the same form twice moves the money once.
@@ -57,14 +57,11 @@ function amountForm(
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    let done = "";
-    const ok = await act(form, async () => {
-      done = await send(requestId, parseAmount(amount.value, account.currency, account.currencyMinorUnits));
-    });
-    if (ok) {
-      requestId = newRequestId();
-      say("notice", done);
-    }
+    // `send` redraws the screen with its notice (render(notice) says it as soon as the new screen is up, before
+    // the statement and payments load), so nothing is said here after the redraw: a notice said at the end of a
+    // slow redraw would replace the error of an action the person started on the new screen meanwhile.
+    const ok = await act(form, () => send(requestId, parseAmount(amount.value, account.currency, account.currencyMinorUnits)));
+    if (ok) requestId = newRequestId();
   });
   return form;
 }
@@ -100,13 +97,11 @@ export const accountScreen: Screen = async (main, [accountId]) => {
         toggle,
         amountForm("top-up", text.topUp, account, async (requestId, amountMinor) => {
           await payments.topUp({ requestId, account: name, amountMinor, currency: account.currency });
-          await render();
-          return t().accounts.toppedUp(formatMoney(amountMinor, account.currency, account.currencyMinorUnits));
+          await render(t().accounts.toppedUp(formatMoney(amountMinor, account.currency, account.currencyMinorUnits)));
         }),
         amountForm("cash-out", text.cashOut, account, async (requestId, amountMinor) => {
           await payments.withdraw({ requestId, account: name, amountMinor, currency: account.currency });
-          await render();
-          return t().accounts.paidOut(formatMoney(amountMinor, account.currency, account.currencyMinorUnits));
+          await render(t().accounts.paidOut(formatMoney(amountMinor, account.currency, account.currencyMinorUnits)));
         }),
       );
     }
