@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
+import grpc
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -121,3 +122,15 @@ def signed_in(page: Page, tenant_admin) -> Page:
     expect(page.get_by_test_id("who")).to_contain_text(tenant_admin.email)
     expect(page.get_by_test_id("stat-accounts")).to_be_visible()
     return page
+
+
+@pytest.fixture(scope="module")
+def channel(stack):
+    """A native gRPC channel through Envoy, for a test's own setup calls."""
+    with grpc.insecure_channel(stack.endpoints.envoy) as opened:
+        yield opened
+
+
+def resource_id(name: str) -> str:
+    """`accounts/<id>` → `<id>`."""
+    return name.split("/", 1)[1]

@@ -8,27 +8,16 @@ from __future__ import annotations
 
 import json
 
-import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from playwright.sync_api import Page, Route, expect
 
 from emoney.admin.v1 import admin_pb2
 from emoney.payments.v1 import payments_pb2
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import screenshot, resource_id
 from tests.browser.language import LANGUAGES, money, normalized, text
 from tests.fixtures.identity import bearer, login_as
 from tests.fixtures.ledger import new_customer, new_shop, payment_code, payments_stub, request_id
-
-
-@pytest.fixture(scope="module")
-def channel(stack):
-    with grpc.insecure_channel(stack.endpoints.envoy) as opened:
-        yield opened
-
-
-def _id(name: str) -> str:
-    return name.split("/", 1)[1]
 
 
 @pytest.mark.parametrize("lang", LANGUAGES, indirect=True)
@@ -63,7 +52,7 @@ def test_the_audit_log_reads_as_actions_and_named_fields(signed_in: Page, stack,
     change = row.get_by_test_id("audit-change")
     expect(change.locator('li[data-field="amountMinor"]')).to_have_text(f"{text(lang, 'amount_field')}: {money(lang, 123_456)}")
     expect(change.locator('li[data-field="kind"]')).to_have_text(f"{text(lang, 'kind_field')}: {text(lang, 'top_up_kind')}")
-    expect(change.locator(f'li[data-field="creditAccountId"] a[href="#/accounts/{_id(customer.account)}"]')).to_have_count(1)
+    expect(change.locator(f'li[data-field="creditAccountId"] a[href="#/accounts/{resource_id(customer.account)}"]')).to_have_count(1)
 
     page.goto(f"/#/audit?requestId={refund_id}")
     row = page.get_by_test_id("audit-events").locator("tbody tr")
@@ -72,7 +61,7 @@ def test_the_audit_log_reads_as_actions_and_named_fields(signed_in: Page, stack,
     change = row.get_by_test_id("audit-change")
     refunded = f"{text(lang, 'refunded_field')}: {money(lang, 0)} → {money(lang, 750)}"
     expect(change.locator(':scope > ul > li[data-field="refundedMinor"]')).to_have_text(refunded)
-    expect(change.locator(f'li[data-field="transferId"] a[href="#/payments/{_id(payment.name)}"]').first).to_be_visible()
+    expect(change.locator(f'li[data-field="transferId"] a[href="#/payments/{resource_id(payment.name)}"]').first).to_be_visible()
     expect(change.locator('li[data-field="refund"] li[data-field="amountMinor"]')).to_contain_text(money(lang, 750))
     screenshot(page, f"lang-03-audit-refund-{lang}")
     record = row.get_by_test_id("audit-record")

@@ -22,23 +22,13 @@ from emoney.admin.v1 import admin_pb2
 from emoney.auth.v1 import auth_pb2
 from emoney.payments.v1 import payments_pb2
 from localstack.envoy import BackOfficeNotBuiltError, start_envoy
-from tests.browser.conftest import screenshot, sign_in
+from tests.browser.conftest import screenshot, sign_in, resource_id
 from tests.browser.language import LANGUAGES, money, text
 from tests.fixtures.identity import admin_stub, auth_stub, bearer, login, login_as, sign_up, unique_email
 from tests.fixtures.ledger import accounts_stub, new_customer, new_shop, payment_code, payments_stub, request_id
 
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def channel(stack):
-    with grpc.insecure_channel(stack.endpoints.envoy) as opened:
-        yield opened
-
-
-def _id(name: str) -> str:
-    return name.split("/", 1)[1]
 
 
 def _charge(channel, shop, customer, amount_minor: int) -> payments_pb2.Payment:
@@ -104,7 +94,7 @@ def test_an_account_shows_and_takes_amounts_with_its_currencys_decimals(signed_i
         metadata=bearer(login_as(stack, "operator")), timeout=10,
     )
     page = signed_in
-    page.goto(f"/#/accounts/{_id(account.name)}")
+    page.goto(f"/#/accounts/{resource_id(account.name)}")
     expect(page.get_by_test_id("account-balance")).to_contain_text(money("en", 1_250, "IQD", 3))  # IQD 1.250
     page.get_by_label("Top up (IQD)").fill("0.5")
     page.get_by_test_id("top-up").get_by_role("button").click()
@@ -117,7 +107,7 @@ def test_account_statement_freeze_and_unfreeze(signed_in: Page, stack, channel, 
     """An account's page shows its statement; freezing it makes the ledger refuse money for it, unfreezing lets it in again."""
     customer = new_customer(stack, channel, funded_minor=5_000)
     page = signed_in
-    page.goto(f"/#/accounts/{_id(customer.account)}")
+    page.goto(f"/#/accounts/{resource_id(customer.account)}")
     expect(page.get_by_test_id("account-balance")).to_contain_text(money(lang, 5_000))
     expect(page.get_by_test_id("statement")).to_contain_text(text(lang, "top_up_kind"))  # a plain label, not `top_up`
     expect(page.get_by_test_id("statement")).to_contain_text(money(lang, 5_000))
@@ -158,7 +148,7 @@ def test_refund_of_a_payment(signed_in: Page, stack, channel, lang):
     customer, shop = new_customer(stack, channel, funded_minor=3_000), new_shop(stack, channel)
     payment = _charge(channel, shop, customer, 1_250)
     page = signed_in
-    page.goto(f"/#/payments/{_id(payment.name)}")
+    page.goto(f"/#/payments/{resource_id(payment.name)}")
     expect(page.get_by_test_id("payment-amount")).to_have_text(money(lang, 1_250))
     expect(page.get_by_test_id("payment-refunded")).to_have_text(money(lang, 0))
     refund_amount = page.get_by_test_id("refund-form").get_by_role("textbox")
@@ -182,7 +172,7 @@ def test_a_failed_reload_after_a_freeze_is_shown(signed_in: Page, stack, channel
     """When the account cannot be read again after freezing it, the page says so (the freeze itself is done)."""
     customer = new_customer(stack, channel)
     page = signed_in
-    page.goto(f"/#/accounts/{_id(customer.account)}")
+    page.goto(f"/#/accounts/{resource_id(customer.account)}")
     expect(page.get_by_test_id("account-status")).to_contain_text("active")
     page.route("**/emoney.accounts.v1.AccountsService/GetAccount", lambda route: route.abort())
     page.get_by_test_id("freeze").click()
@@ -212,7 +202,7 @@ def test_kind_and_status_filters_send_the_contracts_enums(signed_in: Page, stack
     assert sent_request.status == accounts_pb2.ACCOUNT_STATUS_FROZEN and sent_request.kind == accounts_pb2.ACCOUNT_KIND_UNSPECIFIED
     expect(page).to_have_url(re.compile(r"#/accounts\?status=frozen$"))
     rows = page.get_by_test_id("accounts").locator("tbody tr")
-    expect(rows.filter(has=page.locator(f'a[href="#/accounts/{_id(customer.account)}"]'))).to_have_count(1)
+    expect(rows.filter(has=page.locator(f'a[href="#/accounts/{resource_id(customer.account)}"]'))).to_have_count(1)
     expect(page.get_by_test_id("accounts").locator(".badge")).not_to_have_count(0)
     for badge in page.get_by_test_id("accounts").locator(".badge").all():
         expect(badge).to_have_text("frozen")
@@ -232,7 +222,7 @@ def test_kind_and_status_filters_send_the_contracts_enums(signed_in: Page, stack
     page.goto("/#/payments?period=1&status=partially_refunded")
     expect(page.locator("#field-status")).to_have_value("partially_refunded")
     listed = page.get_by_test_id("payments")
-    expect(listed.locator(f'a[href="#/payments/{_id(payment.name)}"]')).to_have_count(1)
+    expect(listed.locator(f'a[href="#/payments/{resource_id(payment.name)}"]')).to_have_count(1)
     for badge in listed.locator(".badge").all():
         expect(badge).to_have_text("partly refunded")
         expect(badge).to_have_class(re.compile(r"\bbadge-partially_refunded\b"))
@@ -243,7 +233,7 @@ def test_a_failed_reload_after_a_refund_is_shown(signed_in: Page, stack, channel
     customer, shop = new_customer(stack, channel, funded_minor=2_000), new_shop(stack, channel)
     payment = _charge(channel, shop, customer, 1_000)
     page = signed_in
-    page.goto(f"/#/payments?account={_id(customer.account)}")
+    page.goto(f"/#/payments?account={resource_id(customer.account)}")
     form = page.get_by_test_id("refund-form")
     expect(form).to_have_count(1)
     page.route("**/emoney.payments.v1.PaymentsService/ListPayments", lambda route: route.abort())
@@ -308,7 +298,7 @@ def test_customers_search_and_a_persons_accounts(signed_in: Page, stack, channel
     screenshot(page, "07-customers-search")
     rows.get_by_role("link").first.click()  # the name (a level's "change" link may follow)
     expect(page.get_by_test_id("person-accounts")).to_contain_text(money("en", 1_000))
-    expect(page).to_have_url(re.compile(rf"#/users/{_id(customer.user)}$"))
+    expect(page).to_have_url(re.compile(rf"#/users/{resource_id(customer.user)}$"))
     expect(page.get_by_role("heading", level=1)).to_have_text(person.display_name)
 
 
@@ -361,7 +351,7 @@ def test_people_are_read_once_and_again_only_for_someone_new(signed_in: Page, st
         return auth_stub(channel).GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=bearer(holder.token), timeout=10).user.email
 
     first = new_customer(stack, channel)
-    page.goto(f"/#/accounts/{_id(first.account)}")
+    page.goto(f"/#/accounts/{resource_id(first.account)}")
     expect(page.get_by_test_id("account-owner")).to_contain_text(email_of(first))
     read_once = len(reads)
     assert read_once >= 1
@@ -372,7 +362,7 @@ def test_people_are_read_once_and_again_only_for_someone_new(signed_in: Page, st
     assert len(reads) == read_once, "the user list was read again for people it already had"
 
     second = new_customer(stack, channel)  # after the page read the list
-    page.goto(f"/#/accounts/{_id(second.account)}")
+    page.goto(f"/#/accounts/{resource_id(second.account)}")
     expect(page.get_by_test_id("account-owner")).to_contain_text(email_of(second))
     assert len(reads) > read_once, "the user list was not read again for someone it lacked"
 
@@ -403,7 +393,7 @@ def test_audit_log_lists_a_freeze_made_in_the_browser(signed_in: Page, stack, ch
     (the action, the status before and after), with the API's hash and summary folded away."""
     customer = new_customer(stack, channel)
     page = signed_in
-    page.goto(f"/#/accounts/{_id(customer.account)}")
+    page.goto(f"/#/accounts/{resource_id(customer.account)}")
     page.get_by_test_id("freeze").click()
     expect(page.get_by_test_id("account-status")).to_contain_text(text(lang, "frozen"))
 
@@ -412,14 +402,14 @@ def test_audit_log_lists_a_freeze_made_in_the_browser(signed_in: Page, stack, ch
     events = admin_stub(channel).ListAuditEvents(
         admin_pb2.ListAuditEventsRequest(actor=me.name, page_size=20), metadata=bearer(admin_token), timeout=10
     ).audit_events
-    freeze = next(event for event in events if event.method.endswith("/FreezeAccount") and _id(customer.account) in event.summary_json)
+    freeze = next(event for event in events if event.method.endswith("/FreezeAccount") and resource_id(customer.account) in event.summary_json)
 
     page.get_by_test_id("navigation").get_by_role("link", name=text(lang, "audit")).click()
     expect(page.get_by_test_id("audit-events")).to_be_visible()
     page.get_by_placeholder(text(lang, "actor_placeholder")).fill(me.name)
     page.get_by_test_id("audit-filters").get_by_role("button", name=text(lang, "filter")).click()
     expect(page).to_have_url(re.compile(r"#/audit\?actor="))
-    row = page.get_by_test_id("audit-events").locator("tbody tr", has=page.locator(f'a[href="#/accounts/{_id(customer.account)}"]'))
+    row = page.get_by_test_id("audit-events").locator("tbody tr", has=page.locator(f'a[href="#/accounts/{resource_id(customer.account)}"]'))
     row = row.filter(has=page.get_by_test_id("audit-action").filter(has_text=text(lang, "freeze_action")))
     expect(row).to_have_count(1)
     expect(row.get_by_test_id("audit-action")).to_have_text(text(lang, "freeze_action"))

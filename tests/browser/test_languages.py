@@ -9,28 +9,17 @@ from __future__ import annotations
 
 import re
 
-import grpc
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from emoney.accounts.v1 import accounts_pb2
 from emoney.payments.v1 import payments_pb2
-from tests.browser.conftest import screenshot, sign_in
+from tests.browser.conftest import screenshot, sign_in, resource_id
 from tests.browser.language import LANGUAGES, english_left, money, normalized, text
 from tests.fixtures.identity import bearer, login_as, sign_up
 from tests.fixtures.ledger import accounts_stub, new_customer, new_shop, payment_code, payments_stub, request_id
 
 STORAGE_KEY = "emoney.back-office.language"
-
-
-@pytest.fixture(scope="module")
-def channel(stack):
-    with grpc.insecure_channel(stack.endpoints.envoy) as opened:
-        yield opened
-
-
-def _id(name: str) -> str:
-    return name.split("/", 1)[1]
 
 
 def _expect_language(page: Page, lang: str) -> None:
@@ -113,7 +102,7 @@ def test_amounts_and_dates_are_the_languages(signed_in: Page, stack, channel, la
     Portuguese, R$1,234.56 in English; dates likewise."""
     account = _brl_account(stack, channel, 123_456)
     page = signed_in
-    page.goto(f"/#/accounts/{_id(account)}")
+    page.goto(f"/#/accounts/{resource_id(account)}")
     expect(page.get_by_test_id("account-balance")).to_contain_text(money(lang, 123_456, "BRL"))
     expect(page.get_by_test_id("statement")).to_contain_text(money(lang, 123_456, "BRL"))
     shown = normalized(page.get_by_test_id("account-balance").locator(".stat-value").inner_text())
@@ -158,12 +147,12 @@ def test_no_english_is_left_on_any_portuguese_screen(browser: Browser, envoy_url
             ("#/", "payments-today", "Painel"),
             ("#/customers", "people", "Clientes"),
             ("#/merchants", "people", "Lojistas"),
-            (f"#/users/{_id(customer.user)}", "person-accounts", None),
+            (f"#/users/{resource_id(customer.user)}", "person-accounts", None),
             ("#/accounts", "accounts", "Contas"),
-            (f"#/accounts/{_id(customer.account)}", "statement", None),
-            (f"#/accounts/{_id(frozen.account)}", "statement", None),
+            (f"#/accounts/{resource_id(customer.account)}", "statement", None),
+            (f"#/accounts/{resource_id(frozen.account)}", "statement", None),
             ("#/payments", "payments", "Pagamentos"),
-            (f"#/payments/{_id(payment.name)}", "payment-details", "Pagamento"),
+            (f"#/payments/{resource_id(payment.name)}", "payment-details", "Pagamento"),
             ("#/live", "live-table", "Pagamentos ao vivo"),
             ("#/terminals", "terminals", "Terminais"),
             ("#/levels", "levels", "Níveis de identificação"),
@@ -191,7 +180,7 @@ def test_no_english_is_left_on_any_portuguese_screen(browser: Browser, envoy_url
             name = route.strip("#/").split("/")[0] or "dashboard"
             screenshot(page, f"pt-BR-{number:02d}-{name}")
         # What the forms say back: a refused top-up and a refused amount, in Portuguese too.
-        page.goto(f"/#/accounts/{_id(frozen.account)}")
+        page.goto(f"/#/accounts/{resource_id(frozen.account)}")
         page.get_by_label("Recarregar (EUR)").fill("5")
         page.get_by_test_id("top-up").get_by_role("button").click()
         expect(page.get_by_test_id("error")).to_have_text("A conta está congelada: não pode enviar nem receber dinheiro.")
@@ -200,7 +189,7 @@ def test_no_english_is_left_on_any_portuguese_screen(browser: Browser, envoy_url
         expect(page.get_by_test_id("error")).to_have_text("“cinco” não é um valor: escreva como 12,50")
         assert english_left(page) == [], "account errors"
         # A statement exported from the account screen: its progress and its download link, in Portuguese.
-        page.goto(f"/#/accounts/{_id(customer.account)}")
+        page.goto(f"/#/accounts/{resource_id(customer.account)}")
         page.get_by_test_id("export-statement").get_by_role("button", name="Exportar", exact=True).click()
         expect(page.get_by_test_id("export-download")).to_be_visible(timeout=45_000)
         assert english_left(page) == [], "statement export"

@@ -23,23 +23,13 @@ from emoney.accounts.v1 import accounts_pb2
 from emoney.admin.v1 import admin_pb2
 from emoney.auth.v1 import auth_pb2
 from emoney.payments.v1 import payments_pb2
-from tests.browser.conftest import screenshot, sign_in
+from tests.browser.conftest import screenshot, sign_in, resource_id
 from tests.browser.language import LANGUAGES, english_left, money, text
 from tests.fixtures.identity import admin_stub, auth_stub, bearer, create_tenant, login_as, unique_email
 from tests.fixtures.ledger import Holder, accounts_stub, new_shop, payment_code, payments_stub, request_id
 
 # Writing a statement is a background job (a worker polls every second): generous on a loaded 2-core machine.
 EXPORT_TIMEOUT_MS = 45_000
-
-
-@pytest.fixture(scope="module")
-def channel(stack):
-    with grpc.insecure_channel(stack.endpoints.envoy) as opened:
-        yield opened
-
-
-def _id(name: str) -> str:
-    return name.split("/", 1)[1]
 
 
 def _named_customer(stack, channel, display_name: str, tenant: str = "tenants/demo-city", funded_minor: int = 0,
@@ -100,41 +90,41 @@ def test_lists_show_peoples_and_terminals_names(signed_in: Page, stack, channel,
     ).payments if payment.kind == payments_pb2.PAYMENT_KIND_TOP_UP]
     page = signed_in
 
-    page.goto(f"/#/payments?account={_id(payer.account)}")
-    row = _row_of(page, "payments", f"#/payments/{_id(transfer.name)}")
+    page.goto(f"/#/payments?account={resource_id(payer.account)}")
+    row = _row_of(page, "payments", f"#/payments/{resource_id(transfer.name)}")
     expect(row).to_have_count(1)
     payer_link = row.get_by_role("link", name=f"Beatriz Pagadora {suffix}")
-    expect(payer_link).to_have_attribute("href", f"#/accounts/{_id(payer.account)}")
+    expect(payer_link).to_have_attribute("href", f"#/accounts/{resource_id(payer.account)}")
     expect(payer_link).to_have_attribute("title", payer.account)
-    expect(row.get_by_role("link", name=f"Carlos Recebedor {suffix}")).to_have_attribute("href", f"#/accounts/{_id(payee.account)}")
+    expect(row.get_by_role("link", name=f"Carlos Recebedor {suffix}")).to_have_attribute("href", f"#/accounts/{resource_id(payee.account)}")
     expect(row.get_by_test_id("payment-description")).to_have_text(f"aluguel março {suffix}")
-    expect(row).not_to_contain_text(_id(payer.account)[:8])  # the name, not the id
-    top_up_row = _row_of(page, "payments", f"#/payments/{_id(top_up.name)}")
+    expect(row).not_to_contain_text(resource_id(payer.account)[:8])  # the name, not the id
+    top_up_row = _row_of(page, "payments", f"#/payments/{resource_id(top_up.name)}")
     expect(top_up_row.get_by_role("link", name=text(lang, "float"))).to_have_count(1)
-    charge_row = _row_of(page, "payments", f"#/payments/{_id(charge.name)}")
-    expect(charge_row.get_by_role("link", name="Shop", exact=True)).to_have_attribute("href", f"#/accounts/{_id(shop.account)}")
+    charge_row = _row_of(page, "payments", f"#/payments/{resource_id(charge.name)}")
+    expect(charge_row.get_by_role("link", name="Shop", exact=True)).to_have_attribute("href", f"#/accounts/{resource_id(shop.account)}")
     expect(charge_row.get_by_test_id("payment-terminal")).to_have_text(text(lang, "via", name="Till"))
     expect(charge_row.get_by_test_id("payment-terminal")).to_have_attribute("title", shop.terminal)
     screenshot(page, f"names-01-payments-{lang}")
 
     # The dashboard's list of today's payments (the latest 15: these are among them).
     page.goto("/#/")
-    today = _row_of(page, "payments-today", f"#/payments/{_id(transfer.name)}")
+    today = _row_of(page, "payments-today", f"#/payments/{resource_id(transfer.name)}")
     expect(today).to_contain_text(f"Beatriz Pagadora {suffix}")
     expect(today).to_contain_text(f"Carlos Recebedor {suffix}")
 
     # One payment's page: names, the ids in small print, the terminal's name, the description.
-    page.goto(f"/#/payments/{_id(charge.name)}")
+    page.goto(f"/#/payments/{resource_id(charge.name)}")
     expect(page.get_by_test_id("payment-from")).to_contain_text(f"Beatriz Pagadora {suffix}")
-    expect(page.get_by_test_id("payment-from").locator("small.id")).to_have_text(_id(payer.account)[:8])
+    expect(page.get_by_test_id("payment-from").locator("small.id")).to_have_text(resource_id(payer.account)[:8])
     expect(page.get_by_test_id("payment-to")).to_contain_text("Shop")
     expect(page.get_by_test_id("payment-terminal")).to_contain_text("Till")
-    page.goto(f"/#/payments/{_id(transfer.name)}")
+    page.goto(f"/#/payments/{resource_id(transfer.name)}")
     expect(page.get_by_test_id("payment-description")).to_have_text(f"aluguel março {suffix}")
 
     # The accounts list: each account named after its holder, the float after itself.
     page.goto("/#/accounts")
-    holder = _row_of(page, "accounts", f"#/accounts/{_id(payee.account)}")
+    holder = _row_of(page, "accounts", f"#/accounts/{resource_id(payee.account)}")
     expect(holder.get_by_test_id("account-holder")).to_contain_text(f"Carlos Recebedor {suffix}")
     expect(holder.get_by_role("link")).to_have_attribute("title", payee.account)
     expect(page.get_by_test_id("accounts").get_by_role("link", name=text(lang, "float")).first).to_be_visible()
@@ -144,7 +134,7 @@ def test_lists_show_peoples_and_terminals_names(signed_in: Page, stack, channel,
     page.get_by_role("link", name=f"Carlos Recebedor {suffix}").first.click()
     expect(page.get_by_role("heading", level=1)).to_contain_text(f"Carlos Recebedor {suffix}")
     expect(page.get_by_test_id("account-name")).to_have_text(payee.account)
-    expect(_row_of(page, "account-payments", f"#/payments/{_id(transfer.name)}")).to_contain_text(f"Beatriz Pagadora {suffix}")
+    expect(_row_of(page, "account-payments", f"#/payments/{resource_id(transfer.name)}")).to_contain_text(f"Beatriz Pagadora {suffix}")
     expect(page.get_by_test_id("entry-description")).to_have_text(f"aluguel março {suffix}")
     expect(page.get_by_test_id("error")).to_have_count(0)
 
@@ -293,7 +283,7 @@ def test_an_operator_changes_a_customers_level_with_a_reason(page: Page, stack, 
     expect(page.get_by_test_id("who")).to_contain_text(email)
 
     page.goto("/#/customers")
-    row = _row_of(page, "people", f"#/users/{_id(customer.user)}")
+    row = _row_of(page, "people", f"#/users/{resource_id(customer.user)}")
     expect(row.get_by_test_id("person-level")).to_contain_text("Básico")
     row.get_by_test_id("person-level").get_by_role("link").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Dora Cliente {suffix}")
@@ -310,7 +300,7 @@ def test_an_operator_changes_a_customers_level_with_a_reason(page: Page, stack, 
     screenshot(page, f"levels-03-customer-level-{lang}")
 
     page.get_by_test_id("navigation").get_by_role("link", name=text(lang, "customers"), exact=True).click()
-    expect(_row_of(page, "people", f"#/users/{_id(customer.user)}").get_by_test_id("person-level")).to_contain_text("Completo")
+    expect(_row_of(page, "people", f"#/users/{resource_id(customer.user)}").get_by_test_id("person-level")).to_contain_text("Completo")
     screenshot(page, f"levels-04-customers-{lang}")
 
     users = admin.ListUsers(admin_pb2.ListUsersRequest(role=auth_pb2.ROLE_CUSTOMER, page_size=100), metadata=bearer(town.admin_token), timeout=10)
@@ -385,7 +375,7 @@ def test_a_statement_is_exported_from_the_account_screen(signed_in: Page, stack,
     payee = _named_customer(stack, channel, f"Gil Extrato {suffix}")
     _transfer(channel, payer, payee, 1_234, f"conta de luz {suffix}")
     page = signed_in
-    page.goto(f"/#/accounts/{_id(payer.account)}")
+    page.goto(f"/#/accounts/{resource_id(payer.account)}")
     export = page.get_by_test_id("export-statement")
     # The current month, in the tenant's time zone (the demo tenant's is UTC).
     now = datetime.now(timezone.utc)
@@ -418,7 +408,7 @@ def test_a_refused_export_is_explained(signed_in: Page, stack, channel):
     """A period the page cannot export (the end before the start) is said so, and nothing is asked of the server."""
     customer = _named_customer(stack, channel, "Hugo Periodo")
     page = signed_in
-    page.goto(f"/#/accounts/{_id(customer.account)}")
+    page.goto(f"/#/accounts/{resource_id(customer.account)}")
     export = page.get_by_test_id("export-statement")
     export.locator("#field-export-from").fill("2026-03-10")
     export.locator("#field-export-until").fill("2026-03-01")
