@@ -32,15 +32,18 @@ begin
     end if;
     -- The value limits (13_limits.sql says what counts): after both legs, so the balance limit sees the credit;
     -- the two customers' usage rows in ascending owner order, one global order as for the account rows.
-    credit_first := credit.owner_user_id < debit.owner_user_id;
-    if credit_first and credit.kind = 'customer' and transfer_kind <> 'refund' then
-        perform ledger_count_customer(tenant, credit, 'received', amount, now());
-    end if;
-    if debit.kind = 'customer' and transfer_kind not in ('capture', 'refund') then
-        perform ledger_count_customer(tenant, debit, 'sent', amount, now());
-    end if;
-    if not coalesce(credit_first, false) and credit.kind = 'customer' and transfer_kind <> 'refund' then
-        perform ledger_count_customer(tenant, credit, 'received', amount, now());
+    -- A tenant without limits pays one index probe for them, per movement.
+    if (debit.kind = 'customer' or credit.kind = 'customer') and exists (select 1 from level_limits l where l.tenant_id = tenant) then
+        credit_first := credit.owner_user_id < debit.owner_user_id;
+        if credit_first and credit.kind = 'customer' and transfer_kind <> 'refund' then
+            perform ledger_count_customer(tenant, credit, 'received', amount, now());
+        end if;
+        if debit.kind = 'customer' and transfer_kind not in ('capture', 'refund') then
+            perform ledger_count_customer(tenant, debit, 'sent', amount, now());
+        end if;
+        if not coalesce(credit_first, false) and credit.kind = 'customer' and transfer_kind <> 'refund' then
+            perform ledger_count_customer(tenant, credit, 'received', amount, now());
+        end if;
     end if;
     if terminal is not null and transfer_kind = 'payment' then
         perform ledger_count_terminal(tenant, terminal, debit.currency, amount, now());
