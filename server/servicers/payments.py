@@ -144,7 +144,9 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                     payment = await self._payments.get_payment(require_principal(), f"payments/{event.payment_id}")
                 except NotFound:
                     continue  # not visible to this caller after all
-                yield payments_pb2.WatchPaymentsResponse(payment=row_payment(payment), event=PAYMENT_EVENT_TYPE.to_wire(event.event))
+                names = await self._payments.party_names(require_principal(), [payment])  # the back office's only
+                yield payments_pb2.WatchPaymentsResponse(payment=row_payment(payment, names.get(payment.payment_id)),
+                                                         event=PAYMENT_EVENT_TYPE.to_wire(event.event))
 
     async def GetReceipt(self, request, context: grpc.aio.ServicerContext) -> payments_pb2.GetReceiptResponse:
         content, url = await self._payments.receipt(require_principal(), request.payment)

@@ -61,6 +61,29 @@ async def test_watch_delivers_a_payment_committed_after_the_stream_opened(stack,
     assert (event.event, event.payment.name, event.payment.amount_minor) == (payments_pb2.PAYMENT_EVENT_TYPE_CREATED, charged.name, 321)
 
 
+async def test_the_back_offices_watch_names_who_paid_whom_and_a_terminals_does_not(stack, channel):
+    """The operator's live feed carries the parties' and the terminal's names (back office callers only);
+    the terminal's own stream of the same charge carries none."""
+    ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
+    async with grpc.aio.insecure_channel(stack.endpoints.envoy) as watch_channel:
+        stub = payments_pb2_grpc.PaymentsServiceStub(watch_channel)
+        operator = stub.WatchPayments(payments_pb2.WatchPaymentsRequest(account=shop.account),
+                                      metadata=bearer(login_as(stack, "operator")), timeout=30)
+        terminal = stub.WatchPayments(payments_pb2.WatchPaymentsRequest(), metadata=bearer(shop.terminal_token), timeout=30)
+        await asyncio.gather(operator.initial_metadata(), terminal.initial_metadata())
+        await asyncio.sleep(0.3)
+        charged = await asyncio.to_thread(_charge, channel, shop, ana, 222)
+        seen_by_operator = await asyncio.wait_for(operator.read(), timeout=10)
+        seen_by_terminal = await asyncio.wait_for(terminal.read(), timeout=10)
+        operator.cancel()
+        terminal.cancel()
+    assert seen_by_operator.payment.name == seen_by_terminal.payment.name == charged.name
+    named = seen_by_operator.payment
+    assert (named.from_display_name, named.to_display_name, named.terminal_display_name) == ("Test Person", "Shop", "Till")
+    bare = seen_by_terminal.payment
+    assert (bare.from_display_name, bare.to_display_name, bare.terminal_display_name) == ("", "", "")
+
+
 def test_watch_streams_newline_delimited_json(stack, channel, envoy_url):
     """On the JSON face, GET /v1/payments:watch is a stream of one JSON object per line."""
     ana, shop = new_customer(stack, channel, funded_minor=5_000), new_shop(stack, channel)
