@@ -22,6 +22,7 @@ from babel.dates import format_datetime
 from babel.numbers import format_currency, format_decimal
 
 from domain.currencies import minor_units
+from domain.errors import NOT_ALLOWED, FieldViolation
 
 LANGUAGES = ("en", "pt-BR")
 FORMATS = ("csv", "pdf")
@@ -93,9 +94,16 @@ def number(amount_minor: int, currency: str, language: str) -> str:
     return format_decimal(_decimal(amount_minor, currency), format=pattern, locale=_BABEL_LOCALE[language])
 
 
-def when(moment: datetime, header: StatementHeader) -> str:
-    return format_datetime(moment, "yyyy-MM-dd HH:mm:ss" if header.language == "en" else "dd/MM/yyyy HH:mm:ss",
-                           tzinfo=ZoneInfo(header.time_zone), locale=_BABEL_LOCALE[header.language])
+def when(moment: datetime, language: str, time_zone: str) -> str:
+    return format_datetime(moment, "yyyy-MM-dd HH:mm:ss" if language == "en" else "dd/MM/yyyy HH:mm:ss",
+                           tzinfo=ZoneInfo(time_zone), locale=_BABEL_LOCALE[language])
+
+
+def language_violations(language: str, field: str = "language") -> list[FieldViolation]:
+    """A document language: one of LANGUAGES (empty is the caller's to default)."""
+    if language and language not in LANGUAGES:
+        return [FieldViolation(field, f"must be one of {', '.join(LANGUAGES)}", NOT_ALLOWED)]
+    return []
 
 
 def render_csv(header: StatementHeader, lines: list[StatementLine]) -> bytes:
@@ -108,7 +116,7 @@ def render_csv(header: StatementHeader, lines: list[StatementLine]) -> bytes:
     writer.writerow([words["date"], words["payment"], words["kind"], words["what"], words["amount"], words["balance"],
                      words["currency"], words["amount_minor"], words["balance_minor"]])
     for line in lines:
-        writer.writerow([when(line.created_at, header), line.payment_id, kind_label(line.kind, header.language),
+        writer.writerow([when(line.created_at, header.language, header.time_zone), line.payment_id, kind_label(line.kind, header.language),
                          line.description or "", number(line.amount_minor, header.currency, header.language),
                          number(line.balance_after_minor, header.currency, header.language), header.currency,
                          line.amount_minor, line.balance_after_minor])
@@ -142,7 +150,7 @@ def render_pdf(header: StatementHeader, lines: list[StatementLine]) -> bytes:
     for label, value in (
         (words["holder"], header.holder_name),
         (words["account"], f"accounts/{header.account_id} ({currency})"),
-        (words["period"], f"{when(header.start, header)} {words['to']} {when(header.end, header)}"),
+        (words["period"], f"{when(header.start, language, header.time_zone)} {words['to']} {when(header.end, language, header.time_zone)}"),
         (words["time_zone"], header.time_zone),
         (words["opening"], money(header.opening_balance_minor, currency, language)),
         (words["closing"], money(closing, currency, language)),
@@ -160,6 +168,6 @@ def render_pdf(header: StatementHeader, lines: list[StatementLine]) -> bytes:
             table.row([words["date"], words["what"], words["amount"], words["balance"]])
             for line in lines:
                 what = kind_label(line.kind, language) + (f" — {line.description}" if line.description else "")
-                table.row([when(line.created_at, header), what, money(line.amount_minor, currency, language),
+                table.row([when(line.created_at, header.language, header.time_zone), what, money(line.amount_minor, currency, language),
                            money(line.balance_after_minor, currency, language)])
     return bytes(pdf.output())

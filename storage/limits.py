@@ -90,12 +90,6 @@ async def put_level(unit_of_work: UnitOfWork, tenant_id: uuid.UUID, level: Ident
         )
 
 
-async def lowest_level_code(unit_of_work: UnitOfWork) -> str | None:
-    cursor = await unit_of_work.connection.execute("select level_code from identity_levels order by rank limit 1")
-    row = await cursor.fetchone()
-    return None if row is None else row[0]
-
-
 async def set_user_level(unit_of_work: UnitOfWork, user_id: uuid.UUID, code: str) -> str | None | bool:
     """Put the user at level `code`; their previous level (None: the lowest, implicitly), or False when the
     user does not exist."""
@@ -135,18 +129,10 @@ async def usage(unit_of_work: UnitOfWork, subject: str, currency: str) -> Usage:
     return Usage(*await cursor.fetchone())
 
 
-async def level_code_of(unit_of_work: UnitOfWork, user_id: uuid.UUID) -> str | None:
-    cursor = await unit_of_work.connection.execute("select level_code from users where user_id = %s", (user_id,))
-    row = await cursor.fetchone()
-    return None if row is None else row[0]
-
-
 async def customer_balance(unit_of_work: UnitOfWork, user_id: uuid.UUID, currency: str) -> int:
     """What the customer holds in `currency` over all their customer accounts (the balance limit's measure)."""
     cursor = await unit_of_work.connection.execute(
-        """select coalesce(sum(balance_minor), 0)::bigint from accounts
-            where owner_user_id = %s and currency = %s and kind = 'customer'""",
-        (user_id, currency),
+        "select ledger_customer_balance(ledger_current_tenant(), %s, %s)", (user_id, currency)
     )
     row = await cursor.fetchone()
     return row[0]

@@ -35,8 +35,8 @@ from minio.error import S3Error
 from psycopg_pool import AsyncConnectionPool
 
 from domain.currencies import decimal_text, minor_units
-from domain.statement_documents import StatementHeader, kind_label, money, when
-from storage import payments_query
+from domain.statement_documents import kind_label, money, when
+from storage import payments_query, tenants
 from storage.object_store import ObjectStore
 from storage.payments_query import PaymentRow
 from storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
@@ -114,10 +114,9 @@ def render_receipt(payment: PaymentRow, tenant_slug: str, language: str = "en", 
     if payment.description is not None:  # only when written: receipts of payments without one keep their bytes
         document["description"] = payment.description
     if (language, time_zone) != ("en", "UTC"):
-        voice = StatementHeader("", "", "", payment.currency, payment.created_at, payment.created_at, time_zone, language, 0)
         document["display"] = {
             "language": language, "timeZone": time_zone, "kind": kind_label(payment.kind, language),
-            "amount": money(payment.amount_minor, payment.currency, language), "createdAt": when(payment.created_at, voice),
+            "amount": money(payment.amount_minor, payment.currency, language), "createdAt": when(payment.created_at, language, time_zone),
         }
     if payment.kind == "hold":
         document["capturedMinor"] = payment.captured_minor
@@ -271,10 +270,7 @@ class ReceiptWriter:
             payment_ids = [row[0] for row in await cursor.fetchall()]
             if not payment_ids:
                 return 0, False
-            cursor = await unit_of_work.connection.execute(
-                "select slug, language, time_zone from tenants where tenant_id = %s", (tenant_id,)
-            )
-            tenant_slug, language, time_zone = await cursor.fetchone()
+            tenant_slug, language, time_zone = await tenants.receipt_voice(unit_of_work, tenant_id)
             written, storage_failed = await self._upload(unit_of_work, tenant_id, tenant_slug, payment_ids, language, time_zone)
             if written:
                 await _mark_written(unit_of_work, written)

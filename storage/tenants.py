@@ -95,6 +95,15 @@ async def slug_of(unit_of_work: UnitOfWork, tenant_id: uuid.UUID) -> str:
     return "" if row is None else row[0]
 
 
+async def receipt_voice(unit_of_work: UnitOfWork, tenant_id: uuid.UUID) -> tuple[str, str, str]:
+    """What a receipt names and speaks: the tenant's (slug, language, time zone)."""
+    cursor = await unit_of_work.connection.execute(
+        "select slug, language, time_zone from tenants where tenant_id = %s", (tenant_id,)
+    )
+    row = await cursor.fetchone()
+    return ("", "en", "UTC") if row is None else (row[0], row[1], row[2])
+
+
 async def default_currency(unit_of_work: UnitOfWork, tenant_id: uuid.UUID) -> str:
     """The currency the unit of work's own tenant opens accounts in when none is asked for."""
     cursor = await unit_of_work.connection.execute("select default_currency from tenants where tenant_id = %s", (tenant_id,))

@@ -5,7 +5,7 @@
 -- movements of one customer take turns on it and each sees the total of those committed before it —
 -- of 20 simultaneous payments, exactly those that fit succeed. A refused movement raises, so nothing of it
 -- is counted or applied. Counting happens only where a limit exists (a level with limits in the currency,
--- or a terminal with a daily charge limit): a tenant without limits pays nothing for them.
+-- or a terminal with a daily charge limit): a tenant without limits pays one index probe per movement.
 --
 -- What counts (the callers, 10_movements.sql, 11_holds.sql, 12_payment_codes.sql):
 --   sent      a customer's debit: p2p, payment, withdrawal; a hold when it is made (its release — void,
@@ -42,6 +42,14 @@ begin
     return found_limits;
 end
 $$;
+
+-- What a customer holds in a currency over all their customer accounts: the balance limit's measure (also
+-- what GetLimits reports as left below it, storage/limits.py).
+create or replace function ledger_customer_balance(tenant uuid, customer uuid, wanted_currency text) returns bigint
+    language sql stable
+    return (select coalesce(sum(a.balance_minor), 0)::bigint from accounts a
+             where a.tenant_id = tenant and a.owner_user_id = customer and a.currency = wanted_currency
+               and a.kind = 'customer');
 
 -- Add `amount` (negative: give back) to one subject's day, then refuse when a limit is passed. The refusal
 -- names the limit: MAX_PAYMENT, DAILY_SENT, DAILY_RECEIVED, MONTHLY_SENT, MONTHLY_RECEIVED, MAX_BALANCE or
@@ -128,9 +136,7 @@ begin
     perform ledger_count_usage(tenant, 'users/' || account.owner_user_id, account.currency, direction, amount,
                                counted_at, null, limits.daily_received_minor, limits.monthly_received_minor);
     if amount > 0 and limits.max_balance_minor is not null then
-        select sum(a.balance_minor) into balance from accounts a
-         where a.tenant_id = tenant and a.owner_user_id = account.owner_user_id and a.currency = account.currency
-           and a.kind = 'customer';
+        balance := ledger_customer_balance(tenant, account.owner_user_id, account.currency);
         if balance > limits.max_balance_minor then
             perform ledger_limit_exceeded('MAX_BALANCE', account.currency, limits.max_balance_minor,
                                           limits.max_balance_minor - (balance - amount));
@@ -194,9 +200,11 @@ as $$
 $$;
 
 grant execute on function
-    ledger_limit_day(uuid, timestamptz), ledger_customer_limits(uuid, uuid, text),
+    ledger_limit_day(uuid, timestamptz), ledger_customer_limits(uuid, uuid, text), ledger_customer_balance(uuid, uuid, text),
     ledger_count_usage(uuid, text, text, text, bigint, timestamptz, bigint, bigint, bigint),
     ledger_limit_exceeded(text, text, bigint, bigint), ledger_count_customer(uuid, accounts, text, bigint, timestamptz),
     ledger_count_terminal(uuid, uuid, text, bigint, timestamptz), ledger_release_hold_limits(uuid, holds, bigint)
 to emoney_ledger;
-grant execute on function limits_usage_of(text, text), ledger_limit_day(uuid, timestamptz) to emoney_app;
+grant execute on function limits_usage_of(text, text), ledger_limit_day(uuid, timestamptz),
+    ledger_customer_balance(uuid, uuid, text)
+to emoney_app;

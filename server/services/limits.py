@@ -16,12 +16,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from domain.errors import INVALID_FORMAT, NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, TOO_LONG, FieldViolation, NotFound
 from domain.ledger_rules import currency_violations
 from domain.principal import Principal
-from domain.statement_documents import LANGUAGES
+from domain.statement_documents import language_violations
 from domain.validation import display_name_violations, invalid, parse_resource_id, raise_if_violations
 from server.services import access
 from server.services.changes import record_change
 from server.services.transactions import Transactions
-from storage import limits, terminals
+from storage import limits, terminals, users
 from storage.limits import LIMIT_FIELDS, CurrencyLimits, IdentityLevel, Usage
 from storage.terminals import TerminalRecord
 
@@ -131,13 +131,13 @@ class LimitsService:
             raise invalid("reason", TOO_LONG if len(reason) > MAX_REASON_LENGTH else INVALID_FORMAT,
                           f"must be 1 to {MAX_REASON_LENGTH} printable characters")
         async with self._transactions.change(caller.tenant_id) as unit_of_work:
-            if await limits.get_level(unit_of_work, code) is None:
+            ladder = await limits.list_levels(unit_of_work)
+            if all(level.code != code for level in ladder):
                 raise NotFound(message=f"the tenant has no identity level {code!r}", reason="LEVEL_NOT_FOUND")
-            lowest = await limits.lowest_level_code(unit_of_work)
             previous = await limits.set_user_level(unit_of_work, user_id, code)
             if previous is False:
                 raise NotFound(message="user not found", reason="USER_NOT_FOUND")
-            previous = previous or lowest or ""
+            previous = previous or ladder[0].code  # none assigned: the lowest
             await record_change(unit_of_work, caller.subject, {"user": f"users/{user_id}", "level": previous},
                                 {"user": f"users/{user_id}", "level": code, "reason": reason})
             await unit_of_work.commit()
@@ -162,10 +162,7 @@ class LimitsService:
     async def update_settings(self, caller: Principal, zone: str, language: str) -> tuple[str, str]:
         """Set the time zone and/or the language (an empty one is left as it is); the settings after."""
         zone, language = zone.strip(), language.strip()
-        if zone:
-            raise_if_violations(_time_zone_violations(zone))
-        if language and language not in LANGUAGES:
-            raise invalid("language", NOT_ALLOWED, f"must be one of {', '.join(LANGUAGES)}")
+        raise_if_violations((_time_zone_violations(zone) if zone else []) + language_violations(language))
         async with self._transactions.change(caller.tenant_id) as unit_of_work:
             if zone and not await limits.is_time_zone(unit_of_work, zone):
                 raise invalid("time_zone", INVALID_FORMAT, "is not a time zone the database knows")
@@ -195,6 +192,8 @@ class LimitsService:
 
 
 async def _level_of(unit_of_work, user_id: uuid.UUID) -> IdentityLevel | None:
+    """The user's level: the one assigned, else the lowest; None when the tenant has no levels."""
     levels = await limits.list_levels(unit_of_work)
-    code = await limits.level_code_of(unit_of_work, user_id)
+    user = await users.get(unit_of_work, user_id)
+    code = None if user is None else user.level_code
     return next((level for level in levels if level.code == code), levels[0] if levels else None)

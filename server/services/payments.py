@@ -33,14 +33,14 @@ from domain.validation import (
 from server.payment_events import PaymentEventHub
 from server.services import access, commands
 from server.services.transactions import Transactions
-from storage import idempotency, ledger, limits, movements, payment_codes, payments_query, users
+from storage import idempotency, ledger, movements, payment_codes, payments_query, users
 from storage.audit import RequestContext
 from storage.ledger import HoldRecord, Outcome, TransferRecord
 from storage.movements import Serialize
 from storage.object_store import ObjectStore
 from storage.payments_query import PaymentRow
 from storage.receipts import get_or_create_receipt, presigned_receipt_url
-from storage.tenants import default_currency, slug_of
+from storage.tenants import default_currency, receipt_voice
 from storage.unit_of_work import UnitOfWork
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud or typed without confusion
@@ -285,10 +285,9 @@ class PaymentsService:
             payment = await self._visible_payment(unit_of_work, principal, payment_id)
             if payment.kind == "hold":
                 raise FailedPrecondition(message="holds have no receipt; their capture does", reason="NO_RECEIPT_FOR_HOLD")
-            time_zone, language = await limits.settings(unit_of_work)
+            slug, language, time_zone = await receipt_voice(unit_of_work, principal.tenant_id)
             content = await get_or_create_receipt(
-                unit_of_work, self._objects, principal.tenant_id, payment, await slug_of(unit_of_work, principal.tenant_id),
-                language, time_zone,
+                unit_of_work, self._objects, principal.tenant_id, payment, slug, language, time_zone,
             )
             await unit_of_work.commit()
         url = ""

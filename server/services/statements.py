@@ -18,11 +18,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from domain.errors import NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, FailedPrecondition, NotFound
+from domain.errors import OUT_OF_RANGE, REQUIRED, FailedPrecondition, NotFound
 from domain.ledger_rules import MAX_ROWS_PER_READ
 from domain.principal import Principal
-from domain.statement_documents import LANGUAGES, StatementHeader, StatementLine, render_csv, render_pdf
-from domain.validation import invalid, parse_resource_id
+from domain.statement_documents import StatementHeader, StatementLine, language_violations, render_csv, render_pdf
+from domain.validation import invalid, parse_resource_id, raise_if_violations
 from server.services import access
 from server.services.transactions import Transactions
 from storage import ledger, limits, statement_exports
@@ -64,8 +64,7 @@ class StatementsService:
             raise invalid("end_time", REQUIRED, "is required")
         if end <= start or end - start > MAX_PERIOD:
             raise invalid("end_time", OUT_OF_RANGE, f"must be after start_time and at most {MAX_PERIOD.days} days later")
-        if language and language not in LANGUAGES:
-            raise invalid("language", NOT_ALLOWED, f"must be one of {', '.join(LANGUAGES)}")
+        raise_if_violations(language_violations(language))
         async with self._transactions.change(principal.tenant_id) as unit_of_work:
             access.visible_account(principal, await ledger.get_account(unit_of_work, account_id))
             entries = await statement_exports.count_entries(unit_of_work, account_id, start, end)
