@@ -2,14 +2,14 @@
 
 CreateTransfer, ChargePaymentCode and AuthorizePayment are one statement each: an entry point of
 migrations/current/ (`payments_create_transfer_in`, `payments_charge_code_in`, `payments_authorize_code_in`,
-called by storage.ledger) sets the tenant, checks, moves, requests the receipt and announces the event.
+called by storage.ledger) sets the tenant, checks, moves and announces the event.
 TopUp, Withdraw, CapturePayment, VoidPayment and RefundPayment have no such entry point — their ledger
 functions (`ledger_post_transfer`, `ledger_capture_hold`, `ledger_void_hold`, `ledger_refund`) need the
-tenant already set and leave the receipt and the event to their caller — so each runs here, as ONE
+tenant already set and leave the event to their caller — so each runs here, as ONE
 transaction on the primary that the service layer never opens:
 
     read what the caller's access is decided on  →  `authorize` (the service's rule, server/services/access.py)
-    →  the ledger function (it claims the idempotency key first)  →  the receipt request and the live event
+    →  the ledger function (it claims the idempotency key first)  →  the live event
     →  the serialized reply stored with the key and COMMIT, in one round trip (storage.idempotency)
 
 A replay (the same caller and request_id) moves nothing and commits nothing: its outcome carries the
@@ -29,7 +29,6 @@ from domain.ledger_rules import PAYMENT_EVENTS
 from storage import idempotency, ledger
 from storage.audit import RequestContext
 from storage.ledger import AccountRecord, HoldRecord, Outcome, TransferRecord
-from storage.receipts import enqueue_receipt
 from storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 Record = TypeVar("Record", TransferRecord, HoldRecord)
@@ -143,18 +142,16 @@ async def transfer_parties(unit_of_work: UnitOfWork, transfer_id: uuid.UUID) -> 
 
 
 async def _announce(unit_of_work: UnitOfWork, tenant_id: uuid.UUID, record: TransferRecord | HoldRecord) -> None:
-    """In the movement's own transaction: a receipt to write and a live event (sent at commit)."""
+    """In the movement's own transaction: the live event (sent at commit). The receipt needs nothing here:
+    the writer reads it from the transfer row (storage/receipts.py)."""
     if isinstance(record, HoldRecord):
         event = HOLD_EVENTS.get(record.status, record.status)
         accounts = (record.account_id, record.merchant_account_id)
         payment_id, terminal_id = record.hold_id, record.terminal_id
-        if record.capture_transfer_id is not None:
-            await enqueue_receipt(unit_of_work, tenant_id, record.capture_transfer_id)
     else:
         event = "refunded" if record.kind == "refund" else "created"
         accounts = (record.debit_account_id, record.credit_account_id)
         payment_id, terminal_id = record.transfer_id, record.terminal_id
-        await enqueue_receipt(unit_of_work, tenant_id, record.transfer_id)
     await notify_payment(unit_of_work.connection, tenant_id, payment_id, event, terminal_id, accounts)
 
 

@@ -1,25 +1,29 @@
 """Receipts: a JSON document per completed payment, in object storage under the tenant's prefix.
 
-No payment waits for, or fails because of, object storage (transactional outbox):
+No payment waits for, fails because of, or writes anything for object storage: a transfer's receipt is
+read from the committed transfer row itself (migrations/current/07_receipts.sql says how none is missed):
 
-    storage.movements, in the payment's transaction enqueue_receipt(unit_of_work, tenant_id, payment_id)
-    (the SQL entry points: receipts_request)
-    ReceiptWriter.run() in every server process    for each tenant with pending rows (SECURITY DEFINER
-                                                   lookup), in a unit of work scoped to that tenant:
-                                                   lock a batch (FOR UPDATE SKIP LOCKED), render,
-                                                   upload the batch as ONE bundle, mark written, commit
+    a transfer (any kind; a hold's receipt is its capture's)   its row carries created_xid, its transaction's id
+    ReceiptWriter.run() in every server process    for each tenant with transfers past its cursor (SECURITY
+                                                   DEFINER lookup), in a unit of work scoped to that tenant:
+                                                   take the tenant's turn (advisory lock), read the horizon,
+                                                   then the transfers in [cursor, horizon), render, upload
+                                                   the batch as ONE bundle, move the cursor, commit
     GetReceipt                                     get_or_create_receipt / presigned_receipt_url
 
 Bundles: the writer archives a batch as one JSON-lines object, `receipts/bundles/YYYY/MM/DD/{first
-payment id}.jsonl` (one receipt document per line, in the batch's order; `bundle_key` on each outbox
-row says which). One S3 write per batch, not per payment: under load the per-payment writes cost about
-a quarter of the machine (SeaweedFS plus the uploading threads). The per-payment object
-`receipts/{id}.json`, which GetReceipt returns and links to, is written when a receipt is first asked
-for — the same bytes, since rendering is deterministic.
+payment id}.jsonl` (one receipt document per line, in the batch's order). One S3 write per batch, not per
+payment: under load the per-payment writes cost about a quarter of the machine (SeaweedFS plus the
+uploading threads). The per-payment object `receipts/{id}.json`, which GetReceipt returns and links to,
+is written when a receipt is first asked for — the same bytes, since rendering is deterministic.
 
-While object storage is down the rows stay pending (with `attempts` and `last_error_kind`) and the
-writer backs off up to BACKOFF_MAX_S. A crash between an upload and its commit leaves the rows pending,
-so a later bundle archives them again: a receipt may sit in two bundles, never in none.
+While object storage is down the cursor stays where it is (its row counts `attempts` and keeps
+`last_error_kind`) and the writer backs off up to BACKOFF_MAX_S. A crash between an upload and its commit
+leaves the cursor where it was, so a later bundle archives those receipts again: a receipt may sit in two
+bundles, never in none.
+
+Why by hand: the receipt's document, its bundling and the cursor are this platform's own; the parts that
+are not (the S3 client, the database's transaction ids and snapshots) are minio and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ import json
 import logging
 import uuid
 from datetime import timezone
-from typing import Sequence
 
 from minio.error import S3Error
 from psycopg_pool import AsyncConnectionPool
@@ -48,6 +51,9 @@ RECEIPT_CONTENT_TYPE = "application/json"
 BUNDLE_CONTENT_TYPE = "application/x-ndjson"
 MAX_TENANTS_PER_PASS = 100
 MAX_BATCH_SIZE = 500
+# The first key of the writer's transaction-level advisory lock (the second: the tenant id's hash), so the
+# writers of several processes take turns per tenant. No other advisory lock of the schema uses it.
+RECEIPTS_LOCK_CLASS = 0x5EC1
 # One upload (a receipt, or a bundle of a batch) may take this long: well inside the pool's
 # idle_in_transaction_session_timeout (30 s), since the batch's rows stay locked meanwhile.
 UPLOAD_TIMEOUT_S = 10.0
@@ -124,32 +130,13 @@ def render_receipt(payment: PaymentRow, tenant_slug: str, language: str = "en", 
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-async def enqueue_receipt(unit_of_work: UnitOfWork, tenant_id: uuid.UUID, payment_id: uuid.UUID) -> None:
-    """Ask for a receipt, in the payment's own transaction (idempotent: a second call changes nothing).
-    The request itself is the database's receipts_request (migrations/current/07_receipts.sql), the
-    one the SQL entry points make too.
-
-    Raises ValueError when the tenant has no such payment: a receipt that could never be rendered
-    would otherwise stay pending forever.
-    """
-    cursor = await unit_of_work.connection.execute(
-        """select receipts_request(%(tenant)s, %(payment)s)
-            where exists (select from transfers where transfer_id = %(payment)s)
-               or exists (select from holds where hold_id = %(payment)s)""",
-        {"tenant": tenant_id, "payment": payment_id},
-    )
-    if await cursor.fetchone() is None:
-        raise ValueError(f"no payment {payment_id} in this tenant to write a receipt for")
-
-
 async def get_or_create_receipt(
-    unit_of_work: UnitOfWork, objects: ObjectStore, tenant_id: uuid.UUID, payment: PaymentRow, tenant_slug: str,
+    objects: ObjectStore, tenant_id: uuid.UUID, payment: PaymentRow, tenant_slug: str,
     language: str = "en", time_zone: str = "UTC",
 ) -> bytes:
     """The stored receipt; if it is not written yet, render it, upload it (best effort) and return it.
-
-    When it uploads, it also marks the outbox row written on `unit_of_work` (effective if the caller
-    commits). While object storage is unreachable the receipt is rendered from the payment instead.
+    While object storage is unreachable the receipt is rendered from the payment instead. (The writer
+    still archives it in a bundle: the per-payment object and the bundles are written independently.)
     """
     key = receipt_key(payment.payment_id)
     try:
@@ -166,8 +153,6 @@ async def get_or_create_receipt(
         await asyncio.wait_for(objects.put(tenant_id, key, body, RECEIPT_CONTENT_TYPE), UPLOAD_TIMEOUT_S)
     except Exception as error:  # best effort: the writer uploads it later
         logger.warning("receipt upload failed: %s", type(error).__name__)
-        return body
-    await _mark_written(unit_of_work, [payment.payment_id])
     return body
 
 
@@ -176,27 +161,6 @@ async def presigned_receipt_url(
 ) -> str:
     """A short-lived URL reading the stored receipt, on the address apps use (EMONEY_S3_PUBLIC_URL)."""
     return await objects.presigned_get(tenant_id, receipt_key(payment_id), expires_s)
-
-
-async def _mark_written(unit_of_work: UnitOfWork, payment_ids: Sequence[uuid.UUID]) -> None:
-    # SKIP LOCKED: never wait for a writer holding the row; it marks the row itself.
-    # Not now(): that is when OUR transaction began, and a payment that began after it but committed
-    # before our SELECT (READ COMMITTED) has a later created_at, which `written_at >= created_at`
-    # refuses — failing the whole batch again and again under steady load (found by tools/faults).
-    await unit_of_work.connection.execute(
-        """update receipt_outbox set written_at = greatest(clock_timestamp(), created_at), attempts = attempts + 1, last_error_kind = null
-            where payment_id in (select payment_id from receipt_outbox
-                                  where payment_id = any(%s) and written_at is null
-                                    for update skip locked)""",
-        (list(payment_ids),),
-    )
-
-
-async def _record_failure(unit_of_work: UnitOfWork, payment_ids: Sequence[uuid.UUID], error_kind: str) -> None:
-    await unit_of_work.connection.execute(
-        "update receipt_outbox set attempts = attempts + 1, last_error_kind = %s where payment_id = any(%s)",
-        (error_kind[:100], list(payment_ids)),
-    )
 
 
 class ReceiptWriter:
@@ -262,44 +226,65 @@ class ReceiptWriter:
 
     async def _write_tenant_batch(self, tenant_id: uuid.UUID) -> tuple[int, bool]:
         async with self._units_of_work(tenant_id) as unit_of_work:
-            cursor = await unit_of_work.connection.execute(
-                """select payment_id from receipt_outbox where written_at is null
-                    order by created_at, payment_id limit %s for update skip locked""",
-                (self._batch_size,),
+            connection = unit_of_work.connection
+            cursor = await connection.execute(
+                "select pg_try_advisory_xact_lock(%s, hashtext(%s::text))", (RECEIPTS_LOCK_CLASS, str(tenant_id))
             )
-            payment_ids = [row[0] for row in await cursor.fetchall()]
+            if not (await cursor.fetchone())[0]:
+                return 0, False  # another process is writing this tenant's receipts
+            cursor = await connection.execute("select next_xid from receipt_cursors")  # row-level security: this tenant's
+            row = await cursor.fetchone()
+            start = 0 if row is None else row[0]
+            # The horizon first, the transfers after, in a later statement (migrations/current/07_receipts.sql).
+            horizon = (await (await connection.execute("select receipts_horizon()")).fetchone())[0]
+            payment_ids, end = await self._next_batch(unit_of_work, start, horizon)
             if not payment_ids:
                 return 0, False
             tenant_slug, language, time_zone = await tenants.receipt_voice(unit_of_work, tenant_id)
-            written, storage_failed = await self._upload(unit_of_work, tenant_id, tenant_slug, payment_ids, language, time_zone)
-            if written:
-                await _mark_written(unit_of_work, written)
+            failure = await self._upload(unit_of_work, tenant_id, tenant_slug, payment_ids, language, time_zone)
+            await connection.execute(
+                """insert into receipt_cursors as c (tenant_id, next_xid, receipts_written, attempts, last_error_kind)
+                   values (%(tenant)s, %(next)s, %(written)s, %(attempts)s, %(error)s)
+                   on conflict (tenant_id) do update
+                      set next_xid = excluded.next_xid, receipts_written = c.receipts_written + excluded.receipts_written,
+                          attempts = case when excluded.attempts = 0 then 0 else c.attempts + 1 end,
+                          last_error_kind = excluded.last_error_kind, updated_at = now()""",
+                {"tenant": tenant_id, "next": start if failure else end, "written": 0 if failure else len(payment_ids),
+                 "attempts": 1 if failure else 0, "error": failure},
+            )
             await unit_of_work.commit()
-        return len(written), storage_failed
+        return (0, True) if failure else (len(payment_ids), False)
+
+    async def _next_batch(self, unit_of_work: UnitOfWork, start: int, horizon: int) -> tuple[list[uuid.UUID], int]:
+        """The transfers of the next batch, oldest transaction first, and where the cursor goes after them:
+        at most batch_size transfers, never part of one transaction's (a transaction of more transfers than
+        that is taken whole)."""
+        query = """select transfer_id, created_xid from transfers
+                    where created_xid >= %s and created_xid < %s order by created_xid, transfer_id limit %s"""
+        cursor = await unit_of_work.connection.execute(query, (start, horizon, self._batch_size + 1))
+        rows = await cursor.fetchall()
+        if len(rows) <= self._batch_size:
+            return [transfer_id for transfer_id, _ in rows], horizon
+        end = rows[self._batch_size][1]  # the first transaction left out
+        if end == rows[0][1]:  # a single transaction holds more than a batch: take all of it
+            end = rows[0][1] + 1
+            cursor = await unit_of_work.connection.execute(query.replace(" limit %s", ""), (start, end))
+            rows = await cursor.fetchall()
+        return [transfer_id for transfer_id, created_xid in rows if created_xid < end], end
 
     async def _upload(
         self, unit_of_work: UnitOfWork, tenant_id: uuid.UUID, tenant_slug: str, payment_ids: list[uuid.UUID],
         language: str = "en", time_zone: str = "UTC",
-    ) -> tuple[list[uuid.UUID], bool]:
-        """Render the batch and upload it as one bundle (see the module's docstring). On an object-storage
-        failure every row of the batch stays pending with the failure recorded."""
+    ) -> str | None:
+        """Render the batch and upload it as one bundle (see the module's docstring); the kind of error when
+        object storage failed (the batch then stays pending), None when the bundle is stored."""
         payments = await payments_query.get_many(unit_of_work, payment_ids)
-        for payment_id in payment_ids:
-            if payment_id not in payments:  # enqueue_receipt refuses unknown payments; record it, never loop silently
-                await _record_failure(unit_of_work, [payment_id], "PaymentNotFound")
-        rendered = [(payment_id, render_receipt(payments[payment_id], tenant_slug, language, time_zone)) for payment_id in payment_ids if payment_id in payments]
-        if not rendered:
-            return [], False
-        key = bundle_key(payments[rendered[0][0]])
-        body = b"\n".join(document for _, document in rendered) + b"\n"
+        rendered = [render_receipt(payments[payment_id], tenant_slug, language, time_zone) for payment_id in payment_ids]
+        key = bundle_key(payments[payment_ids[0]])
+        body = b"\n".join(rendered) + b"\n"
         try:
             await asyncio.wait_for(self._objects.put(tenant_id, key, body, BUNDLE_CONTENT_TYPE), UPLOAD_TIMEOUT_S)
-        except Exception as error:  # object storage down or refusing: keep the rows pending
+        except Exception as error:  # object storage down or refusing: keep the batch pending
             logger.warning("receipt bundle upload failed: %s", type(error).__name__)
-            await _record_failure(unit_of_work, [payment_id for payment_id, _ in rendered], type(error).__name__)
-            return [], True
-        written = [payment_id for payment_id, _ in rendered]
-        await unit_of_work.connection.execute(
-            "update receipt_outbox set bundle_key = %s where payment_id = any(%s)", (key, written)
-        )
-        return written, False
+            return type(error).__name__[:100]
+        return None

@@ -204,8 +204,8 @@ end
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- CreateTransfer in ONE statement: the caller's checks, the movement, its receipt request and its live
--- event. The service layer's rules for CreateTransfer, enforced here in the movement's own transaction:
+-- CreateTransfer in ONE statement: the caller's checks, the movement and its live event (its receipt is
+-- read from the transfer row, 07_receipts.sql). The service layer's rules for CreateTransfer, enforced here in the movement's own transaction:
 --   * an account the caller may not see (missing, or another customer's) is ACCOUNT_NOT_FOUND;
 --   * a back-office caller sees every account but may send only from its own: NOT_ACCOUNT_OWNER;
 --   * paying a merchant account is a `payment`, anything else a `p2p` transfer.
@@ -245,7 +245,6 @@ begin
                                 actor, method, request_id, request_hash, description);
     outcome := ledger_transfer_as_created(outcome);
     if not outcome.replayed then
-        perform receipts_request(tenant, outcome.transfer_id);
         perform payments_notify(tenant, outcome.transfer_id, 'created', null,
                                 array[outcome.debit_account_id, outcome.credit_account_id]);
     end if;

@@ -6,8 +6,8 @@
 --
 -- Entry points are SECURITY DEFINER functions owned by emoney_ledger (09_accounts.sql says why). A hold
 -- takes the locks of a movement, in the same order (08_balances.sql): idempotency key, audit stripe, the
--- hold, then accounts. The receipt request and the live event of a capture, a void or an expiry are sent
--- by the service layer in the same transaction, through receipts_request and payments_notify.
+-- hold, then accounts. The live event of a capture, a void or an expiry is sent by the service layer in the
+-- same transaction, through payments_notify; a capture's receipt is read from its transfer (07_receipts.sql).
 
 -- The hold as its audit events record it.
 create or replace function ledger_hold_summary(hold holds) returns jsonb

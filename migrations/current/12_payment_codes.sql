@@ -59,10 +59,10 @@ begin
 end
 $$;
 
--- After the movement: mark the code used (first time only), request the receipt (of a payment; a hold
--- gets its receipt when captured), announce the event.
+-- After the movement: mark the code used (first time only) and announce the event. (A payment's receipt
+-- is read from its transfer row, 07_receipts.sql; a hold gets its receipt when captured.)
 create or replace function payments_code_redeemed(
-    code_hash bytea, actor text, request_id text, produced uuid, receipt_for uuid, event text,
+    code_hash bytea, actor text, request_id text, produced uuid, event text,
     terminal_id uuid, payer_account_id uuid, merchant_account_id uuid
 ) returns void
     language plpgsql
@@ -74,9 +74,6 @@ declare
 begin
     update payment_codes c set used_at = now(), used_by = actor, used_request_id = request_id, used_for = produced
      where c.tenant_id = tenant and c.code_hash = code_hash and c.used_at is null;
-    if receipt_for is not null then
-        perform receipts_request(tenant, receipt_for);
-    end if;
     perform payments_notify(tenant, produced, event, terminal_id, array[payer_account_id, merchant_account_id]);
 end
 $$;
@@ -100,8 +97,8 @@ begin
                                 terminal_id, actor, method, request_id, request_hash);
     outcome := ledger_transfer_as_created(outcome);
     if not outcome.replayed then
-        perform payments_code_redeemed(code_hash, actor, request_id, outcome.transfer_id, outcome.transfer_id,
-                                       'created', terminal_id, code.payer_account_id, code.merchant_account_id);
+        perform payments_code_redeemed(code_hash, actor, request_id, outcome.transfer_id, 'created', terminal_id,
+                                       code.payer_account_id, code.merchant_account_id);
     end if;
     return next outcome;
 end
@@ -132,8 +129,8 @@ begin
             outcome.capture_transfer_id := null;
         end if;
     else
-        perform payments_code_redeemed(code_hash, actor, request_id, outcome.hold_id, null,
-                                       'created', terminal_id, code.payer_account_id, code.merchant_account_id);
+        perform payments_code_redeemed(code_hash, actor, request_id, outcome.hold_id, 'created', terminal_id,
+                                       code.payer_account_id, code.merchant_account_id);
     end if;
     return next outcome;
 end
@@ -182,7 +179,7 @@ revoke create on schema public from emoney_ledger;
 
 grant execute on function
     payments_redeemable_code(bytea, uuid, text, text, text, bigint),
-    payments_code_redeemed(bytea, text, text, uuid, uuid, text, uuid, uuid, uuid),
+    payments_code_redeemed(bytea, text, text, uuid, text, uuid, uuid, uuid),
     payments_charge_code(bytea, uuid, bigint, text, text, text, text, bytea),
     payments_authorize_code(bytea, uuid, bigint, text, timestamptz, text, text, text, bytea)
 to emoney_ledger;  -- only from inside an entry point

@@ -281,15 +281,12 @@ class PaymentsService:
 
     async def receipt(self, principal: Principal, name: str) -> tuple[bytes, str]:
         payment_id = parse_resource_id(name, "payments", "payment")
-        async with self._transactions.change(principal.tenant_id) as unit_of_work:
+        async with self._transactions.lookup(principal.tenant_id) as unit_of_work:
             payment = await self._visible_payment(unit_of_work, principal, payment_id)
             if payment.kind == "hold":
                 raise FailedPrecondition(message="holds have no receipt; their capture does", reason="NO_RECEIPT_FOR_HOLD")
             slug, language, time_zone = await receipt_voice(unit_of_work, principal.tenant_id)
-            content = await get_or_create_receipt(
-                unit_of_work, self._objects, principal.tenant_id, payment, slug, language, time_zone,
-            )
-            await unit_of_work.commit()
+        content = await get_or_create_receipt(self._objects, principal.tenant_id, payment, slug, language, time_zone)
         url = ""
         try:
             url = await presigned_receipt_url(self._objects, principal.tenant_id, payment_id)

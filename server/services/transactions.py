@@ -5,7 +5,7 @@
                                           on an autocommit connection — its own transaction,
                                           one round trip
     money movement without one            STORAGE_TRANSACTION: one transaction on the primary:     storage (movements)
-                                          access check, ledger function, receipt, event, and the
+                                          access check, ledger function, live event, and the
                                           reply stored with the idempotency key at COMMIT
     read of a listing, statement, report  READ: a replica unit of work (read-your-writes kept),    the service: `read`
                                           nothing committed
@@ -114,5 +114,5 @@ STYLE_OF_METHOD: dict[str, Style] = {
     _PAYMENTS + "GetPayment": Style.LOOKUP,
     _PAYMENTS + "ListPayments": Style.READ,
     _PAYMENTS + "WatchPayments": Style.LOOKUP,
-    _PAYMENTS + "GetReceipt": Style.CHANGE,
+    _PAYMENTS + "GetReceipt": Style.LOOKUP,
 }

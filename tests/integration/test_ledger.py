@@ -640,10 +640,10 @@ async def test_reconciliation_reports_a_corrupted_balance_and_hold(world, owner_
     assert not report.ok
 
 
-async def test_one_statement_movements_request_their_receipt_and_announce_their_event(world, ledger_app_dsn):
-    """CreateTransfer, ChargePaymentCode and AuthorizePayment, one SQL statement each, request the receipt
-    and send the live event through the functions every movement uses (receipts_request, payments_notify):
-    each event decodes to its payment, both payments get a receipt, the hold waits for its capture's; and a
+async def test_one_statement_movements_make_their_receipt_due_and_announce_their_event(world, ledger_app_dsn):
+    """CreateTransfer, ChargePaymentCode and AuthorizePayment, one SQL statement each, send the live event
+    through the function every movement uses (payments_notify): each event decodes to its payment; both
+    payments' receipts are due (read from their transfer rows), the hold waits for its capture's; and a
     back-office caller cannot send from someone else's account (NOT_ACCOUNT_OWNER)."""
     payer, merchant = await world.open(balance_minor=10_000), await world.open("merchant")
     payer_user = (await world.account(payer)).owner_user_id
@@ -693,11 +693,12 @@ async def test_one_statement_movements_request_their_receipt_and_announce_their_
         PaymentEvent(world.tenant_id, hold.hold_id, "created", terminal, (payer, merchant)),
     ]
 
-    async def receipts_requested(unit_of_work) -> set[uuid.UUID]:
-        cursor = await unit_of_work.connection.execute("select payment_id from receipt_outbox")
+    async def receipts_due(unit_of_work) -> set[uuid.UUID]:
+        cursor = await unit_of_work.connection.execute("select transfer_id from receipts_pending()")
         return {row[0] for row in await cursor.fetchall()}
 
-    assert await world.read(receipts_requested) == {transfer.transfer_id, charge.transfer_id}
+    due = await world.read(receipts_due)  # every transfer of the tenant, these two among them; never a hold
+    assert {transfer.transfer_id, charge.transfer_id} <= due and hold.hold_id not in due
 
 
 async def test_the_transfer_entry_point_and_the_access_module_agree_who_may_send(world):

@@ -1,13 +1,15 @@
-"""Receipts: the outbox, the writer and reads, against real PostgreSQL (application role) and SeaweedFS.
+"""Receipts: the writer (transfers read past each tenant's cursor) and reads, against real PostgreSQL
+(application role) and SeaweedFS.
 
 The module uses a database of its own (same server, all migrations applied) so that the stack's
-running servers, which share the main database, never pick up its outbox rows.
+running servers, which share the main database, never write its receipts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
@@ -32,8 +34,6 @@ from storage.object_store import ObjectStore, build_minio
 from storage.payments_query import PaymentRow
 from storage.receipts import (
     ReceiptWriter,
-    _mark_written,
-    enqueue_receipt,
     get_or_create_receipt,
     parse_bundle,
     presigned_receipt_url,
@@ -130,11 +130,11 @@ def _context(method: str) -> RequestContext:
     return RequestContext("test-operator", method, request_id, request_hash(method, {"requestId": request_id}))
 
 
-async def _top_up(unit_of_work, tenant: Tenant, amount_minor: int = 1250) -> uuid.UUID:
+async def _top_up(unit_of_work, tenant: Tenant, amount_minor: int = 1250, currency: str = "EUR") -> uuid.UUID:
     """A real completed payment through the ledger functions: the float tops up a new customer account."""
-    issuing = await ledger.ensure_float_account(unit_of_work, _context("test/EnsureFloat"), "EUR")
+    issuing = await ledger.ensure_float_account(unit_of_work, _context("test/EnsureFloat"), currency)
     customer = await ledger.create_account(
-        unit_of_work, _context("test/CreateAccount"), owner_user_id=tenant.user_id, kind="customer", currency="EUR"
+        unit_of_work, _context("test/CreateAccount"), owner_user_id=tenant.user_id, kind="customer", currency=currency
     )
     outcome = await ledger.post_transfer(
         unit_of_work,
@@ -143,17 +143,15 @@ async def _top_up(unit_of_work, tenant: Tenant, amount_minor: int = 1250) -> uui
         debit_account_id=issuing.account_id,
         credit_account_id=customer.account_id,
         amount_minor=amount_minor,
-        currency="EUR",
+        currency=currency,
     )
     return outcome.record.transfer_id
 
 
-async def _paid_with_receipt_queued(units_of_work, tenant: Tenant, count: int = 1) -> list[uuid.UUID]:
-    """Payments committed together with their outbox rows, as the service layer does."""
+async def _paid(units_of_work, tenant: Tenant, count: int = 1) -> list[uuid.UUID]:
+    """Payments committed together, in ONE transaction: their receipts are due from the commit on."""
     async with units_of_work(tenant.tenant_id) as unit_of_work:
         payment_ids = [await _top_up(unit_of_work, tenant) for _ in range(count)]
-        for payment_id in payment_ids:
-            await enqueue_receipt(unit_of_work, tenant.tenant_id, payment_id)
         await unit_of_work.commit()
     return payment_ids
 
@@ -163,13 +161,49 @@ async def _payment(units_of_work, tenant: Tenant, payment_id: uuid.UUID) -> Paym
         return await payments_query.get(unit_of_work, payment_id)
 
 
-async def _pending(units_of_work, tenant: Tenant) -> list[tuple[uuid.UUID, int, str | None]]:
+async def _pending(units_of_work, tenant: Tenant) -> list[uuid.UUID]:
+    """The tenant's transfers whose receipt is not written yet (receipts_pending, as the application role)."""
     async with units_of_work(tenant.tenant_id) as unit_of_work:
-        cursor = await unit_of_work.connection.execute(
-            """select payment_id, attempts, last_error_kind from receipt_outbox
-                where written_at is null order by payment_id"""
-        )
-        return await cursor.fetchall()
+        cursor = await unit_of_work.connection.execute("select transfer_id from receipts_pending() order by transfer_id")
+        return [row[0] for row in await cursor.fetchall()]
+
+
+async def _cursor(units_of_work, tenant: Tenant) -> tuple[int, int, str | None] | None:
+    """The tenant's receipt cursor: (receipts written, failed attempts in a row, the last failure's kind)."""
+    async with units_of_work(tenant.tenant_id) as unit_of_work:
+        cursor = await unit_of_work.connection.execute("select receipts_written, attempts, last_error_kind from receipt_cursors")
+        return await cursor.fetchone()
+
+
+# A writer's pass writes nothing past the oldest transaction still running anywhere on the server
+# (migrations/current/07_receipts.sql), and the stack's own servers run transactions on it all along: a
+# pass may come too early for a payment just committed. So the tests write until what they expect is
+# written, within a deadline, and then check that nothing more is.
+WRITTEN_WITHIN_S = 10.0
+
+
+async def _written(writer: ReceiptWriter, expected: int) -> int:
+    """Receipts written by the writer's passes until `expected` are (or the deadline passed)."""
+    total, deadline = 0, time.monotonic() + WRITTEN_WITHIN_S
+    while total < expected and time.monotonic() < deadline:
+        total += await writer.write_pending_once()
+        if total < expected:
+            await asyncio.sleep(0.05)
+    return total
+
+
+async def _drain(databases, pool, objects) -> None:
+    """Write every receipt due in the module's database (earlier tests' tenants too), so a test can count its
+    own: until the owner, who reads every tenant's, sees none due."""
+    writer, deadline = ReceiptWriter(pool, objects), time.monotonic() + WRITTEN_WITHIN_S
+    while True:
+        with psycopg.connect(databases.owner_dsn) as owner:
+            due = owner.execute("select count(*) from receipts_pending()").fetchone()[0]
+        if due == 0:
+            return
+        assert time.monotonic() < deadline, f"{due} receipts still due"
+        await writer.write_pending_once()
+        await asyncio.sleep(0.05)
 
 
 def _payment_row(**changes) -> PaymentRow:
@@ -192,81 +226,127 @@ def _payment_row(**changes) -> PaymentRow:
     return replace(row, **changes)
 
 
-async def _bundled(units_of_work, objects, tenant: Tenant) -> dict[str, bytes]:
-    """Every receipt the writer archived for the tenant, read back from the bundles its outbox names."""
-    async with units_of_work(tenant.tenant_id) as unit_of_work:
-        cursor = await unit_of_work.connection.execute("select distinct bundle_key from receipt_outbox where bundle_key is not null")
-        keys = [row[0] for row in await cursor.fetchall()]
-    receipts: dict[str, bytes] = {}
+async def _bundled(stack, objects, tenant: Tenant) -> dict[str, list[bytes]]:
+    """Every receipt the writer archived for the tenant, read back from the bundles under its prefix: the
+    documents found for each payment id (one per bundle that holds it)."""
+    client = build_minio(_settings(stack))
+    prefix = f"tenants/{tenant.tenant_id}/"
+    keys = [item.object_name for item in client.list_objects(stack.endpoints.s3_bucket, prefix=prefix + "receipts/bundles/", recursive=True)]
+    receipts: dict[str, list[bytes]] = {}
     for key in keys:
-        assert key.startswith("receipts/bundles/") and key.endswith(".jsonl")
-        receipts.update(parse_bundle(await objects.get(tenant.tenant_id, key)))
+        assert key.endswith(".jsonl")
+        for payment_id, document in parse_bundle(await objects.get(tenant.tenant_id, key.removeprefix(prefix))).items():
+            receipts.setdefault(payment_id, []).append(document)
     return receipts
 
 
-async def test_a_committed_receipt_is_archived_in_a_bundle_under_the_tenant_prefix(pool, units_of_work, objects, tenant):
-    """Enqueued with committed payments, the writer archives a batch as ONE bundle under
-    tenants/{tenant}/receipts/bundles/, a line per receipt with the rendered bytes."""
-    payment_ids = await _paid_with_receipt_queued(units_of_work, tenant, count=3)
+async def test_a_committed_payment_is_archived_in_one_bundle_under_the_tenant_prefix(databases, stack, pool, units_of_work, objects, tenant):
+    """Committed payments need nothing but their rows: the writer archives them as ONE bundle under
+    tenants/{tenant}/receipts/bundles/, a line per receipt with the rendered bytes, and moves the cursor."""
+    await _drain(databases, pool, objects)
+    payment_ids = await _paid(units_of_work, tenant, count=3)
+    assert sorted(await _pending(units_of_work, tenant)) == sorted(payment_ids)
     writer = ReceiptWriter(pool, objects)
-    assert await writer.write_pending_once() == 3
-    bundled = await _bundled(units_of_work, objects, tenant)
+    assert await _written(writer, 3) == 3
+    bundled = await _bundled(stack, objects, tenant)
+    assert sorted(bundled) == sorted(str(payment_id) for payment_id in payment_ids)
     for payment_id in payment_ids:
         expected = render_receipt(await _payment(units_of_work, tenant, payment_id), tenant.slug)
-        assert bundled[str(payment_id)] == expected
+        assert bundled[str(payment_id)] == [expected]
         assert json.loads(expected)["tenantSlug"] == tenant.slug
-    async with units_of_work(tenant.tenant_id) as unit_of_work:
-        cursor = await unit_of_work.connection.execute("select count(distinct bundle_key) from receipt_outbox")
-        assert (await cursor.fetchone())[0] == 1
     assert await _pending(units_of_work, tenant) == []
+    assert await _cursor(units_of_work, tenant) == (3, 0, None)
+    assert await writer.write_pending_once() == 0
 
 
-async def test_a_rolled_back_enqueue_writes_nothing(pool, units_of_work, objects, tenant):
-    """A payment and its outbox row rolled back together leave no row and no object."""
+async def test_a_rolled_back_payment_writes_nothing(databases, pool, units_of_work, objects, tenant):
+    """A payment rolled back leaves nothing due and no object."""
     async with units_of_work(tenant.tenant_id) as unit_of_work:
         payment_id = await _top_up(unit_of_work, tenant)
-        await enqueue_receipt(unit_of_work, tenant.tenant_id, payment_id)
     assert await _pending(units_of_work, tenant) == []
-    assert await ReceiptWriter(pool, objects).write_pending_once() == 0
+    await _drain(databases, pool, objects)
+    assert await _cursor(units_of_work, tenant) is None  # nothing was ever due: no cursor row written
     with pytest.raises(S3Error):
         await objects.get(tenant.tenant_id, receipt_key(payment_id))
 
 
-async def test_enqueue_refuses_a_payment_the_tenant_does_not_have(units_of_work, tenant):
-    """An outbox row for an unknown payment could never be written, so enqueueing it is refused."""
-    async with units_of_work(tenant.tenant_id) as unit_of_work:
-        with pytest.raises(ValueError):
-            await enqueue_receipt(unit_of_work, tenant.tenant_id, uuid.uuid4())
+async def test_a_payment_committed_after_a_later_one_is_never_skipped(databases, stack, pool, units_of_work, objects, tenant):
+    """Transactions commit out of the order of their ids. A payment whose transaction began first but commits
+    last must still get its receipt: the writer stops at the oldest transaction still running, so it
+    writes neither while the first is open (the second waits, already committed), and both after."""
+    [setup] = await _paid(units_of_work, tenant)  # the tenant's audit stripes and EUR float exist, committed
+    await _drain(databases, pool, objects)
+    writer = ReceiptWriter(pool, objects)
+    async with units_of_work(tenant.tenant_id) as first:
+        # Its own currency, so that it locks no float account the later payment needs.
+        early = await _top_up(first, tenant, currency="USD")  # has its transaction id, not committed
+        [late] = await _paid(units_of_work, tenant)  # a later id, committed at once
+        assert await writer.write_pending_once() == 0
+        assert await _pending(units_of_work, tenant) == [late]
+        await first.commit()
+    assert sorted(await _pending(units_of_work, tenant)) == sorted([early, late])
+    assert await _written(writer, 2) == 2
+    assert await _pending(units_of_work, tenant) == []
+    assert sorted(await _bundled(stack, objects, tenant)) == sorted([str(setup), str(early), str(late)])
+
+
+async def test_a_batch_never_splits_one_transactions_payments(databases, stack, pool, units_of_work, objects, tenant):
+    """With batches of 2: a transaction of 3 payments is written whole in one bundle (a cursor between two
+    payments of one transaction could not say which of them is written), the next transaction after it."""
+    await _drain(databases, pool, objects)
+    three = await _paid(units_of_work, tenant, count=3)
+    [fourth] = await _paid(units_of_work, tenant)
+    fifth_and_sixth = await _paid(units_of_work, tenant, count=2)
+    writer = ReceiptWriter(pool, objects, batch_size=2)
+    assert await _written(writer, 3) == 3
+    assert sorted(await _pending(units_of_work, tenant)) == sorted([fourth, *fifth_and_sixth])
+    assert await _written(writer, 1) == 1
+    assert await _written(writer, 2) == 2
+    assert await _pending(units_of_work, tenant) == []
+    assert sorted(await _bundled(stack, objects, tenant)) == sorted(str(p) for p in [*three, fourth, *fifth_and_sixth])
 
 
 async def test_receipts_wait_while_object_storage_is_down_then_are_written_once(
-    pool, units_of_work, objects, dead_objects, tenant
+    databases, stack, pool, units_of_work, objects, dead_objects, tenant
 ):
-    """With S3 down a pass writes 0 and raises nothing, rows stay pending; with S3 back they are written exactly once."""
-    payment_ids = await _paid_with_receipt_queued(units_of_work, tenant, count=2)
-    assert await ReceiptWriter(pool, dead_objects).write_pending_once() == 0
-    pending = await _pending(units_of_work, tenant)
-    assert sorted(row[0] for row in pending) == sorted(payment_ids)
-    assert any(attempts == 1 and error_kind for _, attempts, error_kind in pending)
+    """With S3 down a pass writes 0 and raises nothing, the payments stay due and the cursor counts the
+    failure; with S3 back they are written exactly once."""
+    await _drain(databases, pool, objects)
+    payment_ids = await _paid(units_of_work, tenant, count=2)
+    dead_writer = ReceiptWriter(pool, dead_objects)
+    deadline = time.monotonic() + WRITTEN_WITHIN_S
+    while await _cursor(units_of_work, tenant) is None and time.monotonic() < deadline:  # until a pass tried
+        assert await dead_writer.write_pending_once() == 0
+        await asyncio.sleep(0.05)
+    assert sorted(await _pending(units_of_work, tenant)) == sorted(payment_ids)
+    written, attempts, error_kind = await _cursor(units_of_work, tenant)
+    assert (written, attempts) == (0, 1) and error_kind
 
     writer = ReceiptWriter(pool, objects)
-    assert await writer.write_pending_once() == 2
+    assert await _written(writer, 2) == 2
     assert await writer.write_pending_once() == 0
     assert await _pending(units_of_work, tenant) == []
-    assert sorted(await _bundled(units_of_work, objects, tenant)) == sorted(str(payment_id) for payment_id in payment_ids)
+    assert await _cursor(units_of_work, tenant) == (2, 0, None)
+    bundled = await _bundled(stack, objects, tenant)
+    assert sorted(bundled) == sorted(str(payment_id) for payment_id in payment_ids)
+    assert all(len(documents) == 1 for documents in bundled.values())
 
 
-async def test_another_tenant_sees_none_of_the_outbox_rows(databases, units_of_work, tenant):
-    """Row-level security scopes the outbox: another tenant, or no tenant, reads no row of it."""
-    await _paid_with_receipt_queued(units_of_work, tenant)
+async def test_another_tenant_sees_none_of_the_receipt_state(databases, pool, units_of_work, objects, tenant):
+    """Row-level security scopes the cursors and what is due: another tenant, or no tenant, reads nothing."""
+    await _paid(units_of_work, tenant)
+    await _drain(databases, pool, objects)  # the tenant now has a cursor row
+    await _paid(units_of_work, tenant)
     stranger = _create_tenant(databases.owner_dsn)
     for tenant_id in (stranger.tenant_id, None):
         async with units_of_work(tenant_id) as unit_of_work:
-            cursor = await unit_of_work.connection.execute("select count(*) from receipt_outbox")
-            assert (await cursor.fetchone())[0] == 0
+            for query in ("select count(*) from receipt_cursors", "select count(*) from receipts_pending()"):
+                cursor = await unit_of_work.connection.execute(query)
+                assert (await cursor.fetchone())[0] == 0
     async with units_of_work(tenant.tenant_id) as unit_of_work:
-        cursor = await unit_of_work.connection.execute("select count(*) from receipt_outbox")
-        assert (await cursor.fetchone())[0] == 1
+        for query in ("select count(*) from receipt_cursors", "select count(*) from receipts_pending()"):
+            cursor = await unit_of_work.connection.execute(query)
+            assert (await cursor.fetchone())[0] == 1
 
 
 def test_rendering_is_deterministic_with_integer_minor_units():
@@ -302,66 +382,51 @@ def test_display_amounts_follow_the_currency_decimals(currency, amount_minor, di
     assert document["amount"] == display
 
 
-async def test_get_or_create_returns_the_stored_receipt(pool, units_of_work, objects, tenant):
+async def test_get_or_create_returns_the_stored_receipt(databases, stack, pool, units_of_work, objects, tenant):
     """After the writer archived it, get_or_create_receipt stores the per-payment object once, with the
     bundle's bytes, and returns exactly the stored bytes from then on."""
-    [payment_id] = await _paid_with_receipt_queued(units_of_work, tenant)
-    await ReceiptWriter(pool, objects).write_pending_once()
+    [payment_id] = await _paid(units_of_work, tenant)
+    await _drain(databases, pool, objects)
     payment = await _payment(units_of_work, tenant, payment_id)
     for _ in range(2):
-        async with units_of_work(tenant.tenant_id) as unit_of_work:
-            body = await get_or_create_receipt(unit_of_work, objects, tenant.tenant_id, payment, tenant.slug)
-            await unit_of_work.commit()
+        body = await get_or_create_receipt(objects, tenant.tenant_id, payment, tenant.slug)
         assert body == await objects.get(tenant.tenant_id, receipt_key(payment_id))
-        assert body == (await _bundled(units_of_work, objects, tenant))[str(payment_id)]
+        assert [body] == (await _bundled(stack, objects, tenant))[str(payment_id)]
 
 
-async def test_get_or_create_writes_a_missing_receipt_and_marks_it_written(units_of_work, objects, tenant):
-    """A receipt not written yet is rendered, uploaded and marked written, so the writer has nothing left to do."""
-    [payment_id] = await _paid_with_receipt_queued(units_of_work, tenant)
+async def test_get_or_create_writes_a_missing_receipt_and_the_writer_still_archives_it(databases, stack, pool, units_of_work, objects, tenant):
+    """A receipt not archived yet is rendered and uploaded as the per-payment object; the bundle, written
+    independently, holds the same bytes."""
+    [payment_id] = await _paid(units_of_work, tenant)
     payment = await _payment(units_of_work, tenant, payment_id)
-    async with units_of_work(tenant.tenant_id) as unit_of_work:
-        body = await get_or_create_receipt(unit_of_work, objects, tenant.tenant_id, payment, tenant.slug)
-        await unit_of_work.commit()
+    body = await get_or_create_receipt(objects, tenant.tenant_id, payment, tenant.slug)
     assert body == render_receipt(payment, tenant.slug)
     assert await objects.get(tenant.tenant_id, receipt_key(payment_id)) == body
+    assert await _pending(units_of_work, tenant) == [payment_id]
+    await _drain(databases, pool, objects)
     assert await _pending(units_of_work, tenant) == []
+    assert (await _bundled(stack, objects, tenant))[str(payment_id)] == [body]
 
 
 async def test_get_or_create_renders_while_object_storage_is_down(units_of_work, dead_objects, tenant):
-    """With S3 unreachable the receipt is still answered, rendered from the payment, and stays queued."""
-    [payment_id] = await _paid_with_receipt_queued(units_of_work, tenant)
+    """With S3 unreachable the receipt is still answered, rendered from the payment, and stays due."""
+    [payment_id] = await _paid(units_of_work, tenant)
     payment = await _payment(units_of_work, tenant, payment_id)
-    async with units_of_work(tenant.tenant_id) as unit_of_work:
-        body = await get_or_create_receipt(unit_of_work, dead_objects, tenant.tenant_id, payment, tenant.slug)
-        await unit_of_work.commit()
+    body = await get_or_create_receipt(dead_objects, tenant.tenant_id, payment, tenant.slug)
     assert body == render_receipt(payment, tenant.slug)
-    assert [row[0] for row in await _pending(units_of_work, tenant)] == [payment_id]
+    assert await _pending(units_of_work, tenant) == [payment_id]
 
 
 async def test_a_presigned_url_reads_the_receipt(pool, units_of_work, objects, tenant):
     """A short-lived pre-signed URL fetched with plain HTTP returns the stored receipt."""
-    [payment_id] = await _paid_with_receipt_queued(units_of_work, tenant)
-    await ReceiptWriter(pool, objects).write_pending_once()
-    async with units_of_work(tenant.tenant_id) as unit_of_work:  # as GetReceipt does before linking to it
-        await get_or_create_receipt(unit_of_work, objects, tenant.tenant_id, await _payment(units_of_work, tenant, payment_id), tenant.slug)
-        await unit_of_work.commit()
+    [payment_id] = await _paid(units_of_work, tenant)
+    # as GetReceipt does before linking to it
+    await get_or_create_receipt(objects, tenant.tenant_id, await _payment(units_of_work, tenant, payment_id), tenant.slug)
     url = await presigned_receipt_url(objects, tenant.tenant_id, payment_id, expires_s=60)
     assert f"tenants/{tenant.tenant_id}/receipts/{payment_id}.json" in url
     response = requests.get(url, timeout=5)
     assert response.status_code == 200
     assert response.content == await objects.get(tenant.tenant_id, receipt_key(payment_id))
-
-
-async def test_a_payment_committed_after_the_writer_began_is_marked_written(units_of_work, tenant):
-    """READ COMMITTED: the writer's transaction can begin before a payment it then sees. Marking that receipt
-    written must keep `written_at >= created_at` (with now() it broke the CHECK and failed the whole batch)."""
-    async with units_of_work(tenant.tenant_id) as writer:  # the writer's transaction has begun
-        await asyncio.sleep(0.05)
-        [payment_id] = await _paid_with_receipt_queued(units_of_work, tenant)
-        await _mark_written(writer, [payment_id])
-        await writer.commit()
-    assert await _pending(units_of_work, tenant) == []
 
 
 def test_a_receipt_speaks_the_tenants_language_and_time_zone_and_english_utc_keeps_its_bytes():

@@ -51,7 +51,7 @@ class Check:
 
 
 def wait_healed(stack: LocalStack) -> list[Check]:
-    """Every server SERVING, Envoy sending to all of them, the receipt outbox empty."""
+    """Every server SERVING, Envoy sending to all of them, every receipt written."""
     servers = stack.endpoints.grpc_servers
     serving = {address: wait_until(lambda: health(address) == SERVING, RECOVERY_WITHIN_S) for address in servers}
     envoy = wait_until(lambda: all(envoy_hosts(stack).get(a, {}).get("healthy") for a in servers), ENVOY_WITHIN_S)
@@ -59,7 +59,7 @@ def wait_healed(stack: LocalStack) -> list[Check]:
     return [
         Check("healed: every server SERVING", all(value is not None for value in serving.values()), f"seconds: {serving}"),
         Check("healed: Envoy marks every server healthy", envoy is not None, f"hosts: {envoy_hosts(stack)}"),
-        Check("healed: receipt outbox drained", receipts is not None, f"pending: {pending_receipts(stack)}"),
+        Check("healed: every receipt written", receipts is not None, f"pending: {pending_receipts(stack)}"),
     ]
 
 

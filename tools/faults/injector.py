@@ -11,7 +11,7 @@ Runs in a thread beside the workload (stopping and starting processes blocks). E
     stop_redis        the same for Redis (AOF kept)
     stop_openbao      OpenBao stops and starts sealed; it is unsealed again. Not a dependency of a call in
                       flight: servers stay SERVING and payments go on
-    stop_s3           SeaweedFS stops; payments go on, receipts wait in the outbox and are all written
+    stop_s3           SeaweedFS stops; payments go on, receipts wait (the writers' cursors stay) and are all written
                       once it is back
 
 On the high-availability topology (`--topology ha`), PostgreSQL faults are Patroni's business:
@@ -288,7 +288,7 @@ class FaultInjector:
         self.stack.stop_service("seaweedfs")
         self._hold(record.started_s)
         record.observations["health_while_down"] = {address: health(address) for address in servers}
-        # Payments go on meanwhile, so the outbox is never empty for long: what must drain is the backlog.
+        # Payments go on meanwhile, so receipts are never all written for long: what must drain is the backlog.
         backlog_until = database_time(self.stack)
         record.observations["receipts_pending_at_end_of_outage"] = pending_receipts(self.stack, backlog_until)
         self._start_service_again(record, "seaweedfs")
@@ -361,8 +361,7 @@ def pending_receipts(stack: LocalStack, created_until: datetime | None = None) -
     try:
         with psycopg.connect(superuser_dsn(stack), connect_timeout=3) as connection:
             return connection.execute(
-                "select count(*) from receipt_outbox where written_at is null and (%s::timestamptz is null or created_at <= %s)",
-                (created_until, created_until),
+                "select count(*) from receipts_pending(%s)", (created_until,),
             ).fetchone()[0]
     except psycopg.Error:
         return None
