@@ -14,7 +14,12 @@ alter table transfers add column created_xid bigint not null default 0;
 -- stored as the column's missing value, so no existing row is rewritten.
 alter table transfers alter column created_xid set default (pg_current_xact_id()::text::bigint);
 alter table transfers add constraint transfers_created_xid_non_negative check (created_xid >= 0);
-create index transfers_by_created_xid on transfers (tenant_id, created_xid);
+-- A BRIN index, not a btree: every transfer's key is its transaction's id, so all concurrent transfers
+-- would insert at the btree's right edge (measured: P2P through Envoy 404-411 transfers/s with a btree
+-- on (tenant_id, created_xid), 510 with no index, PostgreSQL CPU per transfer 2.0 against 1.4 ms). Rows are
+-- appended in about the order of their ids, so block ranges summarise them well; a range is summarised
+-- when it fills (autosummarize), and the writer reads the few unsummarised pages at the end as well.
+create index transfers_by_created_xid on transfers using brin (created_xid) with (pages_per_range = 16, autosummarize = on);
 
 -- The owner reads across tenants for the SECURITY DEFINER lookup of tenants with receipts to write (as
 -- for holds and terminals); the application role gets no such policy.

@@ -24,7 +24,8 @@ create or replace function receipts_horizon() returns bigint
 
 -- The tenants with receipts to write (for the worker, before it knows a tenant). The owner reads every
 -- tenant's transfers and cursor (policies transfers_owner_read, receipt_cursors_owner_read); the
--- application role has no such policy. One index probe per tenant (transfers_by_created_xid).
+-- application role has no such policy. Per tenant, a LATERAL subquery with LIMIT 1 (which the planner never
+-- turns into a semi-join that reads every transfer), through the BRIN index transfers_by_created_xid.
 create or replace function tenants_with_pending_receipts(tenant_limit integer) returns setof uuid
     language sql stable security definer
     set search_path = pg_catalog, public, pg_temp
@@ -32,8 +33,9 @@ as $$
     select t.tenant_id
       from public.tenants t
       left join public.receipt_cursors c on c.tenant_id = t.tenant_id
-     where exists (select from public.transfers p
-                    where p.tenant_id = t.tenant_id and p.created_xid >= coalesce(c.next_xid, 0))
+     cross join lateral (select from public.transfers p
+                          where p.tenant_id = t.tenant_id and p.created_xid >= coalesce(c.next_xid, 0)
+                          limit 1) due
      limit least(greatest(tenant_limit, 1), 1000)
 $$;
 

@@ -89,7 +89,7 @@ def scenarios(login_vus: int) -> list[Scenario]:
         Scenario("p2p_grpc", "2. P2P transfers, gRPC via Envoy (max)", "p2p_grpc.js", reference="bare_transfer",
                  note="CreateTransfer between random customer accounts, 1 minor unit"),
         Scenario("p2p_grpc_fixed_rate", "2. P2P transfers, gRPC via Envoy (fixed rate)", "p2p_grpc.js", executor="rate",
-                 note="constant arrival rate (--rate): the latency at that rate"),
+                 note="constant arrival rate: half the bare transfer's rate in this run (or --rate): the latency at that rate"),
         Scenario("p2p_json", "3. P2P transfers, JSON via Envoy (max)", "p2p_json.js", trend="http_req_duration",
                  reference="bare_transfer", note="POST /v1/transfers, transcoded by Envoy"),
         Scenario("hot_merchant", "4. hot merchant: customers pay one merchant", "hot_merchant.js", reference="bare_transfer",
@@ -241,6 +241,20 @@ class K6Run:
 
 def _metric(summary: dict, name: str) -> dict:
     return summary["metrics"].get(name, {})
+
+
+# The fixed-rate scenario's arrival rate when the bare transfer did not run before it (never with the
+# default scenario list, where the references come first).
+FALLBACK_RATE_PER_S = 1000
+
+
+def fixed_rate_of(results: list[dict], requested: int | None) -> int:
+    """The fixed-rate scenario's arrival rate: --rate when given, else half the bare transfer's rate measured
+    earlier in this run (issue #14's latency target: p99 at half the bare transfer's maximum rate)."""
+    if requested is not None:
+        return requested
+    bare = next((result["requests_per_s"] for result in results if result["key"] == "bare_transfer"), None)
+    return FALLBACK_RATE_PER_S if not bare else max(1, round(bare / 2))
 
 
 def result_of(scenario: Scenario, summary: dict, sampler: Sampler, args: argparse.Namespace, vus: int) -> dict:
@@ -451,7 +465,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="tiny run (seconds per scenario) proving the bench works")
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT, help=f"default {DEFAULT_OUTPUT.relative_to(ROOT)}")
     parser.add_argument("--vus", type=int, default=None, help="concurrent virtual users for max-throughput scenarios (default 32)")
-    parser.add_argument("--rate", type=int, default=None, help="arrival rate (per s) of the fixed-rate scenario (default 1000)")
+    parser.add_argument("--rate", type=int, default=None,
+                        help="arrival rate (per s) of the fixed-rate scenario (default: half the bare transfer's rate in this run)")
     parser.add_argument("--login-vus", type=int, default=None, help="virtual users logging in (default 8)")
     parser.add_argument("--customers", type=int, default=None, help="customers to sign up (default 100)")
     parser.add_argument("--accounts-per-customer", type=int, default=None, help="funded accounts per customer (default 10)")
@@ -466,7 +481,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = {
         "warmup_s": 1.0 if smoke else float(min(10, max(1, round(args.duration_s / 3)))),
         "vus": 4 if smoke else 32,
-        "rate": 50 if smoke else 1000,
+        "rate": 50 if smoke else None,  # None: half the bare transfer's measured rate (fixed_rate_of)
         "login_vus": 2 if smoke else 8,
         "customers": 4 if smoke else 100,
         "accounts_per_customer": 2 if smoke else 10,
@@ -478,7 +493,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             setattr(args, name, value)
     if args.duration_s < 1 or args.warmup_s < 1:
         parser.error("k6 needs at least 1 s for --duration-s and --warmup-s")
-    if min(args.vus, args.rate, args.login_vus, args.customers, args.accounts_per_customer, args.server_processes) < 1:
+    if min(args.vus, args.rate or 1, args.login_vus, args.customers, args.accounts_per_customer, args.server_processes) < 1:
         parser.error("counts and rates must be at least 1")
     if args.k6_cpus and shutil.which("taskset") is None:
         parser.error("--k6-cpus needs taskset (util-linux)")
@@ -504,7 +519,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         keys = set(args.only.split(","))
         keys |= {scenario.reference for scenario in chosen if scenario.key in keys and scenario.reference}
+        if "p2p_grpc_fixed_rate" in keys and args.rate is None:
+            keys.add("bare_transfer")  # its rate sets the fixed rate
         chosen = [scenario for scenario in chosen if scenario.key in keys]
+    rate_requested = args.rate
     stack: LocalStack | None = None
     bare: BareReference | None = None
     counters: DatabaseCounters | None = None
@@ -552,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {scenario.title:<62} {result['requests_per_s']:>9,.0f} tx/s   p50 {_ms(result['p50_ms']):>6}  "
                           f"p99 {_ms(result['p99_ms']):>6} ms  errors {result['errors']}", flush=True)
                     continue
+                if scenario.executor == "rate":
+                    args.rate = fixed_rate_of(results, rate_requested)
                 running = K6Run(scenario, args, data_path, work_dir, log_dir)
                 running.start(k6_pids)
                 summary = running.wait()
