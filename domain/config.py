@@ -104,7 +104,8 @@ class Settings:
     idempotency_retention_days: int = 30
     # How long start-up waits for the secrets store (signing keys) before giving up.
     startup_timeout_s: float = 60.0
-    # Group commit of CreateTransfer (storage/group_commit.py): concurrent calls of a process share one
+    # Group commit of CreateTransfer and of ChargePaymentCode (storage/group_commit.py, one queue each):
+    # concurrent calls of a process share one
     # transaction. At most this many items a batch, this many batches of a tenant in flight per process, and
     # no call queued longer than the wait before one more batch goes out.
     group_commit: bool = True

@@ -46,7 +46,8 @@ class MetricsRegistry:
         # None: no agent heard from.
         self.backup: BackupStatus | None = None
         # Group commit of CreateTransfer (storage/group_commit.py); None: off.
-        self.group_commit: GroupCommitStats | None = None
+        # Group commit's figures by what it batches ("transfers", "charges"); empty when it is off.
+        self.group_commits: dict[str, GroupCommitStats] = {}
 
     def record(self, method: str, code: grpc.StatusCode, elapsed_ms: float) -> None:
         self.calls[(method, code.name)] += 1
@@ -73,18 +74,20 @@ class MetricsRegistry:
         return "\n".join(lines) + "\n"
 
     def _group_commit_lines(self) -> list[str]:
-        stats = self.group_commit
-        if stats is None:
+        if not self.group_commits:
             return []
-        return [
-            "# TYPE emoney_group_commit_batches_total counter", f"emoney_group_commit_batches_total {stats.batches}",
-            "# TYPE emoney_group_commit_items_total counter", f"emoney_group_commit_items_total {stats.items}",
-            "# TYPE emoney_group_commit_largest_batch gauge", f"emoney_group_commit_largest_batch {stats.largest_batch}",
-            "# TYPE emoney_group_commit_wait_seconds_total counter",
-            f"emoney_group_commit_wait_seconds_total {stats.wait_seconds_total:.6f}",
-            "# TYPE emoney_group_commit_longest_wait_seconds gauge",
-            f"emoney_group_commit_longest_wait_seconds {stats.longest_wait_s:.6f}",
-        ]
+        figures = (
+            ("emoney_group_commit_batches_total", "counter", lambda stats: str(stats.batches)),
+            ("emoney_group_commit_items_total", "counter", lambda stats: str(stats.items)),
+            ("emoney_group_commit_largest_batch", "gauge", lambda stats: str(stats.largest_batch)),
+            ("emoney_group_commit_wait_seconds_total", "counter", lambda stats: f"{stats.wait_seconds_total:.6f}"),
+            ("emoney_group_commit_longest_wait_seconds", "gauge", lambda stats: f"{stats.longest_wait_s:.6f}"),
+        )
+        lines = []
+        for name, kind, value in figures:
+            lines.append(f"# TYPE {name} {kind}")
+            lines.extend(f'{name}{{of="{of}"}} {value(stats)}' for of, stats in sorted(self.group_commits.items()))
+        return lines
 
     def _backup_lines(self) -> list[str]:
         status = self.backup

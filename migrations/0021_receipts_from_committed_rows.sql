@@ -22,8 +22,11 @@ alter table transfers add constraint transfers_created_xid_non_negative check (c
 create index transfers_by_created_xid on transfers using brin (created_xid) with (pages_per_range = 16, autosummarize = on);
 
 -- The owner reads across tenants for the SECURITY DEFINER lookup of tenants with receipts to write (as
--- for holds and terminals); the application role gets no such policy.
-create policy transfers_owner_read on transfers for select to current_user using (true);
+-- for holds and terminals), but only while no tenant is set: with a tenant set the owner sees that tenant's
+-- transfers and nothing else, like everyone (the restore drill reconciles each tenant's ledger as the
+-- owner). The application role gets no such policy.
+create policy transfers_owner_read on transfers for select to current_user
+    using (nullif(current_setting('app.tenant_id', true), '') is null);
 
 create table receipt_cursors (
     tenant_id        uuid        primary key references tenants (tenant_id),
@@ -51,7 +54,8 @@ alter table receipt_cursors force row level security;
 create policy receipt_cursors_isolation on receipt_cursors
     using (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid)
     with check (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid);
-create policy receipt_cursors_owner_read on receipt_cursors for select to current_user using (true);
+create policy receipt_cursors_owner_read on receipt_cursors for select to current_user
+    using (nullif(current_setting('app.tenant_id', true), '') is null);
 grant select, insert on receipt_cursors to emoney_app;
 grant update (next_xid, receipts_written, attempts, last_error_kind, updated_at) on receipt_cursors to emoney_app;
 

@@ -61,7 +61,7 @@ from storage.redis_store import RedisClient, build_redis
 from storage.secrets import SecretsStore, build_secrets
 from storage.sessions import SessionStore
 from storage.signing_keys import SigningKeyStore
-from storage.group_commit import TransferGroupCommit
+from storage.group_commit import ChargeGroupCommit, TransferGroupCommit
 from storage.unit_of_work import UnitOfWorkFactory
 
 logger = logging.getLogger("emoney.server")
@@ -280,13 +280,14 @@ async def build_application(settings: Settings) -> Application:
             ("grpc.http2.hpack_table_size.decoder", 0),
         ],
     )
-    group_commit = TransferGroupCommit(
-        pool, max_items=settings.group_commit_max_items, concurrent_batches=settings.group_commit_batches,
-        max_wait_s=settings.group_commit_max_wait_ms / 1000,
-    ) if settings.group_commit else None
-    units_of_work = UnitOfWorkFactory(pool, read_pool, group_commit=group_commit)
+    batching = dict(max_items=settings.group_commit_max_items, concurrent_batches=settings.group_commit_batches,
+                    max_wait_s=settings.group_commit_max_wait_ms / 1000)
+    group_commit = TransferGroupCommit(pool, **batching) if settings.group_commit else None
+    charge_group_commit = ChargeGroupCommit(pool, **batching) if settings.group_commit else None
+    units_of_work = UnitOfWorkFactory(pool, read_pool, group_commit=group_commit, charge_group_commit=charge_group_commit)
     metrics.database_reads = units_of_work.reads
-    metrics.group_commit = None if group_commit is None else group_commit.stats
+    if group_commit is not None and charge_group_commit is not None:
+        metrics.group_commits = {"transfers": group_commit.stats, "charges": charge_group_commit.stats}
     # The hub shares the pool's connection settings (the password arrives there from the secrets store).
     payment_events = PaymentEventHub(settings.database_url, pool.kwargs)
     transactions = Transactions(units_of_work)

@@ -1,10 +1,12 @@
-"""Group commit: the concurrent CreateTransfers of one process and tenant share one transaction.
+"""Group commit: the concurrent CreateTransfers (and, separately, ChargePaymentCodes) of one process and
+tenant share one transaction.
 
 A transfer on its own costs one commit, and a durable commit costs one WAL flush (an fsync) — the flush,
 and PostgreSQL's global lock on the NOTIFY queue held from a transaction's NOTIFY through its commit, are
 what a transfer's throughput is bound by (README, Performance). Here the calls that arrive while the
 database is busy with earlier ones wait for a batch, and a batch is ONE statement
-(`payments_create_transfers_in`, migrations/current/10_movements.sql): one round trip, one commit, one
+(`payments_create_transfers_in`, migrations/current/10_movements.sql; for charges
+`payments_charge_codes_in`, 12_payment_codes.sql): one round trip, one commit, one
 flush and one pass through the NOTIFY lock for all of its items, each item in its own subtransaction so
 that a refused one is rolled back alone and keeps its own error.
 
@@ -35,9 +37,13 @@ from psycopg_pool import AsyncConnectionPool
 from domain.ledger_rules import MAX_BATCH_ITEMS
 from storage.unit_of_work import one_statement_rows
 
-_BATCH_QUERY = """
+_TRANSFERS_QUERY = """
     select r.item, r.failed_sqlstate, r.failed_message, r.failed_detail, (r.outcome).*
       from payments_create_transfers_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) r
+     order by r.item"""
+_CHARGES_QUERY = """
+    select r.item, r.failed_sqlstate, r.failed_message, r.failed_detail, (r.outcome).*
+      from payments_charge_codes_in(%s, %s, %s, %s, %s, %s, %s, %s, %s) r
      order by r.item"""
 
 
@@ -67,6 +73,11 @@ class _Queued:
 
 
 class TransferGroupCommit:
+    """CreateTransfer's group commit; ChargeGroupCommit is the same for ChargePaymentCode."""
+
+    batch_query = _TRANSFERS_QUERY
+    what = "transfers"
+
     def __init__(self, pool: AsyncConnectionPool, *, max_items: int = 32, concurrent_batches: int = 2,
                  max_wait_s: float = 0.005) -> None:
         if not 1 <= max_items <= MAX_BATCH_ITEMS:
@@ -82,9 +93,10 @@ class TransferGroupCommit:
         self.stats = GroupCommitStats()
 
     async def create_transfer(self, tenant_id: uuid.UUID, arguments: Sequence[Any]) -> tuple | ItemFailure:
-        """One CreateTransfer (payments_create_transfer_in's arguments after the tenant): the outcome row
-        (ledger_transfer_outcome's columns), or how the item was refused. A failure of the whole batch (the
-        database unreachable, a timeout) is raised, as for a call on its own."""
+        """One item (for transfers payments_create_transfer_in's arguments after the tenant, for charges
+        payments_charge_code_in's): the outcome row (ledger_transfer_outcome's columns), or how the item was
+        refused. A failure of the whole batch (the database unreachable, a timeout) is raised, as for a call
+        on its own."""
         queued = _Queued(tuple(arguments), asyncio.get_running_loop().create_future())
         self._queues.setdefault(tenant_id, []).append(queued)
         self._dispatch(tenant_id)
@@ -144,14 +156,21 @@ class TransferGroupCommit:
             self._dispatch(tenant_id)
 
     async def commit_batch(self, tenant_id: uuid.UUID, batch: Sequence[Sequence[Any]]) -> list[tuple | ItemFailure]:
-        """Commit these CreateTransfers (each payments_create_transfer_in's arguments after the tenant) as one
-        batch, now: each one's outcome row, or how it was refused, in order."""
+        """Commit these items (see create_transfer) as one batch, now: each one's outcome row, or how it was
+        refused, in order."""
         columns = list(zip(*batch, strict=True))
-        rows = await one_statement_rows(self._pool, _BATCH_QUERY, (tenant_id, *map(list, columns)))
+        rows = await one_statement_rows(self._pool, self.batch_query, (tenant_id, *map(list, columns)))
         if [row[0] for row in rows] != list(range(1, len(batch) + 1)):
-            raise psycopg.InternalError(f"a batch of {len(batch)} transfers answered {len(rows)} rows")
+            raise psycopg.InternalError(f"a batch of {len(batch)} {self.what} answered {len(rows)} rows")
         return [tuple(outcome) if sqlstate is None else ItemFailure(sqlstate, message, detail)
                 for _, sqlstate, message, detail, *outcome in rows]
+
+
+class ChargeGroupCommit(TransferGroupCommit):
+    """ChargePaymentCode's group commit: items are payments_charge_code_in's arguments after the tenant."""
+
+    batch_query = _CHARGES_QUERY
+    what = "charges"
 
 
 def _settle(queued: _Queued, value: object) -> None:

@@ -364,7 +364,7 @@ async def create_customer_transfer(
 ) -> Outcome[TransferRecord]:
     """CreateTransfer in one statement and one round trip (migrations/current/10_movements.sql): the
     caller's checks (ACCOUNT_NOT_FOUND, NOT_ACCOUNT_OWNER), the movement (`payment` to a merchant, else
-    `p2p`), its receipt request and its live event, committed. Idempotent on (context.actor, context.request_id);
+    `p2p`) and its live event, committed. Idempotent on (context.actor, context.request_id);
     a replay returns the transfer as it was created."""
     arguments = (caller_user_id, caller_is_back_office, from_account_id, to_account_id, amount_minor, currency,
                  *_call_arguments(context), description)
@@ -396,8 +396,16 @@ async def redeem_payment_code(
 ) -> Outcome[TransferRecord] | Outcome[HoldRecord]:
     """ChargePaymentCode (`hold_expires_at` None: a payment) or AuthorizePayment (a hold), in one round
     trip and one transaction (migrations/current/12_payment_codes.sql): the code locked and checked,
-    the movement, the code marked used, the receipt request and the live event, committed. A retry by the same terminal with
-    the same request_id replays the original result as it was created."""
+    the movement, the code marked used and the live event, committed. A retry by the same terminal with
+    the same request_id replays the original result as it was created. Charges are group-committed with
+    the concurrent charges of this process when group commit is on (storage/group_commit.py)."""
+    if hold_expires_at is None and units_of_work.charge_group_commit is not None:
+        result = await units_of_work.charge_group_commit.create_transfer(
+            tenant_id, (code_hash, terminal_id, amount_minor, currency, *_call_arguments(context))
+        )
+        if isinstance(result, ItemFailure):
+            raise batch_item_error(result)
+        return _transfer_outcome(result)
     async with translated_failures():
         if hold_expires_at is None:
             row = await units_of_work.one_statement(

@@ -23,8 +23,8 @@ create or replace function receipts_horizon() returns bigint
     return pg_snapshot_xmin(pg_current_snapshot())::text::bigint;
 
 -- The tenants with receipts to write (for the worker, before it knows a tenant). The owner reads every
--- tenant's transfers and cursor (policies transfers_owner_read, receipt_cursors_owner_read); the
--- application role has no such policy. Per tenant, a LATERAL subquery with LIMIT 1 (which the planner never
+-- tenant's transfers and cursor while no tenant is set (policies transfers_owner_read and
+-- receipt_cursors_owner_read); the application role has no such policy. Per tenant, a LATERAL subquery with LIMIT 1 (which the planner never
 -- turns into a semi-join that reads every transfer), through the BRIN index transfers_by_created_xid.
 create or replace function tenants_with_pending_receipts(tenant_limit integer) returns setof uuid
     language sql stable security definer

@@ -2,7 +2,8 @@
 --
 -- A customer's app shows a one-time code (only its SHA-256 is stored, 0005); the terminal redeems it: lock
 -- the code, check it, find the terminal's merchant account, move the money (or hold it), mark the code
--- used, request the receipt and announce the live event — all in the entry point's one transaction.
+-- used and announce the live event — all in the entry point's one transaction (the receipt is read from the
+-- transfer row, 07_receipts.sql).
 -- A code is used at most once; a retry by the same terminal with the same request_id finds the code used by
 -- itself and replays (its idempotency key is never forgotten: 05_idempotency.sql).
 --
@@ -169,11 +170,75 @@ begin
 end
 $$;
 
+-- Group commit of ChargePaymentCode (issue 14; storage/group_commit.py gathers the concurrent charges of a
+-- process): several charges of one tenant in ONE statement and ONE transaction, each in its own
+-- subtransaction, so a refused item (PAYMENT_CODE_USED, INSUFFICIENT_FUNDS, ...) is rolled back alone with
+-- exactly the error it would have had on its own, as payments_create_transfers_in does for CreateTransfer.
+--
+-- Locking order, the one a single charge follows (the code, then the accounts): before any item runs, the
+-- batch locks its codes in ascending code_hash, then, in ascending account_id, every account row its items
+-- will lock anyway — each code's payer and each unsharded active merchant account of the terminals'
+-- merchants in the items' currencies (a sharded merchant is credited through one shard, never locked whole).
+create or replace function payments_charge_codes_in(
+    tenant uuid, code_hashes bytea[], terminal_ids uuid[], amounts_minor bigint[], currencies text[],
+    actors text[], methods text[], request_ids text[], request_hashes bytea[]
+) returns table (item integer, failed_sqlstate text, failed_message text, failed_detail text,
+                 outcome ledger_transfer_outcome)
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, public, pg_temp
+as $$
+declare
+    items integer := coalesce(cardinality(code_hashes), 0);
+begin
+    if items > ledger_max_batch_items() or items <> cardinality(terminal_ids) or items <> cardinality(amounts_minor)
+       or items <> cardinality(currencies) or items <> cardinality(actors) or items <> cardinality(methods)
+       or items <> cardinality(request_ids) or items <> cardinality(request_hashes)
+    then
+        raise exception using errcode = '22023',
+            message = 'a batch is 0 to ledger_max_batch_items() items, each argument array as long as the others';
+    end if;
+    perform set_config('app.tenant_id', tenant::text, true);
+    perform 1
+       from (select c.code_hash from payment_codes c
+              where c.tenant_id = tenant and c.code_hash = any (code_hashes)
+              order by c.code_hash
+                for update) locked_codes;
+    perform 1
+       from (select a.account_id from accounts a
+              where a.tenant_id = tenant
+                and (a.account_id in (select c.account_id from payment_codes c
+                                       where c.tenant_id = tenant and c.code_hash = any (code_hashes))
+                     or (a.balance_shards = 0 and a.kind = 'merchant' and a.status = 'active'
+                         and a.currency = any (currencies)
+                         and a.owner_user_id in (select t.merchant_user_id from terminals t
+                                                  where t.tenant_id = tenant and t.terminal_id = any (terminal_ids))))
+              order by a.account_id
+                for no key update) locked_accounts;
+    for i in 1 .. items loop
+        begin
+            return query
+                select i, null::text, null::text, null::text, charged
+                  from payments_charge_code(code_hashes[i], terminal_ids[i], amounts_minor[i], currencies[i],
+                                            actors[i], methods[i], request_ids[i], request_hashes[i]) charged;
+        exception when others then
+            item := i;
+            outcome := null;
+            get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text,
+                                    failed_detail = pg_exception_detail;
+            return next;
+        end;
+    end loop;
+end
+$$;
+
 -- Entry points owned by emoney_ledger (09_accounts.sql says why). ALTER ... OWNER needs the new owner to
 -- hold CREATE on the schema at that moment; it keeps none afterwards. Nothing changes when it owns them.
 grant create on schema public to emoney_ledger;
 alter function payments_charge_code_in(uuid, bytea, uuid, bigint, text, text, text, text, bytea) owner to emoney_ledger;
 alter function payments_authorize_code_in(uuid, bytea, uuid, bigint, text, timestamptz, text, text, text, bytea)
+    owner to emoney_ledger;
+alter function payments_charge_codes_in(uuid, bytea[], uuid[], bigint[], text[], text[], text[], text[], bytea[])
     owner to emoney_ledger;
 revoke create on schema public from emoney_ledger;
 
@@ -185,5 +250,6 @@ grant execute on function
 to emoney_ledger;  -- only from inside an entry point
 grant execute on function
     payments_charge_code_in(uuid, bytea, uuid, bigint, text, text, text, text, bytea),
-    payments_authorize_code_in(uuid, bytea, uuid, bigint, text, timestamptz, text, text, text, bytea)
+    payments_authorize_code_in(uuid, bytea, uuid, bigint, text, timestamptz, text, text, text, bytea),
+    payments_charge_codes_in(uuid, bytea[], uuid[], bigint[], text[], text[], text[], text[], bytea[])
 to emoney_app;

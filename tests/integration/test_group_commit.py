@@ -1,5 +1,6 @@
-"""Group commit (storage/group_commit.py, payments_create_transfers_in): several CreateTransfers in one
-transaction, each keeping its own outcome, against the real database as the application role."""
+"""Group commit (storage/group_commit.py, payments_create_transfers_in and payments_charge_codes_in): several
+CreateTransfers (or ChargePaymentCodes) in one transaction, each keeping its own outcome, against the real
+database as the application role."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -18,9 +20,9 @@ import pytest
 
 from domain.errors import FailedPrecondition
 from domain.ledger_rules import MAX_BATCH_ITEMS
-from storage import ledger
+from storage import ledger, payment_codes
 from storage.audit import verify_audit_chain
-from storage.group_commit import ItemFailure, TransferGroupCommit
+from storage.group_commit import ChargeGroupCommit, ItemFailure, TransferGroupCommit
 from storage.unit_of_work import UnitOfWorkFactory
 from tests.invariants.ledger_world import (  # noqa: F401 (fixtures)
     LedgerWorld, ledger_app_dsn, ledger_owner_dsn, ledger_units_of_work, new_context, world,
@@ -241,3 +243,106 @@ async def test_the_servers_units_of_work_route_create_transfer_through_group_com
             units_of_work, world.tenant_id, new_context(), caller_user_id=caller, caller_is_back_office=False,
             from_account_id=payer, to_account_id=payee, amount_minor=60, currency="EUR")
     assert refused.value.reason == "INSUFFICIENT_FUNDS" and refused.value.metadata
+
+
+# -- ChargePaymentCode (payments_charge_codes_in) ---------------------------------------------------
+
+
+@pytest.fixture
+def charges(world: LedgerWorld) -> ChargeGroupCommit:
+    return ChargeGroupCommit(world.units_of_work.pool, concurrent_batches=1, max_wait_s=60)
+
+
+async def _terminal(world: LedgerWorld, merchant: uuid.UUID) -> uuid.UUID:
+    merchant_user = await _owner(world, merchant)
+
+    async def insert(unit_of_work) -> uuid.UUID:
+        cursor = await unit_of_work.connection.execute(
+            """insert into terminals (tenant_id, merchant_user_id, display_name, client_id, secret_hash)
+               values (%s, %s, 'Till', %s, %s) returning terminal_id""",
+            (world.tenant_id, merchant_user, "term_" + uuid.uuid4().hex[:24], bytes(32)),
+        )
+        return (await cursor.fetchone())[0]
+
+    return await world.run(insert)
+
+
+async def _code(world: LedgerWorld, payer: uuid.UUID, max_amount_minor: int = 1_000) -> bytes:
+    code_hash = uuid.uuid4().bytes * 2
+
+    async def insert(unit_of_work) -> None:
+        await payment_codes.insert(unit_of_work, world.tenant_id, code_hash, payer, "EUR", max_amount_minor,
+                                   datetime.now(timezone.utc) + timedelta(minutes=5), "user:tester")
+
+    await world.run(insert)
+    return code_hash
+
+
+def _charge(code_hash: bytes, terminal: uuid.UUID, amount_minor: int, request_id: str | None = None) -> tuple:
+    context = new_context(request_id=request_id, code=code_hash.hex(), amount=amount_minor)
+    return (code_hash, terminal, amount_minor, "EUR", context.actor, context.method, context.request_id,
+            context.request_hash)
+
+
+async def test_charges_a_refused_one_in_the_middle_is_rolled_back_alone(world, charges):
+    """Three charges in one batch, the middle one above its code's maximum: it is refused with the error it
+    would have had alone; the other two move their money, and their codes are used."""
+    merchant = await world.open("merchant")
+    terminal = await _terminal(world, merchant)
+    payers = [await world.open(balance_minor=1_000) for _ in range(3)]
+    codes = [await _code(world, payer, max_amount_minor=300) for payer in payers]
+    results = await charges.commit_batch(world.tenant_id, [
+        _charge(codes[0], terminal, 100), _charge(codes[1], terminal, 400), _charge(codes[2], terminal, 250),
+    ])
+    refused = ledger.batch_item_error(results[1])
+    assert isinstance(refused, FailedPrecondition) and refused.reason == "AMOUNT_EXCEEDS_CODE"
+    assert [await world.balance(payer) for payer in payers] == [900, 1_000, 750]
+    assert await world.balance(merchant) == 350
+    # The refused code is still unused: charged again within its maximum, it pays.
+    [again] = await charges.commit_batch(world.tenant_id, [_charge(codes[1], terminal, 300)])
+    assert not isinstance(again, ItemFailure) and await world.balance(payers[1]) == 700
+
+
+async def test_a_charge_and_its_replay_in_one_batch_pay_once(world, charges):
+    """The same terminal's retry (same request_id) in the same batch replays the first item's payment; another
+    request on the same code is PAYMENT_CODE_USED, as it would be later."""
+    merchant = await world.open("merchant")
+    terminal = await _terminal(world, merchant)
+    payer = await world.open(balance_minor=1_000)
+    code = await _code(world, payer)
+    first = _charge(code, terminal, 120)
+    original, replay, other = await charges.commit_batch(world.tenant_id, [first, first, _charge(code, terminal, 120)])
+    assert not isinstance(original, ItemFailure) and not isinstance(replay, ItemFailure)
+    assert ledger._transfer_outcome(replay).record.transfer_id == ledger._transfer_outcome(original).record.transfer_id
+    assert ledger.batch_item_error(other).reason == "PAYMENT_CODE_USED"
+    assert await world.balance(payer) == 880 and await world.balance(merchant) == 120
+    assert await _transfer_count(world, [first[6]]) == 1
+
+
+async def test_batches_of_charges_sharing_payers_in_opposite_orders_never_deadlock(world):
+    """Two batches at once, each charging codes of the same two payers in the opposite order: the codes and
+    accounts are locked in one global order before any item runs, so both commit, every charge exact."""
+    merchant = await world.open("merchant")
+    terminal = await _terminal(world, merchant)
+    alice, bob = await world.open(balance_minor=1_000), await world.open(balance_minor=1_000)
+    codes = {payer: [await _code(world, payer) for _ in range(2)] for payer in (alice, bob)}
+    one = ChargeGroupCommit(world.units_of_work.pool)
+    two = ChargeGroupCommit(world.units_of_work.pool)
+    first, second = await asyncio.wait_for(asyncio.gather(
+        one.commit_batch(world.tenant_id, [_charge(codes[alice][0], terminal, 10), _charge(codes[bob][0], terminal, 20)]),
+        two.commit_batch(world.tenant_id, [_charge(codes[bob][1], terminal, 40), _charge(codes[alice][1], terminal, 80)]),
+    ), timeout=30)
+    assert not any(isinstance(result, ItemFailure) for result in [*first, *second])
+    assert (await world.balance(alice), await world.balance(bob), await world.balance(merchant)) == (910, 940, 150)
+
+
+async def test_every_charge_of_a_batch_credits_one_merchant(world, charges):
+    """A batch of charges from many payers to the one merchant credits it exactly once per charge."""
+    merchant = await world.open("merchant")
+    terminal = await _terminal(world, merchant)
+    payers = [await world.open(balance_minor=100) for _ in range(12)]
+    codes = [await _code(world, payer) for payer in payers]
+    results = await charges.commit_batch(world.tenant_id, [_charge(code, terminal, 7) for code in codes])
+    assert not any(isinstance(result, ItemFailure) for result in results)
+    assert await world.balance(merchant) == 12 * 7
+    assert {await world.balance(payer) for payer in payers} == {93}

@@ -53,10 +53,15 @@ def test_group_commit_figures_are_shown_when_it_is_on():
 
     registry = MetricsRegistry()
     assert "emoney_group_commit" not in registry.render_prometheus()  # off: nothing to show
-    registry.group_commit = GroupCommitStats(batches=3, items=10, largest_batch=6, wait_seconds_total=0.012,
-                                             longest_wait_s=0.004)
+    registry.group_commits = {
+        "transfers": GroupCommitStats(batches=3, items=10, largest_batch=6, wait_seconds_total=0.012, longest_wait_s=0.004),
+        "charges": GroupCommitStats(batches=1, items=2, largest_batch=2, wait_seconds_total=0.001, longest_wait_s=0.001),
+    }
     text = registry.render_prometheus()
-    assert "emoney_group_commit_batches_total 3\n" in text and "emoney_group_commit_items_total 10\n" in text
-    assert "emoney_group_commit_largest_batch 6\n" in text
-    assert "emoney_group_commit_wait_seconds_total 0.012000\n" in text
-    assert "emoney_group_commit_longest_wait_seconds 0.004000\n" in text
+    assert 'emoney_group_commit_batches_total{of="transfers"} 3\n' in text
+    assert 'emoney_group_commit_items_total{of="transfers"} 10\n' in text
+    assert 'emoney_group_commit_largest_batch{of="transfers"} 6\n' in text
+    assert 'emoney_group_commit_wait_seconds_total{of="transfers"} 0.012000\n' in text
+    assert 'emoney_group_commit_longest_wait_seconds{of="transfers"} 0.004000\n' in text
+    assert 'emoney_group_commit_items_total{of="charges"} 2\n' in text
+    assert text.count("# TYPE emoney_group_commit_items_total counter") == 1
