@@ -190,6 +190,7 @@ create or replace function payments_charge_codes_in(
 as $$
 declare
     items integer := coalesce(cardinality(code_hashes), 0);
+    locking uuid[];
 begin
     if items > ledger_max_batch_items() or items <> cardinality(terminal_ids) or items <> cardinality(amounts_minor)
        or items <> cardinality(currencies) or items <> cardinality(actors) or items <> cardinality(methods)
@@ -204,15 +205,18 @@ begin
               where c.tenant_id = tenant and c.code_hash = any (code_hashes)
               order by c.code_hash
                 for update) locked_codes;
+    -- Which accounts, found through their indexes first (one OR over both would read every account).
+    select array_agg(c.account_id) into locking
+      from payment_codes c
+     where c.tenant_id = tenant and c.code_hash = any (code_hashes);
+    select coalesce(locking, '{}') || coalesce(array_agg(a.account_id), '{}') into locking
+      from terminals t
+      join accounts a on a.tenant_id = t.tenant_id and a.owner_user_id = t.merchant_user_id
+     where t.tenant_id = tenant and t.terminal_id = any (terminal_ids)
+       and a.kind = 'merchant' and a.status = 'active' and a.currency = any (currencies) and a.balance_shards = 0;
     perform 1
        from (select a.account_id from accounts a
-              where a.tenant_id = tenant
-                and (a.account_id in (select c.account_id from payment_codes c
-                                       where c.tenant_id = tenant and c.code_hash = any (code_hashes))
-                     or (a.balance_shards = 0 and a.kind = 'merchant' and a.status = 'active'
-                         and a.currency = any (currencies)
-                         and a.owner_user_id in (select t.merchant_user_id from terminals t
-                                                  where t.tenant_id = tenant and t.terminal_id = any (terminal_ids))))
+              where a.tenant_id = tenant and a.account_id = any (locking)
               order by a.account_id
                 for no key update) locked_accounts;
     for i in 1 .. items loop
