@@ -282,12 +282,12 @@ async def build_application(settings: Settings) -> Application:
     )
     batching = dict(max_items=settings.group_commit_max_items, concurrent_batches=settings.group_commit_batches,
                     max_wait_s=settings.group_commit_max_wait_ms / 1000)
-    group_commit = TransferGroupCommit(pool, **batching) if settings.group_commit else None
-    charge_group_commit = ChargeGroupCommit(pool, **batching) if settings.group_commit else None
-    units_of_work = UnitOfWorkFactory(pool, read_pool, group_commit=group_commit, charge_group_commit=charge_group_commit)
+    group_commits = {"transfers": TransferGroupCommit(pool, **batching),
+                     "charges": ChargeGroupCommit(pool, **batching)} if settings.group_commit else {}
+    units_of_work = UnitOfWorkFactory(pool, read_pool, group_commit=group_commits.get("transfers"),
+                                      charge_group_commit=group_commits.get("charges"))
     metrics.database_reads = units_of_work.reads
-    if group_commit is not None and charge_group_commit is not None:
-        metrics.group_commits = {"transfers": group_commit.stats, "charges": charge_group_commit.stats}
+    metrics.group_commits = {of: group.stats for of, group in group_commits.items()}
     # The hub shares the pool's connection settings (the password arrives there from the secrets store).
     payment_events = PaymentEventHub(settings.database_url, pool.kwargs)
     transactions = Transactions(units_of_work)

@@ -51,7 +51,7 @@ from domain.ledger_rules import (
     POSTABLE_TRANSFER_KINDS,
 )
 from storage.audit import RequestContext
-from storage.group_commit import ItemFailure
+from storage.group_commit import ItemFailure, TransferGroupCommit
 from storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 # -- failures ---------------------------------------------------------------------------------------
@@ -369,10 +369,7 @@ async def create_customer_transfer(
     arguments = (caller_user_id, caller_is_back_office, from_account_id, to_account_id, amount_minor, currency,
                  *_call_arguments(context), description)
     if units_of_work.group_commit is not None:  # with the concurrent calls of this process (storage/group_commit.py)
-        result = await units_of_work.group_commit.create_transfer(tenant_id, arguments)
-        if isinstance(result, ItemFailure):
-            raise batch_item_error(result)
-        return _transfer_outcome(result)
+        return await _group_committed(units_of_work.group_commit, tenant_id, arguments)
     async with translated_failures():
         row = await units_of_work.one_statement(
             "select * from payments_create_transfer_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -381,6 +378,14 @@ async def create_customer_transfer(
     if row is None:
         raise RuntimeError("payments_create_transfer returned no row")
     return _transfer_outcome(row)
+
+
+async def _group_committed(group: TransferGroupCommit, tenant_id: uuid.UUID, arguments: tuple) -> Outcome[TransferRecord]:
+    """One item through a group commit (transfers or charges): its transfer, or the error it was refused with."""
+    result = await group.create_transfer(tenant_id, arguments)
+    if isinstance(result, ItemFailure):
+        raise batch_item_error(result)
+    return _transfer_outcome(result)
 
 
 async def redeem_payment_code(
@@ -400,12 +405,8 @@ async def redeem_payment_code(
     the same request_id replays the original result as it was created. Charges are group-committed with
     the concurrent charges of this process when group commit is on (storage/group_commit.py)."""
     if hold_expires_at is None and units_of_work.charge_group_commit is not None:
-        result = await units_of_work.charge_group_commit.create_transfer(
-            tenant_id, (code_hash, terminal_id, amount_minor, currency, *_call_arguments(context))
-        )
-        if isinstance(result, ItemFailure):
-            raise batch_item_error(result)
-        return _transfer_outcome(result)
+        return await _group_committed(units_of_work.charge_group_commit, tenant_id,
+                                      (code_hash, terminal_id, amount_minor, currency, *_call_arguments(context)))
     async with translated_failures():
         if hold_expires_at is None:
             row = await units_of_work.one_statement(

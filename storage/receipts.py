@@ -55,7 +55,8 @@ MAX_BATCH_SIZE = 500
 # writers of several processes take turns per tenant. No other advisory lock of the schema uses it.
 RECEIPTS_LOCK_CLASS = 0x5EC1
 # One upload (a receipt, or a bundle of a batch) may take this long: well inside the pool's
-# idle_in_transaction_session_timeout (30 s), since the batch's rows stay locked meanwhile.
+# idle_in_transaction_session_timeout (30 s), since the writer's transaction (and its tenant's turn) stays
+# open meanwhile.
 UPLOAD_TIMEOUT_S = 10.0
 BACKOFF_MAX_S = 30.0
 # After a pass that wrote less than a full batch, the writer waits this long so the next bundle holds
@@ -164,7 +165,8 @@ async def presigned_receipt_url(
 
 
 class ReceiptWriter:
-    """Uploads pending receipts; every server process may run one (rows are shared with SKIP LOCKED)."""
+    """Uploads pending receipts; every server process may run one (a tenant's writers take turns with an
+    advisory lock)."""
 
     def __init__(
         self,
@@ -270,9 +272,9 @@ class ReceiptWriter:
             return [transfer_id for transfer_id, _ in rows], horizon
         end = rows[self._batch_size][1]  # the first transaction left out
         if end == rows[0][1]:  # a single transaction holds more than a batch: take all of it
-            end = rows[0][1] + 1
-            cursor = await unit_of_work.connection.execute(query.replace(" limit %s", ""), (start, end))
-            rows = await cursor.fetchall()
+            cursor = await unit_of_work.connection.execute(
+                "select transfer_id, created_xid from transfers where created_xid = %s", (end,))
+            rows, end = await cursor.fetchall(), end + 1
         return [transfer_id for transfer_id, created_xid in rows if created_xid < end], end
 
     async def _upload(
