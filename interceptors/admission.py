@@ -22,7 +22,6 @@ import asyncio
 
 import grpc
 
-from interceptors.wrapping import AroundInterceptor
 
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -68,14 +67,7 @@ class Admission:
         self.active -= 1
 
 
-class AdmissionInterceptor(AroundInterceptor):
-    def __init__(self, admission: Admission) -> None:
-        self._admission = admission
-
-    def covers(self, method: str, handler: grpc.RpcMethodHandler) -> bool:
-        # One response: unary_unary, or stream_unary — the shape error mapping (innermost) gives every
-        # unary call, so that a request that does not decode is refused deliberately.
-        return not handler.response_streaming and not method.startswith(EXEMPT_PREFIXES)
-
-    def around(self, method: str, context: grpc.aio.ServicerContext) -> Admission:
-        return self._admission  # one gate for every call: it keeps no per-call state
+def admitted(method: str, handler: grpc.RpcMethodHandler) -> bool:
+    """Whether calls of this method pass through the gate: calls with one response, except the exempt
+    services (health, reflection)."""
+    return not handler.response_streaming and not method.startswith(EXEMPT_PREFIXES)

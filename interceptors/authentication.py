@@ -1,4 +1,5 @@
-"""Authentication: every non-public call carries a valid bearer token, or is refused.
+"""Authentication: every non-public call carries a valid bearer token, or is refused (a stage of
+interceptors/pipeline.py).
 
 The token is read from the `authorization` metadata (`Bearer <jwt>`; Envoy
 passes the same header through for JSON and grpc-web), verified (EdDSA only,
@@ -12,19 +13,14 @@ with UNAVAILABLE: revocations live there, so we fail closed.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from typing import AsyncIterator
 
 import grpc
 import redis.exceptions
 
-from interceptors.access_policy import is_public
-from interceptors.call_state import CallState, current_call
-from interceptors.error_mapping import abort_with_domain_error
+from interceptors.call_state import CallState, MethodPlan
 from interceptors.rate_limit import RateLimitPolicy, client_address_of, rate_limited
-from interceptors.wrapping import AroundInterceptor
-from domain.errors import ResourceExhausted, ServiceUnavailable, Unauthenticated
+from domain.errors import ServiceUnavailable, Unauthenticated
 from domain.principal import Principal
 from domain.tokens import KeyRingRefresher, TokenError
 from storage.rate_limits import RateLimiter
@@ -44,7 +40,9 @@ def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
     return None
 
 
-class AuthenticationInterceptor(AroundInterceptor):
+class TokenAuthentication:
+    """The identity stage of the pipeline: a non-public call's principal, from its bearer token."""
+
     def __init__(self, key_refresher: KeyRingRefresher, sessions: SessionStore,
                  rate_limits: tuple[RateLimiter, RateLimitPolicy] | None = None) -> None:
         # The refresher verifies with the current key ring and reloads it once when a token
@@ -54,19 +52,13 @@ class AuthenticationInterceptor(AroundInterceptor):
         # With the limiter and its policy, the token check and the rate limit share one round trip.
         self._rate_limits = rate_limits
 
-    @contextlib.asynccontextmanager
-    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        if not is_public(method):
-            state = current_call.get()
-            try:
-                principal = await self._verify(context)
-                await self._check_sessions(method, principal, state)
-            except (Unauthenticated, ServiceUnavailable, ResourceExhausted) as error:
-                await abort_with_domain_error(context, error)
-            if state is not None:
-                state.principal = principal
-        yield
-
+    async def identify(self, plan: MethodPlan, context: grpc.aio.ServicerContext, state: CallState) -> None:
+        """Set `state.principal`, or raise UNAUTHENTICATED, UNAVAILABLE or RESOURCE_EXHAUSTED."""
+        if plan.public:
+            return
+        principal = await self._verify(context)
+        await self._check_sessions(plan, principal, state)
+        state.principal = principal
     async def _verify(self, context: grpc.aio.ServicerContext) -> Principal:
         token = bearer_token(context)
         if token is None:
@@ -78,13 +70,13 @@ class AuthenticationInterceptor(AroundInterceptor):
         except TokenError as error:
             raise Unauthenticated(message=str(error), reason=error.reason) from None
 
-    async def _check_sessions(self, method: str, principal: Principal, state: CallState | None) -> None:
+    async def _check_sessions(self, plan: MethodPlan, principal: Principal, state: CallState) -> None:
         """Revoked, suspended or disabled: UNAUTHENTICATED. Over its rate limit (when charged here):
         RESOURCE_EXHAUSTED. Redis away: UNAVAILABLE — revocations live there, so we fail closed."""
         limiter, policy = self._rate_limits or (None, None)
-        group = policy.group_for(method) if policy is not None else None
+        group = plan.rate_group
         try:
-            if limiter is None or group is None:
+            if limiter is None or policy is None or group is None:
                 denial = await self._sessions.denial(principal.token_id, principal.tenant_id, principal.subject)
                 retry_after_ms = 0
             else:
@@ -93,8 +85,7 @@ class AuthenticationInterceptor(AroundInterceptor):
                 admission = await limiter.admit(keys, buckets)
                 denial = None if admission.denied is None else DENIALS[admission.denied]
                 retry_after_ms = admission.retry_after_ms
-                if state is not None:
-                    state.rate_limit_charged = True
+                state.rate_limit_charged = True
         except redis.exceptions.RedisError:
             raise ServiceUnavailable(
                 message="sessions cannot be checked right now; retry shortly", reason="SESSION_STORE_UNAVAILABLE"

@@ -6,26 +6,11 @@ Runs after authentication and before anything looks at the request body
 
 from __future__ import annotations
 
-import contextlib
-from typing import AsyncIterator
-
-import grpc
-
-from interceptors.access_policy import allowed_roles, is_public
-from interceptors.call_state import current_call
-from interceptors.error_mapping import abort_with_domain_error
-from interceptors.wrapping import AroundInterceptor
 from domain.errors import PermissionDenied
+from domain.principal import Principal
 
 
-class AuthorizationInterceptor(AroundInterceptor):
-    @contextlib.asynccontextmanager
-    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        if not is_public(method):
-            state = current_call.get()
-            principal = None if state is None else state.principal
-            if principal is None or not (principal.roles & allowed_roles(method)):
-                await abort_with_domain_error(
-                    context, PermissionDenied(message="your role may not call this method", reason="ROLE_NOT_ALLOWED")
-                )
-        yield
+def authorize(principal: Principal | None, allowed_roles: frozenset[str]) -> None:
+    """Raise PERMISSION_DENIED unless the principal holds one of the method's roles (none: nobody may)."""
+    if principal is None or not (principal.roles & allowed_roles):
+        raise PermissionDenied(message="your role may not call this method", reason="ROLE_NOT_ALLOWED")

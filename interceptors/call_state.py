@@ -1,8 +1,7 @@
-"""Per-call state shared by the interceptors of one call (request id, outcome).
+"""Per-call state shared by the stages of one call (request id, outcome), and each method's plan.
 
-The request-context interceptor creates it at the outermost layer; inner layers
-(error mapping) record the final status code on it, so logging and metrics see
-exactly what the client saw.
+The pipeline (interceptors/pipeline.py) creates the state when the call starts; error mapping records
+the final status code on it, so logging and metrics see exactly what the client saw.
 """
 
 from __future__ import annotations
@@ -14,6 +13,18 @@ from dataclasses import dataclass, field
 import grpc
 
 from domain.principal import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class MethodPlan:
+    """What the interceptors need to know of a method, worked out once per method (interceptors/pipeline.py)."""
+
+    method: str
+    public: bool  # no token needed (interceptors/access_policy.py)
+    roles: frozenset[str]  # the roles that may call it when it is not public (empty: nobody)
+    rate_group: str | None  # its rate-limit group; None: never limited (interceptors/rate_limit.py)
+    admitted: bool  # waits for a place at the admission gate (interceptors/admission.py)
+    log_level: int  # of its access-log line
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Innermost interceptor: every exception becomes a deliberate gRPC status.
+"""Error mapping: every exception becomes a deliberate gRPC status (interceptors/pipeline.py applies it).
 
 One table maps domain errors and PostgreSQL SQLSTATEs to status codes. Domain
 errors carry a `google.rpc.ErrorInfo` (and a `google.rpc.BadRequest` for bad
@@ -13,10 +13,8 @@ only the request id: no stack trace, SQL text or secret reaches a client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import inspect
 import logging
-from typing import Any, AsyncIterator
+from typing import Any
 
 import grpc
 import psycopg
@@ -28,7 +26,7 @@ from psycopg_pool import PoolTimeout
 
 from interceptors.call_state import current_call, current_request_id
 from interceptors.json_names import spelled_for_json
-from interceptors.wrapping import AroundInterceptor, UndecodableRequest, tolerate_undecodable, wrap_handler
+from interceptors.undecodable import UndecodableRequest
 from google.protobuf import duration_pb2
 
 from domain.errors import ERROR_DOMAIN, DomainError, InvalidArgument, ResourceExhausted
@@ -104,11 +102,6 @@ def status_for_domain_error(error: DomainError) -> status_pb2.Status:
         retry_delay.FromMilliseconds(max(1, error.retry_after_ms))
         details.append(error_details_pb2.RetryInfo(retry_delay=retry_delay))
     return _status(error.code, _clip(error.message, MAX_MESSAGE_BYTES), details)
-
-
-async def abort_with_domain_error(context: grpc.aio.ServicerContext, error: DomainError) -> None:
-    """For interceptors outside the error-mapping layer (authentication, authorization, rate limits)."""
-    await abort_with(context, status_for_domain_error(error))
 
 
 def _status(code: grpc.StatusCode, message: str, details: list) -> status_pb2.Status:
@@ -204,72 +197,20 @@ async def _the_request(context: grpc.aio.ServicerContext) -> Any:
     return request
 
 
-def _serve_one_request(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    """Serve a unary-request method as a request-streaming one that reads exactly one message.
-
-    Two inputs would otherwise never reach our code: a request that does not decode (gRPC answers
-    UNKNOWN with the parser's message: HTTP 500 on the JSON face), and a call that ends without any
-    request message, which grpc.aio leaves open until the client's deadline (forever, without one),
-    holding a concurrency slot. Read here, both become INVALID_ARGUMENT through the error mapping.
-    Callers see no difference: the wire format of unary and streaming requests is the same. The cost,
-    measured on a no-op health check through all interceptors, is within the noise (0-2% of calls per
-    second) when the message is read with `context.read()`; iterating the request stream cost 5-10%."""
-    handler = tolerate_undecodable(handler)
-    if handler.request_streaming:
-        return handler
-
-    if handler.unary_unary is not None:
-        unary = handler.unary_unary
-
-        async def stream_unary(requests, context):
-            response = unary(await _the_request(context), context)
-            return await response if inspect.isawaitable(response) else response
-
-        return grpc.stream_unary_rpc_method_handler(stream_unary, handler.request_deserializer, handler.response_serializer)
-
-    streaming = handler.unary_stream
-
-    async def stream_stream(requests, context):
-        responses = streaming(await _the_request(context), context)
-        if inspect.isawaitable(responses):  # reader/writer style (context.write), e.g. grpc.health Watch
-            await responses
-            return
-        if hasattr(responses, "__aiter__"):
-            async for response in responses:
-                yield response
-        else:
-            for response in responses:
-                yield response
-
-    return grpc.stream_stream_rpc_method_handler(stream_stream, handler.request_deserializer, handler.response_serializer)
-
-
-class ErrorMappingInterceptor(AroundInterceptor):
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        return wrap_handler(_serve_one_request(handler), handler_call_details.method, self.around)
-
-    @contextlib.asynccontextmanager
-    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        try:
-            yield
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except DomainError as error:
-            await abort_with(context, status_for_domain_error(error))
-        except Exception as error:  # the edge: nothing unexpected may escape as a raw exception
-            expected = isinstance(error, (PoolTimeout, redis.exceptions.RedisError)) or (
-                isinstance(error, psycopg.Error)
-                and (classify_database_error(error) is not None or domain_error_for(error) is not None)
-            )
-            if expected:
-                logger.warning("backing service error in %s: %s", method, type(error).__name__)
-            else:
-                # A bug (ours, or SQL that does not fit its data): the full story goes to the log only.
-                logger.exception("unexpected error in %s", method)
-            await abort_with(context, _status_for_unexpected(error))
+def status_for_error(error: Exception, method: str) -> status_pb2.Status:
+    """The status a call that raised `error` answers with; what is not a refusal is logged here."""
+    if isinstance(error, DomainError):
+        return status_for_domain_error(error)
+    expected = isinstance(error, (PoolTimeout, redis.exceptions.RedisError)) or (
+        isinstance(error, psycopg.Error)
+        and (classify_database_error(error) is not None or domain_error_for(error) is not None)
+    )
+    if expected:
+        logger.warning("backing service error in %s: %s", method, type(error).__name__)
+    else:
+        # A bug (ours, or SQL that does not fit its data): the full story goes to the log only.
+        logger.exception("unexpected error in %s", method, exc_info=error)
+    return _status_for_unexpected(error)
 
 
 assert code_pb2.NOT_FOUND == grpc.StatusCode.NOT_FOUND.value[0]

@@ -1,4 +1,4 @@
-"""Metrics interceptor: call counts and latency per method and status code.
+"""Metrics: call counts and latency per method and status code (recorded by interceptors/pipeline.py).
 
 Kept in process (no dependency); `server.metrics_endpoint` serves them in the
 Prometheus text format when `EMONEY_METRICS_ADDRESS` is set.
@@ -7,15 +7,12 @@ Prometheus text format when `EMONEY_METRICS_ADDRESS` is set.
 from __future__ import annotations
 
 import bisect
-import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING
 
 import grpc
 
-from interceptors.call_state import current_call
-from interceptors.wrapping import AroundInterceptor
 
 if TYPE_CHECKING:
     from storage.backup_status import BackupStatus
@@ -105,18 +102,3 @@ class MetricsRegistry:
             if value is not None:
                 lines.extend((f"# TYPE {name} gauge", f"{name} {value:g}"))
         return lines
-
-
-class MetricsInterceptor(AroundInterceptor):
-    def __init__(self, registry: MetricsRegistry) -> None:
-        self._registry = registry
-
-    @contextlib.asynccontextmanager
-    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            state = current_call.get()
-            if state is not None:
-                # The error-mapping layer below has recorded the final code by now.
-                self._registry.record(method, state.code, state.elapsed_ms())

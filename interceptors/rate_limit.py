@@ -1,10 +1,9 @@
-"""Rate-limit interceptor: per tenant and per caller, limits per method group, enforced in Redis.
+"""Rate limits: per tenant and per caller, limits per method group, enforced in Redis.
 
-An authenticated call is charged by the authentication interceptor, in the same
+An authenticated call is charged by the authentication stage, in the same
 Redis round trip as its token check (storage/rate_limits.py `admit`); this
-interceptor charges the others (login, sign-up, public lookups) and any call the
-authentication interceptor was built without the limiter for. It runs outside
-error mapping, so it answers refusals itself:
+stage charges the others (login, sign-up, public lookups) and any call the
+authentication stage was built without the limiter for. Its refusals:
 
 - over a limit → RESOURCE_EXHAUSTED, reason `RATE_LIMITED`, with a
   `google.rpc.RetryInfo` saying when to retry (HTTP 429 on the JSON face);
@@ -29,21 +28,17 @@ comma-separated `group.scope=count/period[:burst]` entries, where scope is
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
 import math
 import re
 from dataclasses import dataclass, field, replace
-from typing import AsyncIterator, Mapping
+from typing import Mapping
 from urllib.parse import unquote
 
-import grpc
 import redis.exceptions
 
-from interceptors.call_state import CallState, current_call
-from interceptors.error_mapping import abort_with_domain_error
-from interceptors.wrapping import AroundInterceptor
+from interceptors.call_state import CallState, MethodPlan
 from domain.errors import ResourceExhausted, ServiceUnavailable
 from domain.principal import Principal
 from storage.rate_limits import Bucket, Limit, RateLimiter
@@ -231,36 +226,26 @@ def rate_limited(group: str, retry_after_ms: int) -> ResourceExhausted:
     )
 
 
-class RateLimitInterceptor(AroundInterceptor):
+class RateLimits:
+    """The rate-limit stage of the pipeline, for the calls authentication has not charged already."""
+
     def __init__(self, limiter: RateLimiter, policy: RateLimitPolicy) -> None:
         self._limiter = limiter
-        self._policy = policy
+        self.policy = policy
 
-    @contextlib.asynccontextmanager
-    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        group = self._policy.group_for(method)
-        state = current_call.get()
-        # An authenticated call was charged with its token check, in one round trip (authentication.py).
-        if group is not None and not (state is not None and state.rate_limit_charged):
-            principal = None if state is None else state.principal
-            buckets = self._policy.buckets_for(group, principal, client_address_of(state))
-            await self._enforce(method, group, buckets, context)
-        yield
-
-    async def _enforce(
-        self, method: str, group: str, buckets: list[Bucket], context: grpc.aio.ServicerContext
-    ) -> None:
+    async def enforce(self, plan: MethodPlan, state: CallState) -> None:
+        """Charge the call's buckets; raise RESOURCE_EXHAUSTED over the limit, UNAVAILABLE without Redis."""
+        group = plan.rate_group
+        if group is None or state.rate_limit_charged:
+            return
+        buckets = self.policy.buckets_for(group, state.principal, client_address_of(state))
         try:
             retry_after_ms = await self._limiter.acquire(buckets)
         except redis.exceptions.RedisError as error:
-            logger.warning("rate limiter unavailable in %s: %s", method, type(error).__name__)
-            await abort_with_domain_error(
-                context,
-                ServiceUnavailable(
-                    message="the rate limiter is not reachable right now; retry shortly",
-                    reason="RATE_LIMITER_UNAVAILABLE",
-                ),
-            )
-            return
+            logger.warning("rate limiter unavailable in %s: %s", plan.method, type(error).__name__)
+            raise ServiceUnavailable(
+                message="the rate limiter is not reachable right now; retry shortly",
+                reason="RATE_LIMITER_UNAVAILABLE",
+            ) from None
         if retry_after_ms > 0:
-            await abort_with_domain_error(context, rate_limited(group, retry_after_ms))
+            raise rate_limited(group, retry_after_ms)

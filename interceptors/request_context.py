@@ -1,4 +1,4 @@
-"""Outermost interceptor: a request id for every call, and one JSON log line per call.
+"""A request id for every call, and one JSON log line per call (interceptors/pipeline.py runs both).
 
 The request id comes from `x-request-id` (Envoy generates one for every request
 it proxies) when it is well-formed, else a new UUID; it is echoed back to the
@@ -7,19 +7,17 @@ client in the trailing metadata so a support ticket can quote it.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
 import re
 import uuid
-from typing import AsyncIterator, Sequence
+from typing import Sequence
 
 import grpc
 
-from interceptors.call_state import CallState, current_call
+from interceptors.call_state import CallState
 from domain.ledger_rules import MAX_CALL_ID_LENGTH
 from interceptors.json_names import transcoded_from_json
-from interceptors.wrapping import AroundInterceptor
 
 REQUEST_ID_HEADER = "x-request-id"
 # Accept what Envoy and common clients generate; anything else is replaced, not trusted. At most
@@ -70,43 +68,38 @@ def _request_id_from(context: grpc.aio.ServicerContext) -> str:
     return str(uuid.uuid4())
 
 
-class RequestContextInterceptor(AroundInterceptor):
-    def __init__(self, trusted_proxies: TrustedNetworks = ()) -> None:
-        self._trusted_proxies = list(trusted_proxies)
+def begin_call(method: str, context: grpc.aio.ServicerContext, trusted_proxies: TrustedNetworks) -> CallState:
+    """The call's state, from its peer and metadata: request id, client address, whether Envoy made it
+    from a JSON request. The request id goes back to the client in the trailers."""
+    metadata = context.invocation_metadata() or ()
+    state = CallState(method=method, request_id=_request_id_from(context), peer=context.peer() or "")
+    state.client_address = client_address(context, trusted_proxies)
+    state.transcoded_from_json = transcoded_from_json(metadata)
+    # In the trailers, not eager headers: an error before the first message must stay a trailers-only
+    # answer, or Envoy could no longer give JSON clients the right HTTP status.
+    context.set_trailing_metadata(((REQUEST_ID_HEADER, state.request_id),))
+    return state
 
-    @contextlib.asynccontextmanager
-    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        state = CallState(method=method, request_id=_request_id_from(context), peer=context.peer() or "")
-        state.client_address = client_address(context, self._trusted_proxies)
-        state.transcoded_from_json = transcoded_from_json(context.invocation_metadata() or ())
-        token = current_call.set(state)
-        try:
-            # In the trailers, not eager headers: an error before the first message must stay a
-            # trailers-only answer, or Envoy could no longer give JSON clients the right HTTP status.
-            context.set_trailing_metadata(((REQUEST_ID_HEADER, state.request_id),))
-            yield
-        except grpc.aio.AbortError:
-            if state.code == grpc.StatusCode.OK:
-                state.code = grpc.StatusCode.UNKNOWN  # aborted without going through error mapping
-            raise
-        except BaseException:
-            if state.code == grpc.StatusCode.OK:
-                state.code = grpc.StatusCode.CANCELLED
-            raise
-        finally:
-            # Envoy probes health every second per server; keep those out of the INFO log.
-            level = logging.DEBUG if method.startswith(_QUIET_PREFIX) else logging.INFO
-            access_log.log(
-                level,
-                "call",
-                extra={
-                    "method": method,
-                    "code": state.code.name,
-                    "reason": state.error_reason,
-                    "duration_ms": round(state.elapsed_ms(), 3),
-                    "peer": state.peer,
-                    "client": state.client_address,
-                    "subject": state.principal.subject if state.principal else "",
-                },
-            )
-            current_call.reset(token)
+
+def log_call(state: CallState, level: int) -> None:
+    """The call's one access-log line (logged at `level`: health probes at DEBUG, everything else INFO)."""
+    if not access_log.isEnabledFor(level):
+        return
+    access_log.log(
+        level,
+        "call",
+        extra={
+            "method": state.method,
+            "code": state.code.name,
+            "reason": state.error_reason,
+            "duration_ms": round(state.elapsed_ms(), 3),
+            "peer": state.peer,
+            "client": state.client_address,
+            "subject": state.principal.subject if state.principal else "",
+        },
+    )
+
+
+def log_level_of(method: str) -> int:
+    # Envoy probes health every second per server; keep those out of the INFO log.
+    return logging.DEBUG if method.startswith(_QUIET_PREFIX) else logging.INFO

@@ -11,13 +11,6 @@ directly.
 
 from __future__ import annotations
 
-import contextlib
-from typing import AsyncIterator
-
-import grpc
-
-from interceptors.error_mapping import abort_with_domain_error
-from interceptors.wrapping import AroundInterceptor
 from domain.errors import ResourceExhausted
 
 REASON = "REQUEST_HEADERS_TOO_LARGE"
@@ -31,23 +24,12 @@ def metadata_bytes(metadata: tuple | None) -> int:
     return total
 
 
-class RequestHeadersInterceptor(AroundInterceptor):
-    def __init__(self, max_metadata_bytes: int) -> None:
-        if max_metadata_bytes < 1:
-            raise ValueError(f"the metadata limit must be positive, not {max_metadata_bytes}")
-        self._max_metadata_bytes = max_metadata_bytes
-
-    @contextlib.asynccontextmanager
-    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        size = metadata_bytes(context.invocation_metadata())
-        if size > self._max_metadata_bytes:
-            await abort_with_domain_error(
-                context,
-                ResourceExhausted(
-                    message=f"the request headers are larger than {self._max_metadata_bytes} bytes",
-                    reason=REASON,
-                    metadata={"limitBytes": str(self._max_metadata_bytes)},
-                    retry_after_ms=None,
-                ),
-            )
-        yield
+def check_request_headers(metadata: tuple | None, max_metadata_bytes: int) -> None:
+    """Raise RESOURCE_EXHAUSTED / REQUEST_HEADERS_TOO_LARGE when the call's metadata is over the limit."""
+    if metadata_bytes(metadata) > max_metadata_bytes:
+        raise ResourceExhausted(
+            message=f"the request headers are larger than {max_metadata_bytes} bytes",
+            reason=REASON,
+            metadata={"limitBytes": str(max_metadata_bytes)},
+            retry_after_ms=None,
+        )

@@ -17,11 +17,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from emoney.platform.v1 import platform_pb2, platform_pb2_grpc
-from interceptors.call_state import current_call
-from interceptors.error_mapping import ErrorMappingInterceptor
-from interceptors.rate_limit import RateLimitInterceptor, RateLimitPolicy
-from interceptors.request_context import RequestContextInterceptor
-from interceptors.wrapping import AroundInterceptor
+from interceptors.call_state import CallState, MethodPlan
+from interceptors.pipeline import CallPipeline
+from interceptors.rate_limit import RateLimitPolicy, RateLimits
 from localstack.processes import free_port
 from domain.config import Settings
 from domain.principal import Principal
@@ -182,7 +180,7 @@ async def test_a_redis_that_never_answers_times_out_within_the_limit():
         await server.wait_closed()
 
 
-# --- the interceptor, in process -------------------------------------------------------------------
+# --- the rate-limit stage in the call pipeline, in process -------------------------------------------------------------------
 
 TEST_POLICY = RateLimitPolicy.default().with_overrides(
     "default.principal=1/60s:2,default.tenant=1/60s:3,default.address=1/60s:2"
@@ -194,13 +192,11 @@ class _Platform(platform_pb2_grpc.PlatformServiceServicer):
         return platform_pb2.GetServerInfoResponse(version="test")
 
 
-class _IdentityFromHeaders(AroundInterceptor):
+class _IdentityFromHeaders:
     """Stands in for authentication and the client-address code: reads x-test-* headers into the call state."""
 
-    @contextlib.asynccontextmanager
-    async def around(self, method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    async def identify(self, plan: MethodPlan, context: grpc.aio.ServicerContext, state: CallState) -> None:
         headers = dict(context.invocation_metadata() or ())
-        state = current_call.get()
         state.client_address = headers.get("x-test-address", "")
         if "x-test-tenant" in headers:
             state.principal = Principal(
@@ -210,19 +206,13 @@ class _IdentityFromHeaders(AroundInterceptor):
                 token_id="test",
                 expires_at=0,
             )
-        yield
 
 
 @contextlib.asynccontextmanager
 async def serving(limiter: RateLimiter) -> AsyncIterator[grpc.aio.Channel]:
-    """A real grpc.aio server on a free port with the production interceptor order around the limiter."""
+    """A real grpc.aio server on a free port with the production call pipeline around the limiter."""
     server = grpc.aio.server(
-        interceptors=[
-            RequestContextInterceptor(),
-            _IdentityFromHeaders(),
-            RateLimitInterceptor(limiter, TEST_POLICY),
-            ErrorMappingInterceptor(),
-        ]
+        interceptors=[CallPipeline(identity=_IdentityFromHeaders(), rate_limits=RateLimits(limiter, TEST_POLICY))]
     )
     platform_pb2_grpc.add_PlatformServiceServicer_to_server(_Platform(), server)
     health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)

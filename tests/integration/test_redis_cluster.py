@@ -28,12 +28,10 @@ from redis.retry import Retry
 
 from emoney.auth.v1 import auth_pb2, auth_pb2_grpc
 from emoney.platform.v1 import platform_pb2, platform_pb2_grpc
-from interceptors.authentication import AuthenticationInterceptor
-from interceptors.authorization import AuthorizationInterceptor
-from interceptors.error_mapping import ErrorMappingInterceptor
-from interceptors.rate_limit import RateLimitInterceptor, RateLimitPolicy
+from interceptors.authentication import TokenAuthentication
+from interceptors.pipeline import CallPipeline
+from interceptors.rate_limit import RateLimitPolicy, RateLimits
 from domain.config import parse_trusted_proxies
-from interceptors.request_context import RequestContextInterceptor
 from localstack.processes import ServiceStartError, free_port
 from localstack.redis_server import (
     CLUSTER_MASTERS,
@@ -125,12 +123,12 @@ async def serving(client: RedisClient, tokens: TokenService, policy: RateLimitPo
     """A real grpc.aio server with the production interceptors that use Redis, in production order."""
     server = grpc.aio.server(
         interceptors=[
-            # The test calls from loopback and says which client it plays in x-forwarded-for.
-            RequestContextInterceptor(parse_trusted_proxies("127.0.0.1")),
-            AuthenticationInterceptor(KeyRingRefresher(_NoNewKeys(), tokens), SessionStore(client)),
-            AuthorizationInterceptor(),
-            RateLimitInterceptor(RateLimiter(client), policy),
-            ErrorMappingInterceptor(),
+            CallPipeline(
+                identity=TokenAuthentication(KeyRingRefresher(_NoNewKeys(), tokens), SessionStore(client)),
+                rate_limits=RateLimits(RateLimiter(client), policy),
+                # The test calls from loopback and says which client it plays in x-forwarded-for.
+                trusted_proxies=parse_trusted_proxies("127.0.0.1"),
+            )
         ]
     )
     platform_pb2_grpc.add_PlatformServiceServicer_to_server(_Platform(), server)
