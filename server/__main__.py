@@ -12,7 +12,7 @@ import uvloop
 
 from server.bootstrap import build_application
 from domain.config import ConfigurationError, load_settings
-from server.logs import configure_logging
+from server.logs import FLUSH_INTERVAL_S, configure_logging
 
 logger = logging.getLogger("emoney.server")
 
@@ -30,9 +30,16 @@ def tune_garbage_collection() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+async def flush_logs_regularly(handler: logging.Handler) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_INTERVAL_S)
+        handler.flush()
+
+
 async def serve() -> None:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    log_handler = configure_logging(settings.log_level)
+    flusher = asyncio.create_task(flush_logs_regularly(log_handler), name="log flusher")
     application = await build_application(settings)
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -42,6 +49,8 @@ async def serve() -> None:
     tune_garbage_collection()
     await stop_requested.wait()
     await application.stop()
+    flusher.cancel()
+    log_handler.flush()
 
 
 def main() -> int:
