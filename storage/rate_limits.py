@@ -29,10 +29,13 @@ layout that would fail on a cluster fails in every test.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
+import redis.asyncio as redis_asyncio
 import redis.exceptions
+from redis.exceptions import NoScriptError
 
 from storage.redis_keys import RATE_LIMIT_PREFIX, share_one_slot
 
@@ -130,6 +133,94 @@ class Bucket:
     limit: Limit
 
 
+class ScriptBatches:
+    """Calls of one Lua script made at about the same time, sent to Redis together: while one pipeline is
+    out, the calls that come wait for it to return and then go out together in the next one — one write,
+    one read, one wake-up of the event loop for all of them. Each call still gets its own answer (or its own error), and the
+    script runs once per call, atomically, exactly as with EVALSHA alone.
+
+    Why: measured in a gRPC server pinned to one core, one EVALSHA through redis-py cost about 250 µs of
+    CPU per call (the same round trip through a bare asyncio stream cost 48 µs); a server makes one per
+    call (interceptors/authentication.py). Written here because redis-py has pipelines but does not
+    gather concurrent callers into one (no auto-pipelining).
+
+    A single Redis only: on a Redis Cluster each call's keys may live on another node, and redis-py's
+    cluster pipeline has error paths of its own, so RateLimiter sends each call alone there."""
+
+    def __init__(self, client: redis_asyncio.Redis, script: str) -> None:
+        self._client = client
+        self._script = script
+        self._sha = hashlib.sha1(script.encode()).hexdigest()
+        self._waiting: list[tuple[Sequence[str], Sequence[int], asyncio.Future[Any]]] = []
+        # One batch out at a time: the calls that come meanwhile go together in the next, as soon as it
+        # is back (a call that finds none out goes at the next pass of the event loop, alone if need be).
+        self._sending: set[asyncio.Task[None]] = set()  # referenced until done (asyncio keeps weak ones)
+        self._scheduled = False
+        self.batches = 0  # pipelines sent, and the calls in them (tests, and a measure of the batching)
+        self.calls = 0
+
+    async def run(self, keys: Sequence[str], args: Sequence[int]) -> Any:
+        answer = asyncio.get_running_loop().create_future()
+        self._waiting.append((keys, args, answer))
+        if not self._sending and not self._scheduled:
+            self._schedule()
+        return await answer
+
+    def _schedule(self) -> None:
+        self._scheduled = True
+        asyncio.get_running_loop().call_soon(self._send_waiting)
+
+    def _send_waiting(self) -> None:
+        self._scheduled = False
+        batch, self._waiting = self._waiting, []
+        task = asyncio.ensure_future(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if self._waiting and not self._scheduled:  # the calls that came while this batch was out
+            self._schedule()
+
+    async def _send(self, batch: list[tuple[Sequence[str], Sequence[int], asyncio.Future[Any]]]) -> None:
+        calls = [(keys, args, answer) for keys, args, answer in batch if not answer.done()]  # not given up
+        try:
+            results = await self._evalsha(calls)
+            forgotten = [index for index, result in enumerate(results) if isinstance(result, NoScriptError)]
+            if forgotten:  # Redis restarted or failed over and lost its scripts: load it again, resend those
+                await self._client.script_load(self._script)
+                again = await self._evalsha([calls[index] for index in forgotten])
+                for index, result in zip(forgotten, again):
+                    results[index] = result
+        except Exception as error:
+            for _, _, answer in calls:
+                if not answer.done():
+                    answer.set_exception(error)
+            return
+        for (_, _, answer), result in zip(calls, results):
+            if answer.done():
+                continue
+            if isinstance(result, Exception):
+                answer.set_exception(result)
+            else:
+                answer.set_result(result)
+
+    async def _evalsha(self, calls: list[tuple[Sequence[str], Sequence[int], asyncio.Future[Any]]]) -> list[Any]:
+        self.batches += 1
+        self.calls += len(calls)
+        pipeline = self._client.pipeline(transaction=False)
+        for keys, args, _ in calls:
+            pipeline.evalsha(self._sha, len(keys), *keys, *args)
+        try:
+            return await pipeline.execute(raise_on_error=False)
+        except (AttributeError, TypeError, RuntimeError) as error:
+            from storage.redis_store import closed_writer_race  # here: redis_store imports this module's users
+
+            if closed_writer_race(error):
+                raise redis.exceptions.ConnectionError("the Redis connection closed under a pipeline") from error
+            raise
+
+
 class RateLimiter:
     def __init__(
         self, client: RedisClient, key_prefix: str = RATE_LIMIT_PREFIX, timeout_s: float = DEFAULT_TIMEOUT_S
@@ -138,7 +229,9 @@ class RateLimiter:
         self._key_prefix = key_prefix
         # The client's socket timeouts bound each attempt; this bounds the whole call, retries included.
         self._timeout_s = timeout_s
-        # register_script sends EVALSHA and falls back to loading the script on NOSCRIPT.
+        # On a single Redis, concurrent calls share a pipeline (ScriptBatches); on a cluster (and with any
+        # other client) register_script sends EVALSHA and falls back to loading the script on NOSCRIPT.
+        self._batches = ScriptBatches(client, ADMIT_SCRIPT) if isinstance(client, redis_asyncio.Redis) else None
         self._script = client.register_script(ADMIT_SCRIPT)
 
     async def acquire(self, buckets: Sequence[Bucket], cost: int = 1) -> int:
@@ -161,7 +254,10 @@ class RateLimiter:
             arguments += [bucket.limit.emission_interval_us, bucket.limit.tolerance_us]
         try:
             async with asyncio.timeout(self._timeout_s):
-                answer = int(await self._script(keys=keys, args=arguments))
+                if self._batches is not None:
+                    answer = int(await self._batches.run(keys, arguments))
+                else:
+                    answer = int(await self._script(keys=keys, args=arguments))
         except TimeoutError as error:
             raise redis.exceptions.TimeoutError(f"rate limiter: no answer within {self._timeout_s:g} s") from error
         return Admission(-answer - 1, 0) if answer < 0 else Admission(None, answer)

@@ -138,6 +138,31 @@ async def test_keys_expire_when_the_bucket_would_be_full_again(limiter, redis_cl
     assert await redis_client.exists(key_prefix + "ttl") == 0
 
 
+async def test_concurrent_calls_share_pipelines_and_each_gets_its_own_answer(limiter):
+    """60 calls at once on one bucket of burst 25 and on 60 buckets of their own: they go out in fewer
+    pipelines than calls, and each is still checked atomically on its own — exactly 25 of the shared
+    bucket's calls are allowed, and every call on its own bucket is."""
+    shared = Bucket("shared", Limit(rate_per_s=NO_REFILL_RATE_PER_S, burst=25))
+    answers = await asyncio.gather(*(limiter.acquire([shared]) for _ in range(60)))
+    own = await asyncio.gather(*(limiter.acquire([Bucket(f"own-{index}", Limit(1, 1))]) for index in range(60)))
+    assert sum(answer == 0 for answer in answers) == 25
+    assert all(answer > 0 for answer in answers[25:])  # in the order the calls were made
+    assert own == [0] * 60
+    batches = limiter._batches
+    assert batches.calls == 120 and batches.batches < 120
+
+
+async def test_a_call_that_fails_in_a_pipeline_fails_alone(limiter, redis_client, key_prefix):
+    """A bucket key holding something else (a hash) makes its own call fail with Redis's error; the calls
+    sent in the same pipeline get their answers."""
+    await redis_client.hset(key_prefix + "not-a-counter", "field", "1")
+    broken = limiter.acquire([Bucket("not-a-counter", Limit(1, 1))])
+    neighbours = [limiter.acquire([Bucket(f"fine-{index}", Limit(1, 1))]) for index in range(5)]
+    outcomes = await asyncio.gather(broken, *neighbours, return_exceptions=True)
+    assert isinstance(outcomes[0], redis.exceptions.ResponseError) and "WRONGTYPE" in str(outcomes[0])
+    assert outcomes[1:] == [0] * 5
+
+
 async def test_the_script_is_reloaded_after_redis_forgets_it(limiter, redis_client):
     """After SCRIPT FLUSH (a restart or failover), EVALSHA's NOSCRIPT is handled by loading the script again."""
     bucket = Bucket("noscript", Limit(rate_per_s=NO_REFILL_RATE_PER_S, burst=2))
@@ -145,6 +170,9 @@ async def test_the_script_is_reloaded_after_redis_forgets_it(limiter, redis_clie
     await redis_client.script_flush()
     assert await limiter.acquire([bucket]) == 0
     assert await limiter.acquire([bucket]) > 0
+    await redis_client.script_flush()  # and calls that meet NOSCRIPT together in one pipeline
+    others = [Bucket(f"noscript-{index}", Limit(1, 1)) for index in range(8)]
+    assert await asyncio.gather(*(limiter.acquire([other]) for other in others)) == [0] * 8
 
 
 async def test_unreachable_redis_raises_quickly():
