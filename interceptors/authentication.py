@@ -30,8 +30,8 @@ logger = logging.getLogger("emoney.auth")
 MAX_AUTHORIZATION_HEADER_LENGTH = 4096 + len("Bearer ")
 
 
-def bearer_token(context: grpc.aio.ServicerContext) -> str | None:
-    for key, value in context.invocation_metadata() or ():
+def bearer_token(metadata: tuple) -> str | None:
+    for key, value in metadata:
         if key == "authorization" and isinstance(value, str):
             scheme, _, token = value.partition(" ")
             if scheme.lower() == "bearer" and token and len(value) <= MAX_AUTHORIZATION_HEADER_LENGTH:
@@ -56,11 +56,11 @@ class TokenAuthentication:
         """Set `state.principal`, or raise UNAUTHENTICATED, UNAVAILABLE or RESOURCE_EXHAUSTED."""
         if plan.public:
             return
-        principal = await self._verify(context)
+        principal = await self._verify(state.metadata)
         await self._check_sessions(plan, principal, state)
         state.principal = principal
-    async def _verify(self, context: grpc.aio.ServicerContext) -> Principal:
-        token = bearer_token(context)
+    async def _verify(self, metadata: tuple) -> Principal:
+        token = bearer_token(metadata)
         if token is None:
             raise Unauthenticated(
                 message="this method needs `authorization: Bearer <access token>`", reason="CREDENTIALS_MISSING"

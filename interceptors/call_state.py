@@ -43,6 +43,8 @@ class CallState:
     rate_limit_charged: bool = False
     # Envoy made this call from a JSON request: errors name fields in JSON spelling (interceptors/json_names.py).
     transcoded_from_json: bool = False
+    # The call's metadata, as gRPC gave it when the call began (read once: interceptors/request_context.py).
+    metadata: tuple = ()
 
     def elapsed_ms(self) -> float:
         return (time.monotonic_ns() - self.started_ns) / 1e6

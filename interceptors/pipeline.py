@@ -40,7 +40,7 @@ from interceptors.call_state import CallState, MethodPlan, current_call
 from interceptors.error_mapping import abort_with, status_for_error
 from interceptors.metrics import MetricsRegistry
 from interceptors.rate_limit import RateLimits
-from interceptors.request_context import TrustedNetworks, begin_call, log_call, log_level_of
+from interceptors.request_context import TrustedNetworks, TrustedProxies, begin_call, log_call, log_level_of
 from interceptors.request_headers import check_request_headers
 from interceptors.undecodable import UndecodableRequest, tolerate_undecodable
 from domain.errors import InvalidArgument
@@ -78,7 +78,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):
         self._rate_limits = rate_limits
         self._admission = admission
         self._metrics = metrics
-        self._trusted_proxies = list(trusted_proxies)
+        self._trusted_proxies = TrustedProxies(trusted_proxies)
         self._max_metadata_bytes = max_metadata_bytes
         self._authorize_roles = authorize_roles
         # Each method's handler, built on its first call. Only methods the server has (a handler was
@@ -155,7 +155,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):
         token = current_call.set(state)
         try:
             try:
-                self._check_headers(context)
+                self._check_headers(state)
                 if not plan.admitted:
                     return await self._respond(plan, behaviour, one_request, requests, context, state)
                 async with self._admission:
@@ -175,7 +175,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):
         token = current_call.set(state)
         try:
             try:
-                self._check_headers(context)
+                self._check_headers(state)
                 await self._check_caller(plan, context, state)
                 request = await _the_request(context) if one_request else requests
                 responses = behaviour(request, context)
@@ -198,9 +198,9 @@ class CallPipeline(grpc.aio.ServerInterceptor):
 
     # -- the stages ------------------------------------------------------------------------------------
 
-    def _check_headers(self, context: grpc.aio.ServicerContext) -> None:
+    def _check_headers(self, state: CallState) -> None:
         if self._max_metadata_bytes is not None:
-            check_request_headers(context.invocation_metadata(), self._max_metadata_bytes)
+            check_request_headers(state.metadata, self._max_metadata_bytes)
 
     async def _check_caller(self, plan: MethodPlan, context: grpc.aio.ServicerContext, state: CallState) -> None:
         """Steps 4-6: who calls, whether they may, and whether they are within their rate limit."""

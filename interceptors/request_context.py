@@ -7,6 +7,7 @@ client in the trailing metadata so a support ticket can quote it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
@@ -17,9 +18,10 @@ import grpc
 
 from interceptors.call_state import CallState
 from domain.ledger_rules import MAX_CALL_ID_LENGTH
-from interceptors.json_names import transcoded_from_json
+from interceptors.json_names import TRANSCODED_FROM_JSON_HEADER
 
 REQUEST_ID_HEADER = "x-request-id"
+FORWARDED_FOR_HEADER = "x-forwarded-for"
 # Accept what Envoy and common clients generate; anything else is replaced, not trusted. At most
 # MAX_CALL_ID_LENGTH characters: the call's id is recorded as is in audit events and can be searched for
 # there (ListAuditEvents' filter takes as many).
@@ -42,39 +44,67 @@ def peer_address(peer: str) -> str:
     return peer
 
 
-def client_address(context: grpc.aio.ServicerContext, trusted_proxies: TrustedNetworks) -> str:
-    """The peer, or — only when the peer is a trusted proxy (Envoy) — the address the proxy
-    appended last to x-forwarded-for (the one it saw; earlier entries are the client's claims)."""
-    address = peer_address(context.peer() or "")
+class TrustedProxies:
+    """The networks whose peers may say who the client is (x-forwarded-for): Envoy's."""
+
+    MAX_REMEMBERED = 1024
+
+    def __init__(self, networks: TrustedNetworks = ()) -> None:
+        self._networks = tuple(networks)
+        self._known: dict[str, bool] = {}  # peer address → trusted (a server's peers are few: its proxies)
+
+    def trust(self, address: str) -> bool:
+        known = self._known.get(address)
+        if known is None:
+            try:
+                parsed = ipaddress.ip_address(address)
+            except ValueError:
+                known = False
+            else:
+                known = any(parsed in network for network in self._networks)
+            if len(self._known) < self.MAX_REMEMBERED:
+                self._known[address] = known
+        return known
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalised_address(candidate: str) -> str | None:
+    """An address as ipaddress writes it, or None when it is none (bounded: the values come from clients)."""
     try:
-        trusted = any(ipaddress.ip_address(address) in network for network in trusted_proxies)
+        return str(ipaddress.ip_address(candidate))
     except ValueError:
+        return None
+
+
+def client_address(peer: str, forwarded_for: str | None, trusted_proxies: TrustedProxies) -> str:
+    """The peer's address, or — only when the peer is a trusted proxy (Envoy) — the address the proxy
+    appended last to x-forwarded-for (the one it saw; earlier entries are the client's claims)."""
+    address = peer_address(peer)
+    if forwarded_for is None or not trusted_proxies.trust(address):
         return address
-    if trusted:
-        for key, value in context.invocation_metadata() or ():
-            if key == "x-forwarded-for" and isinstance(value, str) and value:
-                candidate = value.rsplit(",", 1)[-1].strip()
-                try:
-                    return str(ipaddress.ip_address(candidate))
-                except ValueError:
-                    return address
-    return address
+    return _normalised_address(forwarded_for.rsplit(",", 1)[-1].strip()) or address
 
 
-def _request_id_from(context: grpc.aio.ServicerContext) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == REQUEST_ID_HEADER and isinstance(value, str) and _REQUEST_ID_PATTERN.match(value):
-            return value
-    return str(uuid.uuid4())
-
-
-def begin_call(method: str, context: grpc.aio.ServicerContext, trusted_proxies: TrustedNetworks) -> CallState:
-    """The call's state, from its peer and metadata: request id, client address, whether Envoy made it
-    from a JSON request. The request id goes back to the client in the trailers."""
+def begin_call(method: str, context: grpc.aio.ServicerContext, trusted_proxies: TrustedProxies) -> CallState:
+    """The call's state, from its peer and one pass over its metadata: request id (the first well-formed
+    `x-request-id`, else a new one), client address (from the first `x-forwarded-for`), whether Envoy
+    made it from a JSON request. The request id goes back to the client in the trailers."""
     metadata = context.invocation_metadata() or ()
-    state = CallState(method=method, request_id=_request_id_from(context), peer=context.peer() or "")
-    state.client_address = client_address(context, trusted_proxies)
-    state.transcoded_from_json = transcoded_from_json(metadata)
+    request_id = forwarded_for = None
+    from_json = False
+    for key, value in metadata:
+        if key == REQUEST_ID_HEADER:
+            if request_id is None and isinstance(value, str) and _REQUEST_ID_PATTERN.match(value):
+                request_id = value
+        elif key == FORWARDED_FOR_HEADER:
+            if forwarded_for is None and isinstance(value, str) and value:
+                forwarded_for = value
+        elif key == TRANSCODED_FROM_JSON_HEADER:
+            from_json = True
+    peer = context.peer() or ""
+    state = CallState(method=method, request_id=request_id or str(uuid.uuid4()), peer=peer, metadata=metadata)
+    state.client_address = client_address(peer, forwarded_for, trusted_proxies)
+    state.transcoded_from_json = from_json
     # In the trailers, not eager headers: an error before the first message must stay a trailers-only
     # answer, or Envoy could no longer give JSON clients the right HTTP status.
     context.set_trailing_metadata(((REQUEST_ID_HEADER, state.request_id),))

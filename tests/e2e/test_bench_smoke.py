@@ -74,6 +74,28 @@ def test_bench_smoke_reports_every_scenario(tmp_path: Path) -> None:
     assert "| scenario |" in completed.stdout
 
 
+def test_bench_smoke_on_the_high_availability_topology(tmp_path: Path) -> None:
+    """`--topology ha`: the same scenarios against three PostgreSQL nodes under Patroni with synchronous
+    replication, at least three servers (and as many bare ones), the nodes' CPU counted as PostgreSQL's."""
+    output_dir = tmp_path / "bench-ha"
+    completed = subprocess.run(
+        [sys.executable, "-m", "tools.bench.run", "--smoke", "--topology", "ha", "--only", "p2p_grpc,db_entry_point_batched",
+         "--output-dir", str(output_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    report = json.loads((output_dir / "bench.json").read_text())
+    assert report["settings"]["topology"] == "ha" and report["settings"]["server_processes"] >= 3, report["settings"]
+    results = {result["key"]: result for result in report["scenarios"]}
+    assert set(results) == {"bare_transfer", "p2p_grpc", "db_bare_statement", "db_entry_point_batched"}, output
+    for key, result in results.items():
+        assert result["requests"] > 0 and result["errors"] == 0, f"{key}: {result}\n{output}"
+    p2p = results["p2p_grpc"]
+    assert p2p["cpu_cores_used"]["postgres"] > 0 and "etcd + patroni" in p2p["cpu_cores_used"], p2p["cpu_cores_used"]
+    assert "synchronous replication" in (output_dir / "bench.md").read_text()
+
+
 def test_bench_interrupted_leaves_no_process(tmp_path: Path) -> None:
     log_path = tmp_path / "bench.log"
     with log_path.open("w") as log:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import psutil
 
+from localstack.patroni import PatroniCluster
 from localstack.stack import DESCRIPTOR_PATH, ROOT, LocalStack
 from tools.bench.sampler import MACHINE, Sampler
 from tools.bench.references import (
@@ -141,7 +142,38 @@ def machine_info() -> dict:
 
 def process_groups(stack: LocalStack, k6_pids: list[int], bare: BareReference, pgbench_pids: list[int]) -> dict:
     def pids(*services) -> list[int]:
-        return [service.process.pid for service in services if service is not None]
+        """The processes of services, single ones or clusters (the HA topology's PostgreSQL nodes under
+        Patroni — Patroni's children are the node's PostgreSQL — its Redis Cluster, its SeaweedFS)."""
+        found = []
+        for service in services:
+            process = getattr(service, "process", None)
+            if process is not None:
+                found.append(process.pid)
+                continue
+            nodes = getattr(service, "nodes", ())
+            for node in nodes() if callable(nodes) else nodes:
+                if getattr(node, "process", None) is not None:
+                    found.append(node.process.pid)
+        return found
+
+    def postgres() -> list[int]:
+        if not isinstance(stack.postgres, PatroniCluster):
+            return pids(stack.postgres)
+        # Patroni's PostgreSQL is not its child: each node's postmaster is found by its pid file (the
+        # backends are the postmaster's children); Patroni's own daemons are counted with etcd.
+        found = []
+        for node in stack.postgres.nodes:
+            try:
+                found.append(int((node.data_dir / "postmaster.pid").read_text().split("\n", 1)[0]))
+            except (OSError, ValueError):  # a node not running PostgreSQL right now
+                continue
+        return found
+
+    def etcd() -> list[int]:
+        if not isinstance(stack.postgres, PatroniCluster):
+            return []
+        return [member.process.pid for member in stack.postgres.etcd.members if member.process is not None] + [
+            node.process.pid for node in stack.postgres.nodes if node.process is not None]
 
     return {
         "k6": lambda: list(k6_pids),
@@ -149,7 +181,8 @@ def process_groups(stack: LocalStack, k6_pids: list[int], bare: BareReference, p
         "envoy": lambda: pids(stack.envoy, bare.envoy),
         "servers": lambda: [server.pid for server in stack.servers],
         "bare servers": bare.pids,
-        "postgres": lambda: pids(stack.postgres),
+        "postgres": postgres,
+        "etcd + patroni": etcd,
         "redis": lambda: pids(stack.redis),
         "seaweedfs": lambda: pids(stack.seaweedfs),
         "openbao": lambda: pids(stack.openbao),
@@ -421,9 +454,11 @@ def cpu_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def machine_line(machine: dict, servers: int) -> str:
+def machine_line(machine: dict, servers: int, topology: str = "single") -> str:
+    database = ("PostgreSQL on three nodes (Patroni, etcd, synchronous replication)" if topology == "ha"
+                else "one PostgreSQL")
     return (f"{machine['cores']} cores ({machine['cpu_model']}), {machine['memory_gib']} GiB, {machine['os']}, "
-            f"Python {machine['python']}; {servers} server processes behind Envoy; k6 on the same machine")
+            f"Python {machine['python']}; {servers} server processes behind Envoy; {database}; k6 on the same machine")
 
 
 def write_chart(results: list[dict], path: Path, subtitle: str) -> None:
@@ -470,7 +505,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--login-vus", type=int, default=None, help="virtual users logging in (default 8)")
     parser.add_argument("--customers", type=int, default=None, help="customers to sign up (default 100)")
     parser.add_argument("--accounts-per-customer", type=int, default=None, help="funded accounts per customer (default 10)")
-    parser.add_argument("--server-processes", type=int, default=os.cpu_count() or 1, help="default: one per core")
+    parser.add_argument("--server-processes", type=int, default=os.cpu_count() or 1,
+                        help="default: one per core (at least 3 with --topology ha)")
+    parser.add_argument("--topology", choices=("single", "ha"), default="single",
+                        help="single: one PostgreSQL (default); ha: three PostgreSQL nodes under Patroni with etcd, "
+                             "synchronous replication (as `make run-ha`)")
     parser.add_argument("--k6-cpus", default=None, metavar="LIST",
                         help="pin k6 to these CPUs (taskset -c LIST, e.g. 1); default: k6 shares every core")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
@@ -535,11 +574,13 @@ def main(argv: list[str] | None = None) -> int:
     failed = True
     try:
         with interruption.interruptible():
-            print(f"bench: starting the stack ({args.server_processes} server processes) in {work_dir} ...", flush=True)
-            stack = throwaway_stack(work_dir / "stack", args.server_processes,
+            print(f"bench: starting the {args.topology} stack in {work_dir} ...", flush=True)
+            stack = throwaway_stack(work_dir / "stack", args.server_processes, topology=args.topology,
                                     server_environment=args.server_environment)
             stack.start()
-            stack.wait_until_serving(timeout_s=60.0)
+            stack.wait_until_serving(timeout_s=120.0 if args.topology == "ha" else 60.0)
+            # The HA topology runs at least three servers; the bare reference runs as many as the platform.
+            args.server_processes = len(stack.servers)
             print(f"bench: stack up in {time.monotonic() - started:.0f}s; seeding {args.customers} customers x "
                   f"{args.accounts_per_customer} accounts, a merchant and a terminal ...", flush=True)
             seeded_at = time.monotonic()
@@ -614,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "smoke": args.smoke,
             "server_processes": args.server_processes,
+            "topology": args.topology,
             "warmup_s": args.warmup_s,
             "duration_s": args.duration_s,
             "vus": args.vus,
@@ -635,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "wall_time_s": round(time.monotonic() - started, 1),
     }
-    subtitle = machine_line(machine, args.server_processes)
+    subtitle = machine_line(machine, args.server_processes, args.topology)
     markdown = "\n".join([
         f"Machine: {subtitle}. {args.warmup_s:g}s warm-up + {args.duration_s:g}s measured per scenario.",
         "",
