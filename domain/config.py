@@ -107,10 +107,12 @@ class Settings:
     # Group commit of CreateTransfer and of ChargePaymentCode (storage/group_commit.py, one queue each):
     # concurrent calls of a process share one
     # transaction. At most this many items a batch, this many batches of a tenant in flight per process, and
-    # no call queued longer than the wait before one more batch goes out.
+    # no call queued longer than the wait before one more batch goes out. One batch in flight: the calls
+    # that come meanwhile form larger batches (make bench, 2026-12-06: P2P 643/s at 0.32 WAL fsyncs and
+    # 1.09 ms of PostgreSQL CPU per transfer, against 562-618/s, 0.41 and 1.16 ms with two).
     group_commit: bool = True
     group_commit_max_items: int = 32
-    group_commit_batches: int = 2
+    group_commit_batches: int = 1
     group_commit_max_wait_ms: float = 5.0
 
 

@@ -78,7 +78,7 @@ class TransferGroupCommit:
     batch_query = _TRANSFERS_QUERY
     what = "transfers"
 
-    def __init__(self, pool: AsyncConnectionPool, *, max_items: int = 32, concurrent_batches: int = 2,
+    def __init__(self, pool: AsyncConnectionPool, *, max_items: int = 32, concurrent_batches: int = 1,
                  max_wait_s: float = 0.005) -> None:
         if not 1 <= max_items <= MAX_BATCH_ITEMS:
             raise ValueError(f"max_items must be 1 to {MAX_BATCH_ITEMS}, not {max_items}")
