@@ -72,11 +72,12 @@ class _Queued:
     queued_at: float = field(default_factory=time.monotonic)
 
 
-class TransferGroupCommit:
-    """CreateTransfer's group commit; ChargeGroupCommit is the same for ChargePaymentCode."""
+class GroupCommit:
+    """The queues, batches and bounded waits shared by every group commit; a subclass names its batch
+    statement (`batch_query`, run with the tenant and one array per argument) and what it batches."""
 
-    batch_query = _TRANSFERS_QUERY
-    what = "transfers"
+    batch_query: str
+    what: str
 
     def __init__(self, pool: AsyncConnectionPool, *, max_items: int = 32, concurrent_batches: int = 1,
                  max_wait_s: float = 0.005) -> None:
@@ -92,7 +93,7 @@ class TransferGroupCommit:
         self._tasks: set[asyncio.Task] = set()
         self.stats = GroupCommitStats()
 
-    async def create_transfer(self, tenant_id: uuid.UUID, arguments: Sequence[Any]) -> tuple | ItemFailure:
+    async def submit(self, tenant_id: uuid.UUID, arguments: Sequence[Any]) -> tuple | ItemFailure:
         """One item (for transfers payments_create_transfer_in's arguments after the tenant, for charges
         payments_charge_code_in's): the outcome row (ledger_transfer_outcome's columns), or how the item was
         refused. A failure of the whole batch (the database unreachable, a timeout) is raised, as for a call
@@ -166,7 +167,14 @@ class TransferGroupCommit:
                 for _, sqlstate, message, detail, *outcome in rows]
 
 
-class ChargeGroupCommit(TransferGroupCommit):
+class TransferGroupCommit(GroupCommit):
+    """CreateTransfer's group commit: items are payments_create_transfer_in's arguments after the tenant."""
+
+    batch_query = _TRANSFERS_QUERY
+    what = "transfers"
+
+
+class ChargeGroupCommit(GroupCommit):
     """ChargePaymentCode's group commit: items are payments_charge_code_in's arguments after the tenant."""
 
     batch_query = _CHARGES_QUERY

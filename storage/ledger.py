@@ -51,7 +51,7 @@ from domain.ledger_rules import (
     POSTABLE_TRANSFER_KINDS,
 )
 from storage.audit import RequestContext
-from storage.group_commit import ItemFailure, TransferGroupCommit
+from storage.group_commit import GroupCommit, ItemFailure
 from storage.unit_of_work import UnitOfWork, UnitOfWorkFactory
 
 # -- failures ---------------------------------------------------------------------------------------
@@ -380,9 +380,9 @@ async def create_customer_transfer(
     return _transfer_outcome(row)
 
 
-async def _group_committed(group: TransferGroupCommit, tenant_id: uuid.UUID, arguments: tuple) -> Outcome[TransferRecord]:
+async def _group_committed(group: GroupCommit, tenant_id: uuid.UUID, arguments: tuple) -> Outcome[TransferRecord]:
     """One item through a group commit (transfers or charges): its transfer, or the error it was refused with."""
-    result = await group.create_transfer(tenant_id, arguments)
+    result = await group.submit(tenant_id, arguments)
     if isinstance(result, ItemFailure):
         raise batch_item_error(result)
     return _transfer_outcome(result)

@@ -223,7 +223,8 @@ class ScriptBatches:
 
 class RateLimiter:
     def __init__(
-        self, client: RedisClient, key_prefix: str = RATE_LIMIT_PREFIX, timeout_s: float = DEFAULT_TIMEOUT_S
+        self, client: RedisClient, key_prefix: str = RATE_LIMIT_PREFIX, timeout_s: float = DEFAULT_TIMEOUT_S,
+        batch: bool = True,
     ) -> None:
         self._client = client
         self._key_prefix = key_prefix
@@ -231,7 +232,9 @@ class RateLimiter:
         self._timeout_s = timeout_s
         # On a single Redis, concurrent calls share a pipeline (ScriptBatches); on a cluster (and with any
         # other client) register_script sends EVALSHA and falls back to loading the script on NOSCRIPT.
-        self._batches = ScriptBatches(client, ADMIT_SCRIPT) if isinstance(client, redis_asyncio.Redis) else None
+        # `batch=False` sends each call alone (tools/bench/per_call.py measures the difference).
+        batches = batch and isinstance(client, redis_asyncio.Redis)
+        self._batches = ScriptBatches(client, ADMIT_SCRIPT) if batches else None
         self._script = client.register_script(ADMIT_SCRIPT)
 
     async def acquire(self, buckets: Sequence[Bucket], cost: int = 1) -> int:

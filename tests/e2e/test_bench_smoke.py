@@ -96,6 +96,21 @@ def test_bench_smoke_on_the_high_availability_topology(tmp_path: Path) -> None:
     assert "synchronous replication" in (output_dir / "bench.md").read_text()
 
 
+def test_per_call_costs_are_measured_for_each_variant() -> None:
+    """`python -m tools.bench.per_call`: a fresh server per variant, its CPU per call measured (not judged)."""
+    variants = ["bare", "pipeline", "+log", "+gates", "+ratelimit-alone", "+ratelimit"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "tools.bench.per_call", "--seconds", "1", "--concurrency", "2", *variants],
+        cwd=ROOT, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    rows = {line.split("|")[1].strip(): line.split("|")[3:5] for line in completed.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| variant")}
+    assert list(rows) == variants, completed.stdout
+    for variant, (calls, cpu_us) in rows.items():
+        assert int(calls.strip().replace(",", "")) > 0 and float(cpu_us.strip().replace(",", "")) > 0, (variant, calls, cpu_us)
+
+
 def test_bench_interrupted_leaves_no_process(tmp_path: Path) -> None:
     log_path = tmp_path / "bench.log"
     with log_path.open("w") as log:

@@ -126,10 +126,10 @@ async def test_concurrent_calls_form_batches_and_each_gets_its_own_answer(world,
     async with await psycopg.AsyncConnection.connect(ledger_owner_dsn) as blocker:  # may lock rows
         await blocker.execute("select set_config('app.tenant_id', %s, true)", (str(world.tenant_id),))
         await blocker.execute("select 1 from accounts where account_id = %s for no key update", (payee,))
-        first = asyncio.create_task(group.create_transfer(world.tenant_id, _arguments(caller, payer, payee, 10)))
+        first = asyncio.create_task(group.submit(world.tenant_id, _arguments(caller, payer, payee, 10)))
         await asyncio.sleep(0.2)  # the first batch is now waiting for the payee's row
         amounts = [20, 5_000, 30, 40]  # 5,000 is more than the payer has: refused alone
-        queued = [asyncio.create_task(group.create_transfer(world.tenant_id, _arguments(caller, payer, payee, amount)))
+        queued = [asyncio.create_task(group.submit(world.tenant_id, _arguments(caller, payer, payee, amount)))
                   for amount in amounts]
         await asyncio.sleep(0.1)
         assert not first.done() and not any(task.done() for task in queued)
@@ -148,12 +148,12 @@ async def test_a_call_never_queues_past_the_longest_wait(world, ledger_app_dsn, 
     async with await psycopg.AsyncConnection.connect(ledger_owner_dsn) as blocker:  # may lock rows
         await blocker.execute("select set_config('app.tenant_id', %s, true)", (str(world.tenant_id),))
         await blocker.execute("select 1 from accounts where account_id = %s for no key update", (payee,))
-        stuck = asyncio.create_task(group.create_transfer(world.tenant_id, _arguments(caller, payer, payee, 10)))
+        stuck = asyncio.create_task(group.submit(world.tenant_id, _arguments(caller, payer, payee, 10)))
         await asyncio.sleep(0.1)
         started = time.monotonic()
         # The only batch in flight is stuck: this call goes out beside it once it has waited 50 ms.
         # (Other accounts: the stuck batch holds its payer's row, which a second batch from it would wait for.)
-        other = await group.create_transfer(world.tenant_id, _arguments(other_caller, other_payer, other_payee, 20))
+        other = await group.submit(world.tenant_id, _arguments(other_caller, other_payer, other_payee, 20))
         assert time.monotonic() - started < 5
         assert not stuck.done()
         await blocker.rollback()
@@ -223,7 +223,7 @@ async def test_a_process_killed_mid_batch_commits_all_or_nothing_and_retries_lan
     assert committed in (0, 3), committed  # one transaction: never part of a batch
     # Every client retries with the same request ids: each transfer exists exactly once afterwards.
     group = TransferGroupCommit(world.units_of_work.pool)
-    results = await asyncio.gather(*(group.create_transfer(world.tenant_id, item) for item in batch))
+    results = await asyncio.gather(*(group.submit(world.tenant_id, item) for item in batch))
     assert not [result for result in results if isinstance(result, ItemFailure)]
     assert await _transfer_count(world, request_ids) == 3
     assert await world.balance(payee) == 60 and await world.balance(payer) == 940
