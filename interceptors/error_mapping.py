@@ -12,9 +12,7 @@ only the request id: no stack trace, SQL text or secret reaches a client.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any
 
 import grpc
 import psycopg
@@ -26,7 +24,6 @@ from psycopg_pool import PoolTimeout
 
 from interceptors.call_state import current_call, current_request_id
 from interceptors.json_names import spelled_for_json
-from interceptors.undecodable import UndecodableRequest
 from google.protobuf import duration_pb2
 
 from domain.errors import ERROR_DOMAIN, DomainError, InvalidArgument, ResourceExhausted
@@ -164,37 +161,6 @@ def _first_error_info(status: status_pb2.Status) -> error_details_pb2.ErrorInfo 
             detail.Unpack(info)
             return info
     return None
-
-
-def _refuse_undecodable(request: UndecodableRequest) -> InvalidArgument:
-    return InvalidArgument(
-        message="the request is not a valid protobuf message of this method's request type",
-        reason="MALFORMED_REQUEST",
-        metadata={"error": request.error},
-    )
-
-
-# How long a unary call's one message may take to arrive after its headers. gRPC clients send both
-# together; a caller that sends headers and stalls would otherwise hold its admission place
-# (interceptors/admission.py) until its deadline — or for ever without one.
-REQUEST_ARRIVAL_TIMEOUT_S = 10.0
-
-
-async def _the_request(context: grpc.aio.ServicerContext) -> Any:
-    """The one request message of a unary-request call, or a deliberate refusal."""
-    try:
-        async with asyncio.timeout(REQUEST_ARRIVAL_TIMEOUT_S):  # a timer, not a task: cheap on every call
-            request = await context.read()
-    except TimeoutError:
-        raise InvalidArgument(
-            message=f"the request message did not arrive within {REQUEST_ARRIVAL_TIMEOUT_S:g} s of the call's headers",
-            reason="REQUEST_NOT_RECEIVED",
-        ) from None
-    if request is grpc.aio.EOF:
-        raise InvalidArgument(message="the call ended without a request message", reason="MISSING_REQUEST")
-    if isinstance(request, UndecodableRequest):
-        raise _refuse_undecodable(request)
-    return request
 
 
 def status_for_error(error: Exception, method: str) -> status_pb2.Status:
