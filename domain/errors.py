@@ -1,6 +1,6 @@
 """Domain errors: small, named, transport-free.
 
-The service layer raises these; only the error-mapping interceptor turns them
+The service layer raises these; only the error mapping (interceptors/pipeline.py) turns them
 into gRPC statuses (with a `google.rpc.ErrorInfo` reason in UPPER_SNAKE and,
 for bad fields, a `google.rpc.BadRequest`). Messages are written for the person
 reading them and never contain SQL, stack traces or secrets.

@@ -22,7 +22,6 @@ import asyncio
 
 import grpc
 
-
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 

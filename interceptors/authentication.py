@@ -6,7 +6,7 @@ passes the same header through for JSON and grpc-web), verified (EdDSA only,
 every claim required), then checked against Redis: revoked `jti` (logout),
 suspended tenant, disabled terminal — in the same round trip (one Lua script,
 storage/rate_limits.py `admit`) as the call's rate limit, which is then charged
-here instead of in the rate-limit interceptor: one Redis round trip per call. The principal is put on the
+here instead of in the rate-limit stage: one Redis round trip per call. The principal is put on the
 call state for the layers below. When Redis cannot answer, the call is refused
 with UNAVAILABLE: revocations live there, so we fail closed.
 """
@@ -59,6 +59,7 @@ class TokenAuthentication:
         principal = await self._verify(state.metadata)
         await self._check_sessions(plan, principal, state)
         state.principal = principal
+
     async def _verify(self, metadata: tuple) -> Principal:
         token = bearer_token(metadata)
         if token is None:

@@ -69,7 +69,7 @@ logger = logging.getLogger("emoney.server")
 BACKGROUND_STOP_TIMEOUT_S = 3.0
 POOL_CLOSE_TIMEOUT_S = 3.0
 # gRPC core's metadata limit is EMONEY_MAX_METADATA_BYTES plus this: room for HPACK's 32 bytes per header
-# over 200 headers (Envoy forwards at most 100) and the pseudo-headers, which the interceptor does not count.
+# over 200 headers (Envoy forwards at most 100) and the pseudo-headers, which the header-size check (interceptors/request_headers.py) does not count.
 GRPC_CORE_METADATA_HEADROOM_BYTES = 8 << 10
 
 PLATFORM_SERVICE = platform_pb2.DESCRIPTOR.services_by_name["PlatformService"].full_name
@@ -266,7 +266,7 @@ async def build_application(settings: Settings) -> Application:
             ("grpc.max_send_message_length", settings.max_message_bytes),
             # gRPC core's own metadata limit, soft = hard so that it never refuses at random (between
             # the two it refuses with a growing probability). It counts 32 bytes more per header
-            # (HPACK) and the pseudo-headers, so it sits above the interceptor's limit, which is the one
+            # (HPACK) and the pseudo-headers, so it sits above the header-size check's limit, which is the one
             # that answers (interceptors/request_headers.py says why core's cannot be the only one).
             ("grpc.max_metadata_size", settings.max_metadata_bytes + GRPC_CORE_METADATA_HEADROOM_BYTES),
             ("grpc.absolute_max_metadata_size", settings.max_metadata_bytes + GRPC_CORE_METADATA_HEADROOM_BYTES),

@@ -80,7 +80,7 @@ def domain_error_for(error: psycopg.Error) -> DomainError | None:
 def batch_item_error(failure: ItemFailure) -> Exception:
     """The error a refused item of a group-committed batch stands for: the one its entry point on its own
     would have raised — a ledger failure's domain error, else the database error of its SQLSTATE (which
-    the error-mapping interceptor translates as it does any other)."""
+    the pipeline's error mapping translates as it does any other)."""
     ledger_error = _ledger_error(failure.sqlstate, failure.detail)
     if ledger_error is not None:
         return ledger_error
