@@ -69,7 +69,8 @@ logger = logging.getLogger("emoney.server")
 BACKGROUND_STOP_TIMEOUT_S = 3.0
 POOL_CLOSE_TIMEOUT_S = 3.0
 # gRPC core's metadata limit is EMONEY_MAX_METADATA_BYTES plus this: room for HPACK's 32 bytes per header
-# over 200 headers (Envoy forwards at most 100) and the pseudo-headers, which the header-size check (interceptors/request_headers.py) does not count.
+# over 200 headers (Envoy forwards at most 100) and the pseudo-headers, which the header-size check
+# (interceptors/request_headers.py) does not count.
 GRPC_CORE_METADATA_HEADROOM_BYTES = 8 << 10
 
 PLATFORM_SERVICE = platform_pb2.DESCRIPTOR.services_by_name["PlatformService"].full_name
