@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Iterable
 
 from google.protobuf import any_pb2, descriptor_pool
 from google.protobuf.descriptor import Descriptor
@@ -26,11 +25,6 @@ TRANSCODED_FROM_JSON_HEADER = "x-envoy-original-path"
 MAX_NESTING = 8
 # Methods remembered (each a name table and a pattern): every method of the contract, with room.
 MAX_METHODS_REMEMBERED = 256
-
-
-def transcoded_from_json(metadata: Iterable[tuple[str, str | bytes]]) -> bool:
-    """Whether the call's metadata says Envoy made it from a JSON request."""
-    return any(key == TRANSCODED_FROM_JSON_HEADER for key, _ in metadata)
 
 
 @functools.lru_cache(maxsize=MAX_METHODS_REMEMBERED)

@@ -117,7 +117,6 @@ class CallPipeline(grpc.aio.ServerInterceptor):
         the client's deadline (for ever without one), holding its place."""
         plan = self.plan_for(method, inner)
         inner = tolerate_undecodable(inner)
-        serve = self._serve_unary_response if not inner.response_streaming else self._serve_stream_response
         behaviour = {
             (False, False): inner.unary_unary,
             (True, False): inner.stream_unary,
@@ -128,7 +127,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):
 
         if not inner.response_streaming:
             async def unary_response(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                return await serve(plan, behaviour, one_request, requests, context)
+                return await self._serve_unary_response(plan, behaviour, one_request, requests, context)
 
             return grpc.stream_unary_rpc_method_handler(
                 unary_response, inner.request_deserializer, inner.response_serializer
@@ -136,7 +135,7 @@ class CallPipeline(grpc.aio.ServerInterceptor):
 
         async def stream_response(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             # An async generator function itself: grpc.aio looks at the function to know how to serve it.
-            responses = serve(plan, behaviour, one_request, requests, context)
+            responses = self._serve_stream_response(plan, behaviour, one_request, requests, context)
             try:
                 async for response in responses:
                     yield response

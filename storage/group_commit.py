@@ -157,7 +157,7 @@ class GroupCommit:
             self._dispatch(tenant_id)
 
     async def commit_batch(self, tenant_id: uuid.UUID, batch: Sequence[Sequence[Any]]) -> list[tuple | ItemFailure]:
-        """Commit these items (see create_transfer) as one batch, now: each one's outcome row, or how it was
+        """Commit these items (see submit) as one batch, now: each one's outcome row, or how it was
         refused, in order."""
         columns = list(zip(*batch, strict=True))
         rows = await one_statement_rows(self._pool, self.batch_query, (tenant_id, *map(list, columns)))

@@ -10,7 +10,7 @@ from google.rpc import error_details_pb2
 from emoney.admin.v1 import admin_pb2  # noqa: F401  (the request types json_names looks up)
 from emoney.payments.v1 import payments_pb2  # noqa: F401
 from interceptors.error_mapping import _status_for_unexpected, classify_database_error, status_for_domain_error
-from interceptors.json_names import spelled_for_json, transcoded_from_json
+from interceptors.json_names import spelled_for_json
 from domain.errors import INVALID_FORMAT, OUT_OF_RANGE, REQUIRED, FieldViolation, InvalidArgument, NotFound
 
 
@@ -118,12 +118,6 @@ def test_json_spelling_finds_whole_field_names_only():
     )
     spelled = spelled_for_json(status_for_domain_error(error), "/emoney.admin.v1.AdminService/CreateTenant")
     assert spelled.message == "adminDisplayName is required; displayName is required"
-
-
-def test_the_transcoder_header_marks_json_calls():
-    """Envoy's transcoder adds x-envoy-original-path; native and grpc-web calls have no such header."""
-    assert transcoded_from_json([("x-envoy-original-path", "/v1/sessions:logout"), ("x-request-id", "r")])
-    assert not transcoded_from_json([("content-type", "application/grpc"), ("x-grpc-web", "1")])
 
 
 def test_ledger_sqlstates_become_their_domain_errors_even_outside_the_ledger_module():

@@ -72,3 +72,11 @@ def test_the_call_state_comes_from_one_pass_over_the_metadata():
 def test_a_call_without_a_usable_request_id_gets_a_new_one():
     state = begin_call("/m", _Context((("x-request-id", "short"),)), TRUSTED)
     assert uuid.UUID(state.request_id) and not state.transcoded_from_json and state.client_address == "127.0.0.1"
+
+
+def test_the_transcoder_header_marks_json_calls():
+    """Envoy's transcoder adds x-envoy-original-path; native and grpc-web calls have no such header."""
+    assert begin_call("/m", _Context((("x-envoy-original-path", "/v1/sessions:logout"), ("x-request-id", "r"))),
+                      TRUSTED).transcoded_from_json
+    assert not begin_call("/m", _Context((("content-type", "application/grpc"), ("x-grpc-web", "1"))),
+                          TRUSTED).transcoded_from_json
