@@ -236,6 +236,49 @@ begin
 end
 $$;
 
+-- CreatePaymentCode in ONE statement (issue 14: it took four round trips — the tenant, the account read, the
+-- insert, the commit — and every charge needs a code). The caller's rules are those of server/services/
+-- access.py, checked here against the account row in the code's own statement, in this order:
+--   ACCOUNT_NOT_FOUND   no such account, or one the caller may not see (another customer's)
+--   NOT_ACCOUNT_OWNER   a caller who sees the account but does not own it (the back office)
+--   CURRENCY_MISMATCH   the code's currency is not the account's
+--   ACCOUNT_FROZEN / ACCOUNT_CLOSED
+-- The expiry is the database's clock plus the code's lifetime, the clock payment_codes' CHECK reads. It moves
+-- no money, so it runs with the application role's own rights (no SECURITY DEFINER); row-level security
+-- scopes every statement to `tenant`. Returns when the code expires.
+create or replace function payments_create_code_in(
+    tenant uuid, caller_user_id uuid, caller_is_back_office boolean, code_account_id uuid, code_currency text,
+    code_max_amount_minor bigint, ttl_s integer, new_code_hash bytea, created_by text
+) returns timestamptz
+    language plpgsql
+    set search_path = pg_catalog, public
+as $$
+declare
+    account record;
+    expiry timestamptz := now() + make_interval(secs => ttl_s);
+begin
+    perform set_config('app.tenant_id', tenant::text, true);
+    select a.owner_user_id, a.currency, a.status into account
+      from accounts a
+     where a.tenant_id = tenant and a.account_id = code_account_id;
+    if not found or not (caller_is_back_office or account.owner_user_id is not distinct from caller_user_id) then
+        perform ledger_fail('ACCOUNT_NOT_FOUND', jsonb_build_object('accountId', code_account_id));
+    end if;
+    if caller_user_id is null or account.owner_user_id is distinct from caller_user_id then
+        perform ledger_fail('NOT_ACCOUNT_OWNER', jsonb_build_object('accountId', code_account_id));
+    end if;
+    if account.currency <> code_currency then
+        perform ledger_fail('CURRENCY_MISMATCH', jsonb_build_object('accountCurrency', account.currency));
+    end if;
+    if account.status <> 'active' then
+        perform ledger_fail(ledger_status_failure(account.status), jsonb_build_object('accountId', code_account_id));
+    end if;
+    insert into payment_codes (tenant_id, code_hash, account_id, currency, max_amount_minor, expires_at, created_by)
+    values (tenant, new_code_hash, code_account_id, code_currency, code_max_amount_minor, expiry, created_by);
+    return expiry;
+end
+$$;
+
 -- Entry points owned by emoney_ledger (09_accounts.sql says why). ALTER ... OWNER needs the new owner to
 -- hold CREATE on the schema at that moment; it keeps none afterwards. Nothing changes when it owns them.
 grant create on schema public to emoney_ledger;
@@ -253,6 +296,7 @@ grant execute on function
     payments_authorize_code(bytea, uuid, bigint, text, timestamptz, text, text, text, bytea)
 to emoney_ledger;  -- only from inside an entry point
 grant execute on function
+    payments_create_code_in(uuid, uuid, boolean, uuid, text, bigint, integer, bytea, text),
     payments_charge_code_in(uuid, bytea, uuid, bigint, text, text, text, text, bytea),
     payments_authorize_code_in(uuid, bytea, uuid, bigint, text, timestamptz, text, text, text, bytea),
     payments_charge_codes_in(uuid, bytea[], uuid[], bigint[], text[], text[], text[], text[], bytea[])

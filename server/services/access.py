@@ -13,12 +13,12 @@ this module decides, for a caller allowed to call the method, which accounts and
 
 Whatever the caller may not see answers NOT_FOUND, exactly like what does not exist (no existence oracle).
 
-Defence in depth: the CreateTransfer entry point checks the first two rules again in SQL
-(`payments_create_transfer`, migrations/current/10_movements.sql: ACCOUNT_NOT_FOUND, NOT_ACCOUNT_OWNER)
-with the caller facts `transfer_caller` gives it, in the movement's own statement. Python does not read
-the account first (that would cost CreateTransfer a second round trip); instead
-tests/integration/test_ledger.py checks that `may_see_account` and `may_spend_from` give the entry point's
-answer for every kind of caller and account. Every other call reads the account or payment and applies
+Defence in depth: the CreateTransfer and CreatePaymentCode entry points check the first two rules again in
+SQL (`payments_create_transfer`, migrations/current/10_movements.sql; `payments_create_code_in`,
+12_payment_codes.sql: ACCOUNT_NOT_FOUND, NOT_ACCOUNT_OWNER) with the caller facts `transfer_caller` gives
+them, in their own statement. Python does not read the account first (that would cost each a second round
+trip); instead tests/integration/test_ledger.py checks that `may_see_account` and `may_spend_from` give the
+entry points' answer for every kind of caller and account. Every other call reads the account or payment and applies
 these rules in code before (or in the same transaction as) what it does.
 """
 
@@ -73,7 +73,8 @@ def require_own_account(principal: Principal, account: AccountRecord, message: s
 
 
 def transfer_caller(principal: Principal) -> tuple[uuid.UUID | None, bool]:
-    """What the CreateTransfer entry point checks the rules above with: (caller's user id, back office?)."""
+    """What the CreateTransfer and CreatePaymentCode entry points check the rules above with: (caller's user
+    id, back office?)."""
     return caller_user_id(principal), is_back_office(principal)
 
 

@@ -20,7 +20,7 @@ import secrets
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from domain.errors import INVALID_FORMAT, MISMATCH, NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, FailedPrecondition, NotFound
+from domain.errors import INVALID_FORMAT, MISMATCH, NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, FailedPrecondition, InvalidArgument, NotFound
 from domain.ledger_rules import (
     PAYMENT_STATUSES, amount_violations, currency_violations, description_violations, request_id_violations,
 )
@@ -143,19 +143,18 @@ class PaymentsService:
         if not MIN_CODE_TTL_S <= ttl_s <= MAX_CODE_TTL_S:
             raise invalid("ttl_seconds", OUT_OF_RANGE, f"must be between {MIN_CODE_TTL_S} and {MAX_CODE_TTL_S}")
         code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-        expires_at = datetime.now(timezone.utc) + timedelta(seconds=ttl_s)
-        async with self._transactions.change(principal.tenant_id) as unit_of_work:
-            account = access.visible_account(principal, await ledger.get_account(unit_of_work, account_id))
-            access.require_own_account(principal, account, "you may make codes only for your own accounts")
-            if account.currency != command.currency:
-                raise invalid("currency", MISMATCH, "must be the account's currency", "CURRENCY_MISMATCH")
-            if account.status != "active":
-                raise FailedPrecondition(message=f"the account is {account.status}", reason=f"ACCOUNT_{account.status.upper()}")
-            await payment_codes.insert(
-                unit_of_work, principal.tenant_id, hash_code(code), account_id, command.currency,
-                command.max_amount_minor, expires_at, principal.subject,
+        caller_user_id, caller_is_back_office = access.transfer_caller(principal)
+        try:
+            expires_at = await payment_codes.create(
+                self._transactions.units_of_work, principal.tenant_id, caller_user_id=caller_user_id,
+                caller_is_back_office=caller_is_back_office, code_hash=hash_code(code), account_id=account_id,
+                currency=command.currency, max_amount_minor=command.max_amount_minor, ttl_s=ttl_s,
+                created_by=principal.subject,
             )
-            await unit_of_work.commit()
+        except InvalidArgument as error:
+            if error.reason != "CURRENCY_MISMATCH":
+                raise
+            raise invalid("currency", MISMATCH, "must be the account's currency", "CURRENCY_MISMATCH") from None
         return code, expires_at
 
     async def redeem_code(

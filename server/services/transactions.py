@@ -1,8 +1,8 @@
 """How each kind of call uses the database — declared here, once.
 
     kind of call                          transaction                                              who opens it
-    money movement with an entry point    ENTRY_POINT: one call of a `payments_*_in` function      storage (ledger)
-                                          on an autocommit connection — its own transaction,
+    money movement with an entry point,   ENTRY_POINT: one call of a `payments_*_in` function      storage (ledger,
+    and CreatePaymentCode                 on an autocommit connection — its own transaction,       payment_codes)
                                           one round trip
     money movement without one            STORAGE_TRANSACTION: one transaction on the primary:     storage (movements)
                                           access check, ledger function, live event, and the
@@ -109,7 +109,7 @@ STYLE_OF_METHOD: dict[str, Style] = {
     _PAYMENTS + "CapturePayment": Style.STORAGE_TRANSACTION,
     _PAYMENTS + "VoidPayment": Style.STORAGE_TRANSACTION,
     _PAYMENTS + "RefundPayment": Style.STORAGE_TRANSACTION,
-    _PAYMENTS + "CreatePaymentCode": Style.CHANGE,
+    _PAYMENTS + "CreatePaymentCode": Style.ENTRY_POINT,
     _PAYMENTS + "FindPayee": Style.READ,
     _PAYMENTS + "GetPayment": Style.LOOKUP,
     _PAYMENTS + "ListPayments": Style.READ,

@@ -3,6 +3,9 @@ freezing, statements, and tenant isolation — natively and as JSON."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime, timedelta, timezone
+
 import grpc
 import pytest
 from google.protobuf import timestamp_pb2
@@ -167,6 +170,45 @@ def test_frozen_accounts_neither_send_nor_receive(stack, channel):
         assert frozen.value.code() == grpc.StatusCode.FAILED_PRECONDITION and grpc_reason(frozen.value) == "ACCOUNT_FROZEN"
     accounts_stub(channel).UnfreezeAccount(accounts_pb2.UnfreezeAccountRequest(name=bruno.account), metadata=bearer(operator), timeout=10)
     send(ana, bruno)
+
+
+def test_a_payment_code_only_for_ones_own_active_account_in_its_currency(stack, channel, envoy_url):
+    """CreatePaymentCode (one SQL statement, payments_create_code_in): another customer's account and an unknown
+    one are NOT_FOUND alike, a wrong currency is INVALID_ARGUMENT naming `currency` (HTTP 400 on the JSON face),
+    a frozen account FAILED_PRECONDITION ACCOUNT_FROZEN; a good code expires its lifetime after now and is
+    charged once."""
+    ana, bruno, shop = new_customer(stack, channel, funded_minor=1_000), new_customer(stack, channel), new_shop(stack, channel)
+    make = lambda account, currency="EUR", token=ana.token: payments_stub(channel).CreatePaymentCode(  # noqa: E731
+        payments_pb2.CreatePaymentCodeRequest(account=account, max_amount_minor=500, currency=currency, ttl_seconds=60),
+        metadata=bearer(token), timeout=10,
+    )
+    for account in (bruno.account, f"accounts/{uuid.uuid4()}"):
+        with pytest.raises(grpc.RpcError) as hidden:
+            make(account)
+        assert hidden.value.code() == grpc.StatusCode.NOT_FOUND and grpc_reason(hidden.value) == "ACCOUNT_NOT_FOUND"
+    with pytest.raises(grpc.RpcError) as mismatch:
+        make(ana.account, "USD")
+    assert mismatch.value.code() == grpc.StatusCode.INVALID_ARGUMENT and grpc_reason(mismatch.value) == "CURRENCY_MISMATCH"
+    assert _field_violations(mismatch.value) == ["currency"]
+    over_json = json_post(envoy_url, "/v1/paymentCodes", {"account": ana.account, "maxAmountMinor": "500", "currency": "USD"}, ana.token)
+    assert over_json.status_code == 400 and error_reason(over_json.json()) == "CURRENCY_MISMATCH", over_json.text
+
+    before = datetime.now(timezone.utc)
+    made = make(ana.account)
+    after = datetime.now(timezone.utc)
+    expiry = made.expire_time.ToDatetime(tzinfo=timezone.utc)
+    assert before + timedelta(seconds=59) <= expiry <= after + timedelta(seconds=61), (before, expiry, after)
+    charged = payments_stub(channel).ChargePaymentCode(
+        payments_pb2.ChargePaymentCodeRequest(request_id=request_id(), code=made.code, amount_minor=500, currency="EUR"),
+        metadata=bearer(shop.terminal_token), timeout=10,
+    ).payment
+    assert charged.amount_minor == 500 and balance(channel, ana.token, ana.account).balance_minor == 500
+
+    operator = login_as(stack, "operator")
+    accounts_stub(channel).FreezeAccount(accounts_pb2.FreezeAccountRequest(name=ana.account), metadata=bearer(operator), timeout=10)
+    with pytest.raises(grpc.RpcError) as frozen:
+        make(ana.account)
+    assert frozen.value.code() == grpc.StatusCode.FAILED_PRECONDITION and grpc_reason(frozen.value) == "ACCOUNT_FROZEN"
 
 
 def test_customers_cannot_move_or_see_other_peoples_money(stack, channel):

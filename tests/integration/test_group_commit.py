@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -269,12 +268,11 @@ async def _terminal(world: LedgerWorld, merchant: uuid.UUID) -> uuid.UUID:
 
 async def _code(world: LedgerWorld, payer: uuid.UUID, max_amount_minor: int = 1_000) -> bytes:
     code_hash = uuid.uuid4().bytes * 2
-
-    async def insert(unit_of_work) -> None:
-        await payment_codes.insert(unit_of_work, world.tenant_id, code_hash, payer, "EUR", max_amount_minor,
-                                   datetime.now(timezone.utc) + timedelta(minutes=5), "user:tester")
-
-    await world.run(insert)
+    await payment_codes.create(
+        world.units_of_work, world.tenant_id, caller_user_id=(await world.account(payer)).owner_user_id,
+        caller_is_back_office=False, code_hash=code_hash, account_id=payer, currency="EUR",
+        max_amount_minor=max_amount_minor, ttl_s=300, created_by="user:tester",
+    )
     return code_hash
 
 

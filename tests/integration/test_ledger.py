@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -650,14 +651,12 @@ async def test_one_statement_movements_make_their_receipt_due_and_announce_their
     merchant_user = (await world.account(merchant)).owner_user_id
     charge_code, authorize_code = uuid.uuid4().bytes * 2, uuid.uuid4().bytes * 2
 
-    async def add_terminal_and_codes(unit_of_work) -> uuid.UUID:
+    async def add_terminal(unit_of_work) -> uuid.UUID:
         cursor = await unit_of_work.connection.execute(
             """insert into terminals (tenant_id, merchant_user_id, display_name, client_id, secret_hash)
                values (%s, %s, 'Till', %s, %s) returning terminal_id""",
             (world.tenant_id, merchant_user, "term_" + uuid.uuid4().hex[:24], bytes(32)),
         )
-        for code_hash in (charge_code, authorize_code):
-            await payment_codes.insert(unit_of_work, world.tenant_id, code_hash, payer, "EUR", 1_000, _soon(60), "user:tester")
         return (await cursor.fetchone())[0]
 
     def customer_transfer(caller: uuid.UUID, back_office: bool):
@@ -675,7 +674,13 @@ async def test_one_statement_movements_make_their_receipt_due_and_announce_their
     async with await psycopg.AsyncConnection.connect(ledger_app_dsn, autocommit=True) as listener:
         await listener.execute(f"listen {CHANNEL}")
         transfer = (await customer_transfer(payer_user, back_office=False)).record
-        terminal = await world.run(add_terminal_and_codes)
+        terminal = await world.run(add_terminal)
+        for code_hash in (charge_code, authorize_code):
+            await payment_codes.create(
+                world.units_of_work, world.tenant_id, caller_user_id=payer_user, caller_is_back_office=False,
+                code_hash=code_hash, account_id=payer, currency="EUR", max_amount_minor=1_000, ttl_s=60,
+                created_by="user:tester",
+            )
         charge = (await redeem(charge_code, None)).record
         hold = (await redeem(authorize_code, _soon(60))).record
         with pytest.raises(PermissionDenied) as refused:
@@ -701,10 +706,11 @@ async def test_one_statement_movements_make_their_receipt_due_and_announce_their
     assert {transfer.transfer_id, charge.transfer_id} <= due and hold.hold_id not in due
 
 
-async def test_the_transfer_entry_point_and_the_access_module_agree_who_may_send(world):
-    """payments_create_transfer checks in SQL who may send from an account (ACCOUNT_NOT_FOUND, then
-    NOT_ACCOUNT_OWNER); server/services/access.py says the same in Python, for every kind of caller and
-    source account — the database's check and the code's must not drift apart."""
+async def test_the_entry_points_and_the_access_module_agree_who_may_send(world):
+    """payments_create_transfer and payments_create_code_in check in SQL who may send from an account, or
+    make a payment code for it (ACCOUNT_NOT_FOUND, then NOT_ACCOUNT_OWNER); server/services/access.py says
+    the same in Python, for every kind of caller and source account — the database's checks and the code's
+    must not drift apart."""
     customer_account, target = await world.open(balance_minor=1_000), await world.open()
     owner, stranger = (await world.account(customer_account)).owner_user_id, await world.user()
     callers = {
@@ -727,7 +733,16 @@ async def test_the_transfer_entry_point_and_the_access_module_agree_who_may_send
                 in_sql = "allowed"
             except (NotFound, PermissionDenied) as refusal:
                 in_sql = refusal.reason
-            assert in_sql == _access_verdict(principal, source_owner), (name, source)
+            try:
+                await payment_codes.create(
+                    world.units_of_work, world.tenant_id, caller_user_id=caller_user_id,
+                    caller_is_back_office=back_office, code_hash=hashlib.sha256(uuid.uuid4().bytes).digest(),
+                    account_id=source, currency="EUR", max_amount_minor=1, ttl_s=60, created_by=principal.subject,
+                )
+                code_in_sql = "allowed"
+            except (NotFound, PermissionDenied) as refusal:
+                code_in_sql = refusal.reason
+            assert in_sql == code_in_sql == _access_verdict(principal, source_owner), (name, source)
 
 
 def _principal(world: LedgerWorld, subject: str, *roles: str) -> Principal:
