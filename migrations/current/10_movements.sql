@@ -276,16 +276,40 @@ $$;
 
 -- Group commit (issue 14): several CreateTransfers of one tenant in ONE statement and ONE transaction, so
 -- one commit and one WAL flush serve them all (storage/group_commit.py gathers concurrent calls of a
--- process). Each item keeps its own outcome: it runs in its own subtransaction (the EXCEPTION block), so a
--- refused item (INSUFFICIENT_FUNDS, ...) is rolled back alone and reported with its SQLSTATE, message and
--- detail, exactly as the one-item entry point would have raised them; the items before and after it commit.
--- An item replaying an earlier item of the same batch (same caller and request_id) gets that item's
--- transfer, as a later retry would.
+-- process). Each item keeps its own outcome, exactly as the one-item entry point would have given it: its
+-- transfer, or the refusal (INSUFFICIENT_FUNDS, ...) with its SQLSTATE, message and detail, while the items
+-- before and after it commit. An item replaying an earlier item of the same batch (same caller and
+-- request_id) gets that item's transfer, as a later retry would.
+--
+-- Two paths to the same outcomes:
+--   * first, every item in ONE subtransaction (the block's EXCEPTION clause), their outcomes kept until all
+--     have run. This is the common case — nothing refused — and it costs one subtransaction per batch;
+--   * if any item fails, that whole attempt is rolled back and the batch runs again with each item in its
+--     own subtransaction, the refused one reported and rolled back alone.
+-- Why not always one subtransaction per item: the batch locks its accounts before any item runs (below), and
+-- a row locked by a transaction and then updated by one of its subtransactions becomes a MultiXact (the
+-- lock must survive the subtransaction's rollback) — a new MultiXact per account update, which every later
+-- reader of the row then resolves (GetMultiXactIdMembers was PostgreSQL's busiest function under group
+-- commit). A batch with a refused item pays its first attempt twice; a batch without pays neither.
 --
 -- Locking order: before any item runs, the batch locks, in ascending account_id, every account row its
 -- items will lock anyway — each payer, and each payee without balance shards (a sharded payee is credited
 -- through one shard taken with SKIP LOCKED and never locked whole: a hot merchant stays parallel). So two
 -- batches, or a batch and a single movement, always take account rows in the same global order.
+create or replace function payments_lock_transfer_batch(tenant uuid, from_account_ids uuid[], to_account_ids uuid[])
+    returns void
+    language plpgsql
+as $$
+begin
+    perform 1
+       from (select a.account_id from accounts a
+              where a.tenant_id = tenant
+                and (a.account_id = any (from_account_ids) or (a.account_id = any (to_account_ids) and a.balance_shards = 0))
+              order by a.account_id
+                for no key update) locked;
+end
+$$;
+
 create or replace function payments_create_transfers_in(
     tenant uuid, caller_user_ids uuid[], callers_are_back_office boolean[], from_account_ids uuid[],
     to_account_ids uuid[], amounts_minor bigint[], currencies text[], actors text[], methods text[],
@@ -298,6 +322,8 @@ create or replace function payments_create_transfers_in(
 as $$
 declare
     items integer := coalesce(cardinality(from_account_ids), 0);
+    one ledger_transfer_outcome;
+    outcomes ledger_transfer_outcome[] := '{}';
 begin
     if items > ledger_max_batch_items() or items <> cardinality(caller_user_ids)
        or items <> cardinality(callers_are_back_office) or items <> cardinality(to_account_ids)
@@ -309,12 +335,23 @@ begin
             message = 'a batch is 0 to ledger_max_batch_items() items, each argument array as long as the others';
     end if;
     perform set_config('app.tenant_id', tenant::text, true);
-    perform 1
-       from (select a.account_id from accounts a
-              where a.tenant_id = tenant
-                and (a.account_id = any (from_account_ids) or (a.account_id = any (to_account_ids) and a.balance_shards = 0))
-              order by a.account_id
-                for no key update) locked;
+    begin
+        perform payments_lock_transfer_batch(tenant, from_account_ids, to_account_ids);
+        for i in 1 .. items loop
+            select * into strict one
+              from payments_create_transfer(caller_user_ids[i], callers_are_back_office[i], from_account_ids[i],
+                                            to_account_ids[i], amounts_minor[i], currencies[i], actors[i], methods[i],
+                                            request_ids[i], request_hashes[i], descriptions[i]);
+            outcomes := outcomes || one;
+        end loop;
+    exception when others then
+        outcomes := null;  -- an item was refused: everything above is rolled back; one by one below
+    end;
+    if outcomes is not null then
+        return query select i, null::text, null::text, null::text, outcomes[i] from generate_series(1, items) i;
+        return;
+    end if;
+    perform payments_lock_transfer_batch(tenant, from_account_ids, to_account_ids);
     for i in 1 .. items loop
         begin
             return query
@@ -351,7 +388,8 @@ to emoney_app, emoney_ledger;
 grant execute on function
     ledger_write_transfer(uuid, uuid, text, accounts, accounts, bigint, text, text, uuid, uuid, uuid, bigint, text),
     ledger_transfer_as_created(ledger_transfer_outcome),
-    payments_create_transfer(uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea, text)
+    payments_create_transfer(uuid, boolean, uuid, uuid, bigint, text, text, text, text, bytea, text),
+    payments_lock_transfer_batch(uuid, uuid[], uuid[])
 to emoney_ledger;  -- only from inside an entry point
 grant execute on function
     ledger_post_transfer(text, uuid, uuid, bigint, text, uuid, text, text, text, bytea, text),

@@ -171,35 +171,24 @@ end
 $$;
 
 -- Group commit of ChargePaymentCode (issue 14; storage/group_commit.py gathers the concurrent charges of a
--- process): several charges of one tenant in ONE statement and ONE transaction, each in its own
--- subtransaction, so a refused item (PAYMENT_CODE_USED, INSUFFICIENT_FUNDS, ...) is rolled back alone with
--- exactly the error it would have had on its own, as payments_create_transfers_in does for CreateTransfer.
+-- process): several charges of one tenant in ONE statement and ONE transaction. Each item keeps its own
+-- outcome, exactly as payments_create_transfers_in does for CreateTransfer (10_movements.sql), by the same two
+-- paths: every item in one subtransaction first; if any is refused (PAYMENT_CODE_USED, INSUFFICIENT_FUNDS,
+-- ...), the batch again with each item in its own subtransaction, the refused one rolled back alone with
+-- exactly the error it would have had on its own. (One subtransaction per item always would turn every code
+-- and account the batch locked first into a MultiXact when an item updates it; 10_movements.sql says more.)
 --
 -- Locking order, the one a single charge follows (the code, then the accounts): before any item runs, the
 -- batch locks its codes in ascending code_hash, then, in ascending account_id, every account row its items
 -- will lock anyway — each code's payer and each unsharded active merchant account of the terminals'
 -- merchants in the items' currencies (a sharded merchant is credited through one shard, never locked whole).
-create or replace function payments_charge_codes_in(
-    tenant uuid, code_hashes bytea[], terminal_ids uuid[], amounts_minor bigint[], currencies text[],
-    actors text[], methods text[], request_ids text[], request_hashes bytea[]
-) returns table (item integer, failed_sqlstate text, failed_message text, failed_detail text,
-                 outcome ledger_transfer_outcome)
+create or replace function payments_lock_charge_batch(tenant uuid, code_hashes bytea[], terminal_ids uuid[], currencies text[])
+    returns void
     language plpgsql
-    security definer
-    set search_path = pg_catalog, public, pg_temp
 as $$
 declare
-    items integer := coalesce(cardinality(code_hashes), 0);
     locking uuid[];
 begin
-    if items > ledger_max_batch_items() or items <> cardinality(terminal_ids) or items <> cardinality(amounts_minor)
-       or items <> cardinality(currencies) or items <> cardinality(actors) or items <> cardinality(methods)
-       or items <> cardinality(request_ids) or items <> cardinality(request_hashes)
-    then
-        raise exception using errcode = '22023',
-            message = 'a batch is 0 to ledger_max_batch_items() items, each argument array as long as the others';
-    end if;
-    perform set_config('app.tenant_id', tenant::text, true);
     perform 1
        from (select c.code_hash from payment_codes c
               where c.tenant_id = tenant and c.code_hash = any (code_hashes)
@@ -219,6 +208,47 @@ begin
               where a.tenant_id = tenant and a.account_id = any (locking)
               order by a.account_id
                 for no key update) locked_accounts;
+end
+$$;
+
+create or replace function payments_charge_codes_in(
+    tenant uuid, code_hashes bytea[], terminal_ids uuid[], amounts_minor bigint[], currencies text[],
+    actors text[], methods text[], request_ids text[], request_hashes bytea[]
+) returns table (item integer, failed_sqlstate text, failed_message text, failed_detail text,
+                 outcome ledger_transfer_outcome)
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, public, pg_temp
+as $$
+declare
+    items integer := coalesce(cardinality(code_hashes), 0);
+    one ledger_transfer_outcome;
+    outcomes ledger_transfer_outcome[] := '{}';
+begin
+    if items > ledger_max_batch_items() or items <> cardinality(terminal_ids) or items <> cardinality(amounts_minor)
+       or items <> cardinality(currencies) or items <> cardinality(actors) or items <> cardinality(methods)
+       or items <> cardinality(request_ids) or items <> cardinality(request_hashes)
+    then
+        raise exception using errcode = '22023',
+            message = 'a batch is 0 to ledger_max_batch_items() items, each argument array as long as the others';
+    end if;
+    perform set_config('app.tenant_id', tenant::text, true);
+    begin
+        perform payments_lock_charge_batch(tenant, code_hashes, terminal_ids, currencies);
+        for i in 1 .. items loop
+            select * into strict one
+              from payments_charge_code(code_hashes[i], terminal_ids[i], amounts_minor[i], currencies[i],
+                                        actors[i], methods[i], request_ids[i], request_hashes[i]);
+            outcomes := outcomes || one;
+        end loop;
+    exception when others then
+        outcomes := null;  -- a charge was refused: everything above is rolled back; one by one below
+    end;
+    if outcomes is not null then
+        return query select i, null::text, null::text, null::text, outcomes[i] from generate_series(1, items) i;
+        return;
+    end if;
+    perform payments_lock_charge_batch(tenant, code_hashes, terminal_ids, currencies);
     for i in 1 .. items loop
         begin
             return query
@@ -293,7 +323,8 @@ grant execute on function
     payments_redeemable_code(bytea, uuid, text, text, text, bigint),
     payments_code_redeemed(bytea, text, text, uuid, text, uuid, uuid, uuid),
     payments_charge_code(bytea, uuid, bigint, text, text, text, text, bytea),
-    payments_authorize_code(bytea, uuid, bigint, text, timestamptz, text, text, text, bytea)
+    payments_authorize_code(bytea, uuid, bigint, text, timestamptz, text, text, text, bytea),
+    payments_lock_charge_batch(uuid, bytea[], uuid[], text[])
 to emoney_ledger;  -- only from inside an entry point
 grant execute on function
     payments_create_code_in(uuid, uuid, boolean, uuid, text, bigint, integer, bytea, text),
