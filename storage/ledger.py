@@ -535,6 +535,7 @@ async def list_entries(
 ) -> list[EntryRecord]:
     """The statement: the account's entries with start <= created_at < end, each with the running
     balance after it, keyset-paginated on (created_at, entry_id) — pass the last row's pair as `after`.
+    ACCOUNT_NOT_FOUND for an account this tenant does not have.
 
     The running balance is counted from the nearer end of the account's life (_OPENING_BALANCE): in
     its older half, the sum of every entry before the page; in its newer half, the balance now (row
@@ -547,8 +548,43 @@ async def list_entries(
     commit with a time just before the newest one shown (for a hot merchant, whose payers do not
     queue on one row), so the newest few milliseconds of a statement can still gain entries.
     """
-    _check_limit(limit)
+    query, parameters = _entries_query(account_id, start, end, after, newest_first, limit)
     await _require_account(unit_of_work, account_id)
+    cursor = await unit_of_work.connection.execute(query, parameters)
+    return [EntryRecord(*row) for row in await cursor.fetchall()]
+
+
+async def account_and_entries(
+    unit_of_work: UnitOfWork,
+    account_id: uuid.UUID,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    after: tuple[datetime, int] | None = None,
+    limit: int,
+) -> tuple[AccountRecord | None, list[EntryRecord]]:
+    """The account (None when this tenant has none by that id) and a page of its statement, as
+    `list_entries` reads it, in ONE round trip: both queries go out together in a pipeline. For a caller
+    who must see the account first (ListAccountEntries): the page of an account the caller may not see is
+    read and thrown away with the NOT_FOUND the caller gets — no more than the tenant's own rows, and no
+    answer tells it apart from an account that does not exist."""
+    query, parameters = _entries_query(account_id, start, end, after, False, limit)
+    connection = unit_of_work.connection
+    async with connection.pipeline():
+        account_cursor = await connection.execute(f"{_ACCOUNT_SELECT} where a.account_id = %s", (account_id,))
+        entries_cursor = await connection.execute(query, parameters)
+    account_row = await account_cursor.fetchone()
+    if account_row is None:
+        return None, []
+    return AccountRecord(*account_row), [EntryRecord(*row) for row in await entries_cursor.fetchall()]
+
+
+def _entries_query(
+    account_id: uuid.UUID, start: datetime | None, end: datetime | None, after: tuple[datetime, int] | None,
+    newest_first: bool, limit: int,
+) -> tuple[str, tuple]:
+    """The statement page's query and its parameters (list_entries says what it reads)."""
+    _check_limit(limit)
     direction, comparison = ("desc", "<") if newest_first else ("asc", ">")
     conditions, parameters = ["e.account_id = %s"], [account_id]
     if start is not None:
@@ -560,8 +596,7 @@ async def list_entries(
     if after is not None:
         conditions.append(f"(e.created_at, e.entry_id) {comparison} (%s, %s)")
         parameters += list(after)
-    cursor = await unit_of_work.connection.execute(
-        f"""
+    query = f"""
         with page as (
             select e.entry_id, e.transfer_id, e.amount_minor, e.currency, e.created_at
               from ledger_entries e
@@ -583,10 +618,8 @@ async def list_entries(
           join transfers t on t.tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid
                           and t.transfer_id = p.transfer_id
          order by p.created_at {direction}, p.entry_id {direction}
-        """,
-        (*parameters, limit, account_id, account_id),
-    )
-    return [EntryRecord(*row) for row in await cursor.fetchall()]
+        """
+    return query, (*parameters, limit, account_id, account_id)
 
 
 async def balance_at(unit_of_work: UnitOfWork, account_id: uuid.UUID, instant: datetime) -> int:

@@ -90,10 +90,10 @@ class AccountsService:
             raise invalid("end_time", OUT_OF_RANGE, "must be after start_time")
         after = keyset_position(command.page.token, {"created": datetime.fromisoformat, "entry": int})
         async with self._transactions.read(principal.tenant_id) as unit_of_work:
-            access.visible_account(principal, await ledger.get_account(unit_of_work, account_id))
-            rows = await ledger.list_entries(
+            account, rows = await ledger.account_and_entries(
                 unit_of_work, account_id, start=command.start, end=command.end, after=after, limit=limit + 1
             )
+        access.visible_account(principal, account)
         return keyset_page(rows, limit, created_position("entry", "entry_id"))
 
     async def balance_at(self, principal: Principal, name: str, instant: datetime | None) -> tuple[int, str]:

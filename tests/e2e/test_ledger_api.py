@@ -226,6 +226,28 @@ def test_customers_cannot_move_or_see_other_peoples_money(stack, channel):
     assert balance(channel, bruno.token, bruno.account).balance_minor == 1_000
 
 
+def test_a_statement_is_seen_by_its_owner_and_the_back_office_only(stack, channel):
+    """ListAccountEntries reads the account and the page in one round trip and checks visibility after:
+    another customer's account and an unknown one are NOT_FOUND alike, with no entry in the answer; the
+    owner and an operator see the same page."""
+    ana, bruno = new_customer(stack, channel, funded_minor=1_000), new_customer(stack, channel, funded_minor=700)
+    payments_stub(channel).CreateTransfer(
+        payments_pb2.CreateTransferRequest(request_id=request_id(), from_account=bruno.account, to_account=ana.account,
+                                           amount_minor=200, currency="EUR"),
+        metadata=bearer(bruno.token), timeout=10,
+    )
+    statement = lambda account, token: accounts_stub(channel).ListAccountEntries(  # noqa: E731
+        accounts_pb2.ListAccountEntriesRequest(account=account, page_size=10), metadata=bearer(token), timeout=10,
+    )
+    for account in (bruno.account, f"accounts/{uuid.uuid4()}"):
+        with pytest.raises(grpc.RpcError) as hidden:
+            statement(account, ana.token)
+        assert hidden.value.code() == grpc.StatusCode.NOT_FOUND and grpc_reason(hidden.value) == "ACCOUNT_NOT_FOUND"
+    own = statement(ana.account, ana.token)
+    assert [(entry.amount_minor, entry.balance_after_minor) for entry in own.entries] == [(1_000, 1_000), (200, 1_200)]
+    assert statement(ana.account, login_as(stack, "operator")) == own
+
+
 def test_another_tenant_sees_and_touches_nothing(stack, channel):
     """Tenant B's operator cannot read, top up or freeze tenant A's account: NOT_FOUND, and nothing changes."""
     ana = new_customer(stack, channel, funded_minor=1_000)
