@@ -7,8 +7,9 @@ what a transfer's throughput is bound by (README, Performance). Here the calls t
 database is busy with earlier ones wait for a batch, and a batch is ONE statement
 (`payments_create_transfers_in`, migrations/current/10_movements.sql; for charges
 `payments_charge_codes_in`, 12_payment_codes.sql): one round trip, one commit, one
-flush and one pass through the NOTIFY lock for all of its items, each item in its own subtransaction so
-that a refused one is rolled back alone and keeps its own error.
+flush and one pass through the NOTIFY lock for all of its items. Each item keeps its own outcome: the
+batch runs its items in one subtransaction and, only if one is refused, again with each item in its own, so
+that the refused one is rolled back alone and keeps its own error (10_movements.sql says why not always).
 
 When batches form: a tenant has at most `concurrent_batches` batches in flight per process. A call that
 finds fewer goes out at once, alone (no call waits when the database is idle); the calls that arrive

@@ -5,6 +5,14 @@ local), so row-level security scopes every statement that follows, and it rolls
 back unless `commit()` was called — we never rely on the pool committing on a
 clean exit.
 
+A read-only unit of work (`read_only=True`: the service layer's READ and LOOKUP,
+server/services/transactions.py) is a READ ONLY transaction, so nothing it does can
+ever be committed, and it ends with COMMIT when it ends without an error — not with
+ROLLBACK, because psycopg forgets every prepared statement of a connection at each
+ROLLBACK (and sends DEALLOCATE ALL): every read re-parsed and re-planned its queries,
+and dropped the server-side statements the money paths had prepared on that pooled
+connection. A unit that fails still rolls back.
+
 Reads that can go to a replica (statements, listings, balance at a past instant, reconciliation, the
 audit listing) take `UnitOfWorkFactory.reader()`: with a read pool (DATABASE_READ_URL, the
 high-availability topology's standbys) the read runs on a standby that has replayed everything the
@@ -36,9 +44,10 @@ REPLICA_POLL_S = 0.005
 
 
 class UnitOfWork:
-    def __init__(self, pool: AsyncConnectionPool, tenant_id: uuid.UUID | None) -> None:
+    def __init__(self, pool: AsyncConnectionPool, tenant_id: uuid.UUID | None, read_only: bool = False) -> None:
         self._pool = pool
         self._tenant_id = tenant_id
+        self._read_only = read_only
         self._connection: psycopg.AsyncConnection | None = None
         self._committed = False
 
@@ -54,6 +63,7 @@ class UnitOfWork:
         except PoolTimeout as error:
             raise ServiceUnavailable(message="the database is not reachable right now", reason="DATABASE_UNAVAILABLE") from error
         try:
+            await self._connection.set_read_only(self._read_only)  # the BEGIN psycopg sends: no round trip here
             tenant_setting = "" if self._tenant_id is None else str(self._tenant_id)
             # In a pipeline, the implicit BEGIN and the set_config travel together: one round trip, not two.
             async with self._connection.pipeline():
@@ -73,19 +83,27 @@ class UnitOfWork:
         exception: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        await self._release()
+        await self._release(cleanly=exception_type is None)
 
-    async def _release(self) -> None:
+    async def _release(self, cleanly: bool = False) -> None:
         connection, self._connection = self._connection, None
         if connection is None:
             return
         try:
             if not self._committed and not connection.closed:
-                await connection.rollback()
+                if cleanly and self._read_only and connection.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+                    await connection.commit()  # READ ONLY: nothing to keep; keeps the prepared statements (module)
+                else:
+                    await connection.rollback()
         except psycopg.Error:
             # A connection that cannot even roll back is broken; the pool discards it on return.
             pass
         finally:
+            if self._read_only and not connection.closed:
+                try:
+                    await connection.set_read_only(False)
+                except psycopg.Error:
+                    pass  # still in a transaction: the pool discards a connection returned in one
             await self._pool.putconn(connection)
 
 
@@ -94,7 +112,7 @@ class ReplicaUnitOfWork(UnitOfWork):
     on the primary when none has (or the standbys are away)."""
 
     def __init__(self, factory: "UnitOfWorkFactory", tenant_id: uuid.UUID | None) -> None:
-        super().__init__(factory.pool, tenant_id)
+        super().__init__(factory.pool, tenant_id, read_only=True)
         self._factory = factory
         self.served_by = "primary"
 
@@ -122,6 +140,7 @@ class ReplicaUnitOfWork(UnitOfWork):
         every later statement takes a new snapshot, so it sees what was replayed by then."""
         tenant_setting = "" if self._tenant_id is None else str(self._tenant_id)
         deadline = asyncio.get_running_loop().time() + self._factory.replica_wait_s
+        await connection.set_read_only(True)
         await connection.execute("select set_config('app.tenant_id', %s, true)", (tenant_setting,))
         while True:
             # NULL on a primary (prefer-standby found no standby): it has everything.
@@ -136,8 +155,9 @@ class ReplicaUnitOfWork(UnitOfWork):
         try:
             if not connection.closed:
                 await connection.rollback()
+                await connection.set_read_only(False)
         except psycopg.Error:
-            pass
+            pass  # broken, or still in a transaction: the pool discards it
         finally:
             assert self._factory.read_pool is not None
             await self._factory.read_pool.putconn(connection)
@@ -173,13 +193,13 @@ class UnitOfWorkFactory:
     def pool(self) -> AsyncConnectionPool:
         return self._pool
 
-    def __call__(self, tenant_id: uuid.UUID | None = None) -> UnitOfWork:
-        return UnitOfWork(self._pool, tenant_id)
+    def __call__(self, tenant_id: uuid.UUID | None = None, read_only: bool = False) -> UnitOfWork:
+        return UnitOfWork(self._pool, tenant_id, read_only)
 
     def reader(self, tenant_id: uuid.UUID | None = None) -> UnitOfWork:
         """A read-only unit of work that may run on a standby (read-your-writes kept; see the module)."""
         if self.read_pool is None:
-            return UnitOfWork(self._pool, tenant_id)
+            return UnitOfWork(self._pool, tenant_id, read_only=True)
         return ReplicaUnitOfWork(self, tenant_id)
 
     def count_read(self, served_by: str) -> None:

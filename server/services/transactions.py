@@ -46,12 +46,12 @@ class Transactions:
         self.units_of_work = units_of_work  # handed to storage for the money movements it runs whole
 
     def read(self, tenant_id: uuid.UUID | None) -> UnitOfWork:
-        """READ: may run on a standby that has caught up with the primary; never committed."""
+        """READ: may run on a standby that has caught up with the primary; a READ ONLY transaction."""
         return self.units_of_work.reader(tenant_id)
 
     def lookup(self, tenant_id: uuid.UUID | None) -> UnitOfWork:
-        """LOOKUP: on the primary; never committed (it rolls back on exit)."""
-        return self.units_of_work(tenant_id)
+        """LOOKUP: on the primary; a READ ONLY transaction (storage/unit_of_work.py says how it ends)."""
+        return self.units_of_work(tenant_id, read_only=True)
 
     def change(self, tenant_id: uuid.UUID | None) -> UnitOfWork:
         """CHANGE: on the primary; the caller audits the change where it is audited, and commits (else it rolls back)."""
