@@ -42,7 +42,7 @@ class HoldExpirer:
 
     async def expire_once(self) -> int:
         """One pass over the tenants with due holds; returns how many holds expired."""
-        async with self._units_of_work(None) as unit_of_work:
+        async with self._units_of_work(None, read_only=True) as unit_of_work:
             tenant_ids = await ledger.tenants_with_due_holds(unit_of_work, MAX_TENANTS_PER_PASS)
         expired = 0
         for tenant_id in tenant_ids:
@@ -78,7 +78,7 @@ class RequestKeyJanitor:
         self._interval_s = interval_s
 
     async def forget_once(self) -> int:
-        async with self._units_of_work(None) as unit_of_work:
+        async with self._units_of_work(None, read_only=True) as unit_of_work:
             tenant_ids = await idempotency.tenants_with_old_keys(unit_of_work, self._retention, MAX_TENANTS_PER_PASS)
         forgotten = 0
         for tenant_id in tenant_ids:

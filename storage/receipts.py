@@ -213,7 +213,7 @@ class ReceiptWriter:
 
     async def _write_pass(self) -> tuple[int, bool]:
         """(receipts written, whether object storage failed and the caller should back off)."""
-        async with self._units_of_work(None) as unit_of_work:
+        async with self._units_of_work(None, read_only=True) as unit_of_work:
             cursor = await unit_of_work.connection.execute(
                 "select * from tenants_with_pending_receipts(%s)", (MAX_TENANTS_PER_PASS,)
             )

@@ -129,7 +129,7 @@ class StatementExportWorker:
             self._wakeup.clear()
 
     async def write_pending(self) -> int:
-        async with self._units_of_work(None) as unit_of_work:
+        async with self._units_of_work(None, read_only=True) as unit_of_work:
             tenant_ids = await statement_exports.tenants_with_pending(unit_of_work, MAX_TENANTS_PER_PASS)
         written = 0
         for tenant_id in tenant_ids:
