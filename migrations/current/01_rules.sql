@@ -17,6 +17,25 @@ create or replace function ledger_max_batch_items() returns integer
     language sql immutable parallel safe
     return 64;
 
+-- A group-committed batch's item count, from the lengths of its argument arrays (one per argument, the
+-- first one's length is the count): 0 to ledger_max_batch_items() items, every array as long as the first,
+-- or 22023 (invalid_parameter_value). A missing array (its length NULL) is refused like a short one.
+create or replace function ledger_batch_items(lengths integer[]) returns integer
+    language plpgsql immutable
+as $$
+declare
+    items integer := coalesce(lengths[1], -1);
+begin
+    if items < 0 or items > ledger_max_batch_items() or array_position(lengths, null) is not null
+       or items <> any (lengths)
+    then
+        raise exception using errcode = '22023',
+            message = 'a batch is 0 to ledger_max_batch_items() items, each argument array as long as the others';
+    end if;
+    return items;
+end
+$$;
+
 -- How many independent hash chains each tenant's audit log has (see 04_audit.sql).
 create or replace function audit_stripe_count() returns integer
     language sql immutable parallel safe
@@ -116,5 +135,6 @@ create or replace function ledger_status_failure(status text) returns text
 grant execute on function
     ledger_max_transfer_minor(), ledger_max_hold_duration(), audit_stripe_count(), ledger_amount_in_range(bigint),
     ledger_kinds_allowed(text, text, text), ledger_fail(text, jsonb), ledger_tenant_not_set(),
-    ledger_current_tenant(), ledger_status_failure(text), ledger_check_amount(bigint), ledger_max_batch_items()
+    ledger_current_tenant(), ledger_status_failure(text), ledger_check_amount(bigint), ledger_max_batch_items(),
+    ledger_batch_items(integer[])
 to emoney_app, emoney_ledger;

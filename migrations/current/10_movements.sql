@@ -321,19 +321,14 @@ create or replace function payments_create_transfers_in(
     set search_path = pg_catalog, public, pg_temp
 as $$
 declare
-    items integer := coalesce(cardinality(from_account_ids), 0);
+    items integer := ledger_batch_items(array[
+        cardinality(from_account_ids), cardinality(caller_user_ids), cardinality(callers_are_back_office),
+        cardinality(to_account_ids), cardinality(amounts_minor), cardinality(currencies), cardinality(actors),
+        cardinality(methods), cardinality(request_ids), cardinality(request_hashes),
+        coalesce(cardinality(descriptions), cardinality(from_account_ids))]);  -- descriptions may be left out
     one ledger_transfer_outcome;
     outcomes ledger_transfer_outcome[] := '{}';
 begin
-    if items > ledger_max_batch_items() or items <> cardinality(caller_user_ids)
-       or items <> cardinality(callers_are_back_office) or items <> cardinality(to_account_ids)
-       or items <> cardinality(amounts_minor) or items <> cardinality(currencies) or items <> cardinality(actors)
-       or items <> cardinality(methods) or items <> cardinality(request_ids) or items <> cardinality(request_hashes)
-       or (descriptions is not null and items <> cardinality(descriptions))
-    then
-        raise exception using errcode = '22023',
-            message = 'a batch is 0 to ledger_max_batch_items() items, each argument array as long as the others';
-    end if;
     perform set_config('app.tenant_id', tenant::text, true);
     begin
         perform payments_lock_transfer_batch(tenant, from_account_ids, to_account_ids);

@@ -221,17 +221,12 @@ create or replace function payments_charge_codes_in(
     set search_path = pg_catalog, public, pg_temp
 as $$
 declare
-    items integer := coalesce(cardinality(code_hashes), 0);
+    items integer := ledger_batch_items(array[
+        cardinality(code_hashes), cardinality(terminal_ids), cardinality(amounts_minor), cardinality(currencies),
+        cardinality(actors), cardinality(methods), cardinality(request_ids), cardinality(request_hashes)]);
     one ledger_transfer_outcome;
     outcomes ledger_transfer_outcome[] := '{}';
 begin
-    if items > ledger_max_batch_items() or items <> cardinality(terminal_ids) or items <> cardinality(amounts_minor)
-       or items <> cardinality(currencies) or items <> cardinality(actors) or items <> cardinality(methods)
-       or items <> cardinality(request_ids) or items <> cardinality(request_hashes)
-    then
-        raise exception using errcode = '22023',
-            message = 'a batch is 0 to ledger_max_batch_items() items, each argument array as long as the others';
-    end if;
     perform set_config('app.tenant_id', tenant::text, true);
     begin
         perform payments_lock_charge_batch(tenant, code_hashes, terminal_ids, currencies);

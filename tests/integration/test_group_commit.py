@@ -171,6 +171,29 @@ async def test_a_batch_is_refused_when_larger_than_the_database_allows(world, gr
     assert await world.balance(payer) == 1_000
 
 
+
+@pytest.mark.parametrize("call", [
+    # CreateTransfer's batch: two payers for one of everything else.
+    ("select * from payments_create_transfers_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+     lambda tenant, account: (tenant, [uuid.uuid4()], [False], [account, account], [account], [1], ["EUR"], ["a"], ["m"], ["r"],
+                              [bytes(32)])),
+    # ChargePaymentCode's batch: one code, no terminal.
+    ("select * from payments_charge_codes_in(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+     lambda tenant, account: (tenant, [bytes(32)], [], [1], ["EUR"], ["a"], ["m"], ["r"], [bytes(32)])),
+    # A missing array.
+    ("select * from payments_charge_codes_in(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+     lambda tenant, account: (tenant, [bytes(32)], None, [1], ["EUR"], ["a"], ["m"], ["r"], [bytes(32)])),
+], ids=["transfers", "charges", "missing"])
+async def test_a_batch_whose_arrays_differ_in_length_is_refused_whole(world, ledger_app_dsn, call):
+    """Both batch statements refuse arguments that do not describe whole items (22023), before any item runs."""
+    account = await world.open(balance_minor=100)
+    query, arguments = call
+    async with await psycopg.AsyncConnection.connect(ledger_app_dsn, autocommit=True) as connection:
+        with pytest.raises(psycopg.errors.InvalidParameterValue):
+            await connection.execute(query, arguments(world.tenant_id, account))
+    assert await world.balance(account) == 100
+
+
 ROOT = Path(__file__).resolve().parents[2]
 _KILLED_BATCH = """
 import asyncio, json, sys, uuid
