@@ -8,8 +8,8 @@
                                           access check, ledger function, live event, and the
                                           reply stored with the idempotency key at COMMIT
     read of a listing, statement, report  READ: a replica unit of work (read-your-writes kept),    the service: `read`
-                                          nothing committed
-    read of one row the caller may just   LOOKUP: a primary unit of work, nothing committed —      the service: `lookup`
+                                          READ ONLY, so nothing can be committed
+    read of one row the caller may just   LOOKUP: a primary unit of work, READ ONLY —              the service: `lookup`
     have written                          one round trip cheaper than the replica's catch-up check
     change that moves no money            CHANGE: a primary unit of work holding the change and,  the service: `change`
                                           for identity and access changes, its audit event
