@@ -104,9 +104,8 @@ class Settings:
     idempotency_retention_days: int = 30
     # How long start-up waits for the secrets store (signing keys) before giving up.
     startup_timeout_s: float = 60.0
-    # Group commit of CreateTransfer and of ChargePaymentCode (storage/group_commit.py, one queue each):
-    # concurrent calls of a process share one
-    # transaction. At most this many items a batch, this many batches of a tenant in flight per process, and
+    # Group commit of CreateTransfer, ChargePaymentCode and CreatePaymentCode (storage/group_commit.py, one
+    # queue each): concurrent calls of a process share one transaction. At most this many items a batch, this many batches of a tenant in flight per process, and
     # no call queued longer than the wait before one more batch goes out. One batch in flight: the calls
     # that come meanwhile form larger batches (make bench, 2026-12-06: 0.32-0.33 WAL fsyncs and 1.06-1.14 ms
     # of PostgreSQL CPU per transfer, against 0.41 and 1.16 ms with two; the rate within run-to-run noise).

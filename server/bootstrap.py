@@ -61,7 +61,7 @@ from storage.redis_store import RedisClient, build_redis
 from storage.secrets import SecretsStore, build_secrets
 from storage.sessions import SessionStore
 from storage.signing_keys import SigningKeyStore
-from storage.group_commit import ChargeGroupCommit, TransferGroupCommit
+from storage.group_commit import ChargeGroupCommit, CodeGroupCommit, TransferGroupCommit
 from storage.unit_of_work import UnitOfWorkFactory
 
 logger = logging.getLogger("emoney.server")
@@ -283,10 +283,11 @@ async def build_application(settings: Settings) -> Application:
     )
     batching = dict(max_items=settings.group_commit_max_items, concurrent_batches=settings.group_commit_batches,
                     max_wait_s=settings.group_commit_max_wait_ms / 1000)
-    group_commits = {"transfers": TransferGroupCommit(pool, **batching),
-                     "charges": ChargeGroupCommit(pool, **batching)} if settings.group_commit else {}
+    group_commits = {"transfers": TransferGroupCommit(pool, **batching), "charges": ChargeGroupCommit(pool, **batching),
+                     "codes": CodeGroupCommit(pool, **batching)} if settings.group_commit else {}
     units_of_work = UnitOfWorkFactory(pool, read_pool, group_commit=group_commits.get("transfers"),
-                                      charge_group_commit=group_commits.get("charges"))
+                                      charge_group_commit=group_commits.get("charges"),
+                                      code_group_commit=group_commits.get("codes"))
     metrics.database_reads = units_of_work.reads
     metrics.group_commits = {of: group.stats for of, group in group_commits.items()}
     # The hub shares the pool's connection settings (the password arrives there from the secrets store).

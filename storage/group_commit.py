@@ -1,5 +1,5 @@
-"""Group commit: the concurrent CreateTransfers (and, separately, ChargePaymentCodes) of one process and
-tenant share one transaction.
+"""Group commit: the concurrent CreateTransfers (and, separately, ChargePaymentCodes and CreatePaymentCodes)
+of one process and tenant share one transaction.
 
 A transfer on its own costs one commit, and a durable commit costs one WAL flush (an fsync) — the flush,
 and PostgreSQL's global lock on the NOTIFY queue held from a transaction's NOTIFY through its commit, are
@@ -41,6 +41,10 @@ from storage.unit_of_work import one_statement_rows
 _TRANSFERS_QUERY = """
     select r.item, r.failed_sqlstate, r.failed_message, r.failed_detail, (r.outcome).*
       from payments_create_transfers_in(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) r
+     order by r.item"""
+_CODES_QUERY = """
+    select r.item, r.failed_sqlstate, r.failed_message, r.failed_detail, r.expires_at
+      from payments_create_codes_in(%s, %s, %s, %s, %s, %s, %s, %s, %s) r
      order by r.item"""
 _CHARGES_QUERY = """
     select r.item, r.failed_sqlstate, r.failed_message, r.failed_detail, (r.outcome).*
@@ -180,6 +184,14 @@ class ChargeGroupCommit(GroupCommit):
 
     batch_query = _CHARGES_QUERY
     what = "charges"
+
+
+class CodeGroupCommit(GroupCommit):
+    """CreatePaymentCode's group commit: items are payments_create_code_in's arguments after the tenant; an
+    item's outcome row is (expires_at,)."""
+
+    batch_query = _CODES_QUERY
+    what = "codes"
 
 
 def _settle(queued: _Queued, value: object) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from storage.ledger import translated_failures
+from storage.group_commit import ItemFailure
+from storage.ledger import batch_item_error, translated_failures
 from storage.unit_of_work import UnitOfWorkFactory
 
 
@@ -18,14 +19,20 @@ async def create(
 ) -> datetime:
     """CreatePaymentCode's whole transaction in one round trip: the caller's right to the account, its
     currency and status checked in SQL (ACCOUNT_NOT_FOUND, NOT_ACCOUNT_OWNER, CURRENCY_MISMATCH,
-    ACCOUNT_FROZEN, ACCOUNT_CLOSED as domain errors), the code stored and committed. Returns its expiry,
-    by the database's clock."""
-    async with translated_failures():
-        row = await units_of_work.one_statement(
-            "select payments_create_code_in(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (tenant_id, caller_user_id, caller_is_back_office, account_id, currency, max_amount_minor, ttl_s,
-             code_hash, created_by),
-        )
+    ACCOUNT_FROZEN, ACCOUNT_CLOSED as domain errors), the code stored and committed — group-committed with
+    the concurrent codes of this process when group commit is on (storage/group_commit.py). Returns its
+    expiry, by the database's clock."""
+    arguments = (caller_user_id, caller_is_back_office, account_id, currency, max_amount_minor, ttl_s, code_hash,
+                 created_by)
+    if units_of_work.code_group_commit is not None:
+        row = await units_of_work.code_group_commit.submit(tenant_id, arguments)
+        if isinstance(row, ItemFailure):
+            raise batch_item_error(row)
+    else:
+        async with translated_failures():
+            row = await units_of_work.one_statement(
+                "select payments_create_code_in(%s, %s, %s, %s, %s, %s, %s, %s, %s)", (tenant_id, *arguments)
+            )
     if row is None or row[0] is None:
         raise RuntimeError("payments_create_code_in returned no expiry")
     return row[0]

@@ -35,7 +35,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from domain.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
-    from storage.group_commit import ChargeGroupCommit, TransferGroupCommit
+    from storage.group_commit import ChargeGroupCommit, CodeGroupCommit, TransferGroupCommit
 
 # How long a read waits for a standby to replay up to the primary's position before it runs on the
 # primary instead, and how often it looks.
@@ -178,12 +178,14 @@ class UnitOfWorkFactory:
         replica_wait_s: float = REPLICA_WAIT_S,
         group_commit: "TransferGroupCommit | None" = None,
         charge_group_commit: "ChargeGroupCommit | None" = None,
+        code_group_commit: "CodeGroupCommit | None" = None,
     ) -> None:
         self._pool = pool
-        # CreateTransfers and ChargePaymentCodes of this process committed in batches (storage/group_commit.py);
-        # None: one by one.
+        # CreateTransfers, ChargePaymentCodes and CreatePaymentCodes of this process committed in batches
+        # (storage/group_commit.py); None: one by one.
         self.group_commit = group_commit
         self.charge_group_commit = charge_group_commit
+        self.code_group_commit = code_group_commit
         self.read_pool = read_pool
         self.replica_wait_s = replica_wait_s
         # Reads by where they ran ("replica", "primary"): shown by the metrics endpoint.

@@ -270,19 +270,18 @@ $$;
 --   ACCOUNT_FROZEN / ACCOUNT_CLOSED
 -- The expiry is the database's clock plus the code's lifetime, the clock payment_codes' CHECK reads. It moves
 -- no money, so it runs with the application role's own rights (no SECURITY DEFINER); row-level security
--- scopes every statement to `tenant`. Returns when the code expires.
-create or replace function payments_create_code_in(
-    tenant uuid, caller_user_id uuid, caller_is_back_office boolean, code_account_id uuid, code_currency text,
+-- scopes every statement to the transaction's tenant. Returns when the code expires.
+create or replace function payments_create_code(
+    caller_user_id uuid, caller_is_back_office boolean, code_account_id uuid, code_currency text,
     code_max_amount_minor bigint, ttl_s integer, new_code_hash bytea, created_by text
 ) returns timestamptz
     language plpgsql
-    set search_path = pg_catalog, public
 as $$
 declare
+    tenant uuid := ledger_current_tenant();
     account record;
     expiry timestamptz := now() + make_interval(secs => ttl_s);
 begin
-    perform set_config('app.tenant_id', tenant::text, true);
     select a.owner_user_id, a.currency, a.status into account
       from accounts a
      where a.tenant_id = tenant and a.account_id = code_account_id;
@@ -304,6 +303,58 @@ begin
 end
 $$;
 
+create or replace function payments_create_code_in(
+    tenant uuid, caller_user_id uuid, caller_is_back_office boolean, code_account_id uuid, code_currency text,
+    code_max_amount_minor bigint, ttl_s integer, new_code_hash bytea, created_by text
+) returns timestamptz
+    language plpgsql
+    set search_path = pg_catalog, public
+as $$
+begin
+    perform set_config('app.tenant_id', tenant::text, true);
+    return payments_create_code(caller_user_id, caller_is_back_office, code_account_id, code_currency,
+                                code_max_amount_minor, ttl_s, new_code_hash, created_by);
+end
+$$;
+
+-- Group commit of CreatePaymentCode (storage/group_commit.py): several codes of one tenant in ONE statement and
+-- ONE transaction, each in its own subtransaction, so a refused one is rolled back alone with exactly the error
+-- it would have had on its own. A code locks nothing before it is inserted, so the MultiXacts that made the
+-- money batches run their items in one subtransaction first (10_movements.sql) do not arise here.
+create or replace function payments_create_codes_in(
+    tenant uuid, caller_user_ids uuid[], callers_are_back_office boolean[], code_account_ids uuid[],
+    code_currencies text[], code_max_amounts_minor bigint[], ttls_s integer[], new_code_hashes bytea[],
+    created_bys text[]
+) returns table (item integer, failed_sqlstate text, failed_message text, failed_detail text, expires_at timestamptz)
+    language plpgsql
+    set search_path = pg_catalog, public
+as $$
+declare
+    items integer := ledger_batch_items(array[
+        cardinality(code_account_ids), cardinality(caller_user_ids), cardinality(callers_are_back_office),
+        cardinality(code_currencies), cardinality(code_max_amounts_minor), cardinality(ttls_s),
+        cardinality(new_code_hashes), cardinality(created_bys)]);
+begin
+    perform set_config('app.tenant_id', tenant::text, true);
+    for i in 1 .. items loop
+        item := i;
+        failed_sqlstate := null;
+        failed_message := null;
+        failed_detail := null;
+        begin
+            expires_at := payments_create_code(caller_user_ids[i], callers_are_back_office[i], code_account_ids[i],
+                                               code_currencies[i], code_max_amounts_minor[i], ttls_s[i],
+                                               new_code_hashes[i], created_bys[i]);
+        exception when others then
+            expires_at := null;
+            get stacked diagnostics failed_sqlstate = returned_sqlstate, failed_message = message_text,
+                                    failed_detail = pg_exception_detail;
+        end;
+        return next;
+    end loop;
+end
+$$;
+
 -- Entry points owned by emoney_ledger (09_accounts.sql says why). ALTER ... OWNER needs the new owner to
 -- hold CREATE on the schema at that moment; it keeps none afterwards. Nothing changes when it owns them.
 grant create on schema public to emoney_ledger;
@@ -322,7 +373,9 @@ grant execute on function
     payments_lock_charge_batch(uuid, bytea[], uuid[], text[])
 to emoney_ledger;  -- only from inside an entry point
 grant execute on function
+    payments_create_code(uuid, boolean, uuid, text, bigint, integer, bytea, text),
     payments_create_code_in(uuid, uuid, boolean, uuid, text, bigint, integer, bytea, text),
+    payments_create_codes_in(uuid, uuid[], boolean[], uuid[], text[], bigint[], integer[], bytea[], text[]),
     payments_charge_code_in(uuid, bytea, uuid, bigint, text, text, text, text, bytea),
     payments_authorize_code_in(uuid, bytea, uuid, bigint, text, timestamptz, text, text, text, bytea),
     payments_charge_codes_in(uuid, bytea[], uuid[], bigint[], text[], text[], text[], text[], bytea[])

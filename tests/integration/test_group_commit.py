@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -21,7 +22,7 @@ from domain.errors import FailedPrecondition
 from domain.ledger_rules import MAX_BATCH_ITEMS
 from storage import ledger, payment_codes
 from storage.audit import verify_audit_chain
-from storage.group_commit import ChargeGroupCommit, ItemFailure, TransferGroupCommit
+from storage.group_commit import ChargeGroupCommit, CodeGroupCommit, ItemFailure, TransferGroupCommit
 from storage.unit_of_work import UnitOfWorkFactory
 from tests.invariants.ledger_world import (  # noqa: F401 (fixtures)
     LedgerWorld, ledger_app_dsn, ledger_owner_dsn, ledger_units_of_work, new_context, world,
@@ -367,3 +368,51 @@ async def test_every_charge_of_a_batch_credits_one_merchant(world, charges):
     assert not any(isinstance(result, ItemFailure) for result in results)
     assert await world.balance(merchant) == 12 * 7
     assert {await world.balance(payer) for payer in payers} == {93}
+
+
+# -- CreatePaymentCode (payments_create_codes_in) ---------------------------------------------------
+
+
+async def test_codes_a_refused_one_in_the_middle_is_rolled_back_alone(world):
+    """Three codes in one batch, the middle one for an account its caller does not own: it is refused with the
+    error it would have had alone (ACCOUNT_NOT_FOUND); the other two are stored, expiring after their lifetime."""
+    mine, theirs = await world.open(), await world.open()
+    caller = await _owner(world, mine)
+    codes = CodeGroupCommit(world.units_of_work.pool, concurrent_batches=1, max_wait_s=60)
+    hashes = [uuid.uuid4().bytes * 2 for _ in range(3)]
+    results = await codes.commit_batch(world.tenant_id, [
+        (caller, False, account, "EUR", 500, 60, code_hash, "user:tester")
+        for account, code_hash in zip((mine, theirs, mine), hashes)
+    ])
+    assert isinstance(results[1], ItemFailure)
+    assert ledger.batch_item_error(results[1]).reason == "ACCOUNT_NOT_FOUND"
+    now = datetime.now(timezone.utc)
+    for result in (results[0], results[2]):
+        assert not isinstance(result, ItemFailure)
+        assert now + timedelta(seconds=50) < result[0] <= now + timedelta(seconds=61)
+
+    async def stored(unit_of_work) -> list[bytes]:
+        cursor = await unit_of_work.connection.execute(
+            "select code_hash from payment_codes where code_hash = any(%s)", (hashes,))
+        return sorted(bytes(row[0]) for row in await cursor.fetchall())
+
+    assert await world.read(stored) == sorted([hashes[0], hashes[2]])
+
+
+async def test_the_servers_units_of_work_route_create_payment_code_through_group_commit(world):
+    """payment_codes.create goes through the code group commit when the factory has one; a refusal comes back as
+    the same domain error as on its own (a frozen account's ACCOUNT_FROZEN)."""
+    account = await world.open()
+    caller = await _owner(world, account)
+    group = CodeGroupCommit(world.units_of_work.pool)
+    units_of_work = UnitOfWorkFactory(world.units_of_work.pool, code_group_commit=group)
+    make = lambda: payment_codes.create(  # noqa: E731
+        units_of_work, world.tenant_id, caller_user_id=caller, caller_is_back_office=False,
+        code_hash=uuid.uuid4().bytes * 2, account_id=account, currency="EUR", max_amount_minor=100, ttl_s=30,
+        created_by="user:tester")
+    expires_at = await make()
+    assert expires_at > datetime.now(timezone.utc) and group.stats.items == 1
+    await world.run(lambda unit_of_work: ledger.set_account_status(unit_of_work, new_context(), account, "frozen"))
+    with pytest.raises(FailedPrecondition) as refused:
+        await make()
+    assert refused.value.reason == "ACCOUNT_FROZEN" and group.stats.items == 2
