@@ -105,10 +105,11 @@ class Settings:
     # How long start-up waits for the secrets store (signing keys) before giving up.
     startup_timeout_s: float = 60.0
     # Group commit of CreateTransfer, ChargePaymentCode and CreatePaymentCode (storage/group_commit.py, one
-    # queue each): concurrent calls of a process share one transaction. At most this many items a batch, this many batches of a tenant in flight per process, and
-    # no call queued longer than the wait before one more batch goes out. One batch in flight: the calls
-    # that come meanwhile form larger batches (make bench, 2026-12-06: 0.32-0.33 WAL fsyncs and 1.06-1.14 ms
-    # of PostgreSQL CPU per transfer, against 0.41 and 1.16 ms with two; the rate within run-to-run noise).
+    # queue each): concurrent calls of a process share one transaction. At most this many items a batch,
+    # this many batches of a tenant in flight per process, and no call queued longer than the wait before
+    # one more batch goes out. One batch in flight: the calls that come meanwhile form larger batches (make
+    # bench, 2026-12-06: 0.32-0.33 WAL fsyncs and 1.06-1.14 ms of PostgreSQL CPU per transfer, against 0.41
+    # and 1.16 ms with two; the rate within run-to-run noise).
     group_commit: bool = True
     group_commit_max_items: int = 32
     group_commit_batches: int = 1

@@ -5,11 +5,12 @@ A transfer on its own costs one commit, and a durable commit costs one WAL flush
 and PostgreSQL's global lock on the NOTIFY queue held from a transaction's NOTIFY through its commit, are
 what a transfer's throughput is bound by (README, Performance). Here the calls that arrive while the
 database is busy with earlier ones wait for a batch, and a batch is ONE statement
-(`payments_create_transfers_in`, migrations/current/10_movements.sql; for charges
-`payments_charge_codes_in`, 12_payment_codes.sql): one round trip, one commit, one
-flush and one pass through the NOTIFY lock for all of its items. Each item keeps its own outcome: the
+(`payments_create_transfers_in`, migrations/current/10_movements.sql; for charges and codes
+`payments_charge_codes_in` and `payments_create_codes_in`, 12_payment_codes.sql): one round trip, one commit,
+one flush and one pass through the NOTIFY lock for all of its items. Each item keeps its own outcome: a money
 batch runs its items in one subtransaction and, only if one is refused, again with each item in its own, so
-that the refused one is rolled back alone and keeps its own error (10_movements.sql says why not always).
+that the refused one is rolled back alone and keeps its own error (10_movements.sql says why not always; a
+code batch runs each code in its own, 12_payment_codes.sql says why).
 
 When batches form: a tenant has at most `concurrent_batches` batches in flight per process. A call that
 finds fewer goes out at once, alone (no call waits when the database is idle); the calls that arrive
@@ -99,9 +100,9 @@ class GroupCommit:
         self.stats = GroupCommitStats()
 
     async def submit(self, tenant_id: uuid.UUID, arguments: Sequence[Any]) -> tuple | ItemFailure:
-        """One item (for transfers payments_create_transfer_in's arguments after the tenant, for charges
-        payments_charge_code_in's): the outcome row (ledger_transfer_outcome's columns), or how the item was
-        refused. A failure of the whole batch (the database unreachable, a timeout) is raised, as for a call
+        """One item (the arguments after the tenant of the subclass's one-item entry point:
+        payments_create_transfer_in, payments_charge_code_in or payments_create_code_in): its outcome row
+        (ledger_transfer_outcome's columns; for a code, its expiry), or how the item was refused. A failure of the whole batch (the database unreachable, a timeout) is raised, as for a call
         on its own."""
         queued = _Queued(tuple(arguments), asyncio.get_running_loop().create_future())
         self._queues.setdefault(tenant_id, []).append(queued)

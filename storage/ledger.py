@@ -380,12 +380,18 @@ async def create_customer_transfer(
     return _transfer_outcome(row)
 
 
-async def _group_committed(group: GroupCommit, tenant_id: uuid.UUID, arguments: tuple) -> Outcome[TransferRecord]:
-    """One item through a group commit (transfers or charges): its transfer, or the error it was refused with."""
+async def group_committed_row(group: GroupCommit, tenant_id: uuid.UUID, arguments: tuple) -> tuple:
+    """One item through a group commit (transfers, charges or codes): its outcome row, or the error it was
+    refused with, raised as its entry point on its own would have raised it."""
     result = await group.submit(tenant_id, arguments)
     if isinstance(result, ItemFailure):
         raise batch_item_error(result)
-    return _transfer_outcome(result)
+    return result
+
+
+async def _group_committed(group: GroupCommit, tenant_id: uuid.UUID, arguments: tuple) -> Outcome[TransferRecord]:
+    """A transfer or charge through its group commit: its transfer, or the error it was refused with."""
+    return _transfer_outcome(await group_committed_row(group, tenant_id, arguments))
 
 
 async def redeem_payment_code(

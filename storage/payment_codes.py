@@ -7,8 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from storage.group_commit import ItemFailure
-from storage.ledger import batch_item_error, translated_failures
+from storage.ledger import group_committed_row, translated_failures
 from storage.unit_of_work import UnitOfWorkFactory
 
 
@@ -25,9 +24,7 @@ async def create(
     arguments = (caller_user_id, caller_is_back_office, account_id, currency, max_amount_minor, ttl_s, code_hash,
                  created_by)
     if units_of_work.code_group_commit is not None:
-        row = await units_of_work.code_group_commit.submit(tenant_id, arguments)
-        if isinstance(row, ItemFailure):
-            raise batch_item_error(row)
+        row = await group_committed_row(units_of_work.code_group_commit, tenant_id, arguments)
     else:
         async with translated_failures():
             row = await units_of_work.one_statement(

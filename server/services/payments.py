@@ -20,7 +20,9 @@ import secrets
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from domain.errors import INVALID_FORMAT, MISMATCH, NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, FailedPrecondition, InvalidArgument, NotFound
+from domain.errors import (
+    INVALID_FORMAT, MISMATCH, NOT_ALLOWED, OUT_OF_RANGE, REQUIRED, FailedPrecondition, InvalidArgument, NotFound,
+)
 from domain.ledger_rules import (
     PAYMENT_STATUSES, amount_violations, currency_violations, description_violations, request_id_violations,
 )
