@@ -40,7 +40,7 @@ from localstack.patroni import PatroniCluster
 from localstack.stack import DESCRIPTOR_PATH, ROOT, LocalStack
 from tools.bench.sampler import MACHINE, Sampler
 from tools.bench.references import (
-    BATCH_ITEMS, PGBENCH_CLIENTS, BareReference, DatabaseCounters, database_scripts, prepare_bare_table, prepare_entry_point_accounts,
+    BATCH_ITEMS, PGBENCH_CLIENTS, BareReference, DatabaseCounters, analyze_database, database_scripts, prepare_bare_table, prepare_entry_point_accounts,
     run_pgbench, start_bare_reference, superuser_dsn,
 )
 from tools.bench.seed import seed
@@ -589,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
             superuser = superuser_dsn(stack)
             prepare_bare_table(superuser, [holding.account for holding in data.accounts])
             prepare_entry_point_accounts(superuser, [holding.account for holding in data.accounts])
+            analyze_database(superuser)
             bare = start_bare_reference(stack, args.server_processes, work_dir)
             data.bare = bare.address
             data_path = work_dir / "bench-data.json"
