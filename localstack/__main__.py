@@ -20,7 +20,7 @@ import grpc
 from localstack.backup import BackupAgent, Schedule
 from localstack.demo import play_demo_story
 from localstack.processes import MAKE_RUN_DEFAULT_PORTS, MAX_SERVER_PROCESSES, ServiceStartError
-from localstack.stack import ROOT, TOPOLOGIES, HaPorts, LocalStack, StackOptions, StackPorts
+from localstack.stack import ROOT, TOPOLOGIES, HaPorts, LocalStack, StackOptions, StackPorts, default_server_processes
 
 # How long the started servers may take to be SERVING and found healthy by Envoy.
 SERVING_TIMEOUT_S = 60.0
@@ -86,7 +86,7 @@ def options_from_environment() -> StackOptions:
         s3=_port("EMONEY_S3_PORT", MAKE_RUN_DEFAULT_PORTS["s3"]),
         first_metrics=_port("EMONEY_METRICS_PORT", MAKE_RUN_DEFAULT_PORTS["first_metrics"]),
     )
-    processes = os.environ.get("EMONEY_SERVER_PROCESSES", "") or str(os.cpu_count() or 1)
+    processes = os.environ.get("EMONEY_SERVER_PROCESSES", "") or str(default_server_processes())
     if not processes.isdigit() or not 1 <= int(processes) <= MAX_SERVER_PROCESSES:
         raise SystemExit(f"EMONEY_SERVER_PROCESSES must be 1..{MAX_SERVER_PROCESSES}, got {processes!r}")
     topology = os.environ.get("EMONEY_TOPOLOGY", "").strip().lower() or "single"

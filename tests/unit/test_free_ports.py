@@ -72,3 +72,19 @@ def test_another_live_process_never_gets_the_same_ports_and_its_claims_lapse_whe
         other.stdin.close()
         other.wait(timeout=30)
     assert all(reserve_port(port) for port in theirs)  # its claims lapsed with it
+
+
+def test_the_local_stack_starts_half_the_cores_in_servers_unless_told(monkeypatch):
+    """`make run` and `make bench` start half the machine's cores in server processes (at least one): the
+    servers share the machine with PostgreSQL, Envoy and the load (localstack/stack.py says what was
+    measured). EMONEY_SERVER_PROCESSES still decides when set."""
+    from localstack.__main__ import options_from_environment
+    from localstack.stack import default_server_processes
+
+    assert [default_server_processes(cores) for cores in (0, 1, 2, 3, 4, 16)] == [1, 1, 1, 1, 2, 8]
+    monkeypatch.delenv("EMONEY_SERVER_PROCESSES", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert default_server_processes() == 4
+    assert options_from_environment().server_processes == 4
+    monkeypatch.setenv("EMONEY_SERVER_PROCESSES", "3")
+    assert options_from_environment().server_processes == 3

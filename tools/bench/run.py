@@ -37,7 +37,7 @@ from pathlib import Path
 import psutil
 
 from localstack.patroni import PatroniCluster
-from localstack.stack import DESCRIPTOR_PATH, ROOT, LocalStack
+from localstack.stack import DESCRIPTOR_PATH, ROOT, LocalStack, default_server_processes
 from tools.bench.sampler import MACHINE, Sampler
 from tools.bench.references import (
     BATCH_ITEMS, PGBENCH_CLIENTS, BareReference, DatabaseCounters, analyze_database, database_scripts, prepare_bare_table, prepare_entry_point_accounts,
@@ -505,8 +505,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--login-vus", type=int, default=None, help="virtual users logging in (default 8)")
     parser.add_argument("--customers", type=int, default=None, help="customers to sign up (default 100)")
     parser.add_argument("--accounts-per-customer", type=int, default=None, help="funded accounts per customer (default 10)")
-    parser.add_argument("--server-processes", type=int, default=os.cpu_count() or 1,
-                        help="default: one per core (at least 3 with --topology ha)")
+    parser.add_argument("--server-processes", type=int, default=default_server_processes(),
+                        help="default: half the cores, at least one, as `make run` (at least 3 with --topology ha)")
     parser.add_argument("--topology", choices=("single", "ha"), default="single",
                         help="single: one PostgreSQL (default); ha: three PostgreSQL nodes under Patroni with etcd, "
                              "synchronous replication (as `make run-ha`)")
