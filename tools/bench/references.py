@@ -255,8 +255,10 @@ def database_scripts(tenant: str, accounts: int) -> dict[str, str]:
 
 
 class DatabaseCounters:
-    """WAL written, WAL fsyncs and commits so far (pg_stat_wal, pg_stat_io, pg_stat_database), for the
-    sampler: per scenario, WAL bytes and fsyncs per operation."""
+    """WAL written, WAL fsyncs, commits and full-page images so far (pg_stat_wal, pg_stat_io,
+    pg_stat_database), for the sampler: per scenario, WAL bytes and fsyncs per operation. Full-page images
+    (a page's first change after a checkpoint writes the whole page) say how much of a scenario's WAL is
+    owed to where a checkpoint fell, not to the operation."""
 
     def __init__(self, dsn: str) -> None:
         self._connection = psycopg.connect(dsn, autocommit=True)
@@ -267,9 +269,10 @@ class DatabaseCounters:
             row = self._connection.execute(
                 """select (select wal_bytes from pg_stat_wal), (select wal_records from pg_stat_wal),
                           (select coalesce(sum(fsyncs), 0) from pg_stat_io where object = 'wal'),
-                          (select xact_commit from pg_stat_database where datname = current_database())""").fetchone()
+                          (select xact_commit from pg_stat_database where datname = current_database()),
+                          (select wal_fpi from pg_stat_wal)""").fetchone()
             self._last = {"wal_bytes": float(row[0]), "wal_records": float(row[1]), "wal_fsyncs": float(row[2]),
-                          "commits": float(row[3])}
+                          "commits": float(row[3]), "wal_fpi": float(row[4])}
         except psycopg.Error:
             pass  # the figures of the last good sample stand
         return dict(self._last)

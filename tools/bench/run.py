@@ -341,7 +341,8 @@ def result_of(scenario: Scenario, summary: dict, sampler: Sampler, args: argpars
 
 
 def database_figures(sampler: Sampler, window: tuple[float, float], operations: int, cpu: dict[str, float]) -> dict:
-    """Per operation in the window: WAL bytes and records, WAL fsyncs, commits, and PostgreSQL's CPU (ms)."""
+    """Per operation in the window: WAL bytes and records, WAL fsyncs, full-page images, commits, and
+    PostgreSQL's CPU (ms)."""
     grown = sampler.counters_between(*window)
     if not operations:
         return {"per_operation": {}}
@@ -350,6 +351,7 @@ def database_figures(sampler: Sampler, window: tuple[float, float], operations: 
         "wal_bytes": round(grown.get("wal_bytes", 0.0) / operations, 1),
         "wal_records": round(grown.get("wal_records", 0.0) / operations, 2),
         "wal_fsyncs": round(grown.get("wal_fsyncs", 0.0) / operations, 3),
+        "wal_fpi": round(grown.get("wal_fpi", 0.0) / operations, 3),
         "commits": round(grown.get("commits", 0.0) / operations, 2),
         "database_cpu_ms": round(cpu.get("postgres", 0.0) * duration * 1000 / operations, 3),
     }}
@@ -426,14 +428,16 @@ def table(results: list[dict]) -> str:
 
 
 def database_table(results: list[dict]) -> str:
-    lines = ["| scenario | WAL bytes / op | WAL records / op | WAL fsyncs / op | commits / op | PostgreSQL CPU ms / op |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| scenario | WAL bytes / op | WAL records / op | WAL full-page images / op | WAL fsyncs / op | commits / op "
+             "| PostgreSQL CPU ms / op |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for result in results:
         figures = result.get("per_operation") or {}
         if not figures:
             continue
         lines.append(f"| {result['key']} | {figures['wal_bytes']:,.0f} | {figures['wal_records']:.1f} | "
-                     f"{figures['wal_fsyncs']:.2f} | {figures['commits']:.2f} | {figures['database_cpu_ms']:.2f} |")
+                     f"{figures['wal_fpi']:.3f} | {figures['wal_fsyncs']:.2f} | {figures['commits']:.2f} | "
+                     f"{figures['database_cpu_ms']:.2f} |")
     return "\n".join(lines)
 
 
