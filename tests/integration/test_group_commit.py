@@ -70,6 +70,29 @@ async def test_a_refused_item_in_the_middle_is_rolled_back_alone(world, group):
     assert ledger.batch_item_error(foreign).reason == "ACCOUNT_NOT_FOUND"
 
 
+async def test_every_argument_reaches_the_database_as_sent(world, group):
+    """The batch's arrays carry every argument as sent: a description with non-ASCII letters, quotes and a
+    backslash, one left out, the largest amount, the request hash's bytes — each transfer holds exactly
+    what its item carried, in its item's place."""
+    payer, payee = await world.open(balance_minor=100_000_000), await world.open()
+    await world.top_up(payer, 100_000_000)
+    caller = await _owner(world, payer)
+    items = [_arguments(caller, payer, payee, 100_000_000), _arguments(caller, payer, payee, 7)]
+    items[0] = (*items[0][:10], 'Pão de "queijo" \\ 東京 ✓')
+    results = await group.commit_batch(world.tenant_id, items)
+    assert not any(isinstance(result, ItemFailure) for result in results), results
+
+    async def stored(unit_of_work) -> list[tuple]:
+        cursor = await unit_of_work.connection.execute(
+            """select t.request_id, t.amount_minor, t.description, k.request_hash
+                 from transfers t join idempotency_keys k on k.request_id = t.request_id
+                where t.request_id = any(%s)""", ([item[8] for item in items],))
+        return sorted(await cursor.fetchall())
+
+    assert await world.read(stored) == sorted((item[8], item[4], item[10], item[9]) for item in items)
+    assert await world.balance(payee) == 100_000_007
+
+
 async def test_a_replay_and_its_first_attempt_in_one_batch_make_one_transfer(world, group):
     payer, payee = await world.open(balance_minor=1_000), await world.open()
     caller = await _owner(world, payer)
