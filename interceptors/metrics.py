@@ -42,7 +42,8 @@ class MetricsRegistry:
         # The backup agent's last pass as the health probe last read it (server/health.py backup_probe);
         # None: no agent heard from.
         self.backup: BackupStatus | None = None
-        # Group commit's figures (storage/group_commit.py) by what it batches ("transfers", "charges", "codes"); empty when it is off.
+        # Group commit's figures (storage/group_commit.py) by what it batches ("transfers", "charges",
+        # "codes"); empty when it is off.
         self.group_commits: dict[str, GroupCommitStats] = {}
 
     def record(self, method: str, code: grpc.StatusCode, elapsed_ms: float) -> None:

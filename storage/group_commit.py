@@ -102,8 +102,8 @@ class GroupCommit:
     async def submit(self, tenant_id: uuid.UUID, arguments: Sequence[Any]) -> tuple | ItemFailure:
         """One item (the arguments after the tenant of the subclass's one-item entry point:
         payments_create_transfer_in, payments_charge_code_in or payments_create_code_in): its outcome row
-        (ledger_transfer_outcome's columns; for a code, its expiry), or how the item was refused. A failure of the whole batch (the database unreachable, a timeout) is raised, as for a call
-        on its own."""
+        (ledger_transfer_outcome's columns; for a code, its expiry), or how the item was refused. A failure
+        of the whole batch (the database unreachable, a timeout) is raised, as for a call on its own."""
         queued = _Queued(tuple(arguments), asyncio.get_running_loop().create_future())
         self._queues.setdefault(tenant_id, []).append(queued)
         self._dispatch(tenant_id)

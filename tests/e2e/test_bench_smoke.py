@@ -64,7 +64,8 @@ def test_bench_smoke_reports_every_scenario(tmp_path: Path) -> None:
     # miss one scenario's share): every scenario that writes reports them, and together they saw the writes.
     writers = [results[key]["per_operation"] for key in ("bare_transfer", "p2p_grpc", "db_bare_statement", "db_entry_point")]
     for figures in writers:
-        assert set(figures) == {"wal_bytes", "wal_records", "wal_fpi", "wal_fsyncs", "commits", "database_cpu_ms"}, figures
+        assert set(figures) == {"wal_bytes", "wal_records", "wal_fpi", "wal_fsyncs", "commits",
+                                "database_cpu_ms"}, figures
     assert sum(figures["wal_bytes"] for figures in writers) > 0 and sum(figures["commits"] for figures in writers) > 0
     assert results["terminal_charge"]["setup_call"]["count"] > 0
     assert report["machine"]["cores"] >= 1 and report["machine"]["memory_bytes"] > 0

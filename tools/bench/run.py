@@ -40,8 +40,8 @@ from localstack.patroni import PatroniCluster
 from localstack.stack import DESCRIPTOR_PATH, ROOT, LocalStack, default_server_processes
 from tools.bench.sampler import MACHINE, Sampler
 from tools.bench.references import (
-    BATCH_ITEMS, PGBENCH_CLIENTS, BareReference, DatabaseCounters, analyze_database, database_scripts, prepare_bare_table, prepare_entry_point_accounts,
-    run_pgbench, start_bare_reference, superuser_dsn,
+    BATCH_ITEMS, PGBENCH_CLIENTS, BareReference, DatabaseCounters, analyze_database, database_scripts,
+    prepare_bare_table, prepare_entry_point_accounts, run_pgbench, start_bare_reference, superuser_dsn,
 )
 from tools.bench.seed import seed
 from tools.interruption import EXIT_CODE, Interruption
